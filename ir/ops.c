@@ -1,0 +1,242 @@
+/* ops.c — the op table built from ops.def, attribute schemas, types. */
+#include "ir/ir.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The table is filled from ops.def; attribute descriptors are parsed from
+ * the schema strings once, on first use (a static table of parsed entries). */
+static ir_op_info g_ops[IR_NUM_OPCODES] = {
+    [IR_ARG] = {.name = "arg", .arity = 0, .kind = IR_FK_OPAQUE},
+    [IR_GLOBAL] = {.name = "global", .arity = 0, .kind = IR_FK_OPAQUE},
+#define EW(nm, ar, kd, at, inf, sc, gr, lw)                                                       \
+    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .attr_schema = at, .infer = inf,        \
+                    .scalar = sc, .is_ew = true},
+#define OP(nm, ar, kd, at, inf, ke, gr, lw)                                                       \
+    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .attr_schema = at, .infer = inf,        \
+                    .kernel = ke},
+#include "ir/ops.def"
+#undef EW
+#undef OP
+};
+
+static bool g_ops_ready;
+
+/* Parses "transpose_a:b transpose_b:b" into descriptors with slots. */
+static void parse_schema(ir_op_info *op) {
+    const char *s = op->attr_schema ? op->attr_schema : "";
+    int ni = 0, nf = 0;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        const char *colon = strchr(s, ':');
+        if (!colon || op->n_attrs >= IR_MAX_ATTRS) break; /* malformed table: caught by tests */
+        ir_attr_desc *a = &op->attrs[op->n_attrs++];
+        size_t len = (size_t)(colon - s);
+        if (len >= sizeof a->name) len = sizeof a->name - 1;
+        memcpy(a->name, s, len);
+        a->name[len] = 0;
+        a->kind = colon[1];
+        switch (a->kind) {
+        case IR_ATTR_FLOAT: a->slot = (int8_t)nf++; break;
+        case IR_ATTR_AXES:
+        case IR_ATTR_SHAPE: a->slot = 0; break;
+        default: a->slot = (int8_t)ni++; break;
+        }
+        s = colon + 2;
+    }
+}
+
+static void ops_init(void) {
+    if (g_ops_ready) return;
+    for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++) parse_schema(&g_ops[i]);
+    g_ops_ready = true;
+}
+
+const ir_op_info *ir_op(int opcode) {
+    ops_init();
+    if (opcode < 0 || opcode >= IR_NUM_OPCODES) return NULL;
+    return &g_ops[opcode];
+}
+
+const char *ir_op_name(int opcode) {
+    const ir_op_info *o = ir_op(opcode);
+    return o ? o->name : "?";
+}
+
+int ir_op_lookup(const char *name) {
+    ops_init();
+    for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++)
+        if (strcmp(g_ops[i].name, name) == 0) return i;
+    return -1;
+}
+
+const ir_attr_desc *ir_op_attr(int opcode, const char *name) {
+    const ir_op_info *o = ir_op(opcode);
+    if (!o) return NULL;
+    for (int i = 0; i < o->n_attrs; i++)
+        if (strcmp(o->attrs[i].name, name) == 0) return &o->attrs[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ types */
+
+ir_type ir_type_make(ir_dtype dt, int rank, const int64_t *dims) {
+    ir_type t;
+    memset(&t, 0, sizeof t);
+    t.dtype = (uint8_t)dt;
+    t.rank = (int8_t)rank;
+    for (int i = 0; i < rank && i < KILN_MAX_RANK; i++) t.dims[i] = dims[i];
+    return t;
+}
+
+ir_type ir_type_scalar(ir_dtype dt) { return ir_type_make(dt, 0, NULL); }
+
+ir_type ir_type_void(void) { return ir_type_make(IR_VOID, 0, NULL); }
+
+bool ir_type_eq(const ir_type *a, const ir_type *b) {
+    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return false;
+    return true;
+}
+
+int ir_type_batch_axis(const ir_type *t) {
+    for (int i = 0; i < t->rank; i++)
+        if (t->dims[i] == KILN_BATCH) return i;
+    return -1;
+}
+
+int64_t ir_type_numel(const ir_type *t, int64_t batch) {
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++) n *= t->dims[i] == KILN_BATCH ? batch : t->dims[i];
+    return n;
+}
+
+int64_t ir_type_static_numel(const ir_type *t) { return ir_type_numel(t, 1); }
+
+ir_type ir_type_bind(const ir_type *t, int64_t batch) {
+    ir_type r = *t;
+    for (int i = 0; i < r.rank; i++)
+        if (r.dims[i] == KILN_BATCH) r.dims[i] = batch;
+    return r;
+}
+
+size_t ir_dtype_size(ir_dtype dt) { return dt == IR_VOID ? 0 : 4; }
+
+const char *ir_dtype_name(ir_dtype dt) {
+    switch (dt) {
+    case IR_F32: return "f32";
+    case IR_I32: return "i32";
+    case IR_VOID: return "void";
+    }
+    return "?";
+}
+
+void ir_sb_type(ir_sb *sb, const ir_type *t) {
+    ir_sb_puts(sb, ir_dtype_name((ir_dtype)t->dtype));
+    if (t->dtype == IR_VOID) return;
+    ir_sb_putc(sb, '[');
+    for (int i = 0; i < t->rank; i++) {
+        if (i) ir_sb_putc(sb, ',');
+        if (t->dims[i] == KILN_BATCH)
+            ir_sb_putc(sb, '?');
+        else
+            ir_sb_printf(sb, "%lld", (long long)t->dims[i]);
+    }
+    ir_sb_putc(sb, ']');
+}
+
+const char *ir_type_str(const ir_type *t, char *buf, size_t n) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "%s", ir_dtype_name((ir_dtype)t->dtype));
+    if (t->dtype == IR_VOID) return buf;
+    o += (size_t)snprintf(buf + o, n > o ? n - o : 0, "[");
+    for (int i = 0; i < t->rank && o < n; i++) {
+        if (t->dims[i] == KILN_BATCH)
+            o += (size_t)snprintf(buf + o, n - o, "%s?", i ? "," : "");
+        else
+            o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+    }
+    if (o < n) snprintf(buf + o, n - o, "]");
+    return buf;
+}
+
+bool ir_norm_axis(int64_t *axis, int rank) {
+    if (*axis < 0) *axis += rank;
+    return *axis >= 0 && *axis < rank;
+}
+
+kiln_status ir_broadcast_shapes(const ir_type *a, const ir_type *b, ir_type *out) {
+    int r = a->rank > b->rank ? a->rank : b->rank;
+    ir_type t;
+    memset(&t, 0, sizeof t);
+    t.dtype = a->dtype;
+    t.rank = (int8_t)r;
+    for (int i = 0; i < r; i++) {
+        int ia = i - (r - a->rank), ib = i - (r - b->rank);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        if (da == db)
+            t.dims[i] = da;
+        else if (da == 1)
+            t.dims[i] = db;
+        else if (db == 1)
+            t.dims[i] = da;
+        else
+            return KILN_ERR_SHAPE; /* includes '?' against a static dim other than 1 */
+    }
+    if (ir_type_batch_axis(&t) >= 0) {
+        int nb = 0;
+        for (int i = 0; i < r; i++) nb += t.dims[i] == KILN_BATCH;
+        if (nb > 1) return KILN_ERR_SHAPE;
+    }
+    *out = t;
+    return KILN_OK;
+}
+
+/* ---------------------------------------------------------- activations */
+
+static const char *const g_act_names[KILN_ACT_COUNT] = {"none", "relu", "leaky_relu",
+                                                        "sigmoid", "tanh", "softmax"};
+
+const char *kiln_activation_name(kiln_activation a) {
+    return (unsigned)a < KILN_ACT_COUNT ? g_act_names[a] : "?";
+}
+
+int kiln_activation_from_name(const char *name) {
+    for (int i = 0; i < KILN_ACT_COUNT; i++)
+        if (strcmp(g_act_names[i], name) == 0) return i;
+    if (strcmp(name, "linear") == 0) return KILN_ACT_NONE; /* Keras' name */
+    return -1;
+}
+
+/* ----------------------------------------------------------- optimizers */
+
+ir_optimizer ir_optimizer_defaults(ir_opt_kind kind) {
+    ir_optimizer o;
+    memset(&o, 0, sizeof o);
+    o.kind = kind;
+    switch (kind) {
+    case IR_OPT_SGD: o.lr = 0.01; break;
+    case IR_OPT_ADAM:
+    case IR_OPT_ADAMW:
+        o.lr = 0.001;
+        o.beta_1 = 0.9;
+        o.beta_2 = 0.999;
+        o.epsilon = 1e-7;
+        o.weight_decay = kind == IR_OPT_ADAMW ? 0.004 : 0.0;
+        break;
+    case IR_OPT_NONE: break;
+    }
+    return o;
+}
+
+const char *ir_optimizer_name(ir_opt_kind kind) {
+    switch (kind) {
+    case IR_OPT_SGD: return "sgd";
+    case IR_OPT_ADAM: return "adam";
+    case IR_OPT_ADAMW: return "adamw";
+    case IR_OPT_NONE: return "none";
+    }
+    return "?";
+}

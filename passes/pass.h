@@ -1,0 +1,63 @@
+/*
+ * pass.h — passes over a module, the registry, and the pipeline runner.
+ *
+ * A pass is `kiln_status pass_X(kiln_module *, kiln_diag *)` in its own file
+ * (passes/X.c), registered by name in passes/pass.c. A pipeline is a comma
+ * list of pass names, or the name of a default pipeline ("infer", "train").
+ */
+#ifndef KILN_PASSES_PASS_H
+#define KILN_PASSES_PASS_H
+
+#include <stdio.h>
+
+#include "ir/ir.h"
+
+typedef kiln_status (*pass_fn)(kiln_module *m, kiln_diag *d);
+
+typedef struct pass_info {
+    const char *name;
+    pass_fn run;
+    const char *summary;
+} pass_info;
+
+/* The registry. */
+int pass_count(void);
+const pass_info *pass_at(int i);
+const pass_info *pass_find(const char *name);
+
+/* The default pipelines: "infer" and "train". NULL for other names. */
+const char *pass_pipeline_named(const char *name);
+
+typedef enum pass_format { PASS_FMT_TEXT, PASS_FMT_DOT } pass_format;
+
+typedef struct pass_opts {
+    bool print_after_all;
+    const char *print_after; /* comma list of pass names, or NULL */
+    const char *dump_dir;    /* writes NNN_<pass>.kir (or .dot) after each pass */
+    pass_format format;      /* of printed and dumped modules */
+    const char *only_func;   /* print only this function (dot and text) */
+    FILE *out;               /* where printing after passes goes; NULL: stdout */
+    bool no_verify;          /* skip the verifier between passes */
+} pass_opts;
+
+/* Runs a pipeline. Unknown pass names are reported (all of them, with a
+ * suggestion) before anything runs. The verifier runs after every pass
+ * unless o->no_verify (it always runs when built with KILN_VERIFY_PASSES). */
+kiln_status pass_run_pipeline(kiln_module *m, const char *pipeline, const pass_opts *o,
+                              kiln_diag *d);
+/* Prints a module (or one function) in the requested format. */
+void pass_print_module(ir_sb *sb, const kiln_module *m, pass_format fmt, const char *only_func);
+
+/* The passes (one file each). */
+kiln_status pass_verify(kiln_module *m, kiln_diag *d);
+kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);
+kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d);
+kiln_status pass_autodiff(kiln_module *m, kiln_diag *d);
+kiln_status pass_optimizer(kiln_module *m, kiln_diag *d);
+kiln_status pass_constant_fold(kiln_module *m, kiln_diag *d);
+kiln_status pass_cse(kiln_module *m, kiln_diag *d);
+kiln_status pass_dce(kiln_module *m, kiln_diag *d);
+kiln_status pass_fuse_elementwise(kiln_module *m, kiln_diag *d);
+kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d);
+
+#endif
