@@ -240,9 +240,21 @@ typedef struct ir_train_config {
     bool metric_accuracy;
 } ir_train_config;
 
+/* What `summary` shows: filled by the frontend and the C model API (a .kir
+ * module has none; summary then groups parameters by their prefix). Not
+ * part of the IR's semantics and not printed in .kir. */
+typedef struct ir_layer {
+    const char *name; /* "dense", "h1", ... */
+    const char *kind; /* "Dense", "Flatten", "Activation" */
+    ir_type out;      /* output type, batch as '?' */
+    int64_t params;   /* number of parameters */
+} ir_layer;
+
 struct kiln_module {
     ir_arena arena;
     const char *name;
+    ir_layer *layers;
+    int n_layers, cap_layers;
     ir_global **globals;
     int n_globals, cap_globals;
     kiln_func **funcs;
@@ -259,6 +271,9 @@ ir_global *ir_module_global(const kiln_module *m, const char *name);
  * a dynamic dim or out of memory. */
 ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char *name,
                                 const ir_type *t, kiln_init init, kiln_diag *d);
+/* Appends to the layer table (strings copied into the arena). */
+kiln_status ir_module_add_layer(kiln_module *m, const char *name, const char *kind,
+                                const ir_type *out, int64_t params, kiln_diag *d);
 /* Removes function `f` from the module (its nodes stay in the arena). */
 void ir_module_remove_func(kiln_module *m, kiln_func *f);
 /* Deep-copies function `src` into a new function `name` of the same module.

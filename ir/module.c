@@ -32,6 +32,7 @@ void kiln_module_dispose(kiln_module *m) {
     for (int i = 0; i < m->n_funcs; i++) func_free_arrays(m->funcs[i]);
     ir_free(m->funcs);
     ir_free(m->globals);
+    ir_free(m->layers);
     ir_arena_free(&m->arena);
     ir_free(m);
 }
@@ -114,6 +115,19 @@ kiln_status kiln_module_set_trainable(kiln_module *m, const char *name, int trai
     if (!g || g->kind != IR_GLOBAL_PARAM)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no parameter named '%s'", name);
     g->trainable = trainable != 0;
+    return KILN_OK;
+}
+
+kiln_status ir_module_add_layer(kiln_module *m, const char *name, const char *kind,
+                                const ir_type *out, int64_t params, kiln_diag *d) {
+    if (!IR_GROW(m->layers, m->cap_layers, m->n_layers + 1)) return ir_oom(d);
+    ir_layer *l = &m->layers[m->n_layers];
+    l->name = ir_arena_strdup(&m->arena, name);
+    l->kind = ir_arena_strdup(&m->arena, kind);
+    if (!l->name || !l->kind) return ir_oom(d);
+    l->out = *out;
+    l->params = params;
+    m->n_layers++;
     return KILN_OK;
 }
 
