@@ -340,6 +340,8 @@ typedef struct ir_print_opts {
 } ir_print_opts;
 void ir_print_module(ir_sb *sb, const kiln_module *m, const ir_print_opts *o);
 void ir_print_func(ir_sb *sb, const kiln_func *f, const ir_print_opts *o);
+/* The module line, globals and train block: everything but the functions. */
+void ir_print_module_header(ir_sb *sb, const kiln_module *m);
 /* The train { } block (empty when the module has none). */
 void ir_print_train_config(ir_sb *sb, const ir_train_config *c);
 /* Graphviz: fused regions are drawn as clusters. */

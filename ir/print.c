@@ -253,6 +253,14 @@ void ir_print_train_config(ir_sb *sb, const ir_train_config *c) {
 }
 
 void ir_print_module(ir_sb *sb, const kiln_module *m, const ir_print_opts *o) {
+    ir_print_module_header(sb, m);
+    for (int i = 0; i < m->n_funcs; i++) {
+        ir_sb_putc(sb, '\n');
+        ir_print_func(sb, m->funcs[i], o);
+    }
+}
+
+void ir_print_module_header(ir_sb *sb, const kiln_module *m) {
     ir_sb_printf(sb, "module @%s\n", m->name);
     if (m->n_globals) ir_sb_putc(sb, '\n');
     for (int i = 0; i < m->n_globals; i++) {
@@ -267,10 +275,6 @@ void ir_print_module(ir_sb *sb, const kiln_module *m, const ir_print_opts *o) {
     if (m->train.present) {
         ir_sb_putc(sb, '\n');
         ir_print_train_config(sb, &m->train);
-    }
-    for (int i = 0; i < m->n_funcs; i++) {
-        ir_sb_putc(sb, '\n');
-        ir_print_func(sb, m->funcs[i], o);
     }
 }
 

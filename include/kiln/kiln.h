@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -233,6 +234,170 @@ typedef enum kiln_activation {
 /* Name of an activation ("relu", ...) and the reverse; -1 if unknown. */
 KILN_API const char *kiln_activation_name(kiln_activation a);
 KILN_API int kiln_activation_from_name(const char *name);
+
+/* -------------------------------------------------------------- model files
+ * The .kiln model language (see the README for the grammar). A model file
+ * becomes a module with functions `infer` and, with a loss, `loss`, its
+ * parameters, and its training settings. On success *out holds a module the
+ * caller frees with kiln_module_dispose(); on error *out is NULL and the diag
+ * holds "file:line:col: error: ..." with the source line and a caret. */
+KILN_API kiln_status kiln_model_file_parse(const char *text, size_t len, const char *filename,
+                                           kiln_module **out, kiln_diag *d);
+KILN_API kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d);
+
+/* ------------------------------------------------------------------ passes
+ * A pipeline is a comma list of pass names ("fuse-dense-act,dce") or the
+ * name of a default pipeline: "infer" or "train". `kiln opt --help` lists
+ * the passes. */
+typedef struct kiln_pass_opts {
+    int print_after_all;     /* print the module after every pass */
+    const char *print_after; /* comma list of passes to print after, or NULL */
+    const char *dump_dir;    /* write NNN_<pass>.kir (or .dot) after each pass */
+    int dot;                 /* print and dump Graphviz instead of .kir */
+    const char *function;    /* print only this function */
+    FILE *out;               /* where printing goes; NULL: stdout */
+} kiln_pass_opts;
+
+KILN_API kiln_status kiln_module_run_passes(kiln_module *m, const char *pipeline,
+                                            const kiln_pass_opts *o, kiln_diag *d);
+/* The comma list of a default pipeline ("infer", "train"), or NULL. */
+KILN_API const char *kiln_pipeline_passes(const char *name);
+/* Writes the names and one-line summaries of all passes to `out`. */
+KILN_API void kiln_list_passes(FILE *out);
+/* Prints the module as .kir (or Graphviz when dot != 0). With `function`
+ * non-NULL, the module header, globals and only that function — still a
+ * complete module that parses back. Returns a malloc'ed string the caller
+ * frees with kiln_free(); NULL when out of memory or the function is absent. */
+KILN_API char *kiln_module_print_ex(const kiln_module *m, const char *function, int dot);
+
+/* ------------------------------------------------------------ code generation */
+
+typedef enum kiln_emit_kind { KILN_EMIT_LLVM = 0, KILN_EMIT_ASM = 1 } kiln_emit_kind;
+
+/* The LLVM IR or host assembly of one function of the module (all functions
+ * when `function` is NULL), after LLVM's optimizations. The module should be
+ * through its pipeline (kiln_module_run_passes). *out is malloc'ed; the
+ * caller frees it with kiln_free(). */
+KILN_API kiln_status kiln_module_emit(kiln_module *m, const char *function, kiln_emit_kind kind,
+                                      char **out, kiln_diag *d);
+
+/* ---------------------------------------------------------------- summary */
+
+/* Keras' summary table (layers, output shapes, parameter counts, totals).
+ * Malloc'ed; free with kiln_free(). NULL when out of memory. */
+KILN_API char *kiln_module_summary(const kiln_module *m);
+
+/* --------------------------------------------------------------- datasets
+ * Images and labels in the IDX format (MNIST, Fashion-MNIST), gzipped or
+ * not. Images stay uint8 in memory and are scaled to [0, 1] per batch. */
+typedef struct kiln_dataset kiln_dataset;
+
+/* Loads split "train" or "test" of a directory holding the four standard
+ * files (train-images-idx3-ubyte[.gz], ..., t10k-labels-idx1-ubyte[.gz]).
+ * Every invocation should be paired with kiln_dataset_dispose(). */
+KILN_API kiln_status kiln_dataset_load(const char *dir, const char *split, kiln_dataset **out,
+                                       kiln_diag *d);
+/* Loads one images file and one labels file (labels may be NULL). */
+KILN_API kiln_status kiln_dataset_load_idx(const char *images, const char *labels,
+                                           kiln_dataset **out, kiln_diag *d);
+KILN_API void kiln_dataset_dispose(kiln_dataset *ds);
+KILN_API int64_t kiln_dataset_count(const kiln_dataset *ds);
+/* Values per sample (784 for 28x28 images). */
+KILN_API int64_t kiln_dataset_sample_size(const kiln_dataset *ds);
+/* Copies samples [first, first+n) scaled to [0, 1] into x ([n, sample_size]). */
+KILN_API kiln_status kiln_dataset_read(const kiln_dataset *ds, int64_t first, int64_t n, float *x,
+                                       kiln_diag *d);
+/* Keeps only the first n samples (n larger than the count changes nothing). */
+KILN_API void kiln_dataset_truncate(kiln_dataset *ds, int64_t n);
+
+/* ------------------------------------------------------------------ models
+ * A model is a module compiled for training and inference, with its
+ * weights, optimizer state and history: Keras' fit / evaluate / predict. */
+typedef struct kiln_model kiln_model;
+
+typedef enum kiln_backend { KILN_BACKEND_JIT = 0, KILN_BACKEND_INTERP = 1 } kiln_backend;
+
+typedef struct kiln_model_opts {
+    kiln_backend backend;
+    int threads;   /* OpenBLAS and Kiln threads; 0: keep the library default */
+    int64_t seed;  /* weight initialization seed; 0: the module's (train.seed) or 1 */
+} kiln_model_opts;
+
+/* Compiles module `m` (taking ownership of it, also on failure): runs the
+ * "train" pipeline when it has a loss function and an optimizer, else
+ * "infer"; JIT-compiles (or prepares the interpreter) and initializes the
+ * weights. Every invocation should be paired with kiln_model_dispose(). */
+KILN_API kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o,
+                                       kiln_model **out, kiln_diag *d);
+KILN_API void kiln_model_dispose(kiln_model *model);
+/* The compiled module (owned by the model). */
+KILN_API const kiln_module *kiln_model_module(const kiln_model *model);
+/* Milliseconds spent in code generation (0 for the interpreter). */
+KILN_API double kiln_model_compile_ms(const kiln_model *model);
+KILN_API int64_t kiln_model_input_size(const kiln_model *model);
+KILN_API int64_t kiln_model_output_size(const kiln_model *model);
+
+/* Progress of fit / evaluate, passed to callbacks. */
+typedef struct kiln_progress {
+    int epoch, epochs;   /* 1-based; 0 in evaluate */
+    int64_t step, steps; /* batches done and per epoch */
+    int64_t samples;     /* samples seen in this epoch */
+    double loss;         /* mean over the samples seen */
+    double accuracy;     /* fraction correct over the samples seen; < 0: no metric */
+    double seconds;      /* since the epoch started */
+} kiln_progress;
+
+/* Called after every batch (end == 0) and at the end of each epoch (end == 1). */
+typedef void (*kiln_progress_fn)(const kiln_progress *p, int end, void *user);
+
+typedef struct kiln_fit_opts {
+    int epochs;           /* 0: the model's train block (or 1) */
+    int64_t batch_size;   /* 0: the model's train block (or 32) */
+    int64_t shuffle_seed; /* seed of the per-epoch shuffle */
+    int no_shuffle;       /* keep the dataset order */
+    int64_t max_steps;    /* stop after this many steps in total; 0: no limit */
+    int verbose;          /* 1: Keras-style progress on stdout */
+    int continue_on_nonfinite; /* keep going after a NaN/Inf loss */
+    const char *checkpoint_path;  /* save here every checkpoint_every ... */
+    int64_t checkpoint_every;     /* ... steps (> 0) or epochs (< 0: every -N epochs) */
+    kiln_progress_fn callback;
+    void *user;
+} kiln_fit_opts;
+
+/* Trains on `train` (Keras' fit). Training continues from the model's state
+ * (weights, optimizer, step and shuffle RNG), so fit can be called again or
+ * after kiln_model_load. A NaN or Inf loss stops training with a message
+ * naming the step and the first non-finite tensor unless asked to continue. */
+KILN_API kiln_status kiln_model_fit(kiln_model *model, kiln_dataset *train,
+                                    const kiln_fit_opts *o, kiln_diag *d);
+/* Epochs completed by fit so far, and the log of epoch i (0-based). */
+KILN_API int kiln_model_history_count(const kiln_model *model);
+KILN_API kiln_progress kiln_model_history(const kiln_model *model, int i);
+
+/* Mean loss and accuracy over a dataset (Keras' evaluate). accuracy may be
+ * NULL; it is < 0 when the model has no accuracy metric. */
+KILN_API kiln_status kiln_model_evaluate(kiln_model *model, kiln_dataset *ds, int64_t batch_size,
+                                         int verbose, double *loss, double *accuracy,
+                                         kiln_diag *d);
+/* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
+KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
+                                        kiln_diag *d);
+
+/* ------------------------------------------------------------- checkpoints
+ * safetensors files: parameters as <layer>.kernel / <layer>.bias, optimizer
+ * state as optimizer.<slot>.<param>, and metadata (step, epoch, model name,
+ * structure hash, shuffle RNG). Saving is atomic (temporary file + rename). */
+KILN_API kiln_status kiln_model_save(kiln_model *model, const char *path, kiln_diag *d);
+
+typedef enum kiln_load_mode {
+    KILN_LOAD_STRICT = 0,  /* every parameter present with the model's shape */
+    KILN_LOAD_FINETUNE = 1 /* load what matches by name and shape, report the rest */
+} kiln_load_mode;
+
+/* Loads weights (and optimizer state and training position when present).
+ * In FINETUNE mode, skipped tensors are listed as notes in the diag. */
+KILN_API kiln_status kiln_model_load(kiln_model *model, const char *path, kiln_load_mode mode,
+                                     kiln_diag *d);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,373 @@
+/*
+ * cmd_train.c — train, eval and predict: Keras' fit / evaluate / predict
+ * from the command line, with a JSON report for scripts:
+ *   {"model", "backend", "threads", "compile_ms",
+ *    "epochs": [{"epoch", "loss", "accuracy", "seconds", "samples_per_second"}],
+ *    "test": {"loss", "accuracy", "samples"}}
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+#define N_OPTS(t) ((int)(sizeof(t) / sizeof((t)[0])))
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+typedef struct session {
+    const char *verb;
+    kiln_diag *d;
+    kiln_model *model;
+    kiln_dataset *train, *test;
+    const char *backend_name;
+    int64_t threads;
+} session;
+
+static void session_end(session *s) {
+    kiln_model_dispose(s->model);
+    kiln_dataset_dispose(s->train);
+    kiln_dataset_dispose(s->test);
+    kiln_diag_dispose(s->d);
+}
+
+static int session_fail(session *s, kiln_status st) {
+    cli_report(s->d, st);
+    session_end(s);
+    return 1;
+}
+
+/* Loads and compiles the model with --backend, --threads, --seed, --load. */
+static kiln_status open_model(session *s, const cli_args *a, const char *path, bool need_load) {
+    const char *backend = cli_get(a, "--backend");
+    kiln_model_opts mo = {0};
+    s->backend_name = "jit";
+    if (backend && strcmp(backend, "interp") == 0) {
+        mo.backend = KILN_BACKEND_INTERP;
+        s->backend_name = "interp";
+    } else if (backend && strcmp(backend, "jit") != 0) {
+        fprintf(stderr, "kiln %s: error: --backend expects 'jit' or 'interp', got '%s'\n", s->verb,
+                backend);
+        return KILN_ERR_INVALID;
+    }
+    s->threads = 0;
+    if (!cli_int(a, "--threads", 1, 256, &s->threads)) return KILN_ERR_INVALID;
+    mo.threads = (int)s->threads;
+    int64_t seed = 0;
+    if (!cli_int(a, "--seed", 0, INT64_MAX, &seed)) return KILN_ERR_INVALID;
+    mo.seed = seed;
+    kiln_module *m = NULL;
+    kiln_status st = cli_load_model(path, &m, s->d);
+    if (st) return st;
+    st = kiln_model_create(m, &mo, &s->model, s->d);
+    if (st) return st;
+    const char *load = cli_get(a, "--load");
+    if (need_load && !load) {
+        fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
+        return KILN_ERR_INVALID;
+    }
+    if (load) {
+        kiln_load_mode mode = cli_flag(a, "--finetune") ? KILN_LOAD_FINETUNE : KILN_LOAD_STRICT;
+        st = kiln_model_load(s->model, load, mode, s->d);
+        if (st) return st;
+        /* Fine-tuning reports what it skipped as notes. */
+        if (mode == KILN_LOAD_FINETUNE) {
+            fputs(kiln_diag_message(s->d), stderr);
+            kiln_diag_clear(s->d);
+        }
+    }
+    return KILN_OK;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v) {
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+/* Writes the --report JSON; test_samples < 0 leaves "test" out. */
+static kiln_status write_report(const session *s, const char *path, double test_loss,
+                                double test_acc, int64_t test_samples) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "kiln %s: error: %s: %s\n", s->verb, path, strerror(errno));
+        return KILN_ERR_IO;
+    }
+    const kiln_module *m = kiln_model_module(s->model);
+    fputs("{\"model\": ", f);
+    json_str(f, kiln_module_name(m));
+    fputs(", \"backend\": ", f);
+    json_str(f, s->backend_name);
+    fprintf(f, ", \"threads\": %lld, \"compile_ms\": ", (long long)(s->threads ? s->threads : 1));
+    json_num(f, kiln_model_compile_ms(s->model));
+    fputs(", \"epochs\": [", f);
+    int n = kiln_model_history_count(s->model);
+    for (int i = 0; i < n; i++) {
+        kiln_progress p = kiln_model_history(s->model, i);
+        fprintf(f, "%s{\"epoch\": %d, \"steps\": %lld, \"samples\": %lld, \"loss\": ", i ? ", " : "",
+                p.epoch, (long long)p.step, (long long)p.samples);
+        json_num(f, p.loss);
+        fputs(", \"accuracy\": ", f);
+        json_num(f, p.accuracy);
+        fputs(", \"seconds\": ", f);
+        json_num(f, p.seconds);
+        fputs(", \"samples_per_second\": ", f);
+        json_num(f, p.seconds > 0 ? (double)p.samples / p.seconds : 0);
+        fputc('}', f);
+    }
+    fputc(']', f);
+    if (test_samples >= 0) {
+        fputs(", \"test\": {\"loss\": ", f);
+        json_num(f, test_loss);
+        fputs(", \"accuracy\": ", f);
+        json_num(f, test_acc);
+        fprintf(f, ", \"samples\": %lld}", (long long)test_samples);
+    }
+    fputs("}\n", f);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "kiln %s: error: %s: write failed\n", s->verb, path);
+        return KILN_ERR_IO;
+    }
+    return KILN_OK;
+}
+
+/* Evaluates on the test split and prints Keras' "loss/accuracy" line. */
+static kiln_status run_test(session *s, const char *dir, int64_t batch, double *loss, double *acc,
+                            int64_t *samples) {
+    kiln_status st = kiln_dataset_load(dir, "test", &s->test, s->d);
+    if (st) return st;
+    st = kiln_model_evaluate(s->model, s->test, batch, 1, loss, acc, s->d);
+    if (st) return st;
+    *samples = kiln_dataset_count(s->test);
+    if (*acc >= 0)
+        printf("test: loss %.4f - accuracy %.4f (%lld samples)\n", *loss, *acc, (long long)*samples);
+    else
+        printf("test: loss %.4f (%lld samples)\n", *loss, (long long)*samples);
+    fflush(stdout);
+    return KILN_OK;
+}
+
+/* ---------------------------------------------------------------- train */
+
+static const cli_opt train_opts[] = {
+    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--epochs", "N", "epochs (default: the model's train block)"},
+    {"--batch-size", "N", "batch size (default: the model's train block)"},
+    {"--seed", "N", "seed of weight initialization and shuffling"},
+    {"--threads", "N", "threads for OpenBLAS and Kiln"},
+    {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--load", "CKPT", "start from a checkpoint's weights (and optimizer state)"},
+    {"--finetune", NULL, "with --load: load what matches, report what is skipped"},
+    {"--save", "CKPT", "save a checkpoint at the end"},
+    {"--checkpoint-every", "N", "also save every N steps (N epochs with 'Ne', e.g. 1e)"},
+    {"--report", "FILE.json", "write a JSON report"},
+    {"--max-steps", "N", "stop after N steps"},
+    {"--no-shuffle", NULL, "keep the dataset order"},
+    {"--no-eval", NULL, "do not evaluate on the test split after training"},
+    {"--continue-on-nan", NULL, "keep training after a NaN or Inf loss"},
+    {"--help", NULL, "show this help"},
+};
+
+int cmd_train(int argc, char **argv) {
+    cli_args a;
+    if (!cli_parse(&a, "train", train_opts, N_OPTS(train_opts), argc, argv, 1)) return 2;
+    if (cli_flag(&a, "--help")) {
+        cli_usage_verb(stdout, "train", "MODEL.kiln [options]", train_opts, N_OPTS(train_opts));
+        return 0;
+    }
+    if (a.n_pos != 1) {
+        fprintf(stderr, "kiln train: error: expected one model file\n");
+        return 2;
+    }
+    kiln_fit_opts fo = {0};
+    int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
+    if (!cli_int(&a, "--epochs", 1, 1000000, &epochs) ||
+        !cli_int(&a, "--batch-size", 1, 1 << 24, &batch) ||
+        !cli_int(&a, "--max-steps", 1, INT64_MAX, &max_steps) ||
+        !cli_int(&a, "--seed", 0, INT64_MAX, &seed))
+        return 2;
+    const char *every = cli_get(&a, "--checkpoint-every");
+    if (every) {
+        char *end;
+        long long n = strtoll(every, &end, 10);
+        bool epochs_unit = *end == 'e' && end[1] == 0;
+        if (n <= 0 || (*end && !epochs_unit)) {
+            fprintf(stderr, "kiln train: error: --checkpoint-every expects N (steps) or Ne "
+                            "(epochs), got '%s'\n", every);
+            return 2;
+        }
+        if (!cli_get(&a, "--save")) {
+            fprintf(stderr, "kiln train: error: --checkpoint-every needs --save CKPT\n");
+            return 2;
+        }
+        fo.checkpoint_every = epochs_unit ? -n : n;
+        fo.checkpoint_path = cli_get(&a, "--save");
+    }
+    fo.epochs = (int)epochs;
+    fo.batch_size = batch;
+    fo.max_steps = max_steps;
+    fo.shuffle_seed = seed;
+    fo.no_shuffle = cli_flag(&a, "--no-shuffle");
+    fo.continue_on_nonfinite = cli_flag(&a, "--continue-on-nan");
+    fo.verbose = 1;
+
+    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    kiln_status st = open_model(&s, &a, a.pos[0], false);
+    if (st) return session_fail(&s, st);
+    const char *dir = cli_get(&a, "--data");
+    if (!dir) dir = DEFAULT_DATA;
+    st = kiln_dataset_load(dir, "train", &s.train, s.d);
+    if (st) return session_fail(&s, st);
+    if (kiln_model_compile_ms(s.model) > 0)
+        printf("compiled %s in %.0f ms\n", kiln_module_name(kiln_model_module(s.model)),
+               kiln_model_compile_ms(s.model));
+    st = kiln_model_fit(s.model, s.train, &fo, s.d);
+    if (st) return session_fail(&s, st);
+    const char *save = cli_get(&a, "--save");
+    if (save) {
+        st = kiln_model_save(s.model, save, s.d);
+        if (st) return session_fail(&s, st);
+        printf("saved %s\n", save);
+    }
+    double loss = NAN, acc = NAN;
+    int64_t samples = -1;
+    if (!cli_flag(&a, "--no-eval")) {
+        st = run_test(&s, dir, batch ? batch : 128, &loss, &acc, &samples);
+        if (st) return session_fail(&s, st);
+    }
+    const char *report = cli_get(&a, "--report");
+    if (report && (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);
+    session_end(&s);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- eval */
+
+static const cli_opt eval_opts[] = {
+    {"--load", "CKPT", "the weights to evaluate (required)"},
+    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--batch-size", "N", "batch size (default 128)"},
+    {"--threads", "N", "threads for OpenBLAS and Kiln"},
+    {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--report", "FILE.json", "write a JSON report"},
+    {"--help", NULL, "show this help"},
+};
+
+int cmd_eval(int argc, char **argv) {
+    cli_args a;
+    if (!cli_parse(&a, "eval", eval_opts, N_OPTS(eval_opts), argc, argv, 1)) return 2;
+    if (cli_flag(&a, "--help")) {
+        cli_usage_verb(stdout, "eval", "MODEL.kiln --load CKPT [options]", eval_opts,
+                       N_OPTS(eval_opts));
+        return 0;
+    }
+    if (a.n_pos != 1) {
+        fprintf(stderr, "kiln eval: error: expected one model file\n");
+        return 2;
+    }
+    int64_t batch = 128;
+    if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
+    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    kiln_status st = open_model(&s, &a, a.pos[0], true);
+    if (st) return session_fail(&s, st);
+    const char *dir = cli_get(&a, "--data");
+    double loss, acc;
+    int64_t samples;
+    st = run_test(&s, dir ? dir : DEFAULT_DATA, batch, &loss, &acc, &samples);
+    if (st) return session_fail(&s, st);
+    const char *report = cli_get(&a, "--report");
+    if (report && (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);
+    session_end(&s);
+    return 0;
+}
+
+/* -------------------------------------------------------------- predict */
+
+static const cli_opt predict_opts[] = {
+    {"--load", "CKPT", "the weights (required)"},
+    {"--input", "IDX", "images in IDX format, gzipped or not (required)"},
+    {"--output", "FILE", "write 'class p0 p1 ...' per sample here (default stdout: class)"},
+    {"--threads", "N", "threads for OpenBLAS and Kiln"},
+    {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--help", NULL, "show this help"},
+};
+
+int cmd_predict(int argc, char **argv) {
+    cli_args a;
+    if (!cli_parse(&a, "predict", predict_opts, N_OPTS(predict_opts), argc, argv, 1)) return 2;
+    if (cli_flag(&a, "--help")) {
+        cli_usage_verb(stdout, "predict", "MODEL.kiln --load CKPT --input IDX [options]",
+                       predict_opts, N_OPTS(predict_opts));
+        return 0;
+    }
+    const char *input = cli_get(&a, "--input");
+    if (a.n_pos != 1 || !input) {
+        fprintf(stderr, "kiln predict: error: expected a model file and --input IDX\n");
+        return 2;
+    }
+    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    kiln_status st = open_model(&s, &a, a.pos[0], true);
+    if (st) return session_fail(&s, st);
+    st = kiln_dataset_load_idx(input, NULL, &s.test, s.d);
+    if (st) return session_fail(&s, st);
+    int64_t n = kiln_dataset_count(s.test), in = kiln_model_input_size(s.model);
+    int64_t out = kiln_model_output_size(s.model);
+    if (kiln_dataset_sample_size(s.test) != in) {
+        fprintf(stderr, "kiln predict: error: %s: samples have %lld values, the model expects %lld\n",
+                input, (long long)kiln_dataset_sample_size(s.test), (long long)in);
+        session_end(&s);
+        return 1;
+    }
+    float *x = malloc(sizeof(float) * (size_t)(in * (n ? n : 1)));
+    float *y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
+    if (!x || !y || kiln_dataset_read(s.test, 0, n, x, s.d) ||
+        (st = kiln_model_predict(s.model, x, n, y, s.d))) {
+        free(x);
+        free(y);
+        return session_fail(&s, st ? st : KILN_ERR_NOMEM);
+    }
+    const char *path = cli_get(&a, "--output");
+    FILE *f = path ? fopen(path, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "kiln predict: error: %s: %s\n", path, strerror(errno));
+        free(x);
+        free(y);
+        session_end(&s);
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = y + i * out;
+        int64_t best = 0;
+        for (int64_t j = 1; j < out; j++)
+            if (row[j] > row[best]) best = j;
+        fprintf(f, "%lld", (long long)best);
+        if (path)
+            for (int64_t j = 0; j < out; j++) fprintf(f, " %.6g", row[j]);
+        fputc('\n', f);
+    }
+    int bad = path ? fclose(f) != 0 : 0;
+    free(x);
+    free(y);
+    session_end(&s);
+    if (bad) {
+        fprintf(stderr, "kiln predict: error: %s: write failed\n", path);
+        return 1;
+    }
+    return 0;
+}
