@@ -363,7 +363,11 @@ kiln_func *ir_func_clone(kiln_func *src, const char *name, ir_node ***map_out, i
     kiln_module *m = src->m;
     kiln_func *f = kiln_func_create(m, name);
     if (!f) {
-        ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "cannot create function '@%s'", name);
+        /* kiln_func_create fails on a taken name or out of memory. */
+        if (kiln_module_func(m, name))
+            ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "cannot create function '@%s'", name);
+        else
+            ir_oom(d);
         return NULL;
     }
     clone_ctx c = {m, NULL, m->next_serial, d};

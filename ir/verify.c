@@ -19,6 +19,7 @@ typedef struct verifier {
     uint8_t *defined; /* by serial: 1 defined at top level, 2 inside the current region */
     int limit;
     int errors;
+    bool oom; /* an allocation failed: report NOMEM, not a broken function */
 } verifier;
 
 static void problem(verifier *v, const ir_node *n, const char *fmt, const char *extra) {
@@ -53,6 +54,7 @@ static void check_region(verifier *v, const ir_node *n) {
     if (!captured) {
         ir_oom(v->d);
         v->errors++;
+        v->oom = true;
         return;
     }
     for (int k = 0; k < n->n_in; k++)
@@ -134,7 +136,7 @@ static void check_node(verifier *v, const ir_node *n, const ir_node *owner) {
 }
 
 kiln_status ir_verify_func(const kiln_func *f, kiln_diag *d) {
-    verifier v = {f, d, NULL, f->m->next_serial, 0};
+    verifier v = {f, d, NULL, f->m->next_serial, 0, false};
     v.defined = ir_calloc((size_t)v.limit + 1, 1);
     if (!v.defined) return ir_oom(d);
     for (int i = 0; i < f->n_args; i++) {
@@ -155,6 +157,7 @@ kiln_status ir_verify_func(const kiln_func *f, kiln_diag *d) {
         if (!is_defined(&v, f->results[i]) || f->results[i]->type.dtype == IR_VOID)
             problem(&v, NULL, "returns an undefined value", NULL);
     ir_free(v.defined);
+    if (v.oom) return KILN_ERR_NOMEM;
     return v.errors ? KILN_ERR_INVALID : KILN_OK;
 }
 

@@ -24,9 +24,12 @@ static const pass_info g_passes[] = {
 static const struct {
     const char *name, *passes;
 } g_pipelines[] = {
-    {"infer", "fuse-dense-act,constant-fold,cse,fuse-elementwise,dce,plan-memory"},
-    {"train", "fuse-dense-act,fuse-softmax-ce,constant-fold,autodiff,optimizer,constant-fold,cse,"
-              "dce,fuse-elementwise,dce,plan-memory"},
+    /* dce before fuse-elementwise, so no region is built around dead code;
+     * constant-fold before fuse-softmax-ce, so argmax(softmax(z)) (accuracy)
+     * becomes argmax(z) and the softmax's only user is the loss. */
+    {"infer", "fuse-dense-act,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
+    {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,constant-fold,cse,"
+              "dce,fuse-elementwise,plan-memory"},
 };
 
 int pass_count(void) { return (int)KILN_ARRAY_LEN(g_passes); }
@@ -95,7 +98,10 @@ static kiln_status emit(const kiln_module *m, const pass_opts *o, const char *af
         FILE *out = o->out ? o->out : stdout;
         if (o->format == PASS_FMT_TEXT) ir_sb_printf(&sb, "# *** IR after %s ***\n", after);
         pass_print_module(&sb, m, o->format, o->only_func);
-        if (sb.oom) return ir_oom(d);
+        if (sb.oom) {
+            ir_sb_free(&sb);
+            return ir_oom(d);
+        }
         fwrite(sb.buf, 1, sb.len, out);
         fflush(out);
         ir_sb_free(&sb);
@@ -105,7 +111,10 @@ static kiln_status emit(const kiln_module *m, const pass_opts *o, const char *af
         snprintf(path, sizeof path, "%s/%03d_%s.%s", o->dump_dir, index, after,
                  o->format == PASS_FMT_DOT ? "dot" : "kir");
         pass_print_module(&sb, m, o->format, o->format == PASS_FMT_DOT ? o->only_func : NULL);
-        if (sb.oom) return ir_oom(d);
+        if (sb.oom) {
+            ir_sb_free(&sb);
+            return ir_oom(d);
+        }
         FILE *f = fopen(path, "wb");
         if (!f) {
             ir_sb_free(&sb);
@@ -136,7 +145,7 @@ kiln_status pass_run_pipeline(kiln_module *m, const char *pipeline, const pass_o
     for (int i = 0; i < n; i++) {
         passes[i] = pass_find(names[i]);
         if (passes[i]) continue;
-        const char *cands[32];
+        const char *cands[KILN_ARRAY_LEN(g_passes)];
         for (int k = 0; k < pass_count(); k++) cands[k] = g_passes[k].name;
         const char *near = ir_closest_name(names[i], cands, pass_count());
         if (near)

@@ -105,6 +105,18 @@ KILN_API kiln_status kiln_module_parse(const char *text, size_t len, const char 
                                        kiln_module **out, kiln_diag *d);
 /* Reads and parses a .kir file. Same ownership as kiln_module_parse(). */
 KILN_API kiln_status kiln_module_load(const char *path, kiln_module **out, kiln_diag *d);
+/* Parses a model in the .kiln language (grammar in the README) into a
+ * module: its parameters, train settings, layer table and the functions
+ * `infer` (inputs -> outputs) and, when the file has a loss, `loss`
+ * (inputs, label -> loss[, accuracy]). On success *out holds a module that
+ * the caller frees with kiln_module_dispose(); on error *out is NULL and the
+ * diag holds "file:line:col: error: ..." with the source line and a caret.
+ * `filename` (may be NULL) appears in messages and node locations, and its
+ * base name names the module when the file has no `model NAME`. */
+KILN_API kiln_status kiln_model_file_parse(const char *text, size_t len, const char *filename,
+                                           kiln_module **out, kiln_diag *d);
+/* Reads and parses a .kiln file. Same ownership as kiln_model_file_parse(). */
+KILN_API kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d);
 /* Prints the module in .kir text form. The returned string is malloc'ed; the
  * caller frees it with kiln_free(). NULL when out of memory. */
 KILN_API char *kiln_module_print(const kiln_module *m);
@@ -234,16 +246,6 @@ typedef enum kiln_activation {
 /* Name of an activation ("relu", ...) and the reverse; -1 if unknown. */
 KILN_API const char *kiln_activation_name(kiln_activation a);
 KILN_API int kiln_activation_from_name(const char *name);
-
-/* -------------------------------------------------------------- model files
- * The .kiln model language (see the README for the grammar). A model file
- * becomes a module with functions `infer` and, with a loss, `loss`, its
- * parameters, and its training settings. On success *out holds a module the
- * caller frees with kiln_module_dispose(); on error *out is NULL and the diag
- * holds "file:line:col: error: ..." with the source line and a caret. */
-KILN_API kiln_status kiln_model_file_parse(const char *text, size_t len, const char *filename,
-                                           kiln_module **out, kiln_diag *d);
-KILN_API kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d);
 
 /* ------------------------------------------------------------------ passes
  * A pipeline is a comma list of pass names ("fuse-dense-act,dce") or the

@@ -1,0 +1,201 @@
+/*
+ * cg.h — code generation: Kiln IR to LLVM IR to native code (JIT), and the
+ * pieces the AOT compiler reuses (module construction, optimization, object
+ * and assembly emission). The interface of the codegen/ folder.
+ *
+ * This header does not include the LLVM headers (the runtime and the tools
+ * include it without LLVM's include path); LLVM handles are forward-declared
+ * with LLVM's own typedef names, which C11 lets us repeat.
+ *
+ * ---------------------------------------------------------------- the ABI
+ * Every Kiln function F of a module becomes one external LLVM function:
+ *
+ *   int32_t kiln_F(int64_t batch, void *const *args, void *const *results,
+ *                  void *const *globals, char *workspace);
+ *
+ *   batch      the run-time size of the '?' dimension (0 <= batch < 2^31);
+ *   args[i]    the data of F's argument i (type bound to `batch`), read only;
+ *   results[i] where F's result i is written;
+ *   globals[g] the data of module global g (parameter or state slot), in
+ *              module order; `assign` writes there;
+ *   workspace  cg_func_info.ws_fixed + ws_per_sample * batch bytes, aligned to
+ *              64 bytes (cg_workspace_bytes). Intermediate values live there:
+ *              at the plan-memory offsets when F is planned (byte offset
+ *              mem_fixed + mem_offset * batch for batch-scaled buffers,
+ *              mem_offset for the others), followed by codegen's own slots for
+ *              values the plan did not place and a 16-byte error record.
+ *
+ * Buffers of different roles must not overlap (args, results, globals and the
+ * workspace are distinct memory). The return value is 0 (KILN_OK) or a
+ * kiln_status: KILN_ERR_INVALID for a negative batch or a label out of range
+ * (sparse losses), KILN_ERR_LIMIT for batch >= 2^31. On an error the error
+ * record (cg_error_record) says which node failed and why; cg_func_error()
+ * turns it into the interpreter's message. Element data are f32 or i32,
+ * row-major, little-endian.
+ *
+ * ----------------------------------------------------------- the lowering
+ * One lowering per row of ir/ops.def, named in its last column: EW rows have
+ * a scalar emitter lw_*(c, n, x) that returns the value of one output
+ * element from one element of each operand (so a fused region becomes one
+ * loop with every body node's scalar code inside); OP rows have lower_*(c, n,
+ * out, in) that emits a whole node into the current kernel function. Each
+ * top-level node becomes one internal kernel function whose buffer pointers
+ * are `noalias` (each distinct buffer is passed once); O3 inlines them into
+ * the entry point, keeping the no-alias facts as scoped metadata.
+ */
+#ifndef KILN_CODEGEN_CG_H
+#define KILN_CODEGEN_CG_H
+
+#include "ir/ir.h"
+
+/* LLVM handles, as llvm-c/Types.h spells them. */
+typedef struct LLVMOpaqueContext *LLVMContextRef;
+typedef struct LLVMOpaqueModule *LLVMModuleRef;
+typedef struct LLVMOpaqueValue *LLVMValueRef;
+typedef struct LLVMOpaqueTargetMachine *LLVMTargetMachineRef;
+
+/* ------------------------------------------------------------- options */
+
+typedef struct cg_options {
+    int opt_level;        /* LLVM pipeline default<On>, 1..3; 0 means 3 */
+    bool no_opt;          /* skip the optimization pipeline (dumps of raw lowering) */
+    const char *only_func; /* build just this Kiln function (NULL: all) */
+    const char *cpu;      /* target CPU and features; NULL: the host's */
+    const char *features;
+    bool pic;             /* position-independent code (AOT shared objects) */
+    /* Test hook: emit an ill-typed instruction, so the path from an LLVM
+     * verifier failure to a kiln_diag error is exercised. */
+    bool test_malformed;
+} cg_options;
+
+/* ------------------------------------------------ module construction */
+
+/* A place the generated code may fail at (a sparse label check). */
+typedef struct cg_fail_site {
+    int32_t serial;     /* node serial, as stored in the error record */
+    const char *op;     /* op name (static) */
+    char *file;         /* source location (copied), may be NULL */
+    int32_t line, col;
+    int64_t classes;    /* size of the class axis */
+} cg_fail_site;
+
+/* What a caller needs to know about one generated entry point. */
+typedef struct cg_func_info {
+    char *name;   /* the Kiln function's name */
+    char *symbol; /* its entry point: "kiln_" + name */
+    int n_args, n_results;
+    int64_t ws_fixed, ws_per_sample; /* workspace = ws_fixed + ws_per_sample * batch */
+    int64_t err_fixed, err_per_sample; /* error record at err_fixed + err_per_sample * batch */
+    cg_fail_site *fails;
+    int n_fails;
+} cg_func_info;
+
+typedef struct cg_module_info {
+    cg_func_info *funcs;
+    int n_funcs;
+} cg_module_info;
+
+/* The record the generated code writes before returning an error. */
+typedef struct cg_error_record {
+    int32_t status;
+    int32_t serial; /* node that failed */
+    int64_t detail; /* the offending label */
+} cg_error_record;
+
+/* Builds the LLVM module of every function of `m` (or of o->only_func) in
+ * `ctx`, verified but not optimized; its triple and data layout are those of
+ * the target (o->cpu/features or the host). On success *out is a module the
+ * caller frees with LLVMDisposeModule() (or hands to a consumer) and *info
+ * (if info != NULL) describes the entry points; free it with
+ * cg_module_info_dispose(). On error nothing is returned and nothing leaks.
+ * The functions must verify (ir_verify_module); a planned function's plan is
+ * used, unplanned values get codegen's own slots. */
+kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                            LLVMModuleRef *out, cg_module_info **info, kiln_diag *d);
+void cg_module_info_dispose(cg_module_info *info);
+
+/* Runs LLVM's default<O3> pipeline (o->opt_level) with the target machine
+ * of `o` (vectorizes for the host's AVX2/FMA). */
+kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
+
+/* A target machine for `o` (host CPU and features unless overridden;
+ * PIC when o->pic). Every invocation should be paired with
+ * LLVMDisposeTargetMachine(). */
+kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d);
+
+/* Writes the module as a native object file (PIC when o->pic) to `path`. */
+kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path,
+                           kiln_diag *d);
+/* Appends the module's LLVM IR text / native assembly to `out`. */
+kiln_status cg_emit_llvm_text(LLVMModuleRef mod, ir_sb *out, kiln_diag *d);
+kiln_status cg_emit_asm_text(LLVMModuleRef mod, const cg_options *o, ir_sb *out, kiln_diag *d);
+
+typedef enum cg_emit_kind { CG_EMIT_LLVM, CG_EMIT_ASM } cg_emit_kind;
+/* For `kiln dump --emit=llvm|asm`: builds, optimizes (unless o->no_opt) and
+ * prints function `func` (NULL: the whole module) into `out`. */
+kiln_status cg_dump(kiln_module *m, const char *func, cg_emit_kind kind, const cg_options *o,
+                    ir_sb *out, kiln_diag *d);
+
+/* Entry-point symbol of a Kiln function name ("kiln_" + name, with every
+ * character outside [A-Za-z0-9_] replaced by '_'). Malloc'ed (ir_free). */
+char *cg_symbol_name(const char *func);
+
+/* Workspace bytes `fi`'s entry point needs for `batch`. */
+int64_t cg_workspace_bytes(const cg_func_info *fi, int64_t batch);
+
+/* Turns a nonzero status returned by `fi`'s entry point into a message in
+ * `d`, reading the error record from `workspace`; returns the status. */
+kiln_status cg_func_error(const cg_func_info *fi, const void *workspace, int64_t batch,
+                          int32_t status, kiln_diag *d);
+
+/* ------------------------------------------------------------------ JIT */
+
+typedef int32_t (*cg_entry_fn)(int64_t batch, void *const *args, void *const *results,
+                               void *const *globals, char *workspace);
+
+typedef struct cg_program cg_program;
+
+/* Compiles every function of `m` (or o->only_func) to native code in
+ * memory: builds the module, optimizes it, hands it to an ORC LLJIT and
+ * materializes all entry points. cblas_* resolve to the OpenBLAS this
+ * library is linked with; other symbols through the process. On success
+ * *out holds a program; every invocation should be paired with
+ * cg_program_dispose(). LLVM errors come back as KILN_ERR_BACKEND. The
+ * program does not refer to `m` afterwards. */
+kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out, kiln_diag *d);
+void cg_program_dispose(cg_program *p);
+
+/* Information and entry point of function `name`; NULL if absent. */
+const cg_func_info *cg_program_func(const cg_program *p, const char *name);
+cg_entry_fn cg_program_entry(const cg_program *p, const char *name);
+/* Workspace bytes of function `name` at `batch`; -1 if absent. */
+int64_t cg_program_workspace_bytes(const cg_program *p, const char *name, int64_t batch);
+/* Milliseconds from the start of module construction to the end of the
+ * materialization of every entry point. */
+double cg_program_compile_ms(const cg_program *p);
+/* The three parts of compile_ms: building the LLVM module, the O3
+ * pipeline, and instruction selection to materialization. */
+void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native);
+
+/* Convenience: runs function `name` (workspace may be NULL: then one is
+ * allocated for this call) and reports errors like the interpreter does. */
+kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch,
+                           void *const *args, void *const *results, void *const *globals,
+                           void *workspace, kiln_diag *d);
+
+/* ------------------------------------------------------------ lowering */
+
+typedef struct cg_ctx cg_ctx; /* codegen/lower.h */
+
+/* Whether op `opcode` has a lowering (every row of ops.def must). */
+bool cg_has_lowering(int opcode);
+
+#define EW(name, arity, kind, attrs, infer, scalar, grad, lower)                                   \
+    LLVMValueRef lower(cg_ctx *c, const ir_node *n, LLVMValueRef *x);
+#define OP(name, arity, kind, attrs, infer, kernel, grad, lower)                                   \
+    kiln_status lower(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in);
+#include "ir/ops.def"
+#undef EW
+#undef OP
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * emit.c — the target machine, the optimization pipeline, and the textual
+ * and object outputs of a module (for the JIT, `kiln dump --emit`, and the
+ * AOT compiler).
+ */
+#include "codegen/lower.h"
+
+#include <errno.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
+static bool g_init_ok;
+
+static void init_native(void) {
+    g_init_ok = !LLVMInitializeNativeTarget() && !LLVMInitializeNativeAsmPrinter() &&
+                !LLVMInitializeNativeAsmParser();
+}
+
+kiln_status cg_llvm_error(kiln_diag *d, const char *what, LLVMErrorRef err) {
+    char *msg = LLVMGetErrorMessage(err);
+    kiln_status st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: %s: %s", what,
+                              msg ? msg : "unknown LLVM error");
+    LLVMDisposeErrorMessage(msg);
+    return st;
+}
+
+/* Turns "+avx512f,+avx2,..." into "-avx512f,+avx2,...": the host's AVX-512
+ * is not used. The code is written for 256-bit vectors (the performance
+ * targets are for AVX2 machines, and AVX-512 lowers the clock of some
+ * parts); with AVX-512 enabled LLVM also vectorizes short strided loops with
+ * gathers and scatters, which are slower than the scalar code. */
+static void avx2_only(char *features) {
+    for (char *p = features; *p;) {
+        char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 7 && p[0] == '+' && (!strncmp(p + 1, "avx512", 6) || !strncmp(p + 1, "amx", 3)))
+            p[0] = '-';
+        p += len;
+        if (*p == ',') p++;
+    }
+}
+
+kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d) {
+    cg_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!o) o = &defaults;
+    *out = NULL;
+    pthread_once(&g_init_once, init_native);
+    if (!g_init_ok)
+        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
+                        "codegen: LLVM has no native target for this machine");
+    char *triple = LLVMGetDefaultTargetTriple();
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        kiln_status st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: target %s: %s",
+                                  triple, err ? err : "unknown");
+        LLVMDisposeMessage(err);
+        LLVMDisposeMessage(triple);
+        return st;
+    }
+    char *host_cpu = o->cpu ? NULL : LLVMGetHostCPUName();
+    char *host_features = o->features ? NULL : LLVMGetHostCPUFeatures();
+    if (host_features) avx2_only(host_features);
+    /* Always PIC: the AOT object needs it, and JIT-ed calls to OpenBLAS then
+     * go through stubs wherever the library was mapped. */
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
+        target, triple, o->cpu ? o->cpu : host_cpu, o->features ? o->features : host_features,
+        LLVMCodeGenLevelDefault, LLVMRelocPIC, LLVMCodeModelDefault);
+    LLVMDisposeMessage(host_cpu);
+    LLVMDisposeMessage(host_features);
+    LLVMDisposeMessage(triple);
+    if (!tm)
+        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
+                        "codegen: cannot create a target machine for cpu '%s'",
+                        o->cpu ? o->cpu : "host");
+    *out = tm;
+    return KILN_OK;
+}
+
+kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
+    cg_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!o) o = &defaults;
+    if (o->no_opt) return KILN_OK;
+    LLVMTargetMachineRef tm;
+    kiln_status st = cg_target_machine(o, &tm, d);
+    if (st) return st;
+    int level = o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3;
+    char pipeline[32];
+    snprintf(pipeline, sizeof pipeline, "default<O%d>", level);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    LLVMErrorRef err = LLVMRunPasses(mod, pipeline, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    LLVMDisposeTargetMachine(tm);
+    if (err) return cg_llvm_error(d, "optimization failed", err);
+    return KILN_OK;
+}
+
+static kiln_status emit_buffer(LLVMModuleRef mod, const cg_options *o, LLVMCodeGenFileType kind,
+                               LLVMMemoryBufferRef *out, kiln_diag *d) {
+    LLVMTargetMachineRef tm;
+    kiln_status st = cg_target_machine(o, &tm, d);
+    if (st) return st;
+    char *err = NULL;
+    LLVMBool bad = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, kind, &err, out);
+    LLVMDisposeTargetMachine(tm);
+    if (bad) {
+        st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: emitting %s failed: %s",
+                      kind == LLVMObjectFile ? "an object" : "assembly", err ? err : "unknown");
+        LLVMDisposeMessage(err);
+        *out = NULL;
+    }
+    return st;
+}
+
+kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path,
+                           kiln_diag *d) {
+    LLVMMemoryBufferRef buf;
+    kiln_status st = emit_buffer(mod, o, LLVMObjectFile, &buf, d);
+    if (st) return st;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path, strerror(errno));
+    } else {
+        size_t n = LLVMGetBufferSize(buf);
+        size_t w = fwrite(LLVMGetBufferStart(buf), 1, n, f);
+        if (fclose(f) != 0 || w != n)
+            st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: write failed", path);
+    }
+    LLVMDisposeMemoryBuffer(buf);
+    return st;
+}
+
+kiln_status cg_emit_llvm_text(LLVMModuleRef mod, ir_sb *out, kiln_diag *d) {
+    char *s = LLVMPrintModuleToString(mod);
+    ir_sb_puts(out, s ? s : "");
+    LLVMDisposeMessage(s);
+    return out->oom ? ir_oom(d) : KILN_OK;
+}
+
+kiln_status cg_emit_asm_text(LLVMModuleRef mod, const cg_options *o, ir_sb *out, kiln_diag *d) {
+    LLVMMemoryBufferRef buf;
+    kiln_status st = emit_buffer(mod, o, LLVMAssemblyFile, &buf, d);
+    if (st) return st;
+    ir_sb_putn(out, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf));
+    LLVMDisposeMemoryBuffer(buf);
+    return out->oom ? ir_oom(d) : KILN_OK;
+}
+
+kiln_status cg_dump(kiln_module *m, const char *func, cg_emit_kind kind, const cg_options *o,
+                    ir_sb *out, kiln_diag *d) {
+    cg_options opts;
+    memset(&opts, 0, sizeof opts);
+    if (o) opts = *o;
+    opts.only_func = func;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod;
+    kiln_status st = cg_build_module(m, &opts, ctx, &mod, NULL, d);
+    if (!st) {
+        st = cg_optimize_module(mod, &opts, d);
+        if (!st)
+            st = kind == CG_EMIT_ASM ? cg_emit_asm_text(mod, &opts, out, d)
+                                     : cg_emit_llvm_text(mod, out, d);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    return st;
+}

@@ -1,0 +1,291 @@
+/*
+ * ew.c — elementwise loops: a top-level EW node, or a fused region, becomes
+ * one loop nest evaluating every body node's scalar code per element.
+ *
+ *   %5 = fused(%0, @b) : f32[?,128] {          for i < batch:
+ *     %6 = add(%0, @b) : f32[?,128]              for j < 128:
+ *     %7 = relu(%6) : f32[?,128]                   t = x0[i*128+j] + b[j]
+ *     yield %7                                     out[i*128+j] = t < 0 ? 0 : t
+ *   }
+ *
+ * Each operand is read with broadcast strides. Axes of size 1 are dropped and
+ * neighbouring axes on which every operand is either contiguous or broadcast
+ * are merged, so the innermost loop is unit-stride (or invariant) for every
+ * operand and LLVM vectorizes it. Assigns in a region store at the element's
+ * position; a later read of the same global in the region sees the stored
+ * value, as in the interpreter (which runs a body node by node). When a
+ * written buffer has fewer elements than the loop's domain and is also read
+ * by the region, one loop would read values it has already overwritten: such
+ * a region runs node by node instead (cg_region_needs_split), through
+ * workspace temps that the layout reserves.
+ */
+#include "codegen/lower.h"
+
+#include <string.h>
+
+/* The loop domain of a region: the broadcast of every body value, every
+ * assign target and the yield. */
+static kiln_status region_domain(const ir_node *n, ir_type *out) {
+    const ir_region *r = n->region;
+    bool first = true;
+    ir_type d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; i < r->n; i++) {
+        const ir_node *b = r->nodes[i];
+        const ir_type *t = b->op == IR_OP_assign ? &b->in[0]->type : &b->type;
+        if (first) {
+            d = *t;
+            first = false;
+            continue;
+        }
+        ir_type u;
+        if (ir_broadcast_shapes(&d, t, &u)) return KILN_ERR_SHAPE;
+        d = u;
+    }
+    if (first) return KILN_ERR_INVALID;
+    d.dtype = IR_F32;
+    *out = d;
+    return KILN_OK;
+}
+
+static bool shape_eq(const ir_type *a, const ir_type *b) {
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return false;
+    return true;
+}
+
+static bool written_conflicts(const ir_node *n, const cg_buf *buf, const cg_buf *w,
+                              const ir_type *wt, const ir_type *dom) {
+    for (int k = 0; k < n->n_in; k++) {
+        const ir_node *x = n->in[k];
+        const cg_buf *xb = &buf[x->serial];
+        if (!cg_buf_may_overlap(xb, w)) continue;
+        /* Reading the element being written, at the same position, is fine. */
+        if (cg_buf_same(xb, w) && shape_eq(wt, dom) && shape_eq(&x->type, wt)) continue;
+        return true;
+    }
+    return false;
+}
+
+bool cg_region_needs_split(const ir_node *n, const cg_buf *buf) {
+    ir_type dom;
+    if (region_domain(n, &dom)) return true;
+    const ir_region *r = n->region;
+    if (r->yield && written_conflicts(n, buf, &buf[n->serial], &n->type, &dom)) return true;
+    for (int i = 0; i < r->n; i++) {
+        const ir_node *b = r->nodes[i];
+        if (b->op != IR_OP_assign) continue;
+        const ir_node *g = b->in[0];
+        if (written_conflicts(n, buf, &buf[g->serial], &g->type, &dom)) return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+enum { MAX_STREAMS = 72 };
+
+typedef struct stream {
+    LLVMValueRef raw, ptr; /* i8* buffer; typed pointer */
+    LLVMTypeRef elem;
+    ir_type type;
+    bool real[KILN_MAX_RANK];  /* per collapsed axis: not broadcast */
+    LLVMValueRef stride[KILN_MAX_RANK];
+    LLVMValueRef off;    /* element offset at the current position */
+    LLVMValueRef cached; /* value loaded (or stored) at this position */
+} stream;
+
+typedef struct ew_loop {
+    stream s[MAX_STREAMS];
+    int ns;
+    int cap_stream[MAX_STREAMS]; /* by capture index */
+    int out_stream;
+} ew_loop;
+
+static int add_stream(cg_ctx *c, ew_loop *L, LLVMValueRef raw, const ir_type *t) {
+    for (int i = 0; i < L->ns; i++)
+        if (L->s[i].raw == raw && shape_eq(&L->s[i].type, t) && L->s[i].type.dtype == t->dtype)
+            return i;
+    if (L->ns == MAX_STREAMS) return -1;
+    stream *s = &L->s[L->ns];
+    memset(s, 0, sizeof *s);
+    s->raw = raw;
+    s->type = *t;
+    s->elem = cg_elem_type(c, t->dtype);
+    s->ptr = cg_cast_ptr(c, raw, s->elem);
+    return L->ns++;
+}
+
+static int cap_index(const ir_node *x, int n_cap, ir_node *const *cap) {
+    for (int k = 0; k < n_cap; k++)
+        if (cap[k] == x) return k;
+    return -1;
+}
+
+static LLVMValueRef read_operand(cg_ctx *c, ew_loop *L, const ir_node *x, int n_cap,
+                                 ir_node *const *cap) {
+    if (x->serial < c->limit && c->val[x->serial]) return c->val[x->serial];
+    int k = cap_index(x, n_cap, cap);
+    if (k < 0) return NULL;
+    stream *s = &L->s[L->cap_stream[k]];
+    if (!s->cached) s->cached = cg_load(c, s->elem, s->ptr, s->off);
+    return s->cached;
+}
+
+static void write_stream(cg_ctx *c, ew_loop *L, int si, LLVMValueRef v) {
+    stream *s = &L->s[si];
+    cg_store(c, v, s->ptr, s->off);
+    for (int i = 0; i < L->ns; i++)
+        if (L->s[i].raw == s->raw) L->s[i].cached = NULL;
+    s->cached = v; /* a later read at this position sees the stored value */
+}
+
+/* Emits the body at the current position (offsets set). */
+static kiln_status emit_body(cg_ctx *c, ew_loop *L, int n_body, ir_node *const *body,
+                             const ir_node *yield, int n_cap, ir_node *const *cap) {
+    for (int i = 0; i < L->ns; i++) L->s[i].cached = NULL;
+    for (int i = 0; i < n_body; i++) {
+        const ir_node *b = body[i];
+        LLVMValueRef x[4] = {0};
+        if (b->n_in > 4) return cg_error(c, b, "too many operands for an elementwise op");
+        for (int k = 0; k < b->n_in; k++) {
+            x[k] = read_operand(c, L, b->in[k], n_cap, cap);
+            if (!x[k]) return cg_error(c, b, "operand %d is not available in the loop", k + 1);
+        }
+        if (b->op == IR_OP_assign) {
+            int k = cap_index(b->in[0], n_cap, cap);
+            if (k < 0) return cg_error(c, b, "assign target is not a region operand");
+            write_stream(c, L, L->cap_stream[k], x[1]);
+            continue;
+        }
+        cg_scalar_fn fn = cg_scalar_lowering(b->op);
+        if (!fn) return cg_error(c, b, "not an elementwise op");
+        if (b->serial < c->limit) c->val[b->serial] = fn(c, b, x);
+    }
+    if (yield && L->out_stream >= 0) {
+        LLVMValueRef v = yield->serial < c->limit ? c->val[yield->serial] : NULL;
+        if (!v) return cg_error(c, yield, "the region's yield was not computed");
+        write_stream(c, L, L->out_stream, v);
+    }
+    return KILN_OK;
+}
+
+static LLVMValueRef dim_value(cg_ctx *c, int64_t d) { return cg_dim(c, d); }
+
+kiln_status cg_ew_loop(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const *body,
+                       const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,
+                       const LLVMValueRef *cap_ptr) {
+    ew_loop *L = ir_calloc(1, sizeof *L);
+    if (!L) return ir_oom(c->d);
+    kiln_status st = KILN_OK;
+    L->out_stream = -1;
+    if (n_cap > MAX_STREAMS) {
+        st = cg_error(c, c->node, "a fused region with %d operands is too large", n_cap);
+        goto done;
+    }
+    for (int k = 0; k < n_cap; k++) L->cap_stream[k] = add_stream(c, L, cap_ptr[k], &cap[k]->type);
+    if (yield && out) L->out_stream = add_stream(c, L, out, &yield->type);
+
+    /* Axes of the domain, right-aligned pattern per stream. */
+    int r = dom->rank, na = 0;
+    int64_t dims[KILN_MAX_RANK];
+    bool real[MAX_STREAMS][KILN_MAX_RANK];
+    for (int a = 0; a < r; a++) {
+        if (dom->dims[a] == 1) continue; /* size-1 axes carry no index */
+        for (int i = 0; i < L->ns; i++) {
+            const ir_type *t = &L->s[i].type;
+            int ia = a - (r - t->rank);
+            real[i][na] = ia >= 0 && t->dims[ia] != 1;
+        }
+        dims[na++] = dom->dims[a];
+    }
+    /* Merge neighbours with the same pattern in every stream. */
+    int nc = 0;
+    LLVMValueRef size[KILN_MAX_RANK];
+    bool creal[MAX_STREAMS][KILN_MAX_RANK];
+    for (int a = 0; a < na; a++) {
+        bool merge = nc > 0;
+        for (int i = 0; i < L->ns && merge; i++)
+            if (creal[i][nc - 1] != real[i][a]) merge = false;
+        if (merge) {
+            size[nc - 1] = LLVMBuildNSWMul(c->b, size[nc - 1], dim_value(c, dims[a]), "");
+            continue;
+        }
+        size[nc] = dim_value(c, dims[a]);
+        for (int i = 0; i < L->ns; i++) creal[i][nc] = real[i][a];
+        nc++;
+    }
+    /* Strides, innermost first: 1 on the innermost real axis. */
+    for (int i = 0; i < L->ns; i++) {
+        LLVMValueRef s = cg_i64(c, 1);
+        for (int a = nc - 1; a >= 0; a--) {
+            L->s[i].real[a] = creal[i][a];
+            L->s[i].stride[a] = creal[i][a] ? s : cg_i64(c, 0);
+            if (creal[i][a]) s = LLVMBuildNSWMul(c->b, s, size[a], "");
+        }
+    }
+    /* The nest. */
+    LLVMValueRef base[MAX_STREAMS];
+    for (int i = 0; i < L->ns; i++) base[i] = cg_i64(c, 0);
+    cg_loop loops[KILN_MAX_RANK];
+    for (int a = 0; a < nc; a++) {
+        LLVMValueRef idx = cg_loop_begin(c, &loops[a], cg_i64(c, 0), size[a], 1);
+        for (int i = 0; i < L->ns; i++) {
+            if (!L->s[i].real[a]) continue;
+            LLVMValueRef t = a == nc - 1 ? idx : LLVMBuildNSWMul(c->b, idx, L->s[i].stride[a], "");
+            base[i] = LLVMBuildNSWAdd(c->b, base[i], t, "");
+        }
+    }
+    for (int i = 0; i < L->ns; i++) L->s[i].off = base[i];
+    st = emit_body(c, L, n_body, body, yield, n_cap, cap);
+    for (int a = nc - 1; a >= 0; a--) cg_loop_end(c, &loops[a], NULL);
+    for (int i = 0; i < n_body; i++)
+        if (body[i]->serial < c->limit) c->val[body[i]->serial] = NULL;
+done:
+    ir_free(L);
+    return st;
+}
+
+/* ---------------------------------------------------------- the rows */
+
+kiln_status lower_fused(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    const ir_region *r = n->region;
+    if (!c->lay->split[n->serial]) {
+        ir_type dom;
+        if (region_domain(n, &dom)) return cg_error(c, n, "the region's shapes do not broadcast");
+        return cg_ew_loop(c, &dom, r->n, r->nodes, r->yield, out, n->n_in, n->in, in);
+    }
+    /* Node by node, as the interpreter does: each body value in its temp. */
+    for (int i = 0; i < r->n; i++) {
+        ir_node *b = r->nodes[i];
+        LLVMValueRef ptr[4];
+        if (b->n_in > 4) return cg_error(c, b, "too many operands for an elementwise op");
+        for (int k = 0; k < b->n_in; k++) {
+            const ir_node *x = b->in[k];
+            int ci = cap_index(x, n->n_in, n->in);
+            ptr[k] = ci >= 0 ? in[ci] : c->temps[x->serial];
+            if (!ptr[k]) return cg_error(c, b, "operand %d has no buffer", k + 1);
+        }
+        kiln_status st;
+        if (b->op == IR_OP_assign) {
+            st = cg_ew_loop(c, &b->in[0]->type, 1, &b, NULL, NULL, b->n_in, b->in, ptr);
+        } else {
+            if (!c->temps[b->serial]) return cg_error(c, b, "no temp for a region value");
+            st = cg_ew_loop(c, &b->type, 1, &b, b, c->temps[b->serial], b->n_in, b->in, ptr);
+        }
+        if (st) return st;
+    }
+    if (r->yield && out) {
+        LLVMValueRef bytes = LLVMBuildNSWMul(c->b, cg_numel(c, &n->type), cg_i64(c, 4), "");
+        cg_memmove(c, out, c->temps[r->yield->serial], bytes);
+    }
+    return KILN_OK;
+}
+
+kiln_status lower_assign(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    (void)out;
+    LLVMValueRef bytes = LLVMBuildNSWMul(c->b, cg_numel(c, &n->in[1]->type), cg_i64(c, 4), "");
+    cg_memmove(c, in[0], in[1], bytes);
+    return KILN_OK;
+}

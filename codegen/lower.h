@@ -1,0 +1,172 @@
+/*
+ * lower.h — what the lowering files of codegen/ share: the lowering context,
+ * buffer layout, and small emitters (constants, loads, loops, row reductions,
+ * the math library). Internal to codegen/.
+ */
+#ifndef KILN_CODEGEN_LOWER_H
+#define KILN_CODEGEN_LOWER_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+
+#include "codegen/cg.h"
+
+/* Vector width of explicitly vectorized loops (AVX2: 8 floats). */
+#define CG_VW 8
+
+/* Where a value's data lives; its address is base(kind, index) + a + b*batch,
+ * base being args[index], results[index], globals[index] or the workspace. */
+typedef enum cg_buf_kind { CG_BUF_NONE, CG_BUF_ARG, CG_BUF_RESULT, CG_BUF_GLOBAL, CG_BUF_WS } cg_buf_kind;
+
+typedef struct cg_buf {
+    int8_t kind;
+    int32_t index;
+    int64_t a, b;
+    int64_t size_fixed, size_ps; /* bytes: size_fixed + size_ps * batch */
+} cg_buf;
+
+bool cg_buf_same(const cg_buf *x, const cg_buf *y);
+/* Whether the byte ranges of x and y can overlap for some batch >= 0. */
+bool cg_buf_may_overlap(const cg_buf *x, const cg_buf *y);
+
+/* Layout of one function (layout.c). */
+typedef struct cg_layout {
+    cg_buf *buf;          /* by serial: where each value lives */
+    uint8_t *split;       /* by serial of a fused node: run its body node by node */
+    uint8_t *scratch;     /* by serial: result goes through a scratch slot (bufs2) */
+    cg_buf *buf2;         /* by serial: region temps and scratch slots */
+    int64_t ws_fixed, ws_per_sample;
+    cg_buf err;           /* the error record */
+    int limit;
+} cg_layout;
+
+kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d);
+void cg_layout_free(cg_layout *l);
+/* A fused region that cannot run as one loop (see ew.c). */
+bool cg_region_needs_split(const ir_node *n, const cg_buf *buf);
+/* Whether op's lowering reads its operands completely before writing its
+ * result where the two share memory. */
+bool cg_op_inplace_safe(int op);
+
+struct cg_ctx {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b; /* positioned in the kernel being built */
+    LLVMTypeRef t_void, t_i1, t_i8, t_i32, t_i64, t_f32, t_f64, t_i8p;
+    const cg_options *o;
+    kiln_diag *d;
+    kiln_module *m;
+    kiln_func *f;
+    const cg_layout *lay;
+    /* The kernel being built. */
+    LLVMValueRef fn, batch, err;
+    const ir_node *node;
+    bool can_fail;
+    LLVMValueRef *temps; /* by serial: region temps (split regions) */
+    /* Per-element values of region bodies, by serial. */
+    LLVMValueRef *val;
+    int limit;
+    /* Declarations of the external functions the code calls. */
+    LLVMValueRef f_sgemm, f_sgemv;
+    LLVMTypeRef ty_sgemm, ty_sgemv;
+    const char *cpu, *features;
+};
+
+/* ----------------------------------------------------------- helpers */
+
+LLVMTypeRef cg_vec(cg_ctx *c, LLVMTypeRef elem, int width);
+/* The i32 type with the shape of `fty` (float or <N x float>). */
+LLVMTypeRef cg_int_like(cg_ctx *c, LLVMTypeRef fty);
+/* Constants of type `ty` (scalar or splatted vector). */
+LLVMValueRef cg_fc(cg_ctx *c, LLVMTypeRef ty, double v);
+LLVMValueRef cg_ic(cg_ctx *c, LLVMTypeRef ty, long long v);
+LLVMValueRef cg_i64(cg_ctx *c, long long v);
+LLVMValueRef cg_i32(cg_ctx *c, long long v);
+/* Calls intrinsic `name` overloaded on `ty`. */
+LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef ty, LLVMValueRef *args,
+                          int n);
+LLVMValueRef cg_fma(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
+
+LLVMTypeRef cg_elem_type(cg_ctx *c, int dtype); /* IR_F32 -> float, IR_I32 -> i32 */
+/* An i8* buffer pointer viewed as `elem`* . */
+LLVMValueRef cg_cast_ptr(cg_ctx *c, LLVMValueRef p, LLVMTypeRef elem);
+LLVMValueRef cg_gep(cg_ctx *c, LLVMTypeRef elem, LLVMValueRef typed_ptr, LLVMValueRef idx);
+LLVMValueRef cg_load(cg_ctx *c, LLVMTypeRef elem, LLVMValueRef typed_ptr, LLVMValueRef idx);
+void cg_store(cg_ctx *c, LLVMValueRef v, LLVMValueRef typed_ptr, LLVMValueRef idx);
+/* <width x elem> at typed_ptr[idx] (align 4); width 1 is a scalar access. */
+LLVMValueRef cg_loadv(cg_ctx *c, LLVMTypeRef elem, int width, LLVMValueRef typed_ptr,
+                      LLVMValueRef idx);
+void cg_storev(cg_ctx *c, LLVMValueRef v, int width, LLVMValueRef typed_ptr, LLVMValueRef idx);
+/* Bytes to copy with llvm.memmove. */
+void cg_memmove(cg_ctx *c, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef bytes);
+void cg_memset0(cg_ctx *c, LLVMValueRef dst, LLVMValueRef bytes);
+
+/* Number of elements of `t` with the kernel's batch. */
+LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t);
+LLVMValueRef cg_dim(cg_ctx *c, int64_t dim); /* a dim, '?' -> batch */
+
+/* Counted loops: for (i = start; i < end; i += step). Blocks created in
+ * the current function; the builder is left in the body. Loop-carried values
+ * are phis made with cg_loop_phi and closed by cg_loop_end. */
+typedef struct cg_loop {
+    LLVMBasicBlockRef guard, body, exit, latch;
+    LLVMValueRef i, end, step;
+    LLVMValueRef phis[8], inits[8];
+    int n_phis;
+    LLVMValueRef exits[8]; /* after cg_loop_end: the values after the loop */
+} cg_loop;
+
+LLVMValueRef cg_loop_begin(cg_ctx *c, cg_loop *l, LLVMValueRef start, LLVMValueRef end,
+                           long long step);
+LLVMValueRef cg_loop_phi(cg_ctx *c, cg_loop *l, LLVMValueRef init);
+/* nexts[k]: the value of phi k for the next iteration. */
+void cg_loop_end(cg_ctx *c, cg_loop *l, const LLVMValueRef *nexts);
+
+/* if (cond) { write the error record; return status; } — in the kernel. */
+void cg_fail_if(cg_ctx *c, LLVMValueRef cond, kiln_status status, LLVMValueRef detail);
+
+/* Row reductions over [0, len) with explicit <8 x float> vectors and four
+ * independent accumulators (LLVM 14's C API cannot mark an fadd
+ * reassociable, so the partial sums are written out). `body` returns the
+ * value to fold in for the elements at idx (width CG_VW or 1) and may store. */
+typedef enum cg_red { CG_RED_NONE, CG_RED_SUM, CG_RED_MAX } cg_red;
+typedef LLVMValueRef (*cg_row_body)(cg_ctx *c, void *ctx, LLVMValueRef idx, int width);
+LLVMValueRef cg_row_loop(cg_ctx *c, LLVMValueRef len, cg_red kind, cg_row_body body, void *ctx);
+/* Folds two values (scalars or vectors) of a reduction. */
+LLVMValueRef cg_red_combine(cg_ctx *c, cg_red kind, LLVMValueRef acc, LLVMValueRef v);
+
+/* ------------------------------------------------------ math (math.c)
+ * Branch-free and vectorizable; x may be float or <N x float>. Bounds are
+ * measured against glibc over the float range in test_codegen.c. */
+LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_pow(cg_ctx *c, LLVMValueRef x, double e);
+LLVMValueRef cg_isnan(cg_ctx *c, LLVMValueRef x);
+/* x < 0 ? alpha * x : x (relu when alpha == 0) — NaN passes, like ir/. */
+LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky);
+/* The activation of dense (kiln_activation), applied to x. */
+LLVMValueRef cg_activation(cg_ctx *c, int act, double alpha, LLVMValueRef x);
+
+/* --------------------------------------------- elementwise loops (ew.c) */
+
+/* One loop over `domain` evaluating `body` per element: reads of the region
+ * operands cap[k] from cap_ptr[k] with broadcast strides, assigns stored in
+ * place, the yield stored to `out`. */
+kiln_status cg_ew_loop(cg_ctx *c, const ir_type *domain, int n_body, ir_node *const *body,
+                       const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,
+                       const LLVMValueRef *cap_ptr);
+/* The scalar emitter of an EW op. */
+typedef LLVMValueRef (*cg_scalar_fn)(cg_ctx *c, const ir_node *n, LLVMValueRef *x);
+cg_scalar_fn cg_scalar_lowering(int op);
+typedef kiln_status (*cg_node_fn)(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                  const LLVMValueRef *in);
+cg_node_fn cg_node_lowering(int op);
+
+/* Reports an LLVM error (consumed) as KILN_ERR_BACKEND: "codegen: what: msg". */
+kiln_status cg_llvm_error(kiln_diag *d, const char *what, LLVMErrorRef err);
+/* Error in the lowering of node n (KILN_ERR_BACKEND). */
+kiln_status cg_error(cg_ctx *c, const ir_node *n, const char *fmt, ...) KILN_PRINTF(3, 4);
+
+#endif

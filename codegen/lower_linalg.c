@@ -1,0 +1,181 @@
+/*
+ * lower_linalg.c — matmul and dense (OpenBLAS), reshape, transpose, one_hot.
+ *
+ * matmul is one cblas_sgemm (row-major; Debian's blasint is a 32-bit int);
+ * with a single output row (batch-1 inference) it is one cblas_sgemv, which
+ * OpenBLAS runs several times faster than a one-row GEMM. dense is the same
+ * product followed by ONE epilogue loop over the output, adding the bias and
+ * applying the activation while the rows are still in cache.
+ */
+#include "codegen/lower.h"
+
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+static void declare_blas(cg_ctx *c) {
+    if (c->f_sgemm) return;
+    LLVMTypeRef i = c->t_i32, f = c->t_f32, p = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef gemm[14] = {i, i, i, i, i, i, f, p, i, p, i, f, p, i};
+    LLVMTypeRef gemv[12] = {i, i, i, i, f, p, i, p, i, f, p, i};
+    c->ty_sgemm = LLVMFunctionType(c->t_void, gemm, 14, 0);
+    c->ty_sgemv = LLVMFunctionType(c->t_void, gemv, 12, 0);
+    c->f_sgemm = LLVMGetNamedFunction(c->mod, "cblas_sgemm");
+    if (!c->f_sgemm) c->f_sgemm = LLVMAddFunction(c->mod, "cblas_sgemm", c->ty_sgemm);
+    c->f_sgemv = LLVMGetNamedFunction(c->mod, "cblas_sgemv");
+    if (!c->f_sgemv) c->f_sgemv = LLVMAddFunction(c->mod, "cblas_sgemv", c->ty_sgemv);
+}
+
+static LLVMValueRef i32v(cg_ctx *c, LLVMValueRef v64) {
+    return LLVMBuildTrunc(c->b, v64, c->t_i32, "");
+}
+
+/* C[M,N] = op(A) . op(B), A [M,K] (or [K,M] when ta), B [K,N] (or [N,K]). */
+static void emit_gemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef N,
+                      LLVMValueRef K, LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) {
+    declare_blas(c);
+    LLVMValueRef fA = cg_cast_ptr(c, A, c->t_f32), fB = cg_cast_ptr(c, B, c->t_f32);
+    LLVMValueRef fC = cg_cast_ptr(c, C, c->t_f32);
+    LLVMBasicBlockRef b_nonempty = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.nonempty");
+    LLVMBasicBlockRef b_zero = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.k0");
+    LLVMBasicBlockRef b_prod = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.prod");
+    LLVMBasicBlockRef b_gemv = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.gemv");
+    LLVMBasicBlockRef b_gemm = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.gemm");
+    LLVMBasicBlockRef b_done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.done");
+    LLVMValueRef zero = cg_i64(c, 0);
+    LLVMValueRef empty = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, M, zero, ""),
+                                     LLVMBuildICmp(c->b, LLVMIntEQ, N, zero, ""), "");
+    LLVMBuildCondBr(c->b, empty, b_done, b_nonempty);
+    /* K == 0: C = 0 (BLAS rejects a leading dimension of 0). */
+    LLVMPositionBuilderAtEnd(c->b, b_nonempty);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, K, zero, ""), b_zero, b_prod);
+    LLVMPositionBuilderAtEnd(c->b, b_zero);
+    cg_memset0(c, C, LLVMBuildNSWMul(c->b, LLVMBuildNSWMul(c->b, M, N, ""), cg_i64(c, 4), ""));
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_prod);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, M, cg_i64(c, 1), ""), b_gemv, b_gemm);
+    /* One row: y[N] = op(B)^T-ish . a[K]; `a` is contiguous either way. */
+    LLVMPositionBuilderAtEnd(c->b, b_gemv);
+    {
+        LLVMValueRef args[12] = {cg_i32(c, CBLAS_ROW_MAJOR),
+                                 cg_i32(c, tb ? CBLAS_NO_TRANS : CBLAS_TRANS),
+                                 i32v(c, tb ? N : K),
+                                 i32v(c, tb ? K : N),
+                                 LLVMConstReal(c->t_f32, 1.0),
+                                 fB,
+                                 i32v(c, tb ? K : N),
+                                 fA,
+                                 cg_i32(c, 1),
+                                 LLVMConstReal(c->t_f32, 0.0),
+                                 fC,
+                                 cg_i32(c, 1)};
+        LLVMBuildCall2(c->b, c->ty_sgemv, c->f_sgemv, args, 12, "");
+        LLVMBuildBr(c->b, b_done);
+    }
+    LLVMPositionBuilderAtEnd(c->b, b_gemm);
+    {
+        LLVMValueRef args[14] = {cg_i32(c, CBLAS_ROW_MAJOR),
+                                 cg_i32(c, ta ? CBLAS_TRANS : CBLAS_NO_TRANS),
+                                 cg_i32(c, tb ? CBLAS_TRANS : CBLAS_NO_TRANS),
+                                 i32v(c, M),
+                                 i32v(c, N),
+                                 i32v(c, K),
+                                 LLVMConstReal(c->t_f32, 1.0),
+                                 fA,
+                                 i32v(c, ta ? M : K),
+                                 fB,
+                                 i32v(c, tb ? K : N),
+                                 LLVMConstReal(c->t_f32, 0.0),
+                                 fC,
+                                 i32v(c, N)};
+        LLVMBuildCall2(c->b, c->ty_sgemm, c->f_sgemm, args, 14, "");
+        LLVMBuildBr(c->b, b_done);
+    }
+    LLVMPositionBuilderAtEnd(c->b, b_done);
+}
+
+kiln_status lower_matmul(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    bool ta = n->attrs.i[0] != 0, tb = n->attrs.i[1] != 0;
+    const ir_type *a = &n->in[0]->type;
+    LLVMValueRef M = cg_dim(c, n->type.dims[0]), N = cg_dim(c, n->type.dims[1]);
+    LLVMValueRef K = cg_dim(c, a->dims[ta ? 0 : 1]);
+    emit_gemm(c, ta, tb, M, N, K, in[0], in[1], out);
+    return KILN_OK;
+}
+
+typedef struct epilogue {
+    LLVMValueRef y, bias; /* y at the row */
+    int act;
+    double alpha;
+} epilogue;
+
+static LLVMValueRef epilogue_body(cg_ctx *c, void *vctx, LLVMValueRef j, int w) {
+    epilogue *e = vctx;
+    LLVMValueRef v = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, e->y, j),
+                                   cg_loadv(c, c->t_f32, w, e->bias, j), "");
+    cg_storev(c, cg_activation(c, e->act, e->alpha, v), w, e->y, j);
+    return NULL;
+}
+
+kiln_status lower_dense(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    LLVMValueRef M = cg_dim(c, n->type.dims[0]), N = cg_dim(c, n->type.dims[1]);
+    LLVMValueRef K = cg_dim(c, n->in[0]->type.dims[1]);
+    emit_gemm(c, false, false, M, N, K, in[0], in[1], out);
+    /* The epilogue: y = act(y + b), row by row, in explicit 8-wide vectors
+     * (rows of 10 would otherwise be unrolled and vectorized across rows). */
+    LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
+    epilogue e = {NULL, cg_cast_ptr(c, in[2], c->t_f32), (int)n->attrs.i[0], n->attrs.f[0]};
+    cg_loop li;
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), M, 1);
+    e.y = cg_gep(c, c->t_f32, y, LLVMBuildNSWMul(c->b, i, N, ""));
+    cg_row_loop(c, N, CG_RED_NONE, epilogue_body, &e);
+    cg_loop_end(c, &li, NULL);
+    return KILN_OK;
+}
+
+/* Reached only when the layout could not make the reshape a view. */
+kiln_status lower_reshape(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    LLVMValueRef bytes = LLVMBuildNSWMul(c->b, cg_numel(c, &n->type), cg_i64(c, 4), "");
+    cg_memmove(c, out, in[0], bytes);
+    return KILN_OK;
+}
+
+kiln_status lower_transpose(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    const ir_type *x = &n->in[0]->type;
+    int r = x->rank;
+    LLVMTypeRef et = cg_elem_type(c, x->dtype);
+    LLVMValueRef xp = cg_cast_ptr(c, in[0], et), yp = cg_cast_ptr(c, out, et);
+    LLVMValueRef xstride[KILN_MAX_RANK], s = cg_i64(c, 1);
+    for (int a = r - 1; a >= 0; a--) {
+        xstride[a] = s;
+        s = LLVMBuildNSWMul(c->b, s, cg_dim(c, x->dims[a]), "");
+    }
+    /* Walk the output in order; the input offset follows the permutation. */
+    cg_loop loops[KILN_MAX_RANK];
+    LLVMValueRef xo = cg_i64(c, 0), yo = cg_i64(c, 0);
+    for (int a = 0; a < r; a++) {
+        LLVMValueRef od = cg_dim(c, n->type.dims[a]);
+        LLVMValueRef i = cg_loop_begin(c, &loops[a], cg_i64(c, 0), od, 1);
+        xo = LLVMBuildNSWAdd(c->b, xo, LLVMBuildNSWMul(c->b, i, xstride[n->attrs.list[a]], ""), "");
+        yo = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, yo, od, ""), i, "");
+    }
+    cg_store(c, cg_load(c, et, xp, xo), yp, yo);
+    for (int a = r - 1; a >= 0; a--) cg_loop_end(c, &loops[a], NULL);
+    return KILN_OK;
+}
+
+kiln_status lower_one_hot(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    LLVMValueRef rows = cg_numel(c, &n->in[0]->type);
+    LLVMValueRef depth = cg_i64(c, n->attrs.i[0]);
+    LLVMValueRef lp = cg_cast_ptr(c, in[0], c->t_i32), yp = cg_cast_ptr(c, out, c->t_f32);
+    cg_loop li, lj;
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), rows, 1);
+    LLVMValueRef lab = LLVMBuildSExt(c->b, cg_load(c, c->t_i32, lp, i), c->t_i64, "");
+    LLVMValueRef row = LLVMBuildNSWMul(c->b, i, depth, "");
+    LLVMValueRef j = cg_loop_begin(c, &lj, cg_i64(c, 0), depth, 1);
+    /* An out-of-range label matches no j: a zero row, as in the interpreter. */
+    LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, j, lab, "");
+    LLVMValueRef v = LLVMBuildSelect(c->b, hit, cg_fc(c, c->t_f32, 1.0), cg_fc(c, c->t_f32, 0.0), "");
+    cg_store(c, v, yp, LLVMBuildNSWAdd(c->b, row, j, ""));
+    cg_loop_end(c, &lj, NULL);
+    cg_loop_end(c, &li, NULL);
+    return KILN_OK;
+}

@@ -1,0 +1,464 @@
+/*
+ * module.c — builds the LLVM module of a Kiln module: one entry point per
+ * function (the ABI of cg.h) calling one internal kernel per top-level node.
+ *
+ *   define i32 @kiln_infer(i64 %batch, i8** %args, i8** %results,
+ *                          i8** %globals, i8* %ws) {
+ *     ; batch checks, then per node: buffer addresses and a call
+ *     %x  = load i8*, i8** %args
+ *     %h1 = getelementptr i8, i8* %ws, i64 <a + b*batch>
+ *     call i32 @kiln_infer.0.dense(i64 %batch, i8* %err, i8* %h1, i8* %x, ...)
+ *     ...
+ *     ret i32 0
+ *   }
+ *   define internal i32 @kiln_infer.0.dense(i64, i8*, i8* noalias, ...)
+ *
+ * A kernel receives each distinct buffer once, so its pointers are noalias
+ * unless two distinct workspace slots may overlap; O3 inlines the kernels and
+ * keeps those facts as alias scopes.
+ */
+#include "codegen/lower.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/TargetMachine.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- table */
+
+typedef struct lowering {
+    cg_scalar_fn scalar;
+    cg_node_fn node;
+} lowering;
+
+static const lowering g_lowerings[IR_NUM_OPCODES] = {
+#define EW(name, ar, kd, at, inf, sc, gr, lw) [IR_OP_##name] = {.scalar = lw},
+#define OP(name, ar, kd, at, inf, ke, gr, lw) [IR_OP_##name] = {.node = lw},
+#include "ir/ops.def"
+#undef EW
+#undef OP
+};
+
+cg_scalar_fn cg_scalar_lowering(int op) {
+    return op >= IR_FIRST_OP && op < IR_NUM_OPCODES ? g_lowerings[op].scalar : NULL;
+}
+
+cg_node_fn cg_node_lowering(int op) {
+    return op >= IR_FIRST_OP && op < IR_NUM_OPCODES ? g_lowerings[op].node : NULL;
+}
+
+bool cg_has_lowering(int op) { return cg_scalar_lowering(op) || cg_node_lowering(op); }
+
+/* -------------------------------------------------------------- symbols */
+
+char *cg_symbol_name(const char *func) {
+    size_t n = strlen(func);
+    char *s = ir_malloc(n + 6);
+    if (!s) return NULL;
+    memcpy(s, "kiln_", 5);
+    for (size_t i = 0; i < n; i++) {
+        char ch = func[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_';
+        s[5 + i] = ok ? ch : '_';
+    }
+    s[5 + n] = 0;
+    return s;
+}
+
+void cg_module_info_dispose(cg_module_info *info) {
+    if (!info) return;
+    for (int i = 0; i < info->n_funcs; i++) {
+        cg_func_info *fi = &info->funcs[i];
+        ir_free(fi->name);
+        ir_free(fi->symbol);
+        for (int k = 0; k < fi->n_fails; k++) ir_free(fi->fails[k].file);
+        ir_free(fi->fails);
+    }
+    ir_free(info->funcs);
+    ir_free(info);
+}
+
+int64_t cg_workspace_bytes(const cg_func_info *fi, int64_t batch) {
+    return fi->ws_fixed + fi->ws_per_sample * batch;
+}
+
+/* ------------------------------------------------------------ attributes */
+
+static void add_fn_attrs(cg_ctx *c, LLVMValueRef fn) {
+    LLVMAttributeRef a;
+    unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
+    /* 256-bit vectors even where AVX-512 exists: what the performance targets
+     * were measured with, and no frequency penalty on Intel parts. */
+    a = LLVMCreateStringAttribute(c->ctx, "prefer-vector-width", 19, "256", 3);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+    a = LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, c->cpu, (unsigned)strlen(c->cpu));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+    if (c->features && *c->features) {
+        a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, c->features,
+                                      (unsigned)strlen(c->features));
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+    }
+}
+
+static void add_param_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name) {
+    unsigned k = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->ctx, k, 0));
+}
+
+/* ------------------------------------------------------- the entry point */
+
+typedef struct entry {
+    LLVMBuilderRef b;
+    LLVMValueRef fn, batch, args, results, globals, ws, err;
+    cg_buf cbuf[256];
+    LLVMValueRef cptr[256];
+    int ncache;
+} entry;
+
+/* Address of a buffer, computed once in the entry point. */
+static LLVMValueRef buf_ptr(cg_ctx *c, entry *e, const cg_buf *b) {
+    for (int i = 0; i < e->ncache; i++)
+        if (cg_buf_same(&e->cbuf[i], b)) return e->cptr[i];
+    LLVMValueRef p;
+    if (b->kind == CG_BUF_WS) {
+        LLVMValueRef off = LLVMBuildNSWAdd(e->b, cg_i64(c, b->a),
+                                           LLVMBuildNSWMul(e->b, cg_i64(c, b->b), e->batch, ""), "");
+        p = LLVMBuildInBoundsGEP2(e->b, c->t_i8, e->ws, &off, 1, "ws");
+    } else {
+        LLVMValueRef base = b->kind == CG_BUF_ARG      ? e->args
+                            : b->kind == CG_BUF_RESULT ? e->results
+                                                       : e->globals;
+        LLVMValueRef idx = cg_i64(c, b->index);
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(e->b, c->t_i8p, base, &idx, 1, "");
+        p = LLVMBuildLoad2(e->b, c->t_i8p, slot, b->kind == CG_BUF_ARG      ? "arg"
+                                                 : b->kind == CG_BUF_RESULT ? "res"
+                                                                            : "glob");
+        LLVMSetAlignment(p, 8);
+    }
+    if (e->ncache < 256) {
+        e->cbuf[e->ncache] = *b;
+        e->cptr[e->ncache++] = p;
+    }
+    return p;
+}
+
+/* Adds b to the kernel's distinct buffers; returns its parameter index. */
+static int param_of(cg_buf *bufs, int *n, const cg_buf *b) {
+    for (int i = 0; i < *n; i++)
+        if (cg_buf_same(&bufs[i], b)) return i;
+    bufs[*n] = *b;
+    return (*n)++;
+}
+
+enum { MAX_PARAMS = 200 };
+
+typedef struct kernel_plan {
+    cg_buf bufs[MAX_PARAMS];
+    int n;
+    int out, real_out; /* parameter indices, -1 if none */
+    int in[MAX_PARAMS];
+    int temp[MAX_PARAMS]; /* split regions: by body index */
+} kernel_plan;
+
+static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index,
+                                const char *sym, cg_func_info *fi) {
+    const cg_layout *L = c->lay;
+    kernel_plan *kp = ir_calloc(1, sizeof *kp);
+    if (!kp) return ir_oom(c->d);
+    kiln_status st = KILN_OK;
+    int nin = n->n_in;
+    if (nin + (n->region ? n->region->n : 0) + 2 > MAX_PARAMS) {
+        st = cg_error(c, n, "too many operands (%d)", nin);
+        goto out;
+    }
+    kp->out = kp->real_out = -1;
+    if (n->type.dtype != IR_VOID) {
+        kp->real_out = param_of(kp->bufs, &kp->n, &L->buf[n->serial]);
+        kp->out = L->scratch[n->serial] ? param_of(kp->bufs, &kp->n, &L->buf2[n->serial]) : kp->real_out;
+    }
+    for (int k = 0; k < nin; k++) kp->in[k] = param_of(kp->bufs, &kp->n, &L->buf[n->in[k]->serial]);
+    if (n->region && L->split[n->serial])
+        for (int i = 0; i < n->region->n; i++) {
+            const ir_node *x = n->region->nodes[i];
+            kp->temp[i] = x->type.dtype != IR_VOID ? param_of(kp->bufs, &kp->n, &L->buf2[x->serial]) : -1;
+        }
+    /* The kernel: i32 (i64 batch, i8* err, i8* buffers...). */
+    LLVMTypeRef pt[MAX_PARAMS + 2];
+    pt[0] = c->t_i64;
+    pt[1] = c->t_i8p;
+    for (int i = 0; i < kp->n; i++) pt[2 + i] = c->t_i8p;
+    LLVMTypeRef fty = LLVMFunctionType(c->t_i32, pt, (unsigned)kp->n + 2, 0);
+    char name[256];
+    snprintf(name, sizeof name, "%s.%d.%s", sym, index, ir_op_name(n->op));
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attrs(c, fn);
+    for (int i = 0; i < kp->n; i++) {
+        bool alone = true;
+        for (int j = 0; j < kp->n; j++)
+            if (j != i && cg_buf_may_overlap(&kp->bufs[i], &kp->bufs[j])) alone = false;
+        if (alone) add_param_attr(c, fn, (unsigned)i + 3, "noalias");
+        add_param_attr(c, fn, (unsigned)i + 3, "nocapture");
+    }
+    c->fn = fn;
+    c->batch = LLVMGetParam(fn, 0);
+    c->err = LLVMGetParam(fn, 1);
+    c->node = n;
+    c->can_fail = false;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef outp = kp->out >= 0 ? LLVMGetParam(fn, (unsigned)kp->out + 2) : NULL;
+    LLVMValueRef inp[MAX_PARAMS];
+    for (int k = 0; k < nin; k++) inp[k] = LLVMGetParam(fn, (unsigned)kp->in[k] + 2);
+    if (n->region && L->split[n->serial])
+        for (int i = 0; i < n->region->n; i++)
+            if (kp->temp[i] >= 0)
+                c->temps[n->region->nodes[i]->serial] = LLVMGetParam(fn, (unsigned)kp->temp[i] + 2);
+
+    const ir_op_info *info = ir_op(n->op);
+    if (info->is_ew) {
+        ir_node *self = (ir_node *)n;
+        st = cg_ew_loop(c, &n->type, 1, &self, n, outp, nin, n->in, inp);
+    } else {
+        cg_node_fn fnl = cg_node_lowering(n->op);
+        st = fnl ? fnl(c, n, outp, inp) : cg_error(c, n, "no lowering");
+    }
+    if (n->region)
+        for (int i = 0; i < n->region->n; i++) c->temps[n->region->nodes[i]->serial] = NULL;
+    if (st) goto out;
+    if (kp->out != kp->real_out) {
+        LLVMValueRef bytes = LLVMBuildNSWMul(c->b, cg_numel(c, &n->type), cg_i64(c, 4), "");
+        cg_memmove(c, LLVMGetParam(fn, (unsigned)kp->real_out + 2), outp, bytes);
+    }
+    LLVMBuildRet(c->b, cg_i32(c, 0));
+
+    /* The call from the entry point. */
+    LLVMValueRef args[MAX_PARAMS + 2];
+    args[0] = e->batch;
+    args[1] = e->err;
+    for (int i = 0; i < kp->n; i++) args[2 + i] = buf_ptr(c, e, &kp->bufs[i]);
+    LLVMValueRef call = LLVMBuildCall2(e->b, fty, fn, args, (unsigned)kp->n + 2, "");
+    if (c->can_fail) {
+        /* A failed kernel's status is the function's. */
+        LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "failed");
+        LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "next");
+        LLVMBuildCondBr(e->b, LLVMBuildICmp(e->b, LLVMIntNE, call, cg_i32(c, 0), ""), fail, ok);
+        LLVMPositionBuilderAtEnd(e->b, fail);
+        LLVMBuildRet(e->b, call);
+        LLVMPositionBuilderAtEnd(e->b, ok);
+        cg_fail_site *fs = ir_realloc(fi->fails, sizeof *fs * ((size_t)fi->n_fails + 1));
+        if (!fs) {
+            st = ir_oom(c->d);
+            goto out;
+        }
+        fi->fails = fs;
+        cg_fail_site *s = &fs[fi->n_fails++];
+        memset(s, 0, sizeof *s);
+        s->serial = n->serial;
+        s->op = ir_op_name(n->op);
+        s->line = n->loc.line;
+        s->col = n->loc.col;
+        const ir_type *p = &n->in[0]->type;
+        s->classes = p->rank ? p->dims[p->rank - 1] : 1;
+        if (n->loc.file && !(s->file = ir_strdup(n->loc.file))) st = ir_oom(c->d);
+    }
+out:
+    ir_free(kp);
+    return st;
+}
+
+static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool first) {
+    cg_layout lay;
+    kiln_status st = cg_layout_func(f, &lay, c->d);
+    if (st) return st;
+    c->f = f;
+    c->lay = &lay;
+    fi->ws_fixed = lay.ws_fixed;
+    fi->ws_per_sample = lay.ws_per_sample;
+    fi->err_fixed = lay.err.a;
+    fi->err_per_sample = lay.err.b;
+    fi->n_args = f->n_args;
+    fi->n_results = f->n_results;
+    entry *e = ir_calloc(1, sizeof *e);
+    if (!e) {
+        cg_layout_free(&lay);
+        return ir_oom(c->d);
+    }
+    LLVMTypeRef i8pp = LLVMPointerType(c->t_i8p, 0);
+    LLVMTypeRef pt[5] = {c->t_i64, i8pp, i8pp, i8pp, c->t_i8p};
+    LLVMTypeRef fty = LLVMFunctionType(c->t_i32, pt, 5, 0);
+    e->fn = LLVMAddFunction(c->mod, fi->symbol, fty);
+    add_fn_attrs(c, e->fn);
+    for (unsigned i = 2; i <= 5; i++) add_param_attr(c, e->fn, i, "nocapture");
+    add_param_attr(c, e->fn, 2, "readonly");
+    add_param_attr(c, e->fn, 3, "readonly");
+    add_param_attr(c, e->fn, 4, "readonly");
+    e->b = LLVMCreateBuilderInContext(c->ctx);
+    e->batch = LLVMGetParam(e->fn, 0);
+    e->args = LLVMGetParam(e->fn, 1);
+    e->results = LLVMGetParam(e->fn, 2);
+    e->globals = LLVMGetParam(e->fn, 3);
+    e->ws = LLVMGetParam(e->fn, 4);
+    LLVMBasicBlockRef entry_bb = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "entry");
+    LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "bad.batch");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "body");
+    LLVMPositionBuilderAtEnd(e->b, entry_bb);
+    /* 0 <= batch < 2^31: BLAS dimensions are 32-bit. */
+    LLVMValueRef neg = LLVMBuildICmp(e->b, LLVMIntSLT, e->batch, cg_i64(c, 0), "");
+    LLVMValueRef big = LLVMBuildICmp(e->b, LLVMIntSGT, e->batch, cg_i64(c, INT32_MAX), "");
+    LLVMBuildCondBr(e->b, LLVMBuildOr(e->b, neg, big, ""), bad, body);
+    LLVMPositionBuilderAtEnd(e->b, bad);
+    LLVMBuildRet(e->b, LLVMBuildSelect(e->b, neg, cg_i32(c, KILN_ERR_INVALID), cg_i32(c, KILN_ERR_LIMIT), ""));
+    LLVMPositionBuilderAtEnd(e->b, body);
+    e->err = buf_ptr(c, e, &lay.err);
+    LLVMValueRef rec = LLVMBuildBitCast(e->b, e->err, LLVMPointerType(c->t_i32, 0), "");
+    LLVMBuildStore(e->b, cg_i32(c, 0), rec);
+
+    for (int i = 0; i < f->n_nodes && !st; i++) {
+        ir_node *n = f->nodes[i];
+        if (n->op == IR_OP_reshape && cg_buf_same(&lay.buf[n->serial], &lay.buf[n->in[0]->serial]))
+            continue; /* a view */
+        st = build_kernel(c, e, n, i, fi->symbol, fi);
+    }
+    /* Results not computed in place: copy. */
+    for (int i = 0; i < f->n_results && !st; i++) {
+        const ir_node *r = f->results[i];
+        const cg_buf *src = &lay.buf[r->serial];
+        if (src->kind == CG_BUF_RESULT && src->index == i) continue;
+        cg_buf dst = {.kind = CG_BUF_RESULT, .index = i};
+        LLVMValueRef n_el = LLVMBuildNSWMul(e->b, cg_i64(c, ir_type_static_numel(&r->type)),
+                                            ir_type_batch_axis(&r->type) >= 0 ? e->batch : cg_i64(c, 1), "");
+        LLVMValueRef bytes = LLVMBuildNSWMul(e->b, n_el, cg_i64(c, 4), "");
+        LLVMBuildMemMove(e->b, buf_ptr(c, e, &dst), 4, buf_ptr(c, e, src), 4, bytes);
+    }
+    if (!st) {
+        if (first && c->o->test_malformed)
+            LLVMBuildRet(e->b, cg_i64(c, 0)); /* ill-typed: i64 from an i32 function */
+        else
+            LLVMBuildRet(e->b, cg_i32(c, 0));
+    }
+    LLVMDisposeBuilder(e->b);
+    ir_free(e);
+    cg_layout_free(&lay);
+    c->lay = NULL;
+    return st;
+}
+
+/* ------------------------------------------------------------- the module */
+
+static kiln_status verify_llvm(cg_ctx *c) {
+    char *msg = NULL;
+    LLVMBool bad = LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg);
+    kiln_status st = KILN_OK;
+    if (bad) {
+        size_t len = msg ? strlen(msg) : 0;
+        while (len && msg[len - 1] == '\n') len--;
+        st = ir_error(c->d, KILN_ERR_BACKEND, ir_loc_none(),
+                      "codegen: the generated LLVM IR is invalid: %.*s", (int)(len < 2000 ? len : 2000),
+                      msg ? msg : "");
+    }
+    LLVMDisposeMessage(msg); /* allocated even on success */
+    return st;
+}
+
+kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                            LLVMModuleRef *out, cg_module_info **info_out, kiln_diag *d) {
+    cg_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!o) o = &defaults;
+    *out = NULL;
+    if (info_out) *info_out = NULL;
+    kiln_status st = ir_verify_module(m, d);
+    if (st) return st;
+    if (o->only_func && !kiln_module_func(m, o->only_func))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", o->only_func);
+    LLVMTargetMachineRef tm;
+    if ((st = cg_target_machine(o, &tm, d))) return st;
+
+    cg_ctx c;
+    memset(&c, 0, sizeof c);
+    c.ctx = ctx;
+    c.o = o;
+    c.d = d;
+    c.m = m;
+    c.limit = m->next_serial;
+    c.t_void = LLVMVoidTypeInContext(ctx);
+    c.t_i1 = LLVMInt1TypeInContext(ctx);
+    c.t_i8 = LLVMInt8TypeInContext(ctx);
+    c.t_i32 = LLVMInt32TypeInContext(ctx);
+    c.t_i64 = LLVMInt64TypeInContext(ctx);
+    c.t_f32 = LLVMFloatTypeInContext(ctx);
+    c.t_f64 = LLVMDoubleTypeInContext(ctx);
+    c.t_i8p = LLVMPointerType(c.t_i8, 0);
+    char *cpu = LLVMGetTargetMachineCPU(tm), *features = LLVMGetTargetMachineFeatureString(tm);
+    c.cpu = cpu;
+    c.features = features;
+    c.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(c.mod, dl);
+    LLVMDisposeTargetData(dl);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(c.mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeTargetMachine(tm);
+    c.b = LLVMCreateBuilderInContext(ctx);
+    c.val = ir_calloc((size_t)c.limit + 1, sizeof *c.val);
+    c.temps = ir_calloc((size_t)c.limit + 1, sizeof *c.temps);
+    cg_module_info *info = ir_calloc(1, sizeof *info);
+    int nf = o->only_func ? 1 : m->n_funcs;
+    if (info) info->funcs = ir_calloc((size_t)nf + 1, sizeof *info->funcs);
+    if (!c.val || !c.temps || !info || !info->funcs) st = ir_oom(d);
+    for (int i = 0; i < m->n_funcs && !st; i++) {
+        kiln_func *f = m->funcs[i];
+        if (o->only_func && strcmp(f->name, o->only_func) != 0) continue;
+        cg_func_info *fi = &info->funcs[info->n_funcs++];
+        fi->name = ir_strdup(f->name);
+        fi->symbol = cg_symbol_name(f->name);
+        if (!fi->name || !fi->symbol) {
+            st = ir_oom(d);
+            break;
+        }
+        st = build_func(&c, f, fi, info->n_funcs == 1);
+    }
+    if (!st) st = verify_llvm(&c);
+    LLVMDisposeBuilder(c.b);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    ir_free(c.val);
+    ir_free(c.temps);
+    if (st) {
+        LLVMDisposeModule(c.mod);
+        cg_module_info_dispose(info);
+        return st;
+    }
+    *out = c.mod;
+    if (info_out)
+        *info_out = info;
+    else
+        cg_module_info_dispose(info);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------- errors */
+
+kiln_status cg_func_error(const cg_func_info *fi, const void *workspace, int64_t batch,
+                          int32_t status, kiln_diag *d) {
+    if (status == KILN_OK) return KILN_OK;
+    if (batch < 0)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: negative batch %lld", fi->name,
+                        (long long)batch);
+    if (batch > INT32_MAX)
+        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: batch %lld exceeds 2^31 - 1",
+                        fi->name, (long long)batch);
+    cg_error_record rec;
+    memcpy(&rec, (const char *)workspace + fi->err_fixed + fi->err_per_sample * batch, sizeof rec);
+    for (int i = 0; i < fi->n_fails; i++) {
+        const cg_fail_site *s = &fi->fails[i];
+        if (s->serial != rec.serial) continue;
+        ir_loc loc = {s->file, s->line, s->col};
+        return ir_error(d, (kiln_status)status, loc, "%s: label %lld is out of range [0, %lld)",
+                        s->op, (long long)rec.detail, (long long)s->classes);
+    }
+    return ir_error(d, (kiln_status)status, ir_loc_none(), "%s failed: %s", fi->name,
+                    kiln_status_string((kiln_status)status));
+}

@@ -1,0 +1,136 @@
+/*
+ * build.h — from the syntax tree to a module: the state the builder shares
+ * between build.c (statements, names), args.c (call arguments), layers.c
+ * (layers as primitive ops) and train.c (loss, metrics, optimizer).
+ * Internal to frontend/.
+ */
+#ifndef KILN_FRONTEND_BUILD_H
+#define KILN_FRONTEND_BUILD_H
+
+#include "frontend/ast.h"
+
+/* ------------------------------------------------------------------ names */
+
+typedef enum fe_sym_kind {
+    FE_SYM_DECLARED, /* a user name whose statement has not run yet */
+    FE_SYM_INPUT,
+    FE_SYM_LABEL,
+    FE_SYM_VALUE, /* NAME = ... */
+    FE_SYM_AUTO   /* a generated layer name (not a value) */
+} fe_sym_kind;
+
+typedef struct fe_sym {
+    const char *name;
+    fe_sym_kind kind;
+    int line, col; /* where the name is defined */
+    ir_node *node; /* input, value: the value in @infer */
+    ir_type type;  /* input, label */
+} fe_sym;
+
+/* Open addressing over pointers to syms (which live in the builder's
+ * arena, so a pointer stays valid while the table grows). */
+typedef struct fe_symtab {
+    fe_sym **slots;
+    size_t cap, n;
+} fe_symtab;
+
+/* Auto-name bases, one counter each (Keras counts per layer type). */
+enum { FE_BASE_DENSE, FE_BASE_FLATTEN, FE_BASE_ACTIVATION, FE_BASE_ADD, FE_N_BASES };
+
+/* --------------------------------------------------------------- builder */
+
+typedef struct fe_build {
+    const fe_source *src;
+    kiln_diag *d;
+    const fe_ast *ast;
+    ir_arena arena; /* syms and generated names */
+    fe_symtab syms;
+    int auto_next[FE_N_BASES];
+    kiln_module *m;
+    kiln_func *infer;
+    const char *file; /* in the module's arena: node locations point here */
+    ir_builder b;     /* appends to @infer, later to @loss */
+    /* Statements that may appear once (NULL until seen). */
+    const fe_stmt *model, *output, *loss, *train;
+    /* The loss, built into @loss once the whole file is read. */
+    int loss_op;
+    ir_node *loss_pred; /* in @infer */
+    const fe_sym *loss_label;
+    ir_train_config cfg;
+    int acc_line, acc_col; /* where 'accuracy' was asked for */
+} fe_build;
+
+/* Builds the module from a parsed file. *out is set only on success. */
+kiln_status fe_build_module(const fe_source *src, const fe_ast *ast, kiln_module **out,
+                            kiln_diag *d);
+
+kiln_status fe_err(fe_build *c, kiln_status st, int line, int col, const char *fmt, ...)
+    KILN_PRINTF(5, 6);
+/* After an ir_b_* call returned NULL: the builder's message is in the diag
+ * at the builder's location; this adds the source line and gives the status. */
+kiln_status fe_builder_failed(fe_build *c);
+/* Sets the location stamped on the nodes built from now on. */
+void fe_set_loc(fe_build *c, int line, int col);
+
+fe_sym *fe_sym_find(const fe_symtab *t, const char *name);
+/* Adds a sym for `name` (not yet in the table; the string must outlive it). */
+fe_sym *fe_sym_add(fe_build *c, const char *name);
+/* The value of a tensor expression (a name or a layer call) in @infer. */
+kiln_status fe_build_tensor(fe_build *c, const fe_expr *e, ir_node **out);
+/* The "unknown name 'x'; did you mean 'y'?" error for a name in use. */
+kiln_status fe_unknown_name(fe_build *c, const fe_expr *e);
+
+/* -------------------------------------------------------------- arguments */
+
+typedef struct fe_param {
+    const char *name;
+    const char *alias; /* a second keyword for the same argument, or NULL */
+    bool required;
+} fe_param;
+
+/* Matches a call's arguments to params, by position and then by keyword:
+ * vals[i] is the expression given for params[i], or NULL. `call` may be a
+ * plain name (no arguments). Messages name the call. */
+kiln_status fe_bind(fe_build *c, const fe_expr *call, const fe_param *params, int n,
+                    const fe_expr **vals);
+
+typedef enum fe_range {
+    FE_R_ANY,
+    FE_R_POSITIVE,    /* > 0 */
+    FE_R_NONNEGATIVE, /* >= 0 */
+    FE_R_UNIT_OPEN,   /* [0, 1) */
+    FE_R_UNIT         /* [0, 1] */
+} fe_range;
+
+kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t lo, int64_t hi,
+                       int64_t *out);
+kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, fe_range r, double *out);
+kiln_status fe_get_bool(fe_build *c, const fe_expr *e, const char *what, bool *out);
+/* relu, linear, ..., or leaky_relu(alpha=0.1); *alpha is leaky_relu's slope. */
+kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *act, double *alpha);
+/* glorot_uniform, zeros, constant(0.1), normal(mean=0, stddev=0.05), ... */
+kiln_status fe_get_init(fe_build *c, const fe_expr *e, const char *what, kiln_init *out);
+/* A value as messages quote it: 'relu', 128, 'dense(...)', a list. */
+const char *fe_expr_str(const fe_expr *e, char *buf, size_t n);
+
+/* ----------------------------------------------------------------- layers */
+
+/* True if `name` is a layer (dense, flatten, relu, ...). */
+bool fe_is_layer(const char *name);
+/* Builds the layer call `e` into @infer: its operands, parameters, nodes and
+ * its row of the layer table. `target` names it (NULL: an automatic name). */
+kiln_status fe_build_layer(fe_build *c, const fe_expr *e, const char *target, ir_node **out);
+/* Applies an activation to x (KILN_ACT_NONE returns x). NULL on error. */
+ir_node *fe_activation(fe_build *c, ir_node *x, kiln_activation act, double alpha);
+
+/* ------------------------------------------------------------------ train */
+
+bool fe_is_loss(const char *name);
+/* The 'loss' statement: builds the prediction, checks the label. */
+kiln_status fe_loss_stmt(fe_build *c, const fe_stmt *s);
+/* The 'train { ... }' block into c->cfg. */
+kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s);
+/* Writes @loss(inputs..., label) -> (loss[, accuracy]) from @infer. */
+kiln_status fe_build_loss_func(fe_build *c);
+
+#endif

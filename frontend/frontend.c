@@ -1,0 +1,97 @@
+/*
+ * frontend.c — the entry points: model-file text (or a path) in, a verified
+ * module out. Parsing and building report into a diag of their own, so the
+ * status of the first error here is exact even when the caller's diag
+ * already holds messages; the text is then appended to the caller's.
+ */
+#include "frontend/build.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Appends what `from` collected to `to` (which may be NULL). */
+static void move_diag(kiln_diag *from, kiln_diag *to, kiln_status st) {
+    if (!to || !st) return;
+    if (!from->errors || from->text.oom || !from->text.buf) {
+        /* The message was lost (out of memory): the status still tells. */
+        if (st == KILN_ERR_NOMEM)
+            ir_oom(to);
+        else
+            ir_error(to, st, ir_loc_none(), "model file: %s", kiln_status_string(st));
+        return;
+    }
+    if (!to->errors) to->first = from->first;
+    to->errors += from->errors;
+    ir_sb_putn(&to->text, from->text.buf, from->text.len);
+}
+
+kiln_status fe_parse_model(const char *text, size_t len, const char *filename, kiln_module **out,
+                           kiln_diag *d) {
+    if (out) *out = NULL;
+    if (!out || (!text && len))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_file_parse: bad argument");
+    const char *file = filename ? filename : "<input>";
+    if (len > FE_MAX_FILE_BYTES)
+        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(),
+                        "%s: a model file may hold at most %zu MiB", file, FE_MAX_FILE_BYTES >> 20);
+    fe_source src = {text ? text : "", len, file};
+    kiln_diag mine;
+    memset(&mine, 0, sizeof mine);
+    fe_ast ast;
+    kiln_status st = fe_parse(&src, &ast, &mine);
+    if (!st) st = fe_build_module(&src, &ast, out, &mine);
+    fe_ast_free(&ast);
+    move_diag(&mine, d, st);
+    ir_sb_free(&mine.text);
+    return st;
+}
+
+kiln_status kiln_model_file_parse(const char *text, size_t len, const char *filename,
+                                  kiln_module **out, kiln_diag *d) {
+    return fe_parse_model(text, len, filename, out, d);
+}
+
+/* Reads at most FE_MAX_FILE_BYTES + 1 bytes: a bigger file is refused
+ * without reading it all into memory. */
+static kiln_status read_model_file(const char *path, char **text, size_t *len, kiln_diag *d) {
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path, strerror(errno));
+    ir_sb sb;
+    ir_sb_init(&sb);
+    char buf[65536];
+    size_t n;
+    while (sb.len <= FE_MAX_FILE_BYTES && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ir_sb_putn(&sb, buf, n);
+    bool err = ferror(f) != 0;
+    fclose(f);
+    kiln_status st = KILN_OK;
+    if (err)
+        st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: read error", path);
+    else if (sb.len > FE_MAX_FILE_BYTES)
+        st = ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: a model file may hold at most %zu MiB",
+                      path, FE_MAX_FILE_BYTES >> 20);
+    if (st) {
+        ir_sb_free(&sb);
+        return st;
+    }
+    size_t l = sb.len;
+    if (!(*text = ir_sb_take(&sb))) return ir_oom(d);
+    *len = l;
+    return KILN_OK;
+}
+
+kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d) {
+    if (out) *out = NULL;
+    if (!path || !out)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_file_load: bad argument");
+    char *text;
+    size_t len;
+    kiln_status st = read_model_file(path, &text, &len, d);
+    if (st) return st;
+    st = fe_parse_model(text, len, path, out, d);
+    ir_free(text);
+    return st;
+}

@@ -1,0 +1,325 @@
+/*
+ * train.c — what training needs: the loss, the metrics, the optimizer and
+ * the train block's settings.
+ *
+ * The loss function is @infer plus the label and the loss:
+ *
+ *   func @loss(%x : f32[?,784], %y : f32[?,10]) -> (f32[], f32[]) {
+ *     ...the nodes of @infer...
+ *     %9  = categorical_crossentropy(%8, %y) : f32[]
+ *     %10 = argmax(%8) {axis=1} : i32[?]          # accuracy, when asked for
+ *     %11 = argmax(%y) {axis=1} : i32[?]
+ *     %12 = equal(%10, %11) : i32[?]
+ *     %13 = cast(%12) {dtype=f32} : f32[?]
+ *     %14 = reduce_mean(%13) : f32[]
+ *     return %9, %14
+ *   }
+ *
+ * Accuracy follows Keras' 'accuracy': class indices for i32 labels, a 0.5
+ * threshold for binary cross-entropy or a single output unit, and argmax
+ * against one-hot labels otherwise.
+ */
+#include "frontend/build.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ----------------------------------------------------------------- losses */
+
+static const struct {
+    const char *name;
+    int op;
+} g_losses[] = {
+    {"categorical_crossentropy", IR_OP_categorical_crossentropy},
+    {"sparse_categorical_crossentropy", IR_OP_sparse_categorical_crossentropy},
+    {"mean_squared_error", IR_OP_mean_squared_error},
+    {"mse", IR_OP_mean_squared_error},
+    {"binary_crossentropy", IR_OP_binary_crossentropy},
+};
+
+static int find_loss(const char *name) {
+    for (size_t i = 0; i < KILN_ARRAY_LEN(g_losses); i++)
+        if (strcmp(g_losses[i].name, name) == 0) return g_losses[i].op;
+    return -1;
+}
+
+bool fe_is_loss(const char *name) {
+    return find_loss(name) >= 0;
+}
+
+/* The label argument of a loss: a name declared with 'label'. */
+static kiln_status loss_label(fe_build *c, const fe_expr *call, const fe_expr *e,
+                              const fe_sym **out) {
+    char b[64];
+    if (e->kind != FE_E_NAME)
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                      "the second argument of %s must be a label, found %s", call->name,
+                      fe_expr_str(e, b, sizeof b));
+    const fe_sym *s = fe_sym_find(&c->syms, e->name);
+    if (!s || s->kind == FE_SYM_AUTO) return fe_unknown_name(c, e);
+    if (s->kind == FE_SYM_DECLARED)
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                      "'%s' is used before it is defined (at line %d)", e->name, s->line);
+    if (s->kind != FE_SYM_LABEL)
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                      "'%s' is not a label: a loss takes (prediction, label)", e->name);
+    *out = s;
+    return KILN_OK;
+}
+
+kiln_status fe_loss_stmt(fe_build *c, const fe_stmt *s) {
+    const fe_expr *call = s->value;
+    char b[IR_TYPE_STR_MAX], sug[64];
+    int op = find_loss(call->name);
+    if (op < 0) {
+        const char *names[KILN_ARRAY_LEN(g_losses)];
+        for (size_t i = 0; i < KILN_ARRAY_LEN(g_losses); i++) names[i] = g_losses[i].name;
+        return fe_err(
+            c, KILN_ERR_INVALID, call->line, call->col, "unknown loss '%s'%s", call->name,
+            fe_did_you_mean(call->name, names, (int)KILN_ARRAY_LEN(g_losses), sug, sizeof sug));
+    }
+    static const fe_param params[] = {{"prediction", NULL, true}, {"label", NULL, true}};
+    const fe_expr *v[2];
+    kiln_status st = fe_bind(c, call, params, 2, v);
+    if (st) return st;
+    /* Keras writes loss(y_true, y_pred); say so when the label comes first. */
+    const fe_sym *ps = v[0]->kind == FE_E_NAME ? fe_sym_find(&c->syms, v[0]->name) : NULL;
+    if (ps && ps->kind == FE_SYM_LABEL)
+        return fe_err(c, KILN_ERR_INVALID, v[0]->line, v[0]->col,
+                      "'%s' is a label: a loss takes the prediction first, then the label",
+                      v[0]->name);
+    ir_node *pred;
+    const fe_sym *label = NULL;
+    if ((st = fe_build_tensor(c, v[0], &pred)) || (st = loss_label(c, call, v[1], &label)))
+        return st;
+    bool sparse = op == IR_OP_sparse_categorical_crossentropy;
+    if (sparse && label->type.dtype != IR_I32)
+        return fe_err(c, KILN_ERR_SHAPE, v[1]->line, v[1]->col,
+                      "%s needs i32 class indices, but label '%s' is %s; use "
+                      "categorical_crossentropy for one-hot labels",
+                      call->name, label->name, ir_type_str(&label->type, b, sizeof b));
+    if (!sparse && label->type.dtype != IR_F32)
+        return fe_err(c, KILN_ERR_SHAPE, v[1]->line, v[1]->col,
+                      "%s needs f32 labels, but label '%s' is %s%s", call->name, label->name,
+                      ir_type_str(&label->type, b, sizeof b),
+                      op == IR_OP_categorical_crossentropy
+                          ? "; use sparse_categorical_crossentropy for class indices"
+                          : "");
+    /* Shapes are checked now, by the op's own inference on a scratch node,
+     * so the message is the builder's and comes in file order. */
+    ir_node y, probe;
+    memset(&y, 0, sizeof y);
+    memset(&probe, 0, sizeof probe);
+    y.op = IR_ARG;
+    y.type = label->type;
+    ir_node *in[2] = {pred, &y};
+    probe.op = (uint16_t)op;
+    probe.n_in = 2;
+    probe.in = in;
+    probe.loc.file = c->file;
+    probe.loc.line = call->line;
+    probe.loc.col = call->col;
+    if ((st = ir_node_infer(&probe, c->d))) {
+        fe_show_line(c->src, c->d, call->line, call->col);
+        return st;
+    }
+    c->loss_op = op;
+    c->loss_pred = pred;
+    c->loss_label = label;
+    return KILN_OK;
+}
+
+/* Keras' 'accuracy' for this loss and these labels, as a mean of hits. */
+static ir_node *accuracy(fe_build *c, ir_node *p, ir_node *y) {
+    ir_builder *b = &c->b;
+    ir_attrs last, to_f32;
+    memset(&last, 0, sizeof last);
+    memset(&to_f32, 0, sizeof to_f32);
+    last.i[0] = -1;
+    to_f32.i[0] = IR_F32;
+    /* One statement per node: C leaves the order of arguments open. */
+    ir_node *pc, *yc;
+    bool binary = c->loss_op == IR_OP_binary_crossentropy ||
+                  (p->type.rank > 0 && p->type.dims[p->type.rank - 1] == 1);
+    if (y->type.dtype == IR_I32) {
+        pc = ir_b_op(b, IR_OP_argmax, 1, &p, &last);
+        yc = y;
+    } else if (binary) {
+        ir_node *half = ir_b_scalar(b, 0.5);
+        pc = ir_b_bin(b, IR_OP_greater, p, half);
+        yc = ir_b_bin(b, IR_OP_greater, y, half);
+    } else {
+        pc = ir_b_op(b, IR_OP_argmax, 1, &p, &last);
+        yc = ir_b_op(b, IR_OP_argmax, 1, &y, &last);
+    }
+    ir_node *hit = ir_b_bin(b, IR_OP_equal, pc, yc);
+    ir_node *f = ir_b_op(b, IR_OP_cast, 1, &hit, &to_f32);
+    return ir_b_reduce(b, IR_OP_reduce_mean, f, 0, NULL, false);
+}
+
+kiln_status fe_build_loss_func(fe_build *c) {
+    ir_node **map = NULL;
+    int map_len = 0;
+    kiln_func *f = ir_func_clone(c->infer, "loss", &map, &map_len, c->d);
+    if (!f) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
+    ir_node *p = c->loss_pred;
+    if (p->serial < map_len && map[p->serial]) p = map[p->serial];
+    ir_free(map);
+    f->n_results = 0; /* the clone returns @infer's outputs; @loss returns its own */
+    const fe_sym *label = c->loss_label;
+    ir_node *y = ir_func_add_arg(f, label->name, &label->type, c->d);
+    if (!y) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
+    ir_builder_init(&c->b, f, c->d);
+    fe_set_loc(c, c->loss->value->line, c->loss->value->col);
+    ir_node *l = ir_b_bin(&c->b, c->loss_op, p, y);
+    if (!l) return fe_builder_failed(c);
+    kiln_status st = ir_func_add_result(f, l, c->d);
+    if (st || !c->cfg.metric_accuracy) return st;
+    fe_set_loc(c, c->acc_line, c->acc_col);
+    ir_node *acc = accuracy(c, p, y);
+    if (!acc) return fe_builder_failed(c);
+    return ir_func_add_result(f, acc, c->d);
+}
+
+/* -------------------------------------------------------------- optimizer */
+
+enum { O_LR, O_BETA_1, O_BETA_2, O_EPSILON, O_WEIGHT_DECAY, O_MOMENTUM, O_NESTEROV };
+
+typedef struct opt_spec {
+    const char *name;
+    ir_opt_kind kind;
+    int n;
+    fe_param params[5]; /* in Keras' positional order */
+    int tag[5];
+} opt_spec;
+
+/* clang-format off */
+#define LR {"lr", "learning_rate", false}
+static const opt_spec g_opts[] = {
+    {"adam", IR_OPT_ADAM, 4,
+     {LR, {"beta_1", NULL, false}, {"beta_2", NULL, false}, {"epsilon", NULL, false}},
+     {O_LR, O_BETA_1, O_BETA_2, O_EPSILON}},
+    {"adamw", IR_OPT_ADAMW, 5,
+     {LR, {"weight_decay", NULL, false}, {"beta_1", NULL, false}, {"beta_2", NULL, false},
+      {"epsilon", NULL, false}},
+     {O_LR, O_WEIGHT_DECAY, O_BETA_1, O_BETA_2, O_EPSILON}},
+    {"sgd", IR_OPT_SGD, 3,
+     {LR, {"momentum", NULL, false}, {"nesterov", NULL, false}},
+     {O_LR, O_MOMENTUM, O_NESTEROV}},
+};
+/* clang-format on */
+
+static kiln_status optimizer(fe_build *c, const fe_expr *e, ir_optimizer *out) {
+    char b[64], sug[64];
+    if (e->kind != FE_E_NAME && e->kind != FE_E_CALL)
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                      "'optimizer' must be an optimizer such as adam(lr=0.001), got %s",
+                      fe_expr_str(e, b, sizeof b));
+    const opt_spec *os = NULL;
+    const char *names[KILN_ARRAY_LEN(g_opts)];
+    for (size_t i = 0; i < KILN_ARRAY_LEN(g_opts); i++) {
+        names[i] = g_opts[i].name;
+        if (strcmp(g_opts[i].name, e->name) == 0) os = &g_opts[i];
+    }
+    if (!os)
+        return fe_err(
+            c, KILN_ERR_INVALID, e->line, e->col, "unknown optimizer '%s'%s", e->name,
+            fe_did_you_mean(e->name, names, (int)KILN_ARRAY_LEN(g_opts), sug, sizeof sug));
+    *out = ir_optimizer_defaults(os->kind);
+    const fe_expr *v[5];
+    kiln_status st = fe_bind(c, e, os->params, os->n, v);
+    for (int i = 0; i < os->n && !st; i++) {
+        if (!v[i]) continue;
+        const char *nm = os->params[i].name;
+        switch (os->tag[i]) {
+        case O_LR:
+            st = fe_get_float(c, v[i], nm, FE_R_POSITIVE, &out->lr);
+            break;
+        case O_BETA_1:
+            st = fe_get_float(c, v[i], nm, FE_R_UNIT_OPEN, &out->beta_1);
+            break;
+        case O_BETA_2:
+            st = fe_get_float(c, v[i], nm, FE_R_UNIT_OPEN, &out->beta_2);
+            break;
+        case O_EPSILON:
+            st = fe_get_float(c, v[i], nm, FE_R_POSITIVE, &out->epsilon);
+            break;
+        case O_WEIGHT_DECAY:
+            st = fe_get_float(c, v[i], nm, FE_R_NONNEGATIVE, &out->weight_decay);
+            break;
+        case O_MOMENTUM:
+            st = fe_get_float(c, v[i], nm, FE_R_UNIT, &out->momentum);
+            break;
+        case O_NESTEROV:
+            st = fe_get_bool(c, v[i], nm, &out->nesterov);
+            break;
+        }
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------ train block */
+
+static kiln_status metrics(fe_build *c, const fe_expr *e) {
+    char b[64], sug[64];
+    if (e->kind != FE_E_LIST)
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                      "'metrics' must be a list such as [accuracy], got %s",
+                      fe_expr_str(e, b, sizeof b));
+    static const char *const known[] = {"accuracy"};
+    for (const fe_expr *m = e->items; m; m = m->next) {
+        if (m->kind != FE_E_NAME)
+            return fe_err(c, KILN_ERR_INVALID, m->line, m->col, "expected a metric, found %s",
+                          fe_expr_str(m, b, sizeof b));
+        if (strcmp(m->name, "accuracy") != 0 && strcmp(m->name, "acc") != 0)
+            return fe_err(c, KILN_ERR_INVALID, m->line, m->col, "unknown metric '%s'%s", m->name,
+                          fe_did_you_mean(m->name, known, 1, sug, sizeof sug));
+        c->cfg.metric_accuracy = true;
+        c->acc_line = m->line;
+        c->acc_col = m->col;
+    }
+    return KILN_OK;
+}
+
+enum { T_OPTIMIZER, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_METRICS, T_COUNT };
+static const char *const g_settings[T_COUNT] = {"optimizer", "epochs", "batch_size", "seed",
+                                                "metrics"};
+
+kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s) {
+    const fe_arg *seen[T_COUNT] = {0};
+    kiln_status st = KILN_OK;
+    for (const fe_arg *a = s->settings; a && !st; a = a->next) {
+        int k = -1;
+        for (int i = 0; i < T_COUNT; i++)
+            if (strcmp(a->key, g_settings[i]) == 0) k = i;
+        if (k < 0) {
+            char sug[64];
+            return fe_err(c, KILN_ERR_INVALID, a->key_line, a->key_col,
+                          "unknown train setting '%s'%s", a->key,
+                          fe_did_you_mean(a->key, g_settings, T_COUNT, sug, sizeof sug));
+        }
+        if (seen[k])
+            return fe_err(c, KILN_ERR_INVALID, a->key_line, a->key_col,
+                          "'%s' is already set at line %d", a->key, seen[k]->key_line);
+        seen[k] = a;
+        const int64_t max32 = IR_MAX_DIM - 1;
+        switch (k) {
+        case T_OPTIMIZER:
+            st = optimizer(c, a->value, &c->cfg.opt);
+            break;
+        case T_EPOCHS:
+            st = fe_get_int(c, a->value, a->key, 1, max32, &c->cfg.epochs);
+            break;
+        case T_BATCH_SIZE:
+            st = fe_get_int(c, a->value, a->key, 1, max32, &c->cfg.batch_size);
+            break;
+        case T_SEED:
+            st = fe_get_int(c, a->value, a->key, 0, INT64_MAX, &c->cfg.seed);
+            break;
+        case T_METRICS:
+            st = metrics(c, a->value);
+            break;
+        }
+    }
+    return st;
+}

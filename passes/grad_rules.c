@@ -1,0 +1,460 @@
+/*
+ * grad_rules.c — the `grad` column of ir/ops.def: one gradient rule per
+ * differentiable op, and the table pass_grad_rule() built from that column.
+ *
+ * A rule reads like the math it implements. Inside a rule, n is the forward
+ * node, X(k) its operand k, dy the gradient of the loss with respect to n,
+ * and the macros ADD, MUL, ... build nodes with the builder b (positioned at
+ * the end of train_step, with n's location). No call takes two arguments
+ * that both build nodes: C leaves their order unspecified, and the order of
+ * train_step's nodes must not depend on the compiler. See passes/grad.h for the
+ * contract; autodiff calls a rule only when some operand needs a gradient, so
+ * a one-operand rule always computes dx[0].
+ *
+ * Two conventions recur:
+ *  - broadcasting ops hand each operand unbroadcast(g, operand): g summed
+ *    over the axes the operand was broadcast along, reshaped to its type;
+ *  - counts that involve the batch axis are known only at run time and come
+ *    from `numel`; static counts are constants.
+ */
+#include <string.h>
+
+#include "passes/grad.h"
+
+/* ------------------------------------------------------------ the helpers */
+
+#define X(k)              (n->in[k])
+#define K(v)              ir_b_scalar(b, (v))
+#define ADD(x, y)         ir_b_bin(b, IR_OP_add, (x), (y))
+#define SUB(x, y)         ir_b_bin(b, IR_OP_sub, (x), (y))
+#define MUL(x, y)         ir_b_bin(b, IR_OP_mul, (x), (y))
+#define DIV(x, y)         ir_b_bin(b, IR_OP_div, (x), (y))
+#define GT(x, y)          ir_b_bin(b, IR_OP_greater, (x), (y))
+#define EQ(x, y)          ir_b_bin(b, IR_OP_equal, (x), (y))
+#define MAX(x, y)         ir_b_bin(b, IR_OP_maximum, (x), (y))
+#define MIN(x, y)         ir_b_bin(b, IR_OP_minimum, (x), (y))
+#define NEG(x)            ir_b_un(b, IR_OP_neg, (x))
+#define EXP(x)            ir_b_un(b, IR_OP_exp, (x))
+#define LOG(x)            ir_b_un(b, IR_OP_log, (x))
+#define SELECT(c, x, y)   select3(b, (c), (x), (y))
+#define SUM_KEEP(x, axis) sum_axis(b, (x), (axis), true)
+
+#define RULE(name)                                                                                 \
+    static kiln_status name(ir_builder *b, ir_node *n, ir_node *dy, const bool *need, ir_node **dx)
+
+/* The Keras epsilon the losses clip probabilities with (interp_ops.c). */
+#define KERAS_EPS 1e-7
+
+static ir_node *select3(ir_builder *b, ir_node *c, ir_node *x, ir_node *y) {
+    ir_node *in[3] = {c, x, y};
+    return ir_b_op(b, IR_OP_select, 3, in, NULL);
+}
+
+static ir_node *with_i(ir_builder *b, int op, ir_node *x, int64_t i0) {
+    ir_attrs a;
+    memset(&a, 0, sizeof a);
+    a.i[0] = i0;
+    return ir_b_op(b, op, 1, &x, &a);
+}
+
+static ir_node *pow_(ir_builder *b, ir_node *x, double e) {
+    ir_attrs a;
+    memset(&a, 0, sizeof a);
+    a.f[0] = e;
+    return ir_b_op(b, IR_OP_pow, 1, &x, &a);
+}
+
+static ir_node *sum_axis(ir_builder *b, ir_node *x, int axis, bool keep) {
+    int64_t ax = axis;
+    return ir_b_reduce(b, IR_OP_reduce_sum, x, 1, &ax, keep);
+}
+
+/* Element count of the given axes of x: a constant when they are static,
+ * else `numel` (the batch is known only at run time). */
+static ir_node *count_axes(ir_builder *b, ir_node *x, int na, const int64_t *axes) {
+    bool dynamic = false;
+    double c = 1;
+    for (int i = 0; i < na; i++) {
+        if (x->type.dims[axes[i]] == KILN_BATCH)
+            dynamic = true;
+        else
+            c *= (double)x->type.dims[axes[i]];
+    }
+    if (!dynamic) return K(c);
+    return ir_b_reduce(b, IR_OP_numel, x, na, axes, false);
+}
+
+/* Element count of axes [from, to) of x. */
+static ir_node *count(ir_builder *b, ir_node *x, int from, int to) {
+    int64_t axes[KILN_MAX_RANK];
+    int na = 0;
+    for (int a = from; a < to; a++) axes[na++] = a;
+    return count_axes(b, x, na, axes);
+}
+
+/* g summed over the axes along which `like` was broadcast to g's shape, then
+ * given like's exact type. */
+static ir_node *unbroadcast(ir_builder *b, ir_node *g, const ir_node *like) {
+    if (!g) return NULL;
+    const ir_type *t = &g->type, *x = &like->type;
+    int64_t axes[KILN_MAX_RANK];
+    int na = 0, lead = t->rank - x->rank;
+    for (int a = 0; a < t->rank; a++) {
+        int ia = a - lead;
+        if (ia < 0 || (x->dims[ia] == 1 && t->dims[a] != 1)) axes[na++] = a;
+    }
+    if (na) g = ir_b_reduce(b, IR_OP_reduce_sum, g, na, axes, false);
+    return ir_b_reshape(b, g, &like->type);
+}
+
+/* The type of reduction n's operand with its reduced axes kept as 1. */
+static ir_type kept_type(const ir_node *n) {
+    ir_type t = n->in[0]->type;
+    t.dtype = IR_F32;
+    if (n->attrs.n_list == 0)
+        for (int a = 0; a < t.rank; a++) t.dims[a] = 1;
+    for (int i = 0; i < n->attrs.n_list; i++) t.dims[n->attrs.list[i]] = 1;
+    return t;
+}
+
+/* g (reduction n's result shape) spread back over n's operand. */
+static ir_node *unreduce(ir_builder *b, const ir_node *n, ir_node *g) {
+    ir_type keep = kept_type(n);
+    return ir_b_broadcast_to(b, ir_b_reshape(b, g, &keep), &n->in[0]->type);
+}
+
+/* dy · act'(z), computed from the activation's output y: the sign of z is
+ * the sign of y for relu and leaky_relu with alpha >= 0, and sigmoid' and
+ * tanh' are polynomials in y. z is needed only when y cannot tell. */
+static ir_node *act_grad(ir_builder *b, int act, double alpha, ir_node *y, ir_node *z,
+                         ir_node *dy) {
+    ir_node *zero, *one, *slope;
+    switch (act) {
+    case KILN_ACT_RELU:
+        zero = K(0);
+        return SELECT(GT(y, zero), dy, zero);
+    case KILN_ACT_LEAKY_RELU:
+        zero = K(0);
+        slope = MUL(dy, K(alpha));
+        return SELECT(GT(z ? z : y, zero), dy, slope);
+    case KILN_ACT_SIGMOID:
+        return MUL(dy, MUL(y, SUB(K(1), y)));
+    case KILN_ACT_TANH:
+        one = K(1);
+        return MUL(dy, SUB(one, MUL(y, y)));
+    default:
+        return dy;
+    }
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+RULE(grad_neg) {
+    dx[0] = NEG(dy);
+    return b->status;
+}
+
+RULE(grad_exp) {
+    dx[0] = MUL(dy, n); /* exp' = exp */
+    return b->status;
+}
+
+RULE(grad_log) {
+    dx[0] = DIV(dy, X(0));
+    return b->status;
+}
+
+RULE(grad_sqrt) {
+    dx[0] = DIV(MUL(dy, K(0.5)), n); /* 1 / (2 sqrt x) */
+    return b->status;
+}
+
+RULE(grad_pow) {
+    double p = n->attrs.f[0];
+    ir_node *xp = pow_(b, X(0), p - 1);
+    dx[0] = MUL(dy, MUL(xp, K(p)));
+    return b->status;
+}
+
+RULE(grad_relu) {
+    dx[0] = act_grad(b, KILN_ACT_RELU, 0, n, NULL, dy);
+    return b->status;
+}
+
+RULE(grad_leaky_relu) {
+    dx[0] = act_grad(b, KILN_ACT_LEAKY_RELU, n->attrs.f[0], n, X(0), dy);
+    return b->status;
+}
+
+RULE(grad_sigmoid) {
+    dx[0] = act_grad(b, KILN_ACT_SIGMOID, 0, n, NULL, dy);
+    return b->status;
+}
+
+RULE(grad_tanh) {
+    dx[0] = act_grad(b, KILN_ACT_TANH, 0, n, NULL, dy);
+    return b->status;
+}
+
+/* f32 -> f32 is the identity; casts from or to i32 carry no gradient (autodiff
+ * never asks for one: integers are not differentiable values). */
+RULE(grad_cast) {
+    if (need[0] && n->type.dtype == IR_F32) dx[0] = dy;
+    return b->status;
+}
+
+/* -------------------------------------------------------------- broadcast */
+
+RULE(grad_add) {
+    if (need[0]) dx[0] = unbroadcast(b, dy, X(0));
+    if (need[1]) dx[1] = unbroadcast(b, dy, X(1));
+    return b->status;
+}
+
+RULE(grad_sub) {
+    if (need[0]) dx[0] = unbroadcast(b, dy, X(0));
+    if (need[1]) dx[1] = NEG(unbroadcast(b, dy, X(1)));
+    return b->status;
+}
+
+RULE(grad_mul) {
+    if (need[0]) dx[0] = unbroadcast(b, MUL(dy, X(1)), X(0));
+    if (need[1]) dx[1] = unbroadcast(b, MUL(dy, X(0)), X(1));
+    return b->status;
+}
+
+RULE(grad_div) { /* y = a / b:  da = dy / b,  db = -dy y / b */
+    if (need[0]) dx[0] = unbroadcast(b, DIV(dy, X(1)), X(0));
+    if (need[1]) dx[1] = NEG(unbroadcast(b, DIV(MUL(dy, n), X(1)), X(1)));
+    return b->status;
+}
+
+/* The larger operand takes the gradient; a tie goes to the second. */
+RULE(grad_maximum) {
+    ir_node *first = GT(X(0), X(1));
+    if (need[0]) dx[0] = unbroadcast(b, SELECT(first, dy, K(0)), X(0));
+    if (need[1]) dx[1] = unbroadcast(b, SELECT(first, K(0), dy), X(1));
+    return b->status;
+}
+
+RULE(grad_minimum) {
+    ir_node *first = GT(X(1), X(0));
+    if (need[0]) dx[0] = unbroadcast(b, SELECT(first, dy, K(0)), X(0));
+    if (need[1]) dx[1] = unbroadcast(b, SELECT(first, K(0), dy), X(1));
+    return b->status;
+}
+
+RULE(grad_select) { /* the condition is i32: no gradient */
+    if (need[1]) dx[1] = unbroadcast(b, SELECT(X(0), dy, K(0)), X(1));
+    if (need[2]) dx[2] = unbroadcast(b, SELECT(X(0), K(0), dy), X(2));
+    return b->status;
+}
+
+RULE(grad_broadcast_to) {
+    dx[0] = unbroadcast(b, dy, X(0));
+    return b->status;
+}
+
+/* ------------------------------------------------ reductions, normalizing */
+
+RULE(grad_reduce_sum) {
+    dx[0] = unreduce(b, n, dy);
+    return b->status;
+}
+
+RULE(grad_reduce_mean) {
+    ir_node *c = n->attrs.n_list ? count_axes(b, X(0), n->attrs.n_list, n->attrs.list)
+                                 : count(b, X(0), 0, X(0)->type.rank);
+    dx[0] = unreduce(b, n, DIV(dy, c));
+    return b->status;
+}
+
+/* The maximum takes the gradient (every tied maximum does). */
+RULE(grad_reduce_max) {
+    ir_type keep = kept_type(n);
+    ir_node *is_max = EQ(X(0), ir_b_reshape(b, n, &keep));
+    ir_node *g = ir_b_reshape(b, dy, &keep);
+    dx[0] = SELECT(is_max, g, K(0));
+    return b->status;
+}
+
+RULE(grad_softmax) { /* y (dy - sum(dy y)) */
+    int axis = (int)n->attrs.i[0];
+    dx[0] = MUL(n, SUB(dy, SUM_KEEP(MUL(dy, n), axis)));
+    return b->status;
+}
+
+RULE(grad_log_softmax) { /* dy - softmax sum(dy) */
+    ir_node *s = SUM_KEEP(dy, (int)n->attrs.i[0]);
+    dx[0] = SUB(dy, MUL(EXP(n), s));
+    return b->status;
+}
+
+/* -------------------------------------------------- linear algebra, layout */
+
+/* C = op(A) op(B), with the transpositions folded into the flags. B's
+ * gradient comes first: in a layer x W it is the weights', then the flow
+ * down to x (the order dense's rule uses too). */
+RULE(grad_matmul) {
+    bool ta = n->attrs.i[0] != 0, tb = n->attrs.i[1] != 0;
+    ir_node *a = X(0), *bm = X(1);
+    if (need[1])
+        dx[1] = !tb ? ir_b_matmul(b, a, dy, !ta, false) /* op(A)^T dC */
+                    : ir_b_matmul(b, dy, a, true, ta);  /* (op(A)^T dC)^T */
+    if (need[0])
+        dx[0] = !ta ? ir_b_matmul(b, dy, bm, false, !tb) /* dC op(B)^T */
+                    : ir_b_matmul(b, bm, dy, tb, true);  /* (dC op(B)^T)^T */
+    return b->status;
+}
+
+RULE(grad_reshape) {
+    dx[0] = ir_b_reshape(b, dy, &X(0)->type);
+    return b->status;
+}
+
+RULE(grad_transpose) { /* transpose back with the inverse permutation */
+    ir_attrs a;
+    memset(&a, 0, sizeof a);
+    a.n_list = n->attrs.n_list;
+    for (int i = 0; i < n->attrs.n_list; i++) a.list[n->attrs.list[i]] = i;
+    dx[0] = ir_b_op(b, IR_OP_transpose, 1, &dy, &a);
+    return b->status;
+}
+
+/* ------------------------------------------------------------------ losses
+ * Each loss is a mean: over the rows (every axis but the last, the classes)
+ * for the cross-entropies and nll, over every element for mse and bce. */
+
+/* dL / rows: the incoming gradient of the batch mean. */
+static ir_node *per_row(ir_builder *b, ir_node *dy, ir_node *p) {
+    return DIV(dy, count(b, p, 0, p->type.rank - 1));
+}
+
+/* Keras' categorical cross-entropy on probabilities p against targets t:
+ * q = p / sum(p) clipped to [eps, 1-eps], L = -mean_rows sum(t log q). Where
+ * q is clipped, L is flat in p, so the gradient is zero there:
+ *     g = -t / q (unclipped),   dp = (g - sum(g q)) / sum(p) · dL/rows
+ *     dt = -log(clip(q)) · dL/rows */
+static void cce_grad(ir_builder *b, ir_node *p, ir_node *t, ir_node *dy, bool need_p, bool need_t,
+                     ir_node **dp, ir_node **dt) {
+    int last = p->type.rank - 1;
+    ir_node *c = per_row(b, dy, p);
+    ir_node *s = SUM_KEEP(p, last);
+    ir_node *q = DIV(p, s);
+    ir_node *lo = K(KERAS_EPS), *hi = K(1 - KERAS_EPS);
+    if (need_p) {
+        ir_node *inside = GT(q, lo);
+        inside = MUL(inside, GT(hi, q));
+        ir_node *g = NEG(DIV(t, q));
+        g = SELECT(inside, g, K(0));
+        *dp = MUL(DIV(SUB(g, SUM_KEEP(MUL(g, q), last)), s), c);
+    }
+    if (need_t) *dt = MUL(NEG(LOG(MIN(MAX(q, lo), hi))), c);
+}
+
+/* Integer labels as one-hot rows of p's class count. */
+static ir_node *one_hot_like(ir_builder *b, ir_node *labels, const ir_node *p) {
+    int64_t classes = p->type.dims[p->type.rank - 1];
+    if (classes == KILN_BATCH) {
+        b->status = ir_error(b->d, KILN_ERR_UNSUPPORTED, b->loc,
+                             "gradient of integer labels needs a static class axis");
+        return NULL;
+    }
+    return with_i(b, IR_OP_one_hot, labels, classes);
+}
+
+RULE(grad_categorical_crossentropy) {
+    cce_grad(b, X(0), X(1), dy, need[0], need[1], &dx[0], &dx[1]);
+    return b->status;
+}
+
+RULE(grad_sparse_categorical_crossentropy) {
+    cce_grad(b, X(0), one_hot_like(b, X(1), X(0)), dy, need[0], false, &dx[0], NULL);
+    return b->status;
+}
+
+RULE(grad_mean_squared_error) { /* L = mean((p - t)^2): dp = 2 (p - t) dL / count = -dt */
+    ir_node *two_dy = MUL(dy, K(2));
+    ir_node *c = DIV(two_dy, count(b, X(0), 0, X(0)->type.rank));
+    ir_node *g = MUL(SUB(X(0), X(1)), c);
+    if (need[0]) dx[0] = g;
+    if (need[1]) dx[1] = NEG(g);
+    return b->status;
+}
+
+/* Keras' binary cross-entropy: q = clip(p, eps, 1-eps),
+ * L = -mean(t log q + (1-t) log(1-q)); zero gradient in p where clipped. */
+RULE(grad_binary_crossentropy) {
+    ir_node *p = X(0), *t = X(1);
+    ir_node *c = DIV(dy, count(b, p, 0, p->type.rank));
+    ir_node *lo = K(KERAS_EPS), *hi = K(1 - KERAS_EPS), *one = K(1);
+    if (need[0]) { /* (1-t)/(1-p) - t/p */
+        ir_node *inside = GT(p, lo);
+        inside = MUL(inside, GT(hi, p));
+        ir_node *g = SUB(one, t);
+        g = DIV(g, SUB(one, p));
+        g = SUB(g, DIV(t, p));
+        dx[0] = MUL(SELECT(inside, g, K(0)), c);
+    }
+    if (need[1]) { /* log(1-q) - log q */
+        ir_node *q = MIN(MAX(p, lo), hi);
+        ir_node *g = LOG(SUB(one, q));
+        dx[1] = MUL(SUB(g, LOG(q)), c);
+    }
+    return b->status;
+}
+
+RULE(grad_nll) { /* L = -mean_rows sum(t lp) */
+    ir_node *c = NEG(per_row(b, dy, X(0)));
+    if (need[0]) dx[0] = MUL(X(1), c);
+    if (need[1]) dx[1] = MUL(X(0), c);
+    return b->status;
+}
+
+/* -------------------------------------------------------------- fused ops */
+
+/* y = act(x W + bias). The activation's derivative is applied once, from y;
+ * then dW = x^T dz, dbias = one reduction of dz over the rows, and dx = dz W^T
+ * only when x needs it (never for the model's input). */
+RULE(grad_dense) {
+    int act = (int)n->attrs.i[0];
+    double alpha = n->attrs.f[0];
+    ir_node *z = NULL;
+    if (act == KILN_ACT_LEAKY_RELU && alpha < 0) /* y's sign does not tell z's */
+        z = ADD(ir_b_matmul(b, X(0), X(1), false, false), X(2));
+    ir_node *dz = act_grad(b, act, alpha, n, z, dy);
+    if (need[1]) dx[1] = ir_b_matmul(b, X(0), dz, true, false);
+    if (need[2]) dx[2] = ir_b_reduce(b, IR_OP_reduce_sum, dz, 1, (const int64_t[]){0}, false);
+    if (need[0]) dx[0] = ir_b_matmul(b, dz, X(1), false, true);
+    return b->status;
+}
+
+/* L = mean_rows(logsumexp(z) - sum(t z)) for targets t whose rows sum to one
+ * (one-hot, or i32 labels made one-hot): dz = (softmax(z) - t) dL/rows, and
+ * for f32 targets dt = -log_softmax(z) dL/rows. */
+RULE(grad_softmax_cross_entropy) {
+    ir_node *z = X(0), *t = X(1);
+    int last = z->type.rank - 1;
+    ir_node *c = per_row(b, dy, z);
+    if (need[0]) {
+        ir_node *onehot = t->type.dtype == IR_I32 ? one_hot_like(b, t, z) : t;
+        dx[0] = MUL(SUB(with_i(b, IR_OP_softmax, z, last), onehot), c);
+    }
+    if (need[1]) dx[1] = MUL(NEG(with_i(b, IR_OP_log_softmax, z, last)), c);
+    return b->status;
+}
+
+/* ------------------------------------------------------------------ table */
+
+#define NOGRAD NULL
+static const pass_grad_fn g_rules[IR_NUM_OPCODES] = {
+#define EW(name, arity, kind, attrs, infer, scalar, grad, lower) [IR_OP_##name] = grad,
+#define OP(name, arity, kind, attrs, infer, kernel, grad, lower) [IR_OP_##name] = grad,
+#include "ir/ops.def"
+#undef EW
+#undef OP
+};
+
+pass_grad_fn pass_grad_rule(int opcode) {
+    return opcode >= 0 && opcode < IR_NUM_OPCODES ? g_rules[opcode] : NULL;
+}
