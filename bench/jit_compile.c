@@ -138,7 +138,8 @@ int main(int argc, char **argv) {
 
     /* One train step at batch 128 (random data; the weights keep changing). */
     const int64_t bs = 128;
-    float *x = ir_aligned_alloc(sizeof(float) * bs * 784), *y = ir_aligned_alloc(sizeof(float) * bs * 10);
+    float *x = ir_aligned_alloc(sizeof(float) * bs * 784),
+          *y = ir_aligned_alloc(sizeof(float) * bs * 10);
     for (int64_t i = 0; i < bs * 784; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
     memset(y, 0, sizeof(float) * bs * 10);
     for (int64_t i = 0; i < bs; i++) y[i * 10 + i % 10] = 1;

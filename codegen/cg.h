@@ -57,12 +57,12 @@ typedef struct LLVMOpaqueTargetMachine *LLVMTargetMachineRef;
 /* ------------------------------------------------------------- options */
 
 typedef struct cg_options {
-    int opt_level;        /* LLVM pipeline default<On>, 1..3; 0 means 3 */
-    bool no_opt;          /* skip the optimization pipeline (dumps of raw lowering) */
+    int opt_level;         /* LLVM pipeline default<On>, 1..3; 0 means 3 */
+    bool no_opt;           /* skip the optimization pipeline (dumps of raw lowering) */
     const char *only_func; /* build just this Kiln function (NULL: all) */
-    const char *cpu;      /* target CPU and features; NULL: the host's */
+    const char *cpu;       /* target CPU and features; NULL: the host's */
     const char *features;
-    bool pic;             /* position-independent code (AOT shared objects) */
+    bool pic; /* position-independent code (AOT shared objects) */
     /* Test hook: emit an ill-typed instruction, so the path from an LLVM
      * verifier failure to a kiln_diag error is exercised. */
     bool test_malformed;
@@ -72,11 +72,11 @@ typedef struct cg_options {
 
 /* A place the generated code may fail at (a sparse label check). */
 typedef struct cg_fail_site {
-    int32_t serial;     /* node serial, as stored in the error record */
-    const char *op;     /* op name (static) */
-    char *file;         /* source location (copied), may be NULL */
+    int32_t serial; /* node serial, as stored in the error record */
+    const char *op; /* op name (static) */
+    char *file;     /* source location (copied), may be NULL */
     int32_t line, col;
-    int64_t classes;    /* size of the class axis */
+    int64_t classes; /* size of the class axis */
 } cg_fail_site;
 
 /* What a caller needs to know about one generated entry point. */
@@ -84,7 +84,7 @@ typedef struct cg_func_info {
     char *name;   /* the Kiln function's name */
     char *symbol; /* its entry point: "kiln_" + name */
     int n_args, n_results;
-    int64_t ws_fixed, ws_per_sample; /* workspace = ws_fixed + ws_per_sample * batch */
+    int64_t ws_fixed, ws_per_sample;   /* workspace = ws_fixed + ws_per_sample * batch */
     int64_t err_fixed, err_per_sample; /* error record at err_fixed + err_per_sample * batch */
     cg_fail_site *fails;
     int n_fails;
@@ -124,11 +124,17 @@ kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag
 kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d);
 
 /* Writes the module as a native object file (PIC when o->pic) to `path`. */
-kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path,
-                           kiln_diag *d);
+kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path, kiln_diag *d);
 /* Appends the module's LLVM IR text / native assembly to `out`. */
 kiln_status cg_emit_llvm_text(LLVMModuleRef mod, ir_sb *out, kiln_diag *d);
 kiln_status cg_emit_asm_text(LLVMModuleRef mod, const cg_options *o, ir_sb *out, kiln_diag *d);
+
+/* Builds, optimizes and writes the module as a PIC object file to `path`
+ * (the AOT compiler's first step), in a context of its own. *info (if
+ * info != NULL) describes the entry points; free it with
+ * cg_module_info_dispose(). */
+kiln_status cg_compile_object(kiln_module *m, const cg_options *o, const char *path,
+                              cg_module_info **info, kiln_diag *d);
 
 typedef enum cg_emit_kind { CG_EMIT_LLVM, CG_EMIT_ASM } cg_emit_kind;
 /* For `kiln dump --emit=llvm|asm`: builds, optimizes (unless o->no_opt) and
@@ -179,9 +185,9 @@ void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, d
 
 /* Convenience: runs function `name` (workspace may be NULL: then one is
  * allocated for this call) and reports errors like the interpreter does. */
-kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch,
-                           void *const *args, void *const *results, void *const *globals,
-                           void *workspace, kiln_diag *d);
+kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch, void *const *args,
+                           void *const *results, void *const *globals, void *workspace,
+                           kiln_diag *d);
 
 /* ------------------------------------------------------------ lowering */
 

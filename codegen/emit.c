@@ -123,8 +123,7 @@ static kiln_status emit_buffer(LLVMModuleRef mod, const cg_options *o, LLVMCodeG
     return st;
 }
 
-kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path,
-                           kiln_diag *d) {
+kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path, kiln_diag *d) {
     LLVMMemoryBufferRef buf;
     kiln_status st = emit_buffer(mod, o, LLVMObjectFile, &buf, d);
     if (st) return st;
@@ -174,5 +173,29 @@ kiln_status cg_dump(kiln_module *m, const char *func, cg_emit_kind kind, const c
         LLVMDisposeModule(mod);
     }
     LLVMContextDispose(ctx);
+    return st;
+}
+
+kiln_status cg_compile_object(kiln_module *m, const cg_options *o, const char *path,
+                              cg_module_info **info, kiln_diag *d) {
+    cg_options opts;
+    memset(&opts, 0, sizeof opts);
+    if (o) opts = *o;
+    opts.pic = true;
+    if (info) *info = NULL;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod;
+    cg_module_info *mi = NULL;
+    kiln_status st = cg_build_module(m, &opts, ctx, &mod, &mi, d);
+    if (!st) {
+        st = cg_optimize_module(mod, &opts, d);
+        if (!st) st = cg_emit_object(mod, &opts, path, d);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    if (st || !info)
+        cg_module_info_dispose(mi);
+    else
+        *info = mi;
     return st;
 }

@@ -90,7 +90,7 @@ typedef struct stream {
     LLVMValueRef raw, ptr; /* i8* buffer; typed pointer */
     LLVMTypeRef elem;
     ir_type type;
-    bool real[KILN_MAX_RANK];  /* per collapsed axis: not broadcast */
+    bool real[KILN_MAX_RANK]; /* per collapsed axis: not broadcast */
     LLVMValueRef stride[KILN_MAX_RANK];
     LLVMValueRef off;    /* element offset at the current position */
     LLVMValueRef cached; /* value loaded (or stored) at this position */
@@ -171,7 +171,9 @@ static kiln_status emit_body(cg_ctx *c, ew_loop *L, int n_body, ir_node *const *
     return KILN_OK;
 }
 
-static LLVMValueRef dim_value(cg_ctx *c, int64_t d) { return cg_dim(c, d); }
+static LLVMValueRef dim_value(cg_ctx *c, int64_t d) {
+    return cg_dim(c, d);
+}
 
 kiln_status cg_ew_loop(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const *body,
                        const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,

@@ -44,7 +44,8 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {
         pairs[i].Name = LLVMOrcLLJITMangleAndIntern(jit, syms[i].name);
         pairs[i].Sym.Address = (LLVMOrcExecutorAddress)(uintptr_t)syms[i].addr;
-        pairs[i].Sym.Flags.GenericFlags = LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
+        pairs[i].Sym.Flags.GenericFlags =
+            LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable;
         pairs[i].Sym.Flags.TargetFlags = 0;
     }
     LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(pairs, KILN_ARRAY_LEN(syms));
@@ -165,7 +166,9 @@ int64_t cg_program_workspace_bytes(const cg_program *p, const char *name, int64_
     return fi ? cg_workspace_bytes(fi, batch) : -1;
 }
 
-double cg_program_compile_ms(const cg_program *p) { return p->compile_ms; }
+double cg_program_compile_ms(const cg_program *p) {
+    return p->compile_ms;
+}
 
 void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native) {
     *build = p->phase_ms[0];
@@ -173,9 +176,9 @@ void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, d
     *native = p->phase_ms[2];
 }
 
-kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch,
-                           void *const *args, void *const *results, void *const *globals,
-                           void *workspace, kiln_diag *d) {
+kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch, void *const *args,
+                           void *const *results, void *const *globals, void *workspace,
+                           kiln_diag *d) {
     int i = func_index(p, name);
     if (i < 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", name);
     const cg_func_info *fi = &p->info->funcs[i];

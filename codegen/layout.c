@@ -80,8 +80,10 @@ bool cg_op_inplace_safe(int op) {
     case IR_OP_mean_squared_error:
     case IR_OP_binary_crossentropy:
     case IR_OP_nll:
-    case IR_OP_softmax_cross_entropy: return true;
-    default: return false;
+    case IR_OP_softmax_cross_entropy:
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -99,7 +101,9 @@ typedef struct builder {
     int64_t ef, eps; /* extra fixed bytes; extra bytes per sample */
 } builder;
 
-static int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+static int64_t round_up(int64_t v, int64_t a) {
+    return (v + a - 1) / a * a;
+}
 
 static void set_sizes(cg_buf *b, const ir_type *t) {
     if (ir_type_batch_axis(t) >= 0) {
@@ -187,9 +191,10 @@ kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
             /* The root of a chain of views. */
             while (src->op == IR_OP_reshape && cg_buf_same(&l->buf[src->in[0]->serial], sb))
                 src = src->in[0];
-            bool view = n->mem_offset < 0 || n->mem_inplace ||
-                        (sb->kind == CG_BUF_WS && sb->a == (n->mem_batch ? base_fixed : n->mem_offset) &&
-                         sb->b == (n->mem_batch ? n->mem_offset : 0));
+            bool view =
+                n->mem_offset < 0 || n->mem_inplace ||
+                (sb->kind == CG_BUF_WS && sb->a == (n->mem_batch ? base_fixed : n->mem_offset) &&
+                 sb->b == (n->mem_batch ? n->mem_offset : 0));
             if (src->op == IR_GLOBAL && assigned[src->serial]) view = false;
             if (view) {
                 *b = *sb;
@@ -216,7 +221,8 @@ kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
             l->split[n->serial] = 1;
             for (int k = 0; k < n->region->n; k++) {
                 ir_node *x = n->region->nodes[k];
-                if (x->type.dtype != IR_VOID && (st = request(&B, &l->buf2[x->serial], &x->type, d)))
+                if (x->type.dtype != IR_VOID &&
+                    (st = request(&B, &l->buf2[x->serial], &x->type, d)))
                     goto out;
             }
             continue;

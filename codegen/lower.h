@@ -16,7 +16,13 @@
 
 /* Where a value's data lives; its address is base(kind, index) + a + b*batch,
  * base being args[index], results[index], globals[index] or the workspace. */
-typedef enum cg_buf_kind { CG_BUF_NONE, CG_BUF_ARG, CG_BUF_RESULT, CG_BUF_GLOBAL, CG_BUF_WS } cg_buf_kind;
+typedef enum cg_buf_kind {
+    CG_BUF_NONE,
+    CG_BUF_ARG,
+    CG_BUF_RESULT,
+    CG_BUF_GLOBAL,
+    CG_BUF_WS
+} cg_buf_kind;
 
 typedef struct cg_buf {
     int8_t kind;
@@ -31,12 +37,12 @@ bool cg_buf_may_overlap(const cg_buf *x, const cg_buf *y);
 
 /* Layout of one function (layout.c). */
 typedef struct cg_layout {
-    cg_buf *buf;          /* by serial: where each value lives */
-    uint8_t *split;       /* by serial of a fused node: run its body node by node */
-    uint8_t *scratch;     /* by serial: result goes through a scratch slot (bufs2) */
-    cg_buf *buf2;         /* by serial: region temps and scratch slots */
+    cg_buf *buf;      /* by serial: where each value lives */
+    uint8_t *split;   /* by serial of a fused node: run its body node by node */
+    uint8_t *scratch; /* by serial: result goes through a scratch slot (bufs2) */
+    cg_buf *buf2;     /* by serial: region temps and scratch slots */
     int64_t ws_fixed, ws_per_sample;
-    cg_buf err;           /* the error record */
+    cg_buf err; /* the error record */
     int limit;
 } cg_layout;
 
@@ -83,8 +89,7 @@ LLVMValueRef cg_ic(cg_ctx *c, LLVMTypeRef ty, long long v);
 LLVMValueRef cg_i64(cg_ctx *c, long long v);
 LLVMValueRef cg_i32(cg_ctx *c, long long v);
 /* Calls intrinsic `name` overloaded on `ty`. */
-LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef ty, LLVMValueRef *args,
-                          int n);
+LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int n);
 LLVMValueRef cg_fma(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc);
 
 LLVMTypeRef cg_elem_type(cg_ctx *c, int dtype); /* IR_F32 -> float, IR_I32 -> i32 */

@@ -8,7 +8,9 @@
  */
 #include "codegen/lower.h"
 
-static bool is_int(const ir_node *n, int k) { return n->in[k]->type.dtype == IR_I32; }
+static bool is_int(const ir_node *n, int k) {
+    return n->in[k]->type.dtype == IR_I32;
+}
 
 static LLVMValueRef zext_i32(cg_ctx *c, LLVMValueRef b) {
     LLVMTypeRef t = LLVMTypeOf(b);
@@ -22,8 +24,12 @@ LLVMValueRef lw_neg(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     return LLVMBuildFNeg(c->b, x[0], "");
 }
 
-LLVMValueRef lw_exp(cg_ctx *c, const ir_node *n, LLVMValueRef *x) { return cg_exp(c, x[0]); }
-LLVMValueRef lw_log(cg_ctx *c, const ir_node *n, LLVMValueRef *x) { return cg_log(c, x[0]); }
+LLVMValueRef lw_exp(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return cg_exp(c, x[0]);
+}
+LLVMValueRef lw_log(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return cg_log(c, x[0]);
+}
 
 LLVMValueRef lw_sqrt(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     return cg_intrinsic(c, "llvm.sqrt", LLVMTypeOf(x[0]), x, 1);
@@ -45,7 +51,9 @@ LLVMValueRef lw_sigmoid(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     return cg_sigmoid(c, x[0]);
 }
 
-LLVMValueRef lw_tanh(cg_ctx *c, const ir_node *n, LLVMValueRef *x) { return cg_tanh(c, x[0]); }
+LLVMValueRef lw_tanh(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return cg_tanh(c, x[0]);
+}
 
 LLVMValueRef lw_cast(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     bool from_i = is_int(n, 0), to_i = n->type.dtype == IR_I32;
@@ -114,10 +122,11 @@ LLVMValueRef lw_select(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     return LLVMBuildSelect(c->b, nz, x[1], x[2], "");
 }
 
-LLVMValueRef lw_copy(cg_ctx *c, const ir_node *n, LLVMValueRef *x) { return x[0]; }
+LLVMValueRef lw_copy(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return x[0];
+}
 
-/* Element type of n's result at the width of the loop (scalar here: the
- * loops of ew.c are vectorized by LLVM). */
+/* A scalar: the loops of ew.c are scalar code that LLVM vectorizes. */
 LLVMValueRef lw_constant(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     (void)x;
     if (n->type.dtype == IR_I32) return cg_i32(c, (int32_t)n->attrs.f[0]);

@@ -14,7 +14,7 @@
 #define KERAS_EPS 1e-7f
 
 typedef struct loss_ctx {
-    LLVMValueRef p, y; /* typed pointers at the row (or at 0) */
+    LLVMValueRef p, y;  /* typed pointers at the row (or at 0) */
     LLVMValueRef s, s2; /* scalars for the body */
 } loss_ctx;
 
@@ -89,8 +89,8 @@ static LLVMValueRef b_ce_dense(cg_ctx *c, void *v, LLVMValueRef i, int w) {
 /* Class count and rows of a prediction [.., C]. */
 static void rows_of(cg_ctx *c, const ir_type *t, LLVMValueRef *rows, LLVMValueRef *cls) {
     *cls = cg_dim(c, t->dims[t->rank - 1]);
-    LLVMValueRef safe = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, *cls, cg_i64(c, 0), ""),
-                                        cg_i64(c, 1), *cls, "");
+    LLVMValueRef safe = LLVMBuildSelect(
+        c->b, LLVMBuildICmp(c->b, LLVMIntEQ, *cls, cg_i64(c, 0), ""), cg_i64(c, 1), *cls, "");
     *rows = LLVMBuildSDiv(c->b, cg_numel(c, t), safe, "");
     *rows = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, *cls, cg_i64(c, 0), ""),
                             cg_i64(c, 0), *rows, "");
@@ -106,7 +106,9 @@ static void set_mean(cg_ctx *c, LLVMValueRef out, LLVMValueRef sum, LLVMValueRef
              cg_i64(c, 0));
 }
 
-static LLVMValueRef to_f64(cg_ctx *c, LLVMValueRef v) { return LLVMBuildFPExt(c->b, v, c->t_f64, ""); }
+static LLVMValueRef to_f64(cg_ctx *c, LLVMValueRef v) {
+    return LLVMBuildFPExt(c->b, v, c->t_f64, "");
+}
 
 kiln_status lower_categorical_crossentropy(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                            const LLVMValueRef *in) {

@@ -95,8 +95,8 @@ kiln_status lower_reduce(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
         if (ints) {
             cg_loop l;
             LLVMValueRef j = cg_loop_begin(c, &l, cg_i64(c, 0), len, 1);
-            LLVMValueRef acc = cg_loop_phi(
-                c, &l, kind == CG_RED_MAX ? cg_i32(c, INT32_MIN) : cg_i64(c, 0));
+            LLVMValueRef acc =
+                cg_loop_phi(c, &l, kind == CG_RED_MAX ? cg_i32(c, INT32_MIN) : cg_i64(c, 0));
             LLVMValueRef v = cg_load(c, c->t_i32, xp, LLVMBuildNSWAdd(c->b, ioff, j, ""));
             LLVMValueRef nx;
             if (kind == CG_RED_MAX)
@@ -153,7 +153,8 @@ static void split_axis(cg_ctx *c, const ir_type *t, int axis, LLVMValueRef *oute
                        LLVMValueRef *len, LLVMValueRef *inner) {
     *outer = cg_i64(c, 1);
     *inner = cg_i64(c, 1);
-    for (int a = 0; a < axis; a++) *outer = LLVMBuildNSWMul(c->b, *outer, cg_dim(c, t->dims[a]), "");
+    for (int a = 0; a < axis; a++)
+        *outer = LLVMBuildNSWMul(c->b, *outer, cg_dim(c, t->dims[a]), "");
     *len = cg_dim(c, t->dims[axis]);
     for (int a = axis + 1; a < t->rank; a++)
         *inner = LLVMBuildNSWMul(c->b, *inner, cg_dim(c, t->dims[a]), "");
@@ -169,14 +170,16 @@ kiln_status lower_argmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     cg_loop la, lc, lj;
     LLVMValueRef a = cg_loop_begin(c, &la, cg_i64(c, 0), outer, 1);
     LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), inner, 1);
-    LLVMValueRef row = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, LLVMBuildNSWMul(c->b, a, len, ""), inner, ""), ci, "");
+    LLVMValueRef row = LLVMBuildNSWAdd(
+        c->b, LLVMBuildNSWMul(c->b, LLVMBuildNSWMul(c->b, a, len, ""), inner, ""), ci, "");
     /* best = 0; for j in 1..len: if x[j] > x[best] then best = j (ties keep
      * the first; a NaN is never greater, as in the interpreter). */
     LLVMValueRef first = cg_load(c, et, xp, row);
     LLVMValueRef j = cg_loop_begin(c, &lj, cg_i64(c, 1), len, 1);
     LLVMValueRef best = cg_loop_phi(c, &lj, cg_i64(c, 0));
     LLVMValueRef bestv = cg_loop_phi(c, &lj, first);
-    LLVMValueRef v = cg_load(c, et, xp, LLVMBuildNSWAdd(c->b, row, LLVMBuildNSWMul(c->b, j, inner, ""), ""));
+    LLVMValueRef v =
+        cg_load(c, et, xp, LLVMBuildNSWAdd(c->b, row, LLVMBuildNSWMul(c->b, j, inner, ""), ""));
     LLVMValueRef gt = ints ? LLVMBuildICmp(c->b, LLVMIntSGT, v, bestv, "")
                            : LLVMBuildFCmp(c->b, LLVMRealOGT, v, bestv, "");
     LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, gt, j, best, ""),
@@ -258,7 +261,8 @@ kiln_status lower_softmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const L
     cg_loop la, lc;
     LLVMValueRef a = cg_loop_begin(c, &la, cg_i64(c, 0), outer, 1);
     LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), inner, 1);
-    LLVMValueRef base = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, LLVMBuildNSWMul(c->b, a, len, ""), inner, ""), ci, "");
+    LLVMValueRef base = LLVMBuildNSWAdd(
+        c->b, LLVMBuildNSWMul(c->b, LLVMBuildNSWMul(c->b, a, len, ""), inner, ""), ci, "");
 #define AT(j) LLVMBuildNSWAdd(c->b, base, LLVMBuildNSWMul(c->b, (j), inner, ""), "")
     cg_loop l1, l2, l3;
     LLVMValueRef j = cg_loop_begin(c, &l1, cg_i64(c, 0), len, 1);
@@ -276,7 +280,8 @@ kiln_status lower_softmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const L
     LLVMValueRef lsum = logp ? cg_log(c, sum) : NULL;
     j = cg_loop_begin(c, &l3, cg_i64(c, 0), len, 1);
     LLVMValueRef y =
-        logp ? LLVMBuildFSub(c->b, LLVMBuildFSub(c->b, cg_load(c, c->t_f32, xp, AT(j)), mx, ""), lsum, "")
+        logp ? LLVMBuildFSub(c->b, LLVMBuildFSub(c->b, cg_load(c, c->t_f32, xp, AT(j)), mx, ""),
+                             lsum, "")
              : LLVMBuildFDiv(c->b, cg_load(c, c->t_f32, yp, AT(j)), sum, "");
     cg_store(c, y, yp, AT(j));
     cg_loop_end(c, &l3, NULL);

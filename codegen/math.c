@@ -31,7 +31,9 @@ static LLVMValueRef horner(cg_ctx *c, LLVMValueRef x, const double *coef, int n)
     return p;
 }
 
-LLVMValueRef cg_isnan(cg_ctx *c, LLVMValueRef x) { return fcmp(c, LLVMRealUNO, x, x); }
+LLVMValueRef cg_isnan(cg_ctx *c, LLVMValueRef x) {
+    return fcmp(c, LLVMRealUNO, x, x);
+}
 
 /* 2^n for integer n in [-126, 127], as a float built from its bits. */
 static LLVMValueRef pow2i(cg_ctx *c, LLVMValueRef n, LLVMTypeRef fty) {
@@ -89,9 +91,9 @@ LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x) {
     e = fsel(c, lo, LLVMBuildFSub(c->b, e, cg_fc(c, ty, 1.0), ""), e);
     LLVMValueRef m1 = LLVMBuildFSub(c->b, m, cg_fc(c, ty, 1.0), "");
     LLVMValueRef z0 = fsel(c, lo, LLVMBuildFAdd(c->b, m1, m, ""), m1); /* 2m-1 or m-1 */
-    static const double P[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
-                               -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
-                               2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
+    static const double P[] = {7.0376836292E-2,  -1.1514610310E-1, 1.1676998740E-1,
+                               -1.2420140846E-1, 1.4249322787E-1,  -1.6668057665E-1,
+                               2.0000714765E-1,  -2.4999993993E-1, 3.3333331174E-1};
     LLVMValueRef z2 = LLVMBuildFMul(c->b, z0, z0, "");
     LLVMValueRef y = horner(c, z0, P, 9);
     y = LLVMBuildFMul(c->b, LLVMBuildFMul(c->b, y, z0, ""), z2, "");
@@ -118,8 +120,8 @@ LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x) {
     /* Otherwise 1 - 2 / (exp(2|x|) + 1), with x's sign; exp overflows to
      * inf for large |x| and the result is then exactly ±1. */
     LLVMValueRef e = cg_exp(c, LLVMBuildFAdd(c->b, ax, ax, ""));
-    LLVMValueRef q = LLVMBuildFDiv(c->b, cg_fc(c, ty, 2.0),
-                                   LLVMBuildFAdd(c->b, e, cg_fc(c, ty, 1.0), ""), "");
+    LLVMValueRef q =
+        LLVMBuildFDiv(c->b, cg_fc(c, ty, 2.0), LLVMBuildFAdd(c->b, e, cg_fc(c, ty, 1.0), ""), "");
     LLVMValueRef big = LLVMBuildFSub(c->b, cg_fc(c, ty, 1.0), q, "");
     LLVMValueRef args[2] = {big, x};
     big = cg_intrinsic(c, "llvm.copysign", ty, args, 2);
@@ -146,7 +148,7 @@ static LLVMValueRef ipow(cg_ctx *c, LLVMValueRef x, long k) {
 
 LLVMValueRef cg_pow(cg_ctx *c, LLVMValueRef x, double e) {
     LLVMTypeRef ty = LLVMTypeOf(x);
-    float ef = (float)e; /* the interpreter calls powf(x, (float)e) */
+    float ef = (float)e;                      /* the interpreter calls powf(x, (float)e) */
     if (ef == 0.0f) return cg_fc(c, ty, 1.0); /* pow(x, 0) = 1, even for NaN */
     if (ef == 1.0f) return x;
     if (ef == floorf(ef) && fabsf(ef) <= 16.0f) {
@@ -176,17 +178,22 @@ LLVMValueRef cg_pow(cg_ctx *c, LLVMValueRef x, double e) {
 LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky) {
     LLVMTypeRef ty = LLVMTypeOf(x);
     LLVMValueRef neg = fcmp(c, LLVMRealOLT, x, cg_fc(c, ty, 0.0));
-    LLVMValueRef lo = leaky ? LLVMBuildFMul(c->b, cg_fc(c, ty, (float)alpha), x, "")
-                            : cg_fc(c, ty, 0.0);
+    LLVMValueRef lo =
+        leaky ? LLVMBuildFMul(c->b, cg_fc(c, ty, (float)alpha), x, "") : cg_fc(c, ty, 0.0);
     return fsel(c, neg, lo, x);
 }
 
 LLVMValueRef cg_activation(cg_ctx *c, int act, double alpha, LLVMValueRef x) {
     switch (act) {
-    case KILN_ACT_RELU: return cg_relu(c, x, 0, false);
-    case KILN_ACT_LEAKY_RELU: return cg_relu(c, x, alpha, true);
-    case KILN_ACT_SIGMOID: return cg_sigmoid(c, x);
-    case KILN_ACT_TANH: return cg_tanh(c, x);
-    default: return x;
+    case KILN_ACT_RELU:
+        return cg_relu(c, x, 0, false);
+    case KILN_ACT_LEAKY_RELU:
+        return cg_relu(c, x, alpha, true);
+    case KILN_ACT_SIGMOID:
+        return cg_sigmoid(c, x);
+    case KILN_ACT_TANH:
+        return cg_tanh(c, x);
+    default:
+        return x;
     }
 }

@@ -46,7 +46,9 @@ cg_node_fn cg_node_lowering(int op) {
     return op >= IR_FIRST_OP && op < IR_NUM_OPCODES ? g_lowerings[op].node : NULL;
 }
 
-bool cg_has_lowering(int op) { return cg_scalar_lowering(op) || cg_node_lowering(op); }
+bool cg_has_lowering(int op) {
+    return cg_scalar_lowering(op) || cg_node_lowering(op);
+}
 
 /* -------------------------------------------------------------- symbols */
 
@@ -57,8 +59,8 @@ char *cg_symbol_name(const char *func) {
     memcpy(s, "kiln_", 5);
     for (size_t i = 0; i < n; i++) {
         char ch = func[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '_';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_';
         s[5 + i] = ok ? ch : '_';
     }
     s[5 + n] = 0;
@@ -87,7 +89,8 @@ int64_t cg_workspace_bytes(const cg_func_info *fi, int64_t batch) {
 static void add_fn_attrs(cg_ctx *c, LLVMValueRef fn) {
     LLVMAttributeRef a;
     unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
     /* 256-bit vectors even where AVX-512 exists: what the performance targets
      * were measured with, and no frequency penalty on Intel parts. */
     a = LLVMCreateStringAttribute(c->ctx, "prefer-vector-width", 19, "256", 3);
@@ -122,8 +125,8 @@ static LLVMValueRef buf_ptr(cg_ctx *c, entry *e, const cg_buf *b) {
         if (cg_buf_same(&e->cbuf[i], b)) return e->cptr[i];
     LLVMValueRef p;
     if (b->kind == CG_BUF_WS) {
-        LLVMValueRef off = LLVMBuildNSWAdd(e->b, cg_i64(c, b->a),
-                                           LLVMBuildNSWMul(e->b, cg_i64(c, b->b), e->batch, ""), "");
+        LLVMValueRef off = LLVMBuildNSWAdd(
+            e->b, cg_i64(c, b->a), LLVMBuildNSWMul(e->b, cg_i64(c, b->b), e->batch, ""), "");
         p = LLVMBuildInBoundsGEP2(e->b, c->t_i8, e->ws, &off, 1, "ws");
     } else {
         LLVMValueRef base = b->kind == CG_BUF_ARG      ? e->args
@@ -131,9 +134,10 @@ static LLVMValueRef buf_ptr(cg_ctx *c, entry *e, const cg_buf *b) {
                                                        : e->globals;
         LLVMValueRef idx = cg_i64(c, b->index);
         LLVMValueRef slot = LLVMBuildInBoundsGEP2(e->b, c->t_i8p, base, &idx, 1, "");
-        p = LLVMBuildLoad2(e->b, c->t_i8p, slot, b->kind == CG_BUF_ARG      ? "arg"
-                                                 : b->kind == CG_BUF_RESULT ? "res"
-                                                                            : "glob");
+        p = LLVMBuildLoad2(e->b, c->t_i8p, slot,
+                           b->kind == CG_BUF_ARG      ? "arg"
+                           : b->kind == CG_BUF_RESULT ? "res"
+                                                      : "glob");
         LLVMSetAlignment(p, 8);
     }
     if (e->ncache < 256) {
@@ -161,27 +165,29 @@ typedef struct kernel_plan {
     int temp[MAX_PARAMS]; /* split regions: by body index */
 } kernel_plan;
 
-static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index,
-                                const char *sym, cg_func_info *fi) {
+static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index, const char *sym,
+                                cg_func_info *fi) {
     const cg_layout *L = c->lay;
     kernel_plan *kp = ir_calloc(1, sizeof *kp);
     if (!kp) return ir_oom(c->d);
     kiln_status st = KILN_OK;
     int nin = n->n_in;
     if (nin + (n->region ? n->region->n : 0) + 2 > MAX_PARAMS) {
-        st = cg_error(c, n, "too many operands (%d)", nin);
+        st = cg_error(c, n, "too many buffers for one kernel (%d operands)", nin);
         goto out;
     }
     kp->out = kp->real_out = -1;
     if (n->type.dtype != IR_VOID) {
         kp->real_out = param_of(kp->bufs, &kp->n, &L->buf[n->serial]);
-        kp->out = L->scratch[n->serial] ? param_of(kp->bufs, &kp->n, &L->buf2[n->serial]) : kp->real_out;
+        kp->out =
+            L->scratch[n->serial] ? param_of(kp->bufs, &kp->n, &L->buf2[n->serial]) : kp->real_out;
     }
     for (int k = 0; k < nin; k++) kp->in[k] = param_of(kp->bufs, &kp->n, &L->buf[n->in[k]->serial]);
     if (n->region && L->split[n->serial])
         for (int i = 0; i < n->region->n; i++) {
             const ir_node *x = n->region->nodes[i];
-            kp->temp[i] = x->type.dtype != IR_VOID ? param_of(kp->bufs, &kp->n, &L->buf2[x->serial]) : -1;
+            kp->temp[i] =
+                x->type.dtype != IR_VOID ? param_of(kp->bufs, &kp->n, &L->buf2[x->serial]) : -1;
         }
     /* The kernel: i32 (i64 batch, i8* err, i8* buffers...). */
     LLVMTypeRef pt[MAX_PARAMS + 2];
@@ -308,7 +314,8 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
     LLVMValueRef big = LLVMBuildICmp(e->b, LLVMIntSGT, e->batch, cg_i64(c, INT32_MAX), "");
     LLVMBuildCondBr(e->b, LLVMBuildOr(e->b, neg, big, ""), bad, body);
     LLVMPositionBuilderAtEnd(e->b, bad);
-    LLVMBuildRet(e->b, LLVMBuildSelect(e->b, neg, cg_i32(c, KILN_ERR_INVALID), cg_i32(c, KILN_ERR_LIMIT), ""));
+    LLVMBuildRet(e->b, LLVMBuildSelect(e->b, neg, cg_i32(c, KILN_ERR_INVALID),
+                                       cg_i32(c, KILN_ERR_LIMIT), ""));
     LLVMPositionBuilderAtEnd(e->b, body);
     e->err = buf_ptr(c, e, &lay.err);
     LLVMValueRef rec = LLVMBuildBitCast(e->b, e->err, LLVMPointerType(c->t_i32, 0), "");
@@ -326,8 +333,9 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
         const cg_buf *src = &lay.buf[r->serial];
         if (src->kind == CG_BUF_RESULT && src->index == i) continue;
         cg_buf dst = {.kind = CG_BUF_RESULT, .index = i};
-        LLVMValueRef n_el = LLVMBuildNSWMul(e->b, cg_i64(c, ir_type_static_numel(&r->type)),
-                                            ir_type_batch_axis(&r->type) >= 0 ? e->batch : cg_i64(c, 1), "");
+        LLVMValueRef n_el =
+            LLVMBuildNSWMul(e->b, cg_i64(c, ir_type_static_numel(&r->type)),
+                            ir_type_batch_axis(&r->type) >= 0 ? e->batch : cg_i64(c, 1), "");
         LLVMValueRef bytes = LLVMBuildNSWMul(e->b, n_el, cg_i64(c, 4), "");
         LLVMBuildMemMove(e->b, buf_ptr(c, e, &dst), 4, buf_ptr(c, e, src), 4, bytes);
     }
@@ -354,8 +362,8 @@ static kiln_status verify_llvm(cg_ctx *c) {
         size_t len = msg ? strlen(msg) : 0;
         while (len && msg[len - 1] == '\n') len--;
         st = ir_error(c->d, KILN_ERR_BACKEND, ir_loc_none(),
-                      "codegen: the generated LLVM IR is invalid: %.*s", (int)(len < 2000 ? len : 2000),
-                      msg ? msg : "");
+                      "codegen: the generated LLVM IR is invalid: %.*s",
+                      (int)(len < 2000 ? len : 2000), msg ? msg : "");
     }
     LLVMDisposeMessage(msg); /* allocated even on success */
     return st;

@@ -52,11 +52,14 @@ LLVMValueRef cg_ic(cg_ctx *c, LLVMTypeRef ty, long long v) {
     return splat(ty, LLVMConstInt(scalar_of(ty), (unsigned long long)v, 1));
 }
 
-LLVMValueRef cg_i64(cg_ctx *c, long long v) { return LLVMConstInt(c->t_i64, (unsigned long long)v, 1); }
-LLVMValueRef cg_i32(cg_ctx *c, long long v) { return LLVMConstInt(c->t_i32, (unsigned long long)v, 1); }
+LLVMValueRef cg_i64(cg_ctx *c, long long v) {
+    return LLVMConstInt(c->t_i64, (unsigned long long)v, 1);
+}
+LLVMValueRef cg_i32(cg_ctx *c, long long v) {
+    return LLVMConstInt(c->t_i32, (unsigned long long)v, 1);
+}
 
-LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef ty, LLVMValueRef *args,
-                          int n) {
+LLVMValueRef cg_intrinsic(cg_ctx *c, const char *name, LLVMTypeRef ty, LLVMValueRef *args, int n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, &ty, 1);
     LLVMTypeRef fty = LLVMIntrinsicGetType(c->ctx, id, &ty, 1);
@@ -70,7 +73,9 @@ LLVMValueRef cg_fma(cg_ctx *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc)
 
 /* --------------------------------------------------------------- memory */
 
-LLVMTypeRef cg_elem_type(cg_ctx *c, int dtype) { return dtype == IR_I32 ? c->t_i32 : c->t_f32; }
+LLVMTypeRef cg_elem_type(cg_ctx *c, int dtype) {
+    return dtype == IR_I32 ? c->t_i32 : c->t_f32;
+}
 
 LLVMValueRef cg_cast_ptr(cg_ctx *c, LLVMValueRef p, LLVMTypeRef elem) {
     return LLVMBuildBitCast(c->b, p, LLVMPointerType(elem, 0), "");
@@ -193,9 +198,7 @@ void cg_loop_end(cg_ctx *c, cg_loop *l, const LLVMValueRef *nexts) {
 void cg_fail_if(cg_ctx *c, LLVMValueRef cond, kiln_status status, LLVMValueRef detail) {
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "fail");
     LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ok");
-    LLVMValueRef args[1] = {cond};
-    LLVMValueRef expect[2] = {cond, LLVMConstInt(c->t_i1, 0, 0)};
-    (void)args;
+    LLVMValueRef expect[2] = {cond, LLVMConstInt(c->t_i1, 0, 0)}; /* failures are cold */
     cond = cg_intrinsic(c, "llvm.expect", c->t_i1, expect, 2);
     LLVMBuildCondBr(c->b, cond, fail, cont);
     LLVMPositionBuilderAtEnd(c->b, fail);

@@ -257,6 +257,8 @@ struct kiln_module {
     int n_layers, cap_layers;
     ir_global **globals;
     int n_globals, cap_globals;
+    int32_t *global_index; /* open-addressing table of global indices by name */
+    int global_index_cap;  /* a power of two, > 2 * n_globals; 0: none yet */
     kiln_func **funcs;
     int n_funcs, cap_funcs;
     ir_train_config train;
@@ -271,6 +273,8 @@ ir_global *ir_module_global(const kiln_module *m, const char *name);
  * a dynamic dim or out of memory. */
 ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char *name,
                                 const ir_type *t, kiln_init init, kiln_diag *d);
+/* Drops the globals from index n on (a pass rolling back what it added). */
+void ir_module_truncate_globals(kiln_module *m, int n);
 /* Appends to the layer table (strings copied into the arena). */
 kiln_status ir_module_add_layer(kiln_module *m, const char *name, const char *kind,
                                 const ir_type *out, int64_t params, kiln_diag *d);

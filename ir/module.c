@@ -32,6 +32,7 @@ void kiln_module_dispose(kiln_module *m) {
     for (int i = 0; i < m->n_funcs; i++) func_free_arrays(m->funcs[i]);
     ir_free(m->funcs);
     ir_free(m->globals);
+    ir_free(m->global_index);
     ir_free(m->layers);
     ir_arena_free(&m->arena);
     ir_free(m);
@@ -39,10 +40,48 @@ void kiln_module_dispose(kiln_module *m) {
 
 const char *kiln_module_name(const kiln_module *m) { return m->name; }
 
+/* Globals are found by name through a hash table (models with many layers
+ * would otherwise make adding parameters quadratic). */
+static uint32_t name_hash(const char *name) {
+    return (uint32_t)ir_hash_bytes(name, strlen(name), 0);
+}
+
 ir_global *ir_module_global(const kiln_module *m, const char *name) {
-    for (int i = 0; i < m->n_globals; i++)
-        if (strcmp(m->globals[i]->name, name) == 0) return m->globals[i];
-    return NULL;
+    if (!m->global_index_cap) return NULL;
+    uint32_t mask = (uint32_t)m->global_index_cap - 1;
+    for (uint32_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        int32_t k = m->global_index[i];
+        if (k < 0) return NULL;
+        if (strcmp(m->globals[k]->name, name) == 0) return m->globals[k];
+    }
+}
+
+static void index_insert(kiln_module *m, int k) {
+    uint32_t mask = (uint32_t)m->global_index_cap - 1;
+    uint32_t i = name_hash(m->globals[k]->name) & mask;
+    while (m->global_index[i] >= 0) i = (i + 1) & mask;
+    m->global_index[i] = k;
+}
+
+/* Makes room in the index for one more global; false when out of memory. */
+static bool index_reserve(kiln_module *m) {
+    if (2 * (m->n_globals + 1) < m->global_index_cap) return true;
+    int cap = m->global_index_cap ? m->global_index_cap * 2 : 64;
+    int32_t *t = ir_malloc(sizeof(int32_t) * (size_t)cap);
+    if (!t) return false;
+    memset(t, 0xff, sizeof(int32_t) * (size_t)cap);
+    ir_free(m->global_index);
+    m->global_index = t;
+    m->global_index_cap = cap;
+    for (int k = 0; k < m->n_globals; k++) index_insert(m, k);
+    return true;
+}
+
+void ir_module_truncate_globals(kiln_module *m, int n) {
+    if (n < 0 || n >= m->n_globals) return;
+    m->n_globals = n;
+    memset(m->global_index, 0xff, sizeof(int32_t) * (size_t)m->global_index_cap);
+    for (int k = 0; k < n; k++) index_insert(m, k);
 }
 
 ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char *name,
@@ -72,7 +111,7 @@ ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char 
         ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "'@%s' has an unknown initializer", name);
         return NULL;
     }
-    if (!IR_GROW(m->globals, m->cap_globals, m->n_globals + 1)) {
+    if (!IR_GROW(m->globals, m->cap_globals, m->n_globals + 1) || !index_reserve(m)) {
         ir_oom(d);
         return NULL;
     }
@@ -97,6 +136,7 @@ ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char 
     ref->mem_offset = -1;
     g->ref = ref;
     m->globals[m->n_globals++] = g;
+    index_insert(m, g->index);
     return g;
 }
 

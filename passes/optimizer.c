@@ -16,8 +16,8 @@
  * after:
  *
  *   state @optimizer.iterations : i32[] = zeros
- *   state @optimizer.m.w : f32[4,3] = zeros
- *   state @optimizer.v.w : f32[4,3] = zeros
+ *   state @optimizer.w.m : f32[4,3] = zeros
+ *   state @optimizer.w.v : f32[4,3] = zeros
  *
  *   func @train_step(%x : f32[?,4], %y : f32[?,3]) -> f32[] {
  *     ...
@@ -25,20 +25,20 @@
  *     %15 = constant() {value=1} : i32[]
  *     %16 = add(@optimizer.iterations, %15) : i32[]             t
  *     ...                                                      alpha, 1 - b1, 1 - b2, eps
- *     %34 = sub(%14, @optimizer.m.w) : f32[4,3]                m' = m + (g - m)(1 - b1)
+ *     %34 = sub(%14, @optimizer.w.m) : f32[4,3]                m' = m + (g - m)(1 - b1)
  *     %35 = mul(%34, %31) : f32[4,3]
- *     %36 = add(@optimizer.m.w, %35) : f32[4,3]
+ *     %36 = add(@optimizer.w.m, %35) : f32[4,3]
  *     %37 = mul(%14, %14) : f32[4,3]                           v' = v + (g^2 - v)(1 - b2)
- *     %38 = sub(%37, @optimizer.v.w) : f32[4,3]
+ *     %38 = sub(%37, @optimizer.w.v) : f32[4,3]
  *     %39 = mul(%38, %32) : f32[4,3]
- *     %40 = add(@optimizer.v.w, %39) : f32[4,3]
+ *     %40 = add(@optimizer.w.v, %39) : f32[4,3]
  *     %41 = sqrt(%40) : f32[4,3]                               w' = w - m' alpha / (sqrt(v') + eps)
  *     %42 = add(%41, %33) : f32[4,3]
  *     %43 = mul(%36, %30) : f32[4,3]
  *     %44 = div(%43, %42) : f32[4,3]
  *     %45 = sub(@w, %44) : f32[4,3]
- *     assign(@optimizer.m.w, %36)
- *     assign(@optimizer.v.w, %40)
+ *     assign(@optimizer.w.m, %36)
+ *     assign(@optimizer.w.v, %40)
  *     assign(@w, %45)
  *     assign(@optimizer.iterations, %16)
  *     return %2
@@ -112,11 +112,13 @@ static kiln_status check_hyper(const ir_optimizer *o, kiln_diag *d) {
     return KILN_OK;
 }
 
-/* Adds the zero-initialized state slot optimizer.<slot>.<param>. */
+/* Adds the zero-initialized state slot optimizer.<param>.<slot>. The slot
+ * name comes last so that only parameters end in ".kernel"/".bias": scripts
+ * find a checkpoint's layers by those suffixes. */
 static kiln_status add_slot(kiln_module *m, const char *slot, const ir_global *p, ir_global **out,
                             kiln_diag *d) {
     char name[512];
-    int len = snprintf(name, sizeof name, "optimizer.%s.%s", slot, p->name);
+    int len = snprintf(name, sizeof name, "optimizer.%s.%s", p->name, slot);
     if (len < 0 || (size_t)len >= sizeof name)
         return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(),
                         "optimizer: parameter name '%s' is too long", p->name);
@@ -265,7 +267,7 @@ kiln_status pass_optimizer(kiln_module *m, kiln_diag *d) {
     if (st) {
         f->n_results = n_results;
         f->n_nodes = n_nodes;
-        m->n_globals = n_globals;
+        ir_module_truncate_globals(m, n_globals);
     }
     return st;
 }

@@ -16,7 +16,7 @@
  *     %0 = dense(%x, @h1.kernel, @h1.bias) {activation=relu} : f32[?,128] mem(b:0)
  *     %1 = dense(%0, @h2.kernel, @h2.bias) {activation=relu} : f32[?,64] mem(b:512)
  *     %2 = dense(%1, @out.kernel, @out.bias) : f32[?,10] mem(b:0)
- *     %3 = softmax(%2) {axis=1} : f32[?,10] mem(b:64)
+ *     %3 = softmax(%2) {axis=1} : f32[?,10] mem(b:48)
  *     return %3
  *   }
  *

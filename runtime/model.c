@@ -243,6 +243,10 @@ void kiln_model_dispose(kiln_model *mo) {
 
 const kiln_module *kiln_model_module(const kiln_model *mo) { return mo->m; }
 double kiln_model_compile_ms(const kiln_model *mo) { return mo->compile_ms; }
+int kiln_model_threads(const kiln_model *mo) {
+    (void)mo;
+    return openblas_get_num_threads();
+}
 int64_t kiln_model_input_size(const kiln_model *mo) { return mo->in_size; }
 int64_t kiln_model_output_size(const kiln_model *mo) { return mo->out_size; }
 int kiln_model_history_count(const kiln_model *mo) { return mo->n_hist; }

@@ -114,7 +114,7 @@ static kiln_status write_report(const session *s, const char *path, double test_
     json_str(f, kiln_module_name(m));
     fputs(", \"backend\": ", f);
     json_str(f, s->backend_name);
-    fprintf(f, ", \"threads\": %lld, \"compile_ms\": ", (long long)(s->threads ? s->threads : 1));
+    fprintf(f, ", \"threads\": %d, \"compile_ms\": ", kiln_model_threads(s->model));
     json_num(f, kiln_model_compile_ms(s->model));
     fputs(", \"epochs\": [", f);
     int n = kiln_model_history_count(s->model);

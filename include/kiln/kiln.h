@@ -336,6 +336,8 @@ KILN_API void kiln_model_dispose(kiln_model *model);
 KILN_API const kiln_module *kiln_model_module(const kiln_model *model);
 /* Milliseconds spent in code generation (0 for the interpreter). */
 KILN_API double kiln_model_compile_ms(const kiln_model *model);
+/* Threads the model's math runs on (OpenBLAS's pool and Kiln's). */
+KILN_API int kiln_model_threads(const kiln_model *model);
 KILN_API int64_t kiln_model_input_size(const kiln_model *model);
 KILN_API int64_t kiln_model_output_size(const kiln_model *model);
 
@@ -387,7 +389,7 @@ KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64
 
 /* ------------------------------------------------------------- checkpoints
  * safetensors files: parameters as <layer>.kernel / <layer>.bias, optimizer
- * state as optimizer.<slot>.<param>, and metadata (step, epoch, model name,
+ * state as optimizer.<param>.<slot>, and metadata (step, epoch, model name,
  * structure hash, shuffle RNG). Saving is atomic (temporary file + rename). */
 KILN_API kiln_status kiln_model_save(kiln_model *model, const char *path, kiln_diag *d);
 

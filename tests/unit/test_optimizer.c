@@ -103,7 +103,7 @@ START_TEST(test_sgd) {
     o.lr = 0.1;
     run r;
     build(&r, o);
-    ck_assert_ptr_null(ir_module_global(r.m, "optimizer.momentum.w"));
+    ck_assert_ptr_null(ir_module_global(r.m, "optimizer.w.momentum"));
     double w[N];
     memcpy(w, g_w0, sizeof w);
     for (int s = 0; s < STEPS; s++) {
@@ -132,7 +132,7 @@ START_TEST(test_sgd_momentum) {
             v[i] = 0.9 * v[i] - 0.1 * g_grads[s][i];
             w[i] += nesterov ? 0.9 * v[i] - 0.1 * g_grads[s][i] : v[i];
         }
-        expect_near(slot(&r, "optimizer.momentum.w"), v, "momentum", s);
+        expect_near(slot(&r, "optimizer.w.momentum"), v, "momentum", s);
         expect_near(r.data[ir_module_global(r.m, "w")->index], w, "w", s);
     }
     run_free(&r);
@@ -163,11 +163,11 @@ START_TEST(test_adam) {
             if (adamw) w[i] -= o.lr * o.weight_decay * w[i];
             w[i] -= alpha * m[i] / (sqrt(v[i]) + o.epsilon);
         }
-        expect_near(slot(&r, "optimizer.m.w"), m, "m", s);
-        expect_near(slot(&r, "optimizer.v.w"), v, "v", s);
+        expect_near(slot(&r, "optimizer.w.m"), m, "m", s);
+        expect_near(slot(&r, "optimizer.w.v"), v, "v", s);
         expect_near(r.data[ir_module_global(r.m, "w")->index], w, "w", s);
     }
-    ck_assert_ptr_null(ir_module_global(r.m, "optimizer.m.frozen"));
+    ck_assert_ptr_null(ir_module_global(r.m, "optimizer.frozen.m"));
     run_free(&r);
 }
 END_TEST

@@ -763,8 +763,8 @@ END_TEST
 /* Adam for one parameter, as the optimizer writes it (Keras' formula). */
 static void adam_param(kiln_module *m, fb *x, const char *name, ir_node *grad, ir_node *alpha) {
     char mn[64], vn[64];
-    snprintf(mn, sizeof mn, "optimizer.m.%s", name);
-    snprintf(vn, sizeof vn, "optimizer.v.%s", name);
+    snprintf(mn, sizeof mn, "optimizer.%s.m", name);
+    snprintf(vn, sizeof vn, "optimizer.%s.v", name);
     ir_global *w = ir_module_global(m, name);
     ir_global *gm = global(m, IR_GLOBAL_STATE, mn, w->type.rank, w->type.dims);
     ir_global *gv = global(m, IR_GLOBAL_STATE, vn, w->type.rank, w->type.dims);
