@@ -519,9 +519,11 @@ kiln_status kiln_model_save(kiln_model *mo, const char *path, kiln_diag *d) {
 kiln_status kiln_model_load(kiln_model *mo, const char *path, kiln_load_mode mode, kiln_diag *d) {
     rt_ckpt_report rep;
     memset(&rep, 0, sizeof rep);
-    kiln_status st = rt_ckpt_load(path, mo->m, mo->globals,
-                                  mode == KILN_LOAD_FINETUNE ? RT_CKPT_FINETUNE : RT_CKPT_STRICT,
-                                  0, &rep, d);
+    /* Fine-tuning starts a fresh optimizer (as Keras does on a new compile):
+     * only parameters are taken from the file. */
+    bool ft = mode == KILN_LOAD_FINETUNE;
+    kiln_status st = rt_ckpt_load(path, mo->m, mo->globals, ft ? RT_CKPT_FINETUNE : RT_CKPT_STRICT,
+                                  ft ? RT_CKPT_PARAMS_ONLY : 0, &rep, d);
     if (!st) {
         if (mode == KILN_LOAD_FINETUNE) {
             ir_note(d, ir_loc_none(), "%s: loaded %d tensors, skipped %d", path, rep.n_loaded,

@@ -150,10 +150,7 @@ void cli_report(kiln_diag *d, kiln_status st) {
 kiln_status cli_load_model(const char *path, kiln_module **out, kiln_diag *d) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "kiln: error: %s: %s\n", path, strerror(errno));
-        return KILN_ERR_IO;
-    }
+    if (!f) return kiln_model_file_load(path, out, d); /* reports why it can't be read */
     char head[256];
     size_t n = fread(head, 1, sizeof head - 1, f);
     fclose(f);
