@@ -5,7 +5,11 @@
  * orientation, the time of one train step at batch 128 and of batch-1
  * inference.
  *
- *   build/bin/bench_jit_compile [MODEL.kiln] [--reps N] [--steps N]
+ *   build/bin/bench_jit_compile [MODEL.kiln] [--reps N] [--steps N] [--perf]
+ *
+ * --perf describes the JIT code to perf:  perf record -k 1 -o p.data
+ * bench_jit_compile --perf --reps 1 --steps 5000;  perf inject --jit -i
+ * p.data -o pj.data;  perf report -i pj.data
  *
  * Without a model file the seed model (784-128-64-10, softmax +
  * categorical cross-entropy, Adam) is built with the C API. Prints the
@@ -85,11 +89,14 @@ static void **globals_of(kiln_module *m) {
 int main(int argc, char **argv) {
     const char *model = NULL;
     int reps = 7, iters = 300;
+    bool perf = false; /* perf record -k 1 ...; perf inject --jit */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--perf"))
+            perf = true;
         else
             model = argv[i];
     }
@@ -111,6 +118,7 @@ int main(int argc, char **argv) {
     cg_options o;
     memset(&o, 0, sizeof o);
     o.only_func = "train_step";
+    o.perf_jit = perf;
     double *ms = calloc((size_t)reps, sizeof *ms), *cpu = calloc((size_t)reps, sizeof *cpu);
     double best[3] = {1e9, 1e9, 1e9};
     cg_program *p = NULL;

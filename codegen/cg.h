@@ -61,8 +61,9 @@ typedef struct cg_options {
     bool no_opt;           /* skip the optimization pipeline (dumps of raw lowering) */
     const char *only_func; /* build just this Kiln function (NULL: all) */
     const char *cpu;       /* target CPU and features; NULL: the host's */
-    const char *features;
-    bool pic; /* position-independent code (AOT shared objects) */
+    const char *features;  /* (the host's AVX-512 is left off: see emit.c) */
+    bool pic;              /* position-independent code (AOT shared objects) */
+    bool perf_jit;         /* JIT: describe the code to `perf` (a jitdump) */
     /* Test hook: emit an ill-typed instruction, so the path from an LLVM
      * verifier failure to a kiln_diag error is exercised. */
     bool test_malformed;

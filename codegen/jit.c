@@ -12,8 +12,10 @@
 #include "codegen/lower.h"
 
 #include <cblas.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 #include <llvm-c/TargetMachine.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +59,18 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
     return KILN_OK;
 }
 
+/* For profiling (o->perf_jit): an RTDyld linking layer that tells `perf`
+ * about the generated functions (a jitdump for `perf inject --jit`). */
+static LLVMOrcObjectLayerRef perf_layer(void *ctx, LLVMOrcExecutionSessionRef es,
+                                        const char *triple) {
+    (void)ctx;
+    (void)triple;
+    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMJITEventListenerRef perf = LLVMCreatePerfJITEventListener();
+    if (perf) LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, perf);
+    return layer;
+}
+
 void cg_program_dispose(cg_program *p) {
     if (!p) return;
     if (p->jit) {
@@ -90,6 +104,7 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
         LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
         LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
             jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+        if (opts.perf_jit) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(jb, perf_layer, NULL);
         LLVMErrorRef err = LLVMOrcCreateLLJIT(&p->jit, jb);
         if (err) {
             p->jit = NULL;
@@ -182,8 +197,10 @@ kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch,
     int i = func_index(p, name);
     if (i < 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", name);
     const cg_func_info *fi = &p->info->funcs[i];
+    if (batch < 0 || batch > INT32_MAX) /* refused before a workspace is sized */
+        return cg_func_error(fi, NULL, batch, KILN_ERR_INVALID, d);
     void *ws = workspace;
-    if (!ws && batch >= 0) {
+    if (!ws) {
         ws = ir_aligned_alloc((size_t)cg_workspace_bytes(fi, batch));
         if (!ws) return ir_oom(d);
     }

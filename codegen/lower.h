@@ -113,8 +113,11 @@ LLVMValueRef cg_dim(cg_ctx *c, int64_t dim); /* a dim, '?' -> batch */
 /* Counted loops: for (i = start; i < end; i += step). Blocks created in
  * the current function; the builder is left in the body. Loop-carried values
  * are phis made with cg_loop_phi and closed by cg_loop_end. */
+enum { CG_LOOP_NO_VECTORIZE = 1, CG_LOOP_NO_UNROLL = 2 };
+
 typedef struct cg_loop {
     LLVMBasicBlockRef guard, body, exit, latch;
+    int hints; /* CG_LOOP_*, set before cg_loop_end: loop metadata */
     LLVMValueRef i, end, step;
     LLVMValueRef phis[8], inits[8];
     int n_phis;

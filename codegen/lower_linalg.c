@@ -60,6 +60,7 @@ static void emit_gemv_row(cg_ctx *c, int64_t K, int64_t N, LLVMValueRef x, LLVMV
                                       LLVMBuildNSWAdd(c->b, row, cg_i64(c, v * CG_VW), ""));
             next[v] = cg_fma(c, w, xk, acc[v]);
         }
+        l.hints = CG_LOOP_NO_VECTORIZE;
         cg_loop_end(c, &l, next);
         for (int v = 0; v < nv; v++) cg_storev(c, l.exits[v], CG_VW, y, cg_i64(c, j0 + v * CG_VW));
     }
@@ -76,6 +77,7 @@ static void emit_gemv_row(cg_ctx *c, int64_t K, int64_t N, LLVMValueRef x, LLVMV
                 cg_load(c, c->t_f32, W, LLVMBuildNSWAdd(c->b, row, cg_i64(c, n8 + r), ""));
             next[r] = cg_fma(c, w, xk, acc[r]);
         }
+        l.hints = CG_LOOP_NO_VECTORIZE;
         cg_loop_end(c, &l, next);
         for (int r = 0; r < nr; r++) cg_store(c, l.exits[r], y, cg_i64(c, n8 + r));
     }

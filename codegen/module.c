@@ -172,8 +172,9 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     if (!kp) return ir_oom(c->d);
     kiln_status st = KILN_OK;
     int nin = n->n_in;
-    if (nin + (n->region ? n->region->n : 0) + 2 > MAX_PARAMS) {
-        st = cg_error(c, n, "too many buffers for one kernel (%d operands)", nin);
+    int ntemp = n->region && L->split[n->serial] ? n->region->n : 0;
+    if (nin + ntemp + 2 > MAX_PARAMS) {
+        st = cg_error(c, n, "too many buffers for one kernel (%d operands, %d temps)", nin, ntemp);
         goto out;
     }
     kp->out = kp->real_out = -1;

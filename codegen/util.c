@@ -4,6 +4,8 @@
  */
 #include "codegen/lower.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -174,6 +176,26 @@ LLVMValueRef cg_loop_phi(cg_ctx *c, cg_loop *l, LLVMValueRef init) {
     return phi;
 }
 
+/* !llvm.loop !{self, hints...}: self-referential, hence distinct. */
+static LLVMValueRef loop_md(cg_ctx *c, int hints) {
+    LLVMMetadataRef ops[3];
+    int n = 0;
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    ops[n++] = tmp;
+    if (hints & CG_LOOP_NO_VECTORIZE) {
+        LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),
+                                 LLVMValueAsMetadata(LLVMConstInt(c->t_i1, 0, 0))};
+        ops[n++] = LLVMMDNodeInContext2(c->ctx, kv, 2);
+    }
+    if (hints & CG_LOOP_NO_UNROLL) {
+        LLVMMetadataRef k = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
+        ops[n++] = LLVMMDNodeInContext2(c->ctx, &k, 1);
+    }
+    LLVMMetadataRef node = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n);
+    LLVMMetadataReplaceAllUsesWith(tmp, node); /* also frees tmp */
+    return LLVMMetadataAsValue(c->ctx, node);
+}
+
 void cg_loop_end(cg_ctx *c, cg_loop *l, const LLVMValueRef *nexts) {
     l->latch = LLVMGetInsertBlock(c->b);
     LLVMValueRef next = LLVMBuildNSWAdd(c->b, l->i, l->step, "i.next");
@@ -182,7 +204,10 @@ void cg_loop_end(cg_ctx *c, cg_loop *l, const LLVMValueRef *nexts) {
         LLVMValueRef nv = nexts[k];
         LLVMAddIncoming(l->phis[k], &nv, &l->latch, 1);
     }
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, l->end, ""), l->body, l->exit);
+    LLVMValueRef br =
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, l->end, ""), l->body, l->exit);
+    if (l->hints)
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), loop_md(c, l->hints));
     LLVMPositionBuilderAtEnd(c->b, l->exit);
     for (int k = 0; k < l->n_phis; k++) {
         LLVMValueRef phi = LLVMBuildPhi(c->b, LLVMTypeOf(l->inits[k]), "acc.out");
@@ -251,40 +276,52 @@ static LLVMValueRef horizontal(cg_ctx *c, cg_red kind, LLVMValueRef v) {
 LLVMValueRef cg_row_loop(cg_ctx *c, LLVMValueRef len, cg_red kind, cg_row_body body, void *ctx) {
     enum { U = 4 };
     LLVMTypeRef vt = LLVMVectorType(c->t_f32, CG_VW);
-    LLVMValueRef zero = cg_i64(c, 0);
-    /* Main loop: U vectors per iteration, one accumulator each. */
-    LLVMValueRef n_main = LLVMBuildAnd(c->b, len, cg_i64(c, ~(long long)(U * CG_VW - 1)), "");
-    cg_loop l1;
-    LLVMValueRef i = cg_loop_begin(c, &l1, zero, n_main, U * CG_VW);
-    LLVMValueRef acc[U], next[U];
-    for (int u = 0; u < U; u++)
-        acc[u] = kind ? cg_loop_phi(c, &l1, red_identity(c, kind, vt)) : NULL;
-    for (int u = 0; u < U; u++) {
-        LLVMValueRef idx = LLVMBuildNSWAdd(c->b, i, cg_i64(c, u * CG_VW), "");
-        LLVMValueRef v = body(c, ctx, idx, CG_VW);
-        next[u] = kind ? cg_red_combine(c, kind, acc[u], v) : NULL;
-    }
-    cg_loop_end(c, &l1, next);
-    LLVMValueRef a = NULL;
-    if (kind) {
-        a = cg_red_combine(c, kind, cg_red_combine(c, kind, l1.exits[0], l1.exits[1]),
-                           cg_red_combine(c, kind, l1.exits[2], l1.exits[3]));
+    /* A length known here lets loops that cannot run go unemitted. */
+    long long clen = LLVMIsAConstantInt(len) ? LLVMConstIntGetSExtValue(len) : -1;
+    LLVMValueRef start = cg_i64(c, 0), acc = NULL;
+    /* Main loop: U vectors per iteration, one accumulator each, so the adds
+     * of a reduction overlap. A map needs no more than one vector a step. */
+    if (kind && (clen < 0 || clen >= U * CG_VW)) {
+        LLVMValueRef n_main = LLVMBuildAnd(c->b, len, cg_i64(c, ~(long long)(U * CG_VW - 1)), "");
+        cg_loop l1;
+        LLVMValueRef i = cg_loop_begin(c, &l1, start, n_main, U * CG_VW);
+        LLVMValueRef a[U], next[U];
+        for (int u = 0; u < U; u++) a[u] = cg_loop_phi(c, &l1, red_identity(c, kind, vt));
+        for (int u = 0; u < U; u++) {
+            LLVMValueRef idx = LLVMBuildNSWAdd(c->b, i, cg_i64(c, u * CG_VW), "");
+            next[u] = cg_red_combine(c, kind, a[u], body(c, ctx, idx, CG_VW));
+        }
+        l1.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &l1, next);
+        acc = cg_red_combine(c, kind, cg_red_combine(c, kind, l1.exits[0], l1.exits[1]),
+                             cg_red_combine(c, kind, l1.exits[2], l1.exits[3]));
+        start = n_main;
     }
     /* One vector at a time. */
-    LLVMValueRef n_vec = LLVMBuildAnd(c->b, len, cg_i64(c, ~(long long)(CG_VW - 1)), "");
-    cg_loop l2;
-    i = cg_loop_begin(c, &l2, n_main, n_vec, CG_VW);
-    LLVMValueRef acc2 = kind ? cg_loop_phi(c, &l2, a) : NULL;
-    LLVMValueRef v = body(c, ctx, i, CG_VW);
-    LLVMValueRef nx = kind ? cg_red_combine(c, kind, acc2, v) : NULL;
-    cg_loop_end(c, &l2, &nx);
-    LLVMValueRef s = kind ? horizontal(c, kind, l2.exits[0]) : NULL;
-    /* The scalar tail. */
-    cg_loop l3;
-    i = cg_loop_begin(c, &l3, n_vec, len, 1);
-    LLVMValueRef acc3 = kind ? cg_loop_phi(c, &l3, s) : NULL;
-    v = body(c, ctx, i, 1);
-    nx = kind ? cg_red_combine(c, kind, acc3, v) : NULL;
-    cg_loop_end(c, &l3, &nx);
-    return kind ? l3.exits[0] : NULL;
+    LLVMValueRef n_vec = start;
+    if (clen < 0 || clen >= CG_VW) {
+        n_vec = LLVMBuildAnd(c->b, len, cg_i64(c, ~(long long)(CG_VW - 1)), "");
+        cg_loop l2;
+        LLVMValueRef i = cg_loop_begin(c, &l2, start, n_vec, CG_VW);
+        LLVMValueRef a2 = kind ? cg_loop_phi(c, &l2, acc ? acc : red_identity(c, kind, vt)) : NULL;
+        LLVMValueRef v = body(c, ctx, i, CG_VW);
+        LLVMValueRef nx = kind ? cg_red_combine(c, kind, a2, v) : NULL;
+        l2.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &l2, &nx);
+        acc = kind ? l2.exits[0] : NULL;
+    }
+    LLVMValueRef s =
+        kind ? (acc ? horizontal(c, kind, acc) : red_identity(c, kind, c->t_f32)) : NULL;
+    /* The scalar tail, fewer than 8 elements. */
+    if (clen < 0 || clen % CG_VW != 0) {
+        cg_loop l3;
+        LLVMValueRef i = cg_loop_begin(c, &l3, n_vec, len, 1);
+        LLVMValueRef a3 = kind ? cg_loop_phi(c, &l3, s) : NULL;
+        LLVMValueRef v = body(c, ctx, i, 1);
+        LLVMValueRef nx = kind ? cg_red_combine(c, kind, a3, v) : NULL;
+        l3.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &l3, &nx);
+        s = kind ? l3.exits[0] : NULL;
+    }
+    return s;
 }

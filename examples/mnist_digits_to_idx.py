@@ -20,7 +20,6 @@ import struct
 import sys
 
 SIZE = 28 * 28
-TEST_TOTAL = 2000
 
 
 def key(what, cls, idx):
@@ -54,12 +53,14 @@ def load(src):
 
 
 def test_quota(counts):
-    """20% of each class, rounded by largest remainder so the total is exact."""
+    """20% of each class, rounded by largest remainder so that the test split
+    is 20% of the whole (2,000 of 10,000)."""
     total = sum(counts)
-    exact = [n * TEST_TOTAL / total for n in counts]
+    test_total = (total + 2) // 5
+    exact = [n * test_total / total for n in counts]
     quota = [int(e) for e in exact]
     by_rest = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quota[c]), c))
-    for c in by_rest[:TEST_TOTAL - sum(quota)]:
+    for c in by_rest[:test_total - sum(quota)]:
         quota[c] += 1
     return quota
 

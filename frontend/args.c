@@ -96,29 +96,29 @@ kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t 
     return KILN_OK;
 }
 
+const char *fe_range_need(fe_range r, double v) {
+    switch (r) {
+    case FE_R_ANY:
+        return NULL;
+    case FE_R_POSITIVE:
+        return v > 0 ? NULL : "positive";
+    case FE_R_NONNEGATIVE:
+        return v >= 0 ? NULL : "at least 0";
+    case FE_R_UNIT_OPEN:
+        return v >= 0 && v < 1 ? NULL : "in [0, 1)";
+    case FE_R_UNIT:
+        return v >= 0 && v <= 1 ? NULL : "in [0, 1]";
+    }
+    return NULL;
+}
+
 kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, fe_range r, double *out) {
     char b[64];
     if (e->kind != FE_E_NUMBER)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "'%s' must be a number, got %s", what,
                       fe_expr_str(e, b, sizeof b));
     double v = e->num;
-    const char *need = NULL;
-    switch (r) {
-    case FE_R_ANY:
-        break;
-    case FE_R_POSITIVE:
-        need = v > 0 ? NULL : "positive";
-        break;
-    case FE_R_NONNEGATIVE:
-        need = v >= 0 ? NULL : "at least 0";
-        break;
-    case FE_R_UNIT_OPEN:
-        need = v >= 0 && v < 1 ? NULL : "in [0, 1)";
-        break;
-    case FE_R_UNIT:
-        need = v >= 0 && v <= 1 ? NULL : "in [0, 1]";
-        break;
-    }
+    const char *need = fe_range_need(r, v);
     if (need)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "'%s' must be %s, got %s", what, need,
                       fe_expr_str(e, b, sizeof b));
@@ -145,7 +145,7 @@ static const char *const g_acts[] = {"linear", "relu",    "leaky_relu", "sigmoid
 
 kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *act, double *alpha) {
     char b[64], sug[64];
-    *alpha = 0.3; /* Keras' LeakyReLU default */
+    *alpha = FE_LEAKY_RELU_ALPHA;
     if (e->kind != FE_E_NAME && e->kind != FE_E_CALL)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
                       "'activation' must be an activation such as relu, got %s",

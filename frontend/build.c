@@ -52,6 +52,10 @@ fe_sym *fe_sym_find(const fe_symtab *t, const char *name) {
     return NULL;
 }
 
+bool fe_name_taken(void *ctx, const char *name) {
+    return fe_sym_find(&((fe_build *)ctx)->syms, name) != NULL;
+}
+
 fe_sym *fe_sym_add(fe_build *c, const char *name) {
     fe_symtab *t = &c->syms;
     if ((t->n + 1) * 2 > t->cap) { /* keep the load under one half */
@@ -255,10 +259,9 @@ kiln_status fe_build_module(const fe_source *src, const fe_ast *ast, kiln_module
     c.d = d;
     c.ast = ast;
     ir_arena_init(&c.arena);
-    /* Keras' defaults, which a train block overrides setting by setting. */
-    c.cfg.opt = ir_optimizer_defaults(IR_OPT_ADAM);
-    c.cfg.epochs = 1;
-    c.cfg.batch_size = 32;
+    c.namer.taken = fe_name_taken;
+    c.namer.ctx = &c;
+    c.cfg = fe_train_defaults(); /* a train block overrides them setting by setting */
     kiln_status st = declare(&c);
     if (!st) {
         char name[FE_MAX_NAME + 1];

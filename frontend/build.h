@@ -8,6 +8,7 @@
 #define KILN_FRONTEND_BUILD_H
 
 #include "frontend/ast.h"
+#include "frontend/expand.h"
 
 /* ------------------------------------------------------------------ names */
 
@@ -34,9 +35,6 @@ typedef struct fe_symtab {
     size_t cap, n;
 } fe_symtab;
 
-/* Auto-name bases, one counter each (Keras counts per layer type). */
-enum { FE_BASE_DENSE, FE_BASE_FLATTEN, FE_BASE_ACTIVATION, FE_BASE_ADD, FE_N_BASES };
-
 /* --------------------------------------------------------------- builder */
 
 typedef struct fe_build {
@@ -45,7 +43,7 @@ typedef struct fe_build {
     const fe_ast *ast;
     ir_arena arena; /* syms and generated names */
     fe_symtab syms;
-    int auto_next[FE_N_BASES];
+    fe_namer namer; /* automatic layer names, skipping every name in syms */
     kiln_module *m;
     kiln_func *infer;
     const char *file; /* in the module's arena: node locations point here */
@@ -73,6 +71,9 @@ kiln_status fe_builder_failed(fe_build *c);
 void fe_set_loc(fe_build *c, int line, int col);
 
 fe_sym *fe_sym_find(const fe_symtab *t, const char *name);
+/* The namer's test (ctx: the fe_build): a name the file defines, or one
+ * generated before. */
+bool fe_name_taken(void *ctx, const char *name);
 /* Adds a sym for `name` (not yet in the table; the string must outlive it). */
 fe_sym *fe_sym_add(fe_build *c, const char *name);
 /* The value of a tensor expression (a name or a layer call) in @infer. */
@@ -94,14 +95,6 @@ typedef struct fe_param {
 kiln_status fe_bind(fe_build *c, const fe_expr *call, const fe_param *params, int n,
                     const fe_expr **vals);
 
-typedef enum fe_range {
-    FE_R_ANY,
-    FE_R_POSITIVE,    /* > 0 */
-    FE_R_NONNEGATIVE, /* >= 0 */
-    FE_R_UNIT_OPEN,   /* [0, 1) */
-    FE_R_UNIT         /* [0, 1] */
-} fe_range;
-
 kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t lo, int64_t hi,
                        int64_t *out);
 kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, fe_range r, double *out);
@@ -120,8 +113,6 @@ bool fe_is_layer(const char *name);
 /* Builds the layer call `e` into @infer: its operands, parameters, nodes and
  * its row of the layer table. `target` names it (NULL: an automatic name). */
 kiln_status fe_build_layer(fe_build *c, const fe_expr *e, const char *target, ir_node **out);
-/* Applies an activation to x (KILN_ACT_NONE returns x). NULL on error. */
-ir_node *fe_activation(fe_build *c, ir_node *x, kiln_activation act, double alpha);
 
 /* ------------------------------------------------------------------ train */
 

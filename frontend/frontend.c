@@ -10,15 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Appends what `from` collected to `to` (which may be NULL). */
-static void move_diag(kiln_diag *from, kiln_diag *to, kiln_status st) {
+void fe_diag_move(kiln_diag *from, kiln_diag *to, kiln_status st, const char *what) {
     if (!to || !st) return;
     if (!from->errors || from->text.oom || !from->text.buf) {
         /* The message was lost (out of memory): the status still tells. */
         if (st == KILN_ERR_NOMEM)
             ir_oom(to);
         else
-            ir_error(to, st, ir_loc_none(), "model file: %s", kiln_status_string(st));
+            ir_error(to, st, ir_loc_none(), "%s: %s", what, kiln_status_string(st));
         return;
     }
     if (!to->errors) to->first = from->first;
@@ -42,7 +41,7 @@ kiln_status fe_parse_model(const char *text, size_t len, const char *filename, k
     kiln_status st = fe_parse(&src, &ast, &mine);
     if (!st) st = fe_build_module(&src, &ast, out, &mine);
     fe_ast_free(&ast);
-    move_diag(&mine, d, st);
+    fe_diag_move(&mine, d, st, "model file");
     ir_sb_free(&mine.text);
     return st;
 }

@@ -27,6 +27,13 @@
 #define FE_MAX_INPUTS     1024               /* inputs and labels */
 #define FE_MAX_NAME       255                /* bytes in a name */
 
+/* Appends what diag `from` collected to `to` (which may be NULL) when st
+ * is an error; when the text was lost to a failed allocation, a line
+ * "what: <status>" stands for it. Entry points build into a diag of their
+ * own, so that the status of the first error is exact whatever the
+ * caller's diag held before. */
+void fe_diag_move(kiln_diag *from, kiln_diag *to, kiln_status st, const char *what);
+
 /* Parses model-file text into a new module (see kiln_model_file_parse). */
 kiln_status fe_parse_model(const char *text, size_t len, const char *filename, kiln_module **out,
                            kiln_diag *d);

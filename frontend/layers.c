@@ -15,171 +15,234 @@
  *   add(a, b)                   elementwise sum, numpy broadcasting
  *
  * Each layer adds its row to the module's layer table (for `summary`).
+ *
+ * Two halves: the expansion from plain values (fe_dense_ir, ...: expand.h),
+ * which the C model API calls too, and the calls of the language, which
+ * bind and check their arguments, then call the expansion.
  */
 #include "frontend/build.h"
 
 #include <stdio.h>
 #include <string.h>
 
+/* ------------------------------------------------------ kinds and names */
+
+static const struct {
+    const char *base;  /* automatic names: base, base_1, base_2, ... */
+    const char *keras; /* the class summary shows */
+} g_kinds[FE_N_KINDS] = {
+    [FE_DENSE] = {"dense", "Dense"},
+    [FE_FLATTEN] = {"flatten", "Flatten"},
+    [FE_ACTIVATION] = {"activation", "Activation"},
+    [FE_ADD] = {"add", "Add"},
+};
+
+const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
+    for (;;) {
+        int k = nm->next[kind]++;
+        if (k == 0)
+            snprintf(buf, FE_AUTO_NAME_MAX, "%s", g_kinds[kind].base);
+        else
+            snprintf(buf, FE_AUTO_NAME_MAX, "%s_%d", g_kinds[kind].base, k);
+        if (!nm->taken || !nm->taken(nm->ctx, buf)) return buf;
+    }
+}
+
+/* ------------------------------------------- the expansion (plain values) */
+
+static kiln_status failed(ir_builder *b, kiln_status st) {
+    if (!b->status) b->status = st;
+    return st;
+}
+
+/* The layer's row of the layer table; then y is its output. */
+static kiln_status layer_row(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *y,
+                             int64_t params, ir_node **out) {
+    kiln_status st = ir_module_add_layer(b->f->m, name, g_kinds[kind].keras, &y->type, params, b->d);
+    if (st) return failed(b, st);
+    *out = y;
+    return KILN_OK;
+}
+
+static ir_global *add_param(ir_builder *b, const char *layer, const char *what, int rank,
+                            const int64_t *dims, kiln_init init, bool trainable) {
+    char name[FE_MAX_NAME + 16];
+    snprintf(name, sizeof name, "%s.%s", layer, what);
+    ir_type t = ir_type_make(IR_F32, rank, dims);
+    ir_global *g = ir_module_add_global(b->f->m, IR_GLOBAL_PARAM, name, &t, init, b->d);
+    if (g)
+        g->trainable = trainable;
+    else
+        failed(b, b->d && b->d->first ? b->d->first : KILN_ERR_NOMEM);
+    return g;
+}
+
+/* The op of an activation on x (KILN_ACT_NONE: x itself). NULL on error. */
+static ir_node *activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha,
+                              int axis) {
+    ir_attrs a;
+    memset(&a, 0, sizeof a);
+    switch (act) {
+    case KILN_ACT_RELU:
+        return ir_b_un(b, IR_OP_relu, x);
+    case KILN_ACT_SIGMOID:
+        return ir_b_un(b, IR_OP_sigmoid, x);
+    case KILN_ACT_TANH:
+        return ir_b_un(b, IR_OP_tanh, x);
+    case KILN_ACT_LEAKY_RELU:
+        a.f[0] = alpha;
+        return ir_b_op(b, IR_OP_leaky_relu, 1, &x, &a);
+    case KILN_ACT_SOFTMAX:
+        a.i[0] = axis;
+        return ir_b_op(b, IR_OP_softmax, 1, &x, &a);
+    default:
+        return x;
+    }
+}
+
+fe_dense fe_dense_defaults(int64_t units) {
+    fe_dense a;
+    memset(&a, 0, sizeof a);
+    a.units = units;
+    a.act = KILN_ACT_NONE;
+    a.alpha = FE_LEAKY_RELU_ALPHA;
+    a.use_bias = a.trainable = true;
+    a.kernel_init.kind = KILN_INIT_GLOROT_UNIFORM;
+    a.bias_init.kind = KILN_INIT_ZEROS;
+    return a;
+}
+
+kiln_status fe_dense_ir(ir_builder *b, const char *name, ir_node *x, const fe_dense *a,
+                        ir_node **out) {
+    /* The kernel is [in, units] with `in` the input's last axis; a rank or
+     * dtype that matmul cannot take is left for matmul to report. */
+    const ir_type *t = &x->type;
+    char ts[IR_TYPE_STR_MAX];
+    if (t->rank == 0 || t->dims[t->rank - 1] == KILN_BATCH)
+        return failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
+                                  "dense: the input needs a feature axis, got %s",
+                                  ir_type_str(t, ts, sizeof ts)));
+    int64_t in = t->dims[t->rank - 1], units = a->units;
+    if (in * units > IR_MAX_ELEMS)
+        return failed(b, ir_error(b->d, KILN_ERR_LIMIT, b->loc,
+                                  "dense: the kernel [%lld, %lld] would have more than 2^31 "
+                                  "elements",
+                                  (long long)in, (long long)units));
+    int64_t kdims[2] = {in, units};
+    ir_global *k = add_param(b, name, "kernel", 2, kdims, a->kernel_init, a->trainable);
+    ir_global *bias =
+        k && a->use_bias ? add_param(b, name, "bias", 1, &units, a->bias_init, a->trainable) : NULL;
+    if (!k || (a->use_bias && !bias)) return b->status;
+    ir_node *y = ir_b_matmul(b, x, k->ref, false, false);
+    if (bias) y = ir_b_bin(b, IR_OP_add, y, bias->ref);
+    if (y) y = activation_op(b, y, a->act, a->alpha, -1);
+    if (!y) return b->status;
+    return layer_row(b, name, FE_DENSE, y, in * units + (bias ? units : 0), out);
+}
+
+kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node **out) {
+    const ir_type *t = &x->type;
+    char ts[IR_TYPE_STR_MAX];
+    if (t->rank == 0 || ir_type_batch_axis(t) > 0)
+        return failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
+                                  "flatten: the input needs a batch axis first, got %s",
+                                  ir_type_str(t, ts, sizeof ts)));
+    /* Keras keeps the first (batch) axis and multiplies the others. */
+    int64_t dims[2] = {t->dims[0], 1};
+    for (int i = 1; i < t->rank; i++) dims[1] *= t->dims[i];
+    ir_type to = ir_type_make((ir_dtype)t->dtype, 2, dims);
+    ir_node *y = ir_b_reshape(b, x, &to);
+    return y ? layer_row(b, name, FE_FLATTEN, y, 0, out) : b->status;
+}
+
+kiln_status fe_activation_ir(ir_builder *b, const char *name, ir_node *x, kiln_activation act,
+                             double alpha, int axis, ir_node **out) {
+    ir_node *y = activation_op(b, x, act, alpha, axis);
+    return y ? layer_row(b, name, FE_ACTIVATION, y, 0, out) : b->status;
+}
+
+kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, ir_node **out) {
+    ir_node *y = ir_b_bin(b, IR_OP_add, a, c);
+    return y ? layer_row(b, name, FE_ADD, y, 0, out) : b->status;
+}
+
+/* ------------------------------------------------- the calls of the language */
+
 typedef struct layer_spec layer_spec;
 
-/* Builds the layer's nodes from its bound arguments and tensor operands x[];
- * returns the result node and the number of parameters it created. */
-typedef kiln_status (*layer_fn)(fe_build *c, const layer_spec *ls, const fe_expr *call,
-                                const fe_expr **v, ir_node **x, const char *name, ir_node **out,
-                                int64_t *params);
+/* Reads the layer's bound arguments v[] into plain values and expands it
+ * on its tensor operands x[]. */
+typedef kiln_status (*layer_fn)(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                                const char *name, ir_node **out);
 
 struct layer_spec {
     const char *name; /* as called */
-    const char *kind; /* Keras' class, shown by summary */
-    int base;         /* FE_BASE_*: the automatic name */
-    int n_tensors;    /* the first n_tensors parameters are tensors */
+    fe_layer_kind kind;
+    int n_tensors; /* the first n_tensors parameters are tensors */
     kiln_activation act;
     layer_fn build;
     int n_params;
     fe_param params[7];
 };
 
-static const char *const g_base_names[FE_N_BASES] = {"dense", "flatten", "activation", "add"};
-
-/* ------------------------------------------------------------ the layers */
-
-static ir_global *add_param(fe_build *c, const char *layer, const char *what, int rank,
-                            const int64_t *dims, kiln_init init, bool trainable) {
-    char name[FE_MAX_NAME + 16];
-    snprintf(name, sizeof name, "%s.%s", layer, what);
-    ir_type t = ir_type_make(IR_F32, rank, dims);
-    ir_global *g = ir_module_add_global(c->m, IR_GLOBAL_PARAM, name, &t, init, c->d);
-    if (g) g->trainable = trainable;
-    return g;
+/* After an expansion: its message gets the source line. */
+static kiln_status expanded(fe_build *c, kiln_status st) {
+    return st ? fe_builder_failed(c) : KILN_OK;
 }
 
-ir_node *fe_activation(fe_build *c, ir_node *x, kiln_activation act, double alpha) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    switch (act) {
-    case KILN_ACT_RELU:
-        return ir_b_un(&c->b, IR_OP_relu, x);
-    case KILN_ACT_SIGMOID:
-        return ir_b_un(&c->b, IR_OP_sigmoid, x);
-    case KILN_ACT_TANH:
-        return ir_b_un(&c->b, IR_OP_tanh, x);
-    case KILN_ACT_LEAKY_RELU:
-        a.f[0] = alpha;
-        return ir_b_op(&c->b, IR_OP_leaky_relu, 1, &x, &a);
-    case KILN_ACT_SOFTMAX:
-        a.i[0] = -1;
-        return ir_b_op(&c->b, IR_OP_softmax, 1, &x, &a);
-    default:
-        return x;
-    }
+static kiln_status dense(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                         const char *name, ir_node **out) {
+    fe_dense a = fe_dense_defaults(0);
+    kiln_status st = fe_get_int(c, v[1], "units", 1, IR_MAX_DIM - 1, &a.units);
+    if (!st && v[2]) st = fe_get_activation(c, v[2], &a.act, &a.alpha);
+    if (!st && v[3]) st = fe_get_bool(c, v[3], "use_bias", &a.use_bias);
+    if (!st && v[4]) st = fe_get_init(c, v[4], "kernel_initializer", &a.kernel_init);
+    if (!st && v[5]) st = fe_get_init(c, v[5], "bias_initializer", &a.bias_init);
+    if (!st && v[6]) st = fe_get_bool(c, v[6], "trainable", &a.trainable);
+    return st ? st : expanded(c, fe_dense_ir(&c->b, name, x[0], &a, out));
 }
 
-static kiln_status dense(fe_build *c, const layer_spec *ls, const fe_expr *call, const fe_expr **v,
-                         ir_node **x, const char *name, ir_node **out, int64_t *params) {
-    int64_t units;
-    kiln_activation act = KILN_ACT_NONE;
-    double alpha = 0.3;
-    bool use_bias = true, trainable = true;
-    kiln_init kinit = {KILN_INIT_GLOROT_UNIFORM, 0, 0}, binit = {KILN_INIT_ZEROS, 0, 0};
-    kiln_status st = fe_get_int(c, v[1], "units", 1, IR_MAX_DIM - 1, &units);
-    if (!st && v[2]) st = fe_get_activation(c, v[2], &act, &alpha);
-    if (!st && v[3]) st = fe_get_bool(c, v[3], "use_bias", &use_bias);
-    if (!st && v[4]) st = fe_get_init(c, v[4], "kernel_initializer", &kinit);
-    if (!st && v[5]) st = fe_get_init(c, v[5], "bias_initializer", &binit);
-    if (!st && v[6]) st = fe_get_bool(c, v[6], "trainable", &trainable);
-    if (st) return st;
-    /* The kernel is [in, units] with `in` the input's last axis; a rank or
-     * dtype that matmul cannot take is left for matmul to report. */
-    const ir_type *t = &x[0]->type;
-    char ts[IR_TYPE_STR_MAX];
-    if (t->rank == 0 || t->dims[t->rank - 1] == KILN_BATCH)
-        return fe_err(c, KILN_ERR_SHAPE, call->line, call->col,
-                      "dense: the input needs a feature axis, got %s",
-                      ir_type_str(t, ts, sizeof ts));
-    int64_t in = t->dims[t->rank - 1];
-    if (in * units > IR_MAX_ELEMS)
-        return fe_err(c, KILN_ERR_LIMIT, call->line, call->col,
-                      "dense: the kernel [%lld, %lld] would have more than 2^31 elements",
-                      (long long)in, (long long)units);
-    int64_t kdims[2] = {in, units};
-    ir_global *k = add_param(c, name, "kernel", 2, kdims, kinit, trainable);
-    ir_global *b = k && use_bias ? add_param(c, name, "bias", 1, &units, binit, trainable) : NULL;
-    if (!k || (use_bias && !b)) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
-    ir_node *y = ir_b_matmul(&c->b, x[0], k->ref, false, false);
-    if (b) y = ir_b_bin(&c->b, IR_OP_add, y, b->ref);
-    if (y) y = fe_activation(c, y, act, alpha);
-    if (!y) return fe_builder_failed(c);
-    *out = y;
-    *params = in * units + (b ? units : 0);
-    return KILN_OK;
+static kiln_status flatten(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                           const char *name, ir_node **out) {
+    return expanded(c, fe_flatten_ir(&c->b, name, x[0], out));
 }
 
-static kiln_status flatten(fe_build *c, const layer_spec *ls, const fe_expr *call,
-                           const fe_expr **v, ir_node **x, const char *name, ir_node **out,
-                           int64_t *params) {
-    const ir_type *t = &x[0]->type;
-    char ts[IR_TYPE_STR_MAX];
-    if (t->rank == 0 || ir_type_batch_axis(t) > 0)
-        return fe_err(c, KILN_ERR_SHAPE, call->line, call->col,
-                      "flatten: the input needs a batch axis first, got %s",
-                      ir_type_str(t, ts, sizeof ts));
-    /* Keras keeps the first (batch) axis and multiplies the others. */
-    int64_t dims[2] = {t->dims[0], 1};
-    for (int i = 1; i < t->rank; i++) dims[1] *= t->dims[i];
-    ir_type to = ir_type_make((ir_dtype)t->dtype, 2, dims);
-    *out = ir_b_reshape(&c->b, x[0], &to);
-    *params = 0;
-    return *out ? KILN_OK : fe_builder_failed(c);
-}
-
-static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr *call,
-                              const fe_expr **v, ir_node **x, const char *name, ir_node **out,
-                              int64_t *params) {
-    double alpha = 0.3;
+static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                              const char *name, ir_node **out) {
+    double alpha = FE_LEAKY_RELU_ALPHA;
+    int64_t axis = -1;
     kiln_status st = KILN_OK;
     if (ls->act == KILN_ACT_LEAKY_RELU && v[1])
         st = fe_get_float(c, v[1], "alpha", FE_R_NONNEGATIVE, &alpha);
+    if (ls->act == KILN_ACT_SOFTMAX && v[1])
+        st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
     if (st) return st;
-    if (ls->act == KILN_ACT_SOFTMAX && v[1]) {
-        int64_t axis;
-        if ((st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis))) return st;
-        ir_attrs a;
-        memset(&a, 0, sizeof a);
-        a.i[0] = axis;
-        *out = ir_b_op(&c->b, IR_OP_softmax, 1, &x[0], &a);
-    } else {
-        *out = fe_activation(c, x[0], ls->act, alpha);
-    }
-    *params = 0;
-    return *out ? KILN_OK : fe_builder_failed(c);
+    return expanded(c, fe_activation_ir(&c->b, name, x[0], ls->act, alpha, (int)axis, out));
 }
 
-static kiln_status add(fe_build *c, const layer_spec *ls, const fe_expr *call, const fe_expr **v,
-                       ir_node **x, const char *name, ir_node **out, int64_t *params) {
-    *out = ir_b_bin(&c->b, IR_OP_add, x[0], x[1]);
-    *params = 0;
-    return *out ? KILN_OK : fe_builder_failed(c);
+static kiln_status add(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                       const char *name, ir_node **out) {
+    return expanded(c, fe_add_ir(&c->b, name, x[0], x[1], out));
 }
 
 /* One layer per row reads better than one field per line. */
 /* clang-format off */
 #define X_PARAM {"x", NULL, true}
 static const layer_spec g_layers[] = {
-    {"dense", "Dense", FE_BASE_DENSE, 1, KILN_ACT_NONE, dense, 7,
+    {"dense", FE_DENSE, 1, KILN_ACT_NONE, dense, 7,
      {X_PARAM, {"units", NULL, true}, {"activation", NULL, false}, {"use_bias", NULL, false},
       {"kernel_initializer", NULL, false}, {"bias_initializer", NULL, false},
       {"trainable", NULL, false}}},
-    {"flatten", "Flatten", FE_BASE_FLATTEN, 1, KILN_ACT_NONE, flatten, 1, {X_PARAM}},
+    {"flatten", FE_FLATTEN, 1, KILN_ACT_NONE, flatten, 1, {X_PARAM}},
     /* Keras' Activation layer: named activation, activation_1, ... */
-    {"relu", "Activation", FE_BASE_ACTIVATION, 1, KILN_ACT_RELU, activation, 1, {X_PARAM}},
-    {"sigmoid", "Activation", FE_BASE_ACTIVATION, 1, KILN_ACT_SIGMOID, activation, 1, {X_PARAM}},
-    {"tanh", "Activation", FE_BASE_ACTIVATION, 1, KILN_ACT_TANH, activation, 1, {X_PARAM}},
-    {"softmax", "Activation", FE_BASE_ACTIVATION, 1, KILN_ACT_SOFTMAX, activation, 2,
+    {"relu", FE_ACTIVATION, 1, KILN_ACT_RELU, activation, 1, {X_PARAM}},
+    {"sigmoid", FE_ACTIVATION, 1, KILN_ACT_SIGMOID, activation, 1, {X_PARAM}},
+    {"tanh", FE_ACTIVATION, 1, KILN_ACT_TANH, activation, 1, {X_PARAM}},
+    {"softmax", FE_ACTIVATION, 1, KILN_ACT_SOFTMAX, activation, 2,
      {X_PARAM, {"axis", NULL, false}}},
-    {"leaky_relu", "Activation", FE_BASE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
+    {"leaky_relu", FE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
      {X_PARAM, {"alpha", NULL, false}}},
-    {"add", "Add", FE_BASE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
+    {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
 };
 /* clang-format on */
 
@@ -195,27 +258,19 @@ bool fe_is_layer(const char *name) {
     return find_layer(name) != NULL;
 }
 
-/* Keras' automatic name: the base, then base_1, base_2, ... skipping names
- * already taken (by the user anywhere in the file, or generated before). */
-static const char *auto_name(fe_build *c, int base) {
-    char buf[64];
-    for (;;) {
-        int k = c->auto_next[base]++;
-        if (k == 0)
-            snprintf(buf, sizeof buf, "%s", g_base_names[base]);
-        else
-            snprintf(buf, sizeof buf, "%s_%d", g_base_names[base], k);
-        if (fe_sym_find(&c->syms, buf)) continue;
-        char *name = ir_arena_strdup(&c->arena, buf);
-        if (!name) {
-            ir_oom(c->d);
-            return NULL;
-        }
-        fe_sym *s = fe_sym_add(c, name); /* reports running out of memory */
-        if (!s) return NULL;
-        s->kind = FE_SYM_AUTO;
-        return name;
+/* Keras' automatic name, kept in the symbol table so that no later name
+ * is generated twice. */
+static const char *auto_name(fe_build *c, fe_layer_kind kind) {
+    char buf[FE_AUTO_NAME_MAX];
+    char *name = ir_arena_strdup(&c->arena, fe_auto_name(&c->namer, kind, buf));
+    if (!name) {
+        ir_oom(c->d);
+        return NULL;
     }
+    fe_sym *s = fe_sym_add(c, name); /* reports running out of memory */
+    if (!s) return NULL;
+    s->kind = FE_SYM_AUTO;
+    return name;
 }
 
 static kiln_status unknown_layer(fe_build *c, const fe_expr *e) {
@@ -241,10 +296,8 @@ kiln_status fe_build_layer(fe_build *c, const fe_expr *e, const char *target, ir
     ir_node *x[2];
     for (int i = 0; i < ls->n_tensors; i++)
         if ((st = fe_build_tensor(c, v[i], &x[i]))) return st;
-    const char *name = target ? target : auto_name(c, ls->base);
+    const char *name = target ? target : auto_name(c, ls->kind);
     if (!name) return KILN_ERR_NOMEM;
     fe_set_loc(c, e->line, e->col);
-    int64_t params = 0;
-    if ((st = ls->build(c, ls, e, v, x, name, out, &params))) return st;
-    return ir_module_add_layer(c->m, name, ls->kind, &(*out)->type, params, c->d);
+    return ls->build(c, ls, v, x, name, out);
 }

@@ -32,6 +32,13 @@ bool fe_is_keyword(const char *s, size_t len) {
     return false;
 }
 
+bool fe_is_name(const char *s) {
+    if (!s || !is_alpha((unsigned char)*s)) return false;
+    size_t n = 1;
+    while (is_alnum((unsigned char)s[n])) n++;
+    return s[n] == 0 && n <= FE_MAX_NAME;
+}
+
 void fe_lex_init(fe_lexer *lx, const fe_source *src, kiln_diag *d) {
     memset(lx, 0, sizeof *lx);
     lx->src = src;

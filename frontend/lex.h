@@ -42,6 +42,10 @@ kiln_status fe_lex_next(fe_lexer *lx, fe_token *t);
 const char *fe_token_str(const fe_token *t, char *buf, size_t n);
 /* Keywords cannot name values. */
 bool fe_is_keyword(const char *s, size_t len);
+/* True if all of s is one name token ([A-Za-z_][A-Za-z0-9_]*) of at most
+ * FE_MAX_NAME bytes. The C model API takes layer names that pass this, so
+ * they read back in .kir text and in a model file. */
+bool fe_is_name(const char *s);
 
 /* Reports "file:line:col: error: ..." and shows the source line with a
  * caret under the column. Returns st. */

@@ -21,6 +21,7 @@
  */
 #include "frontend/build.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,13 +30,28 @@
 static const struct {
     const char *name;
     int op;
+    kiln_loss loss; /* in the C API */
 } g_losses[] = {
-    {"categorical_crossentropy", IR_OP_categorical_crossentropy},
-    {"sparse_categorical_crossentropy", IR_OP_sparse_categorical_crossentropy},
-    {"mean_squared_error", IR_OP_mean_squared_error},
-    {"mse", IR_OP_mean_squared_error},
-    {"binary_crossentropy", IR_OP_binary_crossentropy},
+    {"categorical_crossentropy", IR_OP_categorical_crossentropy,
+     KILN_LOSS_CATEGORICAL_CROSSENTROPY},
+    {"sparse_categorical_crossentropy", IR_OP_sparse_categorical_crossentropy,
+     KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY},
+    {"mean_squared_error", IR_OP_mean_squared_error, KILN_LOSS_MEAN_SQUARED_ERROR},
+    {"mse", IR_OP_mean_squared_error, KILN_LOSS_MEAN_SQUARED_ERROR},
+    {"binary_crossentropy", IR_OP_binary_crossentropy, KILN_LOSS_BINARY_CROSSENTROPY},
 };
+
+int fe_loss_op(kiln_loss loss) {
+    for (size_t i = 0; i < KILN_ARRAY_LEN(g_losses); i++)
+        if (g_losses[i].loss == loss) return g_losses[i].op;
+    return -1;
+}
+
+const char *fe_loss_name(kiln_loss loss) {
+    for (size_t i = 0; i < KILN_ARRAY_LEN(g_losses); i++)
+        if (g_losses[i].loss == loss) return g_losses[i].name;
+    return NULL;
+}
 
 static int find_loss(const char *name) {
     for (size_t i = 0; i < KILN_ARRAY_LEN(g_losses); i++)
@@ -130,8 +146,7 @@ kiln_status fe_loss_stmt(fe_build *c, const fe_stmt *s) {
 }
 
 /* Keras' 'accuracy' for this loss and these labels, as a mean of hits. */
-static ir_node *accuracy(fe_build *c, ir_node *p, ir_node *y) {
-    ir_builder *b = &c->b;
+static ir_node *accuracy(ir_builder *b, int loss_op, ir_node *p, ir_node *y) {
     ir_attrs last, to_f32;
     memset(&last, 0, sizeof last);
     memset(&to_f32, 0, sizeof to_f32);
@@ -139,7 +154,7 @@ static ir_node *accuracy(fe_build *c, ir_node *p, ir_node *y) {
     to_f32.i[0] = IR_F32;
     /* One statement per node: C leaves the order of arguments open. */
     ir_node *pc, *yc;
-    bool binary = c->loss_op == IR_OP_binary_crossentropy ||
+    bool binary = loss_op == IR_OP_binary_crossentropy ||
                   (p->type.rank > 0 && p->type.dims[p->type.rank - 1] == 1);
     if (y->type.dtype == IR_I32) {
         pc = ir_b_op(b, IR_OP_argmax, 1, &p, &last);
@@ -157,33 +172,69 @@ static ir_node *accuracy(fe_build *c, ir_node *p, ir_node *y) {
     return ir_b_reduce(b, IR_OP_reduce_mean, f, 0, NULL, false);
 }
 
-kiln_status fe_build_loss_func(fe_build *c) {
+/* The status of a failed step of fe_loss_func_ir, kept in the builder. */
+static kiln_status loss_failed(ir_builder *b, kiln_status st) {
+    if (!b->status) b->status = st ? st : b->d && b->d->first ? b->d->first : KILN_ERR_NOMEM;
+    return b->status;
+}
+
+kiln_status fe_loss_func_ir(ir_builder *b, kiln_func *infer, ir_node *pred, int loss_op,
+                            const char *label, const ir_type *label_type, bool accuracy_too,
+                            ir_loc loss_loc, ir_loc acc_loc) {
+    kiln_diag *d = b->d;
     ir_node **map = NULL;
     int map_len = 0;
-    kiln_func *f = ir_func_clone(c->infer, "loss", &map, &map_len, c->d);
-    if (!f) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
-    ir_node *p = c->loss_pred;
+    kiln_func *f = ir_func_clone(infer, "loss", &map, &map_len, d);
+    if (!f) return loss_failed(b, KILN_OK);
+    ir_node *p = pred;
     if (p->serial < map_len && map[p->serial]) p = map[p->serial];
     ir_free(map);
     f->n_results = 0; /* the clone returns @infer's outputs; @loss returns its own */
+    ir_node *y = ir_func_add_arg(f, label, label_type, d);
+    if (!y) return loss_failed(b, KILN_OK);
+    ir_builder_init(b, f, d);
+    b->loc = loss_loc;
+    ir_node *l = ir_b_bin(b, loss_op, p, y);
+    if (!l) return b->status;
+    kiln_status st = ir_func_add_result(f, l, d);
+    if (st || !accuracy_too) return st ? loss_failed(b, st) : KILN_OK;
+    b->loc = acc_loc;
+    ir_node *acc = accuracy(b, loss_op, p, y);
+    if (!acc) return b->status;
+    st = ir_func_add_result(f, acc, d);
+    return st ? loss_failed(b, st) : KILN_OK;
+}
+
+kiln_status fe_build_loss_func(fe_build *c) {
+    ir_loc loss_loc = {c->file, c->loss->value->line, c->loss->value->col};
+    ir_loc acc_loc = {c->file, c->acc_line, c->acc_col};
     const fe_sym *label = c->loss_label;
-    ir_node *y = ir_func_add_arg(f, label->name, &label->type, c->d);
-    if (!y) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
-    ir_builder_init(&c->b, f, c->d);
-    fe_set_loc(c, c->loss->value->line, c->loss->value->col);
-    ir_node *l = ir_b_bin(&c->b, c->loss_op, p, y);
-    if (!l) return fe_builder_failed(c);
-    kiln_status st = ir_func_add_result(f, l, c->d);
-    if (st || !c->cfg.metric_accuracy) return st;
-    fe_set_loc(c, c->acc_line, c->acc_col);
-    ir_node *acc = accuracy(c, p, y);
-    if (!acc) return fe_builder_failed(c);
-    return ir_func_add_result(f, acc, c->d);
+    kiln_status st = fe_loss_func_ir(&c->b, c->infer, c->loss_pred, c->loss_op, label->name,
+                                     &label->type, c->cfg.metric_accuracy, loss_loc, acc_loc);
+    return st ? fe_builder_failed(c) : KILN_OK;
 }
 
 /* -------------------------------------------------------------- optimizer */
 
 enum { O_LR, O_BETA_1, O_BETA_2, O_EPSILON, O_WEIGHT_DECAY, O_MOMENTUM, O_NESTEROV };
+
+/* Where each number lives in ir_optimizer and the values it may take
+ * (nesterov, a bool, is not a number). */
+static const struct {
+    size_t off;
+    fe_range range;
+} g_fields[O_NESTEROV] = {
+    [O_LR] = {offsetof(ir_optimizer, lr), FE_R_POSITIVE},
+    [O_BETA_1] = {offsetof(ir_optimizer, beta_1), FE_R_UNIT_OPEN},
+    [O_BETA_2] = {offsetof(ir_optimizer, beta_2), FE_R_UNIT_OPEN},
+    [O_EPSILON] = {offsetof(ir_optimizer, epsilon), FE_R_POSITIVE},
+    [O_WEIGHT_DECAY] = {offsetof(ir_optimizer, weight_decay), FE_R_NONNEGATIVE},
+    [O_MOMENTUM] = {offsetof(ir_optimizer, momentum), FE_R_UNIT},
+};
+
+static double *field(ir_optimizer *o, int tag) {
+    return (double *)((char *)o + g_fields[tag].off);
+}
 
 typedef struct opt_spec {
     const char *name;
@@ -231,29 +282,11 @@ static kiln_status optimizer(fe_build *c, const fe_expr *e, ir_optimizer *out) {
     for (int i = 0; i < os->n && !st; i++) {
         if (!v[i]) continue;
         const char *nm = os->params[i].name;
-        switch (os->tag[i]) {
-        case O_LR:
-            st = fe_get_float(c, v[i], nm, FE_R_POSITIVE, &out->lr);
-            break;
-        case O_BETA_1:
-            st = fe_get_float(c, v[i], nm, FE_R_UNIT_OPEN, &out->beta_1);
-            break;
-        case O_BETA_2:
-            st = fe_get_float(c, v[i], nm, FE_R_UNIT_OPEN, &out->beta_2);
-            break;
-        case O_EPSILON:
-            st = fe_get_float(c, v[i], nm, FE_R_POSITIVE, &out->epsilon);
-            break;
-        case O_WEIGHT_DECAY:
-            st = fe_get_float(c, v[i], nm, FE_R_NONNEGATIVE, &out->weight_decay);
-            break;
-        case O_MOMENTUM:
-            st = fe_get_float(c, v[i], nm, FE_R_UNIT, &out->momentum);
-            break;
-        case O_NESTEROV:
+        int tag = os->tag[i];
+        if (tag == O_NESTEROV)
             st = fe_get_bool(c, v[i], nm, &out->nesterov);
-            break;
-        }
+        else
+            st = fe_get_float(c, v[i], nm, g_fields[tag].range, field(out, tag));
     }
     return st;
 }
@@ -285,6 +318,20 @@ enum { T_OPTIMIZER, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_METRICS, T_COUNT };
 static const char *const g_settings[T_COUNT] = {"optimizer", "epochs", "batch_size", "seed",
                                                 "metrics"};
 
+/* The integer settings: their values and where they live in the config. */
+static const struct {
+    int64_t lo, hi;
+    size_t off;
+} g_ints[T_COUNT] = {
+    [T_EPOCHS] = {1, IR_MAX_DIM - 1, offsetof(ir_train_config, epochs)},
+    [T_BATCH_SIZE] = {1, IR_MAX_DIM - 1, offsetof(ir_train_config, batch_size)},
+    [T_SEED] = {0, INT64_MAX, offsetof(ir_train_config, seed)},
+};
+
+static int64_t *int_setting(ir_train_config *c, int k) {
+    return (int64_t *)((char *)c + g_ints[k].off);
+}
+
 kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s) {
     const fe_arg *seen[T_COUNT] = {0};
     kiln_status st = KILN_OK;
@@ -302,24 +349,51 @@ kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s) {
             return fe_err(c, KILN_ERR_INVALID, a->key_line, a->key_col,
                           "'%s' is already set at line %d", a->key, seen[k]->key_line);
         seen[k] = a;
-        const int64_t max32 = IR_MAX_DIM - 1;
-        switch (k) {
-        case T_OPTIMIZER:
+        if (k == T_OPTIMIZER)
             st = optimizer(c, a->value, &c->cfg.opt);
-            break;
-        case T_EPOCHS:
-            st = fe_get_int(c, a->value, a->key, 1, max32, &c->cfg.epochs);
-            break;
-        case T_BATCH_SIZE:
-            st = fe_get_int(c, a->value, a->key, 1, max32, &c->cfg.batch_size);
-            break;
-        case T_SEED:
-            st = fe_get_int(c, a->value, a->key, 0, INT64_MAX, &c->cfg.seed);
-            break;
-        case T_METRICS:
+        else if (k == T_METRICS)
             st = metrics(c, a->value);
-            break;
-        }
+        else
+            st = fe_get_int(c, a->value, a->key, g_ints[k].lo, g_ints[k].hi,
+                            int_setting(&c->cfg, k));
     }
     return st;
+}
+
+ir_train_config fe_train_defaults(void) {
+    ir_train_config c;
+    memset(&c, 0, sizeof c);
+    c.opt = ir_optimizer_defaults(IR_OPT_ADAM);
+    c.epochs = 1;
+    c.batch_size = 32;
+    return c;
+}
+
+kiln_status fe_train_config_check(const ir_train_config *c, kiln_diag *d) {
+    const opt_spec *os = NULL;
+    for (size_t i = 0; i < KILN_ARRAY_LEN(g_opts); i++)
+        if (g_opts[i].kind == c->opt.kind) os = &g_opts[i];
+    if (!os)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "unknown optimizer kind %d",
+                        (int)c->opt.kind);
+    ir_optimizer o = c->opt;
+    for (int i = 0; i < os->n; i++) {
+        int tag = os->tag[i];
+        if (tag == O_NESTEROV) continue;
+        double v = *field(&o, tag);
+        const char *need = fe_range_need(g_fields[tag].range, v);
+        if (need)
+            return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: '%s' must be %s, got %g",
+                            os->name, os->params[i].name, need, v);
+    }
+    ir_train_config cfg = *c;
+    for (int k = 0; k < T_COUNT; k++) {
+        if (k == T_OPTIMIZER || k == T_METRICS) continue;
+        int64_t v = *int_setting(&cfg, k);
+        if (v < g_ints[k].lo || v > g_ints[k].hi)
+            return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                            "'%s' must be between %lld and %lld, got %lld", g_settings[k],
+                            (long long)g_ints[k].lo, (long long)g_ints[k].hi, (long long)v);
+    }
+    return KILN_OK;
 }

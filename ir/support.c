@@ -11,6 +11,7 @@
 static long g_alloc_count;   /* allocations since the last reset */
 static long g_alloc_fail_at; /* 0: never fail */
 static int g_alloc_failed;
+static long g_alloc_live; /* blocks allocated and not yet freed (atomic) */
 
 void kiln_test_alloc_fail_at(long n) {
     g_alloc_count = 0;
@@ -19,6 +20,12 @@ void kiln_test_alloc_fail_at(long n) {
 }
 long kiln_test_alloc_count(void) { return g_alloc_count; }
 int kiln_test_alloc_failed(void) { return g_alloc_failed; }
+long kiln_test_alloc_live(void) { return __atomic_load_n(&g_alloc_live, __ATOMIC_RELAXED); }
+
+static void *live_add(void *p) {
+    if (p) __atomic_add_fetch(&g_alloc_live, 1, __ATOMIC_RELAXED);
+    return p;
+}
 
 static bool alloc_should_fail(void) {
     g_alloc_count++;
@@ -31,20 +38,24 @@ static bool alloc_should_fail(void) {
 
 void *ir_malloc(size_t n) {
     if (alloc_should_fail()) return NULL;
-    return malloc(n ? n : 1);
+    return live_add(malloc(n ? n : 1));
 }
 
 void *ir_calloc(size_t count, size_t size) {
     if (alloc_should_fail()) return NULL;
-    return calloc(count ? count : 1, size ? size : 1);
+    return live_add(calloc(count ? count : 1, size ? size : 1));
 }
 
 void *ir_realloc(void *p, size_t n) {
     if (alloc_should_fail()) return NULL;
-    return realloc(p, n ? n : 1);
+    void *r = realloc(p, n ? n : 1);
+    return p ? r : live_add(r);
 }
 
-void ir_free(void *p) { free(p); }
+void ir_free(void *p) {
+    if (p) __atomic_sub_fetch(&g_alloc_live, 1, __ATOMIC_RELAXED);
+    free(p);
+}
 
 char *ir_strndup(const char *s, size_t n) {
     char *r = ir_malloc(n + 1);
@@ -61,10 +72,10 @@ void *ir_aligned_alloc(size_t n) {
     size_t rounded;
     if (!ir_add_size(n, 63, &rounded)) return NULL;
     rounded &= ~(size_t)63;
-    return aligned_alloc(64, rounded ? rounded : 64);
+    return live_add(aligned_alloc(64, rounded ? rounded : 64));
 }
 
-void ir_aligned_free(void *p) { free(p); }
+void ir_aligned_free(void *p) { ir_free(p); }
 
 bool ir_grow(void **pp, int *cap, int need, size_t elem) {
     if (need <= *cap) return true;

@@ -44,6 +44,10 @@ KILN_API void kiln_test_alloc_fail_at(long n);
 KILN_API long kiln_test_alloc_count(void);
 /* True once an injected failure has happened since the last reset. */
 KILN_API int kiln_test_alloc_failed(void);
+/* Blocks allocated through these functions and not yet freed: a test (or
+ * a fuzz target) compares it before and after a call to find leaks without
+ * a sanitizer. */
+KILN_API long kiln_test_alloc_live(void);
 
 /* Overflow-checked size arithmetic: false on overflow. */
 static inline bool ir_mul_size(size_t a, size_t b, size_t *out) {

@@ -33,20 +33,24 @@ static size_t global_bytes(const ir_global *g) {
 static bool is_state_name(const char *name) { return strncmp(name, "optimizer.", 10) == 0; }
 
 uint64_t rt_ckpt_structure_hash(const kiln_module *m) {
-    uint64_t h = ir_hash_bytes("kiln-structure", 14, 0);
+    /* A sum of per-parameter hashes: the order in which a model file or a C
+     * program declares its parameters does not change the structure. */
+    uint64_t sum = 0;
     for (int i = 0; i < m->n_globals; i++) {
         const ir_global *g = m->globals[i];
         if (g->kind != IR_GLOBAL_PARAM) continue;
-        h = ir_hash_bytes(g->name, strlen(g->name) + 1, h);
+        uint64_t h = ir_hash_bytes(g->name, strlen(g->name) + 1, 0);
         uint8_t b[2 + 8 * KILN_MAX_RANK];
         size_t k = 0;
         b[k++] = g->type.dtype;
         b[k++] = (uint8_t)g->type.rank;
         for (int r = 0; r < g->type.rank; r++)
             for (int j = 0; j < 8; j++) b[k++] = (uint8_t)((uint64_t)g->type.dims[r] >> (8 * j));
-        h = ir_hash_bytes(b, k, h);
+        sum += ir_hash_bytes(b, k, h);
     }
-    return h;
+    uint8_t le[8]; /* the same on every host */
+    for (int j = 0; j < 8; j++) le[j] = (uint8_t)(sum >> (8 * j));
+    return ir_hash_bytes(le, sizeof le, 0x6b696c6e); /* "kiln" */
 }
 
 /* Index of the first NaN/Inf among n floats, or -1. */
@@ -329,7 +333,8 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
         if (strict && !is_state_name(t->name)) {
             PROBLEM("%s: tensor '%s' is not in the model", fn, rt_st_clean_name(t->name, nb));
         } else {
-            kiln_status s2 = add_skipped(r, d, "%s: not in the model", rt_st_clean_name(t->name, nb));
+            kiln_status s2 =
+                add_skipped(r, d, "%s: not in the model", rt_st_clean_name(t->name, nb));
             if (s2) st = s2;
         }
     }

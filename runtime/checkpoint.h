@@ -3,11 +3,12 @@
  *
  * Tensors are named as the IR names the globals: parameters `<layer>.kernel`
  * ([in, out], Keras' layout) and `<layer>.bias`; optimizer state
- * `optimizer.<slot>.<param>` and `optimizer.iterations` (i32[]). F32 globals
+ * `optimizer.<param>.<slot>` and `optimizer.iterations` (i32[]). F32 globals
  * are stored as F32, I32 as I32, bit for bit, so a resumed run continues
  * exactly. String metadata (`__metadata__`):
  *   format "kiln", format_version "1", kiln_version, model, structure_hash
- *   (16 hex digits: a hash of the parameters' names, dtypes and shapes),
+ *   (16 hex digits: rt_ckpt_structure_hash, of the parameters' names, dtypes
+ *   and shapes),
  *   step, epoch, shuffle_state (16 hex digits), shuffle_drawn ("true"/"false"),
  *   plus any the caller adds.
  * Globals travel as an array of data pointers indexed by ir_global.index.
@@ -82,7 +83,8 @@ kiln_status rt_ckpt_apply(const rt_st_file *f, const kiln_module *m, void *const
                           kiln_diag *d);
 void rt_ckpt_report_free(rt_ckpt_report *r);
 
-/* FNV-1a of the parameters' names, dtypes and shapes, in module order. */
+/* A hash of the parameters' names, dtypes and shapes, independent of their
+ * order (FNV-1a per parameter, summed). */
 uint64_t rt_ckpt_structure_hash(const kiln_module *m);
 
 #endif

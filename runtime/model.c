@@ -131,6 +131,17 @@ kiln_status kiln_dataset_read(const kiln_dataset *ds, int64_t first, int64_t n, 
     return KILN_OK;
 }
 
+kiln_status kiln_dataset_read_labels(const kiln_dataset *ds, int64_t first, int64_t n,
+                                     int32_t *labels, kiln_diag *d) {
+    if (!ds || first < 0 || n < 0 || first + n > ds->rt->n || (n && !labels))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_dataset_read_labels: out of range");
+    if (!ds->rt->labels)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: the dataset has no labels",
+                        ds->rt->images_path);
+    if (n) memcpy(labels, ds->rt->labels + first, sizeof *labels * (size_t)n);
+    return KILN_OK;
+}
+
 /* ------------------------------------------------------------- creation */
 
 static kiln_status bind_fn(kiln_model *mo, rt_fn *fn, const char *name, kiln_diag *d) {
@@ -499,6 +510,20 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
         void *results[1] = {out + i * mo->out_size};
         if ((st = run(mo, &mo->infer, nb, args, results, d))) return st;
     }
+    return KILN_OK;
+}
+
+kiln_status kiln_model_get_weights(const kiln_model *mo, const char *name, float *out, int64_t n,
+                                   kiln_diag *d) {
+    const ir_global *g = mo && name ? ir_module_global(mo->m, name) : NULL;
+    if (!g || g->type.dtype != IR_F32)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no f32 parameter '%s'",
+                        name ? name : "(null)");
+    int64_t count = ir_type_numel(&g->type, 1);
+    if (n != count || !out)
+        return ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "'%s' has %lld values, not %lld", name,
+                        (long long)count, (long long)n);
+    memcpy(out, mo->globals[g->index], sizeof(float) * (size_t)count);
     return KILN_OK;
 }
 

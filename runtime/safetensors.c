@@ -342,8 +342,9 @@ static kiln_status parse_header(loader *L, const char *hdr, size_t n) {
     span *sp = NULL;
     for (const char *p = end; p < hdr + n; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            st = LERR(L, KILN_ERR_INVALID, "%s: the header has more after its JSON value (byte %zu)",
-                      L->fname, (size_t)(p - hdr));
+            st = LERR(L, KILN_ERR_INVALID,
+                      "%s: the header has more after its JSON value (byte %zu)", L->fname,
+                      (size_t)(p - hdr));
             goto out;
         }
     if (!cJSON_IsObject(root)) {
@@ -645,7 +646,8 @@ static char *build_header(const order *o, int n, const rt_st_meta *meta, int n_m
         if (i || n_meta) ir_sb_putc(&sb, ',');
         sb_json_string(&sb, t->name);
         ir_sb_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", rt_st_dtype_name(t->dtype));
-        for (int k = 0; k < t->rank; k++) ir_sb_printf(&sb, "%s%lld", k ? "," : "", (long long)t->dims[k]);
+        for (int k = 0; k < t->rank; k++)
+            ir_sb_printf(&sb, "%s%lld", k ? "," : "", (long long)t->dims[k]);
         ir_sb_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
                      (unsigned long long)(at + t->nbytes));
         at += t->nbytes;

@@ -10,7 +10,8 @@
  *
  * Saving is atomic: a temporary file in the same directory is written,
  * fsync'ed and renamed over the target, and the directory is fsync'ed, so a
- * crash at any moment leaves either the old file or the new one, whole.
+ * crash at any moment leaves either the old file or the new one, whole (a
+ * writer killed mid-save leaves its ".NAME.tmp-PID-N" file behind).
  * Loading checks everything before a byte is used; each refusal is one line
  * naming the file and, where there is one, the tensor.
  */

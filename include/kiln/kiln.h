@@ -247,6 +247,141 @@ typedef enum kiln_activation {
 KILN_API const char *kiln_activation_name(kiln_activation a);
 KILN_API int kiln_activation_from_name(const char *name);
 
+/* ------------------------------------------------------- building models
+ * Keras' two ways to define a model, on the IR the .kiln front end builds:
+ *
+ *  - Sequential: a stack of layers from one input, each named by the caller
+ *    or automatically as Keras names them (dense, dense_1, ...), then a
+ *    compile step that gives the module:
+ *
+ *      kiln_sequential *s = kiln_sequential_create("mnist_mlp", 784);
+ *      kiln_sequential_dense(s, NULL, 128, KILN_ACT_RELU, d);
+ *      kiln_sequential_dense(s, NULL, 10, KILN_ACT_SOFTMAX, d);
+ *      kiln_train_settings t = kiln_train_settings_defaults(KILN_LOSS_CATEGORICAL_CROSSENTROPY);
+ *      t.accuracy = 1;
+ *      kiln_sequential_compile(s, &t, &module, d);  -> kiln_model_create(module, ...)
+ *
+ *  - Graph style (Keras' functional API): build @infer with kiln_func_create,
+ *    kiln_input, kiln_param and the op builders, add its parameters with
+ *    kiln_module_add_param, then kiln_module_set_training() writes @loss and
+ *    records the settings.
+ *
+ * Either way the module holds what a model file gives: parameters
+ * (<layer>.kernel [in, out] glorot_uniform, <layer>.bias zeros for dense
+ * layers), the layer table for summary, @infer(x) -> prediction,
+ * @loss(x, y) -> (loss[, accuracy]) and the train settings. */
+
+typedef enum kiln_loss {
+    KILN_LOSS_CATEGORICAL_CROSSENTROPY = 0,    /* f32 one-hot labels */
+    KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, /* i32 class indices */
+    KILN_LOSS_MEAN_SQUARED_ERROR,
+    KILN_LOSS_BINARY_CROSSENTROPY,
+    KILN_LOSS_COUNT
+} kiln_loss;
+
+typedef enum kiln_optimizer_kind {
+    KILN_OPT_SGD = 1, /* with momentum and Nesterov */
+    KILN_OPT_ADAM = 2,
+    KILN_OPT_ADAMW = 3
+} kiln_optimizer_kind;
+
+typedef struct kiln_optimizer {
+    kiln_optimizer_kind kind;
+    double lr;                      /* > 0 */
+    double beta_1, beta_2, epsilon; /* adam, adamw: [0, 1), [0, 1), > 0 */
+    double weight_decay;            /* adamw: >= 0 */
+    double momentum;                /* sgd: [0, 1] */
+    int nesterov;                   /* sgd */
+} kiln_optimizer;
+
+/* Keras' defaults for `kind`: Adam(lr 0.001, beta_1 0.9, beta_2 0.999,
+ * epsilon 1e-7), AdamW the same with weight decay 0.004, SGD(lr 0.01, no
+ * momentum). */
+KILN_API kiln_optimizer kiln_optimizer_defaults(kiln_optimizer_kind kind);
+
+/* Keras' compile() and fit() settings. */
+typedef struct kiln_train_settings {
+    kiln_loss loss;
+    kiln_optimizer optimizer;
+    int64_t epochs;     /* >= 1 */
+    int64_t batch_size; /* >= 1 */
+    int64_t seed;       /* >= 0; 0: not set (kiln_model_opts.seed or 1 applies) */
+    int accuracy;       /* metrics=['accuracy']: @loss also returns the accuracy */
+    const char *label;  /* name of @loss's label argument; NULL: "y" */
+} kiln_train_settings;
+
+/* Keras' defaults around `loss`: Adam, 1 epoch, batch size 32, no seed, no
+ * metric, label "y". */
+KILN_API kiln_train_settings kiln_train_settings_defaults(kiln_loss loss);
+
+/* --- Sequential --- */
+typedef struct kiln_sequential kiln_sequential;
+
+/* Starts a sequential model named `name` (NULL: "model") whose input x is
+ * f32[?, input_dim]. Every invocation should be paired with
+ * kiln_sequential_dispose(). Returns NULL only when out of memory; a bad
+ * argument is reported by the first call that takes a diag. */
+KILN_API kiln_sequential *kiln_sequential_create(const char *name, int64_t input_dim);
+/* The same with an input of any shape: x is f32[?, shape...] (rank >= 1
+ * dims, each >= 1), e.g. {28, 28} followed by kiln_sequential_flatten(). */
+KILN_API kiln_sequential *kiln_sequential_create_shape(const char *name, int rank,
+                                                       const int64_t *shape);
+/* Frees the sequential and the module it is building (not one compile
+ * handed out). NULL is allowed. */
+KILN_API void kiln_sequential_dispose(kiln_sequential *s);
+
+/* Appends a layer. `name` NULL: Keras' automatic name (dense, dense_1, ...
+ * per layer class); else a name of letters, digits and '_' not used by
+ * another layer. A call that fails on a bad argument changes nothing; one
+ * that fails later (out of memory) leaves the model incomplete, and every
+ * later call reports that. */
+/* Dense(units, activation): parameters <name>.kernel f32[in, units]
+ * (glorot_uniform) and <name>.bias f32[units] (zeros). */
+KILN_API kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
+                                           kiln_activation act, kiln_diag *d);
+/* Activation(act): softmax over the last axis, leaky_relu with slope 0.3. */
+KILN_API kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name,
+                                                kiln_activation act, kiln_diag *d);
+/* Flatten(): [batch, product of the other axes]. */
+KILN_API kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d);
+/* Freezes (trainable = 0) or unfreezes every parameter of layer `layer`:
+ * frozen parameters get no gradient and no optimizer state, so training
+ * leaves them as they are (fine-tuning). */
+KILN_API kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer,
+                                                   int trainable, kiln_diag *d);
+/* Keras' compile: @infer returns the last layer's output; with settings
+ * `t`, @loss and the train settings are added as kiln_module_set_training()
+ * does (t NULL: an inference-only module). On success *out holds the
+ * module, which the caller frees with kiln_module_dispose() or hands to
+ * kiln_model_create(); `s` then holds nothing and can only be disposed. On
+ * error *out is NULL; bad settings change nothing. */
+KILN_API kiln_status kiln_sequential_compile(kiln_sequential *s, const kiln_train_settings *t,
+                                             kiln_module **out, kiln_diag *d);
+
+/* --- Graph style --- */
+/* Writes @loss(inputs of @infer..., label) -> (loss[, accuracy]) from
+ * @infer, which must have one result, the prediction: a copy of @infer's
+ * nodes, the label argument and the loss, plus Keras' accuracy when
+ * `accuracy` is set (argmax against one-hot or index labels, a 0.5
+ * threshold for binary cross-entropy or one output unit). The label is
+ * typed as the loss needs: i32 class indices of the prediction's shape
+ * without its last axis for sparse categorical cross-entropy, else f32 of
+ * the prediction's shape. `label` NULL: "y". */
+KILN_API kiln_status kiln_module_add_loss(kiln_module *m, kiln_loss loss, const char *label,
+                                          int accuracy, kiln_diag *d);
+/* Keras' compile for a graph-style module: checks and records the
+ * optimizer, epochs, batch size and seed, and writes @loss with
+ * kiln_module_add_loss(m, t->loss, t->label, t->accuracy) unless the module
+ * has one (then t->accuracy must match its results); verifies the module.
+ * Bad settings change nothing. */
+KILN_API kiln_status kiln_module_set_training(kiln_module *m, const kiln_train_settings *t,
+                                              kiln_diag *d);
+/* Adds a row to the layer table that summary prints: name, Keras class
+ * ("Dense"), output shape (dims may use KILN_BATCH) and parameter count. */
+KILN_API kiln_status kiln_module_add_layer(kiln_module *m, const char *name, const char *kind,
+                                           int rank, const int64_t *dims, int64_t params,
+                                           kiln_diag *d);
+
 /* ------------------------------------------------------------------ passes
  * A pipeline is a comma list of pass names ("fuse-dense-act,dce") or the
  * name of a default pipeline: "infer" or "train". `kiln opt --help` lists
@@ -309,6 +444,10 @@ KILN_API int64_t kiln_dataset_sample_size(const kiln_dataset *ds);
 /* Copies samples [first, first+n) scaled to [0, 1] into x ([n, sample_size]). */
 KILN_API kiln_status kiln_dataset_read(const kiln_dataset *ds, int64_t first, int64_t n, float *x,
                                        kiln_diag *d);
+/* Copies the labels of samples [first, first+n) into labels (n class
+ * indices). KILN_ERR_INVALID when the dataset has no labels. */
+KILN_API kiln_status kiln_dataset_read_labels(const kiln_dataset *ds, int64_t first, int64_t n,
+                                              int32_t *labels, kiln_diag *d);
 /* Keeps only the first n samples (n larger than the count changes nothing). */
 KILN_API void kiln_dataset_truncate(kiln_dataset *ds, int64_t n);
 
@@ -386,6 +525,11 @@ KILN_API kiln_status kiln_model_evaluate(kiln_model *model, kiln_dataset *ds, in
 /* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
 KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
                                         kiln_diag *d);
+/* Copies the current value of parameter (or state slot) `name` — "h1.kernel",
+ * named as in checkpoints — into out, which holds n floats: its element
+ * count. Keras' layer.get_weights(). */
+KILN_API kiln_status kiln_model_get_weights(const kiln_model *model, const char *name, float *out,
+                                            int64_t n, kiln_diag *d);
 
 /* ------------------------------------------------------------- checkpoints
  * safetensors files: parameters as <layer>.kernel / <layer>.bias, optimizer

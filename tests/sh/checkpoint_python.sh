@@ -28,7 +28,7 @@ def check(what, cond, detail=""):
 # The tiny model of test_checkpoint.c: names, shapes and values in the same order.
 NAMES = ["h1.kernel", "h1.bias", "out.kernel", "out.bias"]
 SHAPES = [[3, 4], [4], [4, 2], [2]]
-NAMES += ["optimizer.%s.%s" % (s, n) for s in ("m", "v") for n in NAMES[:4]]
+NAMES += ["optimizer.%s.%s" % (n, s) for s in ("m", "v") for n in NAMES[:4]]
 SHAPES += SHAPES[:4] * 2
 
 def val(k, i):

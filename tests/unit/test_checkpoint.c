@@ -111,9 +111,12 @@ static kiln_diag *bad(const char *json, size_t data_len, kiln_status st) {
 /* In checkpoint order; the Python side of checkpoint_python.sh uses the
  * same names, shapes and values. */
 static const char *const k_names[] = {
-    "h1.kernel",          "h1.bias",          "out.kernel",          "out.bias",
-    "optimizer.m.h1.kernel", "optimizer.m.h1.bias", "optimizer.m.out.kernel", "optimizer.m.out.bias",
-    "optimizer.v.h1.kernel", "optimizer.v.h1.bias", "optimizer.v.out.kernel", "optimizer.v.out.bias",
+    "h1.kernel",           "h1.bias",
+    "out.kernel",          "out.bias",
+    "optimizer.h1.kernel.m", "optimizer.h1.bias.m",
+    "optimizer.out.kernel.m", "optimizer.out.bias.m",
+    "optimizer.h1.kernel.v", "optimizer.h1.bias.v",
+    "optimizer.out.kernel.v", "optimizer.out.bias.v",
     "optimizer.iterations"};
 enum { N_GLOBALS = 13 };
 
@@ -819,6 +822,16 @@ START_TEST(ckpt_structure_hash) {
     ck_assert_uint_ne(rt_ckpt_structure_hash(a.m), rt_ckpt_structure_hash(c.m));
     kiln_module_set_trainable(a.m, "h1.kernel", 0, NULL);
     ck_assert_uint_eq(rt_ckpt_structure_hash(a.m), rt_ckpt_structure_hash(b.m));
+    /* The same parameters declared in another order: the same structure. */
+    kiln_module *r = kiln_module_create("reordered");
+    kiln_init z = {KILN_INIT_ZEROS, 0, 0};
+    kiln_module_add_param(r, "out.bias", KILN_F32, 1, (int64_t[]){3}, z, NULL);
+    kiln_module_add_param(r, "h1.kernel", KILN_F32, 2, (int64_t[]){6, 4}, z, NULL);
+    kiln_module_add_param(r, "out.kernel", KILN_F32, 2, (int64_t[]){4, 3}, z, NULL);
+    ck_assert_uint_ne(rt_ckpt_structure_hash(r), rt_ckpt_structure_hash(b.m));
+    kiln_module_add_param(r, "h1.bias", KILN_F32, 1, (int64_t[]){4}, z, NULL);
+    ck_assert_uint_eq(rt_ckpt_structure_hash(r), rt_ckpt_structure_hash(b.m));
+    kiln_module_dispose(r);
     drop(&a);
     drop(&b);
     drop(&c);
@@ -841,17 +854,17 @@ START_TEST(ckpt_strict_refusals) {
              "kiln: error: %1$s: tensor 'h1.kernel' has shape [6,4], the model expects [6,5]\n"
              "kiln: error: %1$s: tensor 'h1.bias' has shape [4], the model expects [5]\n"
              "kiln: error: %1$s: tensor 'out.kernel' has shape [4,3], the model expects [5,3]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.m.h1.kernel' has shape [6,4], the "
+             "kiln: error: %1$s: optimizer state 'optimizer.h1.kernel.m' has shape [6,4], the "
              "model expects [6,5]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.m.h1.bias' has shape [4], the model "
+             "kiln: error: %1$s: optimizer state 'optimizer.h1.bias.m' has shape [4], the model "
              "expects [5]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.m.out.kernel' has shape [4,3], the "
+             "kiln: error: %1$s: optimizer state 'optimizer.out.kernel.m' has shape [4,3], the "
              "model expects [5,3]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.v.h1.kernel' has shape [6,4], the "
+             "kiln: error: %1$s: optimizer state 'optimizer.h1.kernel.v' has shape [6,4], the "
              "model expects [6,5]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.v.h1.bias' has shape [4], the model "
+             "kiln: error: %1$s: optimizer state 'optimizer.h1.bias.v' has shape [4], the model "
              "expects [5]\n"
-             "kiln: error: %1$s: optimizer state 'optimizer.v.out.kernel' has shape [4,3], the "
+             "kiln: error: %1$s: optimizer state 'optimizer.out.kernel.v' has shape [4,3], the "
              "model expects [5,3]\n",
              p);
     ck_assert_str_eq(kiln_diag_message(d), want);
@@ -934,7 +947,7 @@ START_TEST(ckpt_inference_model_loads_training_file) {
                          (size_t)ir_type_numel(&a.m->globals[i]->type, 1) * 4);
     ck_assert_int_eq(r.n_loaded, 4);
     ck_assert_int_eq(r.n_skipped, 9);
-    ck_assert_str_eq(r.skipped[0], "optimizer.m.h1.kernel: not in the model");
+    ck_assert_str_eq(r.skipped[0], "optimizer.h1.kernel.m: not in the model");
     rt_ckpt_report_free(&r);
     /* A training model takes its parameters from a weights-only file. */
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, NULL, NULL, 0, RT_CKPT_PARAMS_ONLY, d),
@@ -980,7 +993,7 @@ START_TEST(ckpt_finetune_new_head) {
     static const char *const skipped[] = {
         "out.kernel: has shape [4,3], the model expects [4,5]",
         "out.bias: has shape [3], the model expects [5]",
-        "optimizer.m.h1.kernel: not in the model",
+        "optimizer.h1.kernel.m: not in the model",
     };
     ck_assert_int_eq(r.n_skipped, 2 + 9);
     for (int i = 0; i < 3; i++) ck_assert_str_eq(r.skipped[i], skipped[i]);
@@ -1063,7 +1076,8 @@ START_TEST(ckpt_bad_metadata) {
     } cases[] = {
         {{"format_version", "2"}, KILN_ERR_VERSION,
          "checkpoint format version 2 is newer than this Kiln reads (1)"},
-        {{"format_version", "x"}, KILN_ERR_INVALID, "metadata 'format_version' is not a version: 'x'"},
+        {{"format_version", "x"}, KILN_ERR_INVALID,
+         "metadata 'format_version' is not a version: 'x'"},
         {{"step", "12abc"}, KILN_ERR_INVALID, "metadata 'step' is not a step count: '12abc'"},
         {{"epoch", "-1"}, KILN_ERR_INVALID, "metadata 'epoch' is not an epoch count: '-1'"},
         {{"shuffle_state", "xyz"}, KILN_ERR_INVALID,

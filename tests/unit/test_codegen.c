@@ -1120,6 +1120,11 @@ START_TEST(test_bad_batch) {
     ck_assert_int_eq(cg_program_run(p, "f", -3, NULL, NULL, NULL, ws, d), KILN_ERR_INVALID);
     ck_assert_msg(strstr(kiln_diag_message(d), "negative batch") != NULL, "%s",
                   kiln_diag_message(d));
+    /* Refused before a workspace is sized for it. */
+    ck_assert_int_eq(cg_program_run(p, "f", (int64_t)1 << 40, NULL, NULL, NULL, NULL, d),
+                     KILN_ERR_LIMIT);
+    ck_assert_msg(strstr(kiln_diag_message(d), "exceeds 2^31 - 1") != NULL, "%s",
+                  kiln_diag_message(d));
     /* Batch 0: nothing to do, and nothing read. */
     ck_assert_int_eq(fn(0, (void *[]){NULL}, (void *[]){NULL}, NULL, ws), KILN_OK);
     cg_program_dispose(p);

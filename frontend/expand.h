@@ -1,0 +1,109 @@
+/*
+ * expand.h — layers, losses and training settings as IR, from plain values.
+ *
+ * The one expansion both front ends share: the .kiln builder (layers.c and
+ * train.c, once they have bound and checked a call's arguments) and the C
+ * model API (capi.c: Keras' Sequential and the compile step of graph-style
+ * modules). What a dense layer is — its parameters, its nodes, its row of
+ * the layer table, its automatic name — and what @loss is, are written here
+ * and nowhere else, so a model built either way is the same module.
+ *
+ * The helpers build through an ir_builder: its function and location say
+ * where nodes go and which location they carry. On error they report into
+ * the builder's diag at the builder's location, set b->status and return it.
+ * Internal to frontend/.
+ */
+#ifndef KILN_FRONTEND_EXPAND_H
+#define KILN_FRONTEND_EXPAND_H
+
+#include "frontend/frontend.h"
+
+/* ------------------------------------------------------------ layer kinds
+ * Keras' layer classes, as summary shows them, and the base of their
+ * automatic names (Keras counts per class). */
+typedef enum fe_layer_kind { FE_DENSE, FE_FLATTEN, FE_ACTIVATION, FE_ADD, FE_N_KINDS } fe_layer_kind;
+
+/* Keras' automatic names: one counter per kind. `taken` says whether a
+ * name is in use (by the user, or generated before); it may be NULL. */
+typedef struct fe_namer {
+    int next[FE_N_KINDS];
+    bool (*taken)(void *ctx, const char *name);
+    void *ctx;
+} fe_namer;
+
+/* Room for any automatic name ("activation_2147483647"). */
+#define FE_AUTO_NAME_MAX 32
+/* Writes the next free name of `kind` into buf (FE_AUTO_NAME_MAX bytes):
+ * the base, then base_1, base_2, ..., skipping taken names. */
+const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf);
+
+/* ----------------------------------------------------------------- layers
+ * Each builds its nodes on x at b's cursor, adds its parameters to the
+ * module and its row to the layer table, and returns its output in *out. */
+
+/* Keras' LeakyReLU slope when none is given. */
+#define FE_LEAKY_RELU_ALPHA 0.3
+
+typedef struct fe_dense {
+    int64_t units; /* in [1, 2^31) */
+    kiln_activation act;
+    double alpha; /* leaky_relu's slope */
+    bool use_bias, trainable;
+    kiln_init kernel_init, bias_init;
+} fe_dense;
+
+/* Keras' Dense(units): linear, with a bias, glorot_uniform kernel, zero
+ * bias, trainable. */
+fe_dense fe_dense_defaults(int64_t units);
+
+/* Dense layer `name`: parameters name.kernel f32[in, units] (in: x's last
+ * axis) and name.bias f32[units]; matmul -> add -> the activation. */
+kiln_status fe_dense_ir(ir_builder *b, const char *name, ir_node *x, const fe_dense *a,
+                        ir_node **out);
+/* Flatten: reshape to [batch, product of the other axes] (x itself when it
+ * is a matrix already). */
+kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node **out);
+/* Activation layer: the activation's op on x (softmax over `axis`). */
+kiln_status fe_activation_ir(ir_builder *b, const char *name, ir_node *x, kiln_activation act,
+                             double alpha, int axis, ir_node **out);
+/* Add layer: elementwise a + c, numpy broadcasting. */
+kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, ir_node **out);
+
+/* ----------------------------------------------------------------- losses */
+
+/* The IR op of a loss, and its name in the language. */
+int fe_loss_op(kiln_loss loss);
+const char *fe_loss_name(kiln_loss loss);
+
+/* Writes @loss(inputs of @infer..., label) -> (loss[, accuracy]): a clone
+ * of @infer, the label argument, the loss of `pred` (a node of @infer)
+ * against the label, and Keras' accuracy when asked for. The loss nodes
+ * carry loss_loc, the accuracy nodes acc_loc. Leaves b on @loss. */
+kiln_status fe_loss_func_ir(ir_builder *b, kiln_func *infer, ir_node *pred, int loss_op,
+                            const char *label, const ir_type *label_type, bool accuracy,
+                            ir_loc loss_loc, ir_loc acc_loc);
+
+/* -------------------------------------------------------------- settings */
+
+/* Value ranges of numeric settings. */
+typedef enum fe_range {
+    FE_R_ANY,
+    FE_R_POSITIVE,    /* > 0 */
+    FE_R_NONNEGATIVE, /* >= 0 */
+    FE_R_UNIT_OPEN,   /* [0, 1) */
+    FE_R_UNIT         /* [0, 1] */
+} fe_range;
+
+/* What v lacks to be in range r ("positive", "in [0, 1)"), or NULL. */
+const char *fe_range_need(fe_range r, double v);
+
+/* Keras' compile() and fit() defaults: Adam (lr 0.001, beta_1 0.9, beta_2
+ * 0.999, epsilon 1e-7), 1 epoch, batch size 32, no seed, no metric. */
+ir_train_config fe_train_defaults(void);
+
+/* Checks the settings of a train block that did not come from a model
+ * file: the optimizer's kind and values, epochs, batch size, seed. The
+ * message names the setting ("adam: 'beta_1' must be in [0, 1), got 1"). */
+kiln_status fe_train_config_check(const ir_train_config *c, kiln_diag *d);
+
+#endif

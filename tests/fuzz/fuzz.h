@@ -1,0 +1,125 @@
+/*
+ * fuzz.h — what the fuzz targets share: the libFuzzer entry points and the
+ * checks every target makes on every input.
+ *
+ * A target is one function, LLVMFuzzerTestOneInput, linked either with
+ * libFuzzer (-fsanitize=fuzzer, `tests/fuzz/run.sh NAME MINUTES`) or with
+ * replay.c, a small main that runs it over every file of a corpus (the
+ * normal test suite does that, with gcc or clang, sanitizers or not).
+ *
+ * Besides not crashing, a target checks what the loaders promise:
+ *  - a status and an output that agree (KILN_OK and an object, or an error
+ *    and nothing),
+ *  - an error that says something: at least one error counted and a message
+ *    whose lines each start "NAME:" or "kiln: error:" (or are the source
+ *    line and caret under a positioned error),
+ *  - no leak: every block the library allocated for the input is freed again
+ *    (kiln_test_alloc_live, so a build without LeakSanitizer checks it too).
+ * A broken promise prints what broke and aborts, which both libFuzzer and
+ * the replay driver report as a failure with the input that caused it.
+ */
+#ifndef KILN_FUZZ_H
+#define KILN_FUZZ_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+#include "kiln/kiln.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+#define FUZZ_CHECK(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* The message of a failed call: errors counted, and every line either
+ * "<file>:..." / "kiln: error: ..." / "kiln: note: ..." or the indented
+ * source line and caret that follow a positioned error. `file` NULL: any
+ * "<where>: error: ..." line (passes name the model file a node came from,
+ * whatever file the module was read from). */
+static inline void fuzz_check_error(kiln_status st, const kiln_diag *d, const char *file) {
+    const char *msg = kiln_diag_message(d);
+    FUZZ_CHECK(st != KILN_OK, "not an error");
+    FUZZ_CHECK(kiln_diag_error_count(d) > 0, "status %d (%s) without an error message", (int)st,
+               kiln_status_string(st));
+    FUZZ_CHECK(*msg, "status %d (%s) with an empty message", (int)st, kiln_status_string(st));
+    size_t flen = file ? strlen(file) : 0;
+    for (const char *line = msg; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        int named = file ? n > flen && memcmp(line, file, flen) == 0 && line[flen] == ':'
+                         : memmem(line, n, ": error: ", 9) || memmem(line, n, ": note: ", 8);
+        int ok = named || (n >= 6 && memcmp(line, "kiln: ", 6) == 0) ||
+                 (n >= 4 && memcmp(line, "    ", 4) == 0);
+        FUZZ_CHECK(ok, "a message line names neither the file nor kiln:\n%s", msg);
+        line += n + (end ? 1 : 0);
+    }
+    FUZZ_CHECK(msg[strlen(msg) - 1] == '\n', "the message does not end its line:\n%s", msg);
+}
+
+/* Live blocks before and after one input must match. */
+static inline void fuzz_check_no_leak(long before, const char *what) {
+    long after = kiln_test_alloc_live();
+    FUZZ_CHECK(after == before, "%s leaked %ld blocks", what, after - before);
+}
+
+/* A module's .kir text must parse back to a module that prints the same
+ * (the printer and the parser round-trip exactly). Returns the text, which
+ * the caller frees with kiln_free. */
+static inline char *fuzz_check_roundtrip(const kiln_module *m, const char *what) {
+    char *text = kiln_module_print(m);
+    FUZZ_CHECK(text, "%s: printing failed", what);
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *back = NULL;
+    kiln_status st = kiln_module_parse(text, strlen(text), "roundtrip.kir", &back, d);
+    FUZZ_CHECK(st == KILN_OK, "%s: the printed module does not parse back:\n%s\n--- text:\n%s", what,
+               kiln_diag_message(d), text);
+    char *again = kiln_module_print(back);
+    FUZZ_CHECK(again && strcmp(text, again) == 0,
+               "%s: print(parse(print(m))) differs from print(m):\n--- first:\n%s\n--- second:\n%s",
+               what, text, again ? again : "(null)");
+    kiln_free(again);
+    kiln_module_dispose(back);
+    kiln_diag_dispose(d);
+    return text;
+}
+
+/* Runs the pipeline kiln_model_create would run ("train" for a module that
+ * can train, else "infer"); an error must come with a message, a success
+ * must still verify and round-trip. */
+static inline void fuzz_run_pipeline(kiln_module *m) {
+    if (kiln_module_func(m, "train_step")) return; /* already through "train" */
+    const char *pipeline = kiln_module_func(m, "loss") && m->train.present &&
+                                   m->train.opt.kind != IR_OPT_NONE
+                               ? "train"
+                               : "infer";
+    kiln_diag *d = kiln_diag_create();
+    kiln_status st = kiln_module_run_passes(m, pipeline, NULL, d);
+    if (st) {
+        fuzz_check_error(st, d, NULL);
+    } else {
+        kiln_diag *v = kiln_diag_create();
+        kiln_status vs = kiln_module_verify(m, v);
+        FUZZ_CHECK(vs == KILN_OK, "the '%s' pipeline left a module that does not verify:\n%s",
+                   pipeline, kiln_diag_message(v));
+        kiln_diag_dispose(v);
+        kiln_free(fuzz_check_roundtrip(m, pipeline));
+    }
+    kiln_diag_dispose(d);
+}
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * fuzz_kir.c — the .kir module parser (kiln_module_parse).
+ *
+ * Any bytes: an error with a positioned message ("fuzz.kir:L:C: error:
+ * ...") or a module that verifies and round-trips: print(m) parses back,
+ * and printing that gives the same text. A module that parses also goes
+ * through its default pipeline, as `kiln opt` and kiln_model_create would
+ * run it, and must verify and round-trip after it. Nothing may leak.
+ */
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    long live = kiln_test_alloc_live();
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *m = NULL;
+    kiln_status st = kiln_module_parse((const char *)data, size, "fuzz.kir", &m, d);
+    if (st) {
+        FUZZ_CHECK(!m, "an error (%s) with a module", kiln_status_string(st));
+        fuzz_check_error(st, d, "fuzz.kir");
+    } else {
+        FUZZ_CHECK(m, "KILN_OK without a module");
+        FUZZ_CHECK(kiln_diag_error_count(d) == 0, "KILN_OK with errors:\n%s", kiln_diag_message(d));
+        kiln_diag *v = kiln_diag_create();
+        FUZZ_CHECK(kiln_module_verify(m, v) == KILN_OK, "the module does not verify:\n%s",
+                   kiln_diag_message(v));
+        kiln_diag_dispose(v);
+        kiln_free(fuzz_check_roundtrip(m, ".kir module"));
+        fuzz_run_pipeline(m);
+        kiln_module_dispose(m);
+    }
+    kiln_diag_dispose(d);
+    fuzz_check_no_leak(live, "kiln_module_parse");
+    return 0;
+}
