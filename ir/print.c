@@ -179,10 +179,18 @@ void ir_print_func(ir_sb *sb, const kiln_func *f, const ir_print_opts *o) {
                      (long long)f->mem_per_sample);
     ir_sb_puts(sb, " {\n");
     if (f->planned) {
-        int64_t b = f->m->train.batch_size > 0 ? f->m->train.batch_size : 128;
-        ir_sb_printf(sb, "  # arena peak: %lld bytes + %lld bytes/sample = %lld bytes at batch %lld\n",
-                     (long long)f->mem_fixed, (long long)f->mem_per_sample,
-                     (long long)(f->mem_fixed + f->mem_per_sample * b), (long long)b);
+        /* The batch of the train block only when it is printed: the
+         * comment must read the same after a round trip. */
+        const ir_train_config *c = &f->m->train;
+        int64_t b = c->present && c->batch_size > 0 ? c->batch_size : 128, total;
+        ir_sb_printf(sb, "  # arena peak: %lld bytes + %lld bytes/sample = ",
+                     (long long)f->mem_fixed, (long long)f->mem_per_sample);
+        if (!__builtin_mul_overflow(f->mem_per_sample, b, &total) &&
+            !__builtin_add_overflow(total, f->mem_fixed, &total))
+            ir_sb_printf(sb, "%lld", (long long)total);
+        else /* sizes from a .kir file reach 2^40 bytes, batches 2^31 */
+            ir_sb_printf(sb, "%.4g", (double)f->mem_fixed + (double)f->mem_per_sample * (double)b);
+        ir_sb_printf(sb, " bytes at batch %lld\n", (long long)b);
     }
     for (int i = 0; i < f->n_nodes; i++) print_node(&p, f->nodes[i], 1);
     ir_sb_puts(sb, "  return");
@@ -368,6 +376,12 @@ static void dot_edges(ir_sb *sb, const kiln_func *f, int fi, const ir_node *n) {
     }
 }
 
+static void mark_globals(ir_node *n, void *ctx) {
+    bool *used = ctx;
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k]->op == IR_GLOBAL) used[n->in[k]->index] = true;
+}
+
 void ir_print_dot(ir_sb *sb, const kiln_module *m, const char *only) {
     ir_sb_puts(sb, "digraph \"");
     dot_escape(sb, m->name);
@@ -387,13 +401,21 @@ void ir_print_dot(ir_sb *sb, const kiln_module *m, const char *only) {
                          ir_type_str(&f->args[i]->type, ts, sizeof ts));
         }
         /* Globals this function uses. */
+        bool *used = ir_calloc((size_t)m->n_globals + 1, 1);
+        if (!used) {
+            sb->oom = true;
+            return;
+        }
+        ir_func_walk((kiln_func *)f, mark_globals, used);
         for (int gi = 0; gi < m->n_globals; gi++) {
             const ir_global *g = m->globals[gi];
+            if (!used[gi]) continue;
             ir_sb_printf(sb, "    g%d_%d [label=\"@", fi, gi);
             dot_escape(sb, g->name);
             ir_sb_printf(sb, "\\n%s\", shape=note, fontcolor=\"#555555\"];\n",
                          ir_type_str(&g->type, ts, sizeof ts));
         }
+        ir_free(used);
         for (int i = 0; i < f->n_nodes; i++) dot_node(sb, f, fi, f->nodes[i], 2, &cluster);
         for (int i = 0; i < f->n_results; i++) {
             ir_sb_printf(sb, "    r%d_%d [label=\"return %d\", shape=ellipse];\n", fi, i, i);
