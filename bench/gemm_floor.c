@@ -74,7 +74,9 @@ static void run_gemm(const gemm *g) {
                 g->M, g->N, g->K, 1.0f, g->A, lda, g->B, ldb, 0.0f, g->C, g->N);
 }
 
-static double flops(const gemm *g) { return 2.0 * g->M * g->N * g->K; }
+static double flops(const gemm *g) {
+    return 2.0 * g->M * g->N * g->K;
+}
 
 typedef struct seq {
     const gemm *g;
@@ -143,14 +145,10 @@ int main(int argc, char **argv) {
 
     const int B = 128, BI = 10000;
     gemm step[] = {
-        {"fwd L1", 0, 0, B, 128, 784, 0, 0, 0, 0},
-        {"fwd L2", 0, 0, B, 64, 128, 0, 0, 0, 0},
-        {"fwd L3", 0, 0, B, 10, 64, 0, 0, 0, 0},
-        {"dW L3", 1, 0, 64, 10, B, 0, 0, 0, 0},
-        {"dX L3", 0, 1, B, 64, 10, 0, 0, 0, 0},
-        {"dW L2", 1, 0, 128, 64, B, 0, 0, 0, 0},
-        {"dX L2", 0, 1, B, 128, 64, 0, 0, 0, 0},
-        {"dW L1", 1, 0, 784, 128, B, 0, 0, 0, 0},
+        {"fwd L1", 0, 0, B, 128, 784, 0, 0, 0, 0}, {"fwd L2", 0, 0, B, 64, 128, 0, 0, 0, 0},
+        {"fwd L3", 0, 0, B, 10, 64, 0, 0, 0, 0},   {"dW L3", 1, 0, 64, 10, B, 0, 0, 0, 0},
+        {"dX L3", 0, 1, B, 64, 10, 0, 0, 0, 0},    {"dW L2", 1, 0, 128, 64, B, 0, 0, 0, 0},
+        {"dX L2", 0, 1, B, 128, 64, 0, 0, 0, 0},   {"dW L1", 1, 0, 784, 128, B, 0, 0, 0, 0},
     };
     gemm infer[] = {
         {"b10000 L1", 0, 0, BI, 128, 784, 0, 0, 0, 0},
@@ -202,8 +200,10 @@ int main(int argc, char **argv) {
                "GF/s");
         for (int i = 0; i < ns; i++)
             printf("%-10s %5d %5d %5d %9.2f %9.2f %8.1f\n", step[i].name, step[i].M, step[i].N,
-                   step[i].K, one_min[i] * 1e6, one_med[i] * 1e6, flops(&step[i]) / one_med[i] / 1e9);
-        printf("train step, 8 GEMMs (%.1f MFLOP): min %.1f us, median %.1f us -> epoch floor %.1f ms\n",
+                   step[i].K, one_min[i] * 1e6, one_med[i] * 1e6,
+                   flops(&step[i]) / one_med[i] / 1e9);
+        printf("train step, 8 GEMMs (%.1f MFLOP): min %.1f us, median %.1f us -> epoch floor %.1f "
+               "ms\n",
                step_flops / 1e6, smin * 1e6, smed * 1e6, smed * STEPS_PER_EPOCH * 1e3);
         printf("forward at batch 10000: median %.2f ms -> %.0f samples/s\n", imed * 1e3, BI / imed);
         printf("forward at batch 1 (sgemv x3): median %.2f us\n", bmed * 1e6);

@@ -3,7 +3,7 @@
  * split at the GEMM boundaries (bench/run.sh's profile stage).
  *
  *   bench_kiln_profile [--model FILE.kiln] [--data DIR] [--threads N]
- *                      [--epochs N] [--seed N] [--perf-ctl FIFO] [--json]
+ *                      [--epochs N] [--seed N] [--perf-ctl FIFO] [--ftz] [--json]
  *
  * How: this program defines cblas_sgemm itself. The JIT binds the symbol
  * cblas_sgemm to the address this executable links (codegen/jit.c,
@@ -19,6 +19,10 @@
  * the first (steps right after an epoch boundary are left out: they include
  * the shuffle).
  *
+ * --ftz: sets flush-to-zero and denormals-are-zero (MXCSR) before training,
+ * to see what denormal numbers cost (Adam's first moments of rarely lit
+ * pixels decay by 0.9 a step into the denormal range).
+ *
  * --perf-ctl FIFO: writes "enable" / "disable" to a `perf record --control
  * fifo:FIFO -D -1` control pipe around kiln_model_fit, so perf samples the
  * training loop only (not the JIT compile, nor the data loading).
@@ -28,6 +32,7 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,10 +57,10 @@ static long n_evs, cap_evs;
 
 /* The end of one step, seen by the fit callback. */
 typedef struct step_mark {
-    double t;  /* time of the callback */
-    long ev;   /* n_evs then */
+    double t; /* time of the callback */
+    long ev;  /* n_evs then */
     int epoch;
-    int full;  /* a full batch and not the first step of an epoch */
+    int full; /* a full batch and not the first step of an epoch */
 } step_mark;
 
 static step_mark *marks;
@@ -109,7 +114,8 @@ static void on_step(const kiln_progress *p, int end, void *user) {
     if (end) return;
     marks = grow(marks, &cap_marks, n_marks + 1, sizeof *marks);
     /* The first step of an epoch includes the shuffle. */
-    marks[n_marks++] = (step_mark){t, n_evs, p->epoch, p->step > 1 && p->samples == p->step * batch};
+    marks[n_marks++] =
+        (step_mark){t, n_evs, p->epoch, p->step > 1 && p->samples == p->step * batch};
 }
 
 /* ------------------------------------------------------------- analysis */
@@ -171,13 +177,17 @@ static void perf_ctl(const char *fifo, const char *cmd) {
 int main(int argc, char **argv) {
     const char *model_path = "examples/mnist_mlp.kiln", *data = "/usr/share/datasets/fashion-mnist",
                *fifo = NULL;
-    int threads = 1, epochs = 3, json = 0;
+    int threads = 1, epochs = 3, json = 0, ftz = 0;
     long long seed = 1;
     int64_t batch = 128;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) {
             json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ftz")) {
+            ftz = 1;
             continue;
         }
         if (!v) {
@@ -220,6 +230,7 @@ int main(int argc, char **argv) {
     fo.shuffle_seed = seed;
     fo.callback = on_step;
     fo.user = &batch;
+    if (ftz) _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ | DAZ, this thread */
     recording = 1;
     perf_ctl(fifo, "enable");
     double t0 = now_us();
@@ -237,7 +248,8 @@ int main(int argc, char **argv) {
             break;
         }
     if (n_gemm <= 0) {
-        fprintf(stderr, "bench_kiln_profile: no GEMM seen in a step (is cblas_sgemm interposed?)\n");
+        fprintf(stderr,
+                "bench_kiln_profile: no GEMM seen in a step (is cblas_sgemm interposed?)\n");
         return 1;
     }
     int nseg = (int)(2 * n_gemm + 1); /* pre, then (gemm, gap) pairs; the last gap is the tail */
@@ -245,7 +257,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i <= nseg; i++) v[i] = calloc((size_t)n_marks, sizeof **v);
     const gemm_ev *ref = NULL;
     for (long s = 1; s < n_marks; s++) {
-        if (!marks[s].full || marks[s].epoch < 2 || marks[s].ev - marks[s - 1].ev != n_gemm) continue;
+        if (!marks[s].full || marks[s].epoch < 2 || marks[s].ev - marks[s - 1].ev != n_gemm)
+            continue;
         const gemm_ev *e = evs + marks[s - 1].ev;
         if (!ref) ref = e;
         int same = 1;
@@ -279,7 +292,9 @@ int main(int argc, char **argv) {
             const gemm_ev *before = i == 0 ? NULL : &ref[(i - 1) / 2];
             printf("%s{\"kind\": \"%s\", \"name\": \"%s\", \"note\": \"%s\", \"us\": %.3f}",
                    i ? ", " : "", i % 2 ? "gemm" : "other",
-                   i % 2 ? gemm_name(before) : i == 0 ? "before first GEMM" : "after",
+                   i % 2    ? gemm_name(before)
+                   : i == 0 ? "before first GEMM"
+                            : "after",
                    i % 2 ? "" : gap_note(before), med[i]);
         }
         printf("]}\n");

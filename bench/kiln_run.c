@@ -11,7 +11,7 @@
  * 2. kiln_model_fit for N epochs at batch 128 with shuffling: the seconds of
  *    each epoch as fit records them (batch gather + train step + metrics,
  *    nothing else), then kiln_model_evaluate on the test split;
- * 3. peak RSS after training (getrusage);
+ * 3. peak RSS after compiling, loading the data and training (getrusage);
  * 4. inference with kiln_model_predict: batch-1 latency (one call per
  *    sample, each timed; median, min, p90 over --infer-calls calls), and
  *    throughput over the 10,000 test images in batches of 10,000 and 128
@@ -99,7 +99,8 @@ int main(int argc, char **argv) {
             continue;
         }
         if (!v) {
-            fprintf(stderr, "bench_kiln_run: %s needs a value (see the header of bench/kiln_run.c)\n", a);
+            fprintf(stderr,
+                    "bench_kiln_run: %s needs a value (see the header of bench/kiln_run.c)\n", a);
             return 2;
         }
         i++;
@@ -137,6 +138,7 @@ int main(int argc, char **argv) {
     double t0 = now_s();
     if (kiln_model_create(m, &mo_opts, &mo, d)) return fail(d, "kiln_model_create");
     double create_ms = (now_s() - t0) * 1e3, compile_ms = kiln_model_compile_ms(mo);
+    double rss_create = peak_rss_mb();
     printf("kiln %s, model %s: compiled in %.1f ms (create %.1f ms), %d thread(s)\n",
            kiln_version(), kiln_module_name(kiln_model_module(mo)), compile_ms, create_ms,
            kiln_model_threads(mo));
@@ -171,8 +173,8 @@ int main(int argc, char **argv) {
     double rss_train = peak_rss_mb();
     printf("test: loss %.4f  accuracy %.4f\n", test_loss, test_acc);
 
-    double b1_med = NAN, b1_min = NAN, b1_p90 = NAN, t10k_med = NAN, t10k_max = NAN,
-           t128_med = NAN, t128_max = NAN;
+    double b1_med = NAN, b1_min = NAN, b1_p90 = NAN, t10k_med = NAN, t10k_max = NAN, t128_med = NAN,
+           t128_max = NAN;
     int64_t n_test = kiln_dataset_count(test), in = kiln_model_input_size(mo),
             outsz = kiln_model_output_size(mo);
     if (!no_infer) {
@@ -197,18 +199,20 @@ int main(int argc, char **argv) {
         b1_min = lat[0] * 1e6;
         b1_p90 = lat[(int)(infer_calls * 0.9)] * 1e6;
         if (throughput(mo, x, n_test, in, out, outsz, 10000, tput_reps, &t10k_med, &t10k_max, d) ||
-            throughput(mo, x, n_test, in, out, outsz, 128, tput_reps < 7 ? tput_reps : 7,
-                       &t128_med, &t128_max, d))
+            throughput(mo, x, n_test, in, out, outsz, 128, tput_reps < 7 ? tput_reps : 7, &t128_med,
+                       &t128_max, d))
             return fail(d, "kiln_model_predict");
-        printf("inference: batch 1 median %.2f us (min %.2f, p90 %.2f); batch 10000 %.0f samples/s; "
-               "batch 128 %.0f samples/s\n",
-               b1_med, b1_min, b1_p90, t10k_med, t128_med);
+        printf(
+            "inference: batch 1 median %.2f us (min %.2f, p90 %.2f); batch 10000 %.0f samples/s; "
+            "batch 128 %.0f samples/s\n",
+            b1_med, b1_min, b1_p90, t10k_med, t128_med);
         free(x);
         free(out);
         free(lat);
     }
     double rss_end = peak_rss_mb();
-    printf("peak RSS %.1f MB (after load %.1f, after train %.1f)\n", rss_end, rss_load, rss_train);
+    printf("peak RSS %.1f MB (after compile %.1f, after data load %.1f, after train %.1f)\n",
+           rss_end, rss_create, rss_load, rss_train);
 
     printf("RESULT {\"side\": \"kiln\", \"kiln\": \"%s\", \"threads\": %d, \"seed\": %lld, "
            "\"batch\": %lld, \"compile_ms\": %.3f, \"create_ms\": %.3f, \"load_s\": %.4f, "
@@ -226,8 +230,10 @@ int main(int argc, char **argv) {
                "%.4f}, \"b10000_sps\": {\"median\": %.1f, \"max\": %.1f}, \"b128_sps\": "
                "{\"median\": %.1f, \"max\": %.1f}}}, ",
                b1_med, b1_min, b1_p90, t10k_med, t10k_max, t128_med, t128_max);
-    printf("\"rss_after_load_mb\": %.2f, \"rss_after_train_mb\": %.2f, \"peak_rss_mb\": %.2f}\n",
-           rss_load, rss_train, rss_end);
+    printf("\"rss_after_compile_mb\": %.2f, \"rss_after_load_mb\": %.2f, \"rss_after_train_mb\": "
+           "%.2f, "
+           "\"peak_rss_mb\": %.2f}\n",
+           rss_create, rss_load, rss_train, rss_end);
     free(ep);
     free(eps);
     kiln_dataset_dispose(train);

@@ -119,6 +119,9 @@ void aot_set_error(struct ag *a, LLVMValueRef handle, const char *fmt, LLVMValue
  * functions: return). */
 void aot_check_handle(const aot_plan *pl, struct ag *a, LLVMValueRef m, bool void_fn);
 
+/* s as the body of a JSON string (escaped); ir_free it. NULL if out of memory. */
+char *aot_json_string(const char *s);
+
 /* The header text. */
 kiln_status aot_header(const aot_plan *pl, ir_sb *out, kiln_diag *d);
 /* The names the shared object exports, in header order; returns the count. */

@@ -63,10 +63,11 @@ static void gen_version(aot_plan *pl, ag *a) {
 
     /* int P_check_version(uint32_t header_version, char *msg, size_t size) */
     LLVMTypeRef pt[3] = {a->t_i32, a->t_p8, a->t_i64};
-    LLVMValueRef fn = ag_begin(a, cname(pl, "check_version", name, sizeof name), a->t_i32, pt, 3, true);
+    LLVMValueRef fn =
+        ag_begin(a, cname(pl, "check_version", name, sizeof name), a->t_i32, pt, 3, true);
     LLVMValueRef hv = LLVMGetParam(fn, 0), msg = LLVMGetParam(fn, 1), size = LLVMGetParam(fn, 2);
-    LLVMValueRef can_write = ag_and(a, LLVMBuildIsNotNull(a->b, msg, ""),
-                                    ag_cmp(a, LLVMIntUGT, size, ag_i64c(a, 0)));
+    LLVMValueRef can_write =
+        ag_and(a, LLVMBuildIsNotNull(a->b, msg, ""), ag_cmp(a, LLVMIntUGT, size, ag_i64c(a, 0)));
     ag_if s, w;
     ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, hv, ag_i32c(a, pl->version)));
     ag_if_begin(a, &w, can_write);
@@ -83,10 +84,13 @@ static void gen_version(aot_plan *pl, ag *a) {
                  "%s: version mismatch: the library was built by Kiln %u.%u.%u, the header by "
                  "Kiln %%u.%%u.%%u; regenerate both with the same 'kiln compile'",
                  pl->p, v >> 16, (v >> 8) & 255, v & 255);
-        LLVMValueRef args[6] = {msg, size, ag_str(a, fmt),
-                                LLVMBuildLShr(a->b, hv, ag_i32c(a, 16), ""),
-                                ag_and(a, LLVMBuildLShr(a->b, hv, ag_i32c(a, 8), ""), ag_i32c(a, 255)),
-                                ag_and(a, hv, ag_i32c(a, 255))};
+        LLVMValueRef args[6] = {
+            msg,
+            size,
+            ag_str(a, fmt),
+            LLVMBuildLShr(a->b, hv, ag_i32c(a, 16), ""),
+            ag_and(a, LLVMBuildLShr(a->b, hv, ag_i32c(a, 8), ""), ag_i32c(a, 255)),
+            ag_and(a, hv, ag_i32c(a, 255))};
         ag_c(a, "snprintf", args, 6);
     }
     ag_if_end(a, &w);
@@ -104,8 +108,8 @@ static void gen_status_string(aot_plan *pl, ag *a) {
     LLVMSetInitializer(table, init);
     LLVMSetLinkage(table, LLVMPrivateLinkage);
     LLVMSetGlobalConstant(table, 1);
-    LLVMValueRef fn = ag_begin(a, cname(pl, "status_string", name, sizeof name), a->t_p8,
-                               &a->t_i32, 1, true);
+    LLVMValueRef fn =
+        ag_begin(a, cname(pl, "status_string", name, sizeof name), a->t_p8, &a->t_i32, 1, true);
     LLVMValueRef s = LLVMGetParam(fn, 0);
     ag_if in;
     ag_if_begin(a, &in, ag_cmp(a, LLVMIntULT, s, ag_i32c(a, N)));
@@ -122,15 +126,18 @@ static void gen_status_string(aot_plan *pl, ag *a) {
 static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
     char name[AOT_MAX_PREFIX + 32];
     /* size_t P_size(int64_t max_batch): 0 when max_batch is out of range. */
-    LLVMValueRef f_size = ag_begin(a, cname(pl, "size", name, sizeof name), a->t_i64, &a->t_i64, 1, true);
+    LLVMValueRef f_size =
+        ag_begin(a, cname(pl, "size", name, sizeof name), a->t_i64, &a->t_i64, 1, true);
     {
         LLVMValueRef mb = LLVMGetParam(f_size, 0);
         ag_if s;
-        ag_if_begin(a, &s, ag_or(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)),
-                                 ag_cmp(a, LLVMIntSGT, mb, ag_i64c(a, pl->max_batch))));
+        ag_if_begin(a, &s,
+                    ag_or(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)),
+                          ag_cmp(a, LLVMIntSGT, mb, ag_i64c(a, pl->max_batch))));
         ag_ret(a, ag_i64c(a, 0));
         ag_if_end(a, &s);
-        ag_ret(a, ag_add(a, ag_i64c(a, pl->ws_off + pl->ws_fixed), ag_mul(a, mb, ag_i64c(a, pl->ws_ps))));
+        ag_ret(a, ag_add(a, ag_i64c(a, pl->ws_off + pl->ws_fixed),
+                         ag_mul(a, mb, ag_i64c(a, pl->ws_ps))));
         ag_finish(a);
     }
     /* int P_init(void *mem, size_t size, int64_t max_batch, P_model **out) */
@@ -144,17 +151,17 @@ static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
         ag_ret(a, ag_i32c(a, KILN_ERR_INVALID));
         ag_if_end(a, &s);
         LLVMBuildStore(a->b, ag_null(a), out);
-        LLVMValueRef misaligned = ag_cmp(
-            a, LLVMIntNE,
-            ag_and(a, LLVMBuildPtrToInt(a->b, mem, a->t_i64, ""), ag_i64c(a, AOT_ALIGN - 1)),
-            ag_i64c(a, 0));
+        LLVMValueRef misaligned =
+            ag_cmp(a, LLVMIntNE,
+                   ag_and(a, LLVMBuildPtrToInt(a->b, mem, a->t_i64, ""), ag_i64c(a, AOT_ALIGN - 1)),
+                   ag_i64c(a, 0));
         ag_if_begin(a, &s, ag_or(a, LLVMBuildIsNull(a->b, mem, ""), misaligned));
         ag_ret(a, ag_i32c(a, KILN_ERR_INVALID));
         ag_if_end(a, &s);
         LLVMValueRef need = ag_call_fn(a, f_size, &mb, 1);
         ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, need, ag_i64c(a, 0)));
-        ag_ret(a, ag_select(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)), ag_i32c(a, KILN_ERR_INVALID),
-                            ag_i32c(a, KILN_ERR_LIMIT)));
+        ag_ret(a, ag_select(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)),
+                            ag_i32c(a, KILN_ERR_INVALID), ag_i32c(a, KILN_ERR_LIMIT)));
         ag_if_end(a, &s);
         ag_if_begin(a, &s, ag_cmp(a, LLVMIntULT, size, need));
         ag_ret(a, ag_i32c(a, KILN_ERR_INVALID));
@@ -186,7 +193,8 @@ static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
     }
     /* int P_create(int64_t max_batch, P_model **out) */
     LLVMTypeRef ct[2] = {a->t_i64, LLVMPointerType(a->t_p8, 0)};
-    LLVMValueRef f_create = ag_begin(a, cname(pl, "create", name, sizeof name), a->t_i32, ct, 2, true);
+    LLVMValueRef f_create =
+        ag_begin(a, cname(pl, "create", name, sizeof name), a->t_i32, ct, 2, true);
     {
         LLVMValueRef mb = LLVMGetParam(f_create, 0), out = LLVMGetParam(f_create, 1);
         ag_if s;
@@ -196,8 +204,8 @@ static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
         LLVMBuildStore(a->b, ag_null(a), out);
         LLVMValueRef need = ag_call_fn(a, f_size, &mb, 1);
         ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, need, ag_i64c(a, 0)));
-        ag_ret(a, ag_select(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)), ag_i32c(a, KILN_ERR_INVALID),
-                            ag_i32c(a, KILN_ERR_LIMIT)));
+        ag_ret(a, ag_select(a, ag_cmp(a, LLVMIntSLT, mb, ag_i64c(a, 1)),
+                            ag_i32c(a, KILN_ERR_INVALID), ag_i32c(a, KILN_ERR_LIMIT)));
         ag_if_end(a, &s);
         LLVMValueRef pv = ag_var(a, a->t_p8, ag_null(a));
         LLVMValueRef pa[3] = {pv, ag_i64c(a, AOT_ALIGN), need};
@@ -219,14 +227,16 @@ static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
 
     /* void P_destroy(P_model *m): frees what P_create allocated; memory
      * given to P_init stays the caller's, the handle is only invalidated. */
-    LLVMValueRef f_destroy = ag_begin(a, cname(pl, "destroy", name, sizeof name), a->t_void, &a->t_p8, 1, true);
+    LLVMValueRef f_destroy =
+        ag_begin(a, cname(pl, "destroy", name, sizeof name), a->t_void, &a->t_p8, 1, true);
     {
         LLVMValueRef m = LLVMGetParam(f_destroy, 0);
         aot_check_handle(pl, a, m, true);
         ag_store(a, ag_i64c(a, 0), ag_offc(a, m, AOT_OFF_MAGIC));
         ag_if s;
-        ag_if_begin(a, &s, ag_cmp(a, LLVMIntNE, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_OWNED)),
-                                  ag_i32c(a, 0)));
+        ag_if_begin(a, &s,
+                    ag_cmp(a, LLVMIntNE, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_OWNED)),
+                           ag_i32c(a, 0)));
         ag_c(a, "free", &m, 1);
         ag_if_end(a, &s);
         ag_ret(a, NULL);
@@ -234,7 +244,8 @@ static void gen_handle(aot_plan *pl, ag *a, LLVMValueRef *embedded) {
     }
 
     /* const char *P_last_error(const P_model *m) */
-    LLVMValueRef f_err = ag_begin(a, cname(pl, "last_error", name, sizeof name), a->t_p8, &a->t_p8, 1, true);
+    LLVMValueRef f_err =
+        ag_begin(a, cname(pl, "last_error", name, sizeof name), a->t_p8, &a->t_p8, 1, true);
     {
         LLVMValueRef m = LLVMGetParam(f_err, 0);
         ag_if s;
@@ -266,8 +277,9 @@ static void gen_wrapper(aot_plan *pl, ag *a, const aot_entry *e) {
     LLVMValueRef m = LLVMGetParam(fn, 0), batch = LLVMGetParam(fn, 1);
     aot_check_handle(pl, a, m, false);
     ag_if s;
-    ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_READY)),
-                              ag_i32c(a, 0)));
+    ag_if_begin(
+        a, &s,
+        ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_READY)), ag_i32c(a, 0)));
     snprintf(msg, sizeof msg, "%s: the model has no weights yet: call %s_load first", name, pl->p);
     fail(a, m, KILN_ERR_INVALID, msg, NULL, 0);
     ag_if_end(a, &s);
@@ -290,7 +302,8 @@ static void gen_wrapper(aot_plan *pl, ag *a, const aot_entry *e) {
     LLVMValueRef args = ag_array(a, a->t_p8, (unsigned)na);
     LLVMValueRef res = ag_array(a, a->t_p8, (unsigned)nr);
     for (int i = 0; i < na; i++)
-        LLVMBuildStore(a->b, LLVMGetParam(fn, (unsigned)(2 + i)), ag_elem(a, a->t_p8, args, ag_i64c(a, i)));
+        LLVMBuildStore(a->b, LLVMGetParam(fn, (unsigned)(2 + i)),
+                       ag_elem(a, a->t_p8, args, ag_i64c(a, i)));
     for (int i = 0; i < nr; i++)
         LLVMBuildStore(a->b, LLVMGetParam(fn, (unsigned)(2 + na + i)),
                        ag_elem(a, a->t_p8, res, ag_i64c(a, i)));
@@ -305,8 +318,9 @@ static void gen_wrapper(aot_plan *pl, ag *a, const aot_entry *e) {
     ag_if_end(a, &s);
     /* The error record (cg.h) says which node failed. */
     const cg_func_info *fi = e->info;
-    LLVMValueRef rec = ag_off(a, ws, ag_add(a, ag_i64c(a, fi->err_fixed),
-                                            ag_mul(a, batch, ag_i64c(a, fi->err_per_sample))));
+    LLVMValueRef rec = ag_off(
+        a, ws,
+        ag_add(a, ag_i64c(a, fi->err_fixed), ag_mul(a, batch, ag_i64c(a, fi->err_per_sample))));
     LLVMValueRef serial = ag_load(a, a->t_i32, ag_offc(a, rec, 4));
     LLVMValueRef detail = ag_load(a, a->t_i64, ag_offc(a, rec, 8));
     for (int k = 0; k < fi->n_fails; k++) {

@@ -179,6 +179,11 @@ void ag_at(ag *a, LLVMBasicBlockRef bb) {
     LLVMPositionBuilderAtEnd(a->b, bb);
 }
 
+void ag_place(ag *a, LLVMBasicBlockRef bb) {
+    LLVMBuildUnreachable(a->b);
+    LLVMPositionBuilderAtEnd(a->b, bb);
+}
+
 static void dead(ag *a) {
     LLVMPositionBuilderAtEnd(a->b, ag_block(a, "dead"));
 }

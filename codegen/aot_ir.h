@@ -108,6 +108,9 @@ void ag_goto(ag *a, LLVMBasicBlockRef bb);
 LLVMBasicBlockRef ag_block(ag *a, const char *name);
 /* Continues at `bb` (closing the current block with a branch to it). */
 void ag_at(ag *a, LLVMBasicBlockRef bb);
+/* Continues at `bb`, which other code jumps to; the current block must be
+ * dead (after ag_ret or ag_goto) and is closed with `unreachable`. */
+void ag_place(ag *a, LLVMBasicBlockRef bb);
 
 /* Calls: a function of the C library (or the glue) declared on first use
  * with the given type; ag_call_fn calls an LLVM function directly. */

@@ -140,7 +140,8 @@ static LLVMValueRef byte_at(ag *a, LLVMValueRef buf, LLVMValueRef i) {
 }
 
 static LLVMValueRef is_digit(ag *a, LLVMValueRef c) {
-    return ag_and(a, ag_cmp(a, LLVMIntUGE, c, ag_i8c(a, '0')), ag_cmp(a, LLVMIntULE, c, ag_i8c(a, '9')));
+    return ag_and(a, ag_cmp(a, LLVMIntUGE, c, ag_i8c(a, '0')),
+                  ag_cmp(a, LLVMIntULE, c, ag_i8c(a, '9')));
 }
 
 static void gen_json(ag *a, json *j) {
@@ -148,14 +149,18 @@ static void gen_json(ag *a, json *j) {
     /* ws: skips spaces, tabs and line ends. */
     j->ws = ag_begin(a, "json.ws", a->t_void, p3, 3, false);
     {
-        LLVMValueRef buf = LLVMGetParam(j->ws, 0), len = LLVMGetParam(j->ws, 1), pos = LLVMGetParam(j->ws, 2);
+        LLVMValueRef buf = LLVMGetParam(j->ws, 0), len = LLVMGetParam(j->ws, 1),
+                     pos = LLVMGetParam(j->ws, 2);
         ag_loop l;
         ag_loop_begin(a, &l);
         LLVMValueRef p = ag_get(a, a->t_i64, pos);
         ag_loop_while(a, &l, ag_cmp(a, LLVMIntSLT, p, len));
         LLVMValueRef c = byte_at(a, buf, p);
-        LLVMValueRef sp = ag_or(a, ag_or(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, ' ')), ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\t'))),
-                                ag_or(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\n')), ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\r'))));
+        LLVMValueRef sp = ag_or(a,
+                                ag_or(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, ' ')),
+                                      ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\t'))),
+                                ag_or(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\n')),
+                                      ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\r'))));
         ag_if s;
         ag_if_begin(a, &s, ag_not(a, sp));
         ag_break(a, &l);
@@ -169,11 +174,13 @@ static void gen_json(ag *a, json *j) {
     LLVMTypeRef p4[4] = {a->t_p8, a->t_i64, a->t_p64, a->t_i8};
     j->lit = ag_begin(a, "json.lit", a->t_i1, p4, 4, false);
     {
-        LLVMValueRef args[3] = {LLVMGetParam(j->lit, 0), LLVMGetParam(j->lit, 1), LLVMGetParam(j->lit, 2)};
+        LLVMValueRef args[3] = {LLVMGetParam(j->lit, 0), LLVMGetParam(j->lit, 1),
+                                LLVMGetParam(j->lit, 2)};
         ag_call_fn(a, j->ws, args, 3);
         LLVMValueRef p = ag_get(a, a->t_i64, args[2]);
-        LLVMValueRef ok = ag_and(a, ag_cmp(a, LLVMIntSLT, p, args[1]),
-                                 ag_cmp(a, LLVMIntEQ, byte_at(a, args[0], p), LLVMGetParam(j->lit, 3)));
+        LLVMValueRef ok =
+            ag_and(a, ag_cmp(a, LLVMIntSLT, p, args[1]),
+                   ag_cmp(a, LLVMIntEQ, byte_at(a, args[0], p), LLVMGetParam(j->lit, 3)));
         ag_if s;
         ag_if_begin(a, &s, ok);
         ag_set(a, args[2], ag_add(a, p, ag_i64c(a, 1)));
@@ -186,7 +193,8 @@ static void gen_json(ag *a, json *j) {
     LLVMTypeRef p5[5] = {a->t_p8, a->t_i64, a->t_p64, a->t_p64, a->t_p64};
     j->str = ag_begin(a, "json.str", a->t_i1, p5, 5, false);
     {
-        LLVMValueRef buf = LLVMGetParam(j->str, 0), len = LLVMGetParam(j->str, 1), pos = LLVMGetParam(j->str, 2);
+        LLVMValueRef buf = LLVMGetParam(j->str, 0), len = LLVMGetParam(j->str, 1),
+                     pos = LLVMGetParam(j->str, 2);
         LLVMValueRef la[4] = {buf, len, pos, ag_i8c(a, '"')};
         ag_if s;
         ag_if_begin(a, &s, ag_not(a, ag_call_fn(a, j->lit, la, 4)));
@@ -206,7 +214,8 @@ static void gen_json(ag *a, json *j) {
         ag_if_begin(a, &s, ag_cmp(a, LLVMIntULT, c, ag_i8c(a, 0x20)));
         ag_ret(a, LLVMConstInt(a->t_i1, 0, 0));
         ag_if_end(a, &s);
-        LLVMValueRef step = ag_select(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\\')), ag_i64c(a, 2), ag_i64c(a, 1));
+        LLVMValueRef step =
+            ag_select(a, ag_cmp(a, LLVMIntEQ, c, ag_i8c(a, '\\')), ag_i64c(a, 2), ag_i64c(a, 1));
         ag_set(a, pos, ag_add(a, p, step));
         ag_loop_end(a, &l);
         LLVMValueRef end = ag_get(a, a->t_i64, pos);
@@ -221,7 +230,8 @@ static void gen_json(ag *a, json *j) {
     LLVMTypeRef pu[4] = {a->t_p8, a->t_i64, a->t_p64, a->t_p64};
     j->uint = ag_begin(a, "json.uint", a->t_i1, pu, 4, false);
     {
-        LLVMValueRef buf = LLVMGetParam(j->uint, 0), len = LLVMGetParam(j->uint, 1), pos = LLVMGetParam(j->uint, 2);
+        LLVMValueRef buf = LLVMGetParam(j->uint, 0), len = LLVMGetParam(j->uint, 1),
+                     pos = LLVMGetParam(j->uint, 2);
         LLVMValueRef wa[3] = {buf, len, pos};
         ag_call_fn(a, j->ws, wa, 3);
         LLVMValueRef p0 = ag_get(a, a->t_i64, pos);
@@ -244,14 +254,15 @@ static void gen_json(ag *a, json *j) {
         ag_if_begin(a, &s, ag_cmp(a, LLVMIntSGE, x, ag_i64c(a, 1000000000000000LL)));
         ag_ret(a, LLVMConstInt(a->t_i1, 0, 0));
         ag_if_end(a, &s);
-        ag_set(a, v, ag_add(a, ag_mul(a, x, ag_i64c(a, 10)),
-                            ag_zext64(a, ag_sub(a, c, ag_i8c(a, '0')))));
+        ag_set(a, v,
+               ag_add(a, ag_mul(a, x, ag_i64c(a, 10)), ag_zext64(a, ag_sub(a, c, ag_i8c(a, '0')))));
         ag_set(a, pos, ag_add(a, p, ag_i64c(a, 1)));
         ag_loop_end(a, &l);
         LLVMValueRef c2 = byte_at(a, buf, ag_get(a, a->t_i64, pos));
-        ag_if_begin(a, &s, ag_or(a, ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, '.')),
-                                 ag_or(a, ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, 'e')),
-                                       ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, 'E')))));
+        ag_if_begin(a, &s,
+                    ag_or(a, ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, '.')),
+                          ag_or(a, ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, 'e')),
+                                ag_cmp(a, LLVMIntEQ, c2, ag_i8c(a, 'E')))));
         ag_ret(a, LLVMConstInt(a->t_i1, 0, 0));
         ag_if_end(a, &s);
         ag_set(a, LLVMGetParam(j->uint, 3), ag_get(a, a->t_i64, v));
@@ -267,7 +278,8 @@ typedef struct ld {
     aot_plan *pl;
     json j;
     tabs t;
-    LLVMValueRef m, path, status, cleanup_bb;
+    LLVMValueRef m, path, status;
+    LLVMBasicBlockRef cleanup_bb;
     LLVMValueRef buf, len, pos; /* the header in memory (values valid after reading it) */
 } ld;
 
@@ -278,13 +290,19 @@ static void ld_fail(ld *l, kiln_status st, const char *fmt, LLVMValueRef *args, 
     ag_goto(l->a, l->cleanup_bb);
 }
 
-/* A malformed header: names the file, the byte and what was expected. */
-static void ld_bad(ld *l, const char *what) {
+/* A malformed header: names the file, the byte (of the file) at `at` in
+ * the header, and what was expected. */
+static void ld_bad_at(ld *l, LLVMValueRef at, const char *what) {
     ag *a = l->a;
     char fmt[256];
     snprintf(fmt, sizeof fmt, "%%s: malformed safetensors header near byte %%lld: %s", what);
-    LLVMValueRef args[2] = {l->path, ag_add(a, ag_get(a, a->t_i64, l->pos), ag_i64c(a, 8))};
+    LLVMValueRef args[2] = {l->path, ag_add(a, at, ag_i64c(a, 8))};
     ld_fail(l, KILN_ERR_INVALID, fmt, args, 2);
+}
+
+/* The same where the reader stands. */
+static void ld_bad(ld *l, const char *what) {
+    ld_bad_at(l, ag_get(l->a, l->a->t_i64, l->pos), what);
 }
 
 static LLVMValueRef ld_lit(ld *l, char ch) {
@@ -361,7 +379,8 @@ static void ld_metadata(ld *l) {
 /* One tensor entry after its name (ks, kl); k: index into the tables or -1
  * (an optimizer tensor the model lacks, checked but not used). */
 static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, LLVMValueRef seen,
-                      LLVMValueRef begin, LLVMValueRef end, LLVMValueRef total, LLVMValueRef data_len) {
+                      LLVMValueRef begin, LLVMValueRef end, LLVMValueRef total,
+                      LLVMValueRef data_len) {
     ag *a = l->a;
     tabs *t = &l->t;
     LLVMValueRef fields = ag_var(a, a->t_i64, ag_i64c(a, 0));
@@ -386,18 +405,20 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
     ld_expect(l, ld_lit(l, ':'), "expected ':' after a field name");
     LLVMValueRef fsv = ag_get(a, a->t_i64, fs), flv = ag_get(a, a->t_i64, fl);
     LLVMValueRef fv = ag_get(a, a->t_i64, fields);
+    LLVMValueRef field_at = ag_sub(a, fsv, ag_i64c(a, 1)); /* its opening quote */
     ag_if s, s2;
     ag_if_begin(a, &s, ld_is(l, fsv, flv, "dtype"));
     {
         ag_if_begin(a, &s2, ag_cmp(a, LLVMIntNE, ag_and(a, fv, ag_i64c(a, 1)), ag_i64c(a, 0)));
-        ld_bad(l, "duplicate field 'dtype'");
+        ld_bad_at(l, field_at, "duplicate field 'dtype'");
         ag_if_end(a, &s2);
         ag_set(a, fields, ag_or(a, fv, ag_i64c(a, 1)));
         ld_expect(l, ld_str(l, vs, vl), "dtype must be a string");
         LLVMValueRef s_ = ag_get(a, a->t_i64, vs), n_ = ag_get(a, a->t_i64, vl);
         LLVMValueRef f32 = ld_is(l, s_, n_, "F32");
         LLVMValueRef i32 = ld_is(l, s_, n_, "I32");
-        ag_set(a, dt, ag_select(a, f32, ag_i64c(a, 0), ag_select(a, i32, ag_i64c(a, 1), ag_i64c(a, 2))));
+        ag_set(a, dt,
+               ag_select(a, f32, ag_i64c(a, 0), ag_select(a, i32, ag_i64c(a, 1), ag_i64c(a, 2))));
     }
     ag_if_else(a, &s);
     {
@@ -405,7 +426,7 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
         ag_if_begin(a, &s3, ld_is(l, fsv, flv, "shape"));
         {
             ag_if_begin(a, &s2, ag_cmp(a, LLVMIntNE, ag_and(a, fv, ag_i64c(a, 2)), ag_i64c(a, 0)));
-            ld_bad(l, "duplicate field 'shape'");
+            ld_bad_at(l, field_at, "duplicate field 'shape'");
             ag_if_end(a, &s2);
             ag_set(a, fields, ag_or(a, fv, ag_i64c(a, 2)));
             ld_expect(l, ld_lit(l, '['), "shape must be an array");
@@ -433,7 +454,7 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
             ag_if s4;
             ag_if_begin(a, &s4, ld_is(l, fsv, flv, "data_offsets"));
             ag_if_begin(a, &s2, ag_cmp(a, LLVMIntNE, ag_and(a, fv, ag_i64c(a, 4)), ag_i64c(a, 0)));
-            ld_bad(l, "duplicate field 'data_offsets'");
+            ld_bad_at(l, field_at, "duplicate field 'data_offsets'");
             ag_if_end(a, &s2);
             ag_set(a, fields, ag_or(a, fv, ag_i64c(a, 4)));
             const char *msg = "data_offsets must be [begin, end]";
@@ -443,7 +464,7 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
             ld_expect(l, ld_uint(l, b1), msg);
             ld_expect(l, ld_lit(l, ']'), msg);
             ag_if_else(a, &s4);
-            ld_bad(l, "unknown field (a tensor has dtype, shape and data_offsets)");
+            ld_bad_at(l, field_at, "unknown field (a tensor has dtype, shape and data_offsets)");
             ag_if_end(a, &s4);
         }
         ag_if_end(a, &s3);
@@ -457,21 +478,25 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
     ag_loop_end(a, &lp);
 
     /* The entry as a whole. */
-    LLVMValueRef name_n = LLVMBuildTrunc(a->b, ag_select(a, ag_cmp(a, LLVMIntSGT, kl, ag_i64c(a, 100)),
-                                                          ag_i64c(a, 100), kl), a->t_i32, "");
+    LLVMValueRef name_n = LLVMBuildTrunc(
+        a->b, ag_select(a, ag_cmp(a, LLVMIntSGT, kl, ag_i64c(a, 100)), ag_i64c(a, 100), kl),
+        a->t_i32, "");
     LLVMValueRef name_p = ag_off(a, l->buf, ks);
     ag_if_begin(a, &s, ag_cmp(a, LLVMIntNE, ag_get(a, a->t_i64, fields), ag_i64c(a, 7)));
     {
         LLVMValueRef args[3] = {l->path, name_n, name_p};
-        ld_fail(l, KILN_ERR_INVALID, "%s: tensor '%.*s' lacks dtype, shape or data_offsets", args, 3);
+        ld_fail(l, KILN_ERR_INVALID, "%s: tensor '%.*s' lacks dtype, shape or data_offsets", args,
+                3);
     }
     ag_if_end(a, &s);
     LLVMValueRef lo = ag_get(a, a->t_i64, b0), hi = ag_get(a, a->t_i64, b1);
-    ag_if_begin(a, &s, ag_or(a, ag_cmp(a, LLVMIntSGT, lo, hi), ag_cmp(a, LLVMIntSGT, hi, data_len)));
+    ag_if_begin(a, &s,
+                ag_or(a, ag_cmp(a, LLVMIntSGT, lo, hi), ag_cmp(a, LLVMIntSGT, hi, data_len)));
     {
         LLVMValueRef args[6] = {l->path, name_n, name_p, lo, hi, data_len};
         ld_fail(l, KILN_ERR_INVALID,
-                "%s: tensor '%.*s' has data_offsets [%lld, %lld] outside the data (%lld bytes)", args, 6);
+                "%s: tensor '%.*s' has data_offsets [%lld, %lld] outside the data (%lld bytes)",
+                args, 6);
     }
     ag_if_end(a, &s);
     ag_set(a, total, ag_add(a, ag_get(a, a->t_i64, total), ag_sub(a, hi, lo)));
@@ -485,7 +510,8 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
             LLVMValueRef n_ = LLVMBuildTrunc(a->b, ag_get(a, a->t_i64, vl), a->t_i32, "");
             LLVMValueRef args[5] = {l->path, nm, n_, ag_off(a, l->buf, ag_get(a, a->t_i64, vs)),
                                     at(a, t->dtname, a->t_p8, kv)};
-            ld_fail(l, KILN_ERR_SHAPE, "%s: tensor '%s' has dtype %.*s, the model expects %s", args, 5);
+            ld_fail(l, KILN_ERR_SHAPE, "%s: tensor '%s' has dtype %.*s, the model expects %s", args,
+                    5);
         }
         ag_if_end(a, &s2);
         /* The shape, dimension by dimension. */
@@ -507,25 +533,29 @@ static void ld_tensor(ld *l, LLVMValueRef ks, LLVMValueRef kl, LLVMValueRef kv, 
             ag_for fd;
             LLVMValueRef di = ag_for_begin(a, &fd, r);
             LLVMValueRef u = ag_get(a, a->t_i64, used);
-            LLVMValueRef sep = ag_select(a, ag_cmp(a, LLVMIntEQ, di, ag_i64c(a, 0)), ag_str(a, ""), ag_str(a, ","));
-            LLVMValueRef sa[5] = {ag_off(a, sb, u), ag_sub(a, ag_i64c(a, 150), u), ag_str(a, "%s%lld"), sep,
+            LLVMValueRef sep = ag_select(a, ag_cmp(a, LLVMIntEQ, di, ag_i64c(a, 0)), ag_str(a, ""),
+                                         ag_str(a, ","));
+            LLVMValueRef sa[5] = {ag_off(a, sb, u), ag_sub(a, ag_i64c(a, 150), u),
+                                  ag_str(a, "%s%lld"), sep,
                                   ag_get(a, a->t_i64, ag_elem(a, a->t_i64, dims, di))};
             LLVMValueRef w = ag_c(a, "snprintf", sa, 5);
             ag_set(a, used, ag_add(a, u, ag_sext64(a, w)));
             ag_for_end(a, &fd);
-            LLVMValueRef u = ag_get(a, a->t_i64, used);
-            ag_store(a, ag_i8c(a, ']'), ag_off(a, sb, u));
-            ag_store(a, ag_i8c(a, 0), ag_off(a, sb, ag_add(a, u, ag_i64c(a, 1))));
+            LLVMValueRef u_end = ag_get(a, a->t_i64, used);
+            ag_store(a, ag_i8c(a, ']'), ag_off(a, sb, u_end));
+            ag_store(a, ag_i8c(a, 0), ag_off(a, sb, ag_add(a, u_end, ag_i64c(a, 1))));
             LLVMValueRef args[4] = {l->path, nm, sb, at(a, t->shape, a->t_p8, kv)};
-            ld_fail(l, KILN_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model expects %s", args, 4);
+            ld_fail(l, KILN_ERR_SHAPE, "%s: tensor '%s' has shape %s, the model expects %s", args,
+                    4);
         }
         ag_if_end(a, &s2);
         LLVMValueRef want_bytes = at(a, t->bytes, a->t_i64, kv);
         ag_if_begin(a, &s2, ag_cmp(a, LLVMIntNE, ag_sub(a, hi, lo), want_bytes));
         {
             LLVMValueRef args[4] = {l->path, nm, ag_sub(a, hi, lo), want_bytes};
-            ld_fail(l, KILN_ERR_INVALID, "%s: tensor '%s': data_offsets cover %lld bytes, its shape needs %lld",
-                    args, 4);
+            ld_fail(l, KILN_ERR_INVALID,
+                    "%s: tensor '%s': data_offsets cover %lld bytes, its shape needs %lld", args,
+                    4);
         }
         ag_if_end(a, &s2);
         ag_set(a, ag_elem(a, a->t_i8, seen, kv), ag_i8c(a, 1));
@@ -594,13 +624,16 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
     }
     ag_if_end(a, &s);
     LLVMValueRef room = ag_sub(a, fsize, ag_i64c(a, 8));
-    ag_if_begin(a, &s, ag_or(a, ag_or(a, ag_cmp(a, LLVMIntSLT, hlen, ag_i64c(a, 2)),
-                                      ag_cmp(a, LLVMIntSGT, hlen, ag_i64c(a, AOT_MAX_HEADER))),
-                             ag_cmp(a, LLVMIntSGT, hlen, room)));
+    ag_if_begin(a, &s,
+                ag_or(a,
+                      ag_or(a, ag_cmp(a, LLVMIntSLT, hlen, ag_i64c(a, 2)),
+                            ag_cmp(a, LLVMIntSGT, hlen, ag_i64c(a, AOT_MAX_HEADER))),
+                      ag_cmp(a, LLVMIntSGT, hlen, room)));
     {
         LLVMValueRef args[3] = {l.path, hlen, fsize};
         ld_fail(&l, KILN_ERR_INVALID,
-                "%s: not a safetensors file: header length %llu does not fit a file of %lld bytes", args, 3);
+                "%s: not a safetensors file: header length %llu does not fit a file of %lld bytes",
+                args, 3);
     }
     ag_if_end(a, &s);
     LLVMValueRef data_len = ag_sub(a, room, hlen);
@@ -626,7 +659,8 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
 
     /* The header. */
     LLVMValueRef seen = ag_array(a, a->t_i8, (unsigned)n);
-    LLVMValueRef begin = ag_array(a, a->t_i64, (unsigned)n), end = ag_array(a, a->t_i64, (unsigned)n);
+    LLVMValueRef begin = ag_array(a, a->t_i64, (unsigned)n),
+                 end = ag_array(a, a->t_i64, (unsigned)n);
     LLVMValueRef zs[3] = {seen, ag_i32c(a, 0), ag_i64c(a, n)};
     ag_c(a, "memset", zs, 3);
     LLVMValueRef total = ag_var(a, a->t_i64, ag_i64c(a, 0));
@@ -660,7 +694,8 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
         ag_for_end(a, &fk);
         LLVMValueRef kv = ag_get(a, a->t_i64, kvar);
         LLVMValueRef name_n = LLVMBuildTrunc(
-            a->b, ag_select(a, ag_cmp(a, LLVMIntSGT, klv, ag_i64c(a, 100)), ag_i64c(a, 100), klv), a->t_i32, "");
+            a->b, ag_select(a, ag_cmp(a, LLVMIntSGT, klv, ag_i64c(a, 100)), ag_i64c(a, 100), klv),
+            a->t_i32, "");
         LLVMValueRef opt = ag_and(a, ag_cmp(a, LLVMIntSGE, klv, ag_i64c(a, 10)),
                                   ld_is(&l, ksv, ag_i64c(a, 10), "optimizer."));
         ag_if_begin(a, &s2, ag_and(a, ag_cmp(a, LLVMIntSLT, kv, ag_i64c(a, 0)), ag_not(a, opt)));
@@ -671,7 +706,9 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
         ag_if_end(a, &s2);
         ag_if_begin(a, &s2, ag_cmp(a, LLVMIntSGE, kv, ag_i64c(a, 0)));
         ag_if s3b;
-        ag_if_begin(a, &s3b, ag_cmp(a, LLVMIntNE, ag_get(a, a->t_i8, ag_elem(a, a->t_i8, seen, kv)), ag_i8c(a, 0)));
+        ag_if_begin(
+            a, &s3b,
+            ag_cmp(a, LLVMIntNE, ag_get(a, a->t_i8, ag_elem(a, a->t_i8, seen, kv)), ag_i8c(a, 0)));
         {
             LLVMValueRef args[2] = {l.path, at(a, t->name, a->t_p8, kv)};
             ld_fail(&l, KILN_ERR_INVALID, "%s: tensor '%s' appears twice", args, 2);
@@ -691,20 +728,23 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
     /* Only padding may follow. */
     LLVMValueRef wa[3] = {buf, hlen, l.pos};
     ag_call_fn(a, l.j.ws, wa, 3);
-    ld_expect(&l, ag_cmp(a, LLVMIntEQ, ag_get(a, a->t_i64, l.pos), hlen), "unexpected bytes after the header");
+    ld_expect(&l, ag_cmp(a, LLVMIntEQ, ag_get(a, a->t_i64, l.pos), hlen),
+              "unexpected bytes after the header");
 
     /* The data: covered exactly, every tensor present, no overlap. */
     LLVMValueRef tot = ag_get(a, a->t_i64, total);
     ag_if_begin(a, &s, ag_cmp(a, LLVMIntNE, tot, data_len));
     {
         LLVMValueRef args[3] = {l.path, tot, data_len};
-        ld_fail(&l, KILN_ERR_INVALID, "%s: the tensors cover %lld bytes but the file holds %lld bytes of data",
-                args, 3);
+        ld_fail(&l, KILN_ERR_INVALID,
+                "%s: the tensors cover %lld bytes but the file holds %lld bytes of data", args, 3);
     }
     ag_if_end(a, &s);
     ag_for fm;
     LLVMValueRef k = ag_for_begin(a, &fm, ag_i64c(a, n));
-    ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, ag_get(a, a->t_i8, ag_elem(a, a->t_i8, seen, k)), ag_i8c(a, 0)));
+    ag_if_begin(
+        a, &s,
+        ag_cmp(a, LLVMIntEQ, ag_get(a, a->t_i8, ag_elem(a, a->t_i8, seen, k)), ag_i8c(a, 0)));
     {
         LLVMValueRef args[4] = {l.path, at(a, t->name, a->t_p8, k), at(a, t->dtname, a->t_p8, k),
                                 at(a, t->shape, a->t_p8, k)};
@@ -743,7 +783,8 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
     {
         LLVMValueRef nb = at(a, t->bytes, a->t_i64, k);
         LLVMValueRef dst = ag_off(a, stage, at(a, t->soff, a->t_i64, k));
-        LLVMValueRef sa[3] = {f, ag_add(a, data0, ag_get(a, a->t_i64, ag_elem(a, a->t_i64, begin, k))),
+        LLVMValueRef sa[3] = {f,
+                              ag_add(a, data0, ag_get(a, a->t_i64, ag_elem(a, a->t_i64, begin, k))),
                               ag_i32c(a, 0)};
         LLVMValueRef seek_ok = ag_cmp(a, LLVMIntEQ, ag_c(a, "fseek", sa, 3), ag_i32c(a, 0));
         LLVMValueRef rd[4] = {dst, ag_i64c(a, 1), nb, f};
@@ -759,10 +800,13 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
         LLVMValueRef el = ag_for_begin(a, &fe, LLVMBuildUDiv(a->b, nb, ag_i64c(a, 4), ""));
         LLVMValueRef bits = ag_load(a, a->t_i32, ag_off(a, dst, ag_mul(a, el, ag_i64c(a, 4))));
         ag_if s2;
-        ag_if_begin(a, &s2, ag_cmp(a, LLVMIntEQ, ag_and(a, bits, ag_i32c(a, 0x7f800000)), ag_i32c(a, 0x7f800000)));
+        ag_if_begin(
+            a, &s2,
+            ag_cmp(a, LLVMIntEQ, ag_and(a, bits, ag_i32c(a, 0x7f800000)), ag_i32c(a, 0x7f800000)));
         {
             LLVMValueRef args[3] = {l.path, at(a, t->name, a->t_p8, k), el};
-            ld_fail(&l, KILN_ERR_NONFINITE, "%s: tensor '%s' holds NaN or Inf at element %lld", args, 3);
+            ld_fail(&l, KILN_ERR_NONFINITE, "%s: tensor '%s' holds NaN or Inf at element %lld",
+                    args, 3);
         }
         ag_if_end(a, &s2);
         ag_for_end(a, &fe);
@@ -771,7 +815,8 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
     ag_for_end(a, &fr);
     ag_for fc;
     k = ag_for_begin(a, &fc, ag_i64c(a, n));
-    LLVMValueRef cp[3] = {ag_off(a, l.m, at(a, t->hoff, a->t_i64, k)), ag_off(a, stage, at(a, t->soff, a->t_i64, k)),
+    LLVMValueRef cp[3] = {ag_off(a, l.m, at(a, t->hoff, a->t_i64, k)),
+                          ag_off(a, stage, at(a, t->soff, a->t_i64, k)),
                           at(a, t->bytes, a->t_i64, k)};
     ag_c(a, "memcpy", cp, 3);
     ag_for_end(a, &fc);
@@ -779,7 +824,7 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
     ag_goto(a, l.cleanup_bb);
 
     /* Every path ends here. */
-    LLVMPositionBuilderAtEnd(a->b, l.cleanup_bb);
+    ag_place(a, l.cleanup_bb);
     LLVMValueRef fv = ag_get(a, a->t_p8, fvar);
     ag_if_begin(a, &s, LLVMBuildIsNotNull(a->b, fv, ""));
     ag_c(a, "fclose", &fv, 1);
@@ -821,20 +866,22 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
     ir_sb_init(&pre);
     ir_sb_init(&post);
     unsigned v = pl->version;
-    ir_sb_printf(&pre, "{\"__metadata__\":{\"format\":\"kiln\",\"format_version\":\"%d\","
-                       "\"kiln_version\":\"%u.%u.%u\",\"model\":\"",
+    ir_sb_printf(&pre,
+                 "{\"__metadata__\":{\"format\":\"kiln\",\"format_version\":\"%d\","
+                 "\"kiln_version\":\"%u.%u.%u\",\"model\":\"",
                  pl->o->format_version, v >> 16, (v >> 8) & 255, v & 255);
     json_escape(&pre, pl->m->name);
-    ir_sb_printf(&pre, "\",\"structure_hash\":\"%016llx\"", (unsigned long long)pl->o->structure_hash);
+    ir_sb_printf(&pre, "\",\"structure_hash\":\"%016llx\"",
+                 (unsigned long long)pl->o->structure_hash);
     bool step = pl->iterations >= 0;
     if (step) ir_sb_puts(&pre, ",\"step\":\"");
     ir_sb_puts(&post, step ? "\"}" : "}");
     for (int i = 0; i < pl->n_g; i++) {
         const aot_global *g = &pl->g[i];
         if (!g->used) continue;
-        ir_sb_printf(&post, ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%lld,%lld]}", g->json,
-                     g->g->type.dtype == IR_I32 ? "I32" : "F32", g->shape, (long long)g->file_offset,
-                     (long long)(g->file_offset + g->bytes));
+        ir_sb_printf(&post, ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%lld,%lld]}",
+                     g->json, g->g->type.dtype == IR_I32 ? "I32" : "F32", g->shape,
+                     (long long)g->file_offset, (long long)(g->file_offset + g->bytes));
     }
     ir_sb_putc(&post, '}');
     if (pre.oom || post.oom) {
@@ -855,6 +902,7 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
     LLVMValueRef status = ag_var(a, a->t_i32, ag_i32c(a, KILN_OK));
     LLVMValueRef fvar = ag_var(a, a->t_p8, ag_null(a));
     LLVMValueRef bufvar = ag_var(a, a->t_p8, ag_null(a));
+    LLVMValueRef tmpvar = ag_var(a, a->t_p8, ag_null(a));
     LLVMValueRef created = ag_var(a, a->t_i1, LLVMConstInt(a->t_i1, 0, 0));
     LLVMBasicBlockRef cleanup = ag_block(a, "cleanup");
 #define SAVE_FAIL(st_, fmt_, args_, n_)                                                            \
@@ -868,7 +916,9 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
     snprintf(msg, sizeof msg, "%s: no checkpoint path", name);
     SAVE_FAIL(KILN_ERR_INVALID, msg, NULL, 0);
     ag_if_end(a, &s);
-    ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_READY)), ag_i32c(a, 0)));
+    ag_if_begin(
+        a, &s,
+        ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i32, ag_offc(a, m, AOT_OFF_READY)), ag_i32c(a, 0)));
     snprintf(msg, sizeof msg, "%s: the model has no weights yet", name);
     SAVE_FAIL(KILN_ERR_INVALID, msg, NULL, 0);
     ag_if_end(a, &s);
@@ -880,10 +930,13 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
         ag_for fe;
         LLVMValueRef el = ag_for_begin(a, &fe, ag_i64c(a, g->bytes / 4));
         LLVMValueRef bits = ag_load(a, a->t_i32, ag_off(a, base, ag_mul(a, el, ag_i64c(a, 4))));
-        ag_if_begin(a, &s, ag_cmp(a, LLVMIntEQ, ag_and(a, bits, ag_i32c(a, 0x7f800000)), ag_i32c(a, 0x7f800000)));
+        ag_if_begin(
+            a, &s,
+            ag_cmp(a, LLVMIntEQ, ag_and(a, bits, ag_i32c(a, 0x7f800000)), ag_i32c(a, 0x7f800000)));
         LLVMValueRef args[3] = {path, ag_str(a, g->json), el};
         SAVE_FAIL(KILN_ERR_NONFINITE,
-                  "%s: not saved: tensor '%s' holds NaN or Inf at element %lld; the previous checkpoint is kept",
+                  "%s: not saved: tensor '%s' holds NaN or Inf at element %lld; the previous "
+                  "checkpoint is kept",
                   args, 3);
         ag_if_end(a, &s);
         ag_for_end(a, &fe);
@@ -900,18 +953,20 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
     LLVMValueRef hdr = buf;
     LLVMValueRef tmp = ag_offc(a, buf, hl + 1);
     LLVMValueRef dir = ag_off(a, tmp, ag_add(a, plen, ag_i64c(a, 32)));
+    ag_set(a, tmpvar, tmp);
     LLVMValueRef written;
     if (step) {
         LLVMValueRef it = ag_load(a, a->t_i32, ag_offc(a, m, pl->g[pl->iterations].offset));
-        LLVMValueRef args[6] = {hdr, ag_i64c(a, hl + 1), ag_str(a, "%s%d%s"), ag_str(a, pre.buf), it,
-                                ag_str(a, post.buf)};
+        LLVMValueRef args[6] = {hdr, ag_i64c(a, hl + 1), ag_str(a, "%s%d%s"), ag_str(a, pre.buf),
+                                it,  ag_str(a, post.buf)};
         written = ag_sext64(a, ag_c(a, "snprintf", args, 6));
     } else {
-        LLVMValueRef args[4] = {hdr, ag_i64c(a, hl + 1), ag_str(a, "%s%s"), ag_str(a, pre.buf)};
-        LLVMValueRef args2[5] = {args[0], args[1], args[2], args[3], ag_str(a, post.buf)};
-        written = ag_sext64(a, ag_c(a, "snprintf", args2, 5));
+        LLVMValueRef args[5] = {hdr, ag_i64c(a, hl + 1), ag_str(a, "%s%s"), ag_str(a, pre.buf),
+                                ag_str(a, post.buf)};
+        written = ag_sext64(a, ag_c(a, "snprintf", args, 5));
     }
-    LLVMValueRef pad[3] = {ag_off(a, hdr, written), ag_i32c(a, ' '), ag_sub(a, ag_i64c(a, hl), written)};
+    LLVMValueRef pad[3] = {ag_off(a, hdr, written), ag_i32c(a, ' '),
+                           ag_sub(a, ag_i64c(a, hl), written)};
     ag_c(a, "memset", pad, 3);
     LLVMValueRef ta[5] = {tmp, ag_add(a, plen, ag_i64c(a, 32)), ag_str(a, "%s.tmp.%d"), path,
                           ag_c(a, "getpid", NULL, 0)};
@@ -967,7 +1022,8 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
         ag_for fs;
         LLVMValueRef i = ag_for_begin(a, &fs, plen);
         ag_if s2;
-        ag_if_begin(a, &s2, ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i8, ag_off(a, path, i)), ag_i8c(a, '/')));
+        ag_if_begin(a, &s2,
+                    ag_cmp(a, LLVMIntEQ, ag_load(a, a->t_i8, ag_off(a, path, i)), ag_i8c(a, '/')));
         ag_set(a, slash, i);
         ag_if_end(a, &s2);
         ag_for_end(a, &fs);
@@ -977,7 +1033,8 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
         ag_c(a, "memcpy", cp, 3);
         ag_store(a, ag_i8c(a, 0), ag_off(a, dir, sl));
         ag_if_else(a, &s);
-        LLVMValueRef one = ag_select(a, ag_cmp(a, LLVMIntEQ, sl, ag_i64c(a, 0)), ag_str(a, "/"), ag_str(a, "."));
+        LLVMValueRef one =
+            ag_select(a, ag_cmp(a, LLVMIntEQ, sl, ag_i64c(a, 0)), ag_str(a, "/"), ag_str(a, "."));
         LLVMValueRef c2[3] = {dir, one, ag_i64c(a, 2)};
         ag_c(a, "memcpy", c2, 3);
         ag_if_end(a, &s);
@@ -991,19 +1048,20 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
     }
     ag_goto(a, cleanup);
 
-    LLVMPositionBuilderAtEnd(a->b, io_fail);
+    ag_place(a, io_fail);
     {
         LLVMValueRef args[2] = {path, ag_c(a, "strerror", (LLVMValueRef[]){errno_value(a)}, 1)};
         SAVE_FAIL(KILN_ERR_IO, "%s: write failed: %s; the previous checkpoint is kept", args, 2);
     }
 
-    LLVMPositionBuilderAtEnd(a->b, cleanup);
+    ag_place(a, cleanup);
     LLVMValueRef fv = ag_get(a, a->t_p8, fvar);
     ag_if_begin(a, &s, LLVMBuildIsNotNull(a->b, fv, ""));
     ag_c(a, "fclose", &fv, 1);
     ag_if_end(a, &s);
     ag_if_begin(a, &s, ag_get(a, a->t_i1, created));
-    ag_c(a, "remove", &tmp, 1);
+    LLVMValueRef tv = ag_get(a, a->t_p8, tmpvar);
+    ag_c(a, "remove", &tv, 1);
     ag_if_end(a, &s);
     LLVMValueRef bv = ag_get(a, a->t_p8, bufvar);
     ag_c(a, "free", &bv, 1);

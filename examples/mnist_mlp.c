@@ -52,8 +52,8 @@ typedef struct options {
 } options;
 
 static int usage(const char *prog) {
-    fprintf(stderr,
-            "usage: %s [--data DIR] [--epochs N] [--steps N] [--seed N] [--save FILE]\n", prog);
+    fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--steps N] [--seed N] [--save FILE]\n",
+            prog);
     return 2;
 }
 
@@ -150,7 +150,17 @@ int main(int argc, char **argv) {
     int rc = 1;
     if (!d) goto out_of_memory;
 
-    /* 1. The model, layer by layer: 784 -> 128 -> 64 -> 10. The layers are
+    /* 1. The data: 60,000 training and 10,000 test images of 28x28 pixels.
+     *    Images stay bytes in memory and become floats in [0, 1] a batch at
+     *    a time; labels become one-hot rows for this model's loss. */
+    step = "loading the data";
+    if ((st = kiln_dataset_load(opt.data, "train", &train, d)) ||
+        (st = kiln_dataset_load(opt.data, "test", &test, d)))
+        goto fail;
+    printf("%lld training and %lld test images from %s\n", (long long)kiln_dataset_count(train),
+           (long long)kiln_dataset_count(test), opt.data);
+
+    /* 2. The model, layer by layer: 784 -> 128 -> 64 -> 10. The layers are
      *    named h1, h2 and p, like those of examples/mnist_mlp.kiln, so that
      *    checkpoints of the two are interchangeable; pass NULL instead for
      *    Keras' automatic names (dense, dense_1, dense_2). Each dense layer
@@ -163,7 +173,7 @@ int main(int argc, char **argv) {
         (st = kiln_sequential_dense(seq, "p", 10, KILN_ACT_SOFTMAX, d)))
         goto fail;
 
-    /* 2. Compile, in Keras' sense: the loss, the optimizer (Adam with
+    /* 3. Compile, in Keras' sense: the loss, the optimizer (Adam with
      *    Keras' defaults: lr 0.001, beta_1 0.9, beta_2 0.999, epsilon
      *    1e-7), the accuracy metric, and the training recipe. The result is
      *    a module: the model as Kiln's graph IR. */
@@ -181,7 +191,7 @@ int main(int argc, char **argv) {
     if (!(summary = kiln_module_summary(module))) goto out_of_memory;
     fputs(summary, stdout);
 
-    /* 3. Native code: kiln_model_create runs the training pipeline (the
+    /* 4. Native code: kiln_model_create runs the training pipeline (the
      *    backward pass, Adam, fusion, memory planning), compiles it with
      *    LLVM and initializes the weights from the seed. It takes the
      *    module over, whatever happens. */
@@ -192,15 +202,6 @@ int main(int argc, char **argv) {
     if (st) goto fail;
     printf("compiled in %.0f ms\n", kiln_model_compile_ms(model));
 
-    /* 4. The data: images stay bytes in memory and become floats in [0, 1]
-     *    a batch at a time; labels become one-hot rows for this loss. */
-    step = "loading the data";
-    if ((st = kiln_dataset_load(opt.data, "train", &train, d)) ||
-        (st = kiln_dataset_load(opt.data, "test", &test, d)))
-        goto fail;
-    printf("%lld training and %lld test images from %s\n", (long long)kiln_dataset_count(train),
-           (long long)kiln_dataset_count(test), opt.data);
-
     /* 5. model.fit(x_train, y_train, epochs=10, batch_size=128): epochs and
      *    batch size come from the settings compiled in; Keras' progress
      *    line on stdout, and our callback on the side. */
@@ -208,8 +209,8 @@ int main(int argc, char **argv) {
     notes seen = {0, 0, 0, 0};
     kiln_fit_opts fit;
     memset(&fit, 0, sizeof fit);
-    fit.epochs = opt.epochs;    /* 0: the model's 10 */
-    fit.max_steps = opt.steps;  /* 0: no limit */
+    fit.epochs = opt.epochs;   /* 0: the model's 10 */
+    fit.max_steps = opt.steps; /* 0: no limit */
     fit.verbose = 1;
     fit.callback = on_progress;
     fit.user = &seen;

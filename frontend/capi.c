@@ -88,8 +88,8 @@ static kiln_status train_config(const kiln_train_settings *t, const char *fn, ir
                                 kiln_diag *d) {
     if (!t) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no settings", fn);
     if (!fe_loss_name(t->loss))
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown loss %d", fn, (int)t->loss);
-    if (t->label && !fe_is_name(t->label)) return bad_name(d, fn, "label name", t->label);
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown loss %d", fn,
+                        (int)t->loss);
     memset(c, 0, sizeof *c);
     c->present = true;
     const kiln_optimizer *o = &t->optimizer;
@@ -113,8 +113,7 @@ static kiln_status train_config(const kiln_train_settings *t, const char *fn, ir
 /* ----------------------------------------------------------- graph style */
 
 static kiln_status add_loss(kiln_module *m, kiln_loss loss, const char *label, bool accuracy,
-                            kiln_diag *d) {
-    const char *fn = "kiln_module_add_loss";
+                            const char *fn, kiln_diag *d) {
     int op = fe_loss_op(loss);
     if (op < 0)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown loss %d", fn, (int)loss);
@@ -146,8 +145,8 @@ static kiln_status add_loss(kiln_module *m, kiln_loss loss, const char *label, b
     }
     ir_builder b;
     ir_builder_init(&b, infer, d);
-    kiln_status st = fe_loss_func_ir(&b, infer, pred, op, label, &lt, accuracy, ir_loc_none(),
-                                     ir_loc_none());
+    kiln_status st =
+        fe_loss_func_ir(&b, infer, pred, op, label, &lt, accuracy, ir_loc_none(), ir_loc_none());
     kiln_func *made = kiln_module_func(m, "loss");
     if (st && made) ir_module_remove_func(m, made); /* as it was */
     return st;
@@ -158,7 +157,7 @@ kiln_status kiln_module_add_loss(kiln_module *m, kiln_loss loss, const char *lab
     if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_module_add_loss: no module");
     api_call c;
     call_begin(&c, d);
-    return call_end(&c, add_loss(m, loss, label, accuracy != 0, &c.d));
+    return call_end(&c, add_loss(m, loss, label, accuracy != 0, "kiln_module_add_loss", &c.d));
 }
 
 static kiln_status set_training(kiln_module *m, const kiln_train_settings *t, const char *fn,
@@ -176,7 +175,7 @@ static kiln_status set_training(kiln_module *m, const kiln_train_settings *t, co
                             has_acc ? "returns" : "does not return",
                             cfg.metric_accuracy ? "it" : "none");
     } else {
-        if ((st = add_loss(m, t->loss, t->label, cfg.metric_accuracy, d))) return st;
+        if ((st = add_loss(m, t->loss, t->label, cfg.metric_accuracy, fn, d))) return st;
         added = true;
     }
     ir_train_config old = m->train;
@@ -310,8 +309,8 @@ static kiln_status layer_name(kiln_sequential *s, const char *fn, const char *na
     }
     if (!fe_is_name(name)) return bad_name(d, fn, "layer name", name);
     if (layer_taken(s, name))
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: there is already a layer named '%s'",
-                        fn, name);
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: there is already a layer named '%s'", fn, name);
     snprintf(buf, FE_MAX_NAME + 1, "%s", name);
     return KILN_OK;
 }
@@ -319,24 +318,36 @@ static kiln_status layer_name(kiln_sequential *s, const char *fn, const char *na
 /* A layer and its arguments. */
 typedef struct layer_args {
     fe_layer_kind kind;
-    fe_dense dense;
-    kiln_activation act;
+    int64_t units;       /* dense */
+    kiln_activation act; /* dense, activation */
 } layer_args;
 
+/* Checks the arguments (a bad one changes nothing), then expands the layer
+ * on the model's last output. */
 static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *name,
                              const layer_args *a, kiln_diag *d) {
-    char nm[FE_MAX_NAME + 1];
-    kiln_status st = layer_name(s, fn, name, a->kind, nm, d);
+    kiln_status st = usable(s, fn, d);
     if (st) return st;
+    if ((unsigned)a->act >= KILN_ACT_COUNT)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown activation %d", fn,
+                        (int)a->act);
+    if (a->kind == FE_DENSE && (a->units < 1 || a->units >= IR_MAX_DIM))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: 'units' must be between 1 and %lld, got %lld", fn,
+                        (long long)(IR_MAX_DIM - 1), (long long)a->units);
+    char nm[FE_MAX_NAME + 1];
+    if ((st = layer_name(s, fn, name, a->kind, nm, d))) return st;
     api_call c;
     call_begin(&c, d);
     ir_builder b;
     ir_builder_init(&b, s->infer, &c.d);
     int globals = s->m->n_globals, nodes = s->infer->n_nodes, layers = s->m->n_layers;
     ir_node *y = NULL;
+    fe_dense dense = fe_dense_defaults(a->units);
+    dense.act = a->act;
     switch (a->kind) {
     case FE_DENSE:
-        st = fe_dense_ir(&b, nm, s->top, &a->dense, &y);
+        st = fe_dense_ir(&b, nm, s->top, &dense, &y);
         break;
     case FE_ACTIVATION:
         st = fe_activation_ir(&b, nm, s->top, a->act, FE_LEAKY_RELU_ALPHA, -1, &y);
@@ -355,42 +366,21 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
     return call_end(&c, st);
 }
 
-static kiln_status check_activation(kiln_activation act, const char *fn, kiln_diag *d) {
-    if ((unsigned)act < KILN_ACT_COUNT) return KILN_OK;
-    return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown activation %d", fn, (int)act);
-}
-
 kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                   kiln_activation act, kiln_diag *d) {
-    const char *fn = "kiln_sequential_dense";
-    kiln_status st = usable(s, fn, d);
-    if (!st) st = check_activation(act, fn, d);
-    if (st) return st;
-    if (units < 1 || units >= IR_MAX_DIM)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
-                        "%s: 'units' must be between 1 and %lld, got %lld", fn,
-                        (long long)(IR_MAX_DIM - 1), (long long)units);
-    layer_args a = {FE_DENSE, fe_dense_defaults(units), act};
-    a.dense.act = act;
-    return add_layer(s, fn, name, &a, d);
+    layer_args a = {FE_DENSE, units, act};
+    return add_layer(s, "kiln_sequential_dense", name, &a, d);
 }
 
 kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name, kiln_activation act,
                                        kiln_diag *d) {
-    const char *fn = "kiln_sequential_activation";
-    kiln_status st = usable(s, fn, d);
-    if (!st) st = check_activation(act, fn, d);
-    if (st) return st;
-    layer_args a = {FE_ACTIVATION, fe_dense_defaults(1), act};
-    return add_layer(s, fn, name, &a, d);
+    layer_args a = {FE_ACTIVATION, 0, act};
+    return add_layer(s, "kiln_sequential_activation", name, &a, d);
 }
 
 kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d) {
-    const char *fn = "kiln_sequential_flatten";
-    kiln_status st = usable(s, fn, d);
-    if (st) return st;
-    layer_args a = {FE_FLATTEN, fe_dense_defaults(1), KILN_ACT_NONE};
-    return add_layer(s, fn, name, &a, d);
+    layer_args a = {FE_FLATTEN, 0, KILN_ACT_NONE};
+    return add_layer(s, "kiln_sequential_flatten", name, &a, d);
 }
 
 kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer, int trainable,
@@ -426,7 +416,8 @@ kiln_status kiln_sequential_compile(kiln_sequential *s, const kiln_train_setting
     if (out) *out = NULL;
     kiln_status st = usable(s, fn, d);
     if (st) return st;
-    if (!out) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no place for the module", fn);
+    if (!out)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no place for the module", fn);
     if (s->m->n_layers == 0)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "%s: the model has no layers; add some first, e.g. with "

@@ -21,7 +21,13 @@
 /* ------------------------------------------------------------ layer kinds
  * Keras' layer classes, as summary shows them, and the base of their
  * automatic names (Keras counts per class). */
-typedef enum fe_layer_kind { FE_DENSE, FE_FLATTEN, FE_ACTIVATION, FE_ADD, FE_N_KINDS } fe_layer_kind;
+typedef enum fe_layer_kind {
+    FE_DENSE,
+    FE_FLATTEN,
+    FE_ACTIVATION,
+    FE_ADD,
+    FE_N_KINDS
+} fe_layer_kind;
 
 /* Keras' automatic names: one counter per kind. `taken` says whether a
  * name is in use (by the user, or generated before); it may be NULL. */

@@ -13,7 +13,11 @@
  *   args.c    call arguments: binding by position or keyword, conversions
  *   layers.c  layers (dense, flatten, activations, add) as primitive ops
  *   train.c   losses, metrics, the optimizer and the train block
- * The grammar is in frontend/GRAMMAR.md.
+ *   capi.c    the other front end: Keras' Sequential and the compile step
+ *             of graph-style modules, from C (kiln.h, "building models")
+ * layers.c and train.c each read a call's arguments, then expand it with
+ * plain-value helpers (expand.h) that capi.c calls too: one expansion for
+ * both front ends. The grammar is in frontend/GRAMMAR.md.
  */
 #ifndef KILN_FRONTEND_FRONTEND_H
 #define KILN_FRONTEND_FRONTEND_H

@@ -58,7 +58,8 @@ static kiln_status failed(ir_builder *b, kiln_status st) {
 /* The layer's row of the layer table; then y is its output. */
 static kiln_status layer_row(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *y,
                              int64_t params, ir_node **out) {
-    kiln_status st = ir_module_add_layer(b->f->m, name, g_kinds[kind].keras, &y->type, params, b->d);
+    kiln_status st =
+        ir_module_add_layer(b->f->m, name, g_kinds[kind].keras, &y->type, params, b->d);
     if (st) return failed(b, st);
     *out = y;
     return KILN_OK;

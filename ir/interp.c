@@ -8,6 +8,7 @@
  */
 #include "ir/ir.h"
 
+#include <math.h>
 #include <string.h>
 
 struct ir_interp {
@@ -20,6 +21,10 @@ struct ir_interp {
     char *workspace; /* planned functions */
     void **owned;    /* buffers to free at the end */
     int n_owned, cap_owned;
+    /* ir_interp_first_nonfinite: stop at the first f32 value with a NaN or
+     * Inf, and say where. */
+    bool find_nonfinite;
+    ir_nonfinite *found;
 };
 
 kiln_diag *ir_interp_diag(ir_interp *ip) { return ip->d; }
@@ -111,6 +116,17 @@ static kiln_status run_node(ir_interp *ip, const ir_node *n, bool planned) {
     kiln_status st = info->is_ew ? run_ew(ip, n, &out, in) : info->kernel(ip, n, &out, in);
     if (st) return st;
     if (out.data) ip->vals[n->serial] = out.data;
+    if (ip->find_nonfinite && out.data && n->type.dtype == IR_F32 && !ip->found->node) {
+        const float *v = out.data;
+        int64_t count = ir_type_numel(&out.type, 1);
+        for (int64_t e = 0; e < count; e++)
+            if (!isfinite(v[e])) {
+                ip->found->node = n;
+                ip->found->element = e;
+                ip->found->value = v[e];
+                return KILN_ERR_NONFINITE; /* stops the run; not an error */
+            }
+    }
     return KILN_OK;
 }
 
@@ -129,8 +145,8 @@ kiln_status ir_interp_region(ir_interp *ip, const ir_node *n, ir_tensor *out, co
     return KILN_OK;
 }
 
-kiln_status ir_interp_run(kiln_func *f, int64_t batch, void *const *args, void *const *results,
-                          void *const *globals, kiln_diag *d) {
+static kiln_status interp(kiln_func *f, int64_t batch, void *const *args, void *const *results,
+                          void *const *globals, ir_nonfinite *found, kiln_diag *d) {
     if (batch < 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "interp: negative batch");
     ir_interp ip;
     memset(&ip, 0, sizeof ip);
@@ -138,6 +154,8 @@ kiln_status ir_interp_run(kiln_func *f, int64_t batch, void *const *args, void *
     ip.batch = batch;
     ip.globals = globals;
     ip.d = d;
+    ip.find_nonfinite = found != NULL;
+    ip.found = found;
     ip.limit = f->m->next_serial;
     ip.vals = ir_calloc((size_t)ip.limit + 1, sizeof(void *));
     kiln_status st = KILN_OK;
@@ -154,7 +172,8 @@ kiln_status ir_interp_run(kiln_func *f, int64_t batch, void *const *args, void *
     }
     for (int i = 0; i < f->n_args; i++) ip.vals[f->args[i]->serial] = args[i];
     for (int i = 0; i < f->n_nodes && !st; i++) st = run_node(&ip, f->nodes[i], f->planned);
-    for (int i = 0; i < f->n_results && !st; i++) {
+    if (found && st == KILN_ERR_NONFINITE && found->node) st = KILN_OK;
+    for (int i = 0; i < f->n_results && !st && results; i++) {
         const ir_node *r = f->results[i];
         void *src = value_data(&ip, r);
         size_t bytes = (size_t)ir_type_numel(&r->type, batch) * ir_dtype_size(r->type.dtype);
@@ -166,4 +185,28 @@ out:
     ir_aligned_free(ip.workspace);
     ir_free(ip.vals);
     return st;
+}
+
+kiln_status ir_interp_run(kiln_func *f, int64_t batch, void *const *args, void *const *results,
+                          void *const *globals, kiln_diag *d) {
+    return interp(f, batch, args, results, globals, NULL, d);
+}
+
+kiln_status ir_interp_first_nonfinite(kiln_func *f, int64_t batch, void *const *args,
+                                      void *const *globals, ir_nonfinite *found, kiln_diag *d) {
+    memset(found, 0, sizeof *found);
+    for (int i = 0; i < f->n_args; i++) {
+        const ir_node *a = f->args[i];
+        if (a->type.dtype != IR_F32) continue;
+        const float *v = args[i];
+        int64_t count = ir_type_numel(&a->type, batch);
+        for (int64_t e = 0; e < count; e++)
+            if (!isfinite(v[e])) {
+                found->node = a;
+                found->element = e;
+                found->value = v[e];
+                return KILN_OK;
+            }
+    }
+    return interp(f, batch, args, NULL, globals, found, d);
 }

@@ -386,6 +386,21 @@ int ir_init_lookup(const char *name);
 kiln_status ir_interp_run(kiln_func *f, int64_t batch, void *const *args, void *const *results,
                           void *const *globals, kiln_diag *d);
 
+/* Where a run first computes a NaN or Inf: the node (a function argument
+ * or an op; NULL when every value is finite), the element (row-major, the
+ * batch bound) and its value. */
+typedef struct ir_nonfinite {
+    const ir_node *node;
+    int64_t element;
+    float value;
+} ir_nonfinite;
+/* Runs f like ir_interp_run (results are not written) and stops at the
+ * first f32 value holding a NaN or Inf, arguments first, then nodes in
+ * order (inside fused regions, the body's node). KILN_OK whether or not one
+ * was found; an error only when the run itself fails. */
+kiln_status ir_interp_first_nonfinite(kiln_func *f, int64_t batch, void *const *args,
+                                      void *const *globals, ir_nonfinite *found, kiln_diag *d);
+
 /* Helpers the interpreter kernels share (interp.c). */
 kiln_diag *ir_interp_diag(ir_interp *ip);
 void *ir_interp_global(ir_interp *ip, int index);

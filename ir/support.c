@@ -250,8 +250,11 @@ void kiln_diag_dispose(kiln_diag *d) {
 }
 
 const char *kiln_diag_message(const kiln_diag *d) {
-    if (!d || !d->text.buf) return "";
-    return d->text.buf;
+    if (!d) return "";
+    /* A message that could not be stored: memory ran out (SQLite does the
+     * same: the message of an out-of-memory error is a constant). */
+    if (d->text.oom) return "kiln: error: out of memory\n";
+    return d->text.buf ? d->text.buf : "";
 }
 
 int kiln_diag_error_count(const kiln_diag *d) { return d ? d->errors : 0; }

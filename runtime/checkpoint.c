@@ -19,9 +19,6 @@
 #define BIG_ENDIAN_HOST 0
 #endif
 
-/* Problems reported one per line before the rest are summed up. */
-enum { MAX_LINES = 10 };
-
 static rt_st_dtype st_dtype(const ir_global *g) {
     return g->type.dtype == IR_I32 ? RT_ST_I32 : RT_ST_F32;
 }
@@ -294,17 +291,17 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
     if (st) return st;
     const rt_st_tensor **use = ir_calloc((size_t)(m->n_globals ? m->n_globals : 1), sizeof *use);
     if (!use) return ir_oom(d);
+    /* A checkpoint of another model differs in many tensors: the message is
+     * one line, the first of them with both shapes, and how many more. */
     int problems = 0;
     char why[2 * IR_TYPE_STR_MAX + 64], nb[RT_ST_NAME_BUF];
+    char first[sizeof why + 2 * RT_ST_NAME_BUF + 64] = "";
 #define PROBLEM(...)                                                                               \
     do {                                                                                           \
-        if (problems++ < MAX_LINES) {                                                              \
-            kiln_status s_ = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), __VA_ARGS__);              \
-            if (!st) st = s_;                                                                      \
-        }                                                                                          \
+        if (problems++ == 0) snprintf(first, sizeof first, __VA_ARGS__);                           \
     } while (0)
     /* Match the model's globals. */
-    for (int i = 0; i < m->n_globals && !(st && st != KILN_ERR_SHAPE); i++) {
+    for (int i = 0; i < m->n_globals && !st; i++) {
         const ir_global *g = m->globals[i];
         if (!globals || !globals[g->index]) {
             st = ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no buffer for '%s'", fn,
@@ -327,7 +324,7 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
         }
     }
     /* Tensors of the file the model does not have. */
-    for (int i = 0; i < rt_st_count(f) && !(st && st != KILN_ERR_SHAPE); i++) {
+    for (int i = 0; i < rt_st_count(f) && !st; i++) {
         const rt_st_tensor *t = rt_st_at(f, i);
         if (ir_module_global(m, t->name)) continue;
         if (strict && !is_state_name(t->name)) {
@@ -338,9 +335,11 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
             if (s2) st = s2;
         }
     }
-    if (problems > MAX_LINES)
-        ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s: ... and %d more problems", fn,
-                 problems - MAX_LINES);
+    if (!st && problems == 1)
+        st = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s", first);
+    else if (!st && problems > 1)
+        st = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s (and %d more tensor%s that do%s not match)",
+                      first, problems - 1, problems > 2 ? "s" : "", problems > 2 ? "" : "es");
 #undef PROBLEM
     int n_use = 0;
     for (int i = 0; i < m->n_globals; i++) n_use += use[i] != NULL;

@@ -134,7 +134,8 @@ kiln_status kiln_dataset_read(const kiln_dataset *ds, int64_t first, int64_t n, 
 kiln_status kiln_dataset_read_labels(const kiln_dataset *ds, int64_t first, int64_t n,
                                      int32_t *labels, kiln_diag *d) {
     if (!ds || first < 0 || n < 0 || first + n > ds->rt->n || (n && !labels))
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_dataset_read_labels: out of range");
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_dataset_read_labels: out of range");
     if (!ds->rt->labels)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: the dataset has no labels",
                         ds->rt->images_path);

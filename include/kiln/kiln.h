@@ -418,6 +418,41 @@ typedef enum kiln_emit_kind { KILN_EMIT_LLVM = 0, KILN_EMIT_ASM = 1 } kiln_emit_
 KILN_API kiln_status kiln_module_emit(kiln_module *m, const char *function, kiln_emit_kind kind,
                                       char **out, kiln_diag *d);
 
+/* ------------------------------------------------ ahead-of-time compilation
+ * A module becomes a shared object that any C program links (plus a C
+ * header describing it), needing OpenBLAS and libm at run time but neither
+ * LLVM nor Kiln. The header documents the generated API; see also the
+ * README. */
+
+typedef enum kiln_aot_emit {
+    KILN_AOT_SO = 0, /* a shared object (linked by the system C compiler) */
+    KILN_AOT_OBJ,    /* the PIC object file only */
+    KILN_AOT_LLVM,   /* LLVM IR text, after optimization */
+    KILN_AOT_ASM     /* native assembly */
+} kiln_aot_emit;
+
+typedef struct kiln_aot_opts {
+    const char *output; /* the file to write (required) */
+    const char *header; /* also write the C header here; NULL: none */
+    /* C prefix of the entry points (`mnist` -> mnist_infer); NULL: the base
+     * name of `header` without ".h", else of `output` without "lib" and
+     * the extension. */
+    const char *prefix;
+    const char *load;   /* checkpoint with the weights; NULL: initialized with `seed` */
+    int64_t seed;       /* as kiln_model_opts.seed */
+    int train;          /* also export a train step and a checkpoint writer */
+    int no_embed;       /* embed no weights: the library loads a checkpoint at run time */
+    kiln_aot_emit emit;
+    const char *cpu;    /* target CPU ("x86-64-v3", ...); NULL: this machine's */
+    const char *cc;     /* the linker driver; NULL: the C compiler Kiln was built with */
+} kiln_aot_opts;
+
+/* Compiles `m` ahead of time: runs the "train" pipeline (o->train) or the
+ * "infer" one unless the module already has a @train_step, initializes or
+ * loads the weights, and writes o->output (and o->header). The module is
+ * changed by the passes and stays the caller's. */
+KILN_API kiln_status kiln_compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag *d);
+
 /* ---------------------------------------------------------------- summary */
 
 /* Keras' summary table (layers, output shapes, parameter counts, totals).

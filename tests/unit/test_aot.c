@@ -1,0 +1,681 @@
+/* test_aot.c — ahead-of-time compilation: shared objects written by
+ * kiln_compile_aot, loaded with dlopen as a C program would link them, held
+ * against the JIT: inference within 1e-5, 100 train steps landing on the
+ * same weights (and a checkpoint the runtime reads), the library's own
+ * safetensors loader refusing bad files by exact text, argument errors,
+ * label errors, and allocation failures while compiling. */
+#include "testutil.h"
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/checkpoint.h"
+#include "runtime/data.h"
+
+#define DATA_DIR "/usr/share/datasets/fashion-mnist"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char g_dir[64];
+
+static void tmp_setup(void) {
+    strcpy(g_dir, "/tmp/kiln-aot-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+}
+
+static void tmp_teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
+}
+
+static const char *tpath(const char *name) {
+    static char buf[8][256];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 256, "%s/%s", g_dir, name);
+    return p;
+}
+
+/* The entry points of a library with prefix "m". */
+typedef struct lib {
+    void *dl;
+    uint32_t (*abi_version)(void);
+    int (*check_version)(uint32_t, char *, size_t);
+    const char *(*status_string)(int);
+    size_t (*size)(int64_t);
+    int (*init)(void *, size_t, int64_t, void **);
+    int (*create)(int64_t, void **);
+    void (*destroy)(void *);
+    const char *(*last_error)(const void *);
+    int (*load)(void *, const char *);
+    int (*infer)(void *, int64_t, const float *, float *);
+    int (*evaluate)(void *, int64_t, const float *, const void *, float *, float *);
+    int (*train_step)(void *, int64_t, const float *, const void *, float *, float *);
+    int (*save)(void *, const char *);
+} lib;
+
+static void *sym(lib *l, const char *name, bool required) {
+    char full[64];
+    snprintf(full, sizeof full, "m_%s", name);
+    void *p = dlsym(l->dl, full);
+    if (required) ck_assert_msg(p != NULL, "%s is not exported", full);
+    return p;
+}
+
+static kiln_module *load_module(const char *path_or_text, bool text) {
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *m = NULL;
+    kiln_status st =
+        text ? kiln_model_file_parse(path_or_text, strlen(path_or_text), "model.kiln", &m, d)
+             : kiln_model_file_load(path_or_text, &m, d);
+    ck_assert_msg(st == KILN_OK, "%s", kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    return m;
+}
+
+/* Compiles a model (a file path, or .kiln text) to tmp/<so> and opens it. */
+static lib compile_lib(const char *model, bool text, const char *so, const kiln_aot_opts *extra) {
+    kiln_module *m = load_module(model, text);
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    if (extra) o = *extra;
+    o.output = tpath(so);
+    o.prefix = "m";
+    kiln_diag *d = kiln_diag_create();
+    kiln_status st = kiln_compile_aot(m, &o, d);
+    ck_assert_msg(st == KILN_OK, "compile: %s", kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+    lib l;
+    memset(&l, 0, sizeof l);
+    l.dl = dlopen(tpath(so), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(l.dl != NULL, "dlopen: %s", dlerror());
+    *(void **)&l.abi_version = sym(&l, "abi_version", true);
+    *(void **)&l.check_version = sym(&l, "check_version", true);
+    *(void **)&l.status_string = sym(&l, "status_string", true);
+    *(void **)&l.size = sym(&l, "size", true);
+    *(void **)&l.init = sym(&l, "init", true);
+    *(void **)&l.create = sym(&l, "create", true);
+    *(void **)&l.destroy = sym(&l, "destroy", true);
+    *(void **)&l.last_error = sym(&l, "last_error", true);
+    *(void **)&l.load = sym(&l, "load", true);
+    *(void **)&l.infer = sym(&l, "infer", true);
+    *(void **)&l.evaluate = sym(&l, "evaluate", false);
+    *(void **)&l.train_step = sym(&l, "train_step", o.train);
+    *(void **)&l.save = sym(&l, "save", o.train);
+    if (!o.train) ck_assert_ptr_null(dlsym(l.dl, "m_train_step"));
+    return l;
+}
+
+static kiln_model *jit_model(const char *model, bool text, int64_t seed) {
+    kiln_diag *d = kiln_diag_create();
+    kiln_model_opts o = {KILN_BACKEND_JIT, 1, seed};
+    kiln_model *mo = NULL;
+    kiln_status st = kiln_model_create(load_module(model, text), &o, &mo, d);
+    ck_assert_msg(st == KILN_OK, "model: %s", kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    return mo;
+}
+
+static void *create(lib *l, int64_t max_batch) {
+    void *h = NULL;
+    int st = l->create(max_batch, &h);
+    ck_assert_int_eq(st, KILN_OK);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_str_eq(l->last_error(h), "");
+    return h;
+}
+
+static void write_bytes(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static const char *k_mnist = KILN_SOURCE_DIR "/examples/mnist_mlp.kiln";
+
+/* ------------------------------------------------------------- inference */
+
+START_TEST(infer_matches_jit) {
+    /* Freshly initialized weights with one seed on both sides. */
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.seed = 7;
+    lib l = compile_lib(k_mnist, false, "libm.so", &o);
+    kiln_model *mo = jit_model(k_mnist, false, 7);
+    enum { N = 300, IN = 784, OUT = 10 };
+    float *x = malloc(sizeof(float) * N * IN), *a = malloc(sizeof(float) * N * OUT);
+    float *b = malloc(sizeof(float) * N * OUT);
+    tu_fill_uniform(x, (int64_t)N * IN, 11, 0.0f, 1.0f);
+    void *h = create(&l, N);
+    static const int batches[] = {1, 7, 128, N};
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        int nb = batches[k];
+        ck_assert_int_eq(l.infer(h, nb, x, a), KILN_OK);
+        ck_assert_int_eq(kiln_model_predict(mo, x, nb, b, NULL), KILN_OK);
+        double e = tu_max_rel_err(a, b, (int64_t)nb * OUT);
+        ck_assert_msg(e <= 1e-5, "batch %d: AOT and JIT differ by %g", nb, e);
+        double sum = 0;
+        for (int j = 0; j < OUT; j++) sum += a[j];
+        ck_assert_msg(fabs(sum - 1) < 1e-5, "softmax row sums to %g", sum);
+    }
+    /* A batch of 1 repeatedly gives the same answer (no state leaks between calls). */
+    ck_assert_int_eq(l.infer(h, 1, x + IN, a), KILN_OK);
+    ck_assert_int_eq(kiln_model_predict(mo, x + IN, 1, b, NULL), KILN_OK);
+    ck_assert_double_le(tu_max_rel_err(a, b, OUT), 1e-5);
+    l.destroy(h);
+    kiln_model_dispose(mo);
+    dlclose(l.dl);
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* Weights from a checkpoint (--load), embedded; and the same checkpoint
+ * read at run time by a library without embedded weights. */
+START_TEST(load_embeds_and_reads_checkpoints) {
+    kiln_model *mo = jit_model(k_mnist, false, 5);
+    /* Some training, so the weights differ from any initialization. */
+    kiln_diag *d = kiln_diag_create();
+    kiln_dataset *ds = NULL;
+    ck_assert_msg(kiln_dataset_load(DATA_DIR, "test", &ds, d) == KILN_OK, "%s",
+                  kiln_diag_message(d));
+    kiln_dataset_truncate(ds, 640);
+    kiln_fit_opts fo = {0};
+    fo.epochs = 1;
+    fo.batch_size = 64;
+    ck_assert_int_eq(kiln_model_fit(mo, ds, &fo, d), KILN_OK);
+    ck_assert_int_eq(kiln_model_save(mo, tpath("ckpt.safetensors"), d), KILN_OK);
+
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.load = tpath("ckpt.safetensors");
+    lib emb = compile_lib(k_mnist, false, "libemb.so", &o);
+    memset(&o, 0, sizeof o);
+    o.no_embed = 1;
+    lib file = compile_lib(k_mnist, false, "libfile.so", &o);
+
+    enum { N = 64, IN = 784, OUT = 10 };
+    float x[N * IN], a[N * OUT], b[N * OUT], c[N * OUT];
+    ck_assert_int_eq(kiln_dataset_read(ds, 0, N, x, d), KILN_OK);
+    ck_assert_int_eq(kiln_model_predict(mo, x, N, c, d), KILN_OK);
+    void *he = create(&emb, N), *hf = create(&file, N);
+    ck_assert_int_eq(emb.infer(he, N, x, a), KILN_OK);
+    ck_assert_double_le(tu_max_rel_err(a, c, N * OUT), 1e-5);
+    /* No weights yet: refused with a message that says what to do. */
+    ck_assert_int_eq(file.infer(hf, N, x, b), KILN_ERR_INVALID);
+    ck_assert_str_eq(file.last_error(hf),
+                     "m_infer: the model has no weights yet: call m_load first");
+    ck_assert_int_eq(file.load(hf, tpath("ckpt.safetensors")), KILN_OK);
+    ck_assert_int_eq(file.infer(hf, N, x, b), KILN_OK);
+    ck_assert_double_le(tu_max_rel_err(b, c, N * OUT), 1e-5);
+    /* evaluate = the JIT's loss and accuracy on the same batch. */
+    float y[N * OUT] = {0}, loss = 0, acc = 0;
+    kiln_dataset_read(ds, 0, N, x, d);
+    rt_dataset *rt = NULL;
+    ck_assert_int_eq(rt_dataset_load_dir(DATA_DIR, RT_SPLIT_TEST, &rt, d), KILN_OK);
+    ck_assert_int_eq(rt_batch_slice(rt, 0, N, x, y, OUT, NULL, d), KILN_OK);
+    ck_assert_int_eq(emb.evaluate(he, N, x, y, &loss, &acc), KILN_OK);
+    kiln_dataset_truncate(ds, N);
+    double jl, ja;
+    ck_assert_int_eq(kiln_model_evaluate(mo, ds, N, 0, &jl, &ja, d), KILN_OK);
+    ck_assert_double_le(fabs(loss - jl), 1e-5 * fmax(1, fabs(jl)));
+    ck_assert_double_le(fabs(acc - ja), 1e-6);
+    rt_dataset_free(rt);
+    emb.destroy(he);
+    file.destroy(hf);
+    dlclose(emb.dl);
+    dlclose(file.dl);
+    kiln_dataset_dispose(ds);
+    kiln_model_dispose(mo);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- training */
+
+START_TEST(train_matches_jit) {
+    enum { STEPS = 100, B = 32, IN = 784, OUT = 10 };
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.train = 1;
+    o.seed = 3;
+    lib l = compile_lib(k_mnist, false, "libtrain.so", &o);
+    kiln_model *mo = jit_model(k_mnist, false, 3);
+    kiln_diag *d = kiln_diag_create();
+    kiln_dataset *ds = NULL;
+    ck_assert_msg(kiln_dataset_load(DATA_DIR, "test", &ds, d) == KILN_OK, "%s",
+                  kiln_diag_message(d));
+    kiln_dataset_truncate(ds, STEPS * B);
+    rt_dataset *rt = NULL;
+    ck_assert_int_eq(rt_dataset_load_dir(DATA_DIR, RT_SPLIT_TEST, &rt, d), KILN_OK);
+
+    /* JIT: Keras' fit in dataset order. */
+    kiln_fit_opts fo = {0};
+    fo.epochs = 1;
+    fo.batch_size = B;
+    fo.no_shuffle = 1;
+    ck_assert_msg(kiln_model_fit(mo, ds, &fo, d) == KILN_OK, "%s", kiln_diag_message(d));
+    /* AOT: the same batches through m_train_step. */
+    void *h = create(&l, B);
+    static float x[B * IN], y[B * OUT];
+    float loss = 0, acc = 0;
+    for (int s = 0; s < STEPS; s++) {
+        ck_assert_int_eq(rt_batch_slice(rt, (int64_t)s * B, B, x, y, OUT, NULL, d), KILN_OK);
+        ck_assert_int_eq(l.train_step(h, B, x, y, &loss, &acc), KILN_OK);
+        ck_assert(isfinite(loss) && acc >= 0 && acc <= 1);
+    }
+    ck_assert_int_eq(l.save(h, tpath("aot.safetensors")), KILN_OK);
+    ck_assert_int_eq(kiln_model_save(mo, tpath("jit.safetensors"), d), KILN_OK);
+
+    /* Every tensor — weights and Adam's state — within 1e-5. */
+    rt_st_file *fa = NULL, *fj = NULL;
+    ck_assert_msg(rt_st_load(tpath("aot.safetensors"), &fa, d) == KILN_OK, "%s",
+                  kiln_diag_message(d));
+    ck_assert_int_eq(rt_st_load(tpath("jit.safetensors"), &fj, d), KILN_OK);
+    ck_assert_int_eq(rt_st_count(fa), rt_st_count(fj));
+    for (int i = 0; i < rt_st_count(fj); i++) {
+        const rt_st_tensor *tj = rt_st_at(fj, i), *ta = rt_st_find(fa, tj->name);
+        ck_assert_msg(ta != NULL, "the AOT checkpoint lacks %s", tj->name);
+        ck_assert_int_eq(ta->dtype, tj->dtype);
+        ck_assert_int_eq(ta->rank, tj->rank);
+        ck_assert_uint_eq(ta->nbytes, tj->nbytes);
+        if (tj->dtype == RT_ST_I32) {
+            ck_assert_int_eq(memcmp(ta->data, tj->data, tj->nbytes), 0);
+            continue;
+        }
+        double e = tu_max_rel_err(ta->data, tj->data, (int64_t)(tj->nbytes / 4));
+        ck_assert_msg(e <= 1e-5, "%s: AOT and JIT differ by %g after %d steps", tj->name, e, STEPS);
+    }
+    int32_t iters;
+    memcpy(&iters, rt_st_find(fa, "optimizer.iterations")->data, 4);
+    ck_assert_int_eq(iters, STEPS);
+    ck_assert_str_eq(rt_st_meta_get(fa, "step"), "100");
+    ck_assert_str_eq(rt_st_meta_get(fa, "format"), "kiln");
+    ck_assert_str_eq(rt_st_meta_get(fa, "model"), "mnist_mlp");
+
+    /* The runtime reads it as its own: structure recognised, training position kept. */
+    kiln_model *mo2 = jit_model(k_mnist, false, 9);
+    ck_assert_msg(kiln_model_load(mo2, tpath("aot.safetensors"), KILN_LOAD_STRICT, d) == KILN_OK,
+                  "%s", kiln_diag_message(d));
+    rt_ckpt_report rep;
+    void *globals[32] = {0};
+    const kiln_module *km = kiln_model_module(mo2);
+    for (int i = 0; i < km->n_globals; i++)
+        globals[i] = malloc((size_t)ir_type_numel(&km->globals[i]->type, 1) * 4);
+    ck_assert_int_eq(
+        rt_ckpt_load(tpath("aot.safetensors"), km, globals, RT_CKPT_STRICT, 0, &rep, d), KILN_OK);
+    ck_assert(rep.structure_match);
+    ck_assert_int_eq(rep.progress.step, STEPS);
+    rt_ckpt_report_free(&rep);
+    for (int i = 0; i < km->n_globals; i++) free(globals[i]);
+    /* And the library reads its own checkpoint back: training resumes exactly. */
+    void *h2 = create(&l, B);
+    ck_assert_int_eq(l.load(h2, tpath("aot.safetensors")), KILN_OK);
+    float loss1, loss2, acc1;
+    ck_assert_int_eq(rt_batch_slice(rt, 0, B, x, y, OUT, NULL, d), KILN_OK);
+    ck_assert_int_eq(l.train_step(h, B, x, y, &loss1, &acc1), KILN_OK);
+    ck_assert_int_eq(l.train_step(h2, B, x, y, &loss2, &acc1), KILN_OK);
+    ck_assert_float_eq(loss1, loss2);
+    l.destroy(h2);
+
+    rt_st_free(fa);
+    rt_st_free(fj);
+    rt_dataset_free(rt);
+    l.destroy(h);
+    dlclose(l.dl);
+    kiln_model_dispose(mo);
+    kiln_model_dispose(mo2);
+    kiln_dataset_dispose(ds);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
+/* ------------------------------------------------------- the loader refuses */
+
+static const char *k_small = "model small\n"
+                             "input x : f32[?, 4]\n"
+                             "label y : i32[?]\n"
+                             "h = dense(x, 3, activation=relu)\n"
+                             "p = dense(h, 2, activation=softmax)\n"
+                             "output p\n"
+                             "loss sparse_categorical_crossentropy(p, y)\n"
+                             "train {\n  optimizer = sgd(lr=0.1)\n  metrics = [accuracy]\n}\n";
+
+/* A safetensors file: the header text (padded to 8), then `data` bytes. */
+static void write_st(const char *path, const char *json, const void *data, size_t n) {
+    size_t hl = (strlen(json) + 7) / 8 * 8;
+    size_t total = 8 + hl + n;
+    unsigned char *buf = calloc(1, total);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memset(buf + 8, ' ', hl);
+    memcpy(buf + 8, json, strlen(json));
+    if (n) memcpy(buf + 8 + hl, data, n);
+    write_bytes(path, buf, total);
+    free(buf);
+}
+
+/* The four tensors of k_small: h.kernel [4,3], h.bias [3], p.kernel [3,2], p.bias [2]. */
+#define SMALL_OK                                                                                   \
+    "{\"h.kernel\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]},"                   \
+    "\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"                       \
+    "\"p.kernel\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[60,84]},"                   \
+    "\"p.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[84,92]}}"
+
+typedef struct refusal {
+    const char *json; /* NULL: raw bytes below */
+    int data_bytes;
+    int status;
+    const char *message; /* %s: the file's path */
+} refusal;
+
+START_TEST(loader_refuses_bad_files) {
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.no_embed = 1;
+    lib l = compile_lib(k_small, true, "libsmall.so", &o);
+    void *h = create(&l, 4);
+    float data[32];
+    for (int i = 0; i < 32; i++) data[i] = 0.25f * (float)(i % 7) - 0.5f;
+    const char *good = tpath("good.safetensors");
+    write_st(good, SMALL_OK, data, 92);
+    /* A file written with the metadata, other field order and spacing. */
+    write_st(
+        tpath("meta.safetensors"),
+        "{ \"__metadata__\" : {\"format\":\"kiln\", \"model\":\"small\"},\n"
+        "  \"p.bias\":{\"shape\":[2],\"dtype\":\"F32\",\"data_offsets\":[84,92]},\n"
+        "  \"h.kernel\":{\"dtype\":\"F32\",\"shape\":[4, 3],\"data_offsets\":[0,48]},\n"
+        "  \"optimizer.p.bias.m\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[92,100]},\n"
+        "  \"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},\n"
+        "  \"p.kernel\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[60,84]} }",
+        data, 100);
+    float x[8] = {0.1f, 0.2f, 0.3f, 0.4f, 1, 0, -1, 2}, ref[4], out[4];
+    ck_assert_int_eq(l.load(h, tpath("meta.safetensors")), KILN_OK);
+    ck_assert_int_eq(l.infer(h, 2, x, ref), KILN_OK);
+    ck_assert_int_eq(l.load(h, good), KILN_OK);
+    ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
+    ck_assert_int_eq(memcmp(ref, out, sizeof ref), 0);
+
+    float nan_data[32];
+    memcpy(nan_data, data, sizeof data);
+    nan_data[12 + 1] = NAN; /* h.bias[1] */
+    static const refusal cases[] = {
+        {SMALL_OK, 91, KILN_ERR_INVALID,
+         "%s: tensor 'p.bias' has data_offsets [84, 92] outside the data (91 bytes)"},
+        {SMALL_OK, 96, KILN_ERR_INVALID,
+         "%s: the tensors cover 92 bytes but the file holds 96 bytes of data"},
+        {"{\"h.kernel\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]},"
+         "\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"
+         "\"p.kernel\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[60,84]}}",
+         84, KILN_ERR_SHAPE, "%s: tensor 'p.bias' is missing; the model expects F32 [2]"},
+        {"{\"h.kernel\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]}}", 48,
+         KILN_ERR_SHAPE, "%s: tensor 'h.kernel' has shape [3,4], the model expects [4,3]"},
+        {"{\"h.bias\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[0,12]}}", 12,
+         KILN_ERR_SHAPE, "%s: tensor 'h.bias' has dtype I32, the model expects F32"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+         "\"dense_7.kernel\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
+         16, KILN_ERR_SHAPE, "%s: tensor 'dense_7.kernel' is not in the model"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+         "\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]}}",
+         24, KILN_ERR_INVALID, "%s: tensor 'h.bias' appears twice"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16,
+         KILN_ERR_INVALID, "%s: tensor 'h.bias': data_offsets cover 16 bytes, its shape needs 12"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,0]}}", 12,
+         KILN_ERR_INVALID,
+         "%s: tensor 'h.bias' has data_offsets [12, 0] outside the data (12 bytes)"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3]}}", 0, KILN_ERR_INVALID,
+         "%s: tensor 'h.bias' lacks dtype, shape or data_offsets"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12],\"crc\":1}}", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 67: unknown field (a tensor has dtype, shape "
+         "and data_offsets)"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"shape\":[3],\"data_offsets\":[0,12]}}", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 45: duplicate field 'shape'"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[-3],\"data_offsets\":[0,12]}}", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 42: a shape holds non-negative integers"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3.0],\"data_offsets\":[0,12]}}", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 43: a shape holds non-negative integers"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,3],\"data_offsets\":[0,12]}}",
+         12, KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 58: a shape has more than 8 dimensions"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 72: expected ',' or '}' after a tensor"},
+        {"{\"h.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}} x", 12,
+         KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 69: unexpected bytes after the header"},
+        {"{\"__metadata__\":{\"step\":3}}", 0, KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 32: __metadata__ must map strings to strings"},
+        {"[]", 0, KILN_ERR_INVALID, "%s: malformed safetensors header near byte 8: expected '{'"},
+        {"{\"h.b\x01\":{}}", 0, KILN_ERR_INVALID,
+         "%s: malformed safetensors header near byte 13: expected a tensor name"},
+    };
+    char want[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const refusal *c = &cases[i];
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu.safetensors", i);
+        const char *path = tpath(name);
+        float zeros[32] = {0};
+        write_st(path, c->json, i < 2 ? data : zeros, (size_t)c->data_bytes);
+        int st = l.load(h, path);
+        snprintf(want, sizeof want, c->message, path);
+        ck_assert_msg(st == c->status, "case %zu: status %d, want %d (%s)", i, st, c->status,
+                      l.last_error(h));
+        ck_assert_str_eq(l.last_error(h), want);
+        /* All or nothing: the weights are those of the last good load. */
+        ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
+        ck_assert_int_eq(memcmp(ref, out, sizeof ref), 0);
+    }
+    /* NaN in the data, a missing file, a short file, a header larger than the file. */
+    const char *nanf = tpath("nan.safetensors");
+    write_st(nanf, SMALL_OK, nan_data, 92);
+    ck_assert_int_eq(l.load(h, nanf), KILN_ERR_NONFINITE);
+    snprintf(want, sizeof want, "%s: tensor 'h.bias' holds NaN or Inf at element 1", nanf);
+    ck_assert_str_eq(l.last_error(h), want);
+    ck_assert_int_eq(l.load(h, tpath("absent.safetensors")), KILN_ERR_IO);
+    snprintf(want, sizeof want, "%s: No such file or directory", tpath("absent.safetensors"));
+    ck_assert_str_eq(l.last_error(h), want);
+    write_bytes(tpath("short"), "\x10\0\0", 3);
+    ck_assert_int_eq(l.load(h, tpath("short")), KILN_ERR_INVALID);
+    snprintf(want, sizeof want, "%s: not a safetensors file (shorter than 8 bytes)",
+             tpath("short"));
+    ck_assert_str_eq(l.last_error(h), want);
+    write_bytes(tpath("big"), "\x00\x01\0\0\0\0\0\0{}", 10);
+    ck_assert_int_eq(l.load(h, tpath("big")), KILN_ERR_INVALID);
+    snprintf(want, sizeof want,
+             "%s: not a safetensors file: header length 256 does not fit a file of 10 bytes",
+             tpath("big"));
+    ck_assert_str_eq(l.last_error(h), want);
+    ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
+    ck_assert_int_eq(memcmp(ref, out, sizeof ref), 0);
+    l.destroy(h);
+    dlclose(l.dl);
+}
+END_TEST
+
+/* ------------------------------------------------------------- arguments */
+
+START_TEST(arguments_and_labels) {
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.train = 1;
+    lib l = compile_lib(k_small, true, "libargs.so", &o);
+    /* Version check and status strings. */
+    char msg[256];
+    ck_assert_uint_eq(l.abi_version(),
+                      (KILN_VERSION_MAJOR << 16) | (KILN_VERSION_MINOR << 8) | KILN_VERSION_PATCH);
+    ck_assert_int_eq(l.check_version(l.abi_version(), msg, sizeof msg), KILN_OK);
+    ck_assert_str_eq(msg, "");
+    ck_assert_int_eq(l.check_version(0x000203, msg, sizeof msg), KILN_ERR_VERSION);
+    char want[256];
+    snprintf(want, sizeof want,
+             "m: version mismatch: the library was built by Kiln %s, the header by Kiln 0.2.3; "
+             "regenerate both with the same 'kiln compile'",
+             KILN_VERSION_STRING);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(l.check_version(0x000203, NULL, 0), KILN_ERR_VERSION);
+    ck_assert_str_eq(l.status_string(KILN_ERR_SHAPE), "shape mismatch");
+    ck_assert_str_eq(l.status_string(99), "unknown status");
+
+    /* Handles: sizes, caller memory, bad arguments. */
+    void *h = NULL;
+    ck_assert_uint_eq(l.size(0), 0);
+    ck_assert_uint_gt(l.size(1), 0);
+    ck_assert_uint_eq(l.size(9) - l.size(8), l.size(2) - l.size(1)); /* linear in max_batch */
+    ck_assert_int_eq(l.create(0, &h), KILN_ERR_INVALID);
+    ck_assert_int_eq(l.create((int64_t)1 << 40, &h), KILN_ERR_LIMIT);
+    ck_assert_ptr_null(h);
+    ck_assert_int_eq(l.create(4, NULL), KILN_ERR_INVALID);
+    size_t sz = l.size(4);
+    char *mem = aligned_alloc(64, (sz + 64 + 63) / 64 * 64);
+    ck_assert_int_eq(l.init(mem + 8, sz, 4, &h), KILN_ERR_INVALID); /* misaligned */
+    ck_assert_int_eq(l.init(mem, sz - 1, 4, &h), KILN_ERR_INVALID); /* too small */
+    ck_assert_int_eq(l.init(mem, sz, 4, &h), KILN_OK);
+    ck_assert_ptr_eq(h, mem);
+    float x[8] = {0.1f, 0.2f, 0.3f, 0.4f, 1, 0, -1, 2}, out[16], loss, acc;
+    int32_t y[5] = {0, 1, 1, 0, 1};
+    ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
+    ck_assert_int_eq(l.infer(h, 5, x, out), KILN_ERR_LIMIT);
+    ck_assert_str_eq(l.last_error(h), "m_infer: batch 5 exceeds the max_batch of this handle (4)");
+    ck_assert_int_eq(l.infer(h, -1, x, out), KILN_ERR_INVALID);
+    ck_assert_str_eq(l.last_error(h), "m_infer: batch -1 is negative");
+    ck_assert_int_eq(l.infer(h, 2, NULL, out), KILN_ERR_INVALID);
+    ck_assert_str_eq(l.last_error(h), "m_infer: 'x' is NULL");
+    ck_assert_int_eq(l.evaluate(h, 2, x, y, &loss, NULL), KILN_ERR_INVALID);
+    ck_assert_str_eq(l.last_error(h), "m_evaluate: 'accuracy' is NULL");
+    ck_assert_int_eq(l.infer(NULL, 2, x, out), KILN_ERR_INVALID);
+    ck_assert_str_eq(l.last_error(NULL), "invalid model handle");
+
+    /* A label out of range: the error record becomes the message. */
+    ck_assert_int_eq(l.train_step(h, 2, x, y, &loss, &acc), KILN_OK);
+    int32_t bad[2] = {1, 7};
+    ck_assert_int_eq(l.train_step(h, 2, x, bad, &loss, &acc), KILN_ERR_INVALID);
+    const char *e = l.last_error(h);
+    ck_assert_msg(strstr(e, "m_train_step: ") == e &&
+                      strstr(e, ": label 7 is out of range [0, 2) (model.kiln:7:6)"),
+                  "message: %s", e);
+    ck_assert_int_eq(l.evaluate(h, 2, x, bad, &loss, &acc), KILN_ERR_INVALID);
+    ck_assert_msg(strstr(l.last_error(h), ": label 7 is out of range [0, 2)") != NULL, "%s",
+                  l.last_error(h));
+
+    /* Saving NaN weights is refused and keeps the previous file. */
+    ck_assert_int_eq(l.save(h, tpath("s.safetensors")), KILN_OK);
+    ck_assert_int_eq(l.save(h, tpath("nodir/s.safetensors")), KILN_ERR_IO);
+    float nanx[8] = {NAN, 0, 0, 0, NAN, 0, 0, 0};
+    l.train_step(h, 2, nanx, y, &loss, &acc);
+    ck_assert(isnan(loss));
+    ck_assert_int_eq(l.save(h, tpath("s.safetensors")), KILN_ERR_NONFINITE);
+    ck_assert_msg(strstr(l.last_error(h),
+                         ": not saved: tensor 'h.kernel' holds NaN or Inf at element 0; "
+                         "the previous checkpoint is kept") != NULL,
+                  "%s", l.last_error(h));
+    kiln_diag *d = kiln_diag_create();
+    rt_st_file *f = NULL;
+    ck_assert_int_eq(rt_st_load(tpath("s.safetensors"), &f, d), KILN_OK);
+    ck_assert_str_eq(rt_st_meta_get(f, "step"), "1");
+    rt_st_free(f);
+    kiln_diag_dispose(d);
+
+    /* destroy invalidates caller memory without freeing it. */
+    l.destroy(h);
+    ck_assert_int_eq(l.infer(h, 1, x, out), KILN_ERR_INVALID);
+    free(mem);
+    dlclose(l.dl);
+}
+END_TEST
+
+/* -------------------------------------------------------- compiler errors */
+
+START_TEST(compile_errors) {
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *m =
+        load_module("model nl\ninput x : f32[?, 4]\np = dense(x, 2)\noutput p\n", true);
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.output = tpath("x.so");
+    o.train = 1;
+    ck_assert_int_eq(kiln_compile_aot(m, &o, d), KILN_ERR_INVALID);
+    ck_assert_str_eq(
+        kiln_diag_message(d),
+        "kiln: error: nl: --train needs a model with a loss and an optimizer (a train block)\n");
+    kiln_diag_clear(d);
+    o.train = 0;
+    o.prefix = "2fast";
+    ck_assert_int_eq(kiln_compile_aot(m, &o, d), KILN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(kiln_diag_message(d), "the prefix '2fast' is not a C identifier"));
+    kiln_diag_clear(d);
+    o.prefix = NULL;
+    o.cc = "/nonexistent/cc";
+    ck_assert_int_eq(kiln_compile_aot(m, &o, d), KILN_ERR_BACKEND);
+    ck_assert_str_eq(
+        kiln_diag_message(d),
+        "kiln: error: aot: cannot run the linker '/nonexistent/cc': No such file or directory\n");
+    ck_assert_int_eq(access(tpath("x.so"), F_OK), -1);
+    kiln_diag_clear(d);
+    /* --weights file and --load together make no sense. */
+    o.cc = NULL;
+    o.no_embed = 1;
+    o.load = "w.safetensors";
+    ck_assert_int_eq(kiln_compile_aot(m, &o, d), KILN_ERR_INVALID);
+    kiln_module_dispose(m);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
+/* Allocation N fails, for every N: each run ends in a clean error. */
+START_TEST(allocation_failures) {
+    const char *text = "model tiny\ninput x : f32[?, 4]\nlabel y : f32[?, 2]\n"
+                       "p = dense(x, 2, activation=softmax)\noutput p\n"
+                       "loss categorical_crossentropy(p, y)\ntrain {\n  optimizer = adam()\n}\n";
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.output = tpath("tiny.ll");
+    o.header = tpath("tiny.h");
+    o.emit = KILN_AOT_LLVM;
+    o.train = 1;
+    long n;
+    for (n = 1; n < 20000; n++) {
+        kiln_module *m = load_module(text, true);
+        kiln_diag *d = kiln_diag_create();
+        kiln_test_alloc_fail_at(n);
+        kiln_status st = kiln_compile_aot(m, &o, d);
+        bool failed = kiln_test_alloc_failed();
+        kiln_test_alloc_fail_at(0);
+        kiln_module_dispose(m);
+        kiln_diag_dispose(d);
+        if (!failed) {
+            ck_assert_int_eq(st, KILN_OK);
+            break;
+        }
+        ck_assert_msg(st != KILN_OK, "allocation %ld failed but kiln_compile_aot succeeded", n);
+    }
+    ck_assert_msg(n > 10 && n < 20000, "%ld allocations", n);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("aot");
+    TCase *t = tcase_create("aot");
+    tcase_add_checked_fixture(t, tmp_setup, tmp_teardown);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, infer_matches_jit);
+    tcase_add_test(t, load_embeds_and_reads_checkpoints);
+    tcase_add_test(t, train_matches_jit);
+    tcase_add_test(t, loader_refuses_bad_files);
+    tcase_add_test(t, arguments_and_labels);
+    tcase_add_test(t, compile_errors);
+    tcase_add_test(t, allocation_failures);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s);
+}
