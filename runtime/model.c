@@ -26,11 +26,14 @@ struct kiln_dataset {
     rt_dataset *rt;
 };
 
-/* One function of the model and how to call it. */
+/* One function of the model and how to call it. With the JIT each
+ * function is its own program, compiled when first needed: `kiln eval`
+ * never pays for train_step, and training starts after train_step alone. */
 typedef struct rt_fn {
     kiln_func *f;
-    cg_entry_fn entry;          /* JIT */
-    const cg_func_info *info;   /* JIT */
+    cg_program *prog;         /* JIT, NULL until compiled */
+    cg_entry_fn entry;
+    const cg_func_info *info;
 } rt_fn;
 
 struct kiln_model {
@@ -40,8 +43,7 @@ struct kiln_model {
     uint64_t seed;
     rt_fn infer, loss, train;
     void **globals; /* data of global i */
-    cg_program *prog;
-    double compile_ms;
+    double compile_ms; /* JIT compile time so far, all functions */
     /* Buffers sized for `cap` samples, grown when a larger batch comes. */
     int64_t cap;
     float *x, *y;
@@ -58,6 +60,10 @@ struct kiln_model {
     rt_shuffle_state pending_shuffle; /* from a checkpoint, applied at fit */
     kiln_progress *hist;
     int n_hist, cap_hist;
+    /* fit: every global's data as the epoch started, so that a non-finite
+     * loss can be traced on the weights the failing step started from
+     * (nonfinite_loss); allocated at the first fit that stops on one. */
+    char *snap;
 };
 
 static double now_s(void) {
@@ -145,14 +151,25 @@ kiln_status kiln_dataset_read_labels(const kiln_dataset *ds, int64_t first, int6
 
 /* ------------------------------------------------------------- creation */
 
-static kiln_status bind_fn(kiln_model *mo, rt_fn *fn, const char *name, kiln_diag *d) {
+static void bind_fn(kiln_model *mo, rt_fn *fn, const char *name) {
     memset(fn, 0, sizeof *fn);
     fn->f = kiln_module_func(mo->m, name);
-    if (!fn->f || !mo->prog) return KILN_OK;
-    fn->entry = cg_program_entry(mo->prog, name);
-    fn->info = cg_program_func(mo->prog, name);
+}
+
+/* Compiles fn with the JIT the first time it is needed. */
+static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
+    if (mo->backend != KILN_BACKEND_JIT || fn->prog || !fn->f) return KILN_OK;
+    cg_options co;
+    memset(&co, 0, sizeof co);
+    co.only_func = fn->f->name;
+    kiln_status st = cg_jit_compile(mo->m, &co, &fn->prog, d);
+    if (st) return st;
+    mo->compile_ms += cg_program_compile_ms(fn->prog);
+    fn->entry = cg_program_entry(fn->prog, fn->f->name);
+    fn->info = cg_program_func(fn->prog, fn->f->name);
     if (!fn->entry || !fn->info)
-        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'", name);
+        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'",
+                        fn->f->name);
     return KILN_OK;
 }
 
@@ -218,16 +235,13 @@ kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_mod
     bool can_train = kiln_module_func(m, "loss") && m->train.present &&
                      m->train.opt.kind != IR_OPT_NONE;
     if (!has_train) st = pass_run_pipeline(m, can_train ? "train" : "infer", NULL, d);
-    if (!st && mo->backend == KILN_BACKEND_JIT) {
-        cg_options co;
-        memset(&co, 0, sizeof co);
-        st = cg_jit_compile(m, &co, &mo->prog, d);
-        if (!st) mo->compile_ms = cg_program_compile_ms(mo->prog);
-    }
-    if (!st) st = bind_fn(mo, &mo->infer, "infer", d);
-    if (!st) st = bind_fn(mo, &mo->loss, "loss", d);
-    if (!st) st = bind_fn(mo, &mo->train, "train_step", d);
+    bind_fn(mo, &mo->infer, "infer");
+    bind_fn(mo, &mo->loss, "loss");
+    bind_fn(mo, &mo->train, "train_step");
     if (!st) st = check_interface(mo, d);
+    /* The main function compiles now, so its errors and its compile time
+     * show at creation; the others when first used. */
+    if (!st) st = compile_fn(mo, mo->train.f ? &mo->train : &mo->infer, d);
     if (!st) st = init_globals(mo, d);
     if (st) {
         kiln_model_dispose(mo);
@@ -242,13 +256,16 @@ void kiln_model_dispose(kiln_model *mo) {
     if (mo->globals)
         for (int i = 0; i < mo->m->n_globals; i++) ir_aligned_free(mo->globals[i]);
     ir_free(mo->globals);
-    cg_program_dispose(mo->prog);
+    cg_program_dispose(mo->infer.prog);
+    cg_program_dispose(mo->loss.prog);
+    cg_program_dispose(mo->train.prog);
     ir_aligned_free(mo->x);
     ir_aligned_free(mo->y);
     ir_aligned_free(mo->labels);
     ir_aligned_free(mo->ws);
     rt_shuffle_free(&mo->shuffle);
     ir_free(mo->hist);
+    ir_free(mo->snap);
     kiln_module_dispose(mo->m);
     ir_free(mo);
 }
@@ -285,7 +302,7 @@ static kiln_status reserve(kiln_model *mo, int64_t batch, kiln_diag *d) {
         if (!mo->x || !mo->y || !mo->labels) return ir_oom(d);
         mo->cap = batch;
     }
-    if (mo->prog) {
+    if (mo->backend == KILN_BACKEND_JIT) {
         int64_t need = 0;
         const rt_fn *fns[3] = {&mo->infer, &mo->loss, &mo->train};
         for (int i = 0; i < 3; i++)
@@ -305,7 +322,8 @@ static kiln_status reserve(kiln_model *mo, int64_t batch, kiln_diag *d) {
 
 static kiln_status run(kiln_model *mo, const rt_fn *fn, int64_t batch, void *const *args,
                        void *const *results, kiln_diag *d) {
-    if (!mo->prog) return ir_interp_run(fn->f, batch, args, results, mo->globals, d);
+    if (mo->backend != KILN_BACKEND_JIT)
+        return ir_interp_run(fn->f, batch, args, results, mo->globals, d);
     int32_t st = fn->entry(batch, args, results, mo->globals, mo->ws);
     if (st) return cg_func_error(fn->info, mo->ws, batch, st, d);
     return KILN_OK;
@@ -330,17 +348,112 @@ static kiln_status check_data(kiln_model *mo, const rt_dataset *ds, kiln_diag *d
     return rt_dataset_check_labels(ds, mo->n_classes, d);
 }
 
-/* Names the first global holding NaN or Inf, or NULL. */
-static const char *first_nonfinite(const kiln_model *mo) {
-    for (int i = 0; i < mo->m->n_globals; i++) {
-        const ir_global *g = mo->m->globals[i];
-        if (g->type.dtype != IR_F32) continue;
-        const float *p = mo->globals[i];
-        int64_t n = ir_type_numel(&g->type, 1);
-        for (int64_t k = 0; k < n; k++)
-            if (!isfinite(p[k])) return g->name;
+static size_t global_bytes(const ir_global *g) {
+    return (size_t)ir_type_numel(&g->type, 1) * ir_dtype_size(g->type.dtype);
+}
+
+/* Copies every global into mo->snap (to = true) or back (to = false). */
+static kiln_status snapshot(kiln_model *mo, bool to, kiln_diag *d) {
+    const kiln_module *m = mo->m;
+    if (to && !mo->snap) {
+        size_t total = 0;
+        for (int i = 0; i < m->n_globals; i++) total += global_bytes(m->globals[i]);
+        if (!(mo->snap = ir_malloc(total))) return ir_oom(d);
     }
-    return NULL;
+    char *p = mo->snap;
+    for (int i = 0; i < m->n_globals; i++) {
+        size_t b = global_bytes(m->globals[i]);
+        if (to)
+            memcpy(p, mo->globals[i], b);
+        else
+            memcpy(mo->globals[i], p, b);
+        p += b;
+    }
+    return KILN_OK;
+}
+
+static const char *nonfinite_word(float v) { return isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf"; }
+
+/* The step that just ran (step mo->step, batch s_fail of this epoch) had a
+ * NaN or Inf loss. Says why in one line, naming the first non-finite
+ * tensor:
+ *  - the epoch is replayed from mo->snap up to the failing batch, so the
+ *    weights are those the failing step started from (it is deterministic:
+ *    the same batches in the same order), and the model keeps them;
+ *  - the interpreter runs @loss on that batch op by op and names the first
+ *    non-finite value: an input (with its sample in the dataset) or the op
+ *    that computed it, with its source line;
+ *  - failing that (no snapshot, or the rerun stays finite), the first
+ *    parameter the update made non-finite. */
+static kiln_status nonfinite_loss(kiln_model *mo, const rt_dataset *ds, const kiln_fit_opts *o,
+                                  int64_t s_fail, int64_t batch, float loss, kiln_diag *d) {
+    int64_t step = mo->step, n = ds->n;
+    const ir_global *param = NULL;
+    int64_t param_at = 0;
+    float param_val = 0;
+    for (int i = 0; i < mo->m->n_globals && !param; i++) {
+        const ir_global *g = mo->m->globals[i];
+        if (g->kind != IR_GLOBAL_PARAM || g->type.dtype != IR_F32) continue;
+        const float *v = mo->globals[i];
+        for (int64_t k = 0, c = ir_type_numel(&g->type, 1); k < c; k++)
+            if (!isfinite(v[k])) {
+                param = g;
+                param_at = k;
+                param_val = v[k];
+                break;
+            }
+    }
+    kiln_diag mine; /* a failed rerun only makes the message less precise */
+    memset(&mine, 0, sizeof mine);
+    float loss_acc[2];
+    void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
+    void *results[2] = {&loss_acc[0], &loss_acc[1]};
+    bool replayed = false;
+    kiln_status st = KILN_OK;
+    if (mo->snap) {
+        snapshot(mo, false, NULL);
+        for (int64_t s = 0; s <= s_fail && !st; s++) {
+            int nb = (int)(s + 1 < (n + batch - 1) / batch ? batch : n - s * batch);
+            const int32_t *idx = o->no_shuffle ? NULL : mo->shuffle.perm + s * batch;
+            st = gather(mo, ds, idx, s * batch, nb, &mine);
+            if (!st && s < s_fail) st = run(mo, &mo->train, nb, args, results, &mine);
+        }
+        replayed = !st;
+        if (replayed) mo->step = step - 1;
+    }
+    ir_nonfinite nf;
+    memset(&nf, 0, sizeof nf);
+    int nb = (int)(s_fail + 1 < (n + batch - 1) / batch ? batch : n - s_fail * batch);
+    if (replayed && mo->loss.f)
+        ir_interp_first_nonfinite(mo->loss.f, nb, args, mo->globals, &nf, &mine);
+    ir_sb_free(&mine.text);
+
+    char why[512], keep[64] = "";
+    const ir_node *b = nf.node;
+    if (b && b->op == IR_ARG) {
+        int64_t row = ir_type_static_numel(&b->type), r = nf.element / row;
+        int64_t sample = o->no_shuffle ? s_fail * batch + r : mo->shuffle.perm[s_fail * batch + r];
+        snprintf(why, sizeof why, "input '%s' holds %s (value %lld of sample %lld of %s)", b->name,
+                 nonfinite_word(nf.value), (long long)(nf.element % row), (long long)sample,
+                 b->index == 0 ? ds->images_path : ds->labels_path);
+    } else if (b && b->loc.file) {
+        snprintf(why, sizeof why, "the first non-finite value (%s) is computed by %s at %s:%d:%d",
+                 nonfinite_word(nf.value), ir_op_name(b->op), b->loc.file, (int)b->loc.line,
+                 (int)b->loc.col);
+    } else if (b) {
+        snprintf(why, sizeof why, "the first non-finite value (%s) is computed by %s",
+                 nonfinite_word(nf.value), ir_op_name(b->op));
+    } else if (param) {
+        snprintf(why, sizeof why, "the update made parameter '%s' %s (element %lld)", param->name,
+                 nonfinite_word(param_val), (long long)param_at);
+    } else {
+        snprintf(why, sizeof why, "the parameters are still finite");
+    }
+    if (replayed) snprintf(keep, sizeof keep, "; the model keeps the weights of step %lld",
+                           (long long)(step - 1));
+    return ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(),
+                    "step %lld: the loss is %s: %s%s (use --continue-on-nan to go on)",
+                    (long long)step, isnan(loss) ? "NaN" : "infinite", why, keep);
 }
 
 static kiln_status push_history(kiln_model *mo, const kiln_progress *p, kiln_diag *d) {
@@ -384,7 +497,7 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
     int64_t n = ds->n;
     if (n == 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no samples", ds->images_path);
     if (batch > n) batch = n;
-    if ((st = reserve(mo, batch, d))) return st;
+    if ((st = compile_fn(mo, &mo->train, d)) || (st = reserve(mo, batch, d))) return st;
     if (!mo->shuffle_ready || mo->shuffle.n != n) {
         rt_shuffle_free(&mo->shuffle);
         uint64_t seed = (uint64_t)(o->shuffle_seed ? o->shuffle_seed : (int64_t)mo->seed);
@@ -401,6 +514,7 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
     int64_t taken = 0;
     for (int e = 0; e < epochs; e++) {
         if (!o->no_shuffle) rt_shuffle_next(&mo->shuffle);
+        if (!o->continue_on_nonfinite && (st = snapshot(mo, true, d))) return st;
         if (o->verbose && tty) printf("Epoch %d/%d\n", e + 1, epochs);
         kiln_progress p;
         memset(&p, 0, sizeof p);
@@ -418,13 +532,8 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
             mo->step++;
             taken++;
             if (!isfinite(loss_acc[0]) && !o->continue_on_nonfinite) {
-                const char *bad = first_nonfinite(mo);
-                if (o->verbose) putchar('\n');
-                return ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(),
-                                "step %lld: the loss is %s; %s%s%s (use --continue-on-nan to go on)",
-                                (long long)mo->step, isnan(loss_acc[0]) ? "NaN" : "infinite",
-                                bad ? "first non-finite tensor: '" : "the parameters are still finite",
-                                bad ? bad : "", bad ? "'" : "");
+                if (tty) putchar('\n'); /* ends the progress line */
+                return nonfinite_loss(mo, ds, o, s, batch, loss_acc[0], d);
             }
             loss_sum += (double)loss_acc[0] * nb;
             acc_sum += (double)loss_acc[1] * nb;
@@ -469,7 +578,7 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     if (batch <= 0) batch = 128;
     int64_t n = ds->n;
     if (batch > n && n > 0) batch = n;
-    if ((st = reserve(mo, batch, d))) return st;
+    if ((st = compile_fn(mo, &mo->loss, d)) || (st = reserve(mo, batch, d))) return st;
     float la[2] = {0, 0};
     void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
     void *results[2] = {&la[0], &la[1]};
@@ -503,6 +612,8 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
     if (n < 0 || (n && (!x || !out)))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_predict: bad arguments");
     const int64_t chunk = 1 << 16;
+    kiln_status cst = compile_fn(mo, &mo->infer, d);
+    if (cst) return cst;
     for (int64_t i = 0; i < n; i += chunk) {
         int64_t nb = n - i < chunk ? n - i : chunk;
         kiln_status st = reserve(mo, nb < mo->cap ? mo->cap : nb, d);
