@@ -328,8 +328,8 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
             char *log = NULL;
             size_t len = 0;
             if (rc > 0) {
-                kiln_diag *none = NULL;
-                ir_read_file(path_log.buf, &log, &len, none);
+                /* The log is a detail of the error: no message if it cannot be read. */
+                ir_read_file(path_log.buf, &log, &len, NULL);
             }
             while (log && len && (log[len - 1] == '\n' || log[len - 1] == '\r')) log[--len] = 0;
             if (rc < 0)

@@ -38,7 +38,27 @@ static int session_fail(session *s, kiln_status st) {
     return 1;
 }
 
-/* Loads and compiles the model with --backend, --threads, --seed, --load. */
+/* The options open_model reads, checked before any work is done: a bad one
+ * is a usage error (one line, exit status 2), like an unknown option. */
+static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
+    const char *backend = cli_get(a, "--backend");
+    if (backend && strcmp(backend, "jit") != 0 && strcmp(backend, "interp") != 0) {
+        fprintf(stderr, "kiln %s: error: --backend expects 'jit' or 'interp', got '%s'\n", verb,
+                backend);
+        return false;
+    }
+    int64_t v;
+    if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v))
+        return false;
+    if (need_load && !cli_get(a, "--load")) {
+        fprintf(stderr, "kiln %s: error: --load CKPT is required\n", verb);
+        return false;
+    }
+    return true;
+}
+
+/* Loads and compiles the model with --backend, --threads, --seed, --load
+ * (checked by model_opts_ok). */
 static kiln_status open_model(session *s, const cli_args *a, const char *path, bool need_load) {
     const char *backend = cli_get(a, "--backend");
     kiln_model_opts mo = {0};
@@ -195,6 +215,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "kiln train: error: expected one model file\n");
         return 2;
     }
+    if (!model_opts_ok(&a, "train", false)) return 2;
     kiln_fit_opts fo = {0};
     int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
     if (!cli_int(&a, "--epochs", 1, 1000000, &epochs) ||
@@ -281,6 +302,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "kiln eval: error: expected one model file\n");
         return 2;
     }
+    if (!model_opts_ok(&a, "eval", true)) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
     session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
@@ -321,6 +343,7 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "kiln predict: error: expected a model file and --input IDX\n");
         return 2;
     }
+    if (!model_opts_ok(&a, "predict", true)) return 2;
     session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);

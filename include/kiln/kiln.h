@@ -544,8 +544,12 @@ typedef struct kiln_fit_opts {
 
 /* Trains on `train` (Keras' fit). Training continues from the model's state
  * (weights, optimizer, step and shuffle RNG), so fit can be called again or
- * after kiln_model_load. A NaN or Inf loss stops training with a message
- * naming the step and the first non-finite tensor unless asked to continue. */
+ * after kiln_model_load. A NaN or Inf loss stops training (KILN_ERR_NONFINITE)
+ * unless asked to continue, with a message naming the step and the first
+ * non-finite tensor — an input and its sample, or the op that computed it
+ * and its line in the model file — and the model keeps the weights the
+ * failing step started from. (To trace it, fit keeps a copy of the globals
+ * as each epoch starts; not with continue_on_nonfinite.) */
 KILN_API kiln_status kiln_model_fit(kiln_model *model, kiln_dataset *train,
                                     const kiln_fit_opts *o, kiln_diag *d);
 /* Epochs completed by fit so far, and the log of epoch i (0-based). */

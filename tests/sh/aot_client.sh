@@ -6,7 +6,7 @@
 # and no libkiln at run time; the header is strict C99; caller-owned memory
 # (NAME_SIZE / NAME_init); a header from another Kiln version is refused by
 # exact text; weights loaded at run time; a --train library whose checkpoint
-# `kiln eval` reads; --emit obj|llvm|asm; usage errors.
+# `kiln eval` reads; --emit obj|llvm|asm; a .kir module; usage errors.
 # Usage: aot_client.sh KILN BUILD_DIR SOURCE_DIR
 set -euo pipefail
 kiln=$1 src=$3
@@ -164,7 +164,16 @@ grep -q '^define i32 @mnist_infer(' m.ll || fail "--emit llvm has no mnist_infer
 grep -q '^mnist_infer:' m.s || fail "--emit asm has no mnist_infer"
 echo "ok: --emit obj, llvm, asm"
 
-# 10. Usage errors exit 2, work errors 1.
+# 10. A .kir module compiles too (here one through the train pipeline already).
+"$kiln" dump "$model" > model.kir
+"$kiln" compile model.kir --train -o libkir.so --header kir.h
+documented kir.h kir > documented.txt
+exports libkir.so > exported.txt
+diff documented.txt exported.txt || fail "exports of the .kir library differ from its header"
+grep -qx kir_train_step exported.txt || fail "no kir_train_step"
+echo "ok: a .kir module"
+
+# 11. Usage errors exit 2, work errors 1.
 set +e
 "$kiln" compile "$model" --emit elf -o x.so 2> e1; r1=$?
 "$kiln" compile "$model" 2> e2; r2=$?
