@@ -632,7 +632,7 @@ typedef float v4f __attribute__((vector_size(16)));
 /* x = src / 255: a division, so the floats are exactly those of Keras' and
  * PyTorch's `x / 255` (multiplying by 1/255 differs in 126 of 256 values).
  * Explicit vectors: -O2 does not vectorize a loop of unknown length. */
-static inline void scale_row(const uint8_t *restrict s, float *restrict x, int64_t n) {
+static void scale_row_div(const uint8_t *restrict s, float *restrict x, int64_t n) {
     const v4f k = {255.0f, 255.0f, 255.0f, 255.0f};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -646,6 +646,40 @@ static inline void scale_row(const uint8_t *restrict s, float *restrict x, int64
     }
     for (; i < n; i++) x[i] = (float)s[i] / 255.0f;
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same floats without a division (3x faster, it runs every step):
+ * q = u * (1/255), then one correction with the residual u - 255q, which an
+ * FMA computes exactly; the result is the correctly rounded u / 255 for every
+ * u in 0..255 (test_data checks all 256). */
+__attribute__((target("avx2,fma"))) static void scale_row_fma(const uint8_t *restrict s,
+                                                              float *restrict x, int64_t n) {
+    const __m256 r = _mm256_set1_ps(1.0f / 255.0f), k = _mm256_set1_ps(255.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i b = _mm_loadl_epi64((const __m128i *)(s + i));
+        __m256 u = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+        __m256 q = _mm256_mul_ps(u, r);
+        __m256 e = _mm256_fnmadd_ps(q, k, u);
+        _mm256_storeu_ps(x + i, _mm256_fmadd_ps(e, r, q));
+    }
+    for (; i < n; i++) x[i] = (float)s[i] / 255.0f;
+}
+
+static void scale_row(const uint8_t *restrict s, float *restrict x, int64_t n) {
+    static int fma = -1;
+    if (fma < 0) fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (fma)
+        scale_row_fma(s, x, n);
+    else
+        scale_row_div(s, x, n);
+}
+#else
+static void scale_row(const uint8_t *restrict s, float *restrict x, int64_t n) {
+    scale_row_div(s, x, n);
+}
+#endif
 
 static inline void prefetch_row(const rt_dataset *ds, int64_t row) {
     const char *p = (const char *)(ds->u8 + row * ds->sample_size);
