@@ -374,6 +374,10 @@ const char *ir_closest_name(const char *word, const char *const *cands, int n) {
     return bestd <= limit ? best : NULL;
 }
 
+const char *kiln_suggest(const char *word, const char *const *candidates, int n) {
+    return word && candidates ? ir_closest_name(word, candidates, n) : NULL;
+}
+
 uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed) {
     const unsigned char *s = p;
     uint64_t h = 1469598103934665603ULL ^ seed;
@@ -385,6 +389,11 @@ uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed) {
 }
 
 kiln_status ir_read_file(const char *path, char **out, size_t *len, kiln_diag *d) {
+    return ir_read_file_max(path, SIZE_MAX - 1, out, len, d);
+}
+
+kiln_status ir_read_file_max(const char *path, size_t max, char **out, size_t *len,
+                             kiln_diag *d) {
     *out = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -393,12 +402,17 @@ kiln_status ir_read_file(const char *path, char **out, size_t *len, kiln_diag *d
     ir_sb_init(&sb);
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) ir_sb_putn(&sb, buf, n);
+    while (sb.len <= max && !sb.oom && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ir_sb_putn(&sb, buf, n);
     int err = ferror(f);
     fclose(f);
     if (err) {
         ir_sb_free(&sb);
         return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: read error", path);
+    }
+    if (sb.len > max) {
+        ir_sb_free(&sb);
+        return KILN_ERR_LIMIT; /* the caller says what the limit is */
     }
     size_t l = sb.len;
     char *r = ir_sb_take(&sb);

@@ -12,26 +12,6 @@
 
 /* ----------------------------------------------------------- arguments */
 
-static int edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40) return 99;
-    int row[41];
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int prev = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int cur = row[j];
-            int best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best) best = row[j] + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 static const cli_opt *find_opt(const cli_opt *opts, int n, const char *name, size_t len, int *idx) {
     for (int i = 0; i < n; i++)
         if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0) {
@@ -60,23 +40,17 @@ bool cli_parse(cli_args *a, const char *verb, const cli_opt *opts, int n_opts, i
             int idx = -1;
             const cli_opt *o = find_opt(opts, n_opts, s, len, &idx);
             if (!o) {
-                const char *best = NULL;
-                int bd = 99;
-                for (int k = 0; k < n_opts; k++) {
-                    char buf[64];
-                    snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), s);
-                    int dd = edit_distance(buf, opts[k].name);
-                    if (dd < bd) {
-                        bd = dd;
-                        best = opts[k].name;
-                    }
-                }
-                if (best && bd <= 3)
-                    fprintf(stderr, "kiln %s: error: unknown option '%.*s'; did you mean '%s'?\n",
-                            verb, (int)len, s, best);
+                char buf[64];
+                snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), s);
+                const char *names[48];
+                for (int k = 0; k < n_opts && k < 48; k++) names[k] = opts[k].name;
+                const char *best = kiln_suggest(buf, names, n_opts < 48 ? n_opts : 48);
+                if (best)
+                    fprintf(stderr, "kiln %s: error: unknown option '%s'; did you mean '%s'?\n",
+                            verb, buf, best);
                 else
-                    fprintf(stderr, "kiln %s: error: unknown option '%.*s' (see 'kiln %s --help')\n",
-                            verb, (int)len, s, verb);
+                    fprintf(stderr, "kiln %s: error: unknown option '%s' (see 'kiln %s --help')\n",
+                            verb, buf, verb);
                 return false;
             }
             if (!o->arg) {
@@ -305,16 +279,10 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (strcmp(verbs[i].name, verb) == 0) return verbs[i].run(argc - 2, argv + 2);
-    const char *best = NULL;
-    int bd = 99;
-    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
-        int dd = edit_distance(verb, verbs[i].name);
-        if (dd < bd) {
-            bd = dd;
-            best = verbs[i].name;
-        }
-    }
-    if (bd <= 2)
+    const char *names[sizeof verbs / sizeof verbs[0]];
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) names[i] = verbs[i].name;
+    const char *best = kiln_suggest(verb, names, (int)(sizeof verbs / sizeof verbs[0]));
+    if (best)
         fprintf(stderr, "kiln: error: unknown command '%s'; did you mean '%s'?\n", verb, best);
     else
         fprintf(stderr, "kiln: error: unknown command '%s' (see 'kiln --help')\n", verb);

@@ -38,6 +38,10 @@ extern "C" {
 /* Returns KILN_VERSION_STRING of the library actually linked. */
 KILN_API const char *kiln_version(void);
 
+/* The candidate closest to `word` when it is close enough to be a typo of it
+ * (for "did you mean" messages), else NULL. Not allocated. */
+KILN_API const char *kiln_suggest(const char *word, const char *const *candidates, int n);
+
 /* ------------------------------------------------------------------ status */
 
 typedef enum kiln_status {
