@@ -3,7 +3,7 @@
  * split at the GEMM boundaries (bench/run.sh's profile stage).
  *
  *   bench_kiln_profile [--model FILE.kiln] [--data DIR] [--threads N]
- *                      [--epochs N] [--seed N] [--perf-ctl FIFO] [--ftz] [--json]
+ *                      [--epochs N] [--seed N] [--perf-ctl FIFO[,ACK]] [--ftz] [--json]
  *
  * How: this program defines cblas_sgemm itself. The JIT binds the symbol
  * cblas_sgemm to the address this executable links (codegen/jit.c,
@@ -23,8 +23,9 @@
  * to see what denormal numbers cost (Adam's first moments of rarely lit
  * pixels decay by 0.9 a step into the denormal range).
  *
- * --perf-ctl FIFO: writes "enable" / "disable" to a `perf record --control
- * fifo:FIFO -D -1` control pipe around kiln_model_fit, so perf samples the
+ * --perf-ctl FIFO[,ACK]: writes "enable" / "disable" to a `perf record
+ * --control fifo:FIFO[,ACK] -D -1` control pipe around kiln_model_fit (and
+ * waits for perf's "ack" on ACK when given), so perf samples the
  * training loop only (not the JIT compile, nor the data loading).
  */
 #define _GNU_SOURCE
@@ -163,15 +164,26 @@ static int fail(kiln_diag *d, const char *what) {
     return 1;
 }
 
-static void perf_ctl(const char *fifo, const char *cmd) {
-    if (!fifo) return;
-    FILE *f = fopen(fifo, "w");
+/* Sends `cmd` to perf's control fifo; with an ack fifo ("CTL,ACK"), waits
+ * until perf has applied it. */
+static void perf_ctl(const char *spec, const char *cmd) {
+    if (!spec) return;
+    char ctl[4096];
+    snprintf(ctl, sizeof ctl, "%s", spec);
+    char *ack = strchr(ctl, ',');
+    if (ack) *ack++ = 0;
+    FILE *f = fopen(ctl, "w");
     if (!f) {
-        perror(fifo);
+        perror(ctl);
         return;
     }
     fprintf(f, "%s\n", cmd);
     fclose(f);
+    if (ack && (f = fopen(ack, "r"))) {
+        char line[16];
+        if (!fgets(line, sizeof line, f)) perror(ack);
+        fclose(f);
+    }
 }
 
 int main(int argc, char **argv) {

@@ -6,11 +6,15 @@
  *                  [--seed N] [--batch N] [--infer-calls N] [--tput-reps N]
  *                  [--no-infer]
  *
- * 1. kiln_model_create: the pipeline and the JIT (compile_ms is the JIT's
- *    own figure, create_ms the whole call; neither is in an epoch time);
+ * 1. kiln_model_create: the pipeline and the JIT of the train step
+ *    (compile_ms is the JIT's own figure, create_ms the whole call; neither
+ *    is in an epoch time). The runtime compiles loss and infer when first
+ *    used: compile_ms_total is the JIT's figure at the end, all functions;
  * 2. kiln_model_fit for N epochs at batch 128 with shuffling: the seconds of
  *    each epoch as fit records them (batch gather + train step + metrics,
- *    nothing else), then kiln_model_evaluate on the test split;
+ *    nothing else), and the median time of a full-batch step (from the fit
+ *    callback): x steps per epoch, an epoch time that a few preempted steps on
+ *    a shared machine do not move; then kiln_model_evaluate on the test split;
  * 3. peak RSS after compiling, loading the data and training (getrusage);
  * 4. inference with kiln_model_predict: batch-1 latency (one call per
  *    sample, each timed; median, min, p90 over --infer-calls calls), and
@@ -42,6 +46,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Sorts v and returns its median. */
 static double median(double *v, int n) {
+    if (n <= 0) return NAN;
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
@@ -52,9 +57,30 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
 }
 
-static void print_epoch(const kiln_progress *p, int end, void *user) {
-    (void)user;
-    if (!end) return;
+/* Step times, from the fit callback (p->seconds counts from the epoch's start). */
+typedef struct step_log {
+    double *t;
+    long n, cap;
+    double last; /* p->seconds at the previous step */
+    int64_t batch;
+} step_log;
+
+static void on_progress(const kiln_progress *p, int end, void *user) {
+    step_log *sl = user;
+    if (!end) {
+        double dt = p->seconds - (p->step == 1 ? 0 : sl->last);
+        sl->last = p->seconds;
+        if (p->samples != p->step * sl->batch) return; /* the short last batch */
+        if (sl->n == sl->cap) {
+            long cap = sl->cap ? 2 * sl->cap : 4096;
+            double *t = realloc(sl->t, sizeof *t * (size_t)cap);
+            if (!t) return;
+            sl->t = t;
+            sl->cap = cap;
+        }
+        sl->t[sl->n++] = dt;
+        return;
+    }
     printf("epoch %2d/%d  %7.3f s  %9.0f samples/s  loss %.4f  acc %.4f\n", p->epoch, p->epochs,
            p->seconds, (double)p->samples / p->seconds, p->loss, p->accuracy);
     fflush(stdout);
@@ -155,7 +181,9 @@ int main(int argc, char **argv) {
     fo.epochs = epochs;
     fo.batch_size = batch;
     fo.shuffle_seed = seed;
-    fo.callback = print_epoch;
+    step_log sl = {NULL, 0, 0, 0, batch};
+    fo.callback = on_progress;
+    fo.user = &sl;
     if (kiln_model_fit(mo, train, &fo, d)) return fail(d, "kiln_model_fit");
     int ne = kiln_model_history_count(mo);
     double *ep = calloc((size_t)ne, sizeof *ep), *eps = calloc((size_t)ne, sizeof *eps);
@@ -165,8 +193,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ne; i++) ep[i] = eps[i] = kiln_model_history(mo, i).seconds;
     double ep_med = median(eps, ne), ep_min = eps[0];
     int64_t n_train = kiln_dataset_count(train);
-    printf("train: median epoch %.3f s (min %.3f), %.0f samples/s, %.3f ms/step\n", ep_med, ep_min,
-           (double)n_train / ep_med, ep_med / (double)steps * 1e3);
+    double step_med = median(sl.t, (int)sl.n);
+    printf(
+        "train: median epoch %.3f s (min %.3f), %.0f samples/s, %.3f ms/step; median step %.1f us "
+        "(x %lld = %.3f s)\n",
+        ep_med, ep_min, (double)n_train / ep_med, ep_med / (double)steps * 1e3, step_med * 1e6,
+        (long long)steps, step_med * (double)steps);
     double test_loss = NAN, test_acc = NAN;
     if (kiln_model_evaluate(mo, test, 128, 0, &test_loss, &test_acc, d))
         return fail(d, "kiln_model_evaluate");
@@ -210,19 +242,22 @@ int main(int argc, char **argv) {
         free(out);
         free(lat);
     }
-    double rss_end = peak_rss_mb();
+    double rss_end = peak_rss_mb(), compile_ms_total = kiln_model_compile_ms(mo);
     printf("peak RSS %.1f MB (after compile %.1f, after data load %.1f, after train %.1f)\n",
            rss_end, rss_create, rss_load, rss_train);
 
-    printf("RESULT {\"side\": \"kiln\", \"kiln\": \"%s\", \"threads\": %d, \"seed\": %lld, "
-           "\"batch\": %lld, \"compile_ms\": %.3f, \"create_ms\": %.3f, \"load_s\": %.4f, "
-           "\"steps_per_epoch\": %lld, \"epoch_s\": [",
-           kiln_version(), kiln_model_threads(mo), seed, batch, compile_ms, create_ms, load_s,
-           (long long)steps);
+    printf(
+        "RESULT {\"side\": \"kiln\", \"kiln\": \"%s\", \"threads\": %d, \"seed\": %lld, "
+        "\"batch\": %lld, \"compile_ms\": %.3f, \"compile_ms_total\": %.3f, \"create_ms\": %.3f, "
+        "\"load_s\": %.4f, \"steps_per_epoch\": %lld, \"epoch_s\": [",
+        kiln_version(), kiln_model_threads(mo), seed, batch, compile_ms, compile_ms_total,
+        create_ms, load_s, (long long)steps);
     for (int i = 0; i < ne; i++) printf("%s%.6f", i ? ", " : "", ep[i]);
-    printf("], \"epoch_s_median\": %.6f, \"train_sps_median\": %.1f, \"train_loss_last\": %.6f, "
-           "\"train_acc_last\": %.6f, \"test_loss\": %.6f, \"test_acc\": %.6f, ",
-           ep_med, (double)n_train / ep_med, last.loss, last.accuracy, test_loss, test_acc);
+    printf("], \"epoch_s_median\": %.6f, \"train_sps_median\": %.1f, \"step_s_median\": %.9f, "
+           "\"epoch_s_steady\": %.6f, \"train_loss_last\": %.6f, \"train_acc_last\": %.6f, "
+           "\"test_loss\": %.6f, \"test_acc\": %.6f, ",
+           ep_med, (double)n_train / ep_med, step_med, step_med * (double)steps, last.loss,
+           last.accuracy, test_loss, test_acc);
     if (no_infer)
         printf("\"infer\": null, ");
     else
@@ -236,6 +271,7 @@ int main(int argc, char **argv) {
            rss_create, rss_load, rss_train, rss_end);
     free(ep);
     free(eps);
+    free(sl.t);
     kiln_dataset_dispose(train);
     kiln_dataset_dispose(test);
     kiln_model_dispose(mo);

@@ -4,6 +4,7 @@
 #   bench/run.sh [--quick] [--reps N] [--threads LIST] [--epochs N]
 #                [--coretype detected|NAME] [--build-dir DIR] [--no-build]
 #                [--out DIR] [--results FILE] [--no-profile] [--no-coretype-compare]
+#                [--callgrind]
 #
 # One command: installs what is missing (Debian packages), builds Kiln in
 # Release, then runs Kiln and PyTorch in the same run, on the same data
@@ -24,14 +25,19 @@
 #                      bench/RESULTS.md for a full run, none for --quick)
 #   --no-profile       skip the profile stage (step breakdown, perf)
 #   --no-coretype-compare  skip the detected-vs-Haswell comparison
+#   --callgrind        also count instructions per step with valgrind's callgrind
+#                      (`kiln train --max-steps 200`; adds about 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 cmdline="bench/run.sh${*:+ $*}"
 reps='' threads=1,2 epochs='' quick=0 coretype=detected build_dir=build-bench build=1
-out='' results='' profile=1 ctcompare=1
+out='' results='' profile=1 ctcompare=1 callgrind=0 cg_steps=200
+need_value() { [ "$1" -ge 2 ] || { echo "bench/run.sh: $2 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
+  case $1 in
+    --reps|--threads|--epochs|--coretype|--build-dir|--out|--results) need_value $# "$1" ;;
+  esac
   case $1 in
     --quick) quick=1 ;;
     --reps) reps=$2; shift ;;
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
     --results) results=$2; shift ;;
     --no-profile) profile=0 ;;
     --no-coretype-compare) ctcompare=0 ;;
+    --callgrind) callgrind=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -55,7 +62,8 @@ infer_calls=10000 tput_reps=15 floor_samples=31 compile_reps=5 rss_epochs=10 ct_
 if [ "$quick" = 1 ]; then
   infer_calls=2000 tput_reps=3 floor_samples=7 compile_reps=2 rss_epochs=2 ct_reps=1 ct_epochs=2
 fi
-[ "$reps" -ge 1 ] && [ "$epochs" -ge 1 ] || { echo "bench/run.sh: --reps and --epochs must be >= 1" >&2; exit 2; }
+[[ $reps =~ ^[1-9][0-9]*$ && $epochs =~ ^[1-9][0-9]*$ ]] ||
+  { echo "bench/run.sh: --reps and --epochs take a number >= 1" >&2; exit 2; }
 [ "$ct_reps" -le "$reps" ] || ct_reps=$reps
 IFS=, read -r -a tlist <<< "$threads"
 for t in "${tlist[@]}"; do
@@ -136,6 +144,8 @@ run_floor() { # run_floor CORE THREADS LOG
     --samples "$floor_samples" --json > "$3" 2>&1 || { cat "$3" >&2; return 1; }
 }
 
+stage_load() { echo "stage $1: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/loadavg.txt"; }
+
 # ------------------------------------------------------------------ machine
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -187,15 +197,20 @@ for r in $(seq 1 "$reps"); do
 done
 
 # ------------------------------------------- 2. peak RSS and the kiln CLI
+stage_load rss
 echo "== peak RSS: kiln train (the CLI, $rss_epochs epochs) and PyTorch ($rss_epochs epochs), 1 thread"
 with_core "$coretype" OPENBLAS_NUM_THREADS=1 /usr/bin/time -v -o "$log/rss_kiln.time" \
   "$bin/kiln" train examples/mnist_mlp.kiln --data "$data" --threads 1 --epochs "$rss_epochs" \
   --report "$log/rss_kiln_report.json" > "$log/rss_kiln.log" 2>&1 || { tail "$log/rss_kiln.log" >&2; exit 1; }
+# the same binary doing nothing but parse the model: what loading its libraries costs
+/usr/bin/time -v -o "$log/rss_kiln_summary.time" "$bin/kiln" summary examples/mnist_mlp.kiln \
+  > "$log/rss_kiln_summary.log" 2>&1 || true
 with_core "$coretype" OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
   /usr/bin/time -v -o "$log/rss_torch.time" "$PY" bench/torch_bench.py --data "$data" --threads 1 \
   --epochs "$rss_epochs" --no-infer > "$log/rss_torch.log" 2>&1 || { tail "$log/rss_torch.log" >&2; exit 1; }
 
 # ------------------------------------------------------- 3. AOT batch-1
+stage_load aot
 echo "== AOT: kiln compile"
 aot=$out/aot
 mkdir -p "$aot"
@@ -215,6 +230,7 @@ fi
 
 # ------------------------------------ 4. OpenBLAS core: detected vs Haswell
 if [ "$ctcompare" = 1 ]; then
+  stage_load coretype
   echo "== OpenBLAS core type: detected vs Haswell, 1 thread, $ct_reps repetition(s), $ct_epochs epochs"
   for r in $(seq 1 "$ct_reps"); do
     for core in detected Haswell; do
@@ -228,6 +244,7 @@ fi
 
 # ------------------------------------------------------------- 5. profile
 if [ "$profile" = 1 ]; then
+  stage_load profile
   echo "== profile: the train step split at its GEMMs (bench/kiln_profile.c)"
   for t in "${tlist[@]}"; do
     with_core "$coretype" OPENBLAS_NUM_THREADS="$t" "$bin/bench_kiln_profile" --model examples/mnist_mlp.kiln \
@@ -242,19 +259,38 @@ if [ "$profile" = 1 ]; then
     echo "   bench_gather failed: see $log/gather.json"
   if command -v perf > /dev/null && perf stat -e cpu-clock true > /dev/null 2>&1; then
     echo "== profile: perf record (cpu-clock) of kiln_model_fit only, 1 thread"
-    fifo=$out/perf.ctl
-    rm -f "$fifo"; mkfifo "$fifo"
+    ctl=$out/perf.ctl ack=$out/perf.ack
+    rm -f "$ctl" "$ack"; mkfifo "$ctl" "$ack"
     with_core "$coretype" OPENBLAS_NUM_THREADS=1 perf record -q -e cpu-clock -F 5000 -D -1 \
-      --control "fifo:$fifo" -o "$out/perf.data" "$bin/bench_kiln_profile" --model examples/mnist_mlp.kiln \
-      --data "$data" --threads 1 --epochs 3 --perf-ctl "$fifo" > "$log/perf_run.log" 2>&1 ||
+      --control "fifo:$ctl,$ack" -o "$out/perf.data" "$bin/bench_kiln_profile" --model examples/mnist_mlp.kiln \
+      --data "$data" --threads 1 --epochs 3 --perf-ctl "$ctl,$ack" > "$log/perf_run.log" 2>&1 ||
       echo "   perf record failed: see $log/perf_run.log"
-    rm -f "$fifo"
+    rm -f "$ctl" "$ack"
     if [ -s "$out/perf.data" ]; then
       perf report -i "$out/perf.data" --no-children --sort dso --stdio -g none > "$log/perf_dso.txt" 2>/dev/null || true
       perf report -i "$out/perf.data" --no-children --sort dso,sym --stdio -g none > "$log/perf_sym.txt" 2>/dev/null || true
     fi
   else
     echo "   perf is not usable here (perf stat -e cpu-clock true fails): skipped"
+  fi
+fi
+
+# ----------------------------------------------- 6. instruction counts
+# Load-independent: callgrind counts instructions, not time. Valgrind has no
+# AVX-512, so OpenBLAS runs its Haswell kernels here whatever the core.
+if [ "$callgrind" = 1 ]; then
+  if command -v valgrind > /dev/null; then
+    stage_load callgrind
+    echo "== callgrind: kiln train --max-steps $cg_steps (slow: valgrind)"
+    with_core "$coretype" OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind \
+      --callgrind-out-file="$out/callgrind.out" "$bin/kiln" train examples/mnist_mlp.kiln --data "$data" \
+      --threads 1 --max-steps "$cg_steps" --no-eval > "$log/callgrind_run.log" 2>&1 &&
+      callgrind_annotate --threshold=100 --inclusive=yes "$out/callgrind.out" > "$log/callgrind_incl.txt" 2>/dev/null &&
+      callgrind_annotate --threshold=100 "$out/callgrind.out" > "$log/callgrind_self.txt" 2>/dev/null &&
+      echo "steps: $cg_steps" > "$log/callgrind_steps.txt" ||
+      echo "   callgrind failed: see $log/callgrind_run.log"
+  else
+    echo "== callgrind: valgrind is not installed: skipped"
   fi
 fi
 

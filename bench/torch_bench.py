@@ -204,13 +204,15 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     n, B = xtr.shape[0], args.batch
     res["steps_per_epoch"] = math.ceil(n / B)
-    epoch_s = []
+    epoch_s, step_s = [], []  # step_s: full-batch steps only
+    pc = time.perf_counter
     for ep in range(args.epochs):
         model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         loss_sum = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros((), dtype=torch.int64)
+        t_step = t0
         for i in range(0, n, B):
             idx = perm[i:i + B]
             xb = xtr.index_select(0, idx)
@@ -223,6 +225,10 @@ def main():
             with torch.no_grad():
                 loss_sum += loss.detach() * yb.shape[0]
                 correct += (z.argmax(1) == yb).sum()
+            t_now = pc()
+            if yb.shape[0] == B:
+                step_s.append(t_now - t_step)
+            t_step = t_now
         dt = time.perf_counter() - t0
         epoch_s.append(dt)
         print(f"epoch {ep + 1:2d}/{args.epochs}  {dt:7.3f} s  {n / dt:9.0f} samples/s  "
@@ -230,13 +236,17 @@ def main():
     res["epoch_s"] = epoch_s
     res["epoch_s_median"] = statistics.median(epoch_s)
     res["train_sps_median"] = n / res["epoch_s_median"]
+    # median full-batch step x steps: an epoch time a few preempted steps do not move
+    res["step_s_median"] = statistics.median(step_s)
+    res["epoch_s_steady"] = res["step_s_median"] * res["steps_per_epoch"]
     res["train_loss_last"] = loss_sum.item() / n
     res["train_acc_last"] = correct.item() / n
     model.eval()
     res["test_loss"], res["test_acc"] = evaluate(model, xte, yte)
     res["rss_after_train_mb"] = peak_rss_mb()
     print(f"train: median epoch {res['epoch_s_median']:.3f} s, {res['train_sps_median']:.0f} "
-          f"samples/s; test: loss {res['test_loss']:.4f}  accuracy {res['test_acc']:.4f}")
+          f"samples/s; median step {res['step_s_median'] * 1e6:.1f} us (x {res['steps_per_epoch']} = "
+          f"{res['epoch_s_steady']:.3f} s); test: loss {res['test_loss']:.4f}  accuracy {res['test_acc']:.4f}")
 
     res["infer"] = None
     if not args.no_infer:
