@@ -76,6 +76,12 @@ int ir_init_lookup(const char *name) {
     return -1;
 }
 
+bool ir_init_fits_i32(kiln_init init) {
+    if (init.kind == KILN_INIT_ZEROS || init.kind == KILN_INIT_ONES) return true;
+    return init.kind == KILN_INIT_CONSTANT && init.a >= -2147483648.0 && init.a < 2147483648.0 &&
+           init.a == floor(init.a);
+}
+
 kiln_status ir_global_init(const ir_global *g, uint64_t seed, void *data, kiln_diag *d) {
     int64_t n = ir_type_numel(&g->type, 1);
     ir_rng r = ir_rng_seed(seed, ir_hash_bytes(g->name, strlen(g->name), 0));
@@ -86,8 +92,7 @@ kiln_status ir_global_init(const ir_global *g, uint64_t seed, void *data, kiln_d
         int32_t v = g->init.kind == KILN_INIT_ONES       ? 1
                     : g->init.kind == KILN_INIT_CONSTANT ? (int32_t)g->init.a
                                                          : 0;
-        if (g->init.kind != KILN_INIT_ZEROS && g->init.kind != KILN_INIT_ONES &&
-            g->init.kind != KILN_INIT_CONSTANT)
+        if (!ir_init_fits_i32(g->init)) /* refused by ir_module_add_global already */
             return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                             "'@%s': i32 slots take zeros, ones or constant", g->name);
         for (int64_t i = 0; i < n; i++) p[i] = v;

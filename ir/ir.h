@@ -374,6 +374,9 @@ double ir_rng_normal(ir_rng *r);  /* standard normal */
  * unchanged. */
 kiln_status ir_global_init(const ir_global *g, uint64_t seed, void *data, kiln_diag *d);
 const char *ir_init_name(kiln_init_kind k);
+/* Whether an i32 global can take this initializer: zeros, ones, or a
+ * constant that is an int32 (the others draw floats). */
+bool ir_init_fits_i32(kiln_init init);
 int ir_init_lookup(const char *name);
 
 /* ----------------------------------------------------------- interpreter */

@@ -111,6 +111,15 @@ ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char 
         ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "'@%s' has an unknown initializer", name);
         return NULL;
     }
+    /* What ir_global_init can fill, checked here so that a module that was
+     * built (or parsed) can always be initialized. */
+    if (t->dtype == IR_I32 && !ir_init_fits_i32(init)) {
+        ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                 "'@%s': i32 parameters and state take zeros, ones or constant(n) with an "
+                 "integer n in [-2^31, 2^31)",
+                 name);
+        return NULL;
+    }
     if (!IR_GROW(m->globals, m->cap_globals, m->n_globals + 1) || !index_reserve(m)) {
         ir_oom(d);
         return NULL;

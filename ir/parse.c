@@ -25,13 +25,13 @@
 
 /* Limits on untrusted input, refused with KILN_ERR_LIMIT. */
 enum {
-    PARSE_MAX_NODES = 1 << 20,   /* nodes and arguments of the whole module */
+    PARSE_MAX_NODES = 1 << 18,   /* nodes and arguments of the whole module */
     PARSE_MAX_GLOBALS = 1 << 16, /* ir_module_add_global checks names linearly */
     PARSE_MAX_FUNCS = 1 << 16,
     PARSE_MAX_OPERANDS = 0xffff, /* ir_node.n_in is 16 bits */
     PARSE_MAX_RESULTS = 1 << 16,
 };
-#define PARSE_MAX_TEXT ((size_t)INT32_MAX) /* lines and columns are int32 */
+#define PARSE_MAX_TEXT ((size_t)256 << 20) /* 2^18 nodes of 1 KiB; lines and columns are int32 */
 #define PARSE_MAX_MEM  ((int64_t)1 << 40)  /* workspace offsets and sizes, in bytes */
 
 /* ---------------------------------------------------------------- tokens */
@@ -649,7 +649,13 @@ static kiln_status parse_global(parser *p) {
     if (ir_type_batch_axis(&t) >= 0)
         return err_at(p, KILN_ERR_SHAPE, &tt, "parameters and state need static dimensions");
     kiln_init in;
-    if (expect(p, '=') || parse_init(p, &in)) return p->st;
+    if (expect(p, '=')) return p->st;
+    token it = p->t;
+    if (parse_init(p, &in)) return p->st;
+    if (t.dtype == IR_I32 && !ir_init_fits_i32(in))
+        return err_at(p, KILN_ERR_INVALID, &it,
+                      "i32 parameters and state take zeros, ones or constant(n) with an integer n "
+                      "in [-2^31, 2^31)");
     const char *name = tok_cstr(p, &nt, 1);
     if (!name) return p->st;
     ir_global *g = ir_module_add_global(p->m, kind, name, &t, in, &p->diag);
@@ -972,6 +978,28 @@ static kiln_status check_mem(parser *p, const token *mt, const ir_node *n) {
     return KILN_OK;
 }
 
+/* A planned function's workspace is what its values need at most: a plan
+ * (plan-memory's or any other) packs them into no more than the sum of
+ * their sizes, each rounded to its alignment. A larger claim would only
+ * make the runtime allocate, and the interpreter fill, memory no value
+ * uses (mem(fixed=2^40) on a function of three small nodes), so it is
+ * refused here, before anything is allocated for it. */
+static kiln_status check_workspace(parser *p, const token *name, const kiln_func *f) {
+    int64_t need[2] = {0, 0}; /* fixed bytes, bytes per sample */
+    for (int i = 0; i < f->n_nodes; i++) {
+        const ir_node *n = f->nodes[i];
+        if (n->mem_offset < 0 || n->type.dtype == IR_VOID) continue;
+        int64_t bytes = ir_type_static_numel(&n->type) * (int64_t)ir_dtype_size(n->type.dtype);
+        need[n->mem_batch ? 1 : 0] += (bytes + 63) / 64 * 64; /* < 2^20 nodes of < 2^33 bytes */
+    }
+    if (f->mem_fixed <= need[0] && f->mem_per_sample <= need[1]) return KILN_OK;
+    return err_at(p, KILN_ERR_LIMIT, name,
+                  "@%s: a workspace of %lld bytes + %lld per sample is more than its values can "
+                  "need (%lld + %lld per sample)",
+                  f->name, (long long)f->mem_fixed, (long long)f->mem_per_sample,
+                  (long long)need[0], (long long)need[1]);
+}
+
 /* nmem -> 'mem' '(' ('f' | 'b') ':' INT [',' 'inplace'] ')' */
 static kiln_status parse_node_mem(parser *p, int64_t *off, int8_t *batch, int8_t *inplace) {
     next(p); /* 'mem' */
@@ -1291,6 +1319,7 @@ static kiln_status parse_func(parser *p) {
         return err_at(p, KILN_ERR_SHAPE, &rt, "@%s declares %d result%s but returns %d", f->name,
                       n_res, n_res == 1 ? "" : "s", got);
     if (expect_match(p, '}', '{', brace.line)) return p->st;
+    if (f->planned && check_workspace(p, &nt, f)) return p->st;
     p->f = NULL;
     return KILN_OK;
 }
@@ -1321,6 +1350,39 @@ static kiln_status parse_module(parser *p) {
 
 /* ------------------------------------------------------------ entry points */
 
+/* An op name: the token before '(' of a node. */
+static bool is_op_name(const token *t) {
+    for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++)
+        if (tok_is(t, ir_op_name(i))) return true;
+    return false;
+}
+
+/* Before anything is allocated, one pass of the lexer counts the nodes: a
+ * labeled one is "%name =" (nothing else is), an unlabeled one an op name
+ * and '(' not after '=' (initializers and optimizers are not ops, and an
+ * attribute's activation has no '('). A module with more than the limit is
+ * refused where the first one too many is, so a million-node file costs a
+ * scan, not a million nodes. (Arguments are counted as they are parsed.) */
+static kiln_status prescan(parser *p) {
+    parser q = *p; /* the lexer's state only: nothing of it is freed */
+    token p1 = {0}, p2 = {0}; /* the two tokens before the lookahead */
+    long nodes = 0;
+    for (lex(&q); q.t.kind != T_EOF; next(&q)) {
+        const token *node = NULL;
+        if (p1.kind == T_VALUE && at(&q, '='))
+            node = &p1;
+        else if (p1.kind == T_NAME && at(&q, '(') && !(p2.kind == T_PUNCT && p2.ch == '=') &&
+                 is_op_name(&p1))
+            node = &p1;
+        if (node && ++nodes > PARSE_MAX_NODES)
+            return err_at(p, KILN_ERR_LIMIT, node, "module has more than %d nodes",
+                          PARSE_MAX_NODES);
+        p2 = p1;
+        p1 = q.t;
+    }
+    return KILN_OK;
+}
+
 kiln_status ir_parse_module(const char *text, size_t len, const char *filename, kiln_module **out,
                             kiln_diag *d) {
     if (!out || (!text && len))
@@ -1334,9 +1396,10 @@ kiln_status ir_parse_module(const char *text, size_t len, const char *filename, 
     p.file = filename && *filename ? filename : "<input>";
     kiln_status st;
     if (len > PARSE_MAX_TEXT) {
-        ir_loc loc = {p.file, 1, 1};
-        st = ir_error(&p.diag, KILN_ERR_LIMIT, loc, "module text is larger than 2 GiB");
-    } else {
+        st = ir_error(&p.diag, KILN_ERR_LIMIT, ir_loc_none(),
+                      "%s: a module may hold at most %zu MiB of text", p.file,
+                      PARSE_MAX_TEXT >> 20);
+    } else if (!(st = prescan(&p))) {
         lex(&p);
         st = parse_module(&p);
         if (!st) st = ir_verify_module(p.m, &p.diag);
@@ -1375,7 +1438,10 @@ kiln_status kiln_module_load(const char *path, kiln_module **out, kiln_diag *d) 
     *out = NULL;
     char *text;
     size_t len;
-    kiln_status st = ir_read_file(path, &text, &len, d);
+    kiln_status st = ir_read_file_max(path, PARSE_MAX_TEXT, &text, &len, d);
+    if (st == KILN_ERR_LIMIT)
+        return ir_error(d, st, ir_loc_none(), "%s: a module may hold at most %zu MiB of text", path,
+                        PARSE_MAX_TEXT >> 20);
     if (st) return st;
     st = ir_parse_module(text, len, path, out, d);
     ir_free(text);

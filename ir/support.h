@@ -141,5 +141,10 @@ const char *ir_closest_name(const char *word, const char *const *candidates, int
 uint64_t ir_hash_bytes(const void *p, size_t n, uint64_t seed);
 /* Reads a whole file into a malloc'ed, NUL-terminated buffer. */
 kiln_status ir_read_file(const char *path, char **out, size_t *len, kiln_diag *d);
+/* The same for a file of at most `max` bytes: a longer one is not read
+ * beyond max + 1 bytes and gives KILN_ERR_LIMIT with no message (the caller
+ * names its limit). */
+kiln_status ir_read_file_max(const char *path, size_t max, char **out, size_t *len,
+                             kiln_diag *d);
 
 #endif

@@ -147,7 +147,11 @@ static void shared_scalars(ir_builder *b, const ir_optimizer *o, ir_global *iter
     ir_node *b1t = power(b, o->beta_1, tf);
     ir_node *b2t = power(b, o->beta_2, tf);
     ir_node *one = K(1);
-    ir_node *num = MUL(ir_b_un(b, IR_OP_sqrt, SUB(one, b2t)), K(o->lr));
+    /* One node per statement: C leaves the order of a call's arguments to
+     * the compiler, and the order of the nodes must not depend on it. */
+    ir_node *lr = K(o->lr);
+    ir_node *root = ir_b_un(b, IR_OP_sqrt, SUB(one, b2t));
+    ir_node *num = MUL(root, lr);
     s->alpha = DIV(num, SUB(one, b1t));
     s->one_m_b1 = K(tidy(1 - o->beta_1));
     s->one_m_b2 = K(tidy(1 - o->beta_2));

@@ -338,8 +338,9 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
     if (!st && problems == 1)
         st = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s", first);
     else if (!st && problems > 1)
-        st = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s (and %d more tensor%s that do%s not match)",
-                      first, problems - 1, problems > 2 ? "s" : "", problems > 2 ? "" : "es");
+        st = ir_error(d, KILN_ERR_SHAPE, ir_loc_none(),
+                      "%s (and %d more tensor%s that do%s not match)", first, problems - 1,
+                      problems > 2 ? "s" : "", problems > 2 ? "" : "es");
 #undef PROBLEM
     int n_use = 0;
     for (int i = 0; i < m->n_globals; i++) n_use += use[i] != NULL;

@@ -62,7 +62,7 @@ struct kiln_model {
     int n_hist, cap_hist;
     /* fit: every global's data as the epoch started, so that a non-finite
      * loss can be traced on the weights the failing step started from
-     * (nonfinite_loss); allocated at the first fit that stops on one. */
+     * (nonfinite_loss); allocated by the first fit that guards against one. */
     char *snap;
 };
 
@@ -449,8 +449,9 @@ static kiln_status nonfinite_loss(kiln_model *mo, const rt_dataset *ds, const ki
     } else {
         snprintf(why, sizeof why, "the parameters are still finite");
     }
-    if (replayed) snprintf(keep, sizeof keep, "; the model keeps the weights of step %lld",
-                           (long long)(step - 1));
+    if (replayed)
+        snprintf(keep, sizeof keep, "; the model keeps the weights of step %lld",
+                 (long long)(step - 1));
     return ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(),
                     "step %lld: the loss is %s: %s%s (use --continue-on-nan to go on)",
                     (long long)step, isnan(loss) ? "NaN" : "infinite", why, keep);

@@ -39,7 +39,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define FUZZ_CHECK(cond, ...)                                                                      \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);        \
+            fprintf(stderr, "fuzz: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);         \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
             abort();                                                                               \
@@ -86,8 +86,8 @@ static inline char *fuzz_check_roundtrip(const kiln_module *m, const char *what)
     kiln_diag *d = kiln_diag_create();
     kiln_module *back = NULL;
     kiln_status st = kiln_module_parse(text, strlen(text), "roundtrip.kir", &back, d);
-    FUZZ_CHECK(st == KILN_OK, "%s: the printed module does not parse back:\n%s\n--- text:\n%s", what,
-               kiln_diag_message(d), text);
+    FUZZ_CHECK(st == KILN_OK, "%s: the printed module does not parse back:\n%s\n--- text:\n%s",
+               what, kiln_diag_message(d), text);
     char *again = kiln_module_print(back);
     FUZZ_CHECK(again && strcmp(text, again) == 0,
                "%s: print(parse(print(m))) differs from print(m):\n--- first:\n%s\n--- second:\n%s",
@@ -98,15 +98,75 @@ static inline char *fuzz_check_roundtrip(const kiln_module *m, const char *what)
     return text;
 }
 
+/* ---- running what was parsed, when it is small ---- */
+
+typedef struct fuzz_size {
+    int64_t batch, cap;
+    bool small;
+} fuzz_size;
+
+static inline void fuzz_size_node(ir_node *n, void *ctx) {
+    fuzz_size *z = ctx;
+    if (n->type.dtype != IR_VOID && ir_type_numel(&n->type, z->batch) > z->cap) z->small = false;
+}
+
+/* Runs every function of m in the interpreter on a batch of 2 (arguments
+ * zero, globals from their initializers), as `kiln train --backend interp`
+ * would, when every value has at most 2^16 elements (so a run is quick): it
+ * may fail, with a message, but never crash or leak. A planned function
+ * runs in its planned workspace, which the parser bounded by what its
+ * values need. */
+static inline void fuzz_interp_all(kiln_module *m) {
+    fuzz_size z = {2, 1 << 16, true};
+    for (int i = 0; i < m->n_globals && z.small; i++)
+        if (ir_type_numel(&m->globals[i]->type, 1) > z.cap) z.small = false;
+    for (int i = 0; i < m->n_funcs && z.small; i++) {
+        kiln_func *f = m->funcs[i];
+        for (int k = 0; k < f->n_args; k++) fuzz_size_node(f->args[k], &z);
+        ir_func_walk(f, fuzz_size_node, &z);
+    }
+    if (!z.small) return;
+    void **globals = calloc((size_t)m->n_globals + 1, sizeof *globals);
+    FUZZ_CHECK(globals, "out of memory");
+    kiln_diag *d = kiln_diag_create();
+    for (int i = 0; i < m->n_globals; i++) {
+        const ir_global *g = m->globals[i];
+        globals[g->index] = calloc((size_t)ir_type_numel(&g->type, 1) + 1, 4);
+        FUZZ_CHECK(globals[g->index], "out of memory");
+        kiln_status st = ir_global_init(g, 1, globals[g->index], d);
+        FUZZ_CHECK(st == KILN_OK, "initializing '%s' failed:\n%s", g->name, kiln_diag_message(d));
+    }
+    for (int i = 0; i < m->n_funcs; i++) {
+        kiln_func *f = m->funcs[i];
+        void **args = calloc((size_t)f->n_args + 1, sizeof *args);
+        void **res = calloc((size_t)f->n_results + 1, sizeof *res);
+        FUZZ_CHECK(args && res, "out of memory");
+        for (int k = 0; k < f->n_args; k++)
+            args[k] = calloc((size_t)ir_type_numel(&f->args[k]->type, z.batch) + 1, 4);
+        for (int k = 0; k < f->n_results; k++)
+            res[k] = calloc((size_t)ir_type_numel(&f->results[k]->type, z.batch) + 1, 4);
+        kiln_diag_clear(d);
+        kiln_status st = ir_interp_run(f, z.batch, args, res, globals, d);
+        if (st) fuzz_check_error(st, d, NULL);
+        for (int k = 0; k < f->n_args; k++) free(args[k]);
+        for (int k = 0; k < f->n_results; k++) free(res[k]);
+        free(args);
+        free(res);
+    }
+    for (int i = 0; i < m->n_globals; i++) free(globals[i]);
+    free(globals);
+    kiln_diag_dispose(d);
+}
+
 /* Runs the pipeline kiln_model_create would run ("train" for a module that
  * can train, else "infer"); an error must come with a message, a success
  * must still verify and round-trip. */
 static inline void fuzz_run_pipeline(kiln_module *m) {
     if (kiln_module_func(m, "train_step")) return; /* already through "train" */
-    const char *pipeline = kiln_module_func(m, "loss") && m->train.present &&
-                                   m->train.opt.kind != IR_OPT_NONE
-                               ? "train"
-                               : "infer";
+    const char *pipeline =
+        kiln_module_func(m, "loss") && m->train.present && m->train.opt.kind != IR_OPT_NONE
+            ? "train"
+            : "infer";
     kiln_diag *d = kiln_diag_create();
     kiln_status st = kiln_module_run_passes(m, pipeline, NULL, d);
     if (st) {
@@ -118,6 +178,7 @@ static inline void fuzz_run_pipeline(kiln_module *m) {
                    pipeline, kiln_diag_message(v));
         kiln_diag_dispose(v);
         kiln_free(fuzz_check_roundtrip(m, pipeline));
+        fuzz_interp_all(m);
     }
     kiln_diag_dispose(d);
 }

@@ -57,8 +57,8 @@ static kiln_status parse_checked(const void *buf, size_t len, rt_idx *a) {
         }
         FUZZ_CHECK(count == a->count, "dims multiply to %lld, count %lld", (long long)count,
                    (long long)a->count);
-        FUZZ_CHECK((uint64_t)count * esize <= len * 1032u + 4096u,
-                   "%lld elements from %zu bytes", (long long)count, len);
+        FUZZ_CHECK((uint64_t)count * esize <= len * 1032u + 4096u, "%lld elements from %zu bytes",
+                   (long long)count, len);
         FUZZ_CHECK(a->data, "no data");
         for (int64_t i = 0; i < a->count; i++) {
             if (a->type == RT_IDX_F32)
@@ -88,10 +88,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(zst == st, "raw: %s, gzipped: %s", kiln_status_string(st),
                    kiln_status_string(zst));
         if (!st) {
-            FUZZ_CHECK(gz.type == raw.type && gz.rank == raw.rank && gz.count == raw.count &&
-                           memcmp(gz.dims, raw.dims, sizeof gz.dims) == 0 &&
-                           memcmp(gz.data, raw.data, (size_t)raw.count * rt_idx_type_size(raw.type)) == 0,
-                       "the gzipped input gives another array");
+            FUZZ_CHECK(
+                gz.type == raw.type && gz.rank == raw.rank && gz.count == raw.count &&
+                    memcmp(gz.dims, raw.dims, sizeof gz.dims) == 0 &&
+                    memcmp(gz.data, raw.data, (size_t)raw.count * rt_idx_type_size(raw.type)) == 0,
+                "the gzipped input gives another array");
         }
         rt_idx_free(&gz);
         free(z);

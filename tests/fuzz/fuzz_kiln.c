@@ -4,8 +4,9 @@
  * Any bytes: an error with a positioned message ("fuzz.kiln:L:C: error:
  * ...") or a module that verifies, whose .kir text parses back to itself,
  * and that goes through the pipeline kiln_model_create would run (an error
- * there needs a message too; a success must verify and round-trip again).
- * Nothing may leak either way.
+ * there needs a message too; a success must verify and round-trip again,
+ * and run in the interpreter when its values are small). Nothing may leak
+ * either way.
  */
 #include "fuzz.h"
 

@@ -16,21 +16,20 @@
 
 /* The model the checkpoints are applied to: two dense layers and Adam's
  * state, named as the frontend and the optimizer pass name them. */
-static const char k_model[] =
-    "module @tiny\n"
-    "param @h1.kernel : f32[2,3] = glorot_uniform\n"
-    "param @h1.bias : f32[3] = zeros\n"
-    "param @out.kernel : f32[3,2] = glorot_uniform\n"
-    "param @out.bias : f32[2] = zeros\n"
-    "state @optimizer.iterations : i32[] = zeros\n"
-    "state @optimizer.h1.kernel.m : f32[2,3] = zeros\n"
-    "state @optimizer.h1.kernel.v : f32[2,3] = zeros\n"
-    "state @optimizer.h1.bias.m : f32[3] = zeros\n"
-    "state @optimizer.h1.bias.v : f32[3] = zeros\n"
-    "state @optimizer.out.kernel.m : f32[3,2] = zeros\n"
-    "state @optimizer.out.kernel.v : f32[3,2] = zeros\n"
-    "state @optimizer.out.bias.m : f32[2] = zeros\n"
-    "state @optimizer.out.bias.v : f32[2] = zeros\n";
+static const char k_model[] = "module @tiny\n"
+                              "param @h1.kernel : f32[2,3] = glorot_uniform\n"
+                              "param @h1.bias : f32[3] = zeros\n"
+                              "param @out.kernel : f32[3,2] = glorot_uniform\n"
+                              "param @out.bias : f32[2] = zeros\n"
+                              "state @optimizer.iterations : i32[] = zeros\n"
+                              "state @optimizer.h1.kernel.m : f32[2,3] = zeros\n"
+                              "state @optimizer.h1.kernel.v : f32[2,3] = zeros\n"
+                              "state @optimizer.h1.bias.m : f32[3] = zeros\n"
+                              "state @optimizer.h1.bias.v : f32[3] = zeros\n"
+                              "state @optimizer.out.kernel.m : f32[3,2] = zeros\n"
+                              "state @optimizer.out.kernel.v : f32[3,2] = zeros\n"
+                              "state @optimizer.out.bias.m : f32[2] = zeros\n"
+                              "state @optimizer.out.bias.v : f32[2] = zeros\n";
 
 enum { MAX_GLOBALS = 16, MAX_BYTES = 64 };
 static kiln_module *g_model;

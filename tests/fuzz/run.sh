@@ -26,6 +26,10 @@ merge=0
 target=${1:-}
 case " $targets " in *" $target "*) ;; *) usage ;; esac
 
+if ! command -v clang-14 >/dev/null || ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  echo "tests/fuzz/run.sh: needs clang-14 and libclang-rt-14-dev (tests/run.sh installs both)" >&2
+  exit 2
+fi
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
         -DKILN_FUZZ=ON >/dev/null

@@ -64,10 +64,10 @@ static char g_dir[256], g_images[300], g_labels[300], g_ckpt[300];
 
 typedef struct job {
     const char *name;
-    void (*setup)(void *ctx);                      /* outside the injection */
-    kiln_status (*run)(void *ctx, kiln_diag *d);   /* allocation N fails here */
-    void (*check)(void *ctx, kiln_status st);      /* outside: what it left */
-    void (*teardown)(void *ctx);                   /* outside: frees what run made */
+    void (*setup)(void *ctx);                    /* outside the injection */
+    kiln_status (*run)(void *ctx, kiln_diag *d); /* allocation N fails here */
+    void (*check)(void *ctx, kiln_status st);    /* outside: what it left */
+    void (*teardown)(void *ctx);                 /* outside: frees what run made */
 } job;
 
 /* Runs the job with allocation N failing for N = 1, 2, ... until a run
@@ -99,8 +99,8 @@ static long sweep(const job *j, void *ctx) {
         if (j->teardown) j->teardown(ctx);
         kiln_diag_dispose(d);
         long leaked = kiln_test_alloc_live() - live;
-        ck_assert_msg(leaked == 0, "%s: with allocation %ld failing, %ld blocks leaked", j->name,
-                      n, leaked);
+        ck_assert_msg(leaked == 0, "%s: with allocation %ld failing, %ld blocks leaked", j->name, n,
+                      leaked);
         if (!failed) break;
     }
 #ifdef KILN_HAVE_LSAN
@@ -268,7 +268,8 @@ static kiln_status run_compile(void *ctx, kiln_diag *d) {
 
 static void check_compile(void *ctx, kiln_status st) {
     model_ctx *c = ctx;
-    ck_assert_msg(st ? c->model == NULL : c->model != NULL, "a model with an error, or none without");
+    ck_assert_msg(st ? c->model == NULL : c->model != NULL,
+                  "a model with an error, or none without");
 }
 
 static void free_model(void *ctx) {
@@ -384,8 +385,9 @@ static void check_save(void *ctx, kiln_status st) {
     ckpt_ctx *c = ctx;
     size_t len;
     char *now = read_all(g_ckpt, &len);
-    if (st) ck_assert_msg(len == c->old_len && memcmp(now, c->old, len) == 0,
-                          "a failed save changed the previous checkpoint");
+    if (st)
+        ck_assert_msg(len == c->old_len && memcmp(now, c->old, len) == 0,
+                      "a failed save changed the previous checkpoint");
     free(now);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -q tmp", g_dir);
@@ -404,8 +406,9 @@ static void check_load(void *ctx, kiln_status st) {
     ckpt_ctx *c = ctx;
     float now[20];
     ck_assert_int_eq(kiln_model_get_weights(c->mc.model, "h.kernel", now, 20, NULL), KILN_OK);
-    if (st) ck_assert_msg(memcmp(now, c->mc.before, sizeof now) == 0,
-                          "a failed load changed the weights");
+    if (st)
+        ck_assert_msg(memcmp(now, c->mc.before, sizeof now) == 0,
+                      "a failed load changed the weights");
 }
 
 START_TEST(test_checkpoint) {
@@ -453,4 +456,6 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) { return tu_run_suite(suite()); }
+int main(void) {
+    return tu_run_suite(suite());
+}
