@@ -348,6 +348,13 @@ static kiln_status check_data(kiln_model *mo, const rt_dataset *ds, kiln_diag *d
     return rt_dataset_check_labels(ds, mo->n_classes, d);
 }
 
+kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *ds, int need_labels,
+                                     kiln_diag *d) {
+    if (!mo || !ds) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no model or dataset");
+    if (need_labels) return check_data((kiln_model *)mo, ds->rt, d);
+    return rt_dataset_check_input(ds->rt, mo->in_size, d);
+}
+
 static size_t global_bytes(const ir_global *g) {
     return (size_t)ir_type_numel(&g->type, 1) * ir_dtype_size(g->type.dtype);
 }

@@ -351,12 +351,7 @@ int cmd_predict(int argc, char **argv) {
     if (st) return session_fail(&s, st);
     int64_t n = kiln_dataset_count(s.test), in = kiln_model_input_size(s.model);
     int64_t out = kiln_model_output_size(s.model);
-    if (kiln_dataset_sample_size(s.test) != in) {
-        fprintf(stderr, "kiln predict: error: %s: samples have %lld values, the model expects %lld\n",
-                input, (long long)kiln_dataset_sample_size(s.test), (long long)in);
-        session_end(&s);
-        return 1;
-    }
+    if ((st = kiln_model_check_dataset(s.model, s.test, 0, s.d))) return session_fail(&s, st);
     float *x = malloc(sizeof(float) * (size_t)(in * (n ? n : 1)));
     float *y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
     if (!x || !y || kiln_dataset_read(s.test, 0, n, x, s.d) ||

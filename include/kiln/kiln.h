@@ -565,6 +565,11 @@ KILN_API kiln_progress kiln_model_history(const kiln_model *model, int i);
 KILN_API kiln_status kiln_model_evaluate(kiln_model *model, kiln_dataset *ds, int64_t batch_size,
                                          int verbose, double *loss, double *accuracy,
                                          kiln_diag *d);
+/* Checks that a dataset fits the model: samples of the model's input size
+ * ("images are 28x28 = 784 values, the model expects 100") and, when
+ * need_labels, labels in range for its classes. */
+KILN_API kiln_status kiln_model_check_dataset(const kiln_model *model, const kiln_dataset *ds,
+                                              int need_labels, kiln_diag *d);
 /* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
 KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
                                         kiln_diag *d);
