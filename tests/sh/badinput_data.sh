@@ -33,7 +33,7 @@ expect 1 "kiln: error: size/t10k-images-idx3-ubyte: images are 3x3 = 9 values, t
   "$kiln" eval tiny.kiln --backend interp --load w.safetensors --data size
 expect 1 "kiln: error: label/t10k-labels-idx1-ubyte: label 5 of sample 7 is out of range: the model has 3 classes (0..2)" \
   "$kiln" eval tiny.kiln --backend interp --load w.safetensors --data label
-expect 1 "kiln predict: error: size/t10k-images-idx3-ubyte: samples have 9 values, the model expects 4" \
+expect 1 "kiln: error: size/t10k-images-idx3-ubyte: images are 3x3 = 9 values, the model expects 4" \
   "$kiln" predict tiny.kiln --backend interp --load w.safetensors --input size/t10k-images-idx3-ubyte
 expect 1 "kiln: error: nan/t10k-images-idx3-ubyte: value 1 of image 6 is NaN" \
   "$kiln" predict tiny.kiln --backend interp --load w.safetensors --input nan/t10k-images-idx3-ubyte
