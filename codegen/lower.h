@@ -83,6 +83,8 @@ struct cg_ctx {
 LLVMTypeRef cg_vec(cg_ctx *c, LLVMTypeRef elem, int width);
 /* The i32 type with the shape of `fty` (float or <N x float>). */
 LLVMTypeRef cg_int_like(cg_ctx *c, LLVMTypeRef fty);
+/* A run-time scalar broadcast to a vector of w lanes (w == 1: itself). */
+LLVMValueRef cg_splat(cg_ctx *c, LLVMValueRef s, int w);
 /* Constants of type `ty` (scalar or splatted vector). */
 LLVMValueRef cg_fc(cg_ctx *c, LLVMTypeRef ty, double v);
 LLVMValueRef cg_ic(cg_ctx *c, LLVMTypeRef ty, long long v);

@@ -18,15 +18,6 @@ typedef struct loss_ctx {
     LLVMValueRef s, s2; /* scalars for the body */
 } loss_ctx;
 
-static LLVMValueRef splat(cg_ctx *c, LLVMValueRef s, int w) {
-    if (w == 1) return s;
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)w);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, cg_i32(c, 0), "");
-    LLVMValueRef zeros[CG_VW];
-    for (int i = 0; i < w; i++) zeros[i] = cg_i32(c, 0);
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zeros, (unsigned)w),
-                                  "");
-}
 
 static LLVMValueRef clip(cg_ctx *c, LLVMValueRef q) {
     LLVMTypeRef ty = LLVMTypeOf(q);
@@ -42,7 +33,7 @@ static LLVMValueRef b_p(cg_ctx *c, void *v, LLVMValueRef i, int w) {
 /* y * log(clip(p / s)) */
 static LLVMValueRef b_cce(cg_ctx *c, void *v, LLVMValueRef i, int w) {
     loss_ctx *l = v;
-    LLVMValueRef q = LLVMBuildFDiv(c->b, cg_loadv(c, c->t_f32, w, l->p, i), splat(c, l->s, w), "");
+    LLVMValueRef q = LLVMBuildFDiv(c->b, cg_loadv(c, c->t_f32, w, l->p, i), cg_splat(c, l->s, w), "");
     return LLVMBuildFMul(c->b, cg_loadv(c, c->t_f32, w, l->y, i), cg_log(c, clip(c, q)), "");
 }
 
@@ -74,15 +65,15 @@ static LLVMValueRef b_yx(cg_ctx *c, void *v, LLVMValueRef i, int w) {
 
 static LLVMValueRef b_exp_shift(cg_ctx *c, void *v, LLVMValueRef i, int w) {
     loss_ctx *l = v;
-    return cg_exp(c, LLVMBuildFSub(c->b, cg_loadv(c, c->t_f32, w, l->p, i), splat(c, l->s, w), ""));
+    return cg_exp(c, LLVMBuildFSub(c->b, cg_loadv(c, c->t_f32, w, l->p, i), cg_splat(c, l->s, w), ""));
 }
 
 /* y * ((max - z) + log(sum)): max - z first, so that max + log(sum) is
  * never rounded (the interpreter works in f64). */
 static LLVMValueRef b_ce_dense(cg_ctx *c, void *v, LLVMValueRef i, int w) {
     loss_ctx *l = v;
-    LLVMValueRef d = LLVMBuildFSub(c->b, splat(c, l->s, w), cg_loadv(c, c->t_f32, w, l->p, i), "");
-    d = LLVMBuildFAdd(c->b, d, splat(c, l->s2, w), "");
+    LLVMValueRef d = LLVMBuildFSub(c->b, cg_splat(c, l->s, w), cg_loadv(c, c->t_f32, w, l->p, i), "");
+    d = LLVMBuildFAdd(c->b, d, cg_splat(c, l->s2, w), "");
     return LLVMBuildFMul(c->b, cg_loadv(c, c->t_f32, w, l->y, i), d, "");
 }
 

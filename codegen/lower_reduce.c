@@ -25,15 +25,6 @@ static LLVMValueRef body_load(cg_ctx *c, void *vctx, LLVMValueRef idx, int w) {
     return cg_loadv(c, c->t_f32, w, r->p[0], idx);
 }
 
-static LLVMValueRef splat_to(cg_ctx *c, LLVMValueRef s, int w) {
-    if (w == 1) return s;
-    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)w);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, cg_i32(c, 0), "");
-    LLVMValueRef zeros[CG_VW];
-    for (int i = 0; i < w; i++) zeros[i] = cg_i32(c, 0);
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zeros, (unsigned)w),
-                                  "");
-}
 
 /* ------------------------------------------------------------ reductions */
 
@@ -198,7 +189,7 @@ static LLVMValueRef body_exp_store(cg_ctx *c, void *vctx, LLVMValueRef idx, int 
     /* y = exp(x - max), kept for the second pass; returns it for the sum. */
     row_ctx *r = vctx;
     LLVMValueRef v = cg_loadv(c, c->t_f32, w, r->p[0], idx);
-    LLVMValueRef e = cg_exp(c, LLVMBuildFSub(c->b, v, splat_to(c, r->s[0], w), ""));
+    LLVMValueRef e = cg_exp(c, LLVMBuildFSub(c->b, v, cg_splat(c, r->s[0], w), ""));
     cg_storev(c, e, w, r->p[1], idx);
     return e;
 }
@@ -206,7 +197,7 @@ static LLVMValueRef body_exp_store(cg_ctx *c, void *vctx, LLVMValueRef idx, int 
 static LLVMValueRef body_scale(cg_ctx *c, void *vctx, LLVMValueRef idx, int w) {
     row_ctx *r = vctx;
     LLVMValueRef v = cg_loadv(c, c->t_f32, w, r->p[1], idx);
-    cg_storev(c, LLVMBuildFDiv(c->b, v, splat_to(c, r->s[0], w), ""), w, r->p[1], idx);
+    cg_storev(c, LLVMBuildFDiv(c->b, v, cg_splat(c, r->s[0], w), ""), w, r->p[1], idx);
     return NULL;
 }
 
@@ -215,15 +206,15 @@ static LLVMValueRef body_sub(cg_ctx *c, void *vctx, LLVMValueRef idx, int w) {
      * interpreter does, so that max + log(sum) is never rounded. */
     row_ctx *r = vctx;
     LLVMValueRef v = cg_loadv(c, c->t_f32, w, r->p[0], idx);
-    v = LLVMBuildFSub(c->b, v, splat_to(c, r->s[0], w), "");
-    cg_storev(c, LLVMBuildFSub(c->b, v, splat_to(c, r->s[1], w), ""), w, r->p[1], idx);
+    v = LLVMBuildFSub(c->b, v, cg_splat(c, r->s[0], w), "");
+    cg_storev(c, LLVMBuildFSub(c->b, v, cg_splat(c, r->s[1], w), ""), w, r->p[1], idx);
     return NULL;
 }
 
 static LLVMValueRef body_exp_shift(cg_ctx *c, void *vctx, LLVMValueRef idx, int w) {
     row_ctx *r = vctx;
     LLVMValueRef v = cg_loadv(c, c->t_f32, w, r->p[0], idx);
-    return cg_exp(c, LLVMBuildFSub(c->b, v, splat_to(c, r->s[0], w), ""));
+    return cg_exp(c, LLVMBuildFSub(c->b, v, cg_splat(c, r->s[0], w), ""));
 }
 
 kiln_status lower_softmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {

@@ -44,6 +44,16 @@ static LLVMTypeRef scalar_of(LLVMTypeRef ty) {
     return LLVMGetTypeKind(ty) == LLVMVectorTypeKind ? LLVMGetElementType(ty) : ty;
 }
 
+LLVMValueRef cg_splat(cg_ctx *c, LLVMValueRef s, int w) {
+    if (w == 1) return s;
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)w);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, cg_i32(c, 0), "");
+    LLVMValueRef zeros[CG_VW];
+    for (int i = 0; i < w; i++) zeros[i] = cg_i32(c, 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zeros, (unsigned)w),
+                                  "");
+}
+
 LLVMValueRef cg_fc(cg_ctx *c, LLVMTypeRef ty, double v) {
     (void)c;
     return splat(ty, LLVMConstReal(scalar_of(ty), v));

@@ -303,6 +303,9 @@ void ir_func_replace_uses(kiln_func *f, ir_node *from, ir_node *to);
 /* Use counts, indexed by node serial (array of m->next_serial ints; uses in
  * regions count, results count). Caller frees with ir_free. NULL if OOM. */
 int *ir_func_use_counts(const kiln_func *f);
+/* Forgets f's memory plan (a pass that rewrote f calls it; plan-memory
+ * plans again). */
+void ir_func_unplan(kiln_func *f);
 /* Calls fn on every node of f: top-level nodes and region bodies, in order. */
 void ir_func_walk(kiln_func *f, void (*fn)(ir_node *n, void *ctx), void *ctx);
 

@@ -351,6 +351,11 @@ int *ir_func_use_counts(const kiln_func *f) {
     return uses;
 }
 
+void ir_func_unplan(kiln_func *f) {
+    f->planned = false;
+    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
+}
+
 static void walk(ir_node *n, void (*fn)(ir_node *, void *), void *ctx) {
     fn(n, ctx);
     if (n->region)

@@ -240,10 +240,6 @@ static kiln_status drop_orphans(kiln_func *f, const int *before, int limit, kiln
     return KILN_OK;
 }
 
-static void unplan(kiln_func *f) {
-    f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
-}
 
 static kiln_status fold_func(kiln_func *f, kiln_diag *d) {
     folder c = {f, d, NULL, f->m->next_serial, 0};
@@ -287,16 +283,10 @@ static kiln_status fold_func(kiln_func *f, kiln_diag *d) {
     f->n_nodes = k;
     for (int i = 0; i < f->n_results; i++) f->results[i] = resolve(&c, f->results[i]);
     if (c.changed && !st) st = drop_orphans(f, before, c.limit, d);
-    if (c.changed) unplan(f);
+    if (c.changed) ir_func_unplan(f);
     ir_free(before);
     ir_free(c.fwd);
     return st;
 }
 
-kiln_status pass_constant_fold(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = fold_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_constant_fold(kiln_module *m, kiln_diag *d) { return pass_each_func(m, fold_func, d); }

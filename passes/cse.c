@@ -115,10 +115,6 @@ static ir_node *lookup_or_insert(cse *c, ir_node *n) {
     return NULL;
 }
 
-static void unplan(kiln_func *f) {
-    f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
-}
 
 static kiln_status cse_func(kiln_func *f, kiln_diag *d) {
     cse c;
@@ -153,7 +149,7 @@ static kiln_status cse_func(kiln_func *f, kiln_diag *d) {
     }
     f->n_nodes = k;
     for (int i = 0; i < f->n_results; i++) f->results[i] = resolve(&c, f->results[i]);
-    if (merged) unplan(f);
+    if (merged) ir_func_unplan(f);
 out:
     ir_free(c.fwd);
     ir_free(c.table);
@@ -162,10 +158,4 @@ out:
     return st;
 }
 
-kiln_status pass_cse(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = cse_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_cse(kiln_module *m, kiln_diag *d) { return pass_each_func(m, cse_func, d); }

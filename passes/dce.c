@@ -73,10 +73,6 @@ static bool dce_region(ir_node *n, bool value_used, int *live, int limit) {
     return changed;
 }
 
-static void unplan(kiln_func *f) {
-    f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
-}
 
 static kiln_status dce_func(kiln_func *f, kiln_diag *d) {
     int limit = f->m->next_serial;
@@ -103,16 +99,10 @@ static kiln_status dce_func(kiln_func *f, kiln_diag *d) {
         for (int i = 0; i < f->n_nodes; i++)
             if (f->nodes[i]->aux) f->nodes[k++] = f->nodes[i];
         f->n_nodes = k;
-        unplan(f);
+        ir_func_unplan(f);
     }
     ir_free(live);
     return KILN_OK;
 }
 
-kiln_status pass_dce(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = dce_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_dce(kiln_module *m, kiln_diag *d) { return pass_each_func(m, dce_func, d); }

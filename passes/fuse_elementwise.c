@@ -368,10 +368,6 @@ static kiln_status materialize(fuser *fu, ir_node *root) {
     return KILN_OK;
 }
 
-static void unplan(kiln_func *f) {
-    f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
-}
 
 static int count_ops(const fuser *fu) {
     return fu->n_members; /* constants are never members */
@@ -432,7 +428,7 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
             ir_free(after);
         }
     }
-    if (made) unplan(f);
+    if (made) ir_func_unplan(f);
     graph_free(&fu.g);
     ir_free(fu.member);
     ir_free(fu.cand);
@@ -441,10 +437,4 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
     return st;
 }
 
-kiln_status pass_fuse_elementwise(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = fuse_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_fuse_elementwise(kiln_module *m, kiln_diag *d) { return pass_each_func(m, fuse_func, d); }

@@ -37,10 +37,6 @@ static int producer_for(int op) {
     }
 }
 
-static void unplan(kiln_func *f) {
-    f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
-}
 
 static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
     int *uses = ir_func_use_counts(f);
@@ -73,16 +69,10 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
         for (int i = 0; i < f->n_nodes; i++)
             if (!f->nodes[i]->aux) f->nodes[k++] = f->nodes[i];
         f->n_nodes = k;
-        unplan(f);
+        ir_func_unplan(f);
     }
     ir_free(uses);
     return st;
 }
 
-kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = fuse_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d) { return pass_each_func(m, fuse_func, d); }

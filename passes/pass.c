@@ -52,6 +52,15 @@ const char *pass_pipeline_named(const char *name) {
 
 kiln_status pass_verify(kiln_module *m, kiln_diag *d) { return ir_verify_module(m, d); }
 
+kiln_status pass_each_func(kiln_module *m, kiln_status (*fn)(kiln_func *f, kiln_diag *d),
+                           kiln_diag *d) {
+    for (int i = 0; i < m->n_funcs; i++) {
+        kiln_status st = fn(m->funcs[i], d);
+        if (st) return st;
+    }
+    return KILN_OK;
+}
+
 void pass_print_module(ir_sb *sb, const kiln_module *m, pass_format fmt, const char *only) {
     if (fmt == PASS_FMT_DOT) {
         ir_print_dot(sb, m, only);

@@ -48,6 +48,11 @@ kiln_status pass_run_pipeline(kiln_module *m, const char *pipeline, const pass_o
 /* Prints a module (or one function) in the requested format. */
 void pass_print_module(ir_sb *sb, const kiln_module *m, pass_format fmt, const char *only_func);
 
+/* Runs fn on every function of m, stopping at the first error: the shape
+ * of the passes that work one function at a time. */
+kiln_status pass_each_func(kiln_module *m, kiln_status (*fn)(kiln_func *f, kiln_diag *d),
+                           kiln_diag *d);
+
 /* The passes (one file each). */
 kiln_status pass_verify(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);

@@ -206,10 +206,4 @@ out:
     return st;
 }
 
-kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d) {
-    for (int i = 0; i < m->n_funcs; i++) {
-        kiln_status st = plan_func(m->funcs[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
+kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d) { return pass_each_func(m, plan_func, d); }
