@@ -303,6 +303,9 @@ void ir_func_replace_uses(kiln_func *f, ir_node *from, ir_node *to);
 /* Use counts, indexed by node serial (array of m->next_serial ints; uses in
  * regions count, results count). Caller frees with ir_free. NULL if OOM. */
 int *ir_func_use_counts(const kiln_func *f);
+/* Drops the top-level nodes of f whose aux is nonzero (a pass marks what
+ * it replaced), keeping the order of the rest. */
+void ir_func_remove_marked(kiln_func *f);
 /* Forgets f's memory plan (a pass that rewrote f calls it; plan-memory
  * plans again). */
 void ir_func_unplan(kiln_func *f);

@@ -351,6 +351,13 @@ int *ir_func_use_counts(const kiln_func *f) {
     return uses;
 }
 
+void ir_func_remove_marked(kiln_func *f) {
+    int k = 0;
+    for (int i = 0; i < f->n_nodes; i++)
+        if (!f->nodes[i]->aux) f->nodes[k++] = f->nodes[i];
+    f->n_nodes = k;
+}
+
 void ir_func_unplan(kiln_func *f) {
     f->planned = false;
     for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;

@@ -232,10 +232,7 @@ static kiln_status drop_orphans(kiln_func *f, const int *before, int limit, kiln
         if (n->aux)
             for (int k = 0; k < n->n_in; k++) after[n->in[k]->serial]--;
     }
-    int k = 0;
-    for (int i = 0; i < f->n_nodes; i++)
-        if (!f->nodes[i]->aux) f->nodes[k++] = f->nodes[i];
-    f->n_nodes = k;
+    ir_func_remove_marked(f);
     ir_free(after);
     return KILN_OK;
 }

@@ -65,10 +65,7 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
         fused++;
     }
     if (fused) {
-        int k = 0;
-        for (int i = 0; i < f->n_nodes; i++)
-            if (!f->nodes[i]->aux) f->nodes[k++] = f->nodes[i];
-        f->n_nodes = k;
+        ir_func_remove_marked(f);
         ir_func_unplan(f);
     }
     ir_free(uses);
