@@ -105,6 +105,26 @@ typedef struct fuzz_size {
     bool small;
 } fuzz_size;
 
+/* The promises of a parser: an error comes with a positioned message and
+ * no module; success with a module that verifies and round-trips. Returns
+ * the module (NULL after an error) for the target's own checks. */
+static inline kiln_module *fuzz_check_parsed(kiln_status st, kiln_module *m, const kiln_diag *d,
+                                             const char *file, const char *what) {
+    if (st) {
+        FUZZ_CHECK(!m, "an error (%s) with a module", kiln_status_string(st));
+        fuzz_check_error(st, d, file);
+        return NULL;
+    }
+    FUZZ_CHECK(m, "KILN_OK without a module");
+    FUZZ_CHECK(kiln_diag_error_count(d) == 0, "KILN_OK with errors:\n%s", kiln_diag_message(d));
+    kiln_diag *v = kiln_diag_create();
+    FUZZ_CHECK(kiln_module_verify(m, v) == KILN_OK, "the module does not verify:\n%s",
+               kiln_diag_message(v));
+    kiln_diag_dispose(v);
+    kiln_free(fuzz_check_roundtrip(m, what));
+    return m;
+}
+
 static inline void fuzz_size_node(ir_node *n, void *ctx) {
     fuzz_size *z = ctx;
     if (n->type.dtype != IR_VOID && ir_type_numel(&n->type, z->batch) > z->cap) z->small = false;

@@ -15,17 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kiln_diag *d = kiln_diag_create();
     kiln_module *m = NULL;
     kiln_status st = kiln_module_parse((const char *)data, size, "fuzz.kir", &m, d);
-    if (st) {
-        FUZZ_CHECK(!m, "an error (%s) with a module", kiln_status_string(st));
-        fuzz_check_error(st, d, "fuzz.kir");
-    } else {
-        FUZZ_CHECK(m, "KILN_OK without a module");
-        FUZZ_CHECK(kiln_diag_error_count(d) == 0, "KILN_OK with errors:\n%s", kiln_diag_message(d));
-        kiln_diag *v = kiln_diag_create();
-        FUZZ_CHECK(kiln_module_verify(m, v) == KILN_OK, "the module does not verify:\n%s",
-                   kiln_diag_message(v));
-        kiln_diag_dispose(v);
-        kiln_free(fuzz_check_roundtrip(m, ".kir module"));
+    if (fuzz_check_parsed(st, m, d, "fuzz.kir", ".kir module")) {
         fuzz_interp_all(m); /* as parsed: a module with @train_step skips the pipeline */
         fuzz_run_pipeline(m);
         kiln_module_dispose(m);

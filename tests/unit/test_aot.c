@@ -20,27 +20,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char g_dir[64];
-
-static void tmp_setup(void) {
-    strcpy(g_dir, "/tmp/kiln-aot-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
-}
-
-static const char *tpath(const char *name) {
-    static char buf[8][256];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", g_dir, name);
-    return p;
-}
-
 /* The entry points of a library with prefix "m". */
 typedef struct lib {
     void *dl;
@@ -84,7 +63,7 @@ static lib compile_lib(const char *model, bool text, const char *so, const kiln_
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
     if (extra) o = *extra;
-    o.output = tpath(so);
+    o.output = tu_tmp_path(so);
     o.prefix = "m";
     kiln_diag *d = kiln_diag_create();
     kiln_status st = kiln_compile_aot(m, &o, d);
@@ -93,7 +72,7 @@ static lib compile_lib(const char *model, bool text, const char *so, const kiln_
     kiln_module_dispose(m);
     lib l;
     memset(&l, 0, sizeof l);
-    l.dl = dlopen(tpath(so), RTLD_NOW | RTLD_LOCAL);
+    l.dl = dlopen(tu_tmp_path(so), RTLD_NOW | RTLD_LOCAL);
     ck_assert_msg(l.dl != NULL, "dlopen: %s", dlerror());
     *(void **)&l.abi_version = sym(&l, "abi_version", true);
     *(void **)&l.check_version = sym(&l, "check_version", true);
@@ -192,11 +171,11 @@ START_TEST(load_embeds_and_reads_checkpoints) {
     fo.epochs = 1;
     fo.batch_size = 64;
     ck_assert_int_eq(kiln_model_fit(mo, ds, &fo, d), KILN_OK);
-    ck_assert_int_eq(kiln_model_save(mo, tpath("ckpt.safetensors"), d), KILN_OK);
+    ck_assert_int_eq(kiln_model_save(mo, tu_tmp_path("ckpt.safetensors"), d), KILN_OK);
 
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
-    o.load = tpath("ckpt.safetensors");
+    o.load = tu_tmp_path("ckpt.safetensors");
     lib emb = compile_lib(k_mnist, false, "libemb.so", &o);
     memset(&o, 0, sizeof o);
     o.no_embed = 1;
@@ -213,7 +192,7 @@ START_TEST(load_embeds_and_reads_checkpoints) {
     ck_assert_int_eq(file.infer(hf, N, x, b), KILN_ERR_INVALID);
     ck_assert_str_eq(file.last_error(hf),
                      "m_infer: the model has no weights yet: call m_load first");
-    ck_assert_int_eq(file.load(hf, tpath("ckpt.safetensors")), KILN_OK);
+    ck_assert_int_eq(file.load(hf, tu_tmp_path("ckpt.safetensors")), KILN_OK);
     ck_assert_int_eq(file.infer(hf, N, x, b), KILN_OK);
     ck_assert_double_le(tu_max_rel_err(b, c, N * OUT), 1e-5);
     /* evaluate = the JIT's loss and accuracy on the same batch. */
@@ -272,14 +251,14 @@ START_TEST(train_matches_jit) {
         ck_assert_int_eq(l.train_step(h, B, x, y, &loss, &acc), KILN_OK);
         ck_assert(isfinite(loss) && acc >= 0 && acc <= 1);
     }
-    ck_assert_int_eq(l.save(h, tpath("aot.safetensors")), KILN_OK);
-    ck_assert_int_eq(kiln_model_save(mo, tpath("jit.safetensors"), d), KILN_OK);
+    ck_assert_int_eq(l.save(h, tu_tmp_path("aot.safetensors")), KILN_OK);
+    ck_assert_int_eq(kiln_model_save(mo, tu_tmp_path("jit.safetensors"), d), KILN_OK);
 
     /* Every tensor — weights and Adam's state — within 1e-5. */
     rt_st_file *fa = NULL, *fj = NULL;
-    ck_assert_msg(rt_st_load(tpath("aot.safetensors"), &fa, d) == KILN_OK, "%s",
+    ck_assert_msg(rt_st_load(tu_tmp_path("aot.safetensors"), &fa, d) == KILN_OK, "%s",
                   kiln_diag_message(d));
-    ck_assert_int_eq(rt_st_load(tpath("jit.safetensors"), &fj, d), KILN_OK);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("jit.safetensors"), &fj, d), KILN_OK);
     ck_assert_int_eq(rt_st_count(fa), rt_st_count(fj));
     for (int i = 0; i < rt_st_count(fj); i++) {
         const rt_st_tensor *tj = rt_st_at(fj, i), *ta = rt_st_find(fa, tj->name);
@@ -303,7 +282,7 @@ START_TEST(train_matches_jit) {
 
     /* The runtime reads it as its own: structure recognised, training position kept. */
     kiln_model *mo2 = jit_model(k_mnist, false, 9);
-    ck_assert_msg(kiln_model_load(mo2, tpath("aot.safetensors"), KILN_LOAD_STRICT, d) == KILN_OK,
+    ck_assert_msg(kiln_model_load(mo2, tu_tmp_path("aot.safetensors"), KILN_LOAD_STRICT, d) == KILN_OK,
                   "%s", kiln_diag_message(d));
     rt_ckpt_report rep;
     void *globals[32] = {0};
@@ -311,14 +290,14 @@ START_TEST(train_matches_jit) {
     for (int i = 0; i < km->n_globals; i++)
         globals[i] = malloc((size_t)ir_type_numel(&km->globals[i]->type, 1) * 4);
     ck_assert_int_eq(
-        rt_ckpt_load(tpath("aot.safetensors"), km, globals, RT_CKPT_STRICT, 0, &rep, d), KILN_OK);
+        rt_ckpt_load(tu_tmp_path("aot.safetensors"), km, globals, RT_CKPT_STRICT, 0, &rep, d), KILN_OK);
     ck_assert(rep.structure_match);
     ck_assert_int_eq(rep.progress.step, STEPS);
     rt_ckpt_report_free(&rep);
     for (int i = 0; i < km->n_globals; i++) free(globals[i]);
     /* And the library reads its own checkpoint back: training resumes exactly. */
     void *h2 = create(&l, B);
-    ck_assert_int_eq(l.load(h2, tpath("aot.safetensors")), KILN_OK);
+    ck_assert_int_eq(l.load(h2, tu_tmp_path("aot.safetensors")), KILN_OK);
     float loss1, loss2, acc1;
     ck_assert_int_eq(rt_batch_slice(rt, 0, B, x, y, OUT, NULL, d), KILN_OK);
     ck_assert_int_eq(l.train_step(h, B, x, y, &loss1, &acc1), KILN_OK);
@@ -385,11 +364,11 @@ START_TEST(loader_refuses_bad_files) {
     float data[32];
     for (int i = 0; i < 32; i++) data[i] = 0.25f * (float)(i % 7) - 0.5f;
     char good[256]; /* tpath's buffers rotate */
-    snprintf(good, sizeof good, "%s", tpath("good.safetensors"));
+    snprintf(good, sizeof good, "%s", tu_tmp_path("good.safetensors"));
     write_st(good, SMALL_OK, data, 92);
     /* A file written with the metadata, other field order and spacing. */
     write_st(
-        tpath("meta.safetensors"),
+        tu_tmp_path("meta.safetensors"),
         "{ \"__metadata__\" : {\"format\":\"kiln\", \"model\":\"small\"},\n"
         "  \"p.bias\":{\"shape\":[2],\"dtype\":\"F32\",\"data_offsets\":[84,92]},\n"
         "  \"h.kernel\":{\"dtype\":\"F32\",\"shape\":[4, 3],\"data_offsets\":[0,48]},\n"
@@ -398,7 +377,7 @@ START_TEST(loader_refuses_bad_files) {
         "  \"p.kernel\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[60,84]} }",
         data, 100);
     float x[8] = {0.1f, 0.2f, 0.3f, 0.4f, 1, 0, -1, 2}, ref[4], out[4];
-    ck_assert_int_eq(l.load(h, tpath("meta.safetensors")), KILN_OK);
+    ck_assert_int_eq(l.load(h, tu_tmp_path("meta.safetensors")), KILN_OK);
     ck_assert_int_eq(l.infer(h, 2, x, ref), KILN_OK);
     ck_assert_int_eq(l.load(h, good), KILN_OK);
     ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
@@ -466,7 +445,7 @@ START_TEST(loader_refuses_bad_files) {
         const refusal *c = &cases[i];
         char name[32];
         snprintf(name, sizeof name, "bad%zu.safetensors", i);
-        const char *path = tpath(name);
+        const char *path = tu_tmp_path(name);
         float zeros[32] = {0};
         write_st(path, c->json, i < 2 ? data : zeros, (size_t)c->data_bytes);
         int st = l.load(h, path);
@@ -479,24 +458,24 @@ START_TEST(loader_refuses_bad_files) {
         ck_assert_int_eq(memcmp(ref, out, sizeof ref), 0);
     }
     /* NaN in the data, a missing file, a short file, a header larger than the file. */
-    const char *nanf = tpath("nan.safetensors");
+    const char *nanf = tu_tmp_path("nan.safetensors");
     write_st(nanf, SMALL_OK, nan_data, 92);
     ck_assert_int_eq(l.load(h, nanf), KILN_ERR_NONFINITE);
     snprintf(want, sizeof want, "%s: tensor 'h.bias' holds NaN or Inf at element 1", nanf);
     ck_assert_str_eq(l.last_error(h), want);
-    ck_assert_int_eq(l.load(h, tpath("absent.safetensors")), KILN_ERR_IO);
-    snprintf(want, sizeof want, "%s: No such file or directory", tpath("absent.safetensors"));
+    ck_assert_int_eq(l.load(h, tu_tmp_path("absent.safetensors")), KILN_ERR_IO);
+    snprintf(want, sizeof want, "%s: No such file or directory", tu_tmp_path("absent.safetensors"));
     ck_assert_str_eq(l.last_error(h), want);
-    write_bytes(tpath("short"), "\x10\0\0", 3);
-    ck_assert_int_eq(l.load(h, tpath("short")), KILN_ERR_INVALID);
+    write_bytes(tu_tmp_path("short"), "\x10\0\0", 3);
+    ck_assert_int_eq(l.load(h, tu_tmp_path("short")), KILN_ERR_INVALID);
     snprintf(want, sizeof want, "%s: not a safetensors file (shorter than 8 bytes)",
-             tpath("short"));
+             tu_tmp_path("short"));
     ck_assert_str_eq(l.last_error(h), want);
-    write_bytes(tpath("big"), "\x00\x01\0\0\0\0\0\0{}", 10);
-    ck_assert_int_eq(l.load(h, tpath("big")), KILN_ERR_INVALID);
+    write_bytes(tu_tmp_path("big"), "\x00\x01\0\0\0\0\0\0{}", 10);
+    ck_assert_int_eq(l.load(h, tu_tmp_path("big")), KILN_ERR_INVALID);
     snprintf(want, sizeof want,
              "%s: not a safetensors file: header length 256 does not fit a file of 10 bytes",
-             tpath("big"));
+             tu_tmp_path("big"));
     ck_assert_str_eq(l.last_error(h), want);
     ck_assert_int_eq(l.infer(h, 2, x, out), KILN_OK);
     ck_assert_int_eq(memcmp(ref, out, sizeof ref), 0);
@@ -521,8 +500,8 @@ START_TEST(loader_refuses_bad_files) {
                           ? (unsigned char)alphabet[ir_rng_next(&r) % (sizeof alphabet - 1)]
                           : (unsigned char)ir_rng_next(&r);
         }
-        write_bytes(tpath("mut.safetensors"), mut, n);
-        int st = l.load(h, tpath("mut.safetensors"));
+        write_bytes(tu_tmp_path("mut.safetensors"), mut, n);
+        int st = l.load(h, tu_tmp_path("mut.safetensors"));
         if (st == KILN_OK) {
             ck_assert_int_eq(l.load(h, good), KILN_OK);
             continue;
@@ -604,19 +583,19 @@ START_TEST(arguments_and_labels) {
                   l.last_error(h));
 
     /* Saving NaN weights is refused and keeps the previous file. */
-    ck_assert_int_eq(l.save(h, tpath("s.safetensors")), KILN_OK);
-    ck_assert_int_eq(l.save(h, tpath("nodir/s.safetensors")), KILN_ERR_IO);
+    ck_assert_int_eq(l.save(h, tu_tmp_path("s.safetensors")), KILN_OK);
+    ck_assert_int_eq(l.save(h, tu_tmp_path("nodir/s.safetensors")), KILN_ERR_IO);
     float nanx[8] = {NAN, 0, 0, 0, NAN, 0, 0, 0};
     l.train_step(h, 2, nanx, y, &loss, &acc);
     ck_assert(isnan(loss));
-    ck_assert_int_eq(l.save(h, tpath("s.safetensors")), KILN_ERR_NONFINITE);
+    ck_assert_int_eq(l.save(h, tu_tmp_path("s.safetensors")), KILN_ERR_NONFINITE);
     ck_assert_msg(strstr(l.last_error(h),
                          ": not saved: tensor 'h.kernel' holds NaN or Inf at element 0; "
                          "the previous checkpoint is kept") != NULL,
                   "%s", l.last_error(h));
     kiln_diag *d = kiln_diag_create();
     rt_st_file *f = NULL;
-    ck_assert_int_eq(rt_st_load(tpath("s.safetensors"), &f, d), KILN_OK);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("s.safetensors"), &f, d), KILN_OK);
     ck_assert_str_eq(rt_st_meta_get(f, "step"), "1");
     rt_st_free(f);
     kiln_diag_dispose(d);
@@ -637,7 +616,7 @@ START_TEST(compile_errors) {
         load_module("model nl\ninput x : f32[?, 4]\np = dense(x, 2)\noutput p\n", true);
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
-    o.output = tpath("x.so");
+    o.output = tu_tmp_path("x.so");
     o.train = 1;
     ck_assert_int_eq(kiln_compile_aot(m, &o, d), KILN_ERR_INVALID);
     ck_assert_str_eq(
@@ -655,7 +634,7 @@ START_TEST(compile_errors) {
     ck_assert_str_eq(
         kiln_diag_message(d),
         "kiln: error: aot: cannot run the linker '/nonexistent/cc': No such file or directory\n");
-    ck_assert_int_eq(access(tpath("x.so"), F_OK), -1);
+    ck_assert_int_eq(access(tu_tmp_path("x.so"), F_OK), -1);
     kiln_diag_clear(d);
     /* --weights file and --load together make no sense. */
     o.cc = NULL;
@@ -674,8 +653,8 @@ START_TEST(allocation_failures) {
                        "loss categorical_crossentropy(p, y)\ntrain {\n  optimizer = adam()\n}\n";
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
-    o.output = tpath("tiny.ll");
-    o.header = tpath("tiny.h");
+    o.output = tu_tmp_path("tiny.ll");
+    o.header = tu_tmp_path("tiny.h");
     o.emit = KILN_AOT_LLVM;
     o.train = 1;
     long n;
@@ -701,7 +680,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("aot");
     TCase *t = tcase_create("aot");
-    tcase_add_checked_fixture(t, tmp_setup, tmp_teardown);
+    tcase_add_checked_fixture(t, tu_tmp_setup, tu_tmp_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, infer_matches_jit);
     tcase_add_test(t, load_embeds_and_reads_checkpoints);

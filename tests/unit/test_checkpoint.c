@@ -23,26 +23,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char g_dir[64];
-
-static void tmp_setup(void) {
-    strcpy(g_dir, "/tmp/kiln-ckpt-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
-}
-
-static const char *tpath(const char *name) {
-    static char buf[4][256];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 256, "%s/%s", g_dir, name);
-    return p;
-}
 
 static unsigned char *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -216,7 +196,7 @@ static void drop(model *t) {
 /* ------------------------------------------------ safetensors round trip */
 
 START_TEST(st_round_trip_every_dtype_and_shape) {
-    tmp_setup();
+    tu_tmp_setup();
     static const int64_t shapes[][RT_ST_MAX_RANK] = {{0}, {0}, {0, 5}, {3}, {2, 3, 4},
                                                       {1, 2, 1, 2, 1, 2, 1, 2}};
     static const int ranks[] = {0, 1, 2, 1, 3, 8};
@@ -245,10 +225,10 @@ START_TEST(st_round_trip_every_dtype_and_shape) {
                          {"quote\"and\\slash", "line\nbreak\ttab \x01 \xc3\xa9t\xc3\xa9"},
                          {"empty", ""}};
     kiln_diag *d = kiln_diag_create();
-    ck_assert_msg(rt_st_save(tpath("all.safetensors"), t, n, meta, 3, d) == KILN_OK, "%s",
+    ck_assert_msg(rt_st_save(tu_tmp_path("all.safetensors"), t, n, meta, 3, d) == KILN_OK, "%s",
                   kiln_diag_message(d));
     rt_st_file *f;
-    ck_assert_msg(rt_st_load(tpath("all.safetensors"), &f, d) == KILN_OK, "%s",
+    ck_assert_msg(rt_st_load(tu_tmp_path("all.safetensors"), &f, d) == KILN_OK, "%s",
                   kiln_diag_message(d));
     ck_assert_int_eq(rt_st_count(f), n);
     const unsigned char *base = NULL;
@@ -277,7 +257,7 @@ START_TEST(st_round_trip_every_dtype_and_shape) {
     rt_st_free(f);
     /* The data starts 8-aligned in the file, after a space-padded header. */
     size_t len;
-    unsigned char *raw = slurp(tpath("all.safetensors"), &len);
+    unsigned char *raw = slurp(tu_tmp_path("all.safetensors"), &len);
     uint64_t h = 0;
     for (int i = 7; i >= 0; i--) h = h << 8 | raw[i];
     ck_assert_uint_eq((8 + h) % 8, 0);
@@ -288,23 +268,23 @@ START_TEST(st_round_trip_every_dtype_and_shape) {
     ck_assert_str_eq(rt_st_file_name(f), "mem");
     rt_st_free(f);
     /* No tensors, no metadata: still a valid file. */
-    ck_assert_int_eq(rt_st_save(tpath("empty.safetensors"), NULL, 0, NULL, 0, d), KILN_OK);
-    ck_assert_int_eq(rt_st_load(tpath("empty.safetensors"), &f, d), KILN_OK);
+    ck_assert_int_eq(rt_st_save(tu_tmp_path("empty.safetensors"), NULL, 0, NULL, 0, d), KILN_OK);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("empty.safetensors"), &f, d), KILN_OK);
     ck_assert_int_eq(rt_st_count(f), 0);
     rt_st_free(f);
     free(raw);
     for (int i = 0; i < n; i++) free(bufs[i]);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 START_TEST(st_save_refuses_bad_arguments) {
-    tmp_setup();
+    tu_tmp_setup();
     kiln_diag *d = kiln_diag_create();
     float v[6] = {0};
     rt_st_tensor t[2] = {{"a", RT_ST_F32, 2, {2, 3}, v, 24}, {"a", RT_ST_F32, 1, {6}, v, 24}};
-    const char *p = tpath("x.safetensors");
+    const char *p = tu_tmp_path("x.safetensors");
     ck_assert_int_eq(rt_st_save(p, t, 2, NULL, 0, d), KILN_ERR_INVALID);
     ck_msgf(d, "%s: duplicate tensor name 'a'", p);
     kiln_diag_clear(d);
@@ -324,24 +304,24 @@ START_TEST(st_save_refuses_bad_arguments) {
     ck_msgf(d, "%s: duplicate metadata key 'k'", p);
     ck_assert_int_ne(access(p, F_OK), 0); /* nothing was written */
     kiln_diag_clear(d);
-    const char *q = tpath("no/such/dir/x.safetensors");
+    const char *q = tu_tmp_path("no/such/dir/x.safetensors");
     ck_assert_int_eq(rt_st_save(q, t, 2, NULL, 0, d), KILN_ERR_IO);
     ck_msgf(d, "%s: cannot create a temporary file: No such file or directory", q);
     /* A directory in the way of the rename: the error says so, the
      * temporary file is gone. */
     kiln_diag_clear(d);
-    mkdir(tpath("isdir"), 0755);
-    ck_assert_int_eq(rt_st_save(tpath("isdir"), t, 2, NULL, 0, d), KILN_ERR_IO);
-    ck_msgf(d, "%s: rename failed: Is a directory; the previous file is kept", tpath("isdir"));
+    mkdir(tu_tmp_path("isdir"), 0755);
+    ck_assert_int_eq(rt_st_save(tu_tmp_path("isdir"), t, 2, NULL, 0, d), KILN_ERR_IO);
+    ck_msgf(d, "%s: rename failed: Is a directory; the previous file is kept", tu_tmp_path("isdir"));
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c tmp-", g_dir);
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c tmp-", tu_tmp_dir());
     FILE *ls = popen(cmd, "r");
     char out[16] = "";
     ck_assert_ptr_nonnull(fgets(out, sizeof out, ls));
     pclose(ls);
     ck_assert_str_eq(out, "0\n");
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -428,54 +408,54 @@ END_TEST
 /* Sizes: short files, a length beyond the file, a length beyond the limit
  * (in a sparse file, so the test stays cheap). */
 START_TEST(st_refuses_bad_sizes) {
-    tmp_setup();
+    tu_tmp_setup();
     kiln_diag *d = kiln_diag_create();
     rt_st_file *f;
-    write_file(tpath("short"), "\x10\0\0", 3);
-    ck_assert_int_eq(rt_st_load(tpath("short"), &f, d), KILN_ERR_INVALID);
-    ck_msgf(d, "%s: too short for a safetensors file (3 bytes)", tpath("short"));
+    write_file(tu_tmp_path("short"), "\x10\0\0", 3);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("short"), &f, d), KILN_ERR_INVALID);
+    ck_msgf(d, "%s: too short for a safetensors file (3 bytes)", tu_tmp_path("short"));
     unsigned char big[100];
     memset(big, ' ', sizeof big);
     memset(big, 0xff, 8);
-    write_file(tpath("len"), big, sizeof big);
+    write_file(tu_tmp_path("len"), big, sizeof big);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(tpath("len"), &f, d), KILN_ERR_INVALID);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("len"), &f, d), KILN_ERR_INVALID);
     ck_msgf(d, "%s: header length 18446744073709551615 exceeds the file size (100 bytes)",
-            tpath("len"));
+            tu_tmp_path("len"));
     big[0] = 93, big[1] = big[2] = big[3] = big[4] = big[5] = big[6] = big[7] = 0;
-    write_file(tpath("len2"), big, sizeof big);
+    write_file(tu_tmp_path("len2"), big, sizeof big);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(tpath("len2"), &f, d), KILN_ERR_INVALID);
-    ck_msgf(d, "%s: header length 93 exceeds the file size (100 bytes)", tpath("len2"));
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("len2"), &f, d), KILN_ERR_INVALID);
+    ck_msgf(d, "%s: header length 93 exceeds the file size (100 bytes)", tu_tmp_path("len2"));
     big[0] = 1;
-    write_file(tpath("len3"), big, sizeof big);
+    write_file(tu_tmp_path("len3"), big, sizeof big);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(tpath("len3"), &f, d), KILN_ERR_INVALID);
-    ck_msgf(d, "%s: header length 1 is too short for a JSON object", tpath("len3"));
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("len3"), &f, d), KILN_ERR_INVALID);
+    ck_msgf(d, "%s: header length 1 is too short for a JSON object", tu_tmp_path("len3"));
     /* 200 MB, sparse: header length 150,000,000 fits the file but not the limit */
-    FILE *sp = fopen(tpath("sparse"), "wb");
+    FILE *sp = fopen(tu_tmp_path("sparse"), "wb");
     uint64_t hl = 150000000;
     unsigned char lb[8];
     for (int i = 0; i < 8; i++) lb[i] = (unsigned char)(hl >> (8 * i));
     fwrite(lb, 1, 8, sp);
     fclose(sp);
-    ck_assert_int_eq(truncate(tpath("sparse"), 200000000), 0);
+    ck_assert_int_eq(truncate(tu_tmp_path("sparse"), 200000000), 0);
     kiln_diag_clear(d);
     kiln_test_alloc_fail_at(1); /* refused before any allocation */
-    ck_assert_int_eq(rt_st_load(tpath("sparse"), &f, d), KILN_ERR_LIMIT);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("sparse"), &f, d), KILN_ERR_LIMIT);
     kiln_test_alloc_fail_at(0);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(tpath("sparse"), &f, d), KILN_ERR_LIMIT);
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("sparse"), &f, d), KILN_ERR_LIMIT);
     ck_msgf(d, "%s: header length 150000000 exceeds the limit of 100000000 bytes",
-            tpath("sparse"));
+            tu_tmp_path("sparse"));
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(tpath("absent"), &f, d), KILN_ERR_IO);
-    ck_msgf(d, "%s: No such file or directory", tpath("absent"));
+    ck_assert_int_eq(rt_st_load(tu_tmp_path("absent"), &f, d), KILN_ERR_IO);
+    ck_msgf(d, "%s: No such file or directory", tu_tmp_path("absent"));
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_st_load(g_dir, &f, d), KILN_ERR_IO);
-    ck_msgf(d, "%s: is a directory", g_dir);
+    ck_assert_int_eq(rt_st_load(tu_tmp_dir(), &f, d), KILN_ERR_IO);
+    ck_msgf(d, "%s: is a directory", tu_tmp_dir());
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -483,13 +463,13 @@ END_TEST
  * load ends in OK or one clean error, never a crash (ASan in the sanitizer
  * build). Some flips have known messages. */
 START_TEST(st_damaged_files) {
-    tmp_setup();
+    tu_tmp_setup();
     model t = tiny(6, 4, 3, true);
     fill(&t, 0);
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(rt_ckpt_save(tpath("c"), t.m, t.bufs, NULL, NULL, 0, 0, d), KILN_OK);
+    ck_assert_int_eq(rt_ckpt_save(tu_tmp_path("c"), t.m, t.bufs, NULL, NULL, 0, 0, d), KILN_OK);
     size_t n;
-    unsigned char *good = slurp(tpath("c"), &n), *c = malloc(n);
+    unsigned char *good = slurp(tu_tmp_path("c"), &n), *c = malloc(n);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | good[i];
     rt_st_file *f;
@@ -532,7 +512,7 @@ START_TEST(st_damaged_files) {
     free(good);
     kiln_diag_dispose(d);
     drop(&t);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -591,9 +571,9 @@ static void kill_hook(const char *stage, uint64_t bytes, void *ctx) {
 }
 
 START_TEST(st_killed_at_each_stage) {
-    tmp_setup();
+    tu_tmp_setup();
     float *buf = malloc(3 * 393216 * sizeof(float));
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(save_version(p, buf, 1), KILN_OK);
     static const struct {
         kill_at at;
@@ -618,15 +598,15 @@ START_TEST(st_killed_at_each_stage) {
         ck_assert_msg(check_whole(p) == cases[i].expect, "case %zu (%s)", i, cases[i].at.stage);
     }
     free(buf);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 /* A writer saving in a loop, killed with SIGKILL at several moments. */
 START_TEST(st_kill9_in_a_loop) {
-    tmp_setup();
+    tu_tmp_setup();
     float *buf = malloc(3 * 393216 * sizeof(float));
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(save_version(p, buf, 0), KILN_OK);
     static const int delays_us[] = {300, 2000, 7000, 20000, 45000};
     float last = 0;
@@ -656,18 +636,18 @@ START_TEST(st_kill9_in_a_loop) {
     }
     ck_assert(last >= 401); /* the last writer's versions start at 401 */
     free(buf);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 /* ---------------------------------------------------- allocation failures */
 
 START_TEST(st_alloc_failures) {
-    tmp_setup();
+    tu_tmp_setup();
     model t = tiny(6, 4, 3, true);
     fill(&t, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("c.safetensors");
+    const char *p = tu_tmp_path("c.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, t.m, t.bufs, NULL, NULL, 0, 0, d), KILN_OK);
     size_t n0;
     unsigned char *before = slurp(p, &n0);
@@ -730,14 +710,14 @@ START_TEST(st_alloc_failures) {
     drop(&u);
     drop(&t);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 /* ------------------------------------------------------ model checkpoints */
 
 START_TEST(ckpt_round_trip) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(6, 4, 3, true), b = tiny(6, 4, 3, true);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
@@ -747,7 +727,7 @@ START_TEST(ckpt_round_trip) {
     rt_shuffle_next(&sh);
     rt_ckpt_progress pr = {1234, 3, true, rt_shuffle_get_state(&sh)};
     rt_st_meta extra = {"seed", "5"};
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, &pr, &extra, 1, 0, d), KILN_OK);
     rt_ckpt_report r;
     ck_assert_msg(rt_ckpt_load(p, b.m, b.bufs, RT_CKPT_STRICT, 0, &r, d) == KILN_OK, "%s",
@@ -811,7 +791,7 @@ START_TEST(ckpt_round_trip) {
     drop(&a);
     drop(&b);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -839,11 +819,11 @@ START_TEST(ckpt_structure_hash) {
 END_TEST
 
 START_TEST(ckpt_strict_refusals) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(6, 4, 3, true);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, NULL, NULL, 0, 0, d), KILN_OK);
     /* Another hidden width: one line, the first mismatch with both shapes
      * and how many more there are; nothing loaded. */
@@ -883,15 +863,15 @@ START_TEST(ckpt_strict_refusals) {
     /* The file has a parameter the model has not. */
     rt_st_tensor extra[2] = {{"h1.kernel", RT_ST_F32, 2, {6, 4}, a.bufs[0], 96},
                              {"h9.kernel", RT_ST_F32, 1, {1}, h3, 4}};
-    ck_assert_int_eq(rt_st_save(tpath("extra"), extra, 2, NULL, 0, d), KILN_OK);
+    ck_assert_int_eq(rt_st_save(tu_tmp_path("extra"), extra, 2, NULL, 0, d), KILN_OK);
     kiln_diag_clear(d);
     model g = tiny(6, 4, 3, false);
-    ck_assert_int_eq(rt_ckpt_load(tpath("extra"), g.m, g.bufs, RT_CKPT_STRICT, 0, NULL, d),
+    ck_assert_int_eq(rt_ckpt_load(tu_tmp_path("extra"), g.m, g.bufs, RT_CKPT_STRICT, 0, NULL, d),
                      KILN_ERR_SHAPE);
     snprintf(want, sizeof want,
              "kiln: error: %1$s: tensor 'h1.bias' is missing; the model expects F32 [4] "
              "(and 3 more tensors that do not match)\n",
-             tpath("extra"));
+             tu_tmp_path("extra"));
     ck_assert_str_eq(kiln_diag_message(d), want);
     /* A foreign dtype is named. */
     double k64[24] = {0};
@@ -899,14 +879,14 @@ START_TEST(ckpt_strict_refusals) {
                            {"h1.bias", RT_ST_F32, 1, {4}, a.bufs[1], 16},
                            {"out.kernel", RT_ST_F32, 2, {4, 3}, a.bufs[2], 48},
                            {"out.bias", RT_ST_BF16, 1, {3}, k64, 6}};
-    ck_assert_int_eq(rt_st_save(tpath("f64"), f64, 4, NULL, 0, d), KILN_OK);
+    ck_assert_int_eq(rt_st_save(tu_tmp_path("f64"), f64, 4, NULL, 0, d), KILN_OK);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_ckpt_load(tpath("f64"), g.m, g.bufs, RT_CKPT_STRICT, 0, NULL, d),
+    ck_assert_int_eq(rt_ckpt_load(tu_tmp_path("f64"), g.m, g.bufs, RT_CKPT_STRICT, 0, NULL, d),
                      KILN_ERR_SHAPE);
     snprintf(want, sizeof want,
              "kiln: error: %1$s: tensor 'h1.kernel' has dtype F64, the model expects F32 "
              "(and 1 more tensor that does not match)\n",
-             tpath("f64"));
+             tu_tmp_path("f64"));
     ck_assert_str_eq(kiln_diag_message(d), want);
     drop(&a);
     drop(&b);
@@ -914,17 +894,17 @@ START_TEST(ckpt_strict_refusals) {
     drop(&e);
     drop(&g);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 /* A model without optimizer (inference) loads a training checkpoint. */
 START_TEST(ckpt_inference_model_loads_training_file) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(6, 4, 3, true), b = tiny(6, 4, 3, false);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, NULL, NULL, 0, 0, d), KILN_OK);
     rt_ckpt_report r;
     ck_assert_int_eq(rt_ckpt_load(p, b.m, b.bufs, RT_CKPT_STRICT, 0, &r, d), KILN_OK);
@@ -953,16 +933,16 @@ START_TEST(ckpt_inference_model_loads_training_file) {
     drop(&b);
     drop(&c);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 START_TEST(ckpt_finetune_new_head) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(6, 4, 3, true);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("pretrained.safetensors");
+    const char *p = tu_tmp_path("pretrained.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, NULL, NULL, 0, 0, d), KILN_OK);
     /* Same body, a 5-class head, no optimizer state yet. */
     model b = tiny(6, 4, 5, false);
@@ -996,16 +976,16 @@ START_TEST(ckpt_finetune_new_head) {
     drop(&a);
     drop(&b);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 START_TEST(ckpt_nonfinite) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(6, 4, 3, true);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     ck_assert_int_eq(rt_ckpt_save(p, a.m, a.bufs, NULL, NULL, 0, RT_CKPT_REFUSE_NONFINITE, d),
                      KILN_OK);
     size_t n0;
@@ -1039,16 +1019,16 @@ START_TEST(ckpt_nonfinite) {
     drop(&a);
     drop(&b);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 START_TEST(ckpt_bad_metadata) {
-    tmp_setup();
+    tu_tmp_setup();
     model a = tiny(2, 2, 2, false);
     fill(&a, 0);
     kiln_diag *d = kiln_diag_create();
-    const char *p = tpath("ckpt.safetensors");
+    const char *p = tu_tmp_path("ckpt.safetensors");
     rt_st_tensor t[4];
     for (int i = 0; i < 4; i++) {
         ir_global *g = a.m->globals[i];
@@ -1088,7 +1068,7 @@ START_TEST(ckpt_bad_metadata) {
     rt_ckpt_report_free(&r);
     drop(&a);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 

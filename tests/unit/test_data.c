@@ -16,26 +16,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char g_dir[64];
-
-static void tmp_setup(void) {
-    strcpy(g_dir, "/tmp/kiln-data-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-}
-
-static void tmp_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
-}
-
-static const char *tpath(const char *name) {
-    static char buf[4][256];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 256, "%s/%s", g_dir, name);
-    return p;
-}
 
 static void write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -180,27 +160,27 @@ START_TEST(fashion_mnist_test_gz_and_raw) {
     for (int i = 0; i < 784; i++) sum0 += ds->u8[i];
     ck_assert_int_eq(sum0, 33456);
 
-    tmp_setup();
+    tu_tmp_setup();
     uint32_t idims[3] = {10000, 28, 28}, ldims[1] = {10000};
     uint8_t *lab = malloc(10000);
     for (int i = 0; i < 10000; i++) lab[i] = (uint8_t)ds->labels[i];
-    write_idx(tpath("t10k-images-idx3-ubyte"), RT_IDX_U8, 3, idims, ds->u8, 7840000, 0);
-    write_idx(tpath("t10k-labels-idx1-ubyte"), RT_IDX_U8, 1, ldims, lab, 10000, 0);
+    write_idx(tu_tmp_path("t10k-images-idx3-ubyte"), RT_IDX_U8, 3, idims, ds->u8, 7840000, 0);
+    write_idx(tu_tmp_path("t10k-labels-idx1-ubyte"), RT_IDX_U8, 1, ldims, lab, 10000, 0);
     rt_dataset *raw;
-    ck_assert_int_eq(rt_dataset_load_dir(g_dir, RT_SPLIT_TEST, &raw, d), KILN_OK);
-    ck_assert_str_eq(raw->images_path, tpath("t10k-images-idx3-ubyte"));
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_dir(), RT_SPLIT_TEST, &raw, d), KILN_OK);
+    ck_assert_str_eq(raw->images_path, tu_tmp_path("t10k-images-idx3-ubyte"));
     ck_assert_int_eq(raw->n, 10000);
     ck_assert_mem_eq(raw->u8, ds->u8, 7840000);
     ck_assert_mem_eq(raw->labels, ds->labels, 10000 * sizeof(int32_t));
     rt_dataset_free(raw);
     /* The training split is not there: one line naming the directory. */
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load_dir(g_dir, RT_SPLIT_TRAIN, &raw, d), KILN_ERR_IO);
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_dir(), RT_SPLIT_TRAIN, &raw, d), KILN_ERR_IO);
     ck_assert_ptr_null(raw);
-    ck_msg_path(d, g_dir,
+    ck_msg_path(d, tu_tmp_dir(),
                 "no train-images-idx3-ubyte or train-images-idx3-ubyte.gz in this directory");
     free(lab);
-    tmp_teardown();
+    tu_tmp_teardown();
     rt_dataset_free(ds);
     kiln_diag_dispose(d);
 }
@@ -209,24 +189,24 @@ END_TEST
 /* ------------------------------------------------------- bad input */
 
 START_TEST(missing_and_not_files) {
-    tmp_setup();
+    tu_tmp_setup();
     kiln_diag *d = kiln_diag_create();
     rt_dataset *ds;
-    ck_assert_int_eq(rt_dataset_load(tpath("nope.idx"), NULL, &ds, d), KILN_ERR_IO);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("nope.idx"), NULL, &ds, d), KILN_ERR_IO);
     ck_assert_ptr_null(ds);
-    ck_msg_path(d, tpath("nope.idx"), "No such file or directory");
+    ck_msg_path(d, tu_tmp_path("nope.idx"), "No such file or directory");
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load(g_dir, NULL, &ds, d), KILN_ERR_IO);
-    ck_msg_path(d, g_dir, "is a directory");
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_dir(), NULL, &ds, d), KILN_ERR_IO);
+    ck_msg_path(d, tu_tmp_dir(), "is a directory");
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load_dir(tpath("absent"), RT_SPLIT_TRAIN, &ds, d), KILN_ERR_IO);
-    ck_msg_path(d, tpath("absent"), "No such file or directory");
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_path("absent"), RT_SPLIT_TRAIN, &ds, d), KILN_ERR_IO);
+    ck_msg_path(d, tu_tmp_path("absent"), "No such file or directory");
     kiln_diag_clear(d);
-    write_file(tpath("empty"), "", 0);
-    ck_assert_int_eq(rt_dataset_load(tpath("empty"), NULL, &ds, d), KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("empty"), "empty file");
+    write_file(tu_tmp_path("empty"), "", 0);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("empty"), NULL, &ds, d), KILN_ERR_INVALID);
+    ck_msg_path(d, tu_tmp_path("empty"), "empty file");
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -406,98 +386,98 @@ START_TEST(multi_member_gzip) {
 END_TEST
 
 START_TEST(count_mismatch_and_kinds) {
-    tmp_setup();
+    tu_tmp_setup();
     uint8_t px[24] = {0}, lab[3] = {1, 2, 3};
-    write_idx(tpath("images"), RT_IDX_U8, 3, (uint32_t[]){3, 2, 4}, px, 24, 1);
-    write_idx(tpath("labels2"), RT_IDX_U8, 1, (uint32_t[]){2}, lab, 2, 0);
+    write_idx(tu_tmp_path("images"), RT_IDX_U8, 3, (uint32_t[]){3, 2, 4}, px, 24, 1);
+    write_idx(tu_tmp_path("labels2"), RT_IDX_U8, 1, (uint32_t[]){2}, lab, 2, 0);
     kiln_diag *d = kiln_diag_create();
     rt_dataset *ds;
     char want[512];
-    ck_assert_int_eq(rt_dataset_load(tpath("images"), tpath("labels2"), &ds, d), KILN_ERR_SHAPE);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("images"), tu_tmp_path("labels2"), &ds, d), KILN_ERR_SHAPE);
     ck_assert_ptr_null(ds);
-    snprintf(want, sizeof want, "2 labels, but %s has 3 images", tpath("images"));
-    ck_msg_path(d, tpath("labels2"), want);
+    snprintf(want, sizeof want, "2 labels, but %s has 3 images", tu_tmp_path("images"));
+    ck_msg_path(d, tu_tmp_path("labels2"), want);
     /* Images and labels swapped. */
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load(tpath("labels2"), NULL, &ds, d), KILN_ERR_SHAPE);
-    ck_msg_path(d, tpath("labels2"),
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("labels2"), NULL, &ds, d), KILN_ERR_SHAPE);
+    ck_msg_path(d, tu_tmp_path("labels2"),
                 "an images file has rank 2 or more (the count, then the shape of one image); "
                 "this one is 2; is it a labels file?");
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load(tpath("images"), tpath("images"), &ds, d), KILN_ERR_SHAPE);
-    ck_msg_path(d, tpath("images"), "a labels file has rank 1; this one is 3x2x4; is it an images "
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("images"), tu_tmp_path("images"), &ds, d), KILN_ERR_SHAPE);
+    ck_msg_path(d, tu_tmp_path("images"), "a labels file has rank 1; this one is 3x2x4; is it an images "
                                     "file?");
     /* Float labels, float64 images. */
     float fl[3] = {0, 1, 2};
     be_floats(fl, 3);
-    write_idx(tpath("flabels"), RT_IDX_F32, 1, (uint32_t[]){3}, fl, 12, 0);
+    write_idx(tu_tmp_path("flabels"), RT_IDX_F32, 1, (uint32_t[]){3}, fl, 12, 0);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load(tpath("images"), tpath("flabels"), &ds, d),
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("images"), tu_tmp_path("flabels"), &ds, d),
                      KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("flabels"), "labels must be integers; this file holds float32");
+    ck_msg_path(d, tu_tmp_path("flabels"), "labels must be integers; this file holds float32");
     double f64[6] = {0};
-    write_idx(tpath("f64"), RT_IDX_F64, 2, (uint32_t[]){3, 2}, f64, 48, 0);
+    write_idx(tu_tmp_path("f64"), RT_IDX_F64, 2, (uint32_t[]){3, 2}, f64, 48, 0);
     kiln_diag_clear(d);
-    ck_assert_int_eq(rt_dataset_load(tpath("f64"), NULL, &ds, d), KILN_ERR_UNSUPPORTED);
-    ck_msg_path(d, tpath("f64"), "unsupported dtype float64 (0x0E) for images; Kiln reads "
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("f64"), NULL, &ds, d), KILN_ERR_UNSUPPORTED);
+    ck_msg_path(d, tu_tmp_path("f64"), "unsupported dtype float64 (0x0E) for images; Kiln reads "
                                  "uint8 (0x08) or float32 (0x0D)");
     /* int32 labels (big-endian) and int16 labels load. */
     uint32_t l32[3] = {__builtin_bswap32(7), __builtin_bswap32(0), __builtin_bswap32(4)};
-    write_idx(tpath("l32"), RT_IDX_I32, 1, (uint32_t[]){3}, l32, 12, 0);
-    ck_assert_int_eq(rt_dataset_load(tpath("images"), tpath("l32"), &ds, d), KILN_OK);
+    write_idx(tu_tmp_path("l32"), RT_IDX_I32, 1, (uint32_t[]){3}, l32, 12, 0);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("images"), tu_tmp_path("l32"), &ds, d), KILN_OK);
     ck_assert_int_eq(ds->labels[0], 7);
     ck_assert_int_eq(ds->labels[2], 4);
     ck_assert_int_eq(ds->label_max, 7);
     rt_dataset_free(ds);
     uint16_t l16[3] = {__builtin_bswap16(1), __builtin_bswap16(0xffff), __builtin_bswap16(2)};
-    write_idx(tpath("l16"), RT_IDX_I16, 1, (uint32_t[]){3}, l16, 6, 0);
-    ck_assert_int_eq(rt_dataset_load(tpath("images"), tpath("l16"), &ds, d), KILN_OK);
+    write_idx(tu_tmp_path("l16"), RT_IDX_I16, 1, (uint32_t[]){3}, l16, 6, 0);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("images"), tu_tmp_path("l16"), &ds, d), KILN_OK);
     ck_assert_int_eq(ds->labels[1], -1);
     ck_assert_int_eq(ds->label_min, -1);
     kiln_diag_clear(d);
     ck_assert_int_eq(rt_dataset_check_labels(ds, 10, d), KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("l16"),
+    ck_msg_path(d, tu_tmp_path("l16"),
                 "label -1 of sample 1 is out of range: the model has 10 classes (0..9)");
     rt_dataset_free(ds);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
 START_TEST(model_checks) {
-    tmp_setup();
+    tu_tmp_setup();
     uint8_t *px = calloc(5 * 784, 1), lab[5] = {0, 9, 3, 10, 2};
-    write_idx(tpath("train-images-idx3-ubyte.gz"), RT_IDX_U8, 3, (uint32_t[]){5, 28, 28}, px,
+    write_idx(tu_tmp_path("train-images-idx3-ubyte.gz"), RT_IDX_U8, 3, (uint32_t[]){5, 28, 28}, px,
               5 * 784, 1);
-    write_idx(tpath("train-labels-idx1-ubyte.gz"), RT_IDX_U8, 1, (uint32_t[]){5}, lab, 5, 1);
+    write_idx(tu_tmp_path("train-labels-idx1-ubyte.gz"), RT_IDX_U8, 1, (uint32_t[]){5}, lab, 5, 1);
     kiln_diag *d = kiln_diag_create();
     rt_dataset *ds;
-    ck_assert_int_eq(rt_dataset_load_dir(g_dir, RT_SPLIT_TRAIN, &ds, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_dir(), RT_SPLIT_TRAIN, &ds, d), KILN_OK);
     ck_assert_int_eq(rt_dataset_check_input(ds, 100, d), KILN_ERR_SHAPE);
-    ck_msg_path(d, tpath("train-images-idx3-ubyte.gz"),
+    ck_msg_path(d, tu_tmp_path("train-images-idx3-ubyte.gz"),
                 "images are 28x28 = 784 values, the model expects 100");
     kiln_diag_clear(d);
     ck_assert_int_eq(rt_dataset_check_labels(ds, 10, d), KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("train-labels-idx1-ubyte.gz"),
+    ck_msg_path(d, tu_tmp_path("train-labels-idx1-ubyte.gz"),
                 "label 10 of sample 3 is out of range: the model has 10 classes (0..9)");
     ck_assert_int_eq(rt_dataset_check_labels(ds, 11, d), KILN_OK);
     /* A one-hot batch with that label is refused, not written out of bounds. */
     float x[5 * 784], y[5 * 10];
     kiln_diag_clear(d);
     ck_assert_int_eq(rt_batch_slice(ds, 0, 5, x, y, 10, NULL, d), KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("train-labels-idx1-ubyte.gz"),
+    ck_msg_path(d, tu_tmp_path("train-labels-idx1-ubyte.gz"),
                 "label 10 of sample 3 is out of range: the model has 10 classes (0..9)");
     rt_dataset_free(ds);
     /* Rank-2 images: "N values". */
-    write_idx(tpath("flat"), RT_IDX_U8, 2, (uint32_t[]){5, 784}, px, 5 * 784, 0);
-    ck_assert_int_eq(rt_dataset_load(tpath("flat"), NULL, &ds, d), KILN_OK);
+    write_idx(tu_tmp_path("flat"), RT_IDX_U8, 2, (uint32_t[]){5, 784}, px, 5 * 784, 0);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("flat"), NULL, &ds, d), KILN_OK);
     kiln_diag_clear(d);
     ck_assert_int_eq(rt_dataset_check_input(ds, 100, d), KILN_ERR_SHAPE);
-    ck_msg_path(d, tpath("flat"), "images are 784 values, the model expects 100");
+    ck_msg_path(d, tu_tmp_path("flat"), "images are 784 values, the model expects 100");
     rt_dataset_free(ds);
     free(px);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -533,10 +513,10 @@ START_TEST(float_images) {
     ck_msg(d, "images.idx: value 5 of image 0 is -Inf");
     free(b);
     /* A float dataset gathers by copying. */
-    tmp_setup();
-    write_idx(tpath("f.idx"), RT_IDX_F32, 3, (uint32_t[]){20, 2, 3}, v, sizeof v, 1);
+    tu_tmp_setup();
+    write_idx(tu_tmp_path("f.idx"), RT_IDX_F32, 3, (uint32_t[]){20, 2, 3}, v, sizeof v, 1);
     rt_dataset *ds;
-    ck_assert_int_eq(rt_dataset_load(tpath("f.idx"), NULL, &ds, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("f.idx"), NULL, &ds, d), KILN_OK);
     ck_assert(ds->is_float);
     float x[18];
     int32_t idx[3] = {19, 0, 7};
@@ -547,9 +527,9 @@ START_TEST(float_images) {
     kiln_diag_clear(d);
     int32_t lab[1];
     ck_assert_int_eq(rt_batch_gather(ds, idx, 1, x, NULL, 0, lab, d), KILN_ERR_INVALID);
-    ck_msg_path(d, tpath("f.idx"), "no labels were loaded");
+    ck_msg_path(d, tu_tmp_path("f.idx"), "no labels were loaded");
     rt_dataset_free(ds);
-    tmp_teardown();
+    tu_tmp_teardown();
     kiln_diag_dispose(d);
 }
 END_TEST
@@ -557,20 +537,20 @@ END_TEST
 /* ----------------------------------------------------------- batches */
 
 static rt_dataset *small_dataset(int n, int w, int classes) {
-    tmp_setup();
+    tu_tmp_setup();
     uint8_t *px = malloc((size_t)n * w), *lab = malloc((size_t)n);
     for (int i = 0; i < n * w; i++) px[i] = (uint8_t)(i * 31 + 7);
     for (int i = 0; i < n; i++) lab[i] = (uint8_t)(i % classes);
-    write_idx(tpath("img"), RT_IDX_U8, 2, (uint32_t[]){(uint32_t)n, (uint32_t)w}, px,
+    write_idx(tu_tmp_path("img"), RT_IDX_U8, 2, (uint32_t[]){(uint32_t)n, (uint32_t)w}, px,
               (size_t)n * w, 0);
-    write_idx(tpath("lab"), RT_IDX_U8, 1, (uint32_t[]){(uint32_t)n}, lab, (size_t)n, 1);
+    write_idx(tu_tmp_path("lab"), RT_IDX_U8, 1, (uint32_t[]){(uint32_t)n}, lab, (size_t)n, 1);
     free(px);
     free(lab);
     rt_dataset *ds;
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(rt_dataset_load(tpath("img"), tpath("lab"), &ds, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load(tu_tmp_path("img"), tu_tmp_path("lab"), &ds, d), KILN_OK);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
     return ds;
 }
 
@@ -775,17 +755,17 @@ static void alloc_failures(const char *images, const char *labels) {
 }
 
 START_TEST(alloc_failure_raw_and_gz) {
-    tmp_setup();
+    tu_tmp_setup();
     uint8_t px[600], lab[20];
     for (int i = 0; i < 600; i++) px[i] = (uint8_t)i;
     for (int i = 0; i < 20; i++) lab[i] = (uint8_t)(i % 10);
-    write_idx(tpath("i.gz"), RT_IDX_U8, 3, (uint32_t[]){20, 5, 6}, px, 600, 1);
-    write_idx(tpath("l"), RT_IDX_U8, 1, (uint32_t[]){20}, lab, 20, 0);
-    alloc_failures(tpath("i.gz"), tpath("l"));
-    write_idx(tpath("i"), RT_IDX_U8, 3, (uint32_t[]){20, 5, 6}, px, 600, 0);
-    write_idx(tpath("l.gz"), RT_IDX_U8, 1, (uint32_t[]){20}, lab, 20, 1);
-    alloc_failures(tpath("i"), tpath("l.gz"));
-    tmp_teardown();
+    write_idx(tu_tmp_path("i.gz"), RT_IDX_U8, 3, (uint32_t[]){20, 5, 6}, px, 600, 1);
+    write_idx(tu_tmp_path("l"), RT_IDX_U8, 1, (uint32_t[]){20}, lab, 20, 0);
+    alloc_failures(tu_tmp_path("i.gz"), tu_tmp_path("l"));
+    write_idx(tu_tmp_path("i"), RT_IDX_U8, 3, (uint32_t[]){20, 5, 6}, px, 600, 0);
+    write_idx(tu_tmp_path("l.gz"), RT_IDX_U8, 1, (uint32_t[]){20}, lab, 20, 1);
+    alloc_failures(tu_tmp_path("i"), tu_tmp_path("l.gz"));
+    tu_tmp_teardown();
 }
 END_TEST
 
@@ -859,9 +839,9 @@ static void run_converter(const char *digits, const char *out) {
 }
 
 START_TEST(mnist_digits_converter) {
-    tmp_setup();
+    tu_tmp_setup();
     char digits[128];
-    snprintf(digits, sizeof digits, "%s/digits", g_dir);
+    snprintf(digits, sizeof digits, "%s/digits", tu_tmp_dir());
     mkdir(digits, 0755);
     for (int c = 0; c < 10; c++) {
         char p[160];
@@ -874,12 +854,12 @@ START_TEST(mnist_digits_converter) {
         fprintf(f, "]}\n");
         fclose(f);
     }
-    run_converter(digits, tpath("out"));
-    run_converter(digits, tpath("again"));
+    run_converter(digits, tu_tmp_path("out"));
+    run_converter(digits, tu_tmp_path("again"));
     kiln_diag *d = kiln_diag_create();
     rt_dataset *tr, *te;
-    ck_assert_int_eq(rt_dataset_load_dir(tpath("out"), RT_SPLIT_TRAIN, &tr, d), KILN_OK);
-    ck_assert_int_eq(rt_dataset_load_dir(tpath("out"), RT_SPLIT_TEST, &te, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_path("out"), RT_SPLIT_TRAIN, &tr, d), KILN_OK);
+    ck_assert_int_eq(rt_dataset_load_dir(tu_tmp_path("out"), RT_SPLIT_TEST, &te, d), KILN_OK);
     ck_assert_int_eq(tr->n, 116);
     ck_assert_int_eq(te->n, 29); /* 20% of 145 */
     /* 20% of each class, the remainders going to the largest fractions */
@@ -911,15 +891,15 @@ START_TEST(mnist_digits_converter) {
                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
     for (int k = 0; k < 4; k++) {
         char a[160], b[160], cmd[400];
-        snprintf(a, sizeof a, "%s/out/%s", g_dir, names[k]);
-        snprintf(b, sizeof b, "%s/again/%s", g_dir, names[k]);
+        snprintf(a, sizeof a, "%s/out/%s", tu_tmp_dir(), names[k]);
+        snprintf(b, sizeof b, "%s/again/%s", tu_tmp_dir(), names[k]);
         snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
         ck_assert_msg(system(cmd) == 0, "%s differs between two runs", names[k]);
     }
     rt_dataset_free(tr);
     rt_dataset_free(te);
     kiln_diag_dispose(d);
-    tmp_teardown();
+    tu_tmp_teardown();
 }
 END_TEST
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int tu_run_suite(Suite *s) {
     SRunner *sr = srunner_create(s);
@@ -42,4 +43,27 @@ const char *tu_src_path(const char *rel) {
     static char buf[4096];
     snprintf(buf, sizeof buf, "%s/%s", KILN_SOURCE_DIR, rel);
     return buf;
+}
+
+static char g_tmp_dir[64];
+
+void tu_tmp_setup(void) {
+    strcpy(g_tmp_dir, "/tmp/kiln-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_tmp_dir));
+}
+
+void tu_tmp_teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_tmp_dir);
+}
+
+const char *tu_tmp_dir(void) { return g_tmp_dir; }
+
+const char *tu_tmp_path(const char *name) {
+    static char buf[8][256];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 256, "%s/%s", g_tmp_dir, name);
+    return p;
 }

@@ -15,6 +15,12 @@ kiln_module *tu_parse(const char *text);
 void tu_fill_uniform(float *p, int64_t n, uint64_t seed, float lo, float hi);
 /* Max relative error max|a-b| / max(1, |b|) over n elements. */
 double tu_max_rel_err(const float *a, const float *b, int64_t n);
+/* A fresh temporary directory per test (a Check fixture pair), its path,
+ * and paths of files in it (eight rotating static buffers). */
+void tu_tmp_setup(void);
+void tu_tmp_teardown(void);
+const char *tu_tmp_dir(void);
+const char *tu_tmp_path(const char *name);
 /* Absolute path of a file in the source tree. Static buffer. */
 const char *tu_src_path(const char *rel);
 
