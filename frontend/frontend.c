@@ -54,32 +54,11 @@ kiln_status kiln_model_file_parse(const char *text, size_t len, const char *file
 /* Reads at most FE_MAX_FILE_BYTES + 1 bytes: a bigger file is refused
  * without reading it all into memory. */
 static kiln_status read_model_file(const char *path, char **text, size_t *len, kiln_diag *d) {
-    *text = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path, strerror(errno));
-    ir_sb sb;
-    ir_sb_init(&sb);
-    char buf[65536];
-    size_t n;
-    while (sb.len <= FE_MAX_FILE_BYTES && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        ir_sb_putn(&sb, buf, n);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    kiln_status st = KILN_OK;
-    if (err)
-        st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: read error", path);
-    else if (sb.len > FE_MAX_FILE_BYTES)
-        st = ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: a model file may hold at most %zu MiB",
-                      path, FE_MAX_FILE_BYTES >> 20);
-    if (st) {
-        ir_sb_free(&sb);
-        return st;
-    }
-    size_t l = sb.len;
-    if (!(*text = ir_sb_take(&sb))) return ir_oom(d);
-    *len = l;
-    return KILN_OK;
+    kiln_status st = ir_read_file_max(path, FE_MAX_FILE_BYTES, text, len, d);
+    if (st == KILN_ERR_LIMIT)
+        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: a model file may hold at most %zu MiB",
+                        path, FE_MAX_FILE_BYTES >> 20);
+    return st;
 }
 
 kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d) {

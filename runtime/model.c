@@ -470,6 +470,19 @@ static kiln_status push_history(kiln_model *mo, const kiln_progress *p, kiln_dia
     return KILN_OK;
 }
 
+/* Adds one batch (its mean loss and accuracy, la) to the running means of
+ * p; sums holds the sample-weighted totals. */
+static void progress_add(kiln_progress *p, double sums[2], const float la[2], int nb, bool acc,
+                         double t0) {
+    sums[0] += (double)la[0] * nb;
+    sums[1] += (double)la[1] * nb;
+    p->step++;
+    p->samples += nb;
+    p->loss = sums[0] / (double)p->samples;
+    p->accuracy = acc ? sums[1] / (double)p->samples : -1;
+    p->seconds = now_s() - t0;
+}
+
 /* Prints a progress line: redrawn on a terminal, once at the end otherwise. */
 static void show(const kiln_progress *p, bool end, bool tty, double *last_draw) {
     if (!tty && !end) return;
@@ -530,7 +543,7 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
         p.epochs = epochs;
         p.steps = steps;
         p.accuracy = -1;
-        double t0 = now_s(), last_draw = 0, loss_sum = 0, acc_sum = 0;
+        double t0 = now_s(), last_draw = 0, sums[2] = {0, 0};
         bool stop = false;
         for (int64_t s = 0; s < steps; s++) {
             int nb = (int)(s + 1 < steps ? batch : n - s * batch);
@@ -543,13 +556,7 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
                 if (tty) putchar('\n'); /* ends the progress line */
                 return nonfinite_loss(mo, ds, o, s, batch, loss_acc[0], d);
             }
-            loss_sum += (double)loss_acc[0] * nb;
-            acc_sum += (double)loss_acc[1] * nb;
-            p.step = s + 1;
-            p.samples += nb;
-            p.loss = loss_sum / (double)p.samples;
-            p.accuracy = mo->has_accuracy ? acc_sum / (double)p.samples : -1;
-            p.seconds = now_s() - t0;
+            progress_add(&p, sums, loss_acc, nb, mo->has_accuracy, t0);
             if (o->callback) o->callback(&p, 0, o->user);
             if (o->verbose) show(&p, false, tty, &last_draw);
             if (o->checkpoint_path && o->checkpoint_every > 0 &&
@@ -595,18 +602,12 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     memset(&p, 0, sizeof p);
     p.steps = (n + batch - 1) / batch;
     p.accuracy = -1;
-    double t0 = now_s(), last = 0, ls = 0, as = 0;
+    double t0 = now_s(), last = 0, sums[2] = {0, 0};
     for (int64_t s = 0; s * batch < n; s++) {
         int nb = (int)(n - s * batch < batch ? n - s * batch : batch);
         if ((st = gather(mo, ds, NULL, s * batch, nb, d))) return st;
         if ((st = run(mo, fn, nb, args, results, d))) return st;
-        ls += (double)la[0] * nb;
-        as += (double)la[1] * nb;
-        p.step = s + 1;
-        p.samples += nb;
-        p.loss = ls / (double)p.samples;
-        p.accuracy = mo->has_accuracy ? as / (double)p.samples : -1;
-        p.seconds = now_s() - t0;
+        progress_add(&p, sums, la, nb, mo->has_accuracy, t0);
         if (verbose) show(&p, false, tty, &last);
     }
     if (verbose) show(&p, true, tty, &last);
