@@ -84,45 +84,24 @@ kiln_status fe_bind(fe_build *c, const fe_expr *call, const fe_param *params, in
 
 kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t lo, int64_t hi,
                        int64_t *out) {
-    char b[64];
+    char b[160];
     if (e->kind != FE_E_NUMBER || !e->is_int)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "'%s' must be an integer, got %s", what,
                       fe_expr_str(e, b, sizeof b));
-    if (e->ival < lo || e->ival > hi)
-        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
-                      "'%s' must be between %lld and %lld, got %lld", what, (long long)lo,
-                      (long long)hi, (long long)e->ival);
+    if (ir_check_int(what, lo, hi, e->ival, b, sizeof b))
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "%s", b);
     *out = e->ival;
     return KILN_OK;
 }
 
-const char *fe_range_need(fe_range r, double v) {
-    switch (r) {
-    case FE_R_ANY:
-        return NULL;
-    case FE_R_POSITIVE:
-        return v > 0 ? NULL : "positive";
-    case FE_R_NONNEGATIVE:
-        return v >= 0 ? NULL : "at least 0";
-    case FE_R_UNIT_OPEN:
-        return v >= 0 && v < 1 ? NULL : "in [0, 1)";
-    case FE_R_UNIT:
-        return v >= 0 && v <= 1 ? NULL : "in [0, 1]";
-    }
-    return NULL;
-}
-
-kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, fe_range r, double *out) {
-    char b[64];
+kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, ir_range r, double *out) {
+    char b[160];
     if (e->kind != FE_E_NUMBER)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "'%s' must be a number, got %s", what,
                       fe_expr_str(e, b, sizeof b));
-    double v = e->num;
-    const char *need = fe_range_need(r, v);
-    if (need)
-        return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "'%s' must be %s, got %s", what, need,
-                      fe_expr_str(e, b, sizeof b));
-    *out = v;
+    if (ir_check_float(what, r, e->num, b, sizeof b))
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "%s", b);
+    *out = e->num;
     return KILN_OK;
 }
 
@@ -160,7 +139,7 @@ kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *ac
     const fe_expr *v[1];
     kiln_status st = fe_bind(c, e, slope, a == KILN_ACT_LEAKY_RELU ? 1 : 0, v);
     if (!st && a == KILN_ACT_LEAKY_RELU && v[0])
-        st = fe_get_float(c, v[0], "alpha", FE_R_NONNEGATIVE, alpha);
+        st = fe_get_float(c, v[0], "alpha", IR_R_NONNEGATIVE, alpha);
     return st;
 }
 
@@ -201,8 +180,8 @@ kiln_status fe_get_init(fe_build *c, const fe_expr *e, const char *what, kiln_in
     const fe_expr *v[2];
     kiln_status st = fe_bind(c, e, params, n, v);
     if (st) return st;
-    if (n > 0 && v[0] && (st = fe_get_float(c, v[0], params[0].name, FE_R_ANY, &out->a))) return st;
-    fe_range r1 = k == KILN_INIT_NORMAL ? FE_R_NONNEGATIVE : FE_R_ANY;
+    if (n > 0 && v[0] && (st = fe_get_float(c, v[0], params[0].name, IR_R_ANY, &out->a))) return st;
+    ir_range r1 = k == KILN_INIT_NORMAL ? IR_R_NONNEGATIVE : IR_R_ANY;
     if (n > 1 && v[1] && (st = fe_get_float(c, v[1], params[1].name, r1, &out->b))) return st;
     if (k == KILN_INIT_UNIFORM && out->a > out->b)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "uniform: 'min' exceeds 'max'");

@@ -261,7 +261,7 @@ kiln_status fe_build_module(const fe_source *src, const fe_ast *ast, kiln_module
     ir_arena_init(&c.arena);
     c.namer.taken = fe_name_taken;
     c.namer.ctx = &c;
-    c.cfg = fe_train_defaults(); /* a train block overrides them setting by setting */
+    c.cfg = ir_train_defaults(); /* a train block overrides them setting by setting */
     kiln_status st = declare(&c);
     if (!st) {
         char name[FE_MAX_NAME + 1];

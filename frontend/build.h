@@ -97,7 +97,7 @@ kiln_status fe_bind(fe_build *c, const fe_expr *call, const fe_param *params, in
 
 kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t lo, int64_t hi,
                        int64_t *out);
-kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, fe_range r, double *out);
+kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, ir_range r, double *out);
 kiln_status fe_get_bool(fe_build *c, const fe_expr *e, const char *what, bool *out);
 /* relu, linear, ..., or leaky_relu(alpha=0.1); *alpha is leaky_relu's slope. */
 kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *act, double *alpha);

@@ -71,7 +71,7 @@ kiln_optimizer kiln_optimizer_defaults(kiln_optimizer_kind kind) {
 }
 
 kiln_train_settings kiln_train_settings_defaults(kiln_loss loss) {
-    ir_train_config c = fe_train_defaults();
+    ir_train_config c = ir_train_defaults();
     kiln_train_settings t;
     memset(&t, 0, sizeof t);
     t.loss = loss;
@@ -105,7 +105,7 @@ static kiln_status train_config(const kiln_train_settings *t, const char *fn, ir
     c->batch_size = t->batch_size;
     c->seed = t->seed;
     c->metric_accuracy = t->accuracy != 0;
-    kiln_status st = fe_train_config_check(c, d);
+    kiln_status st = ir_train_config_check(c, d);
     if (st) ir_note(d, ir_loc_none(), "in the settings given to %s", fn);
     return st;
 }

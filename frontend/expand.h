@@ -17,6 +17,7 @@
 #define KILN_FRONTEND_EXPAND_H
 
 #include "frontend/frontend.h"
+#include "ir/settings.h"
 
 /* ------------------------------------------------------------ layer kinds
  * Keras' layer classes, as summary shows them, and the base of their
@@ -91,25 +92,6 @@ kiln_status fe_loss_func_ir(ir_builder *b, kiln_func *infer, ir_node *pred, int 
 
 /* -------------------------------------------------------------- settings */
 
-/* Value ranges of numeric settings. */
-typedef enum fe_range {
-    FE_R_ANY,
-    FE_R_POSITIVE,    /* > 0 */
-    FE_R_NONNEGATIVE, /* >= 0 */
-    FE_R_UNIT_OPEN,   /* [0, 1) */
-    FE_R_UNIT         /* [0, 1] */
-} fe_range;
-
-/* What v lacks to be in range r ("positive", "in [0, 1)"), or NULL. */
-const char *fe_range_need(fe_range r, double v);
-
-/* Keras' compile() and fit() defaults: Adam (lr 0.001, beta_1 0.9, beta_2
- * 0.999, epsilon 1e-7), 1 epoch, batch size 32, no seed, no metric. */
-ir_train_config fe_train_defaults(void);
-
-/* Checks the settings of a train block that did not come from a model
- * file: the optimizer's kind and values, epochs, batch size, seed. The
- * message names the setting ("adam: 'beta_1' must be in [0, 1), got 1"). */
-kiln_status fe_train_config_check(const ir_train_config *c, kiln_diag *d);
+/* The settings themselves (names, ranges, defaults, checks): ir/settings.h. */
 
 #endif

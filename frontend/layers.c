@@ -214,7 +214,7 @@ static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr *
     int64_t axis = -1;
     kiln_status st = KILN_OK;
     if (ls->act == KILN_ACT_LEAKY_RELU && v[1])
-        st = fe_get_float(c, v[1], "alpha", FE_R_NONNEGATIVE, &alpha);
+        st = fe_get_float(c, v[1], "alpha", IR_R_NONNEGATIVE, &alpha);
     if (ls->act == KILN_ACT_SOFTMAX && v[1])
         st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
     if (st) return st;

@@ -216,97 +216,57 @@ kiln_status fe_build_loss_func(fe_build *c) {
 
 /* -------------------------------------------------------------- optimizer */
 
-enum { O_LR, O_BETA_1, O_BETA_2, O_EPSILON, O_WEIGHT_DECAY, O_MOMENTUM, O_NESTEROV };
-
-/* Where each number lives in ir_optimizer and the values it may take
- * (nesterov, a bool, is not a number). */
-static const struct {
-    size_t off;
-    fe_range range;
-} g_fields[O_NESTEROV] = {
-    [O_LR] = {offsetof(ir_optimizer, lr), FE_R_POSITIVE},
-    [O_BETA_1] = {offsetof(ir_optimizer, beta_1), FE_R_UNIT_OPEN},
-    [O_BETA_2] = {offsetof(ir_optimizer, beta_2), FE_R_UNIT_OPEN},
-    [O_EPSILON] = {offsetof(ir_optimizer, epsilon), FE_R_POSITIVE},
-    [O_WEIGHT_DECAY] = {offsetof(ir_optimizer, weight_decay), FE_R_NONNEGATIVE},
-    [O_MOMENTUM] = {offsetof(ir_optimizer, momentum), FE_R_UNIT},
-};
-
-static double *field(ir_optimizer *o, int tag) {
-    return (double *)((char *)o + g_fields[tag].off);
-}
-
-typedef struct opt_spec {
-    const char *name;
-    ir_opt_kind kind;
-    int n;
-    fe_param params[5]; /* in Keras' positional order */
-    int tag[5];
-} opt_spec;
-
-/* clang-format off */
-#define LR {"lr", "learning_rate", false}
-static const opt_spec g_opts[] = {
-    {"adam", IR_OPT_ADAM, 4,
-     {LR, {"beta_1", NULL, false}, {"beta_2", NULL, false}, {"epsilon", NULL, false}},
-     {O_LR, O_BETA_1, O_BETA_2, O_EPSILON}},
-    {"adamw", IR_OPT_ADAMW, 5,
-     {LR, {"weight_decay", NULL, false}, {"beta_1", NULL, false}, {"beta_2", NULL, false},
-      {"epsilon", NULL, false}},
-     {O_LR, O_WEIGHT_DECAY, O_BETA_1, O_BETA_2, O_EPSILON}},
-    {"sgd", IR_OPT_SGD, 3,
-     {LR, {"momentum", NULL, false}, {"nesterov", NULL, false}},
-     {O_LR, O_MOMENTUM, O_NESTEROV}},
-};
-/* clang-format on */
-
+/* optimizer -> NAME | NAME '(' args ')'     args in Keras' order, or by name */
 static kiln_status optimizer(fe_build *c, const fe_expr *e, ir_optimizer *out) {
     char b[64], sug[64];
     if (e->kind != FE_E_NAME && e->kind != FE_E_CALL)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
                       "'optimizer' must be an optimizer such as adam(lr=0.001), got %s",
                       fe_expr_str(e, b, sizeof b));
-    const opt_spec *os = NULL;
-    const char *names[KILN_ARRAY_LEN(g_opts)];
-    for (size_t i = 0; i < KILN_ARRAY_LEN(g_opts); i++) {
-        names[i] = g_opts[i].name;
-        if (strcmp(g_opts[i].name, e->name) == 0) os = &g_opts[i];
+    ir_opt_kind kind = ir_optimizer_find(e->name, strlen(e->name));
+    if (kind == IR_OPT_NONE) {
+        const char *names[8];
+        int n = ir_optimizer_names(names, 8);
+        return fe_err(c, KILN_ERR_INVALID, e->line, e->col, "unknown optimizer '%s'%s", e->name,
+                      fe_did_you_mean(e->name, names, n, sug, sizeof sug));
     }
-    if (!os)
-        return fe_err(
-            c, KILN_ERR_INVALID, e->line, e->col, "unknown optimizer '%s'%s", e->name,
-            fe_did_you_mean(e->name, names, (int)KILN_ARRAY_LEN(g_opts), sug, sizeof sug));
-    *out = ir_optimizer_defaults(os->kind);
-    const fe_expr *v[5];
-    kiln_status st = fe_bind(c, e, os->params, os->n, v);
-    for (int i = 0; i < os->n && !st; i++) {
+    *out = ir_optimizer_defaults(kind);
+    ir_setting_id ids[IR_SET_COUNT];
+    fe_param params[IR_SET_COUNT];
+    int n = ir_setting_names(kind, NULL, ids, IR_SET_COUNT);
+    for (int i = 0; i < n; i++) {
+        const ir_setting *s = ir_setting_get(ids[i]);
+        params[i] = (fe_param){s->name, s->keras, false};
+    }
+    const fe_expr *v[IR_SET_COUNT];
+    kiln_status st = fe_bind(c, e, params, n, v);
+    for (int i = 0; i < n && !st; i++) {
         if (!v[i]) continue;
-        const char *nm = os->params[i].name;
-        int tag = os->tag[i];
-        if (tag == O_NESTEROV)
-            st = fe_get_bool(c, v[i], nm, &out->nesterov);
+        if (ir_setting_get(ids[i])->kind == IR_SK_BOOL)
+            st = fe_get_bool(c, v[i], params[i].name, ir_setting_bool(out, ids[i]));
         else
-            st = fe_get_float(c, v[i], nm, g_fields[tag].range, field(out, tag));
+            st = fe_get_float(c, v[i], params[i].name, ir_setting_get(ids[i])->range,
+                              ir_setting_float(out, ids[i]));
     }
     return st;
 }
 
 /* ------------------------------------------------------------ train block */
 
+/* metrics -> '[' NAME {',' NAME} ']' */
 static kiln_status metrics(fe_build *c, const fe_expr *e) {
     char b[64], sug[64];
     if (e->kind != FE_E_LIST)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
                       "'metrics' must be a list such as [accuracy], got %s",
                       fe_expr_str(e, b, sizeof b));
-    static const char *const known[] = {"accuracy"};
     for (const fe_expr *m = e->items; m; m = m->next) {
         if (m->kind != FE_E_NAME)
             return fe_err(c, KILN_ERR_INVALID, m->line, m->col, "expected a metric, found %s",
                           fe_expr_str(m, b, sizeof b));
-        if (strcmp(m->name, "accuracy") != 0 && strcmp(m->name, "acc") != 0)
+        if (ir_metric_find(m->name, strlen(m->name)) < 0)
             return fe_err(c, KILN_ERR_INVALID, m->line, m->col, "unknown metric '%s'%s", m->name,
-                          fe_did_you_mean(m->name, known, 1, sug, sizeof sug));
+                          fe_did_you_mean(m->name, ir_metric_names, 1, sug, sizeof sug));
         c->cfg.metric_accuracy = true;
         c->acc_line = m->line;
         c->acc_col = m->col;
@@ -314,86 +274,34 @@ static kiln_status metrics(fe_build *c, const fe_expr *e) {
     return KILN_OK;
 }
 
-enum { T_OPTIMIZER, T_EPOCHS, T_BATCH_SIZE, T_SEED, T_METRICS, T_COUNT };
-static const char *const g_settings[T_COUNT] = {"optimizer", "epochs", "batch_size", "seed",
-                                                "metrics"};
-
-/* The integer settings: their values and where they live in the config. */
-static const struct {
-    int64_t lo, hi;
-    size_t off;
-} g_ints[T_COUNT] = {
-    [T_EPOCHS] = {1, IR_MAX_DIM - 1, offsetof(ir_train_config, epochs)},
-    [T_BATCH_SIZE] = {1, IR_MAX_DIM - 1, offsetof(ir_train_config, batch_size)},
-    [T_SEED] = {0, INT64_MAX, offsetof(ir_train_config, seed)},
-};
-
-static int64_t *int_setting(ir_train_config *c, int k) {
-    return (int64_t *)((char *)c + g_ints[k].off);
-}
-
+/* train -> 'train' '{' {NAME '=' value} '}'   NAME a train key of ir/settings.def */
 kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s) {
-    const fe_arg *seen[T_COUNT] = {0};
+    const fe_arg *seen[IR_SET_COUNT] = {0};
     kiln_status st = KILN_OK;
     for (const fe_arg *a = s->settings; a && !st; a = a->next) {
-        int k = -1;
-        for (int i = 0; i < T_COUNT; i++)
-            if (strcmp(a->key, g_settings[i]) == 0) k = i;
+        int k = ir_setting_find(IR_OPT_NONE, a->key, strlen(a->key));
         if (k < 0) {
+            const char *keys[IR_SET_COUNT];
+            int n = ir_setting_names(IR_OPT_NONE, keys, NULL, IR_SET_COUNT);
             char sug[64];
             return fe_err(c, KILN_ERR_INVALID, a->key_line, a->key_col,
                           "unknown train setting '%s'%s", a->key,
-                          fe_did_you_mean(a->key, g_settings, T_COUNT, sug, sizeof sug));
+                          fe_did_you_mean(a->key, keys, n, sug, sizeof sug));
         }
         if (seen[k])
             return fe_err(c, KILN_ERR_INVALID, a->key_line, a->key_col,
                           "'%s' is already set at line %d", a->key, seen[k]->key_line);
         seen[k] = a;
-        if (k == T_OPTIMIZER)
-            st = optimizer(c, a->value, &c->cfg.opt);
-        else if (k == T_METRICS)
-            st = metrics(c, a->value);
-        else
-            st = fe_get_int(c, a->value, a->key, g_ints[k].lo, g_ints[k].hi,
-                            int_setting(&c->cfg, k));
+        ir_setting_id id = (ir_setting_id)k;
+        switch (ir_setting_get(id)->kind) {
+        case IR_SK_OPTIMIZER: st = optimizer(c, a->value, &c->cfg.opt); break;
+        case IR_SK_METRICS: st = metrics(c, a->value); break;
+        default: {
+            const ir_setting *r = ir_setting_get(id);
+            st = fe_get_int(c, a->value, r->name, r->lo, r->hi, ir_setting_int(&c->cfg, id));
+            break;
+        }
+        }
     }
     return st;
-}
-
-ir_train_config fe_train_defaults(void) {
-    ir_train_config c;
-    memset(&c, 0, sizeof c);
-    c.opt = ir_optimizer_defaults(IR_OPT_ADAM);
-    c.epochs = 1;
-    c.batch_size = 32;
-    return c;
-}
-
-kiln_status fe_train_config_check(const ir_train_config *c, kiln_diag *d) {
-    const opt_spec *os = NULL;
-    for (size_t i = 0; i < KILN_ARRAY_LEN(g_opts); i++)
-        if (g_opts[i].kind == c->opt.kind) os = &g_opts[i];
-    if (!os)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "unknown optimizer kind %d",
-                        (int)c->opt.kind);
-    ir_optimizer o = c->opt;
-    for (int i = 0; i < os->n; i++) {
-        int tag = os->tag[i];
-        if (tag == O_NESTEROV) continue;
-        double v = *field(&o, tag);
-        const char *need = fe_range_need(g_fields[tag].range, v);
-        if (need)
-            return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: '%s' must be %s, got %g",
-                            os->name, os->params[i].name, need, v);
-    }
-    ir_train_config cfg = *c;
-    for (int k = 0; k < T_COUNT; k++) {
-        if (k == T_OPTIMIZER || k == T_METRICS) continue;
-        int64_t v = *int_setting(&cfg, k);
-        if (v < g_ints[k].lo || v > g_ints[k].hi)
-            return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
-                            "'%s' must be between %lld and %lld, got %lld", g_settings[k],
-                            (long long)g_ints[k].lo, (long long)g_ints[k].hi, (long long)v);
-    }
-    return KILN_OK;
 }

@@ -210,33 +210,4 @@ int kiln_activation_from_name(const char *name) {
     return -1;
 }
 
-/* ----------------------------------------------------------- optimizers */
-
-ir_optimizer ir_optimizer_defaults(ir_opt_kind kind) {
-    ir_optimizer o;
-    memset(&o, 0, sizeof o);
-    o.kind = kind;
-    switch (kind) {
-    case IR_OPT_SGD: o.lr = 0.01; break;
-    case IR_OPT_ADAM:
-    case IR_OPT_ADAMW:
-        o.lr = 0.001;
-        o.beta_1 = 0.9;
-        o.beta_2 = 0.999;
-        o.epsilon = 1e-7;
-        o.weight_decay = kind == IR_OPT_ADAMW ? 0.004 : 0.0;
-        break;
-    case IR_OPT_NONE: break;
-    }
-    return o;
-}
-
-const char *ir_optimizer_name(ir_opt_kind kind) {
-    switch (kind) {
-    case IR_OPT_SGD: return "sgd";
-    case IR_OPT_ADAM: return "adam";
-    case IR_OPT_ADAMW: return "adamw";
-    case IR_OPT_NONE: return "none";
-    }
-    return "?";
-}
+/* Optimizer defaults and names: ir/settings.c, from ir/settings.def. */
