@@ -294,8 +294,12 @@ kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s) {
         seen[k] = a;
         ir_setting_id id = (ir_setting_id)k;
         switch (ir_setting_get(id)->kind) {
-        case IR_SK_OPTIMIZER: st = optimizer(c, a->value, &c->cfg.opt); break;
-        case IR_SK_METRICS: st = metrics(c, a->value); break;
+        case IR_SK_OPTIMIZER:
+            st = optimizer(c, a->value, &c->cfg.opt);
+            break;
+        case IR_SK_METRICS:
+            st = metrics(c, a->value);
+            break;
         default: {
             const ir_setting *r = ir_setting_get(id);
             st = fe_get_int(c, a->value, r->name, r->lo, r->hi, ir_setting_int(&c->cfg, id));

@@ -13,11 +13,22 @@
 
 static const ir_setting g_settings[IR_SET_COUNT] = {
 #define TRAIN(id, nm, kd, l, h, dflt, field)                                                       \
-    [IR_SET_##id] = {.name = nm, .kind = kd, .train = true, .lo = l, .hi = h, .idefault = dflt,   \
-                     .def = {NO, NO, NO, NO}, .off = offsetof(ir_train_config, field)},
+    [IR_SET_##id] = {.name = nm,                                                                   \
+                     .kind = kd,                                                                   \
+                     .train = true,                                                                \
+                     .lo = l,                                                                      \
+                     .hi = h,                                                                      \
+                     .idefault = dflt,                                                             \
+                     .def = {NO, NO, NO, NO},                                                      \
+                     .off = offsetof(ir_train_config, field)},
 #define OPT(id, nm, ks, kd, rg, sgd, adam, adamw, field)                                           \
-    [IR_SET_##id] = {.name = nm, .keras = ks, .kind = kd, .range = rg,                             \
-                     .def = {[IR_OPT_NONE] = NO, [IR_OPT_SGD] = sgd, [IR_OPT_ADAM] = adam,         \
+    [IR_SET_##id] = {.name = nm,                                                                   \
+                     .keras = ks,                                                                  \
+                     .kind = kd,                                                                   \
+                     .range = rg,                                                                  \
+                     .def = {[IR_OPT_NONE] = NO,                                                   \
+                             [IR_OPT_SGD] = sgd,                                                   \
+                             [IR_OPT_ADAM] = adam,                                                 \
                              [IR_OPT_ADAMW] = adamw},                                              \
                      .off = offsetof(ir_optimizer, field)},
 #include "ir/settings.def"
@@ -59,8 +70,8 @@ static bool is(const char *want, const char *s, size_t len) {
 
 int ir_setting_find(ir_opt_kind scope, const char *name, size_t len) {
     for (int i = 0; i < IR_SET_COUNT; i++)
-        if (in_scope(i, scope) && (is(g_settings[i].name, name, len) ||
-                                   is(g_settings[i].keras, name, len)))
+        if (in_scope(i, scope) &&
+            (is(g_settings[i].name, name, len) || is(g_settings[i].keras, name, len)))
             return i;
     return -1;
 }
@@ -141,11 +152,16 @@ ir_train_config ir_train_defaults(void) {
 
 const char *ir_range_need(ir_range r, double v) {
     switch (r) {
-    case IR_R_ANY: return NULL;
-    case IR_R_POSITIVE: return v > 0 ? NULL : "positive";
-    case IR_R_NONNEGATIVE: return v >= 0 ? NULL : "at least 0";
-    case IR_R_UNIT_OPEN: return v >= 0 && v < 1 ? NULL : "in [0, 1)";
-    case IR_R_UNIT: return v >= 0 && v <= 1 ? NULL : "in [0, 1]";
+    case IR_R_ANY:
+        return NULL;
+    case IR_R_POSITIVE:
+        return v > 0 ? NULL : "positive";
+    case IR_R_NONNEGATIVE:
+        return v >= 0 ? NULL : "at least 0";
+    case IR_R_UNIT_OPEN:
+        return v >= 0 && v < 1 ? NULL : "in [0, 1)";
+    case IR_R_UNIT:
+        return v >= 0 && v <= 1 ? NULL : "in [0, 1]";
     }
     return NULL;
 }
@@ -157,8 +173,7 @@ const char *ir_check_float(const char *name, ir_range r, double v, char *buf, si
     return buf;
 }
 
-const char *ir_check_int(const char *name, int64_t lo, int64_t hi, int64_t v, char *buf,
-                         size_t n) {
+const char *ir_check_int(const char *name, int64_t lo, int64_t hi, int64_t v, char *buf, size_t n) {
     if (v >= lo && v <= hi) return NULL;
     snprintf(buf, n, "'%s' must be between %lld and %lld, got %lld", name, (long long)lo,
              (long long)hi, (long long)v);

@@ -46,12 +46,12 @@ typedef struct ir_setting {
     const char *name;
     const char *keras; /* Keras' name when it differs, accepted too; or NULL */
     ir_setting_kind kind;
-    bool train;        /* a key of the train block (else an optimizer argument) */
-    ir_range range;    /* FLOAT */
-    int64_t lo, hi;    /* INT: the values allowed */
-    int64_t idefault;  /* INT */
-    double def[4];     /* optimizer arguments: the default per ir_opt_kind; NAN: not one */
-    size_t off;        /* in ir_train_config (train) or ir_optimizer */
+    bool train;       /* a key of the train block (else an optimizer argument) */
+    ir_range range;   /* FLOAT */
+    int64_t lo, hi;   /* INT: the values allowed */
+    int64_t idefault; /* INT */
+    double def[4];    /* optimizer arguments: the default per ir_opt_kind; NAN: not one */
+    size_t off;       /* in ir_train_config (train) or ir_optimizer */
 } ir_setting;
 
 const ir_setting *ir_setting_get(ir_setting_id id);
@@ -86,8 +86,7 @@ const char *ir_range_need(ir_range r, double v);
  * 2147483647, got 0"). The first two serve any named number (the
  * frontend's layer arguments too); the others take the table's row. */
 const char *ir_check_float(const char *name, ir_range r, double v, char *buf, size_t n);
-const char *ir_check_int(const char *name, int64_t lo, int64_t hi, int64_t v, char *buf,
-                         size_t n);
+const char *ir_check_int(const char *name, int64_t lo, int64_t hi, int64_t v, char *buf, size_t n);
 const char *ir_setting_check_float(ir_setting_id id, double v, char *buf, size_t n);
 const char *ir_setting_check_int(ir_setting_id id, int64_t v, char *buf, size_t n);
 
