@@ -218,7 +218,7 @@ int cmd_train(int argc, char **argv) {
     if (!model_opts_ok(&a, "train", false)) return 2;
     kiln_fit_opts fo = {0};
     int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
-    if (!cli_int(&a, "--epochs", 1, 1000000, &epochs) ||
+    if (!cli_int(&a, "--epochs", 1, KILN_MAX_EPOCHS, &epochs) ||
         !cli_int(&a, "--batch-size", 1, 1 << 24, &batch) ||
         !cli_int(&a, "--max-steps", 1, INT64_MAX, &max_steps) ||
         !cli_int(&a, "--seed", 0, INT64_MAX, &seed))

@@ -303,12 +303,16 @@ typedef struct kiln_optimizer {
  * momentum). */
 KILN_API kiln_optimizer kiln_optimizer_defaults(kiln_optimizer_kind kind);
 
+/* The most epochs a train block, kiln_train_settings or `kiln train
+ * --epochs` asks for (the fit loop counts them in an int). */
+#define KILN_MAX_EPOCHS 2147483647
+
 /* Keras' compile() and fit() settings. */
 typedef struct kiln_train_settings {
     kiln_loss loss;
     kiln_optimizer optimizer;
-    int64_t epochs;     /* >= 1 */
-    int64_t batch_size; /* >= 1 */
+    int64_t epochs;     /* in [1, KILN_MAX_EPOCHS] */
+    int64_t batch_size; /* in [1, 2^31 - 1] */
     int64_t seed;       /* >= 0; 0: not set (kiln_model_opts.seed or 1 applies) */
     int accuracy;       /* metrics=['accuracy']: @loss also returns the accuracy */
     const char *label;  /* name of @loss's label argument; NULL: "y" */

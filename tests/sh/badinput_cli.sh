@@ -16,7 +16,7 @@ expect 2 "kiln: error: unknown command 'trian'; did you mean 'train'?" "$k" tria
 expect 2 "kiln: error: unknown command '--epochs' (see 'kiln --help')" "$k" --epochs 3
 # Values: missing, malformed, out of range, or given to a flag.
 expect 2 "kiln train: error: option '--epochs' needs a value (N)" "$k" train tiny.kiln --epochs
-expect 2 "kiln train: error: --epochs expects an integer in [1, 1000000], got '3x'" "$k" train tiny.kiln --epochs 3x
+expect 2 "kiln train: error: --epochs expects an integer in [1, 2147483647], got '3x'" "$k" train tiny.kiln --epochs 3x
 expect 2 "kiln train: error: --batch-size expects an integer in [1, 16777216], got '0'" "$k" train tiny.kiln --batch-size 0
 expect 2 "kiln train: error: --seed expects an integer in [0, 9223372036854775807], got '-1'" "$k" train tiny.kiln --seed -1
 expect 2 "kiln train: error: --threads expects an integer in [1, 256], got '0'" "$k" train tiny.kiln --threads 0
