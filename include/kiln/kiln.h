@@ -129,6 +129,10 @@ KILN_API char *kiln_module_print(const kiln_module *m);
 KILN_API kiln_status kiln_module_verify(const kiln_module *m, kiln_diag *d);
 /* Frees memory returned by Kiln functions that say so. */
 KILN_API void kiln_free(void *p);
+/* `s` as a JSON string literal, quotes included ('"', '\\' and control
+ * characters escaped; NULL reads as ""). Malloc'ed; free with kiln_free().
+ * NULL when out of memory. */
+KILN_API char *kiln_json_string(const char *s);
 
 /* Parameter initializers. */
 typedef enum kiln_init_kind {
