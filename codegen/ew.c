@@ -99,8 +99,7 @@ typedef struct ew_loop {
 
 static int add_stream(cg_ctx *c, ew_loop *L, LLVMValueRef raw, const ir_type *t) {
     for (int i = 0; i < L->ns; i++)
-        if (L->s[i].raw == raw && ir_type_eq(&L->s[i].type, t))
-            return i;
+        if (L->s[i].raw == raw && ir_type_eq(&L->s[i].type, t)) return i;
     if (L->ns == MAX_STREAMS) return -1;
     stream *s = &L->s[L->ns];
     memset(s, 0, sizeof *s);

@@ -62,8 +62,8 @@ static kiln_status compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag
     return st;
 }
 
-static kiln_status compile_text(kiln_module *m, const cg_options *co, cg_emit_kind kind,
-                                char **out, kiln_diag *d) {
+static kiln_status compile_text(kiln_module *m, const cg_options *co, cg_emit_kind kind, char **out,
+                                kiln_diag *d) {
     ir_sb sb;
     ir_sb_init(&sb);
     kiln_status st = cg_dump(m, co->only_func, kind, co, &sb, d);

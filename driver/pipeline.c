@@ -2,8 +2,7 @@
 #include "driver/driver.h"
 
 static bool can_train(const kiln_module *m) {
-    return kiln_module_func(m, "loss") && m->train.present &&
-           m->train.opt.kind != IR_OPT_NONE;
+    return kiln_module_func(m, "loss") && m->train.present && m->train.opt.kind != IR_OPT_NONE;
 }
 
 kiln_status drv_pipeline(const kiln_module *m, drv_goal goal, const char **out, kiln_diag *d) {

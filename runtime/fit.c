@@ -17,7 +17,7 @@
 /* One call of fit. */
 typedef struct fit_run {
     const kiln_fit_opts *o;
-    rt_batches b;   /* an epoch's batches, in the shuffled order unless no_shuffle */
+    rt_batches b; /* an epoch's batches, in the shuffled order unless no_shuffle */
     int epochs;
     int64_t taken;  /* steps taken by this call (for max_steps) */
     bool tty, stop; /* stop: max_steps reached */
@@ -48,7 +48,9 @@ static kiln_status snapshot(kiln_model *mo, bool to, kiln_diag *d) {
 
 /* ------------------------------------------------------- NaN forensics */
 
-static const char *nonfinite_word(float v) { return isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf"; }
+static const char *nonfinite_word(float v) {
+    return isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf";
+}
 
 /* The first non-finite element of a trainable f32 parameter. */
 typedef struct bad_param {
@@ -96,7 +98,8 @@ static bool nonfinite_replay(kiln_model *mo, const rt_batches *b, int64_t s_fail
         st = rt_model_gather(mo, b, s, &rows, &mine);
         if (!st && s < s_fail) st = rt_model_run(mo, &mo->train, rows, args, results, &mine);
     }
-    if (!st && mo->loss.f) ir_interp_first_nonfinite(mo->loss.f, rows, args, mo->globals, nf, &mine);
+    if (!st && mo->loss.f)
+        ir_interp_first_nonfinite(mo->loss.f, rows, args, mo->globals, nf, &mine);
     ir_sb_free(&mine.text);
     return !st;
 }
@@ -158,8 +161,8 @@ static kiln_status maybe_save(kiln_model *mo, const kiln_fit_opts *o, bool epoch
                               kiln_diag *d) {
     int64_t every = o->checkpoint_every;
     if (!o->checkpoint_path || !every) return KILN_OK;
-    bool due = epoch_end ? every < 0 && mo->epoch % -every == 0
-                         : every > 0 && mo->step % every == 0;
+    bool due =
+        epoch_end ? every < 0 && mo->epoch % -every == 0 : every > 0 && mo->step % every == 0;
     return due ? kiln_model_save(mo, o->checkpoint_path, d) : KILN_OK;
 }
 
@@ -180,7 +183,8 @@ static kiln_status fit_setup(kiln_model *mo, kiln_dataset *train, const kiln_fit
     r->epochs = o->epochs > 0 ? o->epochs : t->epochs > 0 ? (int)t->epochs : 1;
     int64_t batch = o->batch_size > 0 ? o->batch_size : t->batch_size > 0 ? t->batch_size : 32;
     int64_t n = ds->n;
-    if (n == 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no samples", ds->images_path);
+    if (n == 0)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no samples", ds->images_path);
     if (batch > n) batch = n;
     if ((st = rt_model_prepare(mo, &mo->train, batch, d))) return st;
     if (!mo->shuffle_ready || mo->shuffle.n != n) {

@@ -261,7 +261,8 @@ kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int 
     int32_t *lab = mo->sparse_labels ? mo->labels : NULL;
     int classes = (int)mo->n_classes;
     int n = *rows = (int)rt_batch_rows(b->n, b->batch, s);
-    if (b->perm) return rt_batch_gather(b->ds, b->perm + s * b->batch, n, mo->x, y, classes, lab, d);
+    if (b->perm)
+        return rt_batch_gather(b->ds, b->perm + s * b->batch, n, mo->x, y, classes, lab, d);
     return rt_batch_slice(b->ds, s * b->batch, n, mo->x, y, classes, lab, d);
 }
 

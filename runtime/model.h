@@ -20,8 +20,8 @@ struct kiln_dataset {
 
 /* Native code for function `func` of module `m` (the driver's job). On
  * success *out is a program the runtime disposes with cg_program_dispose(). */
-typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *func,
-                                     cg_program **out, kiln_diag *d);
+typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *func, cg_program **out,
+                                     kiln_diag *d);
 
 typedef struct rt_model_config {
     kiln_backend backend;
