@@ -354,17 +354,6 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
 
 /* ------------------------------------------------------------ compile */
 
-static kiln_status verify(LLVMModuleRef mod, kiln_diag *d) {
-    char *msg = NULL;
-    LLVMBool bad = LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg);
-    kiln_status st = KILN_OK;
-    if (bad)
-        st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
-                      "aot: the generated glue is invalid: %.2000s", msg ? msg : "");
-    LLVMDisposeMessage(msg);
-    return st;
-}
-
 static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options *co, kiln_diag *d) {
     const cg_aot_options *o = pl->o;
     kiln_status st = KILN_OK;
@@ -436,7 +425,7 @@ kiln_status cg_aot_compile(kiln_module *m, void *const *globals, const cg_aot_op
     kiln_status st = cg_build_module(m, &co, ctx, &mod, &pl.info, d);
     if (!st) st = plan_build(&pl, d);
     if (!st) st = aot_glue(&pl, ctx, mod, d);
-    if (!st) st = verify(mod, d);
+    if (!st) st = cg_verify_llvm(mod, "aot: the generated glue", d);
     if (!st) st = cg_optimize_module(mod, &co, d);
     if (!st) st = emit(&pl, mod, &co, d);
     if (!st && o->header) {

@@ -839,23 +839,10 @@ kiln_status aot_st_load(aot_plan *pl, ag *a, kiln_diag *d) {
 
 /* ------------------------------------------------------------- P_save */
 
-/* Appends s to sb as the body of a JSON string. */
-static void json_escape(ir_sb *sb, const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            ir_sb_printf(sb, "\\%c", c);
-        else if (c < 0x20)
-            ir_sb_printf(sb, "\\u%04x", c);
-        else
-            ir_sb_putc(sb, (char)c);
-    }
-}
-
 char *aot_json_string(const char *s) {
     ir_sb sb;
     ir_sb_init(&sb);
-    json_escape(&sb, s);
+    ir_sb_json_escape(&sb, s);
     return ir_sb_take(&sb);
 }
 
@@ -870,7 +857,7 @@ kiln_status aot_st_save(aot_plan *pl, ag *a, kiln_diag *d) {
                  "{\"__metadata__\":{\"format\":\"kiln\",\"format_version\":\"%d\","
                  "\"kiln_version\":\"%u.%u.%u\",\"model\":\"",
                  pl->o->format_version, v >> 16, (v >> 8) & 255, v & 255);
-    json_escape(&pre, pl->m->name);
+    ir_sb_json_escape(&pre, pl->m->name);
     ir_sb_printf(&pre, "\",\"structure_hash\":\"%016llx\"",
                  (unsigned long long)pl->o->structure_hash);
     bool step = pl->iterations >= 0;

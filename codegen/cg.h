@@ -115,6 +115,10 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
                             LLVMModuleRef *out, cg_module_info **info, kiln_diag *d);
 void cg_module_info_dispose(cg_module_info *info);
 
+/* Runs LLVM's verifier on `mod`; on failure reports "<what> is invalid:
+ * <LLVM's message>" as KILN_ERR_BACKEND. */
+kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d);
+
 /* Runs LLVM's default<O3> pipeline (o->opt_level) with the target machine
  * of `o` (vectorizes for the host's AVX2/FMA). */
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);

@@ -6,6 +6,7 @@
 #include "codegen/lower.h"
 
 #include <errno.h>
+#include <llvm-c/Analysis.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -26,6 +27,20 @@ kiln_status cg_llvm_error(kiln_diag *d, const char *what, LLVMErrorRef err) {
     kiln_status st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: %s: %s", what,
                               msg ? msg : "unknown LLVM error");
     LLVMDisposeErrorMessage(msg);
+    return st;
+}
+
+kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d) {
+    char *msg = NULL;
+    LLVMBool bad = LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg);
+    kiln_status st = KILN_OK;
+    if (bad) {
+        size_t len = msg ? strlen(msg) : 0;
+        while (len && msg[len - 1] == '\n') len--;
+        st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "%s is invalid: %.*s", what,
+                      (int)(len < 2000 ? len : 2000), msg ? msg : "");
+    }
+    LLVMDisposeMessage(msg); /* allocated even on success */
     return st;
 }
 

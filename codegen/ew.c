@@ -48,13 +48,6 @@ static kiln_status region_domain(const ir_node *n, ir_type *out) {
     return KILN_OK;
 }
 
-static bool shape_eq(const ir_type *a, const ir_type *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->dims[i] != b->dims[i]) return false;
-    return true;
-}
-
 static bool written_conflicts(const ir_node *n, const cg_buf *buf, const cg_buf *w,
                               const ir_type *wt, const ir_type *dom) {
     for (int k = 0; k < n->n_in; k++) {
@@ -62,7 +55,8 @@ static bool written_conflicts(const ir_node *n, const cg_buf *buf, const cg_buf 
         const cg_buf *xb = &buf[x->serial];
         if (!cg_buf_may_overlap(xb, w)) continue;
         /* Reading the element being written, at the same position, is fine. */
-        if (cg_buf_same(xb, w) && shape_eq(wt, dom) && shape_eq(&x->type, wt)) continue;
+        if (cg_buf_same(xb, w) && ir_type_same_shape(wt, dom) && ir_type_same_shape(&x->type, wt))
+            continue;
         return true;
     }
     return false;
@@ -105,8 +99,7 @@ typedef struct ew_loop {
 
 static int add_stream(cg_ctx *c, ew_loop *L, LLVMValueRef raw, const ir_type *t) {
     for (int i = 0; i < L->ns; i++)
-        if (L->s[i].raw == raw && shape_eq(&L->s[i].type, t) && L->s[i].type.dtype == t->dtype)
-            return i;
+        if (L->s[i].raw == raw && ir_type_eq(&L->s[i].type, t)) return i;
     if (L->ns == MAX_STREAMS) return -1;
     stream *s = &L->s[L->ns];
     memset(s, 0, sizeof *s);

@@ -19,7 +19,6 @@
  */
 #include "codegen/lower.h"
 
-#include <llvm-c/Analysis.h>
 #include <llvm-c/TargetMachine.h>
 #include <string.h>
 
@@ -394,21 +393,6 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
 
 /* ------------------------------------------------------------- the module */
 
-static kiln_status verify_llvm(cg_ctx *c) {
-    char *msg = NULL;
-    LLVMBool bad = LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg);
-    kiln_status st = KILN_OK;
-    if (bad) {
-        size_t len = msg ? strlen(msg) : 0;
-        while (len && msg[len - 1] == '\n') len--;
-        st = ir_error(c->d, KILN_ERR_BACKEND, ir_loc_none(),
-                      "codegen: the generated LLVM IR is invalid: %.*s",
-                      (int)(len < 2000 ? len : 2000), msg ? msg : "");
-    }
-    LLVMDisposeMessage(msg); /* allocated even on success */
-    return st;
-}
-
 kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
                             LLVMModuleRef *out, cg_module_info **info_out, kiln_diag *d) {
     cg_options defaults;
@@ -468,7 +452,7 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
         }
         st = build_func(&c, f, fi, info->n_funcs == 1);
     }
-    if (!st) st = verify_llvm(&c);
+    if (!st) st = cg_verify_llvm(c.mod, "codegen: the generated LLVM IR", d);
     LLVMDisposeBuilder(c.b);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);

@@ -33,6 +33,8 @@ ir_type ir_type_make(ir_dtype dt, int rank, const int64_t *dims);
 ir_type ir_type_scalar(ir_dtype dt);
 ir_type ir_type_void(void);
 bool ir_type_eq(const ir_type *a, const ir_type *b);
+/* Same rank and dims ('?' equals only '?'), whatever the dtypes. */
+bool ir_type_same_shape(const ir_type *a, const ir_type *b);
 /* Axis holding '?', or -1. */
 int ir_type_batch_axis(const ir_type *t);
 /* Element count with the batch bound to `batch` (any value if no '?'). */

@@ -94,11 +94,15 @@ ir_type ir_type_scalar(ir_dtype dt) { return ir_type_make(dt, 0, NULL); }
 
 ir_type ir_type_void(void) { return ir_type_make(IR_VOID, 0, NULL); }
 
-bool ir_type_eq(const ir_type *a, const ir_type *b) {
-    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+bool ir_type_same_shape(const ir_type *a, const ir_type *b) {
+    if (a->rank != b->rank) return false;
     for (int i = 0; i < a->rank; i++)
         if (a->dims[i] != b->dims[i]) return false;
     return true;
+}
+
+bool ir_type_eq(const ir_type *a, const ir_type *b) {
+    return a->dtype == b->dtype && ir_type_same_shape(a, b);
 }
 
 int ir_type_batch_axis(const ir_type *t) {

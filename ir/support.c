@@ -224,6 +224,31 @@ void ir_sb_float(ir_sb *sb, double v) {
     ir_sb_puts(sb, buf);
 }
 
+void ir_sb_json_escape(ir_sb *sb, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            ir_sb_printf(sb, "\\%c", c);
+        else if (c < 0x20)
+            ir_sb_printf(sb, "\\u%04x", c);
+        else
+            ir_sb_putc(sb, (char)c);
+    }
+}
+
+void ir_sb_json_string(ir_sb *sb, const char *s) {
+    ir_sb_putc(sb, '"');
+    ir_sb_json_escape(sb, s);
+    ir_sb_putc(sb, '"');
+}
+
+char *kiln_json_string(const char *s) {
+    ir_sb sb;
+    ir_sb_init(&sb);
+    ir_sb_json_string(&sb, s ? s : "");
+    return ir_sb_take(&sb);
+}
+
 char *ir_sb_take(ir_sb *sb) {
     if (sb->oom) {
         ir_sb_free(sb);

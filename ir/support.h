@@ -95,6 +95,11 @@ void ir_sb_printf(ir_sb *sb, const char *fmt, ...) KILN_PRINTF(2, 3);
 void ir_sb_vprintf(ir_sb *sb, const char *fmt, va_list ap);
 /* Prints a float so that it reads back to the same float ("%.9g" trimmed). */
 void ir_sb_float(ir_sb *sb, double v);
+/* Appends s as the body of a JSON string: '"' and '\\' escaped, control
+ * characters as \u00XX, every other byte as it is (UTF-8 passes through). */
+void ir_sb_json_escape(ir_sb *sb, const char *s);
+/* Appends s as a JSON string literal, quotes included. */
+void ir_sb_json_string(ir_sb *sb, const char *s);
 /* Detaches the buffer (never NULL unless oom; "" when empty). The caller
  * frees it with ir_free. Returns NULL if any append failed. */
 char *ir_sb_take(ir_sb *sb);

@@ -136,17 +136,7 @@ static bool fusable(const ir_node *n) {
 /* t broadcasts into shape s (dtypes aside). */
 static bool fits(const ir_type *t, const ir_type *s) {
     ir_type r;
-    if (ir_broadcast_shapes(t, s, &r) || r.rank != s->rank) return false;
-    for (int i = 0; i < s->rank; i++)
-        if (r.dims[i] != s->dims[i]) return false;
-    return true;
-}
-
-static bool same_shape(const ir_type *a, const ir_type *b) {
-    if (a->rank != b->rank) return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->dims[i] != b->dims[i]) return false;
-    return true;
+    return !ir_broadcast_shapes(t, s, &r) && ir_type_same_shape(&r, s);
 }
 
 /* ---- effects: reads and writes of parameters and state slots ---- */
@@ -225,7 +215,7 @@ static kiln_status try_absorb(fuser *fu, ir_node *x, bool *taken) {
         ir_node *u = g->users[g->ustart[x->serial] + i];
         if (fu->member[u->serial]) continue;
         bool assign_of_x = u->op == IR_OP_assign && u->in[1] == x && u->in[0] != x &&
-                           same_shape(&u->in[0]->type, &fu->shape);
+                           ir_type_same_shape(&u->in[0]->type, &fu->shape);
         if (!fu->effect || !assign_of_x || n_pull == MAX_PULL) return KILN_OK;
         bool dup = false;
         for (int j = 0; j < n_pull; j++) dup |= pull[j] == u;

@@ -1,76 +1,21 @@
 /*
- * model.c — a compiled model and Keras' workflow on it: fit, evaluate,
- * predict, checkpoints.
+ * model.c — a compiled model and Keras' workflow on it: evaluate, predict,
+ * checkpoints (fit is in fit.c).
  *
- * A model owns its module after the pipeline ("train" when the module has a
- * loss and an optimizer, else "infer"), the data of every global (weights,
- * optimizer state), and an executor: the JIT program or the interpreter.
- * The training loop allocates its batch buffers and the workspace once, for
- * the largest batch, so a step does no allocation: gather a batch (uint8 ->
- * float), call train_step, read the loss and accuracy back.
+ * A model owns its module after the pipeline (the driver ran it), the data
+ * of every global (weights, optimizer state), and an executor: the JIT
+ * program of each function (compiled through the driver's callback when
+ * first needed) or the interpreter. The batch buffers and the workspace
+ * are allocated once, for the largest batch, so a step does no allocation.
  */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "codegen/cg.h"
-#include "passes/pass.h"
 #include "runtime/checkpoint.h"
-#include "runtime/data.h"
-#include "runtime/runtime.h"
-
-struct kiln_dataset {
-    rt_dataset *rt;
-};
-
-/* One function of the model and how to call it. With the JIT each
- * function is its own program, compiled when first needed: `kiln eval`
- * never pays for train_step, and training starts after train_step alone. */
-typedef struct rt_fn {
-    kiln_func *f;
-    cg_program *prog;         /* JIT, NULL until compiled */
-    cg_entry_fn entry;
-    const cg_func_info *info;
-} rt_fn;
-
-struct kiln_model {
-    kiln_module *m;
-    kiln_backend backend;
-    int threads;
-    uint64_t seed;
-    rt_fn infer, loss, train;
-    void **globals; /* data of global i */
-    double compile_ms; /* JIT compile time so far, all functions */
-    /* Buffers sized for `cap` samples, grown when a larger batch comes. */
-    int64_t cap;
-    float *x, *y;
-    int32_t *labels;
-    char *ws;
-    int64_t ws_bytes;
-    /* The model's interface. */
-    int64_t in_size, out_size, n_classes;
-    bool sparse_labels, has_accuracy;
-    /* Where training stands (saved in checkpoints). */
-    int64_t step, epoch;
-    rt_shuffle shuffle;
-    bool shuffle_ready, shuffle_restored;
-    rt_shuffle_state pending_shuffle; /* from a checkpoint, applied at fit */
-    kiln_progress *hist;
-    int n_hist, cap_hist;
-    /* fit: every global's data as the epoch started, so that a non-finite
-     * loss can be traced on the weights the failing step started from
-     * (nonfinite_loss); allocated by the first fit that guards against one. */
-    char *snap;
-};
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "runtime/model.h"
 
 /* ------------------------------------------------------------- datasets */
 
@@ -156,13 +101,12 @@ static void bind_fn(kiln_model *mo, rt_fn *fn, const char *name) {
     fn->f = kiln_module_func(mo->m, name);
 }
 
-/* Compiles fn with the JIT the first time it is needed. */
+/* Has the driver compile fn the first time it is needed (JIT). */
 static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
     if (mo->backend != KILN_BACKEND_JIT || fn->prog || !fn->f) return KILN_OK;
-    cg_options co;
-    memset(&co, 0, sizeof co);
-    co.only_func = fn->f->name;
-    kiln_status st = cg_jit_compile(mo->m, &co, &fn->prog, d);
+    if (!mo->compile)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no compiler");
+    kiln_status st = mo->compile(mo->compile_ctx, mo->m, fn->f->name, &fn->prog, d);
     if (st) return st;
     mo->compile_ms += cg_program_compile_ms(fn->prog);
     fn->entry = cg_program_entry(fn->prog, fn->f->name);
@@ -200,49 +144,28 @@ static kiln_status check_interface(kiln_model *mo, kiln_diag *d) {
     return KILN_OK;
 }
 
-static kiln_status init_globals(kiln_model *mo, kiln_diag *d) {
-    kiln_module *m = mo->m;
-    mo->globals = ir_calloc((size_t)m->n_globals + 1, sizeof(void *));
-    if (!mo->globals) return ir_oom(d);
-    for (int i = 0; i < m->n_globals; i++) {
-        const ir_global *g = m->globals[i];
-        size_t bytes = (size_t)ir_type_numel(&g->type, 1) * ir_dtype_size(g->type.dtype);
-        mo->globals[i] = ir_aligned_alloc(bytes ? bytes : 4);
-        if (!mo->globals[i]) return ir_oom(d);
-        kiln_status st = ir_global_init(g, mo->seed, mo->globals[i], d);
-        if (st) return st;
-    }
-    return KILN_OK;
-}
-
-kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_model **out,
-                              kiln_diag *d) {
+kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model **out,
+                            kiln_diag *d) {
     *out = NULL;
-    if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_create: no module");
     kiln_model *mo = ir_calloc(1, sizeof *mo);
     if (!mo) {
         kiln_module_dispose(m);
         return ir_oom(d);
     }
     mo->m = m;
-    mo->backend = o ? o->backend : KILN_BACKEND_JIT;
-    mo->threads = o ? o->threads : 0;
-    mo->seed = (uint64_t)(o && o->seed ? o->seed : m->train.seed ? m->train.seed : 1);
-    if (mo->threads > 0) openblas_set_num_threads(mo->threads);
-
-    kiln_status st = KILN_OK;
-    bool has_train = kiln_module_func(m, "train_step") != NULL;
-    bool can_train = kiln_module_func(m, "loss") && m->train.present &&
-                     m->train.opt.kind != IR_OPT_NONE;
-    if (!has_train) st = pass_run_pipeline(m, can_train ? "train" : "infer", NULL, d);
+    mo->backend = c->backend;
+    mo->compile = c->compile;
+    mo->compile_ctx = c->compile_ctx;
+    mo->seed = c->seed;
+    if (c->threads > 0) openblas_set_num_threads(c->threads);
     bind_fn(mo, &mo->infer, "infer");
     bind_fn(mo, &mo->loss, "loss");
     bind_fn(mo, &mo->train, "train_step");
-    if (!st) st = check_interface(mo, d);
+    kiln_status st = check_interface(mo, d);
     /* The main function compiles now, so its errors and its compile time
      * show at creation; the others when first used. */
     if (!st) st = compile_fn(mo, mo->train.f ? &mo->train : &mo->infer, d);
-    if (!st) st = init_globals(mo, d);
+    if (!st) st = rt_globals_create(m, mo->seed, &mo->globals, d);
     if (st) {
         kiln_model_dispose(mo);
         return st;
@@ -253,9 +176,7 @@ kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_mod
 
 void kiln_model_dispose(kiln_model *mo) {
     if (!mo) return;
-    if (mo->globals)
-        for (int i = 0; i < mo->m->n_globals; i++) ir_aligned_free(mo->globals[i]);
-    ir_free(mo->globals);
+    rt_globals_free(mo->m, mo->globals);
     cg_program_dispose(mo->infer.prog);
     cg_program_dispose(mo->loss.prog);
     cg_program_dispose(mo->train.prog);
@@ -320,8 +241,13 @@ static kiln_status reserve(kiln_model *mo, int64_t batch, kiln_diag *d) {
     return KILN_OK;
 }
 
-static kiln_status run(kiln_model *mo, const rt_fn *fn, int64_t batch, void *const *args,
-                       void *const *results, kiln_diag *d) {
+kiln_status rt_model_prepare(kiln_model *mo, rt_fn *fn, int64_t batch, kiln_diag *d) {
+    kiln_status st = compile_fn(mo, fn, d);
+    return st ? st : reserve(mo, batch, d);
+}
+
+kiln_status rt_model_run(kiln_model *mo, const rt_fn *fn, int64_t batch, void *const *args,
+                         void *const *results, kiln_diag *d) {
     if (mo->backend != KILN_BACKEND_JIT)
         return ir_interp_run(fn->f, batch, args, results, mo->globals, d);
     int32_t st = fn->entry(batch, args, results, mo->globals, mo->ws);
@@ -329,17 +255,23 @@ static kiln_status run(kiln_model *mo, const rt_fn *fn, int64_t batch, void *con
     return KILN_OK;
 }
 
-/* Fills the batch buffers from samples idx[0..n) (or [first, first+n)). */
-static kiln_status gather(kiln_model *mo, const rt_dataset *ds, const int32_t *idx, int64_t first,
-                          int n, kiln_diag *d) {
+kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int *rows,
+                            kiln_diag *d) {
     float *y = mo->sparse_labels ? NULL : mo->y;
     int32_t *lab = mo->sparse_labels ? mo->labels : NULL;
     int classes = (int)mo->n_classes;
-    if (idx) return rt_batch_gather(ds, idx, n, mo->x, y, classes, lab, d);
-    return rt_batch_slice(ds, first, n, mo->x, y, classes, lab, d);
+    int n = *rows = (int)rt_batch_rows(b->n, b->batch, s);
+    if (b->perm)
+        return rt_batch_gather(b->ds, b->perm + s * b->batch, n, mo->x, y, classes, lab, d);
+    return rt_batch_slice(b->ds, s * b->batch, n, mo->x, y, classes, lab, d);
 }
 
-static kiln_status check_data(kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
+void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
+    args[0] = mo->x;
+    args[1] = mo->sparse_labels ? (void *)mo->labels : (void *)mo->y;
+}
+
+kiln_status rt_model_check_data(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     kiln_status st = rt_dataset_check_input(ds, mo->in_size, d);
     if (st) return st;
     if (!ds->labels)
@@ -351,266 +283,39 @@ static kiln_status check_data(kiln_model *mo, const rt_dataset *ds, kiln_diag *d
 kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *ds, int need_labels,
                                      kiln_diag *d) {
     if (!mo || !ds) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no model or dataset");
-    if (need_labels) return check_data((kiln_model *)mo, ds->rt, d);
+    if (need_labels) return rt_model_check_data(mo, ds->rt, d);
     return rt_dataset_check_input(ds->rt, mo->in_size, d);
-}
-
-static size_t global_bytes(const ir_global *g) {
-    return (size_t)ir_type_numel(&g->type, 1) * ir_dtype_size(g->type.dtype);
-}
-
-/* Copies every global into mo->snap (to = true) or back (to = false). */
-static kiln_status snapshot(kiln_model *mo, bool to, kiln_diag *d) {
-    const kiln_module *m = mo->m;
-    if (to && !mo->snap) {
-        size_t total = 0;
-        for (int i = 0; i < m->n_globals; i++) total += global_bytes(m->globals[i]);
-        if (!(mo->snap = ir_malloc(total))) return ir_oom(d);
-    }
-    char *p = mo->snap;
-    for (int i = 0; i < m->n_globals; i++) {
-        size_t b = global_bytes(m->globals[i]);
-        if (to)
-            memcpy(p, mo->globals[i], b);
-        else
-            memcpy(mo->globals[i], p, b);
-        p += b;
-    }
-    return KILN_OK;
-}
-
-static const char *nonfinite_word(float v) { return isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf"; }
-
-/* The step that just ran (step mo->step, batch s_fail of this epoch) had a
- * NaN or Inf loss. Says why in one line, naming the first non-finite
- * tensor:
- *  - the epoch is replayed from mo->snap up to the failing batch, so the
- *    weights are those the failing step started from (it is deterministic:
- *    the same batches in the same order), and the model keeps them;
- *  - the interpreter runs @loss on that batch op by op and names the first
- *    non-finite value: an input (with its sample in the dataset) or the op
- *    that computed it, with its source line;
- *  - failing that (no snapshot, or the rerun stays finite), the first
- *    parameter the update made non-finite. */
-static kiln_status nonfinite_loss(kiln_model *mo, const rt_dataset *ds, const kiln_fit_opts *o,
-                                  int64_t s_fail, int64_t batch, float loss, kiln_diag *d) {
-    int64_t step = mo->step, n = ds->n;
-    const ir_global *param = NULL;
-    int64_t param_at = 0;
-    float param_val = 0;
-    for (int i = 0; i < mo->m->n_globals && !param; i++) {
-        const ir_global *g = mo->m->globals[i];
-        if (g->kind != IR_GLOBAL_PARAM || g->type.dtype != IR_F32) continue;
-        const float *v = mo->globals[i];
-        for (int64_t k = 0, c = ir_type_numel(&g->type, 1); k < c; k++)
-            if (!isfinite(v[k])) {
-                param = g;
-                param_at = k;
-                param_val = v[k];
-                break;
-            }
-    }
-    kiln_diag mine; /* a failed rerun only makes the message less precise */
-    memset(&mine, 0, sizeof mine);
-    float loss_acc[2];
-    void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
-    void *results[2] = {&loss_acc[0], &loss_acc[1]};
-    bool replayed = false;
-    kiln_status st = KILN_OK;
-    if (mo->snap) {
-        snapshot(mo, false, NULL);
-        for (int64_t s = 0; s <= s_fail && !st; s++) {
-            int nb = (int)(s + 1 < (n + batch - 1) / batch ? batch : n - s * batch);
-            const int32_t *idx = o->no_shuffle ? NULL : mo->shuffle.perm + s * batch;
-            st = gather(mo, ds, idx, s * batch, nb, &mine);
-            if (!st && s < s_fail) st = run(mo, &mo->train, nb, args, results, &mine);
-        }
-        replayed = !st;
-        if (replayed) mo->step = step - 1;
-    }
-    ir_nonfinite nf;
-    memset(&nf, 0, sizeof nf);
-    int nb = (int)(s_fail + 1 < (n + batch - 1) / batch ? batch : n - s_fail * batch);
-    if (replayed && mo->loss.f)
-        ir_interp_first_nonfinite(mo->loss.f, nb, args, mo->globals, &nf, &mine);
-    ir_sb_free(&mine.text);
-
-    char why[512], keep[64] = "";
-    const ir_node *b = nf.node;
-    if (b && b->op == IR_ARG) {
-        int64_t row = ir_type_static_numel(&b->type), r = nf.element / row;
-        int64_t sample = o->no_shuffle ? s_fail * batch + r : mo->shuffle.perm[s_fail * batch + r];
-        snprintf(why, sizeof why, "input '%s' holds %s (value %lld of sample %lld of %s)", b->name,
-                 nonfinite_word(nf.value), (long long)(nf.element % row), (long long)sample,
-                 b->index == 0 ? ds->images_path : ds->labels_path);
-    } else if (b && b->loc.file) {
-        snprintf(why, sizeof why, "the first non-finite value (%s) is computed by %s at %s:%d:%d",
-                 nonfinite_word(nf.value), ir_op_name(b->op), b->loc.file, (int)b->loc.line,
-                 (int)b->loc.col);
-    } else if (b) {
-        snprintf(why, sizeof why, "the first non-finite value (%s) is computed by %s",
-                 nonfinite_word(nf.value), ir_op_name(b->op));
-    } else if (param) {
-        snprintf(why, sizeof why, "the update made parameter '%s' %s (element %lld)", param->name,
-                 nonfinite_word(param_val), (long long)param_at);
-    } else {
-        snprintf(why, sizeof why, "the parameters are still finite");
-    }
-    if (replayed)
-        snprintf(keep, sizeof keep, "; the model keeps the weights of step %lld",
-                 (long long)(step - 1));
-    return ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(),
-                    "step %lld: the loss is %s: %s%s (use --continue-on-nan to go on)",
-                    (long long)step, isnan(loss) ? "NaN" : "infinite", why, keep);
-}
-
-static kiln_status push_history(kiln_model *mo, const kiln_progress *p, kiln_diag *d) {
-    if (!IR_GROW(mo->hist, mo->cap_hist, mo->n_hist + 1)) return ir_oom(d);
-    mo->hist[mo->n_hist++] = *p;
-    return KILN_OK;
-}
-
-/* Adds one batch (its mean loss and accuracy, la) to the running means of
- * p; sums holds the sample-weighted totals. */
-static void progress_add(kiln_progress *p, double sums[2], const float la[2], int nb, bool acc,
-                         double t0) {
-    sums[0] += (double)la[0] * nb;
-    sums[1] += (double)la[1] * nb;
-    p->step++;
-    p->samples += nb;
-    p->loss = sums[0] / (double)p->samples;
-    p->accuracy = acc ? sums[1] / (double)p->samples : -1;
-    p->seconds = now_s() - t0;
-}
-
-/* Prints a progress line: redrawn on a terminal, once at the end otherwise. */
-static void show(const kiln_progress *p, bool end, bool tty, double *last_draw) {
-    if (!tty && !end) return;
-    double t = now_s();
-    if (tty && !end && t - *last_draw < 0.1) return;
-    *last_draw = t;
-    ir_sb sb;
-    ir_sb_init(&sb);
-    rt_progress_format(&sb, p, tty);
-    if (sb.buf) {
-        fprintf(stdout, "%s%s%s", tty ? "\r" : "", sb.buf, end ? "\n" : "");
-        fflush(stdout);
-    }
-    ir_sb_free(&sb);
-}
-
-kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_opts *o,
-                           kiln_diag *d) {
-    kiln_fit_opts defaults;
-    memset(&defaults, 0, sizeof defaults);
-    if (!o) o = &defaults;
-    if (!mo->train.f)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
-                        "the model cannot train: it needs a loss and an optimizer");
-    if (!train) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_fit: no dataset");
-    const rt_dataset *ds = train->rt;
-    kiln_status st = check_data(mo, ds, d);
-    if (st) return st;
-    int epochs = o->epochs > 0 ? o->epochs : mo->m->train.epochs > 0 ? (int)mo->m->train.epochs : 1;
-    int64_t batch = o->batch_size > 0                ? o->batch_size
-                    : mo->m->train.batch_size > 0 ? mo->m->train.batch_size
-                                                  : 32;
-    int64_t n = ds->n;
-    if (n == 0) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no samples", ds->images_path);
-    if (batch > n) batch = n;
-    if ((st = compile_fn(mo, &mo->train, d)) || (st = reserve(mo, batch, d))) return st;
-    if (!mo->shuffle_ready || mo->shuffle.n != n) {
-        rt_shuffle_free(&mo->shuffle);
-        uint64_t seed = (uint64_t)(o->shuffle_seed ? o->shuffle_seed : (int64_t)mo->seed);
-        if ((st = rt_shuffle_init(&mo->shuffle, n, seed, d))) return st;
-        mo->shuffle_ready = true;
-        if (mo->shuffle_restored) rt_shuffle_set_state(&mo->shuffle, mo->pending_shuffle);
-    }
-    mo->shuffle_restored = false;
-    int64_t steps = (n + batch - 1) / batch;
-    bool tty = o->verbose && isatty(fileno(stdout));
-    float loss_acc[2] = {0, 0};
-    void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
-    void *results[2] = {&loss_acc[0], &loss_acc[1]};
-    int64_t taken = 0;
-    for (int e = 0; e < epochs; e++) {
-        if (!o->no_shuffle) rt_shuffle_next(&mo->shuffle);
-        if (!o->continue_on_nonfinite && (st = snapshot(mo, true, d))) return st;
-        if (o->verbose && tty) printf("Epoch %d/%d\n", e + 1, epochs);
-        kiln_progress p;
-        memset(&p, 0, sizeof p);
-        p.epoch = e + 1;
-        p.epochs = epochs;
-        p.steps = steps;
-        p.accuracy = -1;
-        double t0 = now_s(), last_draw = 0, sums[2] = {0, 0};
-        bool stop = false;
-        for (int64_t s = 0; s < steps; s++) {
-            int nb = (int)(s + 1 < steps ? batch : n - s * batch);
-            const int32_t *idx = o->no_shuffle ? NULL : mo->shuffle.perm + s * batch;
-            if ((st = gather(mo, ds, idx, s * batch, nb, d))) return st;
-            if ((st = run(mo, &mo->train, nb, args, results, d))) return st;
-            mo->step++;
-            taken++;
-            if (!isfinite(loss_acc[0]) && !o->continue_on_nonfinite) {
-                if (tty) putchar('\n'); /* ends the progress line */
-                return nonfinite_loss(mo, ds, o, s, batch, loss_acc[0], d);
-            }
-            progress_add(&p, sums, loss_acc, nb, mo->has_accuracy, t0);
-            if (o->callback) o->callback(&p, 0, o->user);
-            if (o->verbose) show(&p, false, tty, &last_draw);
-            if (o->checkpoint_path && o->checkpoint_every > 0 &&
-                mo->step % o->checkpoint_every == 0 &&
-                (st = kiln_model_save(mo, o->checkpoint_path, d)))
-                return st;
-            if (o->max_steps > 0 && taken >= o->max_steps) {
-                stop = true;
-                break;
-            }
-        }
-        p.seconds = now_s() - t0;
-        if (!stop) mo->epoch++;
-        if ((st = push_history(mo, &p, d))) return st;
-        if (o->callback) o->callback(&p, 1, o->user);
-        if (o->verbose) show(&p, true, tty, &last_draw);
-        if (!stop && o->checkpoint_path && o->checkpoint_every < 0 &&
-            mo->epoch % -o->checkpoint_every == 0 && (st = kiln_model_save(mo, o->checkpoint_path, d)))
-            return st;
-        if (stop) break;
-    }
-    return KILN_OK;
 }
 
 kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batch, int verbose,
                                 double *loss, double *accuracy, kiln_diag *d) {
-    const rt_fn *fn = mo->loss.f ? &mo->loss : NULL;
-    if (!fn)
+    if (!mo->loss.f)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no loss to evaluate");
     if (!dset) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_evaluate: no dataset");
     const rt_dataset *ds = dset->rt;
-    kiln_status st = check_data(mo, ds, d);
+    kiln_status st = rt_model_check_data(mo, ds, d);
     if (st) return st;
     if (batch <= 0) batch = 128;
-    int64_t n = ds->n;
-    if (batch > n && n > 0) batch = n;
-    if ((st = compile_fn(mo, &mo->loss, d)) || (st = reserve(mo, batch, d))) return st;
+    if (batch > ds->n && ds->n > 0) batch = ds->n;
+    if ((st = rt_model_prepare(mo, &mo->loss, batch, d))) return st;
+    rt_batches b = rt_batches_of(ds, batch, NULL);
     float la[2] = {0, 0};
-    void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
-    void *results[2] = {&la[0], &la[1]};
+    void *args[2], *results[2] = {&la[0], &la[1]};
+    rt_model_batch_args(mo, args);
     bool tty = verbose && isatty(fileno(stdout));
     kiln_progress p;
     memset(&p, 0, sizeof p);
-    p.steps = (n + batch - 1) / batch;
+    p.steps = b.steps;
     p.accuracy = -1;
-    double t0 = now_s(), last = 0, sums[2] = {0, 0};
-    for (int64_t s = 0; s * batch < n; s++) {
-        int nb = (int)(n - s * batch < batch ? n - s * batch : batch);
-        if ((st = gather(mo, ds, NULL, s * batch, nb, d))) return st;
-        if ((st = run(mo, fn, nb, args, results, d))) return st;
-        progress_add(&p, sums, la, nb, mo->has_accuracy, t0);
-        if (verbose) show(&p, false, tty, &last);
+    double t0 = rt_now_s(), last = 0, sums[2] = {0, 0};
+    for (int64_t s = 0; s < b.steps; s++) {
+        int rows;
+        if ((st = rt_model_gather(mo, &b, s, &rows, d))) return st;
+        if ((st = rt_model_run(mo, &mo->loss, rows, args, results, d))) return st;
+        rt_progress_add(&p, sums, la, rows, mo->has_accuracy, t0);
+        if (verbose) rt_progress_show(&p, false, tty, &last);
     }
-    if (verbose) show(&p, true, tty, &last);
+    if (verbose) rt_progress_show(&p, true, tty, &last);
     *loss = p.samples ? p.loss : NAN;
     if (accuracy) *accuracy = p.samples ? p.accuracy : -1;
     return KILN_OK;
@@ -623,13 +328,13 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
     const int64_t chunk = 1 << 16;
     kiln_status cst = compile_fn(mo, &mo->infer, d);
     if (cst) return cst;
-    for (int64_t i = 0; i < n; i += chunk) {
-        int64_t nb = n - i < chunk ? n - i : chunk;
-        kiln_status st = reserve(mo, nb < mo->cap ? mo->cap : nb, d);
+    for (int64_t s = 0; s * chunk < n; s++) {
+        int64_t rows = rt_batch_rows(n, chunk, s);
+        kiln_status st = reserve(mo, rows < mo->cap ? mo->cap : rows, d);
         if (st) return st;
-        void *args[1] = {(void *)(x + i * mo->in_size)};
-        void *results[1] = {out + i * mo->out_size};
-        if ((st = run(mo, &mo->infer, nb, args, results, d))) return st;
+        void *args[1] = {(void *)(x + s * chunk * mo->in_size)};
+        void *results[1] = {out + s * chunk * mo->out_size};
+        if ((st = rt_model_run(mo, &mo->infer, rows, args, results, d))) return st;
     }
     return KILN_OK;
 }

@@ -7,7 +7,9 @@
 #include "runtime/runtime.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void step_time(ir_sb *sb, double seconds, int64_t steps) {
     ir_sb_printf(sb, "%.0fs", floor(seconds + 0.5));
@@ -48,4 +50,36 @@ void rt_progress_format(ir_sb *sb, const kiln_progress *p, bool tty) {
     ir_sb_puts(sb, "\x1b[0m ");
     step_time(sb, p->seconds, p->step);
     metrics(sb, p);
+}
+
+double rt_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void rt_progress_add(kiln_progress *p, double sums[2], const float la[2], int rows, bool acc,
+                     double t0) {
+    sums[0] += (double)la[0] * rows;
+    sums[1] += (double)la[1] * rows;
+    p->step++;
+    p->samples += rows;
+    p->loss = sums[0] / (double)p->samples;
+    p->accuracy = acc ? sums[1] / (double)p->samples : -1;
+    p->seconds = rt_now_s() - t0;
+}
+
+void rt_progress_show(const kiln_progress *p, bool end, bool tty, double *last_draw) {
+    if (!tty && !end) return;
+    double t = rt_now_s();
+    if (tty && !end && t - *last_draw < 0.1) return;
+    *last_draw = t;
+    ir_sb sb;
+    ir_sb_init(&sb);
+    rt_progress_format(&sb, p, tty);
+    if (sb.buf) {
+        fprintf(stdout, "%s%s%s", tty ? "\r" : "", sb.buf, end ? "\n" : "");
+        fflush(stdout);
+    }
+    ir_sb_free(&sb);
 }

@@ -547,22 +547,6 @@ static void hook(const char *stage, uint64_t bytes) {
     if (g_hook) g_hook(stage, bytes, g_hook_ctx);
 }
 
-static void sb_json_string(ir_sb *sb, const char *s) {
-    ir_sb_putc(sb, '"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            ir_sb_putc(sb, '\\');
-            ir_sb_putc(sb, (char)c);
-        } else if (c < 0x20) {
-            ir_sb_printf(sb, "\\u%04x", c);
-        } else {
-            ir_sb_putc(sb, (char)c);
-        }
-    }
-    ir_sb_putc(sb, '"');
-}
-
 typedef struct order {
     const rt_st_tensor *t;
     int index;
@@ -634,9 +618,9 @@ static char *build_header(const order *o, int n, const rt_st_meta *meta, int n_m
         ir_sb_puts(&sb, "\"__metadata__\":{");
         for (int i = 0; i < n_meta; i++) {
             if (i) ir_sb_putc(&sb, ',');
-            sb_json_string(&sb, meta[i].key);
+            ir_sb_json_string(&sb, meta[i].key);
             ir_sb_putc(&sb, ':');
-            sb_json_string(&sb, meta[i].value);
+            ir_sb_json_string(&sb, meta[i].value);
         }
         ir_sb_putc(&sb, '}');
     }
@@ -644,7 +628,7 @@ static char *build_header(const order *o, int n, const rt_st_meta *meta, int n_m
     for (int i = 0; i < n; i++) {
         const rt_st_tensor *t = o[i].t;
         if (i || n_meta) ir_sb_putc(&sb, ',');
-        sb_json_string(&sb, t->name);
+        ir_sb_json_string(&sb, t->name);
         ir_sb_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", rt_st_dtype_name(t->dtype));
         for (int k = 0; k < t->rank; k++)
             ir_sb_printf(&sb, "%s%lld", k ? "," : "", (long long)t->dims[k]);

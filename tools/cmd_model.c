@@ -13,14 +13,6 @@
 #define N_OPTS(t) ((int)(sizeof(t) / sizeof((t)[0])))
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
-/* The default pipeline for a module: "train" when it can train. */
-static const char *default_pipeline(const kiln_module *m) {
-    char *text = kiln_module_print_ex(m, "loss", 0);
-    bool has_loss = text != NULL;
-    kiln_free(text);
-    return has_loss ? "train" : "infer";
-}
-
 static int fail(kiln_diag *d, kiln_status st) {
     cli_report(d, st);
     return 1;
@@ -129,8 +121,9 @@ int cmd_dump(int argc, char **argv) {
     if (passes) {
         snprintf(pipeline, sizeof pipeline, "%s", passes);
     } else {
-        const char *def = default_pipeline(m);
+        const char *def = kiln_module_default_pipeline(m);
         const char *list = kiln_pipeline_passes(def);
+        if (!list) list = def; /* "": the module has been through its pipeline */
         if (!after) {
             snprintf(pipeline, sizeof pipeline, "%s", def);
         } else if (!truncate_pipeline(list, after, pipeline, sizeof pipeline)) {

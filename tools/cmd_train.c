@@ -100,18 +100,11 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     return KILN_OK;
 }
 
+/* Writes s as a JSON string literal. */
 static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    char *q = kiln_json_string(s);
+    fputs(q ? q : "\"\"", f);
+    kiln_free(q);
 }
 
 static void json_num(FILE *f, double v) {

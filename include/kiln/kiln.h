@@ -129,6 +129,10 @@ KILN_API char *kiln_module_print(const kiln_module *m);
 KILN_API kiln_status kiln_module_verify(const kiln_module *m, kiln_diag *d);
 /* Frees memory returned by Kiln functions that say so. */
 KILN_API void kiln_free(void *p);
+/* `s` as a JSON string literal, quotes included ('"', '\\' and control
+ * characters escaped; NULL reads as ""). Malloc'ed; free with kiln_free().
+ * NULL when out of memory. */
+KILN_API char *kiln_json_string(const char *s);
 
 /* Parameter initializers. */
 typedef enum kiln_init_kind {
@@ -407,6 +411,11 @@ KILN_API kiln_status kiln_module_run_passes(kiln_module *m, const char *pipeline
                                             const kiln_pass_opts *o, kiln_diag *d);
 /* The comma list of a default pipeline ("infer", "train"), or NULL. */
 KILN_API const char *kiln_pipeline_passes(const char *name);
+/* The default pipeline of `m`, the one every compiling entry point runs
+ * (kiln_model_create, kiln_compile_aot without train, `kiln dump`):
+ * "train" when it has a @loss, a train block and an optimizer, "infer"
+ * otherwise, and "" (no passes) when it has a @train_step already. */
+KILN_API const char *kiln_module_default_pipeline(const kiln_module *m);
 /* Writes the names and one-line summaries of all passes to `out`. */
 KILN_API void kiln_list_passes(FILE *out);
 /* Prints the module as .kir (or Graphviz when dot != 0). With `function`
