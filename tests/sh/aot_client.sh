@@ -54,9 +54,15 @@ diff documented.txt dynsym.txt || fail "readelf shows other global symbols"
 echo "ok: $(wc -l < exported.txt) exports, all documented"
 
 # 4. Run-time dependencies: OpenBLAS, libm, libc; no LLVM, no Kiln.
-readelf -d libmnist.so | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort > needed.txt
+readelf -d libmnist.so > dynamic.txt || fail "readelf -d failed"
+sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' dynamic.txt | sort > needed.txt
+grep -q '^libc\.so' needed.txt || fail "no libc among the NEEDED entries: $(cat needed.txt)"
 if grep -Eiv '^(libopenblas\.so.*|libm\.so.*|libc\.so.*)$' needed.txt; then fail "unexpected NEEDED entries"; fi
-if ldd libmnist.so | grep -Ei 'llvm|kiln'; then fail "the library needs LLVM or Kiln"; fi
+# ldd must succeed and resolve everything: a failing ldd lists nothing to grep.
+ldd libmnist.so > ldd.txt || fail "ldd libmnist.so failed"
+grep -q 'libc\.so' ldd.txt || fail "ldd lists no libc: $(cat ldd.txt)"
+if grep -q 'not found' ldd.txt; then fail "unresolved dependencies: $(cat ldd.txt)"; fi
+if grep -Ei 'llvm|kiln' ldd.txt; then fail "the library needs LLVM or Kiln"; fi
 echo "ok: needs only $(tr '\n' ' ' < needed.txt)"
 
 # 5. The header is strict C99 (and C11), and caller memory works: NAME_SIZE is

@@ -1,6 +1,7 @@
 /* testutil.c — helpers shared by the Check suites. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,16 @@ double tu_max_abs(const float *p, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)p[i]));
     return m;
+}
+
+int tu_count_entries(const char *dir, const char *part) {
+    DIR *dp = opendir(dir);
+    ck_assert_msg(dp != NULL, "cannot read the directory %s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dp)) != NULL;)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strstr(e->d_name, part);
+    closedir(dp);
+    return n;
 }
 
 const char *tu_src_path(const char *rel) {

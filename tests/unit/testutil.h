@@ -55,6 +55,9 @@ const char *tu_tmp_path(const char *name);
 #define TU_ATOL_AT_SCALE(b, n, rtol) ((rtol)*tu_max_abs((b), (n)))
 #define tu_assert_close_at_scale(a, b, n, rtol, what)                                              \
     tu_assert_close((a), (b), (n), TU_ATOL_AT_SCALE((b), (n), (rtol)), (rtol), (what))
+/* How many entries of directory `dir` have `part` in their name; fails the
+ * test when the directory cannot be read (so "none" is never a failed ls). */
+int tu_count_entries(const char *dir, const char *part);
 /* Absolute path of a file in the source tree. Static buffer. */
 const char *tu_src_path(const char *rel);
 
