@@ -999,9 +999,10 @@ static int64_t ulp_diff(float a, float b) {
     return llabs((long long)ia - (long long)ib);
 }
 
-/* exp, log, tanh, sigmoid of the JIT against glibc over sweeps of every
- * 61st float in the interesting ranges, plus special values: the bounds
- * documented in codegen/math.c. */
+/* exp, log, tanh, sigmoid of the JIT against glibc over every 997th f32 bit
+ * pattern of each sign in the interesting ranges (2.1 to 2.2 million inputs
+ * each), plus special values: the bounds documented in codegen/math.c
+ * (exp, log <= 2 ulp; tanh, sigmoid <= 3; measured 1, 1, 2, 3). */
 static float daz(float v) { return fabsf(v) < FLT_MIN ? copysignf(0.0f, v) : v; }
 
 START_TEST(test_math_ulp) {
