@@ -144,8 +144,8 @@ START_TEST(infer_matches_jit) {
         for (int r = 0; r < nb; r++) { /* every row, not just the first */
             double sum = 0;
             for (int j = 0; j < OUT; j++) sum += a[r * OUT + j];
-            ck_assert_msg(tu_close(sum, 1, 1e-5, 0), "batch %d: softmax row %d sums to %.9g", nb,
-                          r, sum);
+            ck_assert_msg(tu_close(sum, 1, 1e-5, 0), "batch %d: softmax row %d sums to %.9g", nb, r,
+                          sum);
         }
     }
     /* A batch of 1 repeatedly gives the same answer (no state leaks between calls). */
@@ -210,7 +210,8 @@ START_TEST(load_embeds_and_reads_checkpoints) {
     double jl, ja;
     ck_assert_int_eq(kiln_model_evaluate(mo, ds, N, 0, &jl, &ja, d), KILN_OK);
     ck_assert_msg(tu_close(loss, jl, 0, 1e-5), "loss %.9g, JIT %.9g", loss, jl);
-    ck_assert_msg(tu_close(acc, ja, 1e-6, 0), "accuracy %.9g, JIT %.9g", acc, ja); /* k/300 in f32 */
+    /* k/300 in f32 */
+    ck_assert_msg(tu_close(acc, ja, 1e-6, 0), "accuracy %.9g, JIT %.9g", acc, ja);
     rt_dataset_free(rt);
     emb.destroy(he);
     file.destroy(hf);

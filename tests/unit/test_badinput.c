@@ -107,8 +107,8 @@ START_TEST(limits_model_file) {
     kiln_diag_dispose(d);
     refuse(kiln_model_file_parse, "units.kiln",
            "input x : f32[?, 4]\noutput dense(x, 1099511627776)\n", KILN_ERR_INVALID,
-           "units.kiln:2:17: error: 'units' must be between 1 and 2147483647, got 1099511627776",
-           3, 16);
+           "units.kiln:2:17: error: 'units' must be between 1 and 2147483647, got 1099511627776", 3,
+           16);
     refuse(kiln_model_file_parse, "elems.kiln", "input x : f32[?, 65536, 65536]\noutput x\n",
            KILN_ERR_LIMIT,
            "elems.kiln:1:11: error: a sample of this type has more than 2^31 elements", 3, 16);
@@ -179,8 +179,8 @@ START_TEST(limits_kir) {
            KILN_ERR_LIMIT, "elems.kir:2:12: error: type has more than 2^31 elements", 3, 16);
     refuse(kiln_module_parse, "arg.kir",
            "module @m\nfunc @f(%x : f32[?,4294967296]) -> f32[?,4294967296] {\n  return %x\n}\n",
-           KILN_ERR_LIMIT, "arg.kir:2:20: error: dimension 4294967296 is out of range [0, 2^31]",
-           3, 16);
+           KILN_ERR_LIMIT, "arg.kir:2:20: error: dimension 4294967296 is out of range [0, 2^31]", 3,
+           16);
     refuse(kiln_module_parse, "const.kir",
            "module @m\nfunc @f() -> f32[1099511627776] {\n"
            "  %0 = constant() {value=1} : f32[1099511627776]\n  return %0\n}\n",

@@ -946,8 +946,7 @@ START_TEST(test_mnist_five_train_steps) {
     }
     for (int i = 0; i < m->n_globals; i++) {
         double e = compare(&m->globals[i]->type, 1, gj[i], gi[i]);
-        ck_assert_msg(e <= 1, "after 5 steps @%s differs, %g x tolerance", m->globals[i]->name,
-                      e);
+        ck_assert_msg(e <= 1, "after 5 steps @%s differs, %g x tolerance", m->globals[i]->name, e);
         free(gi[i]);
         free(gj[i]);
     }

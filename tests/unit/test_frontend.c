@@ -413,7 +413,8 @@ START_TEST(test_interp_numbers) {
     double want =
         -(log(exp(2.0) / (exp(2.0) + 1)) + log(1 / (1 + exp(1.0))) + log(1 / (exp(2.0) + 1))) / 3;
     ck_assert_msg(tu_close(out[0], want, 0, 1e-6), "loss %.9g, by hand %.9g", out[0], want);
-    ck_assert_msg(tu_close(out[1], 1.0 / 3, 0, 1e-6), "accuracy %.9g", out[1]); /* one hit in three */
+    /* one hit in three */
+    ck_assert_msg(tu_close(out[1], 1.0 / 3, 0, 1e-6), "accuracy %.9g", out[1]);
     kiln_module_dispose(m);
     kiln_diag_dispose(d);
 }

@@ -11,9 +11,10 @@
  * '?' shapes and run-time counts). The tolerance comes from the loss's
  * scale and the step (grad_tol); each case also runs with its op's rule
  * scaled by 1.01 and by 0.99, and the check must fail then (a negative
- * control per rule). A test fails for any op that has a rule and no case. Then whole graphs (a two-layer MLP under each loss), the
- * pass's errors, pruning (no input gradient in the MNIST-shaped model) and
- * allocation failures.
+ * control per rule). A test fails for any op that has a rule and no case.
+ * Then whole graphs (a two-layer MLP under each loss), the pass's errors,
+ * pruning (no input gradient in the MNIST-shaped model) and allocation
+ * failures.
  */
 #include <float.h>
 #include <math.h>
@@ -249,7 +250,8 @@ static double grad_ratio(harness *h, const numeric *nu, pass_grad_fn (*rules)(in
             double tol = grad_tol(nu, num[e]), r = fabs(an[e] - num[e]) / tol;
             if (!(r <= ratio)) {
                 ratio = isnan(r) ? INFINITY : r;
-                snprintf(worst, wn, "d@%s[%lld]: analytic %.7g, finite difference %.7g (tolerance %.3g)",
+                snprintf(worst, wn,
+                         "d@%s[%lld]: analytic %.7g, finite difference %.7g (tolerance %.3g)",
                          g->name, (long long)e, an[e], num[e], tol);
             }
         }

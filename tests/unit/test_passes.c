@@ -984,7 +984,8 @@ START_TEST(plan_reuses_and_writes_in_place) {
             float e = 1.0f / (1.0f + expf(-tanhf(-expf(in[row * 8 + j]))));
             s += e;
         }
-        ck_assert_msg(tu_close(out[row], s, 0, 1e-5), "row %d: %.9g, by hand %.9g", row, out[row], s);
+        ck_assert_msg(tu_close(out[row], s, 0, 1e-5), "row %d: %.9g, by hand %.9g", row, out[row],
+                      s);
     }
     kiln_module_dispose(m);
 }
@@ -1177,8 +1178,8 @@ START_TEST(pipeline_train_equals_unoptimized) {
             /* Adam's m and v at their own scale (v is 1e-9..1e-6). */
             char what[96];
             snprintf(what, sizeof what, "@%s after 3 steps", g->name);
-            tu_assert_close_at_scale(db.globals[i], da.globals[i], ir_type_numel(&g->type, 1),
-                                     1e-5, what);
+            tu_assert_close_at_scale(db.globals[i], da.globals[i], ir_type_numel(&g->type, 1), 1e-5,
+                                     what);
         }
         data_free(&da);
         data_free(&db);

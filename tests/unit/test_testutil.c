@@ -104,8 +104,7 @@ START_TEST(assert_close_message) {
     ck_assert_int_eq(srunner_ntests_run(sr), 1);
     ck_assert_int_eq(srunner_ntests_failed(sr), 1);
     TestResult **tr = srunner_failures(sr);
-    ck_assert_str_eq(tr_msg(tr[0]),
-                     "inner: element 2 is inf, expected 3 (|a-b| = inf > 1 + 1|b|)");
+    ck_assert_str_eq(tr_msg(tr[0]), "inner: element 2 is inf, expected 3 (|a-b| = inf > 1 + 1|b|)");
     free(tr);
     srunner_free(sr);
     ck_assert_int_eq(run_inner(inner_suite(true, false)), EXIT_SUCCESS);

@@ -38,9 +38,9 @@ double tu_max_abs(const float *p, int64_t n);
         int64_t tu_i_;                                                                             \
         double tu_e_ = tu_max_err(tu_a_, tu_b_, (n), (atol), (rtol), &tu_i_);                      \
         ck_assert_msg(tu_e_ <= 1,                                                                  \
-                      "%s: element %lld is %.9g, expected %.9g (|a-b| = %.3g > %g + %g|b|)",      \
+                      "%s: element %lld is %.9g, expected %.9g (|a-b| = %.3g > %g + %g|b|)",       \
                       (what), (long long)tu_i_, tu_a_[tu_i_], tu_b_[tu_i_],                        \
-                      fabs((double)tu_a_[tu_i_] - tu_b_[tu_i_]), (double)(atol), (double)(rtol)); \
+                      fabs((double)tu_a_[tu_i_] - tu_b_[tu_i_]), (double)(atol), (double)(rtol));  \
     } while (0)
 /* A fresh temporary directory per test (a Check fixture pair), its path,
  * and paths of files in it (eight rotating static buffers). */
