@@ -39,22 +39,37 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# The suite has at least this many ctest tests (43 on 2026-12-07: 16 Check
+# suites, 11 golden IR files, 12 shell scripts, 4 fuzz corpora). A build dir
+# configured without tests, or a glob that lost its files, runs fewer: fail.
+floor=43
 start=$(date +%s)
 if [ $sanitize -eq 1 ]; then
   dir=${dir:-build-sanitize}
   # Optimized (the suite trains small models) but with frame pointers and
   # debug info for readable reports; any report ends the test that made it.
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON \
-        -DCMAKE_C_COMPILER=clang-14 >/dev/null
+        -DKILN_BUILD_TESTS=ON -DCMAKE_C_COMPILER=clang-14 >/dev/null
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1
   export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  export KILN_SANITIZE=1 # tests that build programs against libkiln.a add -fsanitize
+  # (tests that build programs against libkiln.a, tests/sh/install.sh, read
+  # KILN_SANITIZE from the build dir's CMakeCache.txt and add -fsanitize.)
 else
   dir=${dir:-build}
-  cmake -S . -B "$dir" >/dev/null
+  # Tests on, whatever the build dir's cache says (build-bench/ has them off).
+  cmake -S . -B "$dir" -DKILN_BUILD_TESTS=ON >/dev/null
 fi
 cmake --build "$dir" -j"$jobs"
 cd "$dir"
-ctest --output-on-failure -j"$jobs"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# --no-tests=error: "No tests were found" is a failure, not a green run.
+ctest --output-on-failure --no-tests=error -j"$jobs" | tee "$log"
+ran=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed +' "$log" || true)
+echo "tests/run.sh: $ran tests passed (floor $floor)"
+if [ "$ran" -lt "$floor" ]; then
+  echo "tests/run.sh: only $ran tests ran, the suite has at least $floor: failing" >&2
+  exit 1
+fi
 echo "tests/run.sh: $( [ $sanitize -eq 1 ] && echo "sanitizer suite" || echo suite) passed in $(( $(date +%s) - start )) s ($dir)"

@@ -67,7 +67,8 @@ jit = check(sys.argv[1], "jit", True)
 check(sys.argv[2], "interp", False)
 if jit["threads"] != 1:
     fail("threads: %r with --threads 1" % jit["threads"])
-# 30 steps of Adam lift the test accuracy well above chance.
+# 30 steps of Adam lift the test accuracy well above chance (0.1): measured
+# 0.7230 on 2026-12-07 (the run is deterministic on one thread); floor 0.5.
 if jit["test"]["accuracy"] < 0.5:
     fail("test accuracy %r after 30 steps" % jit["test"]["accuracy"])
 print("ok: jit (compile %.0f ms, test accuracy %.4f) and interp reports" %

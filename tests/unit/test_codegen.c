@@ -35,7 +35,6 @@ typedef struct gen {
     float lo, hi;     /* f32 data uniform in [lo, hi) */
     int32_t ilo, ihi; /* i32 data uniform in [ilo, ihi] */
     bool int_valued;  /* round f32 data (ties for argmax, equal) */
-    double tol;       /* 0: 1e-5 */
 } gen;
 
 static void fill(const ir_type *t, int64_t batch, void *data, uint64_t seed, const gen *g) {
@@ -59,9 +58,13 @@ static void *alloc_for(const ir_type *t, int64_t batch) {
     return calloc((size_t)(n > 0 ? n : 1), 4);
 }
 
+/* The JIT against the interpreter, in units of the tolerance (close: <= 1):
+ * f32 within rtol 1e-5 at the tensor's own scale (TU_ATOL_AT_SCALE, so
+ * Adam's tiny second moments are compared at theirs); i32 exactly. */
 static double compare(const ir_type *t, int64_t batch, const void *jit, const void *ref) {
     int64_t n = ir_type_numel(t, batch);
-    if (t->dtype == IR_F32) return tu_max_rel_err(jit, ref, n);
+    if (t->dtype == IR_F32)
+        return tu_max_err(jit, ref, n, TU_ATOL_AT_SCALE(ref, n, 1e-5), 1e-5, NULL);
     return memcmp(jit, ref, (size_t)n * 4) == 0 ? 0.0 : INFINITY;
 }
 
@@ -806,7 +809,7 @@ static void run_case(const codegen_case *cc) {
     for (int v = 0;; v++) {
         for (int planned = 0; planned < 2; planned++) {
             kiln_module *m = kiln_module_create("t");
-            gen g = {-2, 2, -5, 5, false, 0};
+            gen g = {-2, 2, -5, 5, false};
             if (!cc->build(m, v, &g)) {
                 kiln_module_dispose(m);
                 ck_assert_msg(variants > 0, "%s: no variant built", cc->op);
@@ -819,12 +822,11 @@ static void run_case(const codegen_case *cc) {
             cg_program *p = NULL;
             kiln_status st = cg_jit_compile(m, NULL, &p, d);
             ck_assert_msg(st == KILN_OK, "%s/%d: %s", cc->op, v, kiln_diag_message(d));
-            double tol = g.tol > 0 ? g.tol : 1e-5;
             for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
                 char where[96];
                 double e = diff_run(m, "f", p, g_batches[bi], 1000 + (uint64_t)bi, &g, where,
                                     sizeof where);
-                ck_assert_msg(e <= tol, "%s variant %d%s, batch %lld: %s differs, max rel err %g",
+                ck_assert_msg(e <= 1, "%s variant %d%s, batch %lld: %s differs, %g x tolerance",
                               cc->op, v, planned ? " (planned)" : "", (long long)g_batches[bi],
                               where, e);
             }
@@ -935,7 +937,7 @@ START_TEST(test_mnist_five_train_steps) {
                       kiln_diag_message(d));
         for (int i = 0; i < f->n_results; i++) {
             double e = compare(&f->results[i]->type, bs, rj[i], ri[i]);
-            ck_assert_msg(e <= 1e-5, "step %d: result %d differs by %g", s, i, e);
+            ck_assert_msg(e <= 1, "step %d: result %d differs, %g x tolerance", s, i, e);
             free(ri[i]);
             free(rj[i]);
         }
@@ -944,7 +946,7 @@ START_TEST(test_mnist_five_train_steps) {
     }
     for (int i = 0; i < m->n_globals; i++) {
         double e = compare(&m->globals[i]->type, 1, gj[i], gi[i]);
-        ck_assert_msg(e <= 1e-5, "after 5 steps @%s differs by %g", m->globals[i]->name, e);
+        ck_assert_msg(e <= 1, "after 5 steps @%s differs, %g x tolerance", m->globals[i]->name, e);
         free(gi[i]);
         free(gj[i]);
     }
@@ -996,9 +998,10 @@ static int64_t ulp_diff(float a, float b) {
     return llabs((long long)ia - (long long)ib);
 }
 
-/* exp, log, tanh, sigmoid of the JIT against glibc over sweeps of every
- * 61st float in the interesting ranges, plus special values: the bounds
- * documented in codegen/math.c. */
+/* exp, log, tanh, sigmoid of the JIT against glibc over every 997th f32 bit
+ * pattern of each sign in the interesting ranges (2.1 to 2.2 million inputs
+ * each), plus special values: the bounds documented in codegen/math.c
+ * (exp, log <= 2 ulp; tanh, sigmoid <= 3; measured 1, 1, 2, 3). */
 static float daz(float v) { return fabsf(v) < FLT_MIN ? copysignf(0.0f, v) : v; }
 
 START_TEST(test_math_ulp) {
@@ -1216,7 +1219,6 @@ START_TEST(test_program_api) {
     ck_assert_int_eq(cg_program_workspace_bytes(p, "loss", 10),
                      fi->ws_fixed + 10 * fi->ws_per_sample);
     ck_assert_int_eq(cg_program_workspace_bytes(p, "nope", 10), -1);
-    ck_assert(cg_program_compile_ms(p) > 0);
     char *sym = cg_symbol_name("train-step.2");
     ck_assert_str_eq(sym, "kiln_train_step_2");
     ir_free(sym);
@@ -1254,12 +1256,12 @@ START_TEST(test_plan_overlap_and_odd_results) {
     cg_program *p;
     kiln_diag *d = kiln_diag_create();
     ck_assert_msg(cg_jit_compile(m, NULL, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
-    gen g = {-2, 2, 0, 0, false, 0};
+    gen g = {-2, 2, 0, 0, false};
     for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
         char where[96];
         double err = diff_run(m, "f", p, g_batches[bi], 50 + bi, &g, where, sizeof where);
-        ck_assert_msg(err <= 1e-5, "batch %lld: %s differs by %g", (long long)g_batches[bi], where,
-                      err);
+        ck_assert_msg(err <= 1, "batch %lld: %s differs, %g x tolerance", (long long)g_batches[bi],
+                      where, err);
     }
     cg_program_dispose(p);
     kiln_diag_dispose(d);
@@ -1311,7 +1313,7 @@ START_TEST(test_object_file) {
     ck_assert_int_eq(ir_interp_run(f, bs, args, ri, gl, d), KILN_OK);
     char *ws = ir_aligned_alloc((size_t)cg_workspace_bytes(&info->funcs[0], bs));
     ck_assert_int_eq(fn(bs, args, rj, gl, ws), 0);
-    ck_assert_double_le(tu_max_rel_err(yj, yi, 7 * 19), 1e-5);
+    tu_assert_close_at_scale(yj, yi, 7 * 19, 1e-5, "JIT vs interpreter");
     ir_aligned_free(ws);
     dlclose(lib);
     unlink(obj);

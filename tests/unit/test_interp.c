@@ -366,8 +366,8 @@ static void check_buf(const ir_type *t, int64_t batch, const void *got, const do
         } else {
             double g = ((const float *)got)[i], w = want[i];
             /* f32 results: a few ulps relative, 1e-7 absolute near zero */
-            ck_assert_msg(fabs(g - w) <= 2e-6 * fabs(w) + 1e-7, "%s: %s[%lld] = %.9g, want %.9g",
-                          what, which, (long long)i, g, w);
+            ck_assert_msg(tu_close(g, w, 1e-7, 2e-6), "%s: %s[%lld] = %.9g, want %.9g", what, which,
+                          (long long)i, g, w);
         }
     }
 }

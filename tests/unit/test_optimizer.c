@@ -85,8 +85,8 @@ static void step(run *r, int s) {
     kiln_status st = ir_interp_run(ts, 1, args, res, r->data, d);
     ck_assert_msg(st == KILN_OK, "%s", kiln_diag_message(d));
     kiln_diag_dispose(d);
-    ck_assert_msg(fabs(loss - expect) < 1e-5, "the loss is computed before the update: %g vs %g",
-                  loss, expect);
+    ck_assert_msg(tu_close(loss, expect, 0, 1e-6),
+                  "the loss is computed before the update: %.9g vs %.9g", loss, expect);
     ck_assert_int_eq(*(const int32_t *)slot(r, "optimizer.iterations"), s + 1);
     const float *fr = r->data[ir_module_global(r->m, "frozen")->index];
     for (int i = 0; i < N; i++) ck_assert(fr[i] == 0.5f);
@@ -94,8 +94,8 @@ static void step(run *r, int s) {
 
 static void expect_near(const float *got, const double *want, const char *what, int s) {
     for (int i = 0; i < N; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= 2e-6 * fmax(1, fabs(want[i])),
-                      "step %d: %s[%d] = %.9g, by hand %.9g", s + 1, what, i, got[i], want[i]);
+        ck_assert_msg(tu_close(got[i], want[i], 0, 2e-6), "step %d: %s[%d] = %.9g, by hand %.9g",
+                      s + 1, what, i, got[i], want[i]);
 }
 
 START_TEST(test_sgd) {
