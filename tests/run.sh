@@ -56,5 +56,8 @@ else
 fi
 cmake --build "$dir" -j"$jobs"
 cd "$dir"
+# ctest gives every test KILN_CACHE_DIR=<build>/test-cache (tests/CMakeLists.txt);
+# anything else run from here keeps the compile cache there too, not in ~/.cache.
+export KILN_CACHE_DIR=$PWD/test-cache
 ctest --output-on-failure -j"$jobs"
 echo "tests/run.sh: $( [ $sanitize -eq 1 ] && echo "sanitizer suite" || echo suite) passed in $(( $(date +%s) - start )) s ($dir)"
