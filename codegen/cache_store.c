@@ -334,17 +334,6 @@ static bool make_dirs(const char *dir, char *why, size_t cap) {
     return true;
 }
 
-static bool write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 typedef struct entry_file {
     char name[80];
     int64_t bytes;
@@ -444,9 +433,12 @@ bool cg_cache_write(const cg_cache_cfg *c, const cg_cache_key *key, const void *
         snprintf(why, why_cap, "%s: cannot write: %s", c->dir, strerror(errno));
         return false;
     }
-    bool ok = write_all(fd, entry, len);
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
+    FILE *f = fdopen(fd, "wb");
+    if (!f) close(fd);
+    errno = 0;
+    bool ok = f && fwrite(entry, 1, len, f) == len;
+    int saved = errno ? errno : EIO;
+    if (f && fclose(f) != 0 && ok) {
         ok = false;
         saved = errno;
     }
