@@ -8,8 +8,8 @@
  *   build/bin/bench_jit_compile [MODEL.kiln] [--reps N] [--steps N] [--perf] [--cache]
  *
  * The compiles above bypass the persistent compile cache (cg_options
- * no_cache). --cache times the cache instead, in a fresh directory
- * (KILN_CACHE_DIR, else a temporary one): the first compile in this
+ * no_cache). --cache times the cache instead, in KILN_CACHE_DIR (whose
+ * entries it clears) or a temporary directory: the first compile in this
  * process with the entry already on disk (what `kiln train` pays on a warm
  * cache), then N cold compiles (empty cache: compile + store) and N warm
  * ones (hits). Target: warm <= 10 ms.
