@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,9 +426,10 @@ bool cg_cache_write(const cg_cache_cfg *c, const cg_cache_key *key, const void *
     if (!make_dirs(c->dir, why, why_cap)) return false;
     char path[sizeof c->dir + 80], tmp[sizeof c->dir + 120];
     cg_cache_path(c, key, path, sizeof path);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)ts.tv_nsec);
+    /* Unique among processes (pid) and threads (the counter). */
+    static atomic_long serial;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(),
+             atomic_fetch_add(&serial, 1));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(why, why_cap, "%s: cannot write: %s", c->dir, strerror(errno));

@@ -93,13 +93,9 @@ void cg_program_dispose(cg_program *p) {
  * own; *jd is its main dylib. */
 static kiln_status jit_create(cg_program *p, const cg_options *o, LLVMOrcJITDylibRef *jd,
                               kiln_diag *d) {
-    LLVMTargetMachineRef tm = NULL;
-    kiln_status st = cg_target_machine(o, &tm, d);
-    if (st) return st;
-    /* The builder takes the machine builder, which takes the machine. */
+    /* The JIT only links objects (compiled with cg_target_machine): its
+     * own target machine is the host's, which LLJIT detects itself. */
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
-        jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
     if (o->perf_jit) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(jb, perf_layer, NULL);
     LLVMErrorRef err = LLVMOrcCreateLLJIT(&p->jit, jb);
     if (err) {
@@ -107,7 +103,7 @@ static kiln_status jit_create(cg_program *p, const cg_options *o, LLVMOrcJITDyli
         return cg_llvm_error(d, "creating the JIT", err);
     }
     *jd = LLVMOrcLLJITGetMainJITDylib(p->jit);
-    st = define_blas(p->jit, *jd, d);
+    kiln_status st = define_blas(p->jit, *jd, d);
     if (st) return st;
     LLVMOrcDefinitionGeneratorRef gen = NULL;
     err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
