@@ -187,6 +187,15 @@ typedef struct cg_program cg_program;
 kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out, kiln_diag *d);
 void cg_program_dispose(cg_program *p);
 
+/* Compiles functions funcs[0..n) (n <= 16) of `m` into one program each,
+ * concurrently: funcs[0] on the calling thread, the others on threads of
+ * their own (each with its LLVM context and JIT), as cg_jit_compile with
+ * o->only_func = funcs[i]. On success out[i] holds program i; on the
+ * first error every program is disposed, out[] is all NULL and `d` holds
+ * each failed compile's messages (and any warnings), in order. */
+kiln_status cg_jit_compile_each(kiln_module *m, const char *const *funcs, int n,
+                                const cg_options *o, cg_program **out, kiln_diag *d);
+
 /* Information and entry point of function `name`; NULL if absent. */
 const cg_func_info *cg_program_func(const cg_program *p, const char *name);
 cg_entry_fn cg_program_entry(const cg_program *p, const char *name);

@@ -23,6 +23,7 @@
 #include <llvm-c/Orc.h>
 #include <llvm-c/OrcEE.h>
 #include <llvm-c/TargetMachine.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -214,6 +215,70 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
     p->compile_ms = now_ms() - t0;
     *out = p;
     return KILN_OK;
+}
+
+/* ------------------------------------------- several functions at once */
+
+typedef struct compile_job {
+    kiln_module *m;
+    cg_options o;
+    cg_program *prog;
+    kiln_diag d;
+    kiln_status st;
+} compile_job;
+
+static void *compile_job_run(void *arg) {
+    compile_job *j = arg;
+    j->st = cg_jit_compile(j->m, &j->o, &j->prog, &j->d);
+    return NULL;
+}
+
+/* Appends what `from` holds to `to`. */
+static void diag_merge(kiln_diag *to, const kiln_diag *from) {
+    if (!to) return;
+    if (from->text.len) ir_sb_putn(&to->text, from->text.buf, from->text.len);
+    if (from->text.oom) to->text.oom = true;
+    if (!from->errors) return;
+    if (to->errors == 0) to->first = from->first;
+    to->errors += from->errors;
+}
+
+kiln_status cg_jit_compile_each(kiln_module *m, const char *const *funcs, int n,
+                                const cg_options *o, cg_program **out, kiln_diag *d) {
+    if (n < 0 || n > 16)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "cg_jit_compile_each: %d functions", n);
+    compile_job jobs[16];
+    pthread_t threads[16];
+    bool started[16] = {false};
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < n; i++) {
+        out[i] = NULL;
+        jobs[i].m = m;
+        if (o) jobs[i].o = *o;
+        jobs[i].o.only_func = funcs[i];
+        /* The first runs here, the others on threads of their own. */
+        if (i > 0) started[i] = pthread_create(&threads[i], NULL, compile_job_run, &jobs[i]) == 0;
+    }
+    if (n > 0) compile_job_run(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            compile_job_run(&jobs[i]); /* no thread to be had: here, in turn */
+    }
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < n; i++) {
+        diag_merge(d, &jobs[i].d);
+        ir_sb_free(&jobs[i].d.text);
+        if (jobs[i].st && !st) st = jobs[i].st;
+        out[i] = jobs[i].prog;
+    }
+    if (st)
+        for (int i = 0; i < n; i++) {
+            cg_program_dispose(out[i]);
+            out[i] = NULL;
+        }
+    return st;
 }
 
 const char *cg_program_cache_status(const cg_program *p) {

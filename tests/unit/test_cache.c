@@ -4,7 +4,8 @@
  * compile they replace, forged entries (corrupt, truncated, foreign
  * version, another CPU's) that are recompiled and never run, a directory
  * that cannot be written or is full, LRU eviction, two processes filling
- * one entry, and kiln_cache_info / kiln_cache_clear.
+ * one entry, kiln_cache_info / kiln_cache_clear, and compiling several
+ * functions at once (cg_jit_compile_each).
  *
  * Each test points KILN_CACHE_DIR at its own temporary directory.
  */
@@ -555,6 +556,38 @@ START_TEST(config_from_environment) {
 }
 END_TEST
 
+START_TEST(compile_each_concurrently) {
+    kiln_module *m = tiny();
+    const char *fns[3] = {"train_step", "loss", "infer"};
+    cg_program *p[3];
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(cg_jit_compile_each(m, fns, 3, NULL, p, d) == KILN_OK, "%s", kiln_diag_message(d));
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(cg_program_cache_status(p[i]), "miss");
+        ck_assert_ptr_nonnull(cg_program_entry(p[i], fns[i]));
+    }
+    cg_program *q[3];
+    ck_assert_int_eq(cg_jit_compile_each(m, fns, 3, NULL, q, d), KILN_OK);
+    for (int i = 0; i < 3; i++) ck_assert_str_eq(cg_program_cache_status(q[i]), "hit");
+    float a[15], b[15];
+    run_infer(m, p[2], a);
+    run_infer(m, q[2], b);
+    ck_assert_mem_eq(a, b, sizeof a);
+    for (int i = 0; i < 3; i++) {
+        cg_program_dispose(p[i]);
+        cg_program_dispose(q[i]);
+    }
+    /* One failing compile: an error naming it, and no program at all. */
+    const char *bad[3] = {"infer", "nope", "loss"};
+    ck_assert_int_ne(cg_jit_compile_each(m, bad, 3, NULL, p, d), KILN_OK);
+    ck_assert_ptr_nonnull(strstr(kiln_diag_message(d), "nope"));
+    ck_assert_int_eq(kiln_diag_error_count(d), 1);
+    for (int i = 0; i < 3; i++) ck_assert_ptr_null(p[i]);
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 static Suite *cache_suite(void) {
     Suite *s = suite_create("cache");
     TCase *t = tcase_create("cache");
@@ -572,6 +605,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, two_processes_fill_one_entry);
     tcase_add_test(t, info_and_clear);
     tcase_add_test(t, config_from_environment);
+    tcase_add_test(t, compile_each_concurrently);
     suite_add_tcase(s, t);
     return s;
 }
