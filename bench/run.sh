@@ -118,6 +118,10 @@ log=$out/logs
 echo "== raw results in $out"
 
 # ------------------------------------------------------------- environment
+# The JIT's compile cache stays in the output directory, and is off for the
+# timed runs, so compile_ms is the compile itself in every repetition; the
+# cache's own cold/warm figures come from bench_jit_compile --cache.
+export KILN_CACHE_DIR=$out/cache KILN_CACHE=0
 # OpenBLAS's core type is chosen per run (not inherited): the main table uses
 # --coretype; the comparison stage tries the detected core and Haswell.
 with_core() { # with_core CORE cmd...
@@ -194,6 +198,10 @@ for r in $(seq 1 "$reps"); do
   with_core "$coretype" OPENBLAS_NUM_THREADS=1 "$bin/bench_jit_compile" examples/mnist_mlp.kiln \
     --reps "$compile_reps" --steps 100 > "$log/main_compile_r${r}.log" 2>&1 ||
     echo "   (bench_jit_compile failed: see $log/main_compile_r${r}.log)"
+  # ... and through the compile cache: cold (empty) and warm (a hit)
+  with_core "$coretype" OPENBLAS_NUM_THREADS=1 KILN_CACHE=1 "$bin/bench_jit_compile" \
+    examples/mnist_mlp.kiln --cache --reps "$compile_reps" > "$log/main_compile_cache_r${r}.log" 2>&1 ||
+    echo "   (bench_jit_compile --cache failed: see $log/main_compile_cache_r${r}.log)"
 done
 
 # ------------------------------------------- 2. peak RSS and the kiln CLI

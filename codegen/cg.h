@@ -53,6 +53,7 @@ typedef struct LLVMOpaqueContext *LLVMContextRef;
 typedef struct LLVMOpaqueModule *LLVMModuleRef;
 typedef struct LLVMOpaqueValue *LLVMValueRef;
 typedef struct LLVMOpaqueTargetMachine *LLVMTargetMachineRef;
+typedef struct LLVMOpaqueMemoryBuffer *LLVMMemoryBufferRef;
 
 /* ------------------------------------------------------------- options */
 
@@ -64,6 +65,7 @@ typedef struct cg_options {
     const char *features;  /* (the host's AVX-512 is left off: see emit.c) */
     bool pic;              /* position-independent code (AOT shared objects) */
     bool perf_jit;         /* JIT: describe the code to `perf` (a jitdump) */
+    bool no_cache;         /* JIT: bypass the persistent compile cache (cache.h) */
     /* Test hook: emit an ill-typed instruction, so the path from an LLVM
      * verifier failure to a kiln_diag error is exercised. */
     bool test_malformed;
@@ -128,6 +130,16 @@ kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag
  * LLVMDisposeTargetMachine(). */
 kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d);
 
+/* The triple, CPU name and features a target machine of `o` gets (the
+ * host's, AVX-512 off, unless o->cpu / o->features say). Each string is
+ * freed with LLVMDisposeMessage(); on error all are NULL. */
+kiln_status cg_target_strings(const cg_options *o, char **triple, char **cpu, char **features,
+                              kiln_diag *d);
+
+/* Emits the module as a native object in memory; *out is freed with
+ * LLVMDisposeMemoryBuffer(). */
+kiln_status cg_emit_object_buffer(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                                  kiln_diag *d);
 /* Writes the module as a native object file (PIC when o->pic) to `path`. */
 kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path, kiln_diag *d);
 /* Appends the module's LLVM IR text / native assembly to `out`. */
@@ -167,14 +179,26 @@ typedef int32_t (*cg_entry_fn)(int64_t batch, void *const *args, void *const *re
 typedef struct cg_program cg_program;
 
 /* Compiles every function of `m` (or o->only_func) to native code in
- * memory: builds the module, optimizes it, hands it to an ORC LLJIT and
- * materializes all entry points. cblas_* resolve to the OpenBLAS this
+ * memory: builds the module, optimizes it, emits an object, hands it to an
+ * ORC LLJIT and materializes all entry points. The object comes from (and
+ * goes to) the persistent compile cache unless o->no_cache or KILN_CACHE=0
+ * (codegen/cache.h); a cache directory that cannot be written adds one
+ * warning to `d` and the compile carries on. cblas_* resolve to the OpenBLAS this
  * library is linked with; other symbols through the process. On success
  * *out holds a program; every invocation should be paired with
  * cg_program_dispose(). LLVM errors come back as KILN_ERR_BACKEND. The
  * program does not refer to `m` afterwards. */
 kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out, kiln_diag *d);
 void cg_program_dispose(cg_program *p);
+
+/* Compiles functions funcs[0..n) (n <= 16) of `m` into one program each,
+ * concurrently: funcs[0] on the calling thread, the others on threads of
+ * their own (each with its LLVM context and JIT), as cg_jit_compile with
+ * o->only_func = funcs[i]. On success out[i] holds program i; on the
+ * first error every program is disposed, out[] is all NULL and `d` holds
+ * each failed compile's messages (and any warnings), in order. */
+kiln_status cg_jit_compile_each(kiln_module *m, const char *const *funcs, int n,
+                                const cg_options *o, cg_program **out, kiln_diag *d);
 
 /* Information and entry point of function `name`; NULL if absent. */
 const cg_func_info *cg_program_func(const cg_program *p, const char *name);
@@ -185,8 +209,11 @@ int64_t cg_program_workspace_bytes(const cg_program *p, const char *name, int64_
  * materialization of every entry point. */
 double cg_program_compile_ms(const cg_program *p);
 /* The three parts of compile_ms: building the LLVM module, the O3
- * pipeline, and instruction selection to materialization. */
+ * pipeline, and instruction selection to materialization. On a compile
+ * cache hit the first two are 0 and the third is the whole load. */
 void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native);
+/* The compile cache's part: "hit", "miss" (compiled and stored) or "off". */
+const char *cg_program_cache_status(const cg_program *p);
 
 /* Convenience: runs function `name` (workspace may be NULL: then one is
  * allocated for this call) and reports errors like the interpreter does. */

@@ -60,42 +60,56 @@ static void avx2_only(char *features) {
     }
 }
 
-kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d) {
+kiln_status cg_target_strings(const cg_options *o, char **triple, char **cpu, char **features,
+                              kiln_diag *d) {
     cg_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!o) o = &defaults;
-    *out = NULL;
+    *triple = *cpu = *features = NULL;
     pthread_once(&g_init_once, init_native);
     if (!g_init_ok)
         return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
                         "codegen: LLVM has no native target for this machine");
-    char *triple = LLVMGetDefaultTargetTriple();
+    *triple = LLVMGetDefaultTargetTriple();
+    *cpu = o->cpu ? LLVMCreateMessage(o->cpu) : LLVMGetHostCPUName();
+    *features = o->features ? LLVMCreateMessage(o->features) : LLVMGetHostCPUFeatures();
+    if (!o->features && *features) avx2_only(*features);
+    if (!*triple || !*cpu || !*features) {
+        LLVMDisposeMessage(*triple);
+        LLVMDisposeMessage(*cpu);
+        LLVMDisposeMessage(*features);
+        *triple = *cpu = *features = NULL;
+        return ir_oom(d);
+    }
+    return KILN_OK;
+}
+
+kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, kiln_diag *d) {
+    *out = NULL;
+    char *triple, *cpu, *features;
+    kiln_status st = cg_target_strings(o, &triple, &cpu, &features, d);
+    if (st) return st;
     LLVMTargetRef target;
     char *err = NULL;
     if (LLVMGetTargetFromTriple(triple, &target, &err)) {
-        kiln_status st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: target %s: %s",
-                                  triple, err ? err : "unknown");
+        st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: target %s: %s", triple,
+                      err ? err : "unknown");
         LLVMDisposeMessage(err);
-        LLVMDisposeMessage(triple);
-        return st;
+    } else {
+        /* Always PIC: the AOT object needs it, and JIT-ed calls to OpenBLAS
+         * then go through stubs wherever the library was mapped. (So one
+         * object serves both, and the compile cache keys neither.) */
+        *out = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelDefault,
+                                       LLVMRelocPIC, LLVMCodeModelDefault);
+        if (!*out)
+            st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
+                          "codegen: cannot create a target machine for cpu '%s'",
+                          o && o->cpu ? o->cpu : "host");
     }
-    char *host_cpu = o->cpu ? NULL : LLVMGetHostCPUName();
-    char *host_features = o->features ? NULL : LLVMGetHostCPUFeatures();
-    if (host_features) avx2_only(host_features);
-    /* Always PIC: the AOT object needs it, and JIT-ed calls to OpenBLAS then
-     * go through stubs wherever the library was mapped. */
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(
-        target, triple, o->cpu ? o->cpu : host_cpu, o->features ? o->features : host_features,
-        LLVMCodeGenLevelDefault, LLVMRelocPIC, LLVMCodeModelDefault);
-    LLVMDisposeMessage(host_cpu);
-    LLVMDisposeMessage(host_features);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
     LLVMDisposeMessage(triple);
-    if (!tm)
-        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(),
-                        "codegen: cannot create a target machine for cpu '%s'",
-                        o->cpu ? o->cpu : "host");
-    *out = tm;
-    return KILN_OK;
+    return st;
 }
 
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
@@ -136,6 +150,11 @@ static kiln_status emit_buffer(LLVMModuleRef mod, const cg_options *o, LLVMCodeG
         *out = NULL;
     }
     return st;
+}
+
+kiln_status cg_emit_object_buffer(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                                  kiln_diag *d) {
+    return emit_buffer(mod, o, LLVMObjectFile, out, d);
 }
 
 kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path, kiln_diag *d) {

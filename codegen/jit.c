@@ -8,7 +8,13 @@
  * whatever the host binary's own symbol table holds. Everything else
  * (memcpy, memset, ...) resolves through a search generator over the
  * process.
+ *
+ * A compile goes through the persistent compile cache (cache.h): on a hit
+ * the stored object is linked straight away (no LLVM module, no
+ * optimizer); on a miss the module is built, optimized and emitted to
+ * memory, stored, and linked the same way.
  */
+#include "codegen/cache.h"
 #include "codegen/lower.h"
 
 #include <cblas.h>
@@ -17,6 +23,7 @@
 #include <llvm-c/Orc.h>
 #include <llvm-c/OrcEE.h>
 #include <llvm-c/TargetMachine.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,7 +32,8 @@ struct cg_program {
     cg_module_info *info;
     cg_entry_fn *entries;
     double compile_ms;
-    double phase_ms[3]; /* build, optimize, native code */
+    double phase_ms[3]; /* build, optimize, native code (or the cache hit) */
+    cg_cache_status cache;
 };
 
 static double now_ms(void) {
@@ -82,6 +90,95 @@ void cg_program_dispose(cg_program *p) {
     ir_free(p);
 }
 
+/* An LLJIT for the target of `o`, with the BLAS symbols and the process's
+ * own; *jd is its main dylib. */
+static kiln_status jit_create(cg_program *p, const cg_options *o, LLVMOrcJITDylibRef *jd,
+                              kiln_diag *d) {
+    /* The JIT only links objects (compiled with cg_target_machine): its
+     * own target machine is the host's, which LLJIT detects itself. */
+    LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
+    if (o->perf_jit) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(jb, perf_layer, NULL);
+    LLVMErrorRef err = LLVMOrcCreateLLJIT(&p->jit, jb);
+    if (err) {
+        p->jit = NULL;
+        return cg_llvm_error(d, "creating the JIT", err);
+    }
+    *jd = LLVMOrcLLJITGetMainJITDylib(p->jit);
+    kiln_status st = define_blas(p->jit, *jd, d);
+    if (st) return st;
+    LLVMOrcDefinitionGeneratorRef gen = NULL;
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+        &gen, LLVMOrcLLJITGetGlobalPrefix(p->jit), NULL, NULL);
+    if (err) return cg_llvm_error(d, "searching the process for symbols", err);
+    LLVMOrcJITDylibAddGenerator(*jd, gen);
+    return KILN_OK;
+}
+
+/* Links the object into a fresh JIT and looks up (materializes) every
+ * entry point of p->info. */
+static kiln_status jit_load(cg_program *p, const cg_options *o, const void *obj, size_t len,
+                            kiln_diag *d) {
+    LLVMOrcJITDylibRef jd = NULL;
+    kiln_status st = jit_create(p, o, &jd, d);
+    if (st) return st;
+    LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, len, "kiln.o");
+    if (!buf) return ir_oom(d);
+    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(p->jit, jd, buf); /* takes buf */
+    if (err) return cg_llvm_error(d, "adding the object to the JIT", err);
+    p->entries = ir_calloc((size_t)p->info->n_funcs + 1, sizeof *p->entries);
+    if (!p->entries) return ir_oom(d);
+    for (int i = 0; i < p->info->n_funcs; i++) {
+        LLVMOrcExecutorAddress addr = 0;
+        err = LLVMOrcLLJITLookup(p->jit, &addr, p->info->funcs[i].symbol);
+        if (err) return cg_llvm_error(d, "linking", err);
+        p->entries[i] = (cg_entry_fn)(uintptr_t)addr;
+    }
+    return KILN_OK;
+}
+
+/* Builds, optimizes and emits the object of `m` (o->only_func); times the
+ * three phases into p->phase_ms. */
+static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_options *o,
+                                  LLVMMemoryBufferRef *obj, kiln_diag *d) {
+    double t0 = now_ms();
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = NULL;
+    kiln_status st = cg_build_module(m, o, ctx, &mod, &p->info, d);
+    double t1 = now_ms();
+    if (!st) st = cg_optimize_module(mod, o, d);
+    double t2 = now_ms();
+    if (!st) st = cg_emit_object_buffer(mod, o, obj, d);
+    if (mod) LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    p->phase_ms[0] = t1 - t0;
+    p->phase_ms[1] = t2 - t1;
+    p->phase_ms[2] = now_ms() - t2; /* native code; linking is added later */
+    return st;
+}
+
+/* The cache's side of a compile: a verified entry loaded into the JIT.
+ * Anything wrong on the way (a bad object) discards it: a miss. */
+static bool try_hit(cg_program *p, const cg_cache_cfg *cfg, const cg_cache_key *key,
+                    const cg_options *o) {
+    char *buf = NULL;
+    const void *obj;
+    size_t len;
+    if (!cg_cache_lookup(cfg, key, &p->info, &buf, &obj, &len)) return false;
+    kiln_diag *quiet = kiln_diag_create();
+    kiln_status st = jit_load(p, o, obj, len, quiet);
+    kiln_diag_dispose(quiet);
+    ir_free(buf);
+    if (!st) return true;
+    LLVMErrorRef err = p->jit ? LLVMOrcDisposeLLJIT(p->jit) : NULL;
+    if (err) LLVMConsumeError(err);
+    p->jit = NULL;
+    cg_module_info_dispose(p->info);
+    p->info = NULL;
+    ir_free(p->entries);
+    p->entries = NULL;
+    return false;
+}
+
 kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out, kiln_diag *d) {
     cg_options opts;
     memset(&opts, 0, sizeof opts);
@@ -90,74 +187,102 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
     double t0 = now_ms();
     cg_program *p = ir_calloc(1, sizeof *p);
     if (!p) return ir_oom(d);
-    LLVMOrcThreadSafeContextRef tsctx = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsctx);
-    LLVMModuleRef mod = NULL;
-    kiln_status st = cg_build_module(m, &opts, ctx, &mod, &p->info, d);
-    double t1 = now_ms();
-    if (!st) st = cg_optimize_module(mod, &opts, d);
-    double t2 = now_ms();
-    LLVMTargetMachineRef tm = NULL;
-    if (!st) st = cg_target_machine(&opts, &tm, d);
-    if (!st) {
-        /* The builder takes the machine builder, which takes the machine. */
-        LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-        LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
-            jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
-        if (opts.perf_jit) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(jb, perf_layer, NULL);
-        LLVMErrorRef err = LLVMOrcCreateLLJIT(&p->jit, jb);
-        if (err) {
-            p->jit = NULL;
-            st = cg_llvm_error(d, "creating the JIT", err);
-        }
+    cg_cache_cfg cfg;
+    cg_cache_key key;
+    kiln_status st = KILN_OK;
+    if (cg_cache_enabled(m, &opts, &cfg)) {
+        st = cg_cache_key_of(m, &opts, &key, d);
+        p->cache = CG_CACHE_MISS;
     }
-    LLVMOrcJITDylibRef jd = NULL;
-    if (!st) {
-        jd = LLVMOrcLLJITGetMainJITDylib(p->jit);
-        st = define_blas(p->jit, jd, d);
-    }
-    if (!st) {
-        LLVMOrcDefinitionGeneratorRef gen = NULL;
-        LLVMErrorRef err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
-            &gen, LLVMOrcLLJITGetGlobalPrefix(p->jit), NULL, NULL);
-        if (err)
-            st = cg_llvm_error(d, "searching the process for symbols", err);
-        else
-            LLVMOrcJITDylibAddGenerator(jd, gen);
-    }
-    if (!st) {
-        /* Consumed, even on failure. */
-        LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsctx);
-        mod = NULL;
-        LLVMErrorRef err = LLVMOrcLLJITAddLLVMIRModule(p->jit, jd, tsm);
-        if (err) st = cg_llvm_error(d, "adding the module to the JIT", err);
-    }
-    if (mod) LLVMDisposeModule(mod);
-    LLVMOrcDisposeThreadSafeContext(tsctx);
-    if (!st) {
-        p->entries = ir_calloc((size_t)p->info->n_funcs + 1, sizeof *p->entries);
-        if (!p->entries) st = ir_oom(d);
-    }
-    /* Looking up the entry points materializes (compiles) the module. */
-    for (int i = 0; !st && i < p->info->n_funcs; i++) {
-        LLVMOrcExecutorAddress addr = 0;
-        LLVMErrorRef err = LLVMOrcLLJITLookup(p->jit, &addr, p->info->funcs[i].symbol);
-        if (err)
-            st = cg_llvm_error(d, "compiling", err);
-        else
-            p->entries[i] = (cg_entry_fn)(uintptr_t)addr;
+    if (!st && p->cache == CG_CACHE_MISS && try_hit(p, &cfg, &key, &opts)) {
+        p->cache = CG_CACHE_HIT;
+        p->phase_ms[2] = now_ms() - t0;
+    } else if (!st) {
+        LLVMMemoryBufferRef obj = NULL;
+        st = compile_object(p, m, &opts, &obj, d);
+        double t2 = now_ms();
+        const char *bytes = obj ? LLVMGetBufferStart(obj) : NULL;
+        size_t len = obj ? LLVMGetBufferSize(obj) : 0;
+        if (!st && p->cache == CG_CACHE_MISS) cg_cache_store(&cfg, &key, p->info, bytes, len, d);
+        if (!st) st = jit_load(p, &opts, bytes, len, d);
+        if (obj) LLVMDisposeMemoryBuffer(obj);
+        p->phase_ms[2] += now_ms() - t2;
     }
     if (st) {
         cg_program_dispose(p);
         return st;
     }
-    double t3 = now_ms();
-    p->compile_ms = t3 - t0;
-    p->phase_ms[0] = t1 - t0;
-    p->phase_ms[1] = t2 - t1;
-    p->phase_ms[2] = t3 - t2;
+    p->compile_ms = now_ms() - t0;
     *out = p;
     return KILN_OK;
+}
+
+/* ------------------------------------------- several functions at once */
+
+typedef struct compile_job {
+    kiln_module *m;
+    cg_options o;
+    cg_program *prog;
+    kiln_diag d;
+    kiln_status st;
+} compile_job;
+
+static void *compile_job_run(void *arg) {
+    compile_job *j = arg;
+    j->st = cg_jit_compile(j->m, &j->o, &j->prog, &j->d);
+    return NULL;
+}
+
+/* Appends what `from` holds to `to`. */
+static void diag_merge(kiln_diag *to, const kiln_diag *from) {
+    if (!to) return;
+    if (from->text.len) ir_sb_putn(&to->text, from->text.buf, from->text.len);
+    if (from->text.oom) to->text.oom = true;
+    if (!from->errors) return;
+    if (to->errors == 0) to->first = from->first;
+    to->errors += from->errors;
+}
+
+kiln_status cg_jit_compile_each(kiln_module *m, const char *const *funcs, int n,
+                                const cg_options *o, cg_program **out, kiln_diag *d) {
+    if (n < 0 || n > 16)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "cg_jit_compile_each: %d functions", n);
+    compile_job jobs[16];
+    pthread_t threads[16];
+    bool started[16] = {false};
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < n; i++) {
+        out[i] = NULL;
+        jobs[i].m = m;
+        if (o) jobs[i].o = *o;
+        jobs[i].o.only_func = funcs[i];
+        /* The first runs here, the others on threads of their own. */
+        if (i > 0) started[i] = pthread_create(&threads[i], NULL, compile_job_run, &jobs[i]) == 0;
+    }
+    if (n > 0) compile_job_run(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            compile_job_run(&jobs[i]); /* no thread to be had: here, in turn */
+    }
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < n; i++) {
+        diag_merge(d, &jobs[i].d);
+        ir_sb_free(&jobs[i].d.text);
+        if (jobs[i].st && !st) st = jobs[i].st;
+        out[i] = jobs[i].prog;
+    }
+    if (st)
+        for (int i = 0; i < n; i++) {
+            cg_program_dispose(out[i]);
+            out[i] = NULL;
+        }
+    return st;
+}
+
+const char *cg_program_cache_status(const cg_program *p) {
+    return cg_cache_status_name(p->cache);
 }
 
 static int func_index(const cg_program *p, const char *name) {

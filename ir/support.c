@@ -325,6 +325,16 @@ void ir_note(kiln_diag *d, ir_loc loc, const char *fmt, ...) {
     ir_sb_putc(&d->text, '\n');
 }
 
+void ir_warning(kiln_diag *d, ir_loc loc, const char *fmt, ...) {
+    if (!d) return;
+    diag_prefix(d, loc, "warning");
+    va_list ap;
+    va_start(ap, fmt);
+    ir_sb_vprintf(&d->text, fmt, ap);
+    va_end(ap);
+    ir_sb_putc(&d->text, '\n');
+}
+
 void ir_diag_source_line(kiln_diag *d, const char *line_start, size_t line_len, int col) {
     if (!d || !line_start) return;
     ir_sb_puts(&d->text, "    ");

@@ -130,6 +130,8 @@ kiln_status ir_error(kiln_diag *d, kiln_status st, ir_loc loc, const char *fmt, 
 kiln_status ir_verror(kiln_diag *d, kiln_status st, ir_loc loc, const char *fmt, va_list ap);
 /* Appends "file:line:col: note: <msg>\n". */
 void ir_note(kiln_diag *d, ir_loc loc, const char *fmt, ...) KILN_PRINTF(3, 4);
+/* A warning ("kiln: warning: ..."): not an error, the call still succeeds. */
+void ir_warning(kiln_diag *d, ir_loc loc, const char *fmt, ...) KILN_PRINTF(3, 4);
 /* Appends the source line and a caret under column `col` (1-based):
  *     h1 = dense(x, 128, activation=rellu)
  *                                   ^          */

@@ -193,6 +193,14 @@ void kiln_model_dispose(kiln_model *mo) {
 
 const kiln_module *kiln_model_module(const kiln_model *mo) { return mo->m; }
 double kiln_model_compile_ms(const kiln_model *mo) { return mo->compile_ms; }
+
+const char *kiln_model_cache_status(const kiln_model *mo, const char *function) {
+    const rt_fn *fns[3] = {&mo->infer, &mo->loss, &mo->train};
+    for (int i = 0; function && i < 3; i++)
+        if (fns[i]->prog && strcmp(fns[i]->f->name, function) == 0)
+            return cg_program_cache_status(fns[i]->prog);
+    return NULL;
+}
 int kiln_model_threads(const kiln_model *mo) {
     (void)mo;
     return openblas_get_num_threads();

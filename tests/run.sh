@@ -62,6 +62,9 @@ else
 fi
 cmake --build "$dir" -j"$jobs"
 cd "$dir"
+# ctest gives every test KILN_CACHE_DIR=<build>/test-cache (tests/CMakeLists.txt);
+# anything else run from here keeps the compile cache there too, not in ~/.cache.
+export KILN_CACHE_DIR=$PWD/test-cache
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # --no-tests=error: "No tests were found" is a failure, not a green run.

@@ -53,5 +53,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 #endif

@@ -2,6 +2,7 @@
  * cmd_train.c — train, eval and predict: Keras' fit / evaluate / predict
  * from the command line, with a JSON report for scripts:
  *   {"model", "backend", "threads", "compile_ms",
+ *    "cache": {"<function>": "hit" | "miss" | "off"}  (the JIT's compile cache),
  *    "epochs": [{"epoch", "loss", "accuracy", "seconds", "samples_per_second"}],
  *    "test": {"loss", "accuracy", "samples"}}
  */
@@ -77,11 +78,15 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     int64_t seed = 0;
     if (!cli_int(a, "--seed", 0, INT64_MAX, &seed)) return KILN_ERR_INVALID;
     mo.seed = seed;
+    if (cli_flag(a, "--no-cache")) setenv("KILN_CACHE", "0", 1); /* the library reads it */
     kiln_module *m = NULL;
     kiln_status st = cli_load_model(path, &m, s->d);
     if (st) return st;
     st = kiln_model_create(m, &mo, &s->model, s->d);
     if (st) return st;
+    /* Warnings (a compile cache that cannot be written) go out now. */
+    fputs(kiln_diag_message(s->d), stderr);
+    kiln_diag_clear(s->d);
     const char *load = cli_get(a, "--load");
     if (need_load && !load) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
@@ -129,7 +134,13 @@ static kiln_status write_report(const session *s, const char *path, double test_
     json_str(f, s->backend_name);
     fprintf(f, ", \"threads\": %d, \"compile_ms\": ", kiln_model_threads(s->model));
     json_num(f, kiln_model_compile_ms(s->model));
-    fputs(", \"epochs\": [", f);
+    fputs(", \"cache\": {", f);
+    static const char *const fns[] = {"train_step", "loss", "infer"};
+    for (int i = 0, n = 0; i < 3; i++) {
+        const char *c = kiln_model_cache_status(s->model, fns[i]);
+        if (c) fprintf(f, "%s\"%s\": \"%s\"", n++ ? ", " : "", fns[i], c);
+    }
+    fputs("}, \"epochs\": [", f);
     int n = kiln_model_history_count(s->model);
     for (int i = 0; i < n; i++) {
         kiln_progress p = kiln_model_history(s->model, i);
@@ -185,6 +196,7 @@ static const cli_opt train_opts[] = {
     {"--seed", "N", "seed of weight initialization and shuffling"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--load", "CKPT", "start from a checkpoint's weights (and optimizer state)"},
     {"--finetune", NULL, "with --load: load what matches, report what is skipped"},
     {"--save", "CKPT", "save a checkpoint at the end"},
@@ -279,6 +291,7 @@ static const cli_opt eval_opts[] = {
     {"--batch-size", "N", "batch size (default 128)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--report", "FILE.json", "write a JSON report"},
     {"--help", NULL, "show this help"},
 };
@@ -320,6 +333,7 @@ static const cli_opt predict_opts[] = {
     {"--output", "FILE", "write 'class p0 p1 ...' per sample here (default stdout: class)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--help", NULL, "show this help"},
 };
 

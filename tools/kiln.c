@@ -251,6 +251,7 @@ static const struct {
     {"dump", cmd_dump, "print the IR of a model after passes, or its LLVM IR / assembly"},
     {"opt", cmd_opt, "run passes over a .kir module and print the result"},
     {"summary", cmd_summary, "print the layer table and parameter counts"},
+    {"cache", cmd_cache, "show or clear the compile cache"},
 };
 
 static void usage(FILE *f) {

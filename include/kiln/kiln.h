@@ -527,6 +527,11 @@ KILN_API void kiln_model_dispose(kiln_model *model);
 KILN_API const kiln_module *kiln_model_module(const kiln_model *model);
 /* Milliseconds spent in code generation (0 for the interpreter). */
 KILN_API double kiln_model_compile_ms(const kiln_model *model);
+/* How the JIT compile of `function` went: "hit" (loaded from the compile
+ * cache), "miss" (compiled and stored), "off" (compiled, cache bypassed:
+ * KILN_CACHE=0);
+ * NULL when the function has not been compiled (yet, or by the interpreter). */
+KILN_API const char *kiln_model_cache_status(const kiln_model *model, const char *function);
 /* Threads the model's math runs on (OpenBLAS's pool and Kiln's). */
 KILN_API int kiln_model_threads(const kiln_model *model);
 KILN_API int64_t kiln_model_input_size(const kiln_model *model);
@@ -591,6 +596,25 @@ KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64
  * count. Keras' layer.get_weights(). */
 KILN_API kiln_status kiln_model_get_weights(const kiln_model *model, const char *name, float *out,
                                             int64_t n, kiln_diag *d);
+
+/* ----------------------------------------------------------- compile cache
+ * The JIT keeps the native code of every compiled function on disk, so the
+ * next run with the same model, settings, CPU and versions skips LLVM. In
+ * $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln; at most
+ * $KILN_CACHE_MAX_MB megabytes (default 256, least recently used entries
+ * go first); KILN_CACHE=0 turns it off. A directory that cannot be written
+ * costs one warning in the diag; compiles carry on in memory. */
+typedef struct kiln_cache_stats {
+    char dir[4096];    /* the directory (may not exist yet) */
+    int enabled;       /* 0 with KILN_CACHE=0 */
+    int64_t entries;   /* compiled functions stored */
+    int64_t bytes;     /* their total size */
+    int64_t max_bytes; /* the bound */
+} kiln_cache_stats;
+
+KILN_API kiln_status kiln_cache_info(kiln_cache_stats *out, kiln_diag *d);
+/* Deletes every entry; *removed (may be NULL) counts them. */
+KILN_API kiln_status kiln_cache_clear(int64_t *removed, kiln_diag *d);
 
 /* ------------------------------------------------------------- checkpoints
  * safetensors files: parameters as <layer>.kernel / <layer>.bias, optimizer

@@ -239,12 +239,65 @@ def idx_seeds():
                 head[:4] + struct.pack(">I", n) + head[8:16] + f.read(n * 28 * 28), mtime=0))
 
 
+# -------------------------------------------------------------- cache entries
+# codegen/cache.h: magic, format, key, payload length, SHA-256, payload.
+def cache_str(s):
+    if s is None:
+        return struct.pack("<I", 0xFFFFFFFF)
+    b = s.encode()
+    return struct.pack("<I", len(b)) + b
+
+
+def cache_payload(funcs, obj):
+    out = struct.pack("<I", len(funcs))
+    for name, fails in funcs:
+        out += cache_str(name) + cache_str("kiln_" + name)
+        out += struct.pack("<iiqqqq", 2, 1, 4096, 160, 4080, 0)
+        out += struct.pack("<I", len(fails))
+        for serial, op, file in fails:
+            out += struct.pack("<i", serial) + cache_str(op) + cache_str(file)
+            out += struct.pack("<iiq", 7, 6, 10)
+    return out + struct.pack("<Q", len(obj)) + obj
+
+
+def cache_entry(payload, fmt=1):
+    import hashlib
+    head = b"KILNOBJ\0" + struct.pack("<II", fmt, 0) + bytes([0xAB]) * 32
+    return head + struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
+
+
+def cache_seeds():
+    clear("cache")
+    obj = b"\x7fELF" + bytes(range(60))
+    one = cache_payload([("infer", [])], obj)
+    two = cache_payload([("loss", [(12, "sparse_categorical_crossentropy", "m.kiln"),
+                                   (13, "sparse_categorical_crossentropy", None)]),
+                         ("train_step", [])], obj)
+    # Odd first byte: the payload alone (the target adds a valid header).
+    put("cache", "payload_one", b"\x01" + one)
+    put("cache", "payload_fails", b"\x01" + two)
+    put("cache", "payload_bad_op", b"\x01" + two.replace(b"sparse_categorical_crossentropy",
+                                                           b"sparse_categorical_crossentropx", 1))
+    put("cache", "payload_short", b"\x01" + one[:-10])
+    put("cache", "payload_no_funcs", b"\x01" + struct.pack("<I", 0) + struct.pack("<Q", 4) + b"abcd")
+    # Even first byte: a whole entry file.
+    put("cache", "entry_one", b"\x00" + cache_entry(one))
+    put("cache", "entry_fails", b"\x00" + cache_entry(two))
+    put("cache", "entry_truncated", b"\x00" + cache_entry(two)[:-7])
+    put("cache", "entry_format_2", b"\x00" + cache_entry(one, fmt=2))
+    bad = bytearray(cache_entry(one))
+    bad[-3] ^= 0x40
+    put("cache", "entry_checksum", b"\x00" + bytes(bad))
+    put("cache", "entry_header_only", b"\x00" + cache_entry(one)[:88])
+
+
 def main():
     kiln_seeds()
     kir_seeds()
     st_seeds()
     idx_seeds()
-    for t in ("kiln", "kir", "safetensors", "idx"):
+    cache_seeds()
+    for t in ("kiln", "kir", "safetensors", "idx", "cache"):
         print("%-12s %3d seeds" % (t, len(glob.glob(os.path.join(CORPUS, t, "seed-*")))))
 
 

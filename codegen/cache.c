@@ -1,0 +1,149 @@
+/*
+ * cache.c — the compile cache as the JIT uses it: the key of a compile,
+ * lookup of a verified entry, storing with one warning when the directory
+ * cannot take it, and the public kiln_cache_* calls. The files are
+ * cache_store.c's.
+ */
+#include "codegen/cache.h"
+
+#include <llvm-c/Core.h>
+#include <llvm/Config/llvm-config.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *cg_cache_status_name(cg_cache_status s) {
+    return s == CG_CACHE_HIT ? "hit" : s == CG_CACHE_MISS ? "miss" : "off";
+}
+
+bool cg_cache_enabled(kiln_module *m, const cg_options *o, cg_cache_cfg *cfg) {
+    if (o->no_cache || o->test_malformed || o->no_opt) return false;
+    /* A missing function is the module builder's error to report. */
+    if (o->only_func && !kiln_module_func(m, o->only_func)) return false;
+    cg_cache_config(cfg);
+    return cfg->enabled;
+}
+
+static void hash_str(cg_sha256 *h, const char *tag, const char *s) {
+    cg_sha256_update(h, tag, strlen(tag) + 1);
+    if (s) cg_sha256_update(h, s, strlen(s) + 1);
+}
+
+/* Node locations: the printer leaves them out, error messages quote them. */
+static void hash_locs(cg_sha256 *h, ir_node *const *nodes, int n) {
+    for (int i = 0; i < n; i++) {
+        const ir_node *x = nodes[i];
+        int32_t lc[2] = {x->loc.line, x->loc.col};
+        cg_sha256_update(h, lc, sizeof lc);
+        if (x->loc.file) cg_sha256_update(h, x->loc.file, strlen(x->loc.file));
+        if (x->region) hash_locs(h, x->region->nodes, x->region->n);
+    }
+}
+
+kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *key, kiln_diag *d) {
+    char *triple, *cpu, *features;
+    kiln_status st = cg_target_strings(o, &triple, &cpu, &features, d);
+    if (st) return st;
+    cg_sha256 h;
+    cg_sha256_init(&h);
+    char opt[64];
+    snprintf(opt, sizeof opt, "O%d format %d", o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3,
+             CG_CACHE_FORMAT);
+    hash_str(&h, "kiln", KILN_VERSION_STRING);
+    hash_str(&h, "llvm", LLVM_VERSION_STRING);
+    hash_str(&h, "triple", triple);
+    hash_str(&h, "cpu", cpu);
+    hash_str(&h, "features", features);
+    hash_str(&h, "opt", opt);
+    hash_str(&h, "only", o->only_func);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    ir_sb sb;
+    ir_sb_init(&sb);
+    ir_print_module_header(&sb, m);
+    for (int i = 0; i < m->n_funcs; i++) {
+        const kiln_func *f = m->funcs[i];
+        if (o->only_func && strcmp(f->name, o->only_func) != 0) continue;
+        ir_print_func(&sb, f, NULL);
+        hash_locs(&h, f->nodes, f->n_nodes);
+    }
+    if (sb.oom) {
+        ir_sb_free(&sb);
+        return ir_oom(d);
+    }
+    hash_str(&h, "ir", sb.buf ? sb.buf : "");
+    ir_sb_free(&sb);
+    cg_sha256_final(&h, key->b);
+    return KILN_OK;
+}
+
+bool cg_cache_lookup(const cg_cache_cfg *c, const cg_cache_key *key, cg_module_info **info,
+                     char **buf, const void **obj, size_t *obj_len) {
+    *info = NULL;
+    size_t len;
+    if (!cg_cache_read(c, key, buf, &len)) return false;
+    kiln_diag *quiet = kiln_diag_create();
+    kiln_status st = cg_cache_entry_decode(*buf, len, key, "cache entry", info, obj, obj_len, quiet);
+    kiln_diag_dispose(quiet);
+    if (st) {
+        /* A bad entry is never run; it goes, and the compile rewrites it. */
+        if (st != KILN_ERR_NOMEM) {
+            char path[sizeof c->dir + 80];
+            cg_cache_path(c, key, path, sizeof path);
+            remove(path);
+        }
+        ir_free(*buf);
+        *buf = NULL;
+        return false;
+    }
+    return true;
+}
+
+static atomic_int g_warned;
+
+bool cg_cache_store(const cg_cache_cfg *c, const cg_cache_key *key, const cg_module_info *info,
+                    const void *obj, size_t obj_len, kiln_diag *d) {
+    char *entry;
+    size_t len;
+    kiln_diag *quiet = kiln_diag_create();
+    kiln_status st = cg_cache_entry_encode(key, info, obj, obj_len, &entry, &len, quiet);
+    kiln_diag_dispose(quiet);
+    if (st) return false; /* out of memory: the compile carries on without */
+    char why[4400];
+    bool ok = cg_cache_write(c, key, entry, len, why, sizeof why);
+    ir_free(entry);
+    if (!ok && atomic_exchange(&g_warned, 1) == 0)
+        ir_warning(d, ir_loc_none(), "compile cache: %s; compiling in memory", why);
+    return ok;
+}
+
+/* -------------------------------------------------------- the public API */
+
+kiln_status kiln_cache_info(kiln_cache_stats *out, kiln_diag *d) {
+    if (!out) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_cache_info: no output");
+    memset(out, 0, sizeof *out);
+    cg_cache_cfg c;
+    cg_cache_config(&c);
+    if (!c.dir[0])
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "compile cache: no directory (set KILN_CACHE_DIR or HOME)");
+    snprintf(out->dir, sizeof out->dir, "%s", c.dir);
+    out->enabled = c.enabled;
+    out->max_bytes = c.max_bytes;
+    cg_cache_scan(&c, false, &out->entries, &out->bytes);
+    return KILN_OK;
+}
+
+kiln_status kiln_cache_clear(int64_t *removed, kiln_diag *d) {
+    if (removed) *removed = 0;
+    cg_cache_cfg c;
+    cg_cache_config(&c);
+    if (!c.dir[0])
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "compile cache: no directory (set KILN_CACHE_DIR or HOME)");
+    int64_t n, bytes;
+    cg_cache_scan(&c, true, &n, &bytes);
+    if (removed) *removed = n;
+    return KILN_OK;
+}
