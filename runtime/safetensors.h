@@ -105,8 +105,4 @@ const char *rt_st_clean_name(const char *s, char *buf);
 typedef void (*rt_st_save_hook)(const char *stage, uint64_t bytes, void *ctx);
 void rt_st_set_save_hook(rt_st_save_hook fn, void *ctx);
 
-/* cJSON allocates through ir_malloc/ir_free (for fault injection); this
- * installs the hooks once. Safe to call any number of times. */
-void rt_json_init(void);
-
 #endif

@@ -1,0 +1,830 @@
+/*
+ * st_core.c — safetensors headers in plain C (st_core.h): a JSON parser with
+ * cJSON's grammar and error positions, the checks on every entry, the
+ * header writer and the atomic writer. Only the C library: this file is
+ * also linked into every AOT shared object.
+ */
+#include "runtime/st_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln/kiln.h"
+
+static int fail(stc_err *e, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(stc_err *e, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    return status;
+}
+
+static int oom(stc_err *e) { return fail(e, KILN_ERR_NOMEM, "out of memory"); }
+
+static void *amalloc(const stc_alloc *a, size_t n) { return a ? a->malloc(n) : malloc(n); }
+static void afree(const stc_alloc *a, void *p) {
+    if (a)
+        a->free(p);
+    else
+        free(p);
+}
+
+/* ---------------------------------------------------------------- dtypes */
+
+static const struct {
+    const char *name;
+    size_t size;
+} k_dtypes[STC_DTYPE_COUNT] = {
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
+    {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
+    {"F64", 8},  {"I64", 8}, {"U64", 8}, {"C64", 8},
+};
+
+const char *stc_dtype_name(int dt) {
+    return (unsigned)dt < STC_DTYPE_COUNT ? k_dtypes[dt].name : "?";
+}
+
+size_t stc_dtype_size(int dt) { return (unsigned)dt < STC_DTYPE_COUNT ? k_dtypes[dt].size : 0; }
+
+int stc_dtype_lookup(const char *name) {
+    for (int i = 0; i < STC_DTYPE_COUNT; i++)
+        if (strcmp(k_dtypes[i].name, name) == 0) return i;
+    return -1;
+}
+
+const char *stc_shape_str(int rank, const int64_t *dims, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)dims[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+const char *stc_clean_name(const char *s, char *buf) {
+    enum { MAX = STC_NAME_BUF - 4 };
+    size_t n = strlen(s), k = n > MAX ? MAX : n;
+    /* Do not cut a UTF-8 sequence in two. */
+    if (n > MAX)
+        while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    strcpy(buf + k, n > k ? "..." : "");
+    return buf;
+}
+
+bool stc_shape_bytes(int rank, const int64_t *dims, size_t esize, size_t *out) {
+    size_t n = esize;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 0 || __builtin_mul_overflow(n, (size_t)dims[i], &n)) return false;
+    }
+    *out = n;
+    return true;
+}
+
+uint64_t stc_le64(const unsigned char *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+enum { J_NULL, J_FALSE, J_TRUE, J_NUMBER, J_STRING, J_ARRAY, J_OBJECT };
+enum { J_MAX_DEPTH = 1000 }; /* cJSON's nesting limit */
+
+struct stc_json {
+    int type;
+    char *key; /* in an object */
+    char *str;
+    double num;
+    int n; /* children */
+    stc_json *child, *last, *next;
+};
+
+typedef struct jp {
+    const unsigned char *s;
+    size_t len, at;
+    int depth;
+    const stc_alloc *a;
+    bool oom;
+} jp;
+
+static void json_free(stc_json *j, const stc_alloc *a) {
+    while (j) {
+        stc_json *next = j->next;
+        json_free(j->child, a);
+        afree(a, j->key);
+        afree(a, j->str);
+        afree(a, j);
+        j = next;
+    }
+}
+
+static bool has(const jp *p, size_t i) { return p->at + i < p->len; }
+
+/* cJSON's whitespace: any byte <= 32; at the very end it steps back one. */
+static void skip_ws(jp *p) {
+    if (!has(p, 0)) return;
+    while (has(p, 0) && p->s[p->at] <= 32) p->at++;
+    if (p->at == p->len) p->at--;
+}
+
+static unsigned hex4(const unsigned char *h) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = h[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return 0; /* as cJSON */
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* \uXXXX (and a surrogate pair) at in as UTF-8 at *out; returns the length
+ * of the escape, 0 if invalid. */
+static int utf16_escape(const unsigned char *in, const unsigned char *end, unsigned char **out) {
+    if (end - in < 6) return 0;
+    unsigned c = hex4(in + 2), len = 6;
+    if (c >= 0xDC00 && c <= 0xDFFF) return 0;
+    if (c >= 0xD800 && c <= 0xDBFF) {
+        const unsigned char *s2 = in + 6;
+        if (end - s2 < 6 || s2[0] != '\\' || s2[1] != 'u') return 0;
+        unsigned c2 = hex4(s2 + 2);
+        if (c2 < 0xDC00 || c2 > 0xDFFF) return 0;
+        c = 0x10000 + (((c & 0x3FF) << 10) | (c2 & 0x3FF));
+        len = 12;
+    }
+    unsigned char *o = *out;
+    if (c < 0x80) {
+        *o++ = (unsigned char)c;
+    } else if (c < 0x800) {
+        *o++ = (unsigned char)(0xC0 | c >> 6);
+        *o++ = (unsigned char)(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | c >> 12);
+        *o++ = (unsigned char)(0x80 | (c >> 6 & 0x3F));
+        *o++ = (unsigned char)(0x80 | (c & 0x3F));
+    } else {
+        *o++ = (unsigned char)(0xF0 | c >> 18);
+        *o++ = (unsigned char)(0x80 | (c >> 12 & 0x3F));
+        *o++ = (unsigned char)(0x80 | (c >> 6 & 0x3F));
+        *o++ = (unsigned char)(0x80 | (c & 0x3F));
+    }
+    *out = o;
+    return (int)len;
+}
+
+static bool parse_string(jp *p, char **out) {
+    const unsigned char *start = p->s + p->at, *in = start + 1, *end = start + 1;
+    const unsigned char *limit = p->s + p->len;
+    if (*start != '"') goto bad;
+    while (end < limit && *end != '"') {
+        if (*end == '\\') {
+            if (end + 1 >= limit) goto bad;
+            end++;
+        }
+        end++;
+    }
+    if (end >= limit) goto bad;
+    unsigned char *o = amalloc(p->a, (size_t)(end - start) + 1), *w = o;
+    if (!o) {
+        p->oom = true;
+        goto bad;
+    }
+    while (in < end) {
+        if (*in != '\\') {
+            *w++ = *in++;
+            continue;
+        }
+        int k = 2;
+        switch (in[1]) {
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case '"':
+        case '\\':
+        case '/': *w++ = in[1]; break;
+        case 'u': k = utf16_escape(in, end, &w); break;
+        default: k = 0;
+        }
+        if (!k) {
+            afree(p->a, o);
+            goto bad;
+        }
+        in += k;
+    }
+    *w = 0;
+    *out = (char *)o;
+    p->at = (size_t)(end - p->s) + 1;
+    return true;
+bad:
+    p->at = (size_t)(in - p->s);
+    return false;
+}
+
+static bool parse_number(jp *p, double *out) {
+    char buf[64];
+    size_t i = 0;
+    for (; i < sizeof buf - 1 && has(p, i); i++) {
+        char c = (char)p->s[p->at + i];
+        if (!((c >= '0' && c <= '9') || c == '+' || c == '-' || c == 'e' || c == 'E' || c == '.'))
+            break;
+        buf[i] = c;
+    }
+    buf[i] = 0;
+    char *after;
+    double x = strtod(buf, &after);
+    if (after == buf) return false;
+    *out = x;
+    p->at += (size_t)(after - buf);
+    return true;
+}
+
+static bool parse_value(jp *p, stc_json *j);
+
+/* An array (open '[') or an object (open '{'), as cJSON reads them. */
+static bool parse_list(jp *p, stc_json *j, bool object) {
+    char open = object ? '{' : '[', close = object ? '}' : ']';
+    if (p->depth >= J_MAX_DEPTH) return false;
+    p->depth++;
+    j->type = object ? J_OBJECT : J_ARRAY;
+    if (!has(p, 0) || p->s[p->at] != open) return false;
+    p->at++;
+    skip_ws(p);
+    if (has(p, 0) && p->s[p->at] == close) goto done;
+    if (!has(p, 0)) {
+        p->at--;
+        return false;
+    }
+    p->at--;
+    do {
+        stc_json *c = amalloc(p->a, sizeof *c);
+        if (!c) {
+            p->oom = true;
+            return false;
+        }
+        memset(c, 0, sizeof *c);
+        if (j->last)
+            j->last->next = c;
+        else
+            j->child = c;
+        j->last = c;
+        j->n++;
+        p->at++;
+        skip_ws(p);
+        if (object) {
+            if (!has(p, 0) || !parse_string(p, &c->key)) return false;
+            skip_ws(p);
+            if (!has(p, 0) || p->s[p->at] != ':') return false;
+            p->at++;
+            skip_ws(p);
+        }
+        if (!parse_value(p, c)) return false;
+        skip_ws(p);
+    } while (has(p, 0) && p->s[p->at] == ',');
+    if (!has(p, 0) || p->s[p->at] != close) return false;
+done:
+    p->depth--;
+    p->at++;
+    return true;
+}
+
+static bool lit(const jp *p, const char *w) {
+    size_t n = strlen(w);
+    return p->at + n <= p->len && memcmp(p->s + p->at, w, n) == 0;
+}
+
+static bool parse_value(jp *p, stc_json *j) {
+    static const char *const words[] = {"null", "false", "true"};
+    for (int i = 0; i < 3; i++)
+        if (lit(p, words[i])) {
+            j->type = J_NULL + i;
+            p->at += strlen(words[i]);
+            return true;
+        }
+    if (!has(p, 0)) return false;
+    unsigned char c = p->s[p->at];
+    if (c == '"') {
+        j->type = J_STRING;
+        return parse_string(p, &j->str);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        j->type = J_NUMBER;
+        return parse_number(p, &j->num);
+    }
+    if (c == '[' || c == '{') return parse_list(p, j, c == '{');
+    return false;
+}
+
+/* Parses hdr[0..n): the root, or NULL with *err_at (or p->oom) set; *end is
+ * where the value ends. */
+static stc_json *json_parse(const char *hdr, size_t n, const stc_alloc *a, size_t *end,
+                            size_t *err_at, bool *oom) {
+    jp p = {(const unsigned char *)hdr, n, 0, 0, a, false};
+    *err_at = 0;
+    *oom = false;
+    stc_json *root = amalloc(a, sizeof *root);
+    if (!root) {
+        *oom = true;
+        return NULL;
+    }
+    memset(root, 0, sizeof *root);
+    if (n >= 3 && memcmp(hdr, "\xEF\xBB\xBF", 3) == 0) p.at = 3;
+    skip_ws(&p);
+    if (n && parse_value(&p, root)) {
+        *end = p.at;
+        return root;
+    }
+    json_free(root, a);
+    *oom = p.oom;
+    *err_at = p.at < n ? p.at : n ? n - 1 : 0;
+    return NULL;
+}
+
+static stc_json *json_get(const stc_json *o, const char *key) {
+    for (stc_json *c = o->child; c; c = c->next)
+        if (strcmp(c->key, key) == 0) return c;
+    return NULL;
+}
+
+/* A JSON number that is an exact non-negative integer (below 2^53). */
+static bool json_uint(const stc_json *v, uint64_t *out) {
+    if (!v || v->type != J_NUMBER) return false;
+    double x = v->num;
+    if (!(x >= 0 && x <= 9007199254740992.0) || x != floor(x)) return false;
+    *out = (uint64_t)x;
+    return true;
+}
+
+/* ------------------------------------------------------------ the checks */
+
+int stc_check_sizes(const char *name, uint64_t size, uint64_t hlen, stc_err *e) {
+    if (hlen > size - 8)
+        return fail(e, KILN_ERR_INVALID, "%s: header length %llu exceeds the file size (%llu bytes)",
+                    name, (unsigned long long)hlen, (unsigned long long)size);
+    if (hlen > STC_MAX_HEADER)
+        return fail(e, KILN_ERR_LIMIT, "%s: header length %llu exceeds the limit of %llu bytes",
+                    name, (unsigned long long)hlen, (unsigned long long)STC_MAX_HEADER);
+    if (hlen < 2)
+        return fail(e, KILN_ERR_INVALID, "%s: header length %llu is too short for a JSON object",
+                    name, (unsigned long long)hlen);
+    return 0;
+}
+
+int stc_too_short(const char *name, uint64_t size, stc_err *e) {
+    return fail(e, KILN_ERR_INVALID, "%s: too short for a safetensors file (%llu bytes)", name,
+                (unsigned long long)size);
+}
+
+typedef struct chk {
+    const char *fn;
+    uint64_t data_len;
+    stc_header *h;
+    const stc_alloc *a;
+    stc_err *e;
+} chk;
+
+static int cmp_str(const void *x, const void *y) {
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* The first repeated string of v[0..n) (sorted in place), or NULL. */
+static const char *first_dup(const char **v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    for (int i = 1; i < n; i++)
+        if (strcmp(v[i - 1], v[i]) == 0) return v[i];
+    return NULL;
+}
+
+static int check_metadata(chk *c, const stc_json *m) {
+    char nb[STC_NAME_BUF];
+    if (m->type != J_OBJECT)
+        return fail(c->e, KILN_ERR_INVALID, "%s: __metadata__ is not a JSON object", c->fn);
+    stc_header *h = c->h;
+    h->meta = amalloc(c->a, (size_t)(m->n ? m->n : 1) * sizeof *h->meta);
+    const char **keys = amalloc(c->a, (size_t)(m->n ? m->n : 1) * sizeof *keys);
+    if (!h->meta || !keys) {
+        afree(c->a, keys);
+        return oom(c->e);
+    }
+    for (const stc_json *kv = m->child; kv; kv = kv->next) {
+        if (kv->type != J_STRING) {
+            afree(c->a, keys);
+            return fail(c->e, KILN_ERR_INVALID, "%s: __metadata__ value of '%s' is not a string",
+                        c->fn, stc_clean_name(kv->key, nb));
+        }
+        keys[h->n_meta] = kv->key;
+        h->meta[h->n_meta++] = (stc_meta){kv->key, kv->str};
+    }
+    const char *dup = first_dup(keys, h->n_meta);
+    int st = dup ? fail(c->e, KILN_ERR_INVALID, "%s: duplicate __metadata__ key '%s'", c->fn,
+                        stc_clean_name(dup, nb))
+                 : 0;
+    afree(c->a, keys);
+    return st;
+}
+
+#define BAD_SHAPE "\"shape\" must be a list of non-negative integers"
+
+/* One entry: {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}. */
+static int check_entry(chk *c, const stc_json *j, stc_tensor *t) {
+    char nb[STC_NAME_BUF], sb[160];
+    const char *fn = c->fn, *nm = stc_clean_name(j->key, nb);
+    stc_err *e = c->e;
+    if (!j->key[0]) return fail(e, KILN_ERR_INVALID, "%s: a tensor has an empty name", fn);
+    if (j->type != J_OBJECT)
+        return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': the entry is not a JSON object", fn, nm);
+    const stc_json *dt = json_get(j, "dtype"), *shape = json_get(j, "shape");
+    const stc_json *offs = json_get(j, "data_offsets");
+    if (!dt || dt->type != J_STRING)
+        return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': no \"dtype\" string", fn, nm);
+    t->dtype = stc_dtype_lookup(dt->str);
+    if (t->dtype < 0) {
+        char db[STC_NAME_BUF];
+        return fail(e, KILN_ERR_UNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", fn, nm,
+                    stc_clean_name(dt->str, db));
+    }
+    if (!shape || shape->type != J_ARRAY)
+        return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': " BAD_SHAPE, fn, nm);
+    if (shape->n > STC_MAX_RANK)
+        return fail(e, KILN_ERR_LIMIT, "%s: tensor '%s': rank %d exceeds the limit of %d", fn, nm,
+                    shape->n, STC_MAX_RANK);
+    t->rank = shape->n;
+    int k = 0;
+    for (const stc_json *v = shape->child; v; v = v->next) {
+        uint64_t x;
+        if (!json_uint(v, &x))
+            return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': " BAD_SHAPE, fn, nm);
+        t->dims[k++] = (int64_t)x;
+    }
+    size_t nbytes;
+    if (!stc_shape_bytes(t->rank, t->dims, stc_dtype_size(t->dtype), &nbytes))
+        return fail(e, KILN_ERR_LIMIT, "%s: tensor '%s': shape %s is too large", fn, nm,
+                    stc_shape_str(t->rank, t->dims, sb, sizeof sb));
+    uint64_t b, en;
+    if (!offs || offs->type != J_ARRAY || offs->n != 2 || !json_uint(offs->child, &b) ||
+        !json_uint(offs->child->next, &en) || b > en)
+        return fail(e, KILN_ERR_INVALID,
+                    "%s: tensor '%s': \"data_offsets\" must be [begin, end] with 0 <= begin <= end",
+                    fn, nm);
+    if (en > c->data_len)
+        return fail(e, KILN_ERR_INVALID,
+                    "%s: tensor '%s': data_offsets [%llu,%llu] go beyond the data (%llu bytes)", fn,
+                    nm, (unsigned long long)b, (unsigned long long)en,
+                    (unsigned long long)c->data_len);
+    if (en - b != nbytes)
+        return fail(e, KILN_ERR_INVALID,
+                    "%s: tensor '%s': data_offsets [%llu,%llu] hold %llu bytes, but %s %s needs %zu",
+                    fn, nm, (unsigned long long)b, (unsigned long long)en,
+                    (unsigned long long)(en - b), stc_dtype_name(t->dtype),
+                    stc_shape_str(t->rank, t->dims, sb, sizeof sb), nbytes);
+    t->name = j->key;
+    t->nbytes = nbytes;
+    t->begin = b;
+    t->end = en;
+    return 0;
+}
+
+static int cmp_span(const void *x, const void *y) {
+    const stc_tensor *a = *(const stc_tensor *const *)x, *b = *(const stc_tensor *const *)y;
+    if (a->begin != b->begin) return a->begin < b->begin ? -1 : 1;
+    if (a->end != b->end) return a->end < b->end ? -1 : 1;
+    return 0;
+}
+
+/* Names unique; the tensors cover [0, data_len) exactly, without overlap. */
+static int check_layout(chk *c) {
+    stc_header *h = c->h;
+    char n1[STC_NAME_BUF], n2[STC_NAME_BUF];
+    size_t cnt = (size_t)(h->n ? h->n : 1);
+    const char **names = amalloc(c->a, cnt * sizeof *names);
+    const stc_tensor **sp = amalloc(c->a, cnt * sizeof *sp);
+    int st = 0;
+    if (!names || !sp) {
+        st = oom(c->e);
+        goto out;
+    }
+    for (int i = 0; i < h->n; i++) names[i] = h->t[i].name, sp[i] = &h->t[i];
+    const char *dup = first_dup(names, h->n);
+    if (dup) {
+        st = fail(c->e, KILN_ERR_INVALID, "%s: duplicate tensor name '%s'", c->fn,
+                  stc_clean_name(dup, n1));
+        goto out;
+    }
+    qsort(sp, (size_t)h->n, sizeof *sp, cmp_span);
+    uint64_t at = 0;
+    for (int i = 0; i < h->n && !st; i++) {
+        if (sp[i]->begin < at)
+            st = fail(c->e, KILN_ERR_INVALID,
+                      "%s: tensors '%s' [%llu,%llu] and '%s' [%llu,%llu] overlap", c->fn,
+                      stc_clean_name(sp[i - 1]->name, n1), (unsigned long long)sp[i - 1]->begin,
+                      (unsigned long long)sp[i - 1]->end, stc_clean_name(sp[i]->name, n2),
+                      (unsigned long long)sp[i]->begin, (unsigned long long)sp[i]->end);
+        else if (sp[i]->begin > at)
+            st = fail(c->e, KILN_ERR_INVALID, "%s: bytes [%llu,%llu) of the data belong to no tensor",
+                      c->fn, (unsigned long long)at, (unsigned long long)sp[i]->begin);
+        at = sp[i]->end;
+    }
+    if (!st && at != c->data_len)
+        st = fail(c->e, KILN_ERR_INVALID, "%s: bytes [%llu,%llu) of the data belong to no tensor",
+                  c->fn, (unsigned long long)at, (unsigned long long)c->data_len);
+out:
+    afree(c->a, names);
+    afree(c->a, sp);
+    return st;
+}
+
+void stc_header_free(stc_header *h, const stc_alloc *a) {
+    afree(a, h->t);
+    afree(a, h->meta);
+    json_free(h->root, a);
+    memset(h, 0, sizeof *h);
+}
+
+static int check_root(chk *c, const char *hdr, size_t n, size_t end) {
+    stc_header *h = c->h;
+    for (size_t p = end; p < n; p++)
+        if (hdr[p] != ' ' && hdr[p] != '\t' && hdr[p] != '\n' && hdr[p] != '\r')
+            return fail(c->e, KILN_ERR_INVALID,
+                        "%s: the header has more after its JSON value (byte %zu)", c->fn, p);
+    if (h->root->type != J_OBJECT)
+        return fail(c->e, KILN_ERR_INVALID, "%s: the header is not a JSON object", c->fn);
+    h->t = amalloc(c->a, (size_t)(h->root->n ? h->root->n : 1) * sizeof *h->t);
+    if (!h->t) return oom(c->e);
+    memset(h->t, 0, (size_t)(h->root->n ? h->root->n : 1) * sizeof *h->t);
+    bool have_meta = false;
+    for (const stc_json *j = h->root->child; j; j = j->next) {
+        int st;
+        if (strcmp(j->key, "__metadata__") == 0) {
+            if (have_meta)
+                return fail(c->e, KILN_ERR_INVALID, "%s: __metadata__ appears twice", c->fn);
+            have_meta = true;
+            if ((st = check_metadata(c, j))) return st;
+            continue;
+        }
+        if ((st = check_entry(c, j, &h->t[h->n]))) return st;
+        h->n++;
+    }
+    return check_layout(c);
+}
+
+int stc_parse_header(const char *name, const char *hdr, size_t n, uint64_t data_len,
+                     const stc_alloc *a, stc_header *h, stc_err *e) {
+    memset(h, 0, sizeof *h);
+    e->status = 0;
+    e->msg[0] = 0;
+    size_t end = 0, err_at;
+    bool is_oom;
+    h->root = json_parse(hdr, n, a, &end, &err_at, &is_oom);
+    if (!h->root) {
+        if (is_oom) return oom(e);
+        return fail(e, KILN_ERR_INVALID, "%s: the header is not valid JSON (error near byte %zu)",
+                    name, err_at);
+    }
+    chk c = {name, data_len, h, a, e};
+    int st = check_root(&c, hdr, n, end);
+    if (st) stc_header_free(h, a);
+    return st;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    const stc_alloc *a;
+    bool oom;
+} buf;
+
+static void put(buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *q = amalloc(b->a, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        if (b->len) memcpy(q, b->p, b->len);
+        afree(b->a, b->p);
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+
+static void put_json_string(buf *b, const char *s) {
+    put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c;
+            put(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            put(b, esc, 6);
+        } else {
+            put(b, (const char *)s, 1);
+        }
+    }
+    put(b, "\"", 1);
+}
+
+/* The header, padded with spaces so that the data starts 8-aligned; the
+ * tensors in the order o[]. */
+static char *build_header(const stc_tensor *const *o, int n, const stc_meta *meta, int n_meta,
+                          const stc_alloc *a, size_t *len) {
+    buf b = {NULL, 0, 0, a, false};
+    char tmp[64];
+    put(&b, "{", 1);
+    if (n_meta) {
+        puts_(&b, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i) put(&b, ",", 1);
+            put_json_string(&b, meta[i].key);
+            put(&b, ":", 1);
+            put_json_string(&b, meta[i].value);
+        }
+        put(&b, "}", 1);
+    }
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const stc_tensor *t = o[i];
+        if (i || n_meta) put(&b, ",", 1);
+        put_json_string(&b, t->name);
+        puts_(&b, ":{\"dtype\":\"");
+        puts_(&b, stc_dtype_name(t->dtype));
+        puts_(&b, "\",\"shape\":[");
+        for (int k = 0; k < t->rank; k++) {
+            snprintf(tmp, sizeof tmp, "%s%lld", k ? "," : "", (long long)t->dims[k]);
+            puts_(&b, tmp);
+        }
+        snprintf(tmp, sizeof tmp, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
+                 (unsigned long long)(at + t->nbytes));
+        puts_(&b, tmp);
+        at += t->nbytes;
+    }
+    put(&b, "}", 1);
+    while (!b.oom && (b.len + 8) % 8) put(&b, " ", 1);
+    if (b.oom) {
+        afree(a, b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+static bool write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        c += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static unsigned g_tmp_counter;
+
+/* Creates dir/.base.tmp-PID-N exclusively into tmp (cap bytes); the fd or -1. */
+static int create_temp(const char *path, char *tmp, size_t cap, stc_err *e) {
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned k = __atomic_fetch_add(&g_tmp_counter, 1, __ATOMIC_RELAXED);
+        int w = slash ? snprintf(tmp, cap, "%.*s/.%s.tmp-%ld-%u", dirlen, path, base,
+                                 (long)getpid(), k)
+                      : snprintf(tmp, cap, ".%s.tmp-%ld-%u", base, (long)getpid(), k);
+        if (w < 0 || (size_t)w >= cap) {
+            fail(e, KILN_ERR_IO, "%s: cannot create a temporary file: %s", path,
+                 strerror(ENAMETOOLONG));
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) return fd;
+        if (errno != EEXIST) {
+            fail(e, KILN_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    fail(e, KILN_ERR_IO, "%s: cannot create a temporary file", path);
+    return -1;
+}
+
+/* fsync of the directory makes the rename itself durable. */
+static int sync_dir(const char *path, stc_err *e) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        strcpy(dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int st = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP))
+        st = fail(e, KILN_ERR_IO, "%s: cannot sync the directory %s: %s", path, dir,
+                  strerror(errno));
+    if (fd >= 0) close(fd);
+    return st;
+}
+
+/* Widest elements first keeps every tensor aligned; ties keep their order. */
+static void order_widest(const stc_tensor **o, const stc_tensor *t, int n) {
+    int k = 0;
+    for (size_t w = 8; w >= 1; w /= 2)
+        for (int i = 0; i < n; i++)
+            if (stc_dtype_size(t[i].dtype) == w) o[k++] = &t[i];
+}
+
+/* Writes the length, the header and the data to fd; the failing call or NULL. */
+static const char *write_body(int fd, const char *hdr, size_t hlen, const stc_tensor **o, int n,
+                              stc_hook hook, void *ctx) {
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    if (!write_all(fd, lenb, 8) || !write_all(fd, hdr, hlen)) return "write";
+    uint64_t written = 8 + hlen;
+    if (hook) hook("write", written, ctx);
+    enum { CHUNK = 1 << 20 };
+    for (int i = 0; i < n; i++) {
+        const char *p = o[i]->data;
+        for (size_t off = 0; off < o[i]->nbytes; off += CHUNK) {
+            size_t k = o[i]->nbytes - off < CHUNK ? o[i]->nbytes - off : CHUNK;
+            if (!write_all(fd, p + off, k)) return "write";
+            written += k;
+            if (hook) hook("write", written, ctx);
+        }
+    }
+    if (fsync(fd) != 0) return "fsync";
+    if (hook) hook("fsync", written, ctx);
+    return NULL;
+}
+
+int stc_save(const char *path, const stc_tensor *t, int n, const stc_meta *meta, int n_meta,
+             const stc_alloc *a, stc_hook hook, void *hook_ctx, stc_err *e) {
+    e->status = 0;
+    e->msg[0] = 0;
+    const stc_tensor **o = amalloc(a, (size_t)(n ? n : 1) * sizeof *o);
+    if (!o) return oom(e);
+    order_widest(o, t, n);
+    size_t hlen = 0;
+    char *hdr = build_header(o, n, meta, n_meta, a, &hlen);
+    size_t cap = strlen(path) + 64;
+    char *tmp = amalloc(a, cap);
+    int fd = hdr && tmp ? create_temp(path, tmp, cap, e) : -1;
+    if (!hdr || !tmp || fd < 0) {
+        int st = !hdr || !tmp ? oom(e) : e->status;
+        afree(a, o);
+        afree(a, hdr);
+        afree(a, tmp);
+        return st;
+    }
+    if (hook) hook("open", 0, hook_ctx);
+    errno = 0;
+    const char *what = write_body(fd, hdr, hlen, o, n, hook, hook_ctx);
+    int err = errno;
+    if (close(fd) != 0 && !what) what = "close", err = errno;
+    if (!what && rename(tmp, path) != 0) what = "rename", err = errno;
+    int st = 0;
+    if (what) {
+        st = fail(e, KILN_ERR_IO, "%s: %s failed: %s; the previous file is kept", path, what,
+                  strerror(err ? err : EIO));
+        unlink(tmp);
+    } else {
+        uint64_t total = 8 + hlen;
+        for (int i = 0; i < n; i++) total += t[i].nbytes;
+        if (hook) hook("rename", total, hook_ctx);
+        st = sync_dir(path, e);
+        if (!st && hook) hook("done", total, hook_ctx);
+    }
+    afree(a, o);
+    afree(a, hdr);
+    afree(a, tmp);
+    return st;
+}
