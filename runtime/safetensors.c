@@ -106,171 +106,67 @@ static int cmp_tensor_name(const void *a, const void *b) {
     return strcmp((*(const rt_st_tensor *const *)a)->name, (*(const rt_st_tensor *const *)b)->name);
 }
 
-/* Parses and checks the header (st_core), then copies what it found into
- * f: names and metadata into f's arena; each tensor's data is its offset
- * until the data is read. */
-static kiln_status parse_header(rt_st_file *f, const char *hdr, size_t n, kiln_diag *d) {
-    stc_header h;
-    stc_err e;
-    if (stc_parse_header(f->name, hdr, n, f->data_len, &k_alloc, &h, &e)) return from_stc(&e, d);
-    kiln_status st = KILN_OK;
-    f->t = ir_calloc((size_t)(h.n ? h.n : 1), sizeof *f->t);
-    f->by_name = ir_calloc((size_t)(h.n ? h.n : 1), sizeof *f->by_name);
-    f->meta = ir_calloc((size_t)(h.n_meta ? h.n_meta : 1), sizeof *f->meta);
-    if (!f->t || !f->by_name || !f->meta) st = ir_oom(d);
-    for (int i = 0; i < h.n && !st; i++) {
-        const stc_tensor *s = &h.t[i];
+/* A file st_core read and checked as an rt_st_file: names and metadata
+ * copied into f's arena, the data taken over. */
+static kiln_status adopt(stc_file *sf, const char *name, rt_st_file **out, kiln_diag *d) {
+    const stc_header *h = &sf->h;
+    rt_st_file *f = ir_calloc(1, sizeof *f);
+    if (!f) {
+        stc_file_free(sf, &k_alloc);
+        return ir_oom(d);
+    }
+    ir_arena_init(&f->arena);
+    f->data = sf->data;
+    f->data_len = sf->data_len;
+    sf->data = NULL;
+    f->name = ir_strdup(name);
+    f->t = ir_calloc((size_t)(h->n ? h->n : 1), sizeof *f->t);
+    f->by_name = ir_calloc((size_t)(h->n ? h->n : 1), sizeof *f->by_name);
+    f->meta = ir_calloc((size_t)(h->n_meta ? h->n_meta : 1), sizeof *f->meta);
+    kiln_status st = !f->name || !f->t || !f->by_name || !f->meta ? ir_oom(d) : KILN_OK;
+    for (int i = 0; i < h->n && !st; i++) {
+        const stc_tensor *s = &h->t[i];
         rt_st_tensor *t = &f->t[f->n++];
         t->name = ir_arena_strdup(&f->arena, s->name);
         t->dtype = (rt_st_dtype)s->dtype;
         t->rank = s->rank;
         memcpy(t->dims, s->dims, sizeof t->dims);
         t->nbytes = s->nbytes;
-        t->data = (const void *)(uintptr_t)s->begin;
+        t->data = f->data + s->begin;
         f->by_name[i] = t;
         if (!t->name) st = ir_oom(d);
     }
-    for (int i = 0; i < h.n_meta && !st; i++) {
+    for (int i = 0; i < h->n_meta && !st; i++) {
         rt_st_meta *m = &f->meta[f->n_meta++];
-        m->key = ir_arena_strdup(&f->arena, h.meta[i].key);
-        m->value = ir_arena_strdup(&f->arena, h.meta[i].value);
+        m->key = ir_arena_strdup(&f->arena, h->meta[i].key);
+        m->value = ir_arena_strdup(&f->arena, h->meta[i].value);
         if (!m->key || !m->value) st = ir_oom(d);
     }
-    if (!st) qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_tensor_name);
-    stc_header_free(&h, &k_alloc);
-    return st;
-}
-
-/* Points each tensor's data into the buffer (its offset until now). */
-static void attach_data(rt_st_file *f) {
-    for (int i = 0; i < f->n; i++) f->t[i].data = f->data + (uintptr_t)f->t[i].data;
-}
-
-static kiln_status new_file(const char *name, rt_st_file **out, kiln_diag *d) {
-    rt_st_file *f = ir_calloc(1, sizeof *f);
-    if (!f) return ir_oom(d);
-    ir_arena_init(&f->arena);
-    f->name = ir_strdup(name);
-    if (!f->name) {
-        ir_free(f);
-        return ir_oom(d);
+    stc_file_free(sf, &k_alloc);
+    if (st) {
+        rt_st_free(f);
+        return st;
     }
+    qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_tensor_name);
     *out = f;
     return KILN_OK;
-}
-
-/* The checks on the header length, the same for a file and a buffer. */
-static kiln_status check_sizes(const char *name, uint64_t size, uint64_t hlen, kiln_diag *d) {
-    stc_err e;
-    return stc_check_sizes(name, size, hlen, &e) ? from_stc(&e, d) : KILN_OK;
-}
-
-static kiln_status too_short(const char *name, uint64_t size, kiln_diag *d) {
-    stc_err e;
-    stc_too_short(name, size, &e);
-    return from_stc(&e, d);
 }
 
 kiln_status rt_st_parse(const void *buf, size_t len, const char *name, rt_st_file **out,
                         kiln_diag *d) {
     *out = NULL;
-    const uint8_t *b = buf;
-    if (len < 8) return too_short(name, len, d);
-    uint64_t hlen = stc_le64(b);
-    kiln_status st = check_sizes(name, len, hlen, d);
-    if (st) return st;
-    rt_st_file *f;
-    if ((st = new_file(name, &f, d))) return st;
-    f->data_len = len - 8 - hlen;
-    st = parse_header(f, (const char *)b + 8, (size_t)hlen, d);
-    if (!st) {
-        f->data = ir_malloc((size_t)f->data_len);
-        if (!f->data) st = ir_oom(d);
-    }
-    if (st) {
-        rt_st_free(f);
-        return st;
-    }
-    memcpy(f->data, b + 8 + hlen, (size_t)f->data_len);
-    attach_data(f);
-    *out = f;
-    return KILN_OK;
-}
-
-/* pread until n bytes or the end; returns the count, or -1 (errno set). */
-static ssize_t read_at(int fd, void *buf, size_t n, off_t off) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
+    stc_file sf;
+    stc_err e;
+    if (stc_parse(buf, len, name, &k_alloc, &sf, &e)) return from_stc(&e, d);
+    return adopt(&sf, name, out, d);
 }
 
 kiln_status rt_st_load(const char *path, rt_st_file **out, kiln_diag *d) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path, strerror(errno));
-    kiln_status st = KILN_OK;
-    rt_st_file *f = NULL;
-    char *hdr = NULL;
-    struct stat sb;
-    uint8_t lenb[8];
-    if (fstat(fd, &sb) != 0) {
-        st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (S_ISDIR(sb.st_mode) || !S_ISREG(sb.st_mode)) {
-        st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", path,
-                      S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-        goto out;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
-    if (size < 8) {
-        st = too_short(path, size, d);
-        goto out;
-    }
-    if (read_at(fd, lenb, 8, 0) != 8) goto io;
-    uint64_t hlen = stc_le64(lenb);
-    if ((st = check_sizes(path, size, hlen, d))) goto out;
-    hdr = ir_malloc((size_t)hlen);
-    if (!hdr) {
-        st = ir_oom(d);
-        goto out;
-    }
-    ssize_t r = read_at(fd, hdr, (size_t)hlen, 8);
-    if (r < 0) goto io;
-    if ((uint64_t)r != hlen) goto shrank;
-    if ((st = new_file(path, &f, d))) goto out;
-    f->data_len = size - 8 - hlen;
-    if ((st = parse_header(f, hdr, (size_t)hlen, d))) goto out;
-    f->data = ir_malloc((size_t)f->data_len);
-    if (!f->data) {
-        st = ir_oom(d);
-        goto out;
-    }
-    r = read_at(fd, f->data, (size_t)f->data_len, (off_t)(8 + hlen));
-    if (r < 0) goto io;
-    if ((uint64_t)r != f->data_len) goto shrank;
-    attach_data(f);
-    goto out;
-io:
-    st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: read error: %s", path, strerror(errno));
-    goto out;
-shrank:
-    st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: the file shrank while it was read", path);
-out:
-    close(fd);
-    ir_free(hdr);
-    if (st) {
-        rt_st_free(f);
-        return st;
-    }
-    *out = f;
-    return KILN_OK;
+    stc_file sf;
+    stc_err e;
+    if (stc_load(path, &k_alloc, &sf, &e)) return from_stc(&e, d);
+    return adopt(&sf, path, out, d);
 }
 
 /* ---------------------------------------------------------------- saving */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kiln/kiln.h"
@@ -96,6 +97,42 @@ uint64_t stc_le64(const unsigned char *b) {
     for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
     return v;
 }
+
+const char *stc_mismatch(int want_dtype, int want_rank, const int64_t *want_dims, bool found,
+                         int dtype, int rank, const int64_t *dims, char *buf, size_t n) {
+    char a[160], b[160];
+    if (!found) {
+        snprintf(buf, n, "is missing; the model expects %s %s", stc_dtype_name(want_dtype),
+                 stc_shape_str(want_rank, want_dims, b, sizeof b));
+        return buf;
+    }
+    if (dtype != want_dtype) {
+        snprintf(buf, n, "has dtype %s, the model expects %s", stc_dtype_name(dtype),
+                 stc_dtype_name(want_dtype));
+        return buf;
+    }
+    bool same = rank == want_rank;
+    for (int i = 0; same && i < rank; i++) same = dims[i] == want_dims[i];
+    if (same) return NULL;
+    snprintf(buf, n, "has shape %s, the model expects %s", stc_shape_str(rank, dims, a, sizeof a),
+             stc_shape_str(want_rank, want_dims, b, sizeof b));
+    return buf;
+}
+
+int64_t stc_first_nonfinite(const void *p, size_t n, const char **what) {
+    const unsigned char *b = p;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits = (uint32_t)b[4 * k] | (uint32_t)b[4 * k + 1] << 8 |
+                        (uint32_t)b[4 * k + 2] << 16 | (uint32_t)b[4 * k + 3] << 24;
+        if ((bits & 0x7f800000u) == 0x7f800000u) {
+            *what = (bits & 0x007fffffu) ? "NaN" : (bits >> 31) ? "-Inf" : "Inf";
+            return (int64_t)k;
+        }
+    }
+    return -1;
+}
+
+bool stc_is_state_name(const char *name) { return strncmp(name, "optimizer.", 10) == 0; }
 
 /* ------------------------------------------------------------------ JSON */
 
@@ -602,6 +639,92 @@ int stc_parse_header(const char *name, const char *hdr, size_t n, uint64_t data_
     chk c = {name, data_len, h, a, e};
     int st = check_root(&c, hdr, n, end);
     if (st) stc_header_free(h, a);
+    return st;
+}
+
+/* ------------------------------------------------------------ the files */
+
+void stc_file_free(stc_file *f, const stc_alloc *a) {
+    stc_header_free(&f->h, a);
+    afree(a, f->data);
+    memset(f, 0, sizeof *f);
+}
+
+int stc_parse(const void *buf, size_t len, const char *name, const stc_alloc *a, stc_file *f,
+              stc_err *e) {
+    memset(f, 0, sizeof *f);
+    const unsigned char *b = buf;
+    if (len < 8) return stc_too_short(name, len, e);
+    uint64_t hlen = stc_le64(b);
+    int st = stc_check_sizes(name, len, hlen, e);
+    if (st) return st;
+    f->data_len = len - 8 - hlen;
+    if ((st = stc_parse_header(name, (const char *)b + 8, (size_t)hlen, f->data_len, a, &f->h, e)))
+        return st;
+    f->data = amalloc(a, (size_t)(f->data_len ? f->data_len : 1));
+    if (!f->data) {
+        stc_file_free(f, a);
+        return oom(e);
+    }
+    memcpy(f->data, b + 8 + hlen, (size_t)f->data_len);
+    return 0;
+}
+
+/* pread until n bytes or the end; returns the count, or -1 (errno set). */
+static ssize_t read_at(int fd, void *buf, size_t n, off_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Reads n bytes at off: 0, or the error (a read error, or a file that shrank). */
+static int read_exact(int fd, void *buf, size_t n, off_t off, const char *path, stc_err *e) {
+    ssize_t r = read_at(fd, buf, n, off);
+    if (r < 0) return fail(e, KILN_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    if ((size_t)r != n) return fail(e, KILN_ERR_IO, "%s: the file shrank while it was read", path);
+    return 0;
+}
+
+/* The file's size, refusing what is not a regular file. */
+static int file_size(int fd, const char *path, uint64_t *size, stc_err *e) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return fail(e, KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return fail(e, KILN_ERR_IO, "%s: %s", path,
+                    S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    *size = (uint64_t)sb.st_size;
+    return 0;
+}
+
+int stc_load(const char *path, const stc_alloc *a, stc_file *f, stc_err *e) {
+    memset(f, 0, sizeof *f);
+    e->status = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(e, KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    char *hdr = NULL;
+    unsigned char lenb[8];
+    uint64_t size = 0, hlen = 0;
+    int st = file_size(fd, path, &size, e);
+    if (!st && size < 8) st = stc_too_short(path, size, e);
+    if (!st) st = read_exact(fd, lenb, 8, 0, path, e);
+    if (!st) st = stc_check_sizes(path, size, hlen = stc_le64(lenb), e);
+    if (!st && !(hdr = amalloc(a, (size_t)hlen))) st = oom(e);
+    if (!st) st = read_exact(fd, hdr, (size_t)hlen, 8, path, e);
+    if (!st) {
+        f->data_len = size - 8 - hlen;
+        st = stc_parse_header(path, hdr, (size_t)hlen, f->data_len, a, &f->h, e);
+    }
+    if (!st && !(f->data = amalloc(a, (size_t)(f->data_len ? f->data_len : 1)))) st = oom(e);
+    if (!st) st = read_exact(fd, f->data, (size_t)f->data_len, (off_t)(8 + hlen), path, e);
+    close(fd);
+    afree(a, hdr);
+    if (st) stc_file_free(f, a);
     return st;
 }
 

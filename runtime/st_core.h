@@ -92,6 +92,35 @@ int stc_parse_header(const char *name, const char *hdr, size_t n, uint64_t data_
                      const stc_alloc *a, stc_header *h, stc_err *e);
 void stc_header_free(stc_header *h, const stc_alloc *a);
 
+/* Why a tensor of the file (found: dtype, rank, dims) cannot fill a model
+ * tensor of want_*: "is missing; the model expects F32 [2]", "has dtype
+ * I32, the model expects F32", "has shape [3,4], the model expects [4,3]"
+ * into buf; NULL when it can. The runtime and AOT objects say the same. */
+const char *stc_mismatch(int want_dtype, int want_rank, const int64_t *want_dims, bool found,
+                         int dtype, int rank, const int64_t *dims, char *buf, size_t n);
+/* The first NaN or Inf among n little-endian f32 at p: its index (or -1),
+ * and in *what "NaN", "Inf" or "-Inf". */
+int64_t stc_first_nonfinite(const void *p, size_t n, const char **what);
+/* Whether a tensor name is optimizer state ("optimizer.*"), which a model
+ * without it skips. */
+bool stc_is_state_name(const char *name);
+
+/* A whole file: the checked header and the data (data_len bytes, each
+ * tensor at data + begin). */
+typedef struct stc_file {
+    stc_header h;
+    unsigned char *data;
+    uint64_t data_len;
+} stc_file;
+
+/* Reads and checks the file at `path` (stc_parse: the bytes buf[0..len),
+ * copied, `name` for messages). On success the caller frees *f with
+ * stc_file_free. */
+int stc_load(const char *path, const stc_alloc *a, stc_file *f, stc_err *e);
+int stc_parse(const void *buf, size_t len, const char *name, const stc_alloc *a, stc_file *f,
+              stc_err *e);
+void stc_file_free(stc_file *f, const stc_alloc *a);
+
 /* The little-endian u64 at b. */
 uint64_t stc_le64(const unsigned char *b);
 
