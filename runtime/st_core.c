@@ -491,6 +491,13 @@ static int check_entry(chk *c, const stc_json *j, stc_tensor *t) {
         return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': the entry is not a JSON object", fn, nm);
     const stc_json *dt = json_get(j, "dtype"), *shape = json_get(j, "shape");
     const stc_json *offs = json_get(j, "data_offsets");
+    /* A field given twice is ambiguous: readers differ on which one wins. */
+    for (const stc_json *f = j->child; f; f = f->next)
+        if ((dt && f != dt && strcmp(f->key, "dtype") == 0) ||
+            (shape && f != shape && strcmp(f->key, "shape") == 0) ||
+            (offs && f != offs && strcmp(f->key, "data_offsets") == 0))
+            return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': duplicate field \"%s\"", fn, nm,
+                        f->key);
     if (!dt || dt->type != J_STRING)
         return fail(e, KILN_ERR_INVALID, "%s: tensor '%s': no \"dtype\" string", fn, nm);
     t->dtype = stc_dtype_lookup(dt->str);

@@ -42,7 +42,7 @@ typedef struct stc_err {
 } stc_err;
 
 /* dtypes, in the order of rt_st_dtype. */
-enum { STC_DTYPE_COUNT = 16 };
+enum { STC_I32 = 9, STC_F32 = 11, STC_DTYPE_COUNT = 16 };
 const char *stc_dtype_name(int dt);
 int stc_dtype_lookup(const char *name);
 size_t stc_dtype_size(int dt);
