@@ -50,7 +50,7 @@ typedef struct aot_abi_tensor {
     int64_t bytes;
     int64_t offset;   /* of its storage in the handle */
     int64_t global;   /* its slot in the handle's table */
-    const void *data; /* the embedded weights, or NULL */
+    const void *data; /* the embedded weights; NULL: none, or all zero */
 } aot_abi_tensor;
 
 /* A place where an entry point can fail (a label out of range): the

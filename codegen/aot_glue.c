@@ -128,12 +128,21 @@ static LLVMValueRef entries(aot_plan *pl, gen *g) {
     return array(g, recs, (unsigned)pl->n_entries, LLVMTypeOf(recs[0]));
 }
 
+static bool all_zero(const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i]) return false;
+    return true;
+}
+
 static kiln_status descriptor(aot_plan *pl, gen *g, kiln_diag *d) {
     LLVMValueRef *data = ir_calloc((size_t)pl->n_g + 1, sizeof *data);
     if (!data) return ir_oom(d);
+    /* All-zero data (optimizer state) is not stored: aotrt zeroes it. */
     if (pl->o->embed)
         for (int i = 0; i < pl->n_g; i++)
-            if (pl->g[i].used) data[i] = bytes(g, pl->data[i], (size_t)pl->g[i].bytes, AOT_ALIGN);
+            if (pl->g[i].used && !all_zero(pl->data[i], (size_t)pl->g[i].bytes))
+                data[i] = bytes(g, pl->data[i], (size_t)pl->g[i].bytes, AOT_ALIGN);
     int n_t = 0, iterations = -1;
     LLVMValueRef tabs = tensors(pl, g, &n_t, data);
     ir_free(data);

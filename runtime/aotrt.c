@@ -90,7 +90,10 @@ int kiln_aotrt_init(const aot_abi_model *M, void *mem, size_t size, int64_t mb, 
         const aot_abi_tensor *t = &M->tensors[i];
         char *data = (char *)mem + t->offset;
         table_of(mem)[t->global] = data;
-        if (M->embedded) memcpy(data, t->data, (size_t)t->bytes);
+        if (M->embedded && t->data)
+            memcpy(data, t->data, (size_t)t->bytes);
+        else if (M->embedded)
+            memset(data, 0, (size_t)t->bytes);
     }
     if (M->embedded)
         *ready_of(mem) = 1;
