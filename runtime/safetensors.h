@@ -13,7 +13,9 @@
  * crash at any moment leaves either the old file or the new one, whole (a
  * writer killed mid-save leaves its ".NAME.tmp-PID-N" file behind).
  * Loading checks everything before a byte is used; each refusal is one line
- * naming the file and, where there is one, the tensor.
+ * naming the file and, where there is one, the tensor. The reader and the
+ * writer are runtime/st_core.c's (libc only), which AOT shared objects link
+ * too: P_load refuses a file with these same messages.
  */
 #ifndef KILN_RUNTIME_SAFETENSORS_H
 #define KILN_RUNTIME_SAFETENSORS_H
