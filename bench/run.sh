@@ -77,7 +77,7 @@ fi
 # Debian's PyTorch runs with Debian's python; the pyenv python3 on PATH (if
 # any) has no torch.
 PY=/usr/bin/python3
-pkgs=(build-essential cmake pkg-config llvm-14-dev libopenblas-dev zlib1g-dev libcjson-dev
+pkgs=(build-essential cmake pkg-config llvm-14-dev libopenblas-dev zlib1g-dev
       dataset-fashion-mnist python3 python3-torch python3-numpy time)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,13 +1,13 @@
 /*
  * aot.c — the AOT compiler's driver: plans the handle (aot.h), builds the
- * model's LLVM module (cg_build_module, PIC), adds the glue (aot_glue.c,
- * aot_st.c), optimizes, and writes a shared object, an object file, LLVM IR
+ * model's LLVM module (cg_build_module, PIC), adds the descriptor and the
+ * exported names (aot_glue.c), optimizes, and writes a shared object, an object file, LLVM IR
  * or assembly, plus the C header (aot_header.c).
  *
  * The shared object is linked by the system C compiler used only as a
- * linker driver:
+ * linker driver, with the support library libkiln carries:
  *   cc -shared -Wl,-z,defs -Wl,--version-script=V -Wl,-soname,libP.so
- *      -o libP.so P.o -lopenblas -lm
+ *      -o libP.so P.o libkiln_aotrt.a -lopenblas -lm
  * `-z defs` makes a missing symbol a link error instead of a load-time
  * surprise; the version script leaves only the documented names in the
  * dynamic symbol table.
@@ -170,8 +170,6 @@ static void plan_free(aot_plan *pl) {
             for (int k = 0; k < e->f->n_args + e->f->n_results; k++) ir_free(e->names[k]);
         ir_free(e->names);
     }
-    if (pl->g)
-        for (int i = 0; i < pl->n_g; i++) ir_free(pl->g[i].json);
     ir_free(pl->g);
     ir_free(pl->p);
     ir_free(pl->P);
@@ -214,24 +212,16 @@ static kiln_status plan_build(aot_plan *pl, kiln_diag *d) {
             if (f->results[r]->op == IR_GLOBAL) pl->g[f->results[r]->index].used = true;
     }
     pl->iterations = -1;
-    int64_t off = align64(AOT_OFF_TABLE + 8LL * pl->n_g), file_off = 0;
+    int64_t off = align64(AOT_OFF_TABLE + 8LL * pl->n_g);
     pl->state_off = off;
     for (int i = 0; i < pl->n_g; i++) {
         aot_global *g = &pl->g[i];
         g->g = m->globals[i];
-        if (!(g->json = aot_json_string(g->g->name))) return ir_oom(d);
-        size_t k = (size_t)snprintf(g->shape, sizeof g->shape, "[");
-        for (int r = 0; r < g->g->type.rank && k < sizeof g->shape; r++)
-            k += (size_t)snprintf(g->shape + k, sizeof g->shape - k, "%s%lld", r ? "," : "",
-                                  (long long)g->g->type.dims[r]);
-        if (k < sizeof g->shape) snprintf(g->shape + k, sizeof g->shape - k, "]");
         if (!g->used) continue;
         g->bytes =
             ir_type_numel(&g->g->type, 1) * (int64_t)ir_dtype_size((ir_dtype)g->g->type.dtype);
         g->offset = off;
         off = align64(off + g->bytes);
-        g->file_offset = file_off;
-        file_off += g->bytes;
         if (strcmp(g->g->name, "optimizer.iterations") == 0 && g->g->type.dtype == IR_I32 &&
             g->g->type.rank == 0)
             pl->iterations = i;
@@ -298,7 +288,13 @@ static int run_tool(char *const *argv, const char *log) {
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj, kiln_diag *d) {
+/* The support library (runtime/aotrt.c, runtime/st_core.c) as built with
+ * libkiln: the bytes of libkiln_aotrt.a (cmake/embed.cmake). */
+extern const unsigned char kiln_aotrt_archive[];
+extern const size_t kiln_aotrt_archive_size;
+
+static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
+                           const char *archive, kiln_diag *d) {
     const cg_aot_options *o = pl->o;
     ir_sb vs, path_vs, path_log, opt_vs, opt_soname;
     ir_sb_init(&vs);
@@ -320,9 +316,9 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
     if (!st) st = write_file(path_vs.buf, vs.buf, vs.len, d);
     if (!st) {
         const char *cc = o->cc ? o->cc : KILN_CC;
-        char *argv[] = {(char *)cc, "-shared",         "-Wl,-z,defs", opt_vs.buf,   opt_soname.buf,
-                        "-o",       (char *)o->output, (char *)obj,   "-lopenblas", "-lm",
-                        NULL};
+        char *argv[] = {(char *)cc,        "-shared",   "-Wl,-z,defs",         opt_vs.buf,
+                        opt_soname.buf,    "-o",        (char *)o->output,     (char *)obj,
+                        (char *)archive,   "-lopenblas", "-lm",                NULL};
         int rc = run_tool(argv, path_log.buf);
         if (rc != 0) {
             char *log = NULL;
@@ -369,9 +365,10 @@ static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options 
     if (o->emit == CG_AOT_OBJ) return cg_emit_object(mod, co, o->output, d);
     /* A shared object: the object goes to a private directory first. */
     const char *tmp = getenv("TMPDIR");
-    ir_sb dir, obj;
+    ir_sb dir, obj, ar;
     ir_sb_init(&dir);
     ir_sb_init(&obj);
+    ir_sb_init(&ar);
     ir_sb_printf(&dir, "%s/kiln-aot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (dir.oom) {
         ir_sb_free(&dir);
@@ -384,13 +381,17 @@ static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options 
         return st;
     }
     ir_sb_printf(&obj, "%s/%s.o", dir.buf, pl->p);
-    if (obj.oom) st = ir_oom(d);
+    ir_sb_printf(&ar, "%s/libkiln_aotrt.a", dir.buf);
+    if (obj.oom || ar.oom) st = ir_oom(d);
     if (!st) st = cg_emit_object(mod, co, obj.buf, d);
-    if (!st) st = link_so(pl, dir.buf, obj.buf, d);
+    if (!st) st = write_file(ar.buf, (const char *)kiln_aotrt_archive, kiln_aotrt_archive_size, d);
+    if (!st) st = link_so(pl, dir.buf, obj.buf, ar.buf, d);
     if (obj.buf) remove(obj.buf);
+    if (ar.buf) remove(ar.buf);
     rmdir(dir.buf);
     ir_sb_free(&dir);
     ir_sb_free(&obj);
+    ir_sb_free(&ar);
     return st;
 }
 

@@ -3,12 +3,16 @@
  * object (or object / LLVM IR / assembly) plus a C header.
  *
  * The shared object holds the model's entry points (cg.h's ABI, internal),
- * the glue around them written in LLVM IR (aot_glue.c, aot_st.c): a model
- * handle with the weights, optimizer state and workspace in one block of
- * memory, a strict safetensors loader and an atomic saver, the version
- * check; and, unless asked not to, the weights as constant data. It is
- * linked with `cc -shared -Wl,-z,defs` against OpenBLAS and libm only, and a
- * version script exports the documented entry points and nothing else.
+ * unless asked not to the weights as constant data, a constant descriptor
+ * of both (aot_abi.h) and the exported names (aot_glue.c), linked with the
+ * support library written in C (runtime/aotrt.c and runtime/st_core.c, the
+ * archive libkiln_aotrt.a that libkiln carries): the model handle with the
+ * weights, optimizer state and workspace in one block of memory, the
+ * safetensors loader and atomic saver the runtime uses too, the version
+ * check. It is linked with `cc -shared -Wl,-z,defs` against OpenBLAS and
+ * libm only, and a version script exports the documented entry points and
+ * nothing else. (--emit obj|llvm|asm write the generated part alone; link
+ * it with libkiln_aotrt.a.)
  *
  * The generated API, for prefix P (the header documents it for users):
  *   uint32_t P_abi_version(void);
@@ -28,6 +32,7 @@
 #ifndef KILN_CODEGEN_AOT_H
 #define KILN_CODEGEN_AOT_H
 
+#include "codegen/aot_abi.h"
 #include "codegen/cg.h"
 
 typedef enum cg_aot_emit { CG_AOT_SO, CG_AOT_OBJ, CG_AOT_LLVM, CG_AOT_ASM } cg_aot_emit;
@@ -58,18 +63,6 @@ bool cg_aot_valid_prefix(const char *s);
 
 /* ------------------------------------------------- internal to aot*.c */
 
-/* Layout of the handle (P_model), in bytes from its start (64-aligned). */
-enum {
-    AOT_OFF_MAGIC = 0,  /* u64: this model's magic; 0 once destroyed */
-    AOT_OFF_MAXB = 8,   /* i64: max_batch */
-    AOT_OFF_READY = 16, /* i32: weights present */
-    AOT_OFF_OWNED = 20, /* i32: memory from P_create */
-    AOT_OFF_ERR = 24,   /* char[AOT_ERR_BYTES]: the last error message */
-    AOT_ERR_BYTES = 256,
-    AOT_OFF_TABLE = AOT_OFF_ERR + AOT_ERR_BYTES, /* void *[n_globals] for the entry points */
-    AOT_ALIGN = 64
-};
-
 /* One exported entry point. */
 typedef struct aot_entry {
     const char *kiln; /* Kiln function: "infer", "loss", "train_step" */
@@ -84,9 +77,6 @@ typedef struct aot_global {
     bool used; /* referenced by an exported function */
     int64_t bytes;
     int64_t offset;      /* of its storage in the handle */
-    int64_t file_offset; /* of its data in a checkpoint P_save writes */
-    char *json;          /* its name as a JSON string body (escaped) */
-    char shape[160];     /* "[784,128]" */
 } aot_global;
 
 typedef struct aot_plan {
@@ -106,21 +96,9 @@ typedef struct aot_plan {
     cg_module_info *info;
 } aot_plan;
 
-/* Writes the glue into `mod` (which holds the entry points kiln_*). */
+/* Writes the descriptor and the exported names into `mod` (which holds the
+ * entry points kiln_*): codegen/aot_glue.c. */
 kiln_status aot_glue(aot_plan *pl, LLVMContextRef ctx, LLVMModuleRef mod, kiln_diag *d);
-/* The safetensors loader P_load and the saver P_save (train only). */
-struct ag; /* codegen/aot_ir.h */
-kiln_status aot_st_load(aot_plan *pl, struct ag *a, kiln_diag *d);
-kiln_status aot_st_save(aot_plan *pl, struct ag *a, kiln_diag *d);
-/* Emits snprintf(handle's error buffer, fmt, args...) at the builder. */
-void aot_set_error(struct ag *a, LLVMValueRef handle, const char *fmt, LLVMValueRef *args,
-                   unsigned n);
-/* Emits `if (!m || m->magic != magic) return KILN_ERR_INVALID;` (void
- * functions: return). */
-void aot_check_handle(const aot_plan *pl, struct ag *a, LLVMValueRef m, bool void_fn);
-
-/* s as the body of a JSON string (escaped); ir_free it. NULL if out of memory. */
-char *aot_json_string(const char *s);
 
 /* The header text. */
 kiln_status aot_header(const aot_plan *pl, ir_sb *out, kiln_diag *d);

@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
 done
 
 pkgs=(build-essential cmake pkg-config llvm-14-dev libopenblas-dev check zlib1g-dev
-      libcjson-dev dataset-fashion-mnist)
+      dataset-fashion-mnist)
 [ $digits -eq 1 ] && pkgs+=(npm python3)
 missing=()
 for p in "${pkgs[@]}"; do

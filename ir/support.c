@@ -1,5 +1,6 @@
 /* support.c — allocation, arenas, diagnostics, string building. */
 #include "ir/support.h"
+#include "ir/status_strings.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -351,22 +352,7 @@ kiln_status ir_oom(kiln_diag *d) {
     return ir_error(d, KILN_ERR_NOMEM, ir_loc_none(), "out of memory");
 }
 
-const char *kiln_status_string(kiln_status s) {
-    switch (s) {
-    case KILN_OK: return "ok";
-    case KILN_ERR_INVALID: return "invalid argument";
-    case KILN_ERR_SHAPE: return "shape mismatch";
-    case KILN_ERR_PARSE: return "parse error";
-    case KILN_ERR_IO: return "i/o error";
-    case KILN_ERR_NOMEM: return "out of memory";
-    case KILN_ERR_UNSUPPORTED: return "unsupported";
-    case KILN_ERR_BACKEND: return "backend error";
-    case KILN_ERR_NONFINITE: return "non-finite value";
-    case KILN_ERR_LIMIT: return "limit exceeded";
-    case KILN_ERR_VERSION: return "version mismatch";
-    }
-    return "unknown status";
-}
+const char *kiln_status_string(kiln_status s) { return kiln_status_text((int)s); }
 
 const char *kiln_version(void) { return KILN_VERSION_STRING; }
 

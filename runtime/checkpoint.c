@@ -7,6 +7,8 @@
  */
 #include "runtime/checkpoint.h"
 
+#include "runtime/st_core.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +29,7 @@ static size_t global_bytes(const ir_global *g) {
     return (size_t)ir_type_numel(&g->type, 1) * ir_dtype_size((ir_dtype)g->type.dtype);
 }
 
-static bool is_state_name(const char *name) { return strncmp(name, "optimizer.", 10) == 0; }
+static bool is_state_name(const char *name) { return stc_is_state_name(name); }
 
 uint64_t rt_ckpt_structure_hash(const kiln_module *m) {
     /* A sum of per-parameter hashes: the order in which a model file or a C
@@ -253,26 +255,8 @@ static kiln_status read_metadata(const rt_st_file *f, const kiln_module *m, rt_c
 
 /* Why tensor t (may be NULL) cannot fill global g, into buf; NULL if it can. */
 static const char *mismatch(const ir_global *g, const rt_st_tensor *t, char *buf, size_t n) {
-    char a[IR_TYPE_STR_MAX], b[IR_TYPE_STR_MAX];
-    const char *want = rt_st_dtype_name(st_dtype(g));
-    if (!t) {
-        snprintf(buf, n, "is missing; the model expects %s %s", want,
-                 rt_st_shape_str(g->type.rank, g->type.dims, b, sizeof b));
-        return buf;
-    }
-    if (t->dtype != st_dtype(g)) {
-        snprintf(buf, n, "has dtype %s, the model expects %s", rt_st_dtype_name(t->dtype), want);
-        return buf;
-    }
-    bool same = t->rank == g->type.rank;
-    for (int i = 0; same && i < t->rank; i++) same = t->dims[i] == g->type.dims[i];
-    if (!same) {
-        snprintf(buf, n, "has shape %s, the model expects %s",
-                 rt_st_shape_str(t->rank, t->dims, a, sizeof a),
-                 rt_st_shape_str(g->type.rank, g->type.dims, b, sizeof b));
-        return buf;
-    }
-    return NULL;
+    return stc_mismatch((int)st_dtype(g), g->type.rank, g->type.dims, t != NULL,
+                        t ? (int)t->dtype : 0, t ? t->rank : 0, t ? t->dims : NULL, buf, n);
 }
 
 static void copy_in(void *dst, const rt_st_tensor *t) {
@@ -352,20 +336,11 @@ static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const 
     for (int i = 0; i < m->n_globals && !st && !(flags & RT_CKPT_ALLOW_NONFINITE); i++) {
         const rt_st_tensor *t = use[i];
         if (!t || t->dtype != RT_ST_F32) continue;
-        for (size_t k = 0; k < t->nbytes / 4; k++) {
-            uint32_t bits;
-            memcpy(&bits, (const char *)t->data + 4 * k, 4);
-#if BIG_ENDIAN_HOST
-            bits = __builtin_bswap32(bits);
-#endif
-            if ((bits & 0x7f800000u) == 0x7f800000u) {
-                st = ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(),
-                              "%s: tensor '%s' holds %s at element %zu", fn,
-                              rt_st_clean_name(t->name, nb),
-                              (bits & 0x007fffffu) ? "NaN" : (bits >> 31) ? "-Inf" : "Inf", k);
-                break;
-            }
-        }
+        const char *what;
+        int64_t k = stc_first_nonfinite(t->data, t->nbytes / 4, &what);
+        if (k >= 0)
+            st = ir_error(d, KILN_ERR_NONFINITE, ir_loc_none(), "%s: tensor '%s' holds %s at element %lld",
+                          fn, rt_st_clean_name(t->name, nb), what, (long long)k);
     }
     if (!st) {
         for (int i = 0; i < m->n_globals; i++)

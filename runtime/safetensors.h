@@ -13,7 +13,9 @@
  * crash at any moment leaves either the old file or the new one, whole (a
  * writer killed mid-save leaves its ".NAME.tmp-PID-N" file behind).
  * Loading checks everything before a byte is used; each refusal is one line
- * naming the file and, where there is one, the tensor.
+ * naming the file and, where there is one, the tensor. The reader and the
+ * writer are runtime/st_core.c's (libc only), which AOT shared objects link
+ * too: P_load refuses a file with these same messages.
  */
 #ifndef KILN_RUNTIME_SAFETENSORS_H
 #define KILN_RUNTIME_SAFETENSORS_H
@@ -104,9 +106,5 @@ const char *rt_st_clean_name(const char *s, char *buf);
  * process at a chosen point. NULL turns it off. */
 typedef void (*rt_st_save_hook)(const char *stage, uint64_t bytes, void *ctx);
 void rt_st_set_save_hook(rt_st_save_hook fn, void *ctx);
-
-/* cJSON allocates through ir_malloc/ir_free (for fault injection); this
- * installs the hooks once. Safe to call any number of times. */
-void rt_json_init(void);
 
 #endif

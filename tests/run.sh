@@ -24,7 +24,7 @@ done
 
 # Debian packages the build and the tests need.
 pkgs=(build-essential cmake pkg-config llvm-14-dev llvm-14-tools libopenblas-dev check
-      zlib1g-dev libcjson-dev graphviz clang-14 libclang-rt-14-dev dataset-fashion-mnist
+      zlib1g-dev graphviz clang-14 libclang-rt-14-dev dataset-fashion-mnist
       python3 valgrind)
 missing=()
 for p in "${pkgs[@]}"; do

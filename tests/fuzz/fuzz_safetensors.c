@@ -43,7 +43,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
     kiln_diag_dispose(d);
     FUZZ_CHECK(g_model->n_globals <= MAX_GLOBALS, "model too big");
-    rt_json_init(); /* cJSON's hooks are installed once, not per input */
     return 0;
 }
 

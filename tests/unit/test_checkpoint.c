@@ -694,7 +694,7 @@ START_TEST(st_alloc_failures) {
         ck_assert_ptr_null(f);
         kiln_diag_clear(d);
     }
-    ck_assert_int_gt(n, 20); /* cJSON's allocations are among them */
+    ck_assert_int_gt(n, 20); /* the JSON parser's allocations are among them */
     model u = tiny(6, 4, 3, true);
     for (n = 1; n < 100000; n++) {
         rt_ckpt_report r;

@@ -18,7 +18,7 @@
  * in the sanitizer build LeakSanitizer checks after each job, which also
  * catches LLVM objects that an error path forgot to dispose. Only Kiln's own
  * allocations are counted and failed (ir_malloc and friends, which zlib and
- * cJSON use too); LLVM's and OpenBLAS's go to the system allocator and never
+ * the safetensors reader use too); LLVM's and OpenBLAS's go to the system allocator and never
  * fail here. A failed save must leave the previous checkpoint as it was, and
  * a failed load must leave the model's weights as they were.
  */
