@@ -609,11 +609,11 @@ START_TEST(arguments_and_labels) {
     ck_assert_int_eq(l.save(h, tu_tmp_path("s.safetensors")), KILN_OK);
     ck_assert_int_eq(l.save(h, tu_tmp_path("nodir/s.safetensors")), KILN_ERR_IO);
     {
-        const char *msg = l.last_error(h), *tail = ": No such file or directory";
-        size_t ml = strlen(msg), tl = strlen(tail);
-        ck_assert_msg(strstr(msg, tu_tmp_path("nodir/s.safetensors.tmp.")) == msg && ml > tl &&
-                          strcmp(msg + ml - tl, tail) == 0,
-                      "message: %s", msg);
+        /* The runtime's message, from the same writer (runtime/st_core.c). */
+        char want[512];
+        snprintf(want, sizeof want, "%s: cannot create a temporary file: No such file or directory",
+                 tu_tmp_path("nodir/s.safetensors"));
+        ck_assert_str_eq(l.last_error(h), want);
     }
     float nanx[8] = {NAN, 0, 0, 0, NAN, 0, 0, 0};
     /* The step itself runs (the runtime has no non-finite guard): only the
