@@ -199,7 +199,7 @@ bool cg_has_lowering(int opcode);
 
 #define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower)                                   \
     LLVMValueRef lower(cg_ctx *c, const ir_node *n, LLVMValueRef *x);
-#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower)                                   \
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws)                                   \
     kiln_status lower(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in);
 #include "ir/ops.def"
 #undef EW

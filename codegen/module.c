@@ -32,7 +32,7 @@ typedef struct lowering {
 
 static const lowering g_lowerings[IR_NUM_OPCODES] = {
 #define EW(name, ar, kd, fa, at, inf, sc, gr, lw) [IR_OP_##name] = {.scalar = lw},
-#define OP(name, ar, kd, fa, at, inf, ke, gr, lw) [IR_OP_##name] = {.node = lw},
+#define OP(name, ar, kd, fa, at, inf, ke, gr, lw, ws) [IR_OP_##name] = {.node = lw},
 #include "ir/ops.def"
 #undef EW
 #undef OP

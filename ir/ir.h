@@ -173,6 +173,11 @@ typedef kiln_status (*ir_kernel_fn)(ir_interp *ip, const ir_node *n, ir_tensor *
  * element of each operand. */
 typedef ir_scalar (*ir_scalar_fn)(const ir_node *n, const ir_scalar *x);
 
+/* Scratch bytes the lowering of n needs besides its result (the workspace
+ * column of ops.def): *fixed + *per_sample * batch, for plan-memory to place.
+ * A function of the node's types and attributes only. */
+typedef void (*ir_workspace_fn)(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+
 typedef struct ir_op_info {
     const char *name;
     int arity; /* -1: variadic */
@@ -182,6 +187,7 @@ typedef struct ir_op_info {
     ir_kernel_fn kernel; /* tensor ops */
     ir_scalar_fn scalar; /* elementwise and broadcast ops (EW rows) */
     bool is_ew;          /* an EW row: scalar kernel, fusable into regions */
+    ir_workspace_fn workspace; /* OP rows; NULL: the lowering needs none */
     unsigned facts;      /* IR_FACT_* of the row */
     int n_attrs;
     ir_attr_desc attrs[IR_MAX_ATTRS];
@@ -196,6 +202,8 @@ int ir_op_lookup(const char *name);
 const ir_attr_desc *ir_op_attr(int opcode, const char *name);
 /* Index of attribute `name` in opcode's schema, or -1. */
 int ir_op_attr_index(int opcode, const char *name);
+/* The workspace node n's lowering needs (0 and 0 for ops with NOWS). */
+void ir_op_workspace(const ir_node *n, int64_t *fixed, int64_t *per_sample);
 /* Whether `opcode` has one of the facts `fact` (IR_FACT_* flags). */
 bool ir_op_has(int opcode, unsigned fact);
 /* Parses op->attr_schema into op->attrs (ops.c calls it once per row). */
@@ -505,7 +513,7 @@ bool ir_norm_axis(int64_t *axis, int rank);
 #define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower)                            \
     kiln_status infer(ir_node *n, kiln_diag *d);                                                   \
     ir_scalar scalar(const ir_node *n, const ir_scalar *x);
-#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower)                            \
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws)                            \
     kiln_status infer(ir_node *n, kiln_diag *d);                                                   \
     kiln_status kernel(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in);
 #include "ir/ops.def"

@@ -6,19 +6,21 @@
 
 /* The table is filled from ops.def; attribute descriptors are parsed from
  * the schema strings once, on first use (a static table of parsed entries). */
+#define NOWS NULL
 static ir_op_info g_ops[IR_NUM_OPCODES] = {
     [IR_ARG] = {.name = "arg", .arity = 0, .kind = IR_FK_OPAQUE},
     [IR_GLOBAL] = {.name = "global", .arity = 0, .kind = IR_FK_OPAQUE},
 #define EW(nm, ar, kd, fa, at, inf, sc, gr, lw)                                                   \
     [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .facts = fa, .attr_schema = at,         \
                     .infer = inf, .scalar = sc, .is_ew = true},
-#define OP(nm, ar, kd, fa, at, inf, ke, gr, lw)                                                   \
+#define OP(nm, ar, kd, fa, at, inf, ke, gr, lw, ws)                                               \
     [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .facts = fa, .attr_schema = at,         \
-                    .infer = inf, .kernel = ke},
+                    .infer = inf, .kernel = ke, .workspace = ws},
 #include "ir/ops.def"
 #undef EW
 #undef OP
 };
+#undef NOWS
 
 static bool g_ops_ready;
 
@@ -44,6 +46,12 @@ int ir_op_lookup(const char *name) {
     for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++)
         if (strcmp(g_ops[i].name, name) == 0) return i;
     return -1;
+}
+
+void ir_op_workspace(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    const ir_op_info *o = ir_op(n->op);
+    *fixed = *per_sample = 0;
+    if (o && o->workspace) o->workspace(n, fixed, per_sample);
 }
 
 bool ir_op_has(int opcode, unsigned fact) {

@@ -445,7 +445,7 @@ RULE(grad_softmax_cross_entropy) {
 #define NOGRAD NULL
 static const pass_grad_fn g_rules[IR_NUM_OPCODES] = {
 #define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower) [IR_OP_##name] = grad,
-#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower) [IR_OP_##name] = grad,
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws) [IR_OP_##name] = grad,
 #include "ir/ops.def"
 #undef EW
 #undef OP

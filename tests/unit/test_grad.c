@@ -506,7 +506,7 @@ static const struct {
     const char *op, *grad;
 } g_column[] = {
 #define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower) {#name, #grad},
-#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower) {#name, #grad},
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws) {#name, #grad},
 #include "ir/ops.def"
 #undef EW
 #undef OP
