@@ -941,6 +941,19 @@ static kiln_status parse_attrs(parser *p, int op, ir_attrs *a, unsigned *seen) {
     return expect_match(p, '}', '{', open);
 }
 
+/* Attributes declared "=@type" (a constant's dtype and shape) come from
+ * the annotation unless given (`seen`). */
+static void fill_from_type(const ir_op_info *info, ir_attrs *a, unsigned seen, const ir_type *t) {
+    for (int k = 0; k < info->n_attrs; k++) {
+        if (!info->attrs[k].from_type || (seen & (1u << k))) continue;
+        if (info->attrs[k].kind == IR_AK_DTYPE) a->v[k].v.i = t->dtype;
+        if (info->attrs[k].kind == IR_AK_SHAPE) {
+            a->v[k].n = t->rank;
+            memcpy(a->v[k].v.ints, t->dims, sizeof(int64_t) * (size_t)t->rank);
+        }
+    }
+}
+
 /* operand -> VALUE | GLOBAL
    Inside a region, a value from outside must be one of the region's
    operands; it is marked read (aux = 2) so unread operands can be named. */
@@ -1120,7 +1133,6 @@ static kiln_status parse_node(parser *p, ir_region *region) {
     ir_attrs attrs = ir_attrs_default(op);
     unsigned seen = 0;
     if (at(p, '{') && op != IR_OP_fused && parse_attrs(p, op, &attrs, &seen)) return p->st;
-
     ir_type annot = ir_type_void();
     token tt = p->t;
     if (has_label) {
@@ -1136,16 +1148,7 @@ static kiln_status parse_node(parser *p, ir_region *region) {
     token mt = p->t;
     if (at_name(p, "mem") && parse_node_mem(p, &off, &mbatch, &minplace)) return p->st;
 
-    /* Attributes declared "=@type" (a constant's dtype and shape) come from
-     * the annotation unless given. */
-    for (int k = 0; k < info->n_attrs && has_label; k++) {
-        if (!info->attrs[k].from_type || (seen & (1u << k))) continue;
-        if (info->attrs[k].kind == IR_AK_DTYPE) attrs.v[k].v.i = annot.dtype;
-        if (info->attrs[k].kind == IR_AK_SHAPE) {
-            attrs.v[k].n = annot.rank;
-            memcpy(attrs.v[k].v.ints, annot.dims, sizeof(int64_t) * (size_t)annot.rank);
-        }
-    }
+    if (has_label) fill_from_type(info, &attrs, seen, &annot);
     token brace = p->t;
     if (op == IR_OP_fused) {
         if (!at(p, '{')) return err_near(p, "expected '{' (the body of fused)");
