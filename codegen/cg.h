@@ -228,9 +228,9 @@ typedef struct cg_ctx cg_ctx; /* codegen/lower.h */
 /* Whether op `opcode` has a lowering (every row of ops.def must). */
 bool cg_has_lowering(int opcode);
 
-#define EW(name, arity, kind, attrs, infer, scalar, grad, lower)                                   \
+#define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower)                                   \
     LLVMValueRef lower(cg_ctx *c, const ir_node *n, LLVMValueRef *x);
-#define OP(name, arity, kind, attrs, infer, kernel, grad, lower)                                   \
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws)                                   \
     kiln_status lower(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in);
 #include "ir/ops.def"
 #undef EW

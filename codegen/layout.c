@@ -63,30 +63,6 @@ bool cg_buf_may_overlap(const cg_buf *x, const cg_buf *y) {
     return lo <= hi;
 }
 
-/* Ops whose lowering reads everything it needs from an element (or row)
- * before writing over it, so their result may share an operand's memory. */
-bool cg_op_inplace_safe(int op) {
-    const ir_op_info *info = ir_op(op);
-    if (info->is_ew) return true;
-    switch (op) {
-    case IR_OP_fused: /* cg_region_needs_split decides */
-    case IR_OP_softmax:
-    case IR_OP_log_softmax:
-    case IR_OP_numel:
-    case IR_OP_reshape: /* a memmove */
-    case IR_OP_assign:
-    case IR_OP_categorical_crossentropy: /* scalar results, written last */
-    case IR_OP_sparse_categorical_crossentropy:
-    case IR_OP_mean_squared_error:
-    case IR_OP_binary_crossentropy:
-    case IR_OP_nll:
-    case IR_OP_softmax_cross_entropy:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* ---------------------------------------------------------------- slots */
 
 typedef struct slot_req {
@@ -227,7 +203,10 @@ kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
             }
             continue;
         }
-        if (n->type.dtype == IR_VOID || cg_op_inplace_safe(n->op)) continue;
+        /* Ops whose lowering reads what it needs of an element (or row) before
+         * writing over it (ops.def facts) may share an operand's memory. */
+        if (n->type.dtype == IR_VOID || ir_op_has(n->op, IR_FACT_INPLACE | IR_FACT_READS_FIRST))
+            continue;
         if (n->op == IR_OP_reshape && cg_buf_same(&l->buf[n->serial], &l->buf[n->in[0]->serial]))
             continue;
         bool clash = false;

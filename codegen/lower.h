@@ -50,9 +50,6 @@ kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d);
 void cg_layout_free(cg_layout *l);
 /* A fused region that cannot run as one loop (see ew.c). */
 bool cg_region_needs_split(const ir_node *n, const cg_buf *buf);
-/* Whether op's lowering reads its operands completely before writing its
- * result where the two share memory. */
-bool cg_op_inplace_safe(int op);
 
 struct cg_ctx {
     LLVMContextRef ctx;
@@ -157,7 +154,6 @@ LLVMValueRef cg_isnan(cg_ctx *c, LLVMValueRef x);
 /* x < 0 ? alpha * x : x (relu when alpha == 0) — NaN passes, like ir/. */
 LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky);
 /* The activation of dense (kiln_activation), applied to x. */
-LLVMValueRef cg_activation(cg_ctx *c, int act, double alpha, LLVMValueRef x);
 
 /* --------------------------------------------- elementwise loops (ew.c) */
 

@@ -36,7 +36,7 @@ LLVMValueRef lw_sqrt(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
 }
 
 LLVMValueRef lw_pow(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
-    return cg_pow(c, x[0], n->attrs.f[0]);
+    return cg_pow(c, x[0], ir_attr_f(n, "exponent"));
 }
 
 LLVMValueRef lw_relu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
@@ -44,7 +44,7 @@ LLVMValueRef lw_relu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
 }
 
 LLVMValueRef lw_leaky_relu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
-    return cg_relu(c, x[0], n->attrs.f[0], true);
+    return cg_relu(c, x[0], ir_attr_f(n, "alpha"), true);
 }
 
 LLVMValueRef lw_sigmoid(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
@@ -129,6 +129,7 @@ LLVMValueRef lw_copy(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
 /* A scalar: the loops of ew.c are scalar code that LLVM vectorizes. */
 LLVMValueRef lw_constant(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     (void)x;
-    if (n->type.dtype == IR_I32) return cg_i32(c, (int32_t)n->attrs.f[0]);
-    return LLVMConstReal(c->t_f32, (float)n->attrs.f[0]);
+    double v = ir_attr_f(n, "value");
+    if (n->type.dtype == IR_I32) return cg_i32(c, (int32_t)v);
+    return LLVMConstReal(c->t_f32, (float)v);
 }

@@ -152,7 +152,7 @@ static void emit_gemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef 
 }
 
 kiln_status lower_matmul(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
-    bool ta = n->attrs.i[0] != 0, tb = n->attrs.i[1] != 0;
+    bool ta = ir_attr_i(n, "transpose_a") != 0, tb = ir_attr_i(n, "transpose_b") != 0;
     const ir_type *a = &n->in[0]->type;
     LLVMValueRef M = cg_dim(c, n->type.dims[0]), N = cg_dim(c, n->type.dims[1]);
     LLVMValueRef K = cg_dim(c, a->dims[ta ? 0 : 1]);
@@ -162,17 +162,20 @@ kiln_status lower_matmul(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     return KILN_OK;
 }
 
+/* The activation is an op (IR_FACT_ACT): its scalar lowering runs on the
+ * vector of the row, with dense's node for its attributes (alpha). */
 typedef struct epilogue {
     LLVMValueRef y, bias; /* y at the row */
-    int act;
-    double alpha;
+    const ir_node *n;
+    cg_scalar_fn act; /* NULL: none */
 } epilogue;
 
 static LLVMValueRef epilogue_body(cg_ctx *c, void *vctx, LLVMValueRef j, int w) {
     epilogue *e = vctx;
     LLVMValueRef v = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, e->y, j),
                                    cg_loadv(c, c->t_f32, w, e->bias, j), "");
-    cg_storev(c, cg_activation(c, e->act, e->alpha, v), w, e->y, j);
+    if (e->act) v = e->act(c, e->n, &v);
+    cg_storev(c, v, w, e->y, j);
     return NULL;
 }
 
@@ -185,7 +188,8 @@ kiln_status lower_dense(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLV
     /* The epilogue: y = act(y + b), row by row, in explicit 8-wide vectors
      * (rows of 10 would otherwise be unrolled and vectorized across rows). */
     LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
-    epilogue e = {NULL, cg_cast_ptr(c, in[2], c->t_f32), (int)n->attrs.i[0], n->attrs.f[0]};
+    int act = (int)ir_attr_i(n, "activation");
+    epilogue e = {NULL, cg_cast_ptr(c, in[2], c->t_f32), n, act ? cg_scalar_lowering(act) : NULL};
     cg_loop li;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), M, 1);
     e.y = cg_gep(c, c->t_f32, y, LLVMBuildNSWMul(c->b, i, N, ""));
@@ -212,12 +216,14 @@ kiln_status lower_transpose(cg_ctx *c, const ir_node *n, LLVMValueRef out, const
         s = LLVMBuildNSWMul(c->b, s, cg_dim(c, x->dims[a]), "");
     }
     /* Walk the output in order; the input offset follows the permutation. */
+    const int64_t *perm;
+    ir_attr_ints(n, "perm", &perm);
     cg_loop loops[KILN_MAX_RANK];
     LLVMValueRef xo = cg_i64(c, 0), yo = cg_i64(c, 0);
     for (int a = 0; a < r; a++) {
         LLVMValueRef od = cg_dim(c, n->type.dims[a]);
         LLVMValueRef i = cg_loop_begin(c, &loops[a], cg_i64(c, 0), od, 1);
-        xo = LLVMBuildNSWAdd(c->b, xo, LLVMBuildNSWMul(c->b, i, xstride[n->attrs.list[a]], ""), "");
+        xo = LLVMBuildNSWAdd(c->b, xo, LLVMBuildNSWMul(c->b, i, xstride[perm[a]], ""), "");
         yo = LLVMBuildNSWAdd(c->b, LLVMBuildNSWMul(c->b, yo, od, ""), i, "");
     }
     cg_store(c, cg_load(c, et, xp, xo), yp, yo);
@@ -227,7 +233,7 @@ kiln_status lower_transpose(cg_ctx *c, const ir_node *n, LLVMValueRef out, const
 
 kiln_status lower_one_hot(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     LLVMValueRef rows = cg_numel(c, &n->in[0]->type);
-    LLVMValueRef depth = cg_i64(c, n->attrs.i[0]);
+    LLVMValueRef depth = cg_i64(c, ir_attr_i(n, "depth"));
     LLVMValueRef lp = cg_cast_ptr(c, in[0], c->t_i32), yp = cg_cast_ptr(c, out, c->t_f32);
     cg_loop li, lj;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), rows, 1);

@@ -33,9 +33,11 @@ kiln_status lower_reduce(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     bool ints = x->dtype == IR_I32;
     cg_red kind = n->op == IR_OP_reduce_max ? CG_RED_MAX : CG_RED_SUM;
     bool red[KILN_MAX_RANK] = {0};
-    if (n->attrs.n_list == 0)
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0)
         for (int a = 0; a < x->rank; a++) red[a] = true;
-    for (int i = 0; i < n->attrs.n_list; i++) red[n->attrs.list[i]] = true;
+    for (int i = 0; i < na; i++) red[axes[i]] = true;
     /* Runs of reduced / kept axes. */
     int ng = 0;
     bool gred[KILN_MAX_RANK];
@@ -156,7 +158,7 @@ kiln_status lower_argmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     bool ints = x->dtype == IR_I32;
     LLVMTypeRef et = ints ? c->t_i32 : c->t_f32;
     LLVMValueRef outer, len, inner;
-    split_axis(c, x, (int)n->attrs.i[0], &outer, &len, &inner);
+    split_axis(c, x, (int)ir_attr_i(n, "axis"), &outer, &len, &inner);
     LLVMValueRef xp = cg_cast_ptr(c, in[0], et), op = cg_cast_ptr(c, out, c->t_i32);
     cg_loop la, lc, lj;
     LLVMValueRef a = cg_loop_begin(c, &la, cg_i64(c, 0), outer, 1);
@@ -220,7 +222,7 @@ static LLVMValueRef body_exp_shift(cg_ctx *c, void *vctx, LLVMValueRef idx, int 
 kiln_status lower_softmax(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     const ir_type *x = &n->in[0]->type;
     bool logp = n->op == IR_OP_log_softmax;
-    int axis = (int)n->attrs.i[0];
+    int axis = (int)ir_attr_i(n, "axis");
     LLVMValueRef outer, len, inner;
     split_axis(c, x, axis, &outer, &len, &inner);
     LLVMValueRef xp = cg_cast_ptr(c, in[0], c->t_f32), yp = cg_cast_ptr(c, out, c->t_f32);
@@ -286,11 +288,13 @@ kiln_status lower_numel(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLV
     (void)in;
     const ir_type *x = &n->in[0]->type;
     LLVMValueRef cnt = cg_i64(c, 1);
-    if (n->attrs.n_list == 0) {
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0) {
         cnt = cg_numel(c, x);
     } else {
-        for (int i = 0; i < n->attrs.n_list; i++)
-            cnt = LLVMBuildNSWMul(c->b, cnt, cg_dim(c, x->dims[n->attrs.list[i]]), "");
+        for (int i = 0; i < na; i++)
+            cnt = LLVMBuildNSWMul(c->b, cnt, cg_dim(c, x->dims[axes[i]]), "");
     }
     cg_store(c, LLVMBuildSIToFP(c->b, cnt, c->t_f32, ""), cg_cast_ptr(c, out, c->t_f32),
              cg_i64(c, 0));

@@ -182,18 +182,3 @@ LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky) {
         leaky ? LLVMBuildFMul(c->b, cg_fc(c, ty, (float)alpha), x, "") : cg_fc(c, ty, 0.0);
     return fsel(c, neg, lo, x);
 }
-
-LLVMValueRef cg_activation(cg_ctx *c, int act, double alpha, LLVMValueRef x) {
-    switch (act) {
-    case KILN_ACT_RELU:
-        return cg_relu(c, x, 0, false);
-    case KILN_ACT_LEAKY_RELU:
-        return cg_relu(c, x, alpha, true);
-    case KILN_ACT_SIGMOID:
-        return cg_sigmoid(c, x);
-    case KILN_ACT_TANH:
-        return cg_tanh(c, x);
-    default:
-        return x;
-    }
-}

@@ -30,8 +30,8 @@ typedef struct lowering {
 } lowering;
 
 static const lowering g_lowerings[IR_NUM_OPCODES] = {
-#define EW(name, ar, kd, at, inf, sc, gr, lw) [IR_OP_##name] = {.scalar = lw},
-#define OP(name, ar, kd, at, inf, ke, gr, lw) [IR_OP_##name] = {.node = lw},
+#define EW(name, ar, kd, fa, at, inf, sc, gr, lw) [IR_OP_##name] = {.scalar = lw},
+#define OP(name, ar, kd, fa, at, inf, ke, gr, lw, ws) [IR_OP_##name] = {.node = lw},
 #include "ir/ops.def"
 #undef EW
 #undef OP

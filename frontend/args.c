@@ -135,10 +135,13 @@ kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *ac
             c, KILN_ERR_INVALID, e->line, e->col, "unknown activation '%s'%s", e->name,
             fe_did_you_mean(e->name, g_acts, (int)KILN_ARRAY_LEN(g_acts), sug, sizeof sug));
     *act = (kiln_activation)a;
+    /* Arguments: the activation op's alpha, when it has one (leaky_relu). */
+    int op = a == KILN_ACT_NONE ? -1 : ir_op_lookup(kiln_activation_name(*act));
+    bool has_alpha = op >= 0 && ir_op_attr(op, "alpha");
     static const fe_param slope[] = {{"alpha", NULL, false}};
     const fe_expr *v[1];
-    kiln_status st = fe_bind(c, e, slope, a == KILN_ACT_LEAKY_RELU ? 1 : 0, v);
-    if (!st && a == KILN_ACT_LEAKY_RELU && v[0])
+    kiln_status st = fe_bind(c, e, slope, has_alpha ? 1 : 0, v);
+    if (!st && has_alpha && v[0])
         st = fe_get_float(c, v[0], "alpha", IR_R_NONNEGATIVE, alpha);
     return st;
 }

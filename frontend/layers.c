@@ -78,27 +78,17 @@ static ir_global *add_param(ir_builder *b, const char *layer, const char *what, 
     return g;
 }
 
-/* The op of an activation on x (KILN_ACT_NONE: x itself). NULL on error. */
+/* The op of an activation on x (KILN_ACT_NONE: x itself), found in the op
+ * table by the activation's name; alpha and axis go to the op's attributes
+ * of those names, if it has them. NULL on error. */
 static ir_node *activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha,
                               int axis) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    switch (act) {
-    case KILN_ACT_RELU:
-        return ir_b_un(b, IR_OP_relu, x);
-    case KILN_ACT_SIGMOID:
-        return ir_b_un(b, IR_OP_sigmoid, x);
-    case KILN_ACT_TANH:
-        return ir_b_un(b, IR_OP_tanh, x);
-    case KILN_ACT_LEAKY_RELU:
-        a.f[0] = alpha;
-        return ir_b_op(b, IR_OP_leaky_relu, 1, &x, &a);
-    case KILN_ACT_SOFTMAX:
-        a.i[0] = axis;
-        return ir_b_op(b, IR_OP_softmax, 1, &x, &a);
-    default:
-        return x;
-    }
+    int op = act == KILN_ACT_NONE ? -1 : ir_op_lookup(kiln_activation_name(act));
+    if (op < 0) return x;
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_f(&a, "alpha", alpha);
+    ir_attrs_set_i(&a, "axis", axis);
+    return ir_b_op(b, op, 1, &x, &a);
 }
 
 fe_dense fe_dense_defaults(int64_t units) {

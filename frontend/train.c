@@ -147,11 +147,9 @@ kiln_status fe_loss_stmt(fe_build *c, const fe_stmt *s) {
 
 /* Keras' 'accuracy' for this loss and these labels, as a mean of hits. */
 static ir_node *accuracy(ir_builder *b, int loss_op, ir_node *p, ir_node *y) {
-    ir_attrs last, to_f32;
-    memset(&last, 0, sizeof last);
-    memset(&to_f32, 0, sizeof to_f32);
-    last.i[0] = -1;
-    to_f32.i[0] = IR_F32;
+    ir_attrs last = ir_attrs_default(IR_OP_argmax), to_f32 = ir_attrs_default(IR_OP_cast);
+    ir_attrs_set_i(&last, "axis", -1);
+    ir_attrs_set_i(&to_f32, "dtype", IR_F32);
     /* One statement per node: C leaves the order of arguments open. */
     ir_node *pc, *yc;
     bool binary = loss_op == IR_OP_binary_crossentropy ||

@@ -50,12 +50,10 @@ ir_node *ir_b_bin(ir_builder *b, int op, ir_node *x, ir_node *y) {
 }
 
 ir_node *ir_b_const(ir_builder *b, ir_dtype dt, double v, int rank, const int64_t *dims) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.f[0] = v;
-    a.i[0] = dt;
-    a.n_list = (int8_t)rank;
-    for (int i = 0; i < rank; i++) a.list[i] = dims[i];
+    ir_attrs a = ir_attrs_default(IR_OP_constant);
+    ir_attrs_set_f(&a, "value", v);
+    ir_attrs_set_i(&a, "dtype", dt);
+    ir_attrs_set_ints(&a, "shape", rank, dims);
     return ir_b_op(b, IR_OP_constant, 0, NULL, &a);
 }
 
@@ -63,39 +61,34 @@ ir_node *ir_b_scalar(ir_builder *b, double v) { return ir_b_const(b, IR_F32, v, 
 
 ir_node *ir_b_reduce(ir_builder *b, int op, ir_node *x, int naxes, const int64_t *axes,
                      bool keepdims) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.n_list = (int8_t)naxes;
-    for (int i = 0; i < naxes; i++) a.list[i] = axes[i];
-    a.i[0] = keepdims;
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "axes", naxes, axes);
+    ir_attrs_set_i(&a, "keepdims", keepdims);
     return ir_b_op(b, op, 1, &x, &a);
 }
 
-static ir_attrs shape_attrs(const ir_type *t) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.n_list = t->rank;
-    for (int i = 0; i < t->rank; i++) a.list[i] = t->dims[i];
+static ir_attrs shape_attrs(int op, const ir_type *t) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "shape", t->rank, t->dims);
     return a;
 }
 
 ir_node *ir_b_reshape(ir_builder *b, ir_node *x, const ir_type *like) {
     if (x && ir_type_eq(&x->type, like)) return x;
-    ir_attrs a = shape_attrs(like);
+    ir_attrs a = shape_attrs(IR_OP_reshape, like);
     return ir_b_op(b, IR_OP_reshape, 1, &x, &a);
 }
 
 ir_node *ir_b_broadcast_to(ir_builder *b, ir_node *x, const ir_type *like) {
     if (x && x->type.rank == like->rank && ir_type_eq(&x->type, like)) return x;
-    ir_attrs a = shape_attrs(like);
+    ir_attrs a = shape_attrs(IR_OP_broadcast_to, like);
     return ir_b_op(b, IR_OP_broadcast_to, 1, &x, &a);
 }
 
 ir_node *ir_b_matmul(ir_builder *b, ir_node *x, ir_node *y, bool ta, bool tb) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.i[0] = ta;
-    a.i[1] = tb;
+    ir_attrs a = ir_attrs_default(IR_OP_matmul);
+    ir_attrs_set_i(&a, "transpose_a", ta);
+    ir_attrs_set_i(&a, "transpose_b", tb);
     ir_node *in[2] = {x, y};
     return ir_b_op(b, IR_OP_matmul, 2, in, &a);
 }
@@ -267,66 +260,65 @@ kiln_value kiln_select(kiln_func *f, kiln_value c, kiln_value a, kiln_value b) {
     return build(f, IR_OP_select, 3, v, NULL);
 }
 
-static ir_attrs attrs_i(int64_t i0, int64_t i1) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.i[0] = i0;
-    a.i[1] = i1;
+/* op's default attributes with `name` set to v (a number of any kind). */
+static ir_attrs attrs_with(int op, const char *name, double v) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_f(&a, name, v);
     return a;
 }
 
 kiln_value kiln_matmul(kiln_func *f, kiln_value a, kiln_value b, int ta, int tb) {
     kiln_value v[2] = {a, b};
-    ir_attrs at = attrs_i(ta != 0, tb != 0);
+    ir_attrs at = attrs_with(IR_OP_matmul, "transpose_a", ta != 0);
+    ir_attrs_set_i(&at, "transpose_b", tb != 0);
     return build(f, IR_OP_matmul, 2, v, &at);
 }
 
 kiln_value kiln_pow(kiln_func *f, kiln_value x, double e) {
-    ir_attrs a = attrs_i(0, 0);
-    a.f[0] = e;
+    ir_attrs a = attrs_with(IR_OP_pow, "exponent", e);
     return build(f, IR_OP_pow, 1, &x, &a);
 }
 
 kiln_value kiln_leaky_relu(kiln_func *f, kiln_value x, double alpha) {
-    ir_attrs a = attrs_i(0, 0);
-    a.f[0] = alpha;
+    ir_attrs a = attrs_with(IR_OP_leaky_relu, "alpha", alpha);
     return build(f, IR_OP_leaky_relu, 1, &x, &a);
 }
 
 kiln_value kiln_cast(kiln_func *f, kiln_value x, kiln_dtype to) {
-    ir_attrs a = attrs_i(to, 0);
+    ir_attrs a = ir_attrs_default(IR_OP_cast);
+    ir_attrs_set_i(&a, "dtype", to);
     return build(f, IR_OP_cast, 1, &x, &a);
 }
 
 kiln_value kiln_softmax(kiln_func *f, kiln_value x, int axis) {
-    ir_attrs a = attrs_i(axis, 0);
+    ir_attrs a = attrs_with(IR_OP_softmax, "axis", axis);
     return build(f, IR_OP_softmax, 1, &x, &a);
 }
 
 kiln_value kiln_log_softmax(kiln_func *f, kiln_value x, int axis) {
-    ir_attrs a = attrs_i(axis, 0);
+    ir_attrs a = attrs_with(IR_OP_log_softmax, "axis", axis);
     return build(f, IR_OP_log_softmax, 1, &x, &a);
 }
 
 kiln_value kiln_argmax(kiln_func *f, kiln_value x, int axis) {
-    ir_attrs a = attrs_i(axis, 0);
+    ir_attrs a = attrs_with(IR_OP_argmax, "axis", axis);
     return build(f, IR_OP_argmax, 1, &x, &a);
 }
 
 kiln_value kiln_one_hot(kiln_func *f, kiln_value labels, int depth) {
-    ir_attrs a = attrs_i(depth, 0);
+    ir_attrs a = attrs_with(IR_OP_one_hot, "depth", depth);
     return build(f, IR_OP_one_hot, 1, &labels, &a);
 }
 
-static kiln_value with_list(kiln_func *f, int op, kiln_value x, int n, const int64_t *list,
-                            int64_t i0) {
+/* An op with one list attribute `name` (and keepdims, for reductions). */
+static kiln_value with_list(kiln_func *f, int op, kiln_value x, const char *name, int n,
+                            const int64_t *list, int64_t keepdims) {
     if (n < 0 || n > KILN_MAX_RANK || (n && !list)) {
         if (f && !f->error) f->error = "kiln: error: too many axes or dimensions";
         return bad();
     }
-    ir_attrs a = attrs_i(i0, 0);
-    a.n_list = (int8_t)n;
-    for (int i = 0; i < n; i++) a.list[i] = list[i];
+    ir_attrs a = attrs_with(op, "keepdims", (double)keepdims);
+    ir_attrs_set_ints(&a, name, n, list);
     return build(f, op, 1, &x, &a);
 }
 
@@ -334,7 +326,7 @@ static kiln_value reduce(kiln_func *f, int op, kiln_value x, int naxes, const in
                          int keepdims) {
     int64_t l[KILN_MAX_RANK];
     for (int i = 0; i < naxes && i < KILN_MAX_RANK; i++) l[i] = axes[i];
-    return with_list(f, op, x, naxes, l, keepdims != 0);
+    return with_list(f, op, x, "axes", naxes, l, keepdims != 0);
 }
 
 kiln_value kiln_reduce_sum(kiln_func *f, kiln_value x, int n, const int *ax, int keep) {
@@ -351,26 +343,25 @@ kiln_value kiln_numel(kiln_func *f, kiln_value x, int n, const int *ax) {
 }
 
 kiln_value kiln_reshape(kiln_func *f, kiln_value x, int rank, const int64_t *dims) {
-    return with_list(f, IR_OP_reshape, x, rank, dims, 0);
+    return with_list(f, IR_OP_reshape, x, "shape", rank, dims, 0);
 }
 
 kiln_value kiln_broadcast_to(kiln_func *f, kiln_value x, int rank, const int64_t *dims) {
-    return with_list(f, IR_OP_broadcast_to, x, rank, dims, 0);
+    return with_list(f, IR_OP_broadcast_to, x, "shape", rank, dims, 0);
 }
 
 kiln_value kiln_transpose(kiln_func *f, kiln_value x, int rank, const int *perm) {
     int64_t l[KILN_MAX_RANK];
     for (int i = 0; i < rank && i < KILN_MAX_RANK; i++) l[i] = perm[i];
-    return with_list(f, IR_OP_transpose, x, rank, l, 0);
+    return with_list(f, IR_OP_transpose, x, "perm", rank, l, 0);
 }
 
 kiln_value kiln_constant(kiln_func *f, kiln_dtype dt, double value, int rank,
                          const int64_t *dims) {
     kiln_value none = {0};
     if (rank < 0 || rank > KILN_MAX_RANK || (rank && !dims)) return bad();
-    ir_attrs a = attrs_i(dt, 0);
-    a.f[0] = value;
-    a.n_list = (int8_t)rank;
-    for (int i = 0; i < rank; i++) a.list[i] = dims[i];
+    ir_attrs a = attrs_with(IR_OP_constant, "value", value);
+    ir_attrs_set_i(&a, "dtype", dt);
+    ir_attrs_set_ints(&a, "shape", rank, dims);
     return build(f, IR_OP_constant, 0, &none, &a);
 }

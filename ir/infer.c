@@ -81,7 +81,7 @@ kiln_status infer_unary_f32(ir_node *n, kiln_diag *d) {
 kiln_status infer_cast(ir_node *n, kiln_diag *d) {
     kiln_status st = need_not_void(n, d);
     if (st) return st;
-    int64_t to = n->attrs.i[0];
+    int64_t to = ir_attr_i(n, "dtype");
     if (to != IR_F32 && to != IR_I32)
         return ir_error(d, KILN_ERR_INVALID, n->loc, "cast: unknown dtype %lld", (long long)to);
     n->type = *ty(n, 0);
@@ -144,7 +144,9 @@ kiln_status infer_select(ir_node *n, kiln_diag *d) {
 kiln_status infer_broadcast_to(ir_node *n, kiln_diag *d) {
     kiln_status st = need_not_void(n, d);
     if (st) return st;
-    ir_type target = ir_type_make((ir_dtype)ty(n, 0)->dtype, n->attrs.n_list, n->attrs.list);
+    const int64_t *shape;
+    int rank = ir_attr_ints(n, "shape", &shape);
+    ir_type target = ir_type_make((ir_dtype)ty(n, 0)->dtype, rank, shape);
     if ((st = check_shape_list(n, d, target.rank, target.dims))) return st;
     ir_type r;
     if (ir_broadcast_shapes(ty(n, 0), &target, &r) || !ir_type_eq(&r, &target))
@@ -154,11 +156,13 @@ kiln_status infer_broadcast_to(ir_node *n, kiln_diag *d) {
 }
 
 kiln_status infer_constant(ir_node *n, kiln_diag *d) {
-    int64_t dt = n->attrs.i[0];
+    int64_t dt = ir_attr_i(n, "dtype");
     if (dt != IR_F32 && dt != IR_I32)
         return ir_error(d, KILN_ERR_INVALID, n->loc, "constant: unknown dtype %lld",
                         (long long)dt);
-    return set_type(n, d, (ir_dtype)dt, n->attrs.n_list, n->attrs.list);
+    const int64_t *shape;
+    int rank = ir_attr_ints(n, "shape", &shape);
+    return set_type(n, d, (ir_dtype)dt, rank, shape);
 }
 
 /* ---- reductions ---- */
@@ -166,11 +170,12 @@ kiln_status infer_constant(ir_node *n, kiln_diag *d) {
 /* Normalizes, sorts and de-duplicates the axes list of n against `rank`. */
 static kiln_status norm_axes(ir_node *n, kiln_diag *d, int rank) {
     int64_t seen[KILN_MAX_RANK] = {0};
-    for (int i = 0; i < n->attrs.n_list; i++) {
-        int64_t a = n->attrs.list[i];
+    ir_attr *axes = ir_attr_mut(n, "axes");
+    for (int i = 0; i < axes->n; i++) {
+        int64_t a = axes->v.ints[i];
         if (!ir_norm_axis(&a, rank))
             return ir_error(d, KILN_ERR_SHAPE, n->loc, "%s: axis %lld is out of range for rank %d",
-                            op_name(n), (long long)n->attrs.list[i], rank);
+                            op_name(n), (long long)axes->v.ints[i], rank);
         if (seen[a])
             return ir_error(d, KILN_ERR_SHAPE, n->loc, "%s: axis %lld is repeated", op_name(n),
                             (long long)a);
@@ -178,8 +183,8 @@ static kiln_status norm_axes(ir_node *n, kiln_diag *d, int rank) {
     }
     int k = 0;
     for (int a = 0; a < rank; a++)
-        if (seen[a]) n->attrs.list[k++] = a;
-    n->attrs.n_list = (int8_t)k;
+        if (seen[a]) axes->v.ints[k++] = a;
+    axes->n = (int8_t)k;
     return KILN_OK;
 }
 
@@ -190,15 +195,18 @@ kiln_status infer_reduce(ir_node *n, kiln_diag *d) {
     if (n->op == IR_OP_reduce_mean && (st = need_f32(n, 0, d))) return st;
     if ((st = norm_axes(n, d, x->rank))) return st;
     bool red[KILN_MAX_RANK] = {0};
-    if (n->attrs.n_list == 0)
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0)
         for (int a = 0; a < x->rank; a++) red[a] = true;
-    for (int i = 0; i < n->attrs.n_list; i++) red[n->attrs.list[i]] = true;
+    for (int i = 0; i < na; i++) red[axes[i]] = true;
+    bool keepdims = ir_attr_i(n, "keepdims");
     int64_t dims[KILN_MAX_RANK];
     int r = 0;
     for (int a = 0; a < x->rank; a++) {
         if (!red[a])
             dims[r++] = x->dims[a];
-        else if (n->attrs.i[0]) /* keepdims */
+        else if (keepdims)
             dims[r++] = 1;
     }
     n->type = ir_type_make((ir_dtype)x->dtype, r, dims);
@@ -210,13 +218,14 @@ kiln_status infer_argmax(ir_node *n, kiln_diag *d) {
     if (st) return st;
     const ir_type *x = ty(n, 0);
     if (x->rank == 0) return err1(n, d, "needs at least one axis, got", x);
-    if (!ir_norm_axis(&n->attrs.i[0], x->rank))
+    int64_t *axis = &ir_attr_mut(n, "axis")->v.i;
+    if (!ir_norm_axis(axis, x->rank))
         return ir_error(d, KILN_ERR_SHAPE, n->loc, "argmax: axis %lld is out of range for rank %d",
-                        (long long)n->attrs.i[0], x->rank);
+                        (long long)*axis, x->rank);
     int64_t dims[KILN_MAX_RANK];
     int r = 0;
     for (int a = 0; a < x->rank; a++)
-        if (a != n->attrs.i[0]) dims[r++] = x->dims[a];
+        if (a != *axis) dims[r++] = x->dims[a];
     n->type = ir_type_make(IR_I32, r, dims);
     return KILN_OK;
 }
@@ -226,9 +235,10 @@ kiln_status infer_softmax(ir_node *n, kiln_diag *d) {
     if (st || (st = need_f32(n, 0, d))) return st;
     const ir_type *x = ty(n, 0);
     if (x->rank == 0) return err1(n, d, "needs at least one axis, got", x);
-    if (!ir_norm_axis(&n->attrs.i[0], x->rank))
+    int64_t *axis = &ir_attr_mut(n, "axis")->v.i;
+    if (!ir_norm_axis(axis, x->rank))
         return ir_error(d, KILN_ERR_SHAPE, n->loc, "%s: axis %lld is out of range for rank %d",
-                        op_name(n), (long long)n->attrs.i[0], x->rank);
+                        op_name(n), (long long)*axis, x->rank);
     n->type = *x;
     return KILN_OK;
 }
@@ -249,7 +259,7 @@ kiln_status infer_matmul(ir_node *n, kiln_diag *d) {
     if (a->rank != 2 || b->rank != 2) return err2(n, d, "operands must be matrices", a, b);
     if (a->dtype != IR_F32 || b->dtype != IR_F32)
         return err2(n, d, "operands must be f32", a, b);
-    bool ta = n->attrs.i[0] != 0, tb = n->attrs.i[1] != 0;
+    bool ta = ir_attr_i(n, "transpose_a") != 0, tb = ir_attr_i(n, "transpose_b") != 0;
     int64_t m = a->dims[ta ? 1 : 0], ka = a->dims[ta ? 0 : 1];
     int64_t kb = b->dims[tb ? 1 : 0], nn = b->dims[tb ? 0 : 1];
     if (ka != kb) return err2(n, d, "inner dimensions differ", a, b);
@@ -263,7 +273,9 @@ kiln_status infer_reshape(ir_node *n, kiln_diag *d) {
     kiln_status st = need_not_void(n, d);
     if (st) return st;
     const ir_type *x = ty(n, 0);
-    ir_type t = ir_type_make((ir_dtype)x->dtype, n->attrs.n_list, n->attrs.list);
+    const int64_t *shape;
+    int rank = ir_attr_ints(n, "shape", &shape);
+    ir_type t = ir_type_make((ir_dtype)x->dtype, rank, shape);
     if ((st = check_shape_list(n, d, t.rank, t.dims))) return st;
     bool xb = ir_type_batch_axis(x) >= 0, tb = ir_type_batch_axis(&t) >= 0;
     if (xb != tb || ir_type_static_numel(x) != ir_type_static_numel(&t))
@@ -276,24 +288,25 @@ kiln_status infer_transpose(ir_node *n, kiln_diag *d) {
     kiln_status st = need_not_void(n, d);
     if (st) return st;
     const ir_type *x = ty(n, 0);
-    if (n->attrs.n_list == 0 && x->rank == 2) { /* default: swap a matrix */
-        n->attrs.n_list = 2;
-        n->attrs.list[0] = 1;
-        n->attrs.list[1] = 0;
+    ir_attr *perm = ir_attr_mut(n, "perm");
+    if (perm->n == 0 && x->rank == 2) { /* default: swap a matrix */
+        perm->n = 2;
+        perm->v.ints[0] = 1;
+        perm->v.ints[1] = 0;
     }
-    if (n->attrs.n_list != x->rank)
+    if (perm->n != x->rank)
         return ir_error(d, KILN_ERR_SHAPE, n->loc,
-                        "transpose: permutation has %d axes, operand %s has %d", n->attrs.n_list,
+                        "transpose: permutation has %d axes, operand %s has %d", perm->n,
                         ir_dtype_name((ir_dtype)x->dtype), x->rank);
     bool seen[KILN_MAX_RANK] = {0};
     int64_t dims[KILN_MAX_RANK];
     for (int i = 0; i < x->rank; i++) {
-        int64_t p = n->attrs.list[i];
+        int64_t p = perm->v.ints[i];
         if (!ir_norm_axis(&p, x->rank) || seen[p])
             return ir_error(d, KILN_ERR_SHAPE, n->loc, "transpose: not a permutation of %d axes",
                             x->rank);
         seen[p] = true;
-        n->attrs.list[i] = p;
+        perm->v.ints[i] = p;
         dims[i] = x->dims[p];
     }
     n->type = ir_type_make((ir_dtype)x->dtype, x->rank, dims);
@@ -306,7 +319,7 @@ kiln_status infer_one_hot(ir_node *n, kiln_diag *d) {
     const ir_type *x = ty(n, 0);
     if (x->dtype != IR_I32) return err1(n, d, "expects i32 class indices, got", x);
     if (x->rank >= KILN_MAX_RANK) return err1(n, d, "operand rank too large", x);
-    int64_t depth = n->attrs.i[0];
+    int64_t depth = ir_attr_i(n, "depth");
     if (depth <= 0 || depth > IR_MAX_DIM)
         return ir_error(d, KILN_ERR_SHAPE, n->loc, "one_hot: depth %lld is out of range",
                         (long long)depth);
@@ -359,11 +372,11 @@ kiln_status infer_dense(ir_node *n, kiln_diag *d) {
     if (x->dims[1] != w->dims[0]) return err2(n, d, "inner dimensions differ", x, w);
     if (b->rank != 1 || b->dtype != IR_F32 || b->dims[0] != w->dims[1])
         return err2(n, d, "bias does not match the kernel", b, w);
-    int64_t act = n->attrs.i[0];
-    if (act < 0 || act >= KILN_ACT_COUNT || act == KILN_ACT_SOFTMAX)
+    int64_t act = ir_attr_i(n, "activation");
+    if (act != 0 && !ir_op_has((int)act, IR_FACT_ACT))
         return ir_error(d, KILN_ERR_INVALID, n->loc,
                         "dense: activation '%s' cannot be fused into dense",
-                        kiln_activation_name((kiln_activation)act));
+                        ir_attr_op_name(act));
     if (x->dims[0] == KILN_BATCH && w->dims[1] == KILN_BATCH)
         return err2(n, d, "result would have two batch dimensions", x, w);
     int64_t dims[2] = {x->dims[0], w->dims[1]};

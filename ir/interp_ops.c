@@ -36,12 +36,12 @@ ir_scalar s_exp(const ir_node *n, const ir_scalar *x) { return sf(expf(F(0))); }
 ir_scalar s_log(const ir_node *n, const ir_scalar *x) { return sf(logf(F(0))); }
 ir_scalar s_sqrt(const ir_node *n, const ir_scalar *x) { return sf(sqrtf(F(0))); }
 ir_scalar s_pow(const ir_node *n, const ir_scalar *x) {
-    return sf(powf(F(0), (float)n->attrs.f[0]));
+    return sf(powf(F(0), (float)ir_attr_f(n, "exponent")));
 }
 /* NaN passes through relu (so a diverging loss is seen); relu(-0) = -0. */
 ir_scalar s_relu(const ir_node *n, const ir_scalar *x) { return sf(F(0) < 0.0f ? 0.0f : F(0)); }
 ir_scalar s_leaky_relu(const ir_node *n, const ir_scalar *x) {
-    return sf(F(0) < 0.0f ? (float)n->attrs.f[0] * F(0) : F(0));
+    return sf(F(0) < 0.0f ? (float)ir_attr_f(n, "alpha") * F(0) : F(0));
 }
 ir_scalar s_sigmoid(const ir_node *n, const ir_scalar *x) {
     return sf(1.0f / (1.0f + expf(-F(0))));
@@ -88,7 +88,7 @@ ir_scalar s_select(const ir_node *n, const ir_scalar *x) { return I(0) ? x[1] : 
 ir_scalar s_copy(const ir_node *n, const ir_scalar *x) { return x[0]; }
 ir_scalar s_constant(const ir_node *n, const ir_scalar *x) {
     (void)x;
-    return n->type.dtype == IR_I32 ? si((int32_t)n->attrs.f[0]) : sf((float)n->attrs.f[0]);
+    return n->type.dtype == IR_I32 ? si((int32_t)ir_attr_f(n, "value")) : sf((float)ir_attr_f(n, "value"));
 }
 
 /* ------------------------------------------------------------ reductions */
@@ -107,9 +107,11 @@ static void reducer_init(reducer *r, const ir_node *n, const ir_type *x) {
     memset(r, 0, sizeof *r);
     r->rank = x->rank;
     bool red[KILN_MAX_RANK] = {0};
-    if (n->attrs.n_list == 0)
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0)
         for (int a = 0; a < x->rank; a++) red[a] = true;
-    for (int i = 0; i < n->attrs.n_list; i++) red[n->attrs.list[i]] = true;
+    for (int i = 0; i < na; i++) red[axes[i]] = true;
     int64_t s = 1;
     for (int a = x->rank - 1; a >= 0; a--) {
         r->dims[a] = x->dims[a];
@@ -198,7 +200,7 @@ static void split_axis(const ir_type *t, int axis, int64_t *outer, int64_t *len,
 
 kiln_status k_argmax(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     int64_t outer, len, inner;
-    split_axis(&in->type, (int)n->attrs.i[0], &outer, &len, &inner);
+    split_axis(&in->type, (int)ir_attr_i(n, "axis"), &outer, &len, &inner);
     bool ints = in->type.dtype == IR_I32;
     int32_t *o = out->data;
     for (int64_t a = 0; a < outer; a++)
@@ -217,7 +219,7 @@ kiln_status k_argmax(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_t
 
 static kiln_status softmax_impl(const ir_node *n, ir_tensor *out, const ir_tensor *in, bool logp) {
     int64_t outer, len, inner;
-    split_axis(&in->type, (int)n->attrs.i[0], &outer, &len, &inner);
+    split_axis(&in->type, (int)ir_attr_i(n, "axis"), &outer, &len, &inner);
     const float *x = in->data;
     float *y = out->data;
     for (int64_t a = 0; a < outer; a++)
@@ -247,10 +249,12 @@ kiln_status k_log_softmax(ir_interp *ip, const ir_node *n, ir_tensor *out, const
 
 kiln_status k_numel(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     double c = 1;
-    if (n->attrs.n_list == 0)
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0)
         c = (double)ir_type_numel(&in->type, 1);
     else
-        for (int i = 0; i < n->attrs.n_list; i++) c *= (double)in->type.dims[n->attrs.list[i]];
+        for (int i = 0; i < na; i++) c *= (double)in->type.dims[axes[i]];
     *(float *)out->data = (float)c;
     return KILN_OK;
 }
@@ -273,7 +277,7 @@ static void gemm(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, const float
 }
 
 kiln_status k_matmul(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
-    bool ta = n->attrs.i[0], tb = n->attrs.i[1];
+    bool ta = ir_attr_i(n, "transpose_a"), tb = ir_attr_i(n, "transpose_b");
     int64_t m = out->type.dims[0], nn = out->type.dims[1];
     int64_t k = in[0].type.dims[ta ? 0 : 1];
     gemm(ta, tb, m, nn, k, in[0].data, in[1].data, out->data);
@@ -293,12 +297,14 @@ kiln_status k_transpose(ir_interp *ip, const ir_node *n, ir_tensor *out, const i
         xstride[a] = s;
         s *= x->dims[a];
     }
+    const int64_t *perm;
+    ir_attr_ints(n, "perm", &perm);
     int64_t total = ir_type_numel(&out->type, 1), idx[KILN_MAX_RANK] = {0};
     const uint32_t *src = in->data;
     uint32_t *dst = out->data;
     for (int64_t e = 0; e < total; e++) {
         int64_t off = 0;
-        for (int a = 0; a < r; a++) off += idx[a] * xstride[n->attrs.list[a]];
+        for (int a = 0; a < r; a++) off += idx[a] * xstride[perm[a]];
         dst[e] = src[off];
         for (int a = r - 1; a >= 0; a--) {
             if (++idx[a] < out->type.dims[a]) break;
@@ -309,7 +315,7 @@ kiln_status k_transpose(ir_interp *ip, const ir_node *n, ir_tensor *out, const i
 }
 
 kiln_status k_one_hot(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
-    int64_t depth = n->attrs.i[0], rows = ir_type_numel(&in->type, 1);
+    int64_t depth = ir_attr_i(n, "depth"), rows = ir_type_numel(&in->type, 1);
     const int32_t *lab = in->data;
     float *o = out->data;
     memset(o, 0, sizeof(float) * (size_t)(rows * depth));
@@ -415,25 +421,20 @@ kiln_status k_nll(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tens
 
 /* ------------------------------------------------------------- fused ops */
 
-static float activate(int act, float alpha, float v) {
-    switch (act) {
-    case KILN_ACT_RELU: return v < 0.0f ? 0.0f : v;
-    case KILN_ACT_LEAKY_RELU: return v < 0.0f ? alpha * v : v;
-    case KILN_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case KILN_ACT_TANH: return tanhf(v);
-    default: return v;
-    }
-}
-
+/* y = act(x . kernel + bias): the activation is an op (IR_FACT_ACT) whose
+ * scalar kernel runs on each element, with dense's attributes (alpha). */
 kiln_status k_dense(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     int64_t m = out->type.dims[0], nn = out->type.dims[1], k = in[0].type.dims[1];
     float *y = out->data;
     const float *b = in[2].data;
     gemm(false, false, m, nn, k, in[0].data, in[1].data, y);
-    int act = (int)n->attrs.i[0];
-    float alpha = (float)n->attrs.f[0];
+    int act = (int)ir_attr_i(n, "activation");
+    ir_scalar_fn f = act ? ir_op(act)->scalar : NULL;
     for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < nn; j++) y[i * nn + j] = activate(act, alpha, y[i * nn + j] + b[j]);
+        for (int64_t j = 0; j < nn; j++) {
+            ir_scalar v = {.f = y[i * nn + j] + b[j]};
+            y[i * nn + j] = f ? f(n, &v).f : v.f;
+        }
     return KILN_OK;
 }
 

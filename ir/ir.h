@@ -52,34 +52,59 @@ void ir_sb_type(ir_sb *sb, const ir_type *t);
 ir_type ir_type_bind(const ir_type *t, int64_t batch);
 
 /* ------------------------------------------------------------------ attrs
- * Every op's attributes fit in this struct; the op's schema (a string in
- * ops.def, e.g. "transpose_a:b transpose_b:b") names them and says which slot
- * holds each: integers, bools, dtypes and enums fill i[] in order, floats
- * fill f[], and the op's one list attribute (axes, shape) fills list[]. */
-typedef struct ir_attrs {
-    int64_t i[3];
-    double f[2];
-    int8_t n_list;
-    int64_t list[KILN_MAX_RANK];
-} ir_attrs;
-
+ * An op's attributes are named and typed by its schema, a string in its
+ * ops.def row, e.g. "strides:ints=[1,1] padding:enum(valid,same)=valid
+ * activation:op=none alpha:float=0". Each entry is "name:kind[=default]";
+ * kinds: int, float, bool, enum(a,b,...), ints, floats, shape (ints with
+ * '?'), dtype (f32|i32), op (an op name, or none). A missing default is 0,
+ * false, the first enum name, an empty list or none.
+ *
+ * A node holds one value per schema entry, in schema order (defaults
+ * filled in when the node is built); code reads them by name through the
+ * accessors below, which resolve the name against the node's op. */
 typedef enum ir_attr_kind {
-    IR_ATTR_BOOL = 'b',
-    IR_ATTR_INT = 'i',
-    IR_ATTR_FLOAT = 'f',
-    IR_ATTR_AXES = 'a',  /* list of axes: [0, 1] */
-    IR_ATTR_SHAPE = 's', /* list of dims, '?' allowed: [?, 784] */
-    IR_ATTR_DTYPE = 't', /* f32 | i32 */
-    IR_ATTR_ACT = 'e'    /* kiln_activation by name */
+    IR_AK_INT,
+    IR_AK_FLOAT,
+    IR_AK_BOOL,
+    IR_AK_ENUM,   /* value: index into the schema's names */
+    IR_AK_INTS,   /* list of ints */
+    IR_AK_FLOATS, /* list of floats */
+    IR_AK_SHAPE,  /* list of dims, '?' (KILN_BATCH) allowed */
+    IR_AK_DTYPE,  /* ir_dtype: f32 | i32 */
+    IR_AK_OP      /* an opcode, or 0 for none */
 } ir_attr_kind;
 
+enum { IR_MAX_ATTRS = 6, IR_ATTR_MAX_LIST = KILN_MAX_RANK, IR_ATTR_MAX_ENUM = 8 };
+
+/* One attribute value: scalars in i or f, lists in ints/floats[0..n). */
+typedef struct ir_attr {
+    uint8_t kind; /* ir_attr_kind, as the schema says */
+    int8_t n;     /* list length */
+    union {
+        int64_t i;
+        double f;
+        int64_t ints[IR_ATTR_MAX_LIST];
+        double floats[IR_ATTR_MAX_LIST];
+    } v;
+} ir_attr;
+
+/* The attributes of a node of op `op`: v[k] is schema entry k. */
+typedef struct ir_attrs {
+    uint16_t op;
+    uint8_t n;
+    ir_attr v[IR_MAX_ATTRS];
+} ir_attrs;
+
+/* One schema entry, parsed from ops.def once. */
 typedef struct ir_attr_desc {
     char name[24];
-    char kind; /* ir_attr_kind */
-    int8_t slot;
+    uint8_t kind; /* ir_attr_kind */
+    int8_t n_enum;
+    bool always;    /* no default written: always printed */
+    bool from_type; /* "=@type": the node's dtype or shape (constant) */
+    char enum_names[IR_ATTR_MAX_ENUM][16];
+    ir_attr def; /* the default */
 } ir_attr_desc;
-
-enum { IR_MAX_ATTRS = 4 };
 
 /* ---------------------------------------------------------------- op table */
 
@@ -93,6 +118,22 @@ typedef enum ir_fusion_kind {
     IR_FK_EFFECT,    /* writes a module global (assign) */
     IR_FK_REGION     /* a fused region of elementwise ops */
 } ir_fusion_kind;
+
+/* Facts about an op, the facts column of ops.def (flags, or 0). */
+enum {
+    /* The result may take the buffer of an operand of its own type: element
+     * i of the result depends only on element i of each operand. */
+    IR_FACT_INPLACE = 1 << 0,
+    /* Two operands that may be swapped without changing any result bit. */
+    IR_FACT_COMM = 1 << 1,
+    /* Not elementwise, but the lowering reads all it needs of an operand
+     * (row) before writing over it, so codegen lets the result overlap an
+     * operand without scratch (plan-memory does not seek such sharing). */
+    IR_FACT_READS_FIRST = 1 << 3,
+    /* A one-operand f32 op an op-valued attribute (dense's activation) may
+     * name: the carrier applies its scalar kernel, lowering and gradient. */
+    IR_FACT_ACT = 1 << 2
+};
 
 typedef enum ir_opcode {
     IR_ARG,    /* function argument (not an op of ops.def) */
@@ -134,6 +175,11 @@ typedef kiln_status (*ir_kernel_fn)(ir_interp *ip, const ir_node *n, ir_tensor *
  * element of each operand. */
 typedef ir_scalar (*ir_scalar_fn)(const ir_node *n, const ir_scalar *x);
 
+/* Scratch bytes the lowering of n needs besides its result (the workspace
+ * column of ops.def): *fixed + *per_sample * batch, for plan-memory to place.
+ * A function of the node's types and attributes only. */
+typedef void (*ir_workspace_fn)(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+
 typedef struct ir_op_info {
     const char *name;
     int arity; /* -1: variadic */
@@ -143,6 +189,8 @@ typedef struct ir_op_info {
     ir_kernel_fn kernel; /* tensor ops */
     ir_scalar_fn scalar; /* elementwise and broadcast ops (EW rows) */
     bool is_ew;          /* an EW row: scalar kernel, fusable into regions */
+    ir_workspace_fn workspace; /* OP rows; NULL: the lowering needs none */
+    unsigned facts;      /* IR_FACT_* of the row */
     int n_attrs;
     ir_attr_desc attrs[IR_MAX_ATTRS];
 } ir_op_info;
@@ -154,6 +202,14 @@ const char *ir_op_name(int opcode);
 int ir_op_lookup(const char *name);
 /* Descriptor of attribute `name` of `opcode`, or NULL. */
 const ir_attr_desc *ir_op_attr(int opcode, const char *name);
+/* Index of attribute `name` in opcode's schema, or -1. */
+int ir_op_attr_index(int opcode, const char *name);
+/* The workspace node n's lowering needs (0 and 0 for ops with NOWS). */
+void ir_op_workspace(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+/* Whether `opcode` has one of the facts `fact` (IR_FACT_* flags). */
+bool ir_op_has(int opcode, unsigned fact);
+/* Parses op->attr_schema into op->attrs (ops.c calls it once per row). */
+bool ir_schema_parse(ir_op_info *op);
 
 /* ------------------------------------------------------------ the graph */
 
@@ -178,6 +234,37 @@ struct ir_node {
     int32_t aux;
     void *aux_ptr;
 };
+
+/* ------------------------------------------------- attribute accessors
+ * By name, resolved against the node's op (attrs.c). Reading a name the
+ * op's schema lacks is a programming error: the readers return 0 / none /
+ * an empty list, the setters do nothing (the table tests catch it). */
+const ir_attr *ir_attr_get(const ir_node *n, const char *name);
+/* int, bool, enum index, dtype, or opcode (0: none). */
+int64_t ir_attr_i(const ir_node *n, const char *name);
+double ir_attr_f(const ir_node *n, const char *name);
+/* A list: its length, *v pointing at the values. */
+int ir_attr_ints(const ir_node *n, const char *name, const int64_t **v);
+/* For shape inference, which normalizes attributes (negative axes). */
+ir_attr *ir_attr_mut(ir_node *n, const char *name);
+
+/* The attributes of a new node of `op`, every entry at its default. */
+ir_attrs ir_attrs_default(int op);
+void ir_attrs_set_i(ir_attrs *a, const char *name, int64_t v);
+void ir_attrs_set_f(ir_attrs *a, const char *name, double v);
+void ir_attrs_set_ints(ir_attrs *a, const char *name, int n, const int64_t *v);
+/* The same values, entry by entry; floats bitwise (-0 is not 0). */
+bool ir_attrs_equal(const ir_attrs *a, const ir_attrs *b);
+uint64_t ir_attrs_hash(const ir_attrs *a, uint64_t h);
+/* " {name=value, ...}" for the entries a .kir file shows (nothing when none):
+ * entries at their default are left out, except those the schema declares
+ * without one; entries taken from the type ("=@type") never appear. */
+void ir_sb_attrs(ir_sb *sb, const ir_attrs *a);
+/* An op-valued attribute's text: the op's name, or "none". */
+const char *ir_attr_op_name(int64_t opcode);
+/* Schema checks for the verifier: kinds, list lengths, enum ranges, op
+ * references (which must have IR_FACT_ACT). NULL if fine, else a message. */
+const char *ir_attrs_check(const ir_attrs *a, char *buf, size_t n);
 
 /* The body of a fused region: elementwise nodes in order, reading the
  * region node's operands directly (they are the captured values). */
@@ -425,10 +512,10 @@ kiln_status ir_broadcast_shapes(const ir_type *a, const ir_type *b, ir_type *out
 bool ir_norm_axis(int64_t *axis, int rank);
 
 /* Declarations of every function ops.def names for the ir layer. */
-#define EW(name, arity, kind, attrs, infer, scalar, grad, lower)                                   \
+#define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower)                            \
     kiln_status infer(ir_node *n, kiln_diag *d);                                                   \
     ir_scalar scalar(const ir_node *n, const ir_scalar *x);
-#define OP(name, arity, kind, attrs, infer, kernel, grad, lower)                                   \
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws)                            \
     kiln_status infer(ir_node *n, kiln_diag *d);                                                   \
     kiln_status kernel(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in);
 #include "ir/ops.def"

@@ -235,6 +235,11 @@ ir_node *ir_node_create(kiln_module *m, int op, int n_in, ir_node *const *in,
             ir_error(d, KILN_ERR_INVALID, loc, "%s: operand %d is missing", info->name, k + 1);
             return NULL;
         }
+    if (attrs && attrs->op != op) {
+        ir_error(d, KILN_ERR_INVALID, loc, "%s: given the attributes of %s", info->name,
+                 ir_op_name(attrs->op));
+        return NULL;
+    }
     ir_node *n = ir_arena_alloc(&m->arena, sizeof *n);
     ir_node **ops = n_in ? ir_arena_alloc(&m->arena, sizeof(ir_node *) * (size_t)n_in) : NULL;
     if (!n || (n_in && !ops)) {
@@ -248,7 +253,7 @@ ir_node *ir_node_create(kiln_module *m, int op, int n_in, ir_node *const *in,
     n->serial = m->next_serial++;
     n->loc = loc;
     n->mem_offset = -1;
-    if (attrs) n->attrs = *attrs;
+    n->attrs = attrs ? *attrs : ir_attrs_default(op);
     if (op == IR_OP_fused) {
         n->type = ir_type_void(); /* set once the caller attaches the region */
         return n;

@@ -6,51 +6,28 @@
 
 /* The table is filled from ops.def; attribute descriptors are parsed from
  * the schema strings once, on first use (a static table of parsed entries). */
+#define NOWS NULL
 static ir_op_info g_ops[IR_NUM_OPCODES] = {
     [IR_ARG] = {.name = "arg", .arity = 0, .kind = IR_FK_OPAQUE},
     [IR_GLOBAL] = {.name = "global", .arity = 0, .kind = IR_FK_OPAQUE},
-#define EW(nm, ar, kd, at, inf, sc, gr, lw)                                                       \
-    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .attr_schema = at, .infer = inf,        \
-                    .scalar = sc, .is_ew = true},
-#define OP(nm, ar, kd, at, inf, ke, gr, lw)                                                       \
-    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .attr_schema = at, .infer = inf,        \
-                    .kernel = ke},
+#define EW(nm, ar, kd, fa, at, inf, sc, gr, lw)                                                   \
+    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .facts = fa, .attr_schema = at,         \
+                    .infer = inf, .scalar = sc, .is_ew = true},
+#define OP(nm, ar, kd, fa, at, inf, ke, gr, lw, ws)                                               \
+    [IR_OP_##nm] = {.name = #nm, .arity = ar, .kind = kd, .facts = fa, .attr_schema = at,         \
+                    .infer = inf, .kernel = ke, .workspace = ws},
 #include "ir/ops.def"
 #undef EW
 #undef OP
 };
+#undef NOWS
 
 static bool g_ops_ready;
 
-/* Parses "transpose_a:b transpose_b:b" into descriptors with slots. */
-static void parse_schema(ir_op_info *op) {
-    const char *s = op->attr_schema ? op->attr_schema : "";
-    int ni = 0, nf = 0;
-    while (*s) {
-        while (*s == ' ') s++;
-        if (!*s) break;
-        const char *colon = strchr(s, ':');
-        if (!colon || op->n_attrs >= IR_MAX_ATTRS) break; /* malformed table: caught by tests */
-        ir_attr_desc *a = &op->attrs[op->n_attrs++];
-        size_t len = (size_t)(colon - s);
-        if (len >= sizeof a->name) len = sizeof a->name - 1;
-        memcpy(a->name, s, len);
-        a->name[len] = 0;
-        a->kind = colon[1];
-        switch (a->kind) {
-        case IR_ATTR_FLOAT: a->slot = (int8_t)nf++; break;
-        case IR_ATTR_AXES:
-        case IR_ATTR_SHAPE: a->slot = 0; break;
-        default: a->slot = (int8_t)ni++; break;
-        }
-        s = colon + 2;
-    }
-}
-
 static void ops_init(void) {
     if (g_ops_ready) return;
-    for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++) parse_schema(&g_ops[i]);
-    g_ops_ready = true;
+    g_ops_ready = true; /* op-valued defaults look names up while parsing */
+    for (int i = IR_FIRST_OP; i < IR_NUM_OPCODES; i++) ir_schema_parse(&g_ops[i]);
 }
 
 const ir_op_info *ir_op(int opcode) {
@@ -71,12 +48,15 @@ int ir_op_lookup(const char *name) {
     return -1;
 }
 
-const ir_attr_desc *ir_op_attr(int opcode, const char *name) {
+void ir_op_workspace(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    const ir_op_info *o = ir_op(n->op);
+    *fixed = *per_sample = 0;
+    if (o && o->workspace) o->workspace(n, fixed, per_sample);
+}
+
+bool ir_op_has(int opcode, unsigned fact) {
     const ir_op_info *o = ir_op(opcode);
-    if (!o) return NULL;
-    for (int i = 0; i < o->n_attrs; i++)
-        if (strcmp(o->attrs[i].name, name) == 0) return &o->attrs[i];
-    return NULL;
+    return o && (o->facts & fact) != 0;
 }
 
 /* ------------------------------------------------------------------ types */

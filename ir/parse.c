@@ -169,9 +169,107 @@ static kiln_status trail_loc(parser *p, const token *t, ir_loc *out) {
     return KILN_OK;
 }
 
-/* attrs -> '{' NAME '=' attr {',' NAME '=' attr} '}'
-   attr  -> 'true' | 'false' | INT | float | list | dtype | activation
-   list  -> '[' [item {',' item}] ']' */
+/* A name from a fixed set (an enum's names, or the ops an op-valued
+ * attribute may name): its index in names, or an error suggesting one. */
+static kiln_status parse_choice(parser *p, const char *what, const char *const *names, int n,
+                                int *out) {
+    token vt = p->t;
+    if (vt.kind != T_NAME) return kir_err_near(p, "expected a name");
+    const char *w = kir_tok_cstr(p, &vt, 0);
+    if (!w) return p->st;
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], w) == 0) {
+            *out = i;
+            kir_next(p);
+            return KILN_OK;
+        }
+    return kir_suggest_err(p, &vt, what, w, names, n);
+}
+
+/* An op-valued attribute: "none" (0) or an op's name. Whether that op may
+ * be named here (IR_FACT_ACT) is the carrier's infer's to say. */
+static kiln_status parse_op_ref(parser *p, const ir_attr_desc *d, int64_t *out) {
+    const char *names[IR_NUM_OPCODES];
+    int ops[IR_NUM_OPCODES], n = 0;
+    names[n] = "none", ops[n++] = 0;
+    if (p->t.kind == T_NAME) {
+        const char *w = kir_tok_cstr(p, &p->t, 0);
+        if (!w) return p->st;
+        int op = ir_op_lookup(w);
+        if (op >= 0) {
+            *out = op;
+            kir_next(p);
+            return KILN_OK;
+        }
+    }
+    for (int op = IR_FIRST_OP; op < IR_NUM_OPCODES; op++)
+        if (ir_op_has(op, IR_FACT_ACT)) names[n] = ir_op_name(op), ops[n++] = op;
+    int k;
+    if (parse_choice(p, d->name, names, n, &k)) return p->st;
+    *out = ops[k];
+    return KILN_OK;
+}
+
+/* list -> '[' [item {',' item}] ']' of d's kind (ints, floats, shape). */
+static kiln_status parse_attr_list(parser *p, const ir_attr_desc *d, ir_attr *a) {
+    int lopen = p->t.line, n = 0, n_batch = 0;
+    if (kir_expect(p, '[')) return p->st;
+    if (!kir_at(p, ']')) {
+        for (;;) {
+            if (n == IR_ATTR_MAX_LIST)
+                return kir_err_at(p, KILN_ERR_LIMIT, &p->t, "%s: more than %d entries", d->name,
+                              IR_ATTR_MAX_LIST);
+            kiln_status st = d->kind == IR_AK_SHAPE    ? kir_parse_dim(p, &a->v.ints[n], &n_batch)
+                             : d->kind == IR_AK_FLOATS ? kir_parse_float(p, &a->v.floats[n])
+                                                       : kir_parse_int(p, &a->v.ints[n]);
+            if (st) return p->st;
+            n++;
+            if (!kir_at(p, ',')) break;
+            kir_next(p);
+        }
+    }
+    if (kir_expect_match(p, ']', '[', lopen)) return p->st;
+    a->n = (int8_t)n;
+    return KILN_OK;
+}
+
+/* attr -> 'true' | 'false' | INT | float | list | dtype | NAME, as d's kind says. */
+static kiln_status parse_attr_value(parser *p, const ir_attr_desc *d, ir_attr *a) {
+    switch ((ir_attr_kind)d->kind) {
+    case IR_AK_BOOL: {
+        bool b = false;
+        if (kir_parse_bool(p, &b)) return p->st;
+        a->v.i = b;
+        return KILN_OK;
+    }
+    case IR_AK_INT: return kir_parse_int(p, &a->v.i);
+    case IR_AK_FLOAT: return kir_parse_float(p, &a->v.f);
+    case IR_AK_INTS:
+    case IR_AK_FLOATS:
+    case IR_AK_SHAPE: return parse_attr_list(p, d, a);
+    case IR_AK_DTYPE:
+        if (kir_at_name(p, "f32"))
+            a->v.i = IR_F32;
+        else if (kir_at_name(p, "i32"))
+            a->v.i = IR_I32;
+        else
+            return kir_err_near(p, "expected a dtype (f32 or i32)");
+        kir_next(p);
+        return KILN_OK;
+    case IR_AK_ENUM: {
+        const char *names[IR_ATTR_MAX_ENUM];
+        for (int i = 0; i < d->n_enum; i++) names[i] = d->enum_names[i];
+        int k;
+        if (parse_choice(p, d->name, names, d->n_enum, &k)) return p->st;
+        a->v.i = k;
+        return KILN_OK;
+    }
+    case IR_AK_OP: return parse_op_ref(p, d, &a->v.i);
+    }
+    return kir_err_near(p, "attribute of an unknown kind"); /* a malformed schema in ops.def */
+}
+
+/* attrs -> '{' NAME '=' attr {',' NAME '=' attr} '}' */
 static kiln_status parse_attrs(parser *p, int op, ir_attrs *a, unsigned *seen) {
     const ir_op_info *info = ir_op(op);
     int open = p->t.line;
@@ -199,75 +297,24 @@ static kiln_status parse_attrs(parser *p, int op, ir_attrs *a, unsigned *seen) {
             return kir_err_at(p, KILN_ERR_PARSE, &nt, "attribute '%s' is given twice", d->name);
         *seen |= 1u << k;
         kir_next(p);
-        if (kir_expect(p, '=')) return p->st;
-        token vt = p->t;
-        switch (d->kind) {
-        case IR_ATTR_BOOL: {
-            bool b;
-            if (kir_parse_bool(p, &b)) return p->st;
-            a->i[d->slot] = b;
-            break;
-        }
-        case IR_ATTR_INT:
-            if (kir_parse_int(p, &a->i[d->slot])) return p->st;
-            break;
-        case IR_ATTR_FLOAT:
-            if (kir_parse_float(p, &a->f[d->slot])) return p->st;
-            break;
-        case IR_ATTR_AXES:
-        case IR_ATTR_SHAPE: {
-            int lopen = p->t.line, n = 0, n_batch = 0;
-            if (kir_expect(p, '[')) return p->st;
-            if (!kir_at(p, ']')) {
-                for (;;) {
-                    if (n == KILN_MAX_RANK)
-                        return kir_err_at(p, KILN_ERR_LIMIT, &p->t, "%s: more than %d entries",
-                                          d->name, KILN_MAX_RANK);
-                    kiln_status st = d->kind == IR_ATTR_SHAPE
-                                         ? kir_parse_dim(p, &a->list[n], &n_batch)
-                                         : kir_parse_int(p, &a->list[n]);
-                    if (st) return p->st;
-                    n++;
-                    if (!kir_at(p, ',')) break;
-                    kir_next(p);
-                }
-            }
-            if (kir_expect_match(p, ']', '[', lopen)) return p->st;
-            a->n_list = (int8_t)n;
-            break;
-        }
-        case IR_ATTR_DTYPE:
-            if (kir_at_name(p, "f32"))
-                a->i[d->slot] = IR_F32;
-            else if (kir_at_name(p, "i32"))
-                a->i[d->slot] = IR_I32;
-            else
-                return kir_err_near(p, "expected a dtype (f32 or i32)");
-            kir_next(p);
-            break;
-        case IR_ATTR_ACT: {
-            if (vt.kind != T_NAME) return kir_err_near(p, "expected an activation");
-            const char *w = kir_tok_cstr(p, &vt, 0);
-            if (!w) return p->st;
-            int act = kiln_activation_from_name(w);
-            if (act < 0) {
-                const char *names[KILN_ACT_COUNT];
-                for (int i = 0; i < KILN_ACT_COUNT; i++)
-                    names[i] = kiln_activation_name((kiln_activation)i);
-                return kir_suggest_err(p, &vt, "activation", w, names, KILN_ACT_COUNT);
-            }
-            a->i[d->slot] = act;
-            kir_next(p);
-            break;
-        }
-        default: /* a malformed schema in ops.def */
-            return kir_err_at(p, KILN_ERR_INVALID, &nt, "attribute '%s' has an unknown kind",
-                              d->name);
-        }
+        if (kir_expect(p, '=') || parse_attr_value(p, d, &a->v[k])) return p->st;
         if (!kir_at(p, ',')) break;
         kir_next(p);
     }
     return kir_expect_match(p, '}', '{', open);
+}
+
+/* Attributes declared "=@type" (a constant's dtype and shape) come from
+ * the annotation unless given (`seen`). */
+static void fill_from_type(const ir_op_info *info, ir_attrs *a, unsigned seen, const ir_type *t) {
+    for (int k = 0; k < info->n_attrs; k++) {
+        if (!info->attrs[k].from_type || (seen & (1u << k))) continue;
+        if (info->attrs[k].kind == IR_AK_DTYPE) a->v[k].v.i = t->dtype;
+        if (info->attrs[k].kind == IR_AK_SHAPE) {
+            a->v[k].n = t->rank;
+            memcpy(a->v[k].v.ints, t->dims, sizeof(int64_t) * (size_t)t->rank);
+        }
+    }
 }
 
 /* operand -> VALUE | GLOBAL
@@ -455,11 +502,9 @@ static kiln_status parse_node(parser *p, ir_region *region) {
     int n_in = 0;
     if (parse_operands(p, &n_in)) return p->st;
 
-    ir_attrs attrs;
-    memset(&attrs, 0, sizeof attrs);
+    ir_attrs attrs = ir_attrs_default(op);
     unsigned seen = 0;
     if (kir_at(p, '{') && op != IR_OP_fused && parse_attrs(p, op, &attrs, &seen)) return p->st;
-
     ir_type annot = ir_type_void();
     token tt = p->t;
     if (has_label) {
@@ -475,15 +520,7 @@ static kiln_status parse_node(parser *p, ir_region *region) {
     token mt = p->t;
     if (kir_at_name(p, "mem") && parse_node_mem(p, &off, &mbatch, &minplace)) return p->st;
 
-    /* A constant takes its dtype and shape from the annotation. */
-    if (op == IR_OP_constant && has_label) {
-        const ir_attr_desc *dd = ir_op_attr(op, "dtype"), *sd = ir_op_attr(op, "shape");
-        if (!(seen & (1u << (dd - info->attrs)))) attrs.i[dd->slot] = annot.dtype;
-        if (!(seen & (1u << (sd - info->attrs)))) {
-            attrs.n_list = annot.rank;
-            memcpy(attrs.list, annot.dims, sizeof(int64_t) * (size_t)annot.rank);
-        }
-    }
+    if (has_label) fill_from_type(info, &attrs, seen, &annot);
     token brace = p->t;
     if (op == IR_OP_fused) {
         if (!kir_at(p, '{')) return kir_err_near(p, "expected '{' (the body of fused)");

@@ -52,60 +52,6 @@ static void print_value(printer *p, const ir_node *n) {
     }
 }
 
-static void print_list(ir_sb *sb, const ir_attrs *a, bool shape) {
-    ir_sb_putc(sb, '[');
-    for (int i = 0; i < a->n_list; i++) {
-        if (i) ir_sb_putc(sb, ',');
-        if (shape && a->list[i] == KILN_BATCH)
-            ir_sb_putc(sb, '?');
-        else
-            ir_sb_printf(sb, "%lld", (long long)a->list[i]);
-    }
-    ir_sb_putc(sb, ']');
-}
-
-static void print_attrs(ir_sb *sb, const ir_node *n) {
-    const ir_op_info *info = ir_op(n->op);
-    const ir_attrs *a = &n->attrs;
-    bool first = true;
-    for (int k = 0; k < info->n_attrs; k++) {
-        const ir_attr_desc *d = &info->attrs[k];
-        bool is_const = n->op == IR_OP_constant;
-        int64_t iv = a->i[d->slot];
-        double fv = a->f[d->slot];
-        switch (d->kind) {
-        case IR_ATTR_BOOL:
-        case IR_ATTR_INT:
-        case IR_ATTR_ACT:
-            if (iv == 0) continue;
-            break;
-        case IR_ATTR_FLOAT:
-            if (fv == 0 && !signbit(fv) && !is_const) continue;
-            break;
-        case IR_ATTR_AXES:
-        case IR_ATTR_SHAPE:
-            if (is_const || a->n_list == 0) continue;
-            break;
-        case IR_ATTR_DTYPE:
-            if (is_const) continue;
-            break;
-        }
-        ir_sb_puts(sb, first ? " {" : ", ");
-        first = false;
-        ir_sb_printf(sb, "%s=", d->name);
-        switch (d->kind) {
-        case IR_ATTR_BOOL: ir_sb_puts(sb, "true"); break;
-        case IR_ATTR_INT: ir_sb_printf(sb, "%lld", (long long)iv); break;
-        case IR_ATTR_FLOAT: ir_sb_float(sb, fv); break;
-        case IR_ATTR_AXES: print_list(sb, a, false); break;
-        case IR_ATTR_SHAPE: print_list(sb, a, true); break;
-        case IR_ATTR_DTYPE: ir_sb_puts(sb, ir_dtype_name((ir_dtype)iv)); break;
-        case IR_ATTR_ACT: ir_sb_puts(sb, kiln_activation_name((kiln_activation)iv)); break;
-        }
-    }
-    if (!first) ir_sb_putc(sb, '}');
-}
-
 static void print_mem(ir_sb *sb, const ir_node *n) {
     if (n->mem_offset < 0) return;
     ir_sb_printf(sb, " mem(%s%lld%s)", n->mem_batch ? "b:" : "f:", (long long)n->mem_offset,
@@ -130,7 +76,7 @@ static void print_node(printer *p, const ir_node *n, int depth) {
         print_value(p, n->in[k]);
     }
     ir_sb_putc(sb, ')');
-    print_attrs(sb, n);
+    ir_sb_attrs(sb, &n->attrs);
     if (has_value) {
         ir_sb_puts(sb, " : ");
         ir_sb_type(sb, &n->type);
@@ -348,7 +294,7 @@ static void dot_node(ir_sb *sb, const kiln_func *f, int fi, const ir_node *n, in
     dot_id(sb, f, fi, n);
     ir_sb_printf(sb, " [label=\"%s", ir_op_name(n->op));
     if (n->op == IR_OP_dense)
-        ir_sb_printf(sb, " %s", kiln_activation_name((kiln_activation)n->attrs.i[0]));
+        ir_sb_printf(sb, " %s", ir_attr_op_name(ir_attr_i(n, "activation")));
     if (n->type.dtype != IR_VOID) ir_sb_printf(sb, "\\n%s", ir_type_str(&n->type, ts, sizeof ts));
     const char *fill = ir_op(n->op)->kind == IR_FK_OUTFUSE || n->op == IR_OP_softmax_cross_entropy
                            ? "#ffe9c7"

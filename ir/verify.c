@@ -115,6 +115,16 @@ static void check_node(verifier *v, const ir_node *n, const ir_node *owner) {
     if (n->region) {
         check_region(v, n);
     }
+    /* Attributes must be what the op's schema declares. */
+    char why[96];
+    if (n->attrs.op != n->op) {
+        problem(v, n, "attributes belong to another op", NULL);
+        return;
+    }
+    if (ir_attrs_check(&n->attrs, why, sizeof why)) {
+        problem(v, n, "bad attributes:", why);
+        return;
+    }
     /* Types must be what inference says. */
     ir_node copy = *n;
     kiln_diag tmp;

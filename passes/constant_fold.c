@@ -78,12 +78,10 @@ static void rewrite_operands(folder *c, ir_node *n) {
 }
 
 static ir_node *make_const(folder *c, const ir_node *like, double v) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.f[0] = v;
-    a.i[0] = like->type.dtype;
-    a.n_list = like->type.rank;
-    for (int i = 0; i < like->type.rank; i++) a.list[i] = like->type.dims[i];
+    ir_attrs a = ir_attrs_default(IR_OP_constant);
+    ir_attrs_set_f(&a, "value", v);
+    ir_attrs_set_i(&a, "dtype", like->type.dtype);
+    ir_attrs_set_ints(&a, "shape", like->type.rank, like->type.dims);
     return ir_node_create(c->f->m, IR_OP_constant, 0, NULL, &a, like->loc, c->d);
 }
 
@@ -105,9 +103,11 @@ static bool eval_ew(const ir_node *n, double *out) {
  * empty) of type t; false if one of them is the batch. */
 static bool static_count(const ir_node *n, const ir_type *t, double *count) {
     double c = 1;
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
     for (int a = 0; a < t->rank; a++) {
-        bool listed = n->attrs.n_list == 0;
-        for (int i = 0; i < n->attrs.n_list; i++) listed |= n->attrs.list[i] == a;
+        bool listed = na == 0;
+        for (int i = 0; i < na; i++) listed |= axes[i] == a;
         if (!listed) continue;
         if (t->dims[a] == KILN_BATCH) return false;
         c *= (double)t->dims[a];
@@ -184,7 +184,7 @@ static ir_node *identity(ir_node *n, bool *rewired) {
         r = const_is(y, n->op == IR_OP_sub ? 0 : 1) ? x : NULL;
         break;
     case IR_OP_pow:
-        r = n->attrs.f[0] == 1.0 ? x : NULL;
+        r = ir_attr_f(n, "exponent") == 1.0 ? x : NULL;
         break;
     case IR_OP_neg:
         r = x->op == IR_OP_neg ? x->in[0] : NULL;
@@ -206,7 +206,7 @@ static ir_node *identity(ir_node *n, bool *rewired) {
         break;
     case IR_OP_argmax:
         if ((x->op == IR_OP_softmax || x->op == IR_OP_log_softmax) &&
-            x->attrs.i[0] == n->attrs.i[0]) {
+            ir_attr_i(x, "axis") == ir_attr_i(n, "axis")) {
             n->in[0] = x->in[0];
             *rewired = true;
         }

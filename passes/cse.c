@@ -13,8 +13,9 @@
  *   %1 = mul(%x, %0) : f32[?,10]
  *   %2 = add(%1, %1) : f32[?,10]
  *
- * add, mul and equal are commutative (exactly, in IEEE arithmetic; maximum
- * and minimum are not once a NaN is involved). assign is never merged, and a
+ * Operands of ops with IR_FACT_COMM in ops.def (add, mul, equal: exact in
+ * IEEE arithmetic) are compared in a canonical order; maximum and minimum
+ * lack the fact (a NaN or a signed zero makes the order matter). assign is never merged, and a
  * node that reads a parameter or state slot is not merged across an assign
  * to that slot: the second read sees the new value. Fused regions are left
  * alone (this runs before fuse-elementwise); the assigns in them count.
@@ -38,13 +39,10 @@ static ir_node *resolve(cse *c, ir_node *n) {
     return n;
 }
 
-static bool commutative(int op) {
-    return op == IR_OP_add || op == IR_OP_mul || op == IR_OP_equal;
-}
 
 /* Operand k in canonical order (commutative pairs sorted by serial). */
 static const ir_node *operand(const ir_node *n, int k) {
-    if (commutative(n->op) && n->n_in == 2 && n->in[0]->serial > n->in[1]->serial)
+    if (ir_op_has(n->op, IR_FACT_COMM) && n->n_in == 2 && n->in[0]->serial > n->in[1]->serial)
         return n->in[1 - k];
     return n->in[k];
 }
@@ -55,21 +53,14 @@ static uint64_t hash_node(const ir_node *n) {
         int32_t s = operand(n, k)->serial;
         h = ir_hash_bytes(&s, sizeof s, h);
     }
-    h = ir_hash_bytes(n->attrs.i, sizeof n->attrs.i, h);
-    h = ir_hash_bytes(n->attrs.f, sizeof n->attrs.f, h);
-    h = ir_hash_bytes(n->attrs.list, sizeof(int64_t) * (size_t)n->attrs.n_list, h);
-    return h;
+    return ir_attrs_hash(&n->attrs, h);
 }
 
 static bool same_node(const ir_node *a, const ir_node *b) {
     if (a->op != b->op || a->n_in != b->n_in || !ir_type_eq(&a->type, &b->type)) return false;
     for (int k = 0; k < a->n_in; k++)
         if (operand(a, k) != operand(b, k)) return false;
-    const ir_attrs *x = &a->attrs, *y = &b->attrs;
-    /* Field by field: the struct has padding. Floats bitwise (-0 is not 0). */
-    return memcmp(x->i, y->i, sizeof x->i) == 0 && memcmp(x->f, y->f, sizeof x->f) == 0 &&
-           x->n_list == y->n_list &&
-           memcmp(x->list, y->list, sizeof(int64_t) * (size_t)x->n_list) == 0;
+    return ir_attrs_equal(&a->attrs, &b->attrs); /* floats bitwise: -0 is not 0 */
 }
 
 static bool reads(const ir_node *n, const ir_node *g) {

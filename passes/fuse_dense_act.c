@@ -10,7 +10,8 @@
  * After:
  *   %0 = dense(%x, @h1.kernel, @h1.bias) {activation=relu} : f32[?,128]
  *
- * The activation is relu, leaky_relu (its alpha is kept), sigmoid or tanh;
+ * The activation is any op with IR_FACT_ACT in ops.def (relu, leaky_relu,
+ * sigmoid, tanh), its attributes (leaky_relu's alpha) kept on dense;
  * anything else after the add (softmax, another add, a second user of the
  * sum) gives a dense node with activation none and leaves that op alone:
  *   %0 = dense(%x, @out.kernel, @out.bias) : f32[?,10]
@@ -57,20 +58,6 @@ static bool is_matrix_f32(const ir_type *t) {
     return t->rank == 2 && t->dtype == IR_F32;
 }
 
-static int activation_of(const ir_node *n) {
-    switch (n->op) {
-    case IR_OP_relu:
-        return KILN_ACT_RELU;
-    case IR_OP_leaky_relu:
-        return KILN_ACT_LEAKY_RELU;
-    case IR_OP_sigmoid:
-        return KILN_ACT_SIGMOID;
-    case IR_OP_tanh:
-        return KILN_ACT_TANH;
-    default:
-        return -1;
-    }
-}
 
 /* The bias operand of `add` when `add` adds a row vector to `mm`. */
 static ir_node *bias_of(const ir_node *add, const ir_node *mm) {
@@ -98,19 +85,24 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
     int fused = 0;
     for (int i = 0; i < f->n_nodes && !st; i++) {
         ir_node *mm = f->nodes[i];
-        if (mm->op != IR_OP_matmul || mm->aux || mm->attrs.i[0] || mm->attrs.i[1]) continue;
+        if (mm->op != IR_OP_matmul || mm->aux || ir_attr_i(mm, "transpose_a") ||
+            ir_attr_i(mm, "transpose_b"))
+            continue;
         ir_node *x = mm->in[0], *w = mm->in[1];
         if (!is_matrix_f32(&x->type) || !is_matrix_f32(&w->type)) continue;
         ir_node *add = single_user(&u, mm), *b = add ? bias_of(add, mm) : NULL;
         if (!b) continue;
         ir_node *act = single_user(&u, add);
-        int a = act ? activation_of(act) : -1;
-        ir_node *last = a >= 0 ? act : add;
+        if (act && !ir_op_has(act->op, IR_FACT_ACT)) act = NULL;
+        ir_node *last = act ? act : add;
         int pos = position_of(f, last, i + 1);
         if (pos < 0) continue; /* not a top-level node of f: leave it */
-        ir_attrs at = {0};
-        at.i[0] = a >= 0 ? a : KILN_ACT_NONE;
-        if (a == KILN_ACT_LEAKY_RELU) at.f[0] = act->attrs.f[0];
+        /* dense takes the activation op and the attributes it shares with it. */
+        ir_attrs at = ir_attrs_default(IR_OP_dense);
+        ir_attrs_set_i(&at, "activation", act ? act->op : 0);
+        const ir_op_info *ai = act ? ir_op(act->op) : NULL;
+        for (int k = 0; ai && k < ai->n_attrs; k++)
+            ir_attrs_set_f(&at, ai->attrs[k].name, ir_attr_f(act, ai->attrs[k].name));
         ir_node *in[3] = {x, w, b};
         /* The checks above are infer_dense's, so only memory can fail here. */
         ir_node *dn = ir_node_create(f->m, IR_OP_dense, 3, in, &at, mm->loc, d);

@@ -50,7 +50,7 @@ static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
         int want = producer_for(loss->op);
         ir_node *p = want >= 0 ? loss->in[0] : NULL;
         if (!p || p->op != want || uses[p->serial] != 1) continue;
-        if (p->attrs.i[0] != p->type.rank - 1) continue; /* axis is normalized by infer */
+        if (ir_attr_i(p, "axis") != p->type.rank - 1) continue; /* axis is normalized by infer */
         ir_node *in[2] = {p->in[0], loss->in[1]};
         /* The loss's own checks (shapes, one-hot or labels) are the fused op's,
          * so only memory can fail here. */

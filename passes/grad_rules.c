@@ -50,18 +50,15 @@ static ir_node *select3(ir_builder *b, ir_node *c, ir_node *x, ir_node *y) {
     return ir_b_op(b, IR_OP_select, 3, in, NULL);
 }
 
-static ir_node *with_i(ir_builder *b, int op, ir_node *x, int64_t i0) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.i[0] = i0;
+/* op(x) with its one attribute `name` set to v. */
+static ir_node *with_attr(ir_builder *b, int op, ir_node *x, const char *name, double v) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_f(&a, name, v);
     return ir_b_op(b, op, 1, &x, &a);
 }
 
 static ir_node *pow_(ir_builder *b, ir_node *x, double e) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.f[0] = e;
-    return ir_b_op(b, IR_OP_pow, 1, &x, &a);
+    return with_attr(b, IR_OP_pow, x, "exponent", e);
 }
 
 static ir_node *sum_axis(ir_builder *b, ir_node *x, int axis, bool keep) {
@@ -111,9 +108,11 @@ static ir_node *unbroadcast(ir_builder *b, ir_node *g, const ir_node *like) {
 static ir_type kept_type(const ir_node *n) {
     ir_type t = n->in[0]->type;
     t.dtype = IR_F32;
-    if (n->attrs.n_list == 0)
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    if (na == 0)
         for (int a = 0; a < t.rank; a++) t.dims[a] = 1;
-    for (int i = 0; i < n->attrs.n_list; i++) t.dims[n->attrs.list[i]] = 1;
+    for (int i = 0; i < na; i++) t.dims[axes[i]] = 1;
     return t;
 }
 
@@ -123,28 +122,17 @@ static ir_node *unreduce(ir_builder *b, const ir_node *n, ir_node *g) {
     return ir_b_broadcast_to(b, ir_b_reshape(b, g, &keep), &n->in[0]->type);
 }
 
-/* dy · act'(z), computed from the activation's output y: the sign of z is
- * the sign of y for relu and leaky_relu with alpha >= 0, and sigmoid' and
- * tanh' are polynomials in y. z is needed only when y cannot tell. */
-static ir_node *act_grad(ir_builder *b, int act, double alpha, ir_node *y, ir_node *z,
-                         ir_node *dy) {
-    ir_node *zero, *one, *slope;
-    switch (act) {
-    case KILN_ACT_RELU:
-        zero = K(0);
-        return SELECT(GT(y, zero), dy, zero);
-    case KILN_ACT_LEAKY_RELU:
-        zero = K(0);
-        slope = MUL(dy, K(alpha));
-        return SELECT(GT(z ? z : y, zero), dy, slope);
-    case KILN_ACT_SIGMOID:
-        return MUL(dy, MUL(y, SUB(K(1), y)));
-    case KILN_ACT_TANH:
-        one = K(1);
-        return MUL(dy, SUB(one, MUL(y, y)));
-    default:
-        return dy;
-    }
+/* The rules of the activations (IR_FACT_ACT) compute dy · act'(z) from the
+ * result y = n: the sign of z is the sign of y for relu and leaky_relu with
+ * alpha >= 0, and sigmoid' and tanh' are polynomials in y. They read z only
+ * through act_input, and attributes by name, so an op that carries the
+ * activation (dense) runs the same rule on its own result. */
+static ir_node *act_input(ir_builder *b, ir_node *n, bool y_tells) {
+    if (ir_op(n->op)->is_ew) return X(0);
+    if (y_tells) return n;
+    ir_attrs a = n->attrs; /* the carrier without its activation */
+    ir_attrs_set_i(&a, "activation", 0);
+    return ir_b_op(b, n->op, n->n_in, n->in, &a);
 }
 
 /* ------------------------------------------------------------ elementwise */
@@ -170,29 +158,34 @@ RULE(grad_sqrt) {
 }
 
 RULE(grad_pow) {
-    double p = n->attrs.f[0];
+    double p = ir_attr_f(n, "exponent");
     ir_node *xp = pow_(b, X(0), p - 1);
     dx[0] = MUL(dy, MUL(xp, K(p)));
     return b->status;
 }
 
 RULE(grad_relu) {
-    dx[0] = act_grad(b, KILN_ACT_RELU, 0, n, NULL, dy);
+    ir_node *zero = K(0);
+    dx[0] = SELECT(GT(n, zero), dy, zero);
     return b->status;
 }
 
 RULE(grad_leaky_relu) {
-    dx[0] = act_grad(b, KILN_ACT_LEAKY_RELU, n->attrs.f[0], n, X(0), dy);
+    double alpha = ir_attr_f(n, "alpha");
+    ir_node *z = act_input(b, n, alpha >= 0); /* y's sign tells z's unless alpha < 0 */
+    ir_node *zero = K(0), *slope = MUL(dy, K(alpha));
+    dx[0] = SELECT(GT(z, zero), dy, slope);
     return b->status;
 }
 
 RULE(grad_sigmoid) {
-    dx[0] = act_grad(b, KILN_ACT_SIGMOID, 0, n, NULL, dy);
+    dx[0] = MUL(dy, MUL(n, SUB(K(1), n)));
     return b->status;
 }
 
 RULE(grad_tanh) {
-    dx[0] = act_grad(b, KILN_ACT_TANH, 0, n, NULL, dy);
+    ir_node *one = K(1);
+    dx[0] = MUL(dy, SUB(one, MUL(n, n)));
     return b->status;
 }
 
@@ -263,8 +256,9 @@ RULE(grad_reduce_sum) {
 }
 
 RULE(grad_reduce_mean) {
-    ir_node *c = n->attrs.n_list ? count_axes(b, X(0), n->attrs.n_list, n->attrs.list)
-                                 : count(b, X(0), 0, X(0)->type.rank);
+    const int64_t *axes;
+    int na = ir_attr_ints(n, "axes", &axes);
+    ir_node *c = na ? count_axes(b, X(0), na, axes) : count(b, X(0), 0, X(0)->type.rank);
     dx[0] = unreduce(b, n, DIV(dy, c));
     return b->status;
 }
@@ -279,13 +273,13 @@ RULE(grad_reduce_max) {
 }
 
 RULE(grad_softmax) { /* y (dy - sum(dy y)) */
-    int axis = (int)n->attrs.i[0];
+    int axis = (int)ir_attr_i(n, "axis");
     dx[0] = MUL(n, SUB(dy, SUM_KEEP(MUL(dy, n), axis)));
     return b->status;
 }
 
 RULE(grad_log_softmax) { /* dy - softmax sum(dy) */
-    ir_node *s = SUM_KEEP(dy, (int)n->attrs.i[0]);
+    ir_node *s = SUM_KEEP(dy, (int)ir_attr_i(n, "axis"));
     dx[0] = SUB(dy, MUL(EXP(n), s));
     return b->status;
 }
@@ -296,7 +290,7 @@ RULE(grad_log_softmax) { /* dy - softmax sum(dy) */
  * gradient comes first: in a layer x W it is the weights', then the flow
  * down to x (the order dense's rule uses too). */
 RULE(grad_matmul) {
-    bool ta = n->attrs.i[0] != 0, tb = n->attrs.i[1] != 0;
+    bool ta = ir_attr_i(n, "transpose_a") != 0, tb = ir_attr_i(n, "transpose_b") != 0;
     ir_node *a = X(0), *bm = X(1);
     if (need[1])
         dx[1] = !tb ? ir_b_matmul(b, a, dy, !ta, false) /* op(A)^T dC */
@@ -313,10 +307,12 @@ RULE(grad_reshape) {
 }
 
 RULE(grad_transpose) { /* transpose back with the inverse permutation */
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.n_list = n->attrs.n_list;
-    for (int i = 0; i < n->attrs.n_list; i++) a.list[n->attrs.list[i]] = i;
+    const int64_t *perm;
+    int r = ir_attr_ints(n, "perm", &perm);
+    int64_t inv[KILN_MAX_RANK];
+    for (int i = 0; i < r; i++) inv[perm[i]] = i;
+    ir_attrs a = ir_attrs_default(IR_OP_transpose);
+    ir_attrs_set_ints(&a, "perm", r, inv);
     dx[0] = ir_b_op(b, IR_OP_transpose, 1, &dy, &a);
     return b->status;
 }
@@ -360,7 +356,7 @@ static ir_node *one_hot_like(ir_builder *b, ir_node *labels, const ir_node *p) {
                              "gradient of integer labels needs a static class axis");
         return NULL;
     }
-    return with_i(b, IR_OP_one_hot, labels, classes);
+    return with_attr(b, IR_OP_one_hot, labels, "depth", (double)classes);
 }
 
 RULE(grad_categorical_crossentropy) {
@@ -413,16 +409,16 @@ RULE(grad_nll) { /* L = -mean_rows sum(t lp) */
 
 /* -------------------------------------------------------------- fused ops */
 
-/* y = act(x W + bias). The activation's derivative is applied once, from y;
- * then dW = x^T dz, dbias = one reduction of dz over the rows, and dx = dz W^T
- * only when x needs it (never for the model's input). */
+/* y = act(x W + bias). The activation's derivative is applied once, from y,
+ * by the activation op's own rule; then dW = x^T dz, dbias = one reduction
+ * of dz over the rows, and dx = dz W^T only when x needs it (never for the
+ * model's input). */
 RULE(grad_dense) {
-    int act = (int)n->attrs.i[0];
-    double alpha = n->attrs.f[0];
-    ir_node *z = NULL;
-    if (act == KILN_ACT_LEAKY_RELU && alpha < 0) /* y's sign does not tell z's */
-        z = ADD(ir_b_matmul(b, X(0), X(1), false, false), X(2));
-    ir_node *dz = act_grad(b, act, alpha, n, z, dy);
+    int act = (int)ir_attr_i(n, "activation");
+    ir_node *dz = dy;
+    bool one = true;
+    pass_grad_fn rule = act ? pass_grad_rule(act) : NULL;
+    if (rule && rule(b, n, dy, &one, &dz)) return b->status;
     if (need[1]) dx[1] = ir_b_matmul(b, X(0), dz, true, false);
     if (need[2]) dx[2] = ir_b_reduce(b, IR_OP_reduce_sum, dz, 1, (const int64_t[]){0}, false);
     if (need[0]) dx[0] = ir_b_matmul(b, dz, X(1), false, true);
@@ -438,9 +434,9 @@ RULE(grad_softmax_cross_entropy) {
     ir_node *c = per_row(b, dy, z);
     if (need[0]) {
         ir_node *onehot = t->type.dtype == IR_I32 ? one_hot_like(b, t, z) : t;
-        dx[0] = MUL(SUB(with_i(b, IR_OP_softmax, z, last), onehot), c);
+        dx[0] = MUL(SUB(with_attr(b, IR_OP_softmax, z, "axis", last), onehot), c);
     }
-    if (need[1]) dx[1] = MUL(NEG(with_i(b, IR_OP_log_softmax, z, last)), c);
+    if (need[1]) dx[1] = MUL(NEG(with_attr(b, IR_OP_log_softmax, z, "axis", last)), c);
     return b->status;
 }
 
@@ -448,8 +444,8 @@ RULE(grad_softmax_cross_entropy) {
 
 #define NOGRAD NULL
 static const pass_grad_fn g_rules[IR_NUM_OPCODES] = {
-#define EW(name, arity, kind, attrs, infer, scalar, grad, lower) [IR_OP_##name] = grad,
-#define OP(name, arity, kind, attrs, infer, kernel, grad, lower) [IR_OP_##name] = grad,
+#define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower) [IR_OP_##name] = grad,
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws) [IR_OP_##name] = grad,
 #include "ir/ops.def"
 #undef EW
 #undef OP

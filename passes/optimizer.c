@@ -143,7 +143,9 @@ static void shared_scalars(ir_builder *b, const ir_optimizer *o, ir_global *iter
         if (o->momentum != 0) s->momentum = K(o->momentum);
         return;
     }
-    ir_node *tf = ir_b_op(b, IR_OP_cast, 1, &s->t, &(ir_attrs){.i = {IR_F32}});
+    ir_attrs to_f32 = ir_attrs_default(IR_OP_cast);
+    ir_attrs_set_i(&to_f32, "dtype", IR_F32);
+    ir_node *tf = ir_b_op(b, IR_OP_cast, 1, &s->t, &to_f32);
     ir_node *b1t = power(b, o->beta_1, tf);
     ir_node *b2t = power(b, o->beta_2, tf);
     ir_node *one = K(1);

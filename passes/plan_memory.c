@@ -32,9 +32,10 @@
  * node to its last reader (a region reads what it captures; a result lives to
  * the end). Places are shared two ways before any offset is chosen:
  *   - reshape aliases its operand (same bytes, another shape);
- *   - an elementwise node or a fused region whose operand of the same type
- *     dies at that node writes over it ("inplace"): element i is read
- *     before element i is written, and nothing else reads it afterwards.
+ *   - a node of an op with IR_FACT_INPLACE (ops.def: elementwise ops and
+ *     fused regions) whose operand of the same type dies at that node writes
+ *     over it ("inplace"): element i is read before element i is written,
+ *     and nothing else reads it afterwards.
  * Then each part is packed greedily, largest buffer first, at the lowest
  * offset that overlaps no buffer with an overlapping lifetime (the
  * "greedy by size" planner of TFLite's arena, which packs better than
@@ -118,10 +119,6 @@ static void clear_plan(ir_node *n, void *ctx) {
     n->mem_inplace = 0;
 }
 
-static bool writes_elementwise(const ir_node *n) {
-    return ir_op(n->op)->is_ew || n->op == IR_OP_fused;
-}
-
 static kiln_status plan_func(kiln_func *f, kiln_diag *d) {
     ir_func_walk(f, clear_plan, NULL);
     f->planned = false;
@@ -158,7 +155,7 @@ static kiln_status plan_func(kiln_func *f, kiln_diag *d) {
             if (b < 0) continue; /* an argument or a global: not ours to reuse */
             if (n->op == IR_OP_reshape)
                 share = b; /* same bytes, so always; the lifetime grows below */
-            else if (writes_elementwise(n) && ir_type_eq(&x->type, &n->type) && bufs[b].end == i)
+            else if (ir_op_has(n->op, IR_FACT_INPLACE) && ir_type_eq(&x->type, &n->type) && bufs[b].end == i)
                 share = b;
         }
         if (share >= 0) {

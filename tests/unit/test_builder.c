@@ -389,6 +389,57 @@ START_TEST(test_print_and_interp_alloc_failures) {
 }
 END_TEST
 
+/* A schema with every kind a coming op needs (conv2d's row): names, kinds
+ * and defaults as declared, and a malformed entry refused. */
+START_TEST(test_schema_kinds_and_defaults) {
+    ir_op_info op = {.attr_schema = "strides:ints=[1,1] padding:enum(valid,same)=same "
+                                    "activation:op=relu alpha:float=0.25 scale:floats=[0.5,-2] "
+                                    "shape:shape=[?,3]"};
+    ck_assert(ir_schema_parse(&op));
+    ck_assert_int_eq(op.n_attrs, 6);
+    const ir_attr_desc *a = op.attrs;
+    ck_assert_str_eq(a[0].name, "strides");
+    ck_assert_int_eq(a[0].kind, IR_AK_INTS);
+    ck_assert(a[0].def.n == 2 && a[0].def.v.ints[0] == 1 && a[0].def.v.ints[1] == 1);
+    ck_assert_int_eq(a[1].kind, IR_AK_ENUM);
+    ck_assert_int_eq(a[1].n_enum, 2);
+    ck_assert_str_eq(a[1].enum_names[1], "same");
+    ck_assert_int_eq(a[1].def.v.i, 1);
+    ck_assert_int_eq(a[2].kind, IR_AK_OP);
+    ck_assert_int_eq(a[2].def.v.i, IR_OP_relu);
+    ck_assert(a[3].kind == IR_AK_FLOAT && a[3].def.v.f == 0.25 && !a[3].always);
+    ck_assert(a[4].kind == IR_AK_FLOATS && a[4].def.n == 2 && a[4].def.v.floats[1] == -2.0);
+    ck_assert(a[5].kind == IR_AK_SHAPE && a[5].def.v.ints[0] == KILN_BATCH);
+    ir_op_info many = {.attr_schema = "a:int b:int c:int d:int e:int f:int g:int"};
+    ck_assert(!ir_schema_parse(&many)); /* more than IR_MAX_ATTRS */
+    ir_op_info bad = {.attr_schema = "strides:vector=[1]"};
+    ck_assert(!ir_schema_parse(&bad));
+    ir_op_info bad_default = {.attr_schema = "padding:enum(valid,same)=full"};
+    ck_assert(!ir_schema_parse(&bad_default));
+}
+END_TEST
+
+/* dense's activation is an op: any op parses, one without IR_FACT_ACT is
+ * refused by dense itself, a misspelling gets a suggestion. */
+START_TEST(test_op_valued_attribute) {
+    const char *head = "module @m\nparam @k : f32[3,2] = zeros\nparam @b : f32[2] = zeros\n"
+                       "func @f(%x : f32[?,3]) -> f32[?,2] {\n  %0 = dense(%x, @k, @b) {activation=";
+    const char *tails[] = {"softmax} : f32[?,2]\n  return %0\n}\n",
+                           "rellu} : f32[?,2]\n  return %0\n}\n"};
+    const char *want[] = {"activation 'softmax' cannot be fused into dense",
+                          "unknown activation 'rellu'; did you mean 'relu'?"};
+    for (int i = 0; i < 2; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", head, tails[i]);
+        kiln_diag *d = kiln_diag_create();
+        kiln_module *m = NULL;
+        ck_assert_int_ne(kiln_module_parse(text, strlen(text), "t.kir", &m, d), KILN_OK);
+        ck_assert_msg(strstr(kiln_diag_message(d), want[i]), "%s", kiln_diag_message(d));
+        kiln_diag_dispose(d);
+    }
+}
+END_TEST
+
 Suite *builder_suite(void) {
     Suite *s = suite_create("builder");
     TCase *tb = tcase_create("builder");
@@ -396,6 +447,8 @@ Suite *builder_suite(void) {
     tcase_add_test(tb, test_chain_keeps_first_error);
     tcase_add_test(tb, test_builder_errors);
     tcase_add_test(tb, test_add_param_errors);
+    tcase_add_test(tb, test_schema_kinds_and_defaults);
+    tcase_add_test(tb, test_op_valued_attribute);
     suite_add_tcase(s, tb);
     TCase *tv = tcase_create("verify");
     tcase_add_test(tv, test_verify_use_before_def);

@@ -638,10 +638,8 @@ static bool build_dense(kiln_module *m, int v, gen *g) {
     param(m, "b", 1, (int64_t[]){nn});
     kiln_func *f = kiln_func_create(m, "f");
     ir_node *in[3] = {node_of(f, in2(f, "x", KILN_F32, B, kk)), gref(m, "k"), gref(m, "b")};
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.i[0] = v < n_acts ? acts[v] : KILN_ACT_RELU;
-    a.f[0] = 0.3;
+    ir_attrs a = tu_attrs1(IR_OP_dense, "activation", tu_act_op(v < n_acts ? acts[v] : KILN_ACT_RELU));
+    ir_attrs_set_f(&a, "alpha", 0.3);
     out_node(f, op_node(f, IR_OP_dense, 3, in, &a));
     return true;
 }
@@ -739,9 +737,7 @@ static bool build_fused(kiln_module *m, int v, gen *g) {
         ir_node *gt = rb(&r, IR_OP_greater, x, y);
         ir_node *eq = rb(&r, IR_OP_equal, x, y);
         ir_node *both = rb(&r, IR_OP_add, gt, eq);
-        ir_attrs a;
-        memset(&a, 0, sizeof a);
-        a.i[0] = IR_F32;
+        ir_attrs a = tu_attrs1(IR_OP_cast, "dtype", IR_F32);
         ir_node *fl = ir_b_op(&r.b, IR_OP_cast, 1, &both, &a);
         ck_assert_ptr_nonnull(fl);
         ir_node *sel[3] = {gt, x, y};

@@ -295,10 +295,8 @@ static kiln_value internal_op(kiln_func *f, int op, int n, const kiln_value *x, 
 
 static kiln_value dense(kiln_func *f, kiln_value x, kiln_value w, kiln_value bias, int act,
                         double alpha) {
-    ir_attrs a;
-    memset(&a, 0, sizeof a);
-    a.i[0] = act;
-    a.f[0] = alpha;
+    ir_attrs a = tu_attrs1(IR_OP_dense, "activation", tu_act_op(act));
+    ir_attrs_set_f(&a, "alpha", alpha);
     kiln_value in[3] = {x, w, bias};
     return internal_op(f, IR_OP_dense, 3, in, &a);
 }
@@ -621,8 +619,8 @@ END_TEST
 static const struct {
     const char *op, *grad;
 } g_column[] = {
-#define EW(name, arity, kind, attrs, infer, scalar, grad, lower) {#name, #grad},
-#define OP(name, arity, kind, attrs, infer, kernel, grad, lower) {#name, #grad},
+#define EW(name, arity, kind, facts, attrs, infer, scalar, grad, lower) {#name, #grad},
+#define OP(name, arity, kind, facts, attrs, infer, kernel, grad, lower, ws) {#name, #grad},
 #include "ir/ops.def"
 #undef EW
 #undef OP
@@ -747,7 +745,7 @@ START_TEST(test_metrics_frozen_unused) {
     ck_assert_int_eq(ts->n_results, 2 + 4); /* loss, metric, h.bias, out.*, unused */
     ir_node *unused = ts->results[5];
     ck_assert_int_eq(unused->op, IR_OP_constant);
-    ck_assert(unused->attrs.f[0] == 0.0);
+    ck_assert(ir_attr_f(unused, "value") == 0.0);
     ck_assert_int_eq(unused->type.dims[0], 2);
     /* The first matmul gets no rule at all: neither x nor the frozen
      * @h.kernel needs a gradient. */

@@ -66,15 +66,15 @@ static ir_node *cst(fb *x, double v) {
     return ir_b_scalar(&x->b, v);
 }
 static ir_node *with_axis(fb *x, int op, ir_node *a, int64_t axis) {
-    ir_attrs at;
-    memset(&at, 0, sizeof at);
-    at.i[0] = axis;
+    ir_attrs at = tu_attrs1(op, "axis", (double)axis);
     return ir_b_op(&x->b, op, 1, &a, &at);
 }
+static ir_node *cast_f32(ir_builder *b, ir_node *v) {
+    ir_attrs at = tu_attrs1(IR_OP_cast, "dtype", IR_F32);
+    return ir_b_op(b, IR_OP_cast, 1, &v, &at);
+}
 static ir_node *act_alpha(fb *x, int op, ir_node *a, double alpha) {
-    ir_attrs at;
-    memset(&at, 0, sizeof at);
-    at.f[0] = alpha;
+    ir_attrs at = tu_attrs1(op, "alpha", alpha);
     return ir_b_op(&x->b, op, 1, &a, &at);
 }
 
@@ -271,8 +271,8 @@ START_TEST(dense_fuses_each_activation) {
     ck_assert_int_eq(f->n_nodes, 6); /* five dense and the softmax */
     const int want[] = {KILN_ACT_RELU, KILN_ACT_LEAKY_RELU, KILN_ACT_SIGMOID, KILN_ACT_TANH,
                         KILN_ACT_NONE};
-    for (int i = 0; i < 5; i++) ck_assert_int_eq(f->nodes[i]->attrs.i[0], want[i]);
-    ck_assert(f->nodes[1]->attrs.f[0] == 0.2);
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(tu_act_of(f->nodes[i]), want[i]);
+    ck_assert(ir_attr_f(f->nodes[1], "alpha") == 0.2);
     ck_assert_int_eq(f->nodes[5]->op, IR_OP_softmax);
     ck_assert_ptr_eq(f->nodes[5]->in[0], f->nodes[4]);
     for (int64_t batch = 1; batch <= 33; batch += 32) assert_same_run(a, b, "infer", batch, 1e-6);
@@ -297,9 +297,8 @@ START_TEST(dense_same_graph_as_direct_dense) {
                        global(b, IR_GLOBAL_PARAM, "l1.kernel", 2, k1),
                        global(b, IR_GLOBAL_PARAM, "l1.bias", 1, b1)};
     for (int l = 0; l < 2; l++) {
-        ir_attrs at;
-        memset(&at, 0, sizeof at);
-        at.i[0] = l == 0 ? KILN_ACT_RELU : KILN_ACT_TANH;
+        ir_attrs at = tu_attrs1(IR_OP_dense, "activation",
+                                tu_act_op(l == 0 ? KILN_ACT_RELU : KILN_ACT_TANH));
         ir_node *in[3] = {h, g[2 * l]->ref, g[2 * l + 1]->ref};
         h = ir_b_op(&x.b, IR_OP_dense, 3, in, &at);
     }
@@ -389,7 +388,7 @@ START_TEST(dense_does_not_fuse) {
     ck_assert_int_eq(count_op(f, IR_OP_matmul), 3);
     ck_assert_int_eq(count_op(f, IR_OP_dense), 1);
     const ir_node *dn = find_op(f, IR_OP_dense);
-    ck_assert_int_eq(dn->attrs.i[0], KILN_ACT_NONE);
+    ck_assert_int_eq(tu_act_of(dn), KILN_ACT_NONE);
     ck_assert_int_eq(count_op(f, IR_OP_relu), 4);
     assert_same_run(a, m, "f", 6, 0);
     kiln_module_dispose(a);
@@ -498,8 +497,8 @@ START_TEST(fold_evaluates_constants) {
     for (int i = 0; i < f->n_nodes; i++) {
         const ir_node *n = f->nodes[i];
         if (n->op != IR_OP_constant) continue;
-        ck_assert(n->attrs.f[0] == 3 || n->attrs.f[0] == 0);
-        n3 += n->attrs.f[0] == 3;
+        ck_assert(ir_attr_f(n, "value") == 3 || ir_attr_f(n, "value") == 0);
+        n3 += ir_attr_f(n, "value") == 3;
     }
     ck_assert_int_eq(n3, 2);
     ck_assert_int_eq(count_op(f, IR_OP_constant), 3);
@@ -523,11 +522,8 @@ static kiln_module *identities(void) {
     v = op2(&x, IR_OP_sub, v, cst(&x, 0));
     v = op2(&x, IR_OP_div, v, cst(&x, 1));
     v = op1(&x, IR_OP_neg, op1(&x, IR_OP_neg, v));
-    ir_attrs ra;
-    memset(&ra, 0, sizeof ra);
-    ra.n_list = 2;
-    ra.list[0] = KILN_BATCH;
-    ra.list[1] = 3;
+    ir_attrs ra = ir_attrs_default(IR_OP_reshape);
+    ir_attrs_set_ints(&ra, "shape", 2, (const int64_t[]){KILN_BATCH, 3});
     v = ir_b_op(&x.b, IR_OP_reshape, 1, &v, &ra); /* to its own type */
     ir_type bt = ir_type_make(IR_F32, 2, xd);
     ir_node *big = ir_b_broadcast_to(&x.b, cst(&x, 0.5), &bt); /* a constant [?,3] */
@@ -554,7 +550,7 @@ START_TEST(fold_removes_identities) {
     ck_assert_int_eq(f->n_nodes, 6);
     const ir_node *half = f->nodes[0];
     ck_assert_int_eq(half->op, IR_OP_constant);
-    ck_assert(half->attrs.f[0] == 0.5 && half->type.rank == 2);
+    ck_assert(ir_attr_f(half, "value") == 0.5 && half->type.rank == 2);
     assert_same_run(a, b, "f", 5, 0);
     kiln_module_dispose(a);
     kiln_module_dispose(b);
@@ -572,7 +568,7 @@ static kiln_module *loss_with_accuracy(void) {
         op2(&x, IR_OP_equal, with_axis(&x, IR_OP_argmax, p, 1), with_axis(&x, IR_OP_argmax, y, 1));
     ir_node *acc =
         ir_b_reduce(&x.b, IR_OP_reduce_mean,
-                    ir_b_op(&x.b, IR_OP_cast, 1, &hit, &(ir_attrs){.i = {IR_F32}}), 0, NULL, false);
+                    cast_f32(&x.b, hit), 0, NULL, false);
     ret(&x, op2(&x, IR_OP_categorical_crossentropy, p, y));
     ret(&x, acc);
     return m;
@@ -957,12 +953,8 @@ START_TEST(plan_reuses_and_writes_in_place) {
     ir_node *v = arg(&x, "x", IR_F32, 2, xd);
     int ops[] = {IR_OP_exp, IR_OP_neg, IR_OP_tanh, IR_OP_sigmoid};
     for (int i = 0; i < 4; i++) v = op1(&x, ops[i], v);
-    ir_attrs ra;
-    memset(&ra, 0, sizeof ra);
-    ra.n_list = 3;
-    ra.list[0] = KILN_BATCH;
-    ra.list[1] = 8;
-    ra.list[2] = 8;
+    ir_attrs ra = ir_attrs_default(IR_OP_reshape);
+    ir_attrs_set_ints(&ra, "shape", 3, (const int64_t[]){KILN_BATCH, 8, 8});
     ir_node *r = ir_b_op(&x.b, IR_OP_reshape, 1, &v, &ra);
     int64_t ax[1] = {2};
     ret(&x, ir_b_reduce(&x.b, IR_OP_reduce_sum, r, 1, ax, false));
@@ -1128,7 +1120,7 @@ static kiln_module *train_model(void) {
         op2(&x, IR_OP_equal, with_axis(&x, IR_OP_argmax, p, 1), with_axis(&x, IR_OP_argmax, y, 1));
     ir_node *acc =
         ir_b_reduce(&x.b, IR_OP_reduce_mean,
-                    ir_b_op(&x.b, IR_OP_cast, 1, &hit, &(ir_attrs){.i = {IR_F32}}), 0, NULL, false);
+                    cast_f32(&x.b, hit), 0, NULL, false);
     ret(&x, op2(&x, IR_OP_categorical_crossentropy, p, y));
     ret(&x, acc);
     return m;

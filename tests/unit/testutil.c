@@ -119,3 +119,17 @@ const char *tu_tmp_path(const char *name) {
     snprintf(p, 256, "%s/%s", g_tmp_dir, name);
     return p;
 }
+
+int tu_act_op(int act) {
+    return act == KILN_ACT_NONE ? 0 : ir_op_lookup(kiln_activation_name((kiln_activation)act));
+}
+
+int tu_act_of(const ir_node *n) {
+    return kiln_activation_from_name(ir_attr_op_name(ir_attr_i(n, "activation")));
+}
+
+ir_attrs tu_attrs1(int op, const char *name, double v) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_f(&a, name, v);
+    return a;
+}

@@ -61,4 +61,11 @@ int tu_count_entries(const char *dir, const char *part);
 /* Absolute path of a file in the source tree. Static buffer. */
 const char *tu_src_path(const char *rel);
 
+/* A kiln_activation as the op-valued attribute dense carries (0: none),
+ * and back: the activation dense node n applies. */
+int tu_act_op(int act);
+int tu_act_of(const ir_node *n);
+/* The attributes of `op` with one attribute set (a number of any kind). */
+ir_attrs tu_attrs1(int op, const char *name, double v);
+
 #endif
