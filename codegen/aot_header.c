@@ -75,12 +75,11 @@ static void entry_decl(ir_sb *sb, const aot_plan *pl, const aot_entry *e, const 
     ir_sb_puts(sb, ");\n\n");
 }
 
-kiln_status aot_header(const aot_plan *pl, ir_sb *sb, kiln_diag *d) {
+/* The comment that says how to use the library, the guard, the version. */
+static void header_intro(const aot_plan *pl, ir_sb *sb) {
     const char *p = pl->p, *P = pl->P;
     const cg_aot_options *o = pl->o;
     unsigned v = pl->version;
-    const kiln_func *inf = pl->infer->f;
-    const aot_entry *lab = pl->train ? pl->train : pl->evaluate; /* where the labels come from */
 
     ir_sb_printf(
         sb,
@@ -122,6 +121,14 @@ kiln_status aot_header(const aot_plan *pl, ir_sb *sb, kiln_diag *d) {
                  "#define %s_HAS_TRAIN %d\n\n",
                  P, v >> 16, (v >> 8) & 255, v & 255, P, v, P, pl->m->name, P, o->embed ? 1 : 0, p,
                  P, pl->evaluate != NULL, P, pl->train != NULL);
+}
+
+/* The status codes, the buffers' sizes, the handle's memory. */
+static void header_macros(const aot_plan *pl, ir_sb *sb) {
+    const char *p = pl->p, *P = pl->P;
+    const cg_aot_options *o = pl->o;
+    const kiln_func *inf = pl->infer->f;
+    const aot_entry *lab = pl->train ? pl->train : pl->evaluate; /* where the labels come from */
 
     ir_sb_printf(sb,
                  "/* Status codes: every entry point returns one (the numbers of kiln_status). */\n"
@@ -185,6 +192,13 @@ kiln_status aot_header(const aot_plan *pl, ir_sb *sb, kiln_diag *d) {
         P, (long long)pl->state_bytes, P, (long long)pl->ws_fixed, P, (long long)pl->ws_ps, P,
         (long long)(pl->ws_off + pl->ws_fixed), P, P, P);
 
+}
+
+/* The entry points. */
+static void header_decls(const aot_plan *pl, ir_sb *sb) {
+    const char *p = pl->p, *P = pl->P;
+    const cg_aot_options *o = pl->o;
+
     ir_sb_printf(sb,
                  "/* A compiled model with its weights and workspace. */\ntypedef struct %s_model "
                  "%s_model;\n\n",
@@ -242,11 +256,19 @@ kiln_status aot_header(const aot_plan *pl, ir_sb *sb, kiln_diag *d) {
             sb,
             "/* Saves the weights and optimizer state as a safetensors checkpoint with the\n"
             " * runtime's tensor names (`kiln eval --load` and `kiln train --load` read it).\n"
-            " * Atomic: written to PATH.tmp.PID and renamed, so a crash keeps the old file.\n"
+            " * Atomic: written to a temporary file beside PATH and renamed, so a crash keeps\n"
+            " * the old file.\n"
             " * Refuses NaN / Inf weights (%s_ERR_NONFINITE). */\n"
             "int %s_save(%s_model *m, const char *path);\n\n",
             P, p, p);
     }
+}
+
+kiln_status aot_header(const aot_plan *pl, ir_sb *sb, kiln_diag *d) {
+    header_intro(pl, sb);
+    header_macros(pl, sb);
+    header_decls(pl, sb);
+    const char *P = pl->P;
     ir_sb_puts(sb, "#ifdef __cplusplus\n}\n#endif\n\n");
     ir_sb_printf(sb, "#endif /* %s_H_INCLUDED */\n", P);
     return sb->oom ? ir_oom(d) : KILN_OK;
