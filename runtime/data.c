@@ -439,9 +439,12 @@ void rt_dataset_free(rt_dataset *ds) {
     if (!ds) return;
     ir_free(ds->images_path);
     ir_free(ds->labels_path);
-    ir_free(ds->u8);
-    ir_free(ds->f32);
-    ir_free(ds->labels);
+    if (!ds->borrowed_x) {
+        ir_free(ds->u8);
+        ir_free(ds->f32);
+    }
+    if (!ds->borrowed_labels) ir_free(ds->labels);
+    if (!ds->borrowed_targets) ir_free(ds->targets);
     ir_free(ds);
 }
 
@@ -686,27 +689,40 @@ static inline void prefetch_row(const rt_dataset *ds, int64_t row) {
     for (int64_t o = 0; o < ds->sample_size; o += 64) __builtin_prefetch(p + o);
 }
 
+static bool y_copies_targets(const rt_dataset *ds, int n_classes) {
+    return ds->targets && ds->target_size == n_classes;
+}
+
 static kiln_status batch_checks(const rt_dataset *ds, int n, float *x_out, float *y_onehot,
                                 int n_classes, int32_t *labels_out, kiln_diag *d) {
     if (!ds || n < 0 || (n > 0 && !x_out))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_batch: bad argument");
-    if ((y_onehot || labels_out) && !ds->labels)
+    bool targets = y_onehot && y_copies_targets(ds, n_classes);
+    if (((y_onehot && !targets) || labels_out) && !ds->labels)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no labels were loaded",
                         ds->images_path);
     if (y_onehot && n_classes <= 0)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_batch: one-hot needs n_classes");
     /* O(1) on the hot path: the dataset knows its smallest and largest label. */
-    if ((y_onehot || (labels_out && n_classes > 0)) &&
+    bool onehot = y_onehot && !targets && n_classes > 1;
+    if ((onehot || (labels_out && n_classes > 0)) &&
         (ds->label_min < 0 || ds->label_max >= n_classes))
         return rt_dataset_check_labels(ds, n_classes, d);
     return KILN_OK;
 }
 
+/* y of sample `row` into batch row i: targets copied, a label as a value
+ * (n_classes 1) or one-hot (rt_y_mode in data.h). */
 static void fill_labels(const rt_dataset *ds, int64_t i, int64_t row, float *y_onehot,
                         int n_classes, int32_t *labels_out) {
-    int32_t l = ds->labels[row];
-    if (y_onehot) y_onehot[i * n_classes + l] = 1.0f;
-    if (labels_out) labels_out[i] = l;
+    if (y_onehot && y_copies_targets(ds, n_classes))
+        memcpy(y_onehot + i * n_classes, ds->targets + row * n_classes,
+               sizeof(float) * (size_t)n_classes);
+    else if (y_onehot && n_classes == 1)
+        y_onehot[i] = (float)ds->labels[row];
+    else if (y_onehot)
+        y_onehot[i * n_classes + ds->labels[row]] = 1.0f;
+    if (labels_out) labels_out[i] = ds->labels[row];
 }
 
 kiln_status rt_batch_gather(const rt_dataset *ds, const int32_t *indices, int n, float *x_out,

@@ -71,8 +71,18 @@ typedef struct rt_dataset {
     bool is_float;       /* images are float32 (IDX 0x0D), else uint8 */
     uint8_t *u8;         /* n * sample_size values, when !is_float */
     float *f32;          /* n * sample_size values, when is_float */
-    int32_t *labels;     /* n labels, or NULL */
+    int32_t *labels;     /* n labels (class indices), or NULL */
     int32_t label_min, label_max;
+    /* Float labels (targets: regression values, 0/1, probabilities), or
+     * NULL: n * target_size values. A file of float labels that are all
+     * whole numbers also fills `labels`, so it can be class indices too. */
+    float *targets;
+    int64_t target_size;
+    int target_rank; /* shape of one sample's targets */
+    int64_t target_dims[KILN_MAX_RANK];
+    /* The arrays (u8, f32, labels, targets) belong to the caller
+     * (kiln_dataset_from_arrays with borrowing): not freed. */
+    bool borrowed_x, borrowed_labels, borrowed_targets;
 } rt_dataset;
 
 /* Loads images (uint8 or float32, rank >= 2) and, when labels_path is not
@@ -93,14 +103,41 @@ void rt_dataset_free(rt_dataset *ds);
 /* Checks for the training loop, each one line naming the file:
  * every label in [0, n_classes) ... */
 kiln_status rt_dataset_check_labels(const rt_dataset *ds, int64_t n_classes, kiln_diag *d);
+/* How labels become the model's label tensor (GRAMMAR.md, "Labels"):
+ *  - RT_Y_INDICES: an i32 label: class indices (ds->labels);
+ *  - RT_Y_TARGETS: an f32 label of `size` values per sample, and the data
+ *    has float labels of that size: copied as they are;
+ *  - RT_Y_VALUE:   an f32 label of 1 value per sample (a binary classifier,
+ *    a regression) and integer labels: the label as a float (0/1);
+ *  - RT_Y_ONEHOT:  an f32 label [?, C] with C > 1 and class indices. */
+typedef enum rt_y_mode { RT_Y_INDICES, RT_Y_TARGETS, RT_Y_VALUE, RT_Y_ONEHOT } rt_y_mode;
+/* Picks the mode for a model whose label is i32 (sparse) or f32 with
+ * `size` values per sample, and checks the labels for it (range of class
+ * indices, size of targets). One line naming the labels file on error. */
+kiln_status rt_dataset_y_mode(const rt_dataset *ds, bool sparse, int64_t size, rt_y_mode *mode,
+                              kiln_diag *d);
 /* ... and samples of `model_values` values (the model input's size per row):
  * "images are 28x28 = 784 values, the model expects 100". */
 kiln_status rt_dataset_check_input(const rt_dataset *ds, int64_t model_values, kiln_diag *d);
 
+/* A dataset of the caller's arrays (kiln_dataset_from_arrays; borrowed:
+ * used in place where the layout allows, see kiln.h). Same ownership as
+ * rt_dataset_load(). */
+kiln_status rt_dataset_from_arrays(const kiln_array *x, const kiln_array *y, int64_t count,
+                                   bool borrow, rt_dataset **out, kiln_diag *d);
+/* Float labels v (ds->n samples of shape dims[0..rank)) become ds->targets
+ * (owned unless borrowed; on error still the dataset's to free), checked
+ * finite, and also class indices when they are whole numbers, one per
+ * sample. */
+kiln_status rt_dataset_take_targets(rt_dataset *ds, float *v, int rank, const int64_t *dims,
+                                    bool borrowed, kiln_diag *d);
+
 /* --------------------------------------------------------------- batches
  * Fills a batch of n samples: x_out gets n * sample_size floats (uint8
  * images scaled by 1/255, float images copied); y_onehot (optional) gets
- * n * n_classes floats; labels_out (optional) n labels. The short last
+ * n * n_classes floats: the targets when the dataset has float labels of
+ * n_classes values, the label itself when n_classes is 1 (RT_Y_VALUE),
+ * else one-hot class indices; labels_out (optional) n labels. The short last
  * batch is the caller's: pass the n that is left. Indices and labels are
  * checked (KILN_ERR_INVALID with a message), so a bad one cannot write out
  * of bounds; nothing is allocated. */

@@ -101,6 +101,21 @@ kiln_status kiln_dataset_load(const char *dir, const char *split, kiln_dataset *
     return st ? st : wrap_dataset(rt, out, d);
 }
 
+kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const kiln_array *labels,
+                                     int64_t count, kiln_array_mode mode, kiln_dataset **out,
+                                     kiln_diag *d) {
+    *out = NULL;
+    rt_dataset *rt = NULL;
+    kiln_status st =
+        rt_dataset_from_arrays(inputs, labels, count, mode == KILN_ARRAYS_BORROW, &rt, d);
+    return st ? st : wrap_dataset(rt, out, d);
+}
+
+kiln_status kiln_dataset_load_files(const char *inputs, const char *labels, kiln_dataset **out,
+                                    kiln_diag *d) {
+    return kiln_dataset_load_idx(inputs, labels, out, d);
+}
+
 kiln_status kiln_dataset_load_idx(const char *images, const char *labels, kiln_dataset **out,
                                   kiln_diag *d) {
     *out = NULL;
@@ -339,13 +354,12 @@ static kiln_status gather(kiln_model *mo, const rt_dataset *ds, const int32_t *i
     return rt_batch_slice(ds, first, n, mo->x, y, classes, lab, d);
 }
 
+/* Inputs of the model's size, labels that fit its label (rt_y_mode). */
 static kiln_status check_data(kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     kiln_status st = rt_dataset_check_input(ds, mo->in_size, d);
     if (st) return st;
-    if (!ds->labels)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: the dataset has no labels",
-                        ds->images_path);
-    return rt_dataset_check_labels(ds, mo->n_classes, d);
+    rt_y_mode mode;
+    return rt_dataset_y_mode(ds, mo->sparse_labels, mo->n_classes, &mode, d);
 }
 
 kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *ds, int need_labels,
@@ -632,6 +646,25 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
         if ((st = run(mo, &mo->infer, nb, args, results, d))) return st;
     }
     return KILN_OK;
+}
+
+kiln_status kiln_model_predict_dataset(kiln_model *mo, const kiln_dataset *ds, float *out,
+                                       kiln_diag *d) {
+    if (!mo || !ds || (ds->rt->n && !out))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_model_predict_dataset: bad arguments");
+    kiln_status st = rt_dataset_check_input(ds->rt, mo->in_size, d);
+    if (!st) st = compile_fn(mo, &mo->infer, d);
+    const int64_t chunk = 256;
+    if (!st) st = reserve(mo, mo->cap > chunk ? mo->cap : chunk, d);
+    for (int64_t i = 0; !st && i < ds->rt->n; i += chunk) {
+        int nb = (int)(ds->rt->n - i < chunk ? ds->rt->n - i : chunk);
+        st = rt_batch_slice(ds->rt, i, nb, mo->x, NULL, 0, NULL, d);
+        void *args[1] = {mo->x};
+        void *results[1] = {out + i * mo->out_size};
+        if (!st) st = run(mo, &mo->infer, nb, args, results, d);
+    }
+    return st;
 }
 
 kiln_status kiln_model_get_weights(const kiln_model *mo, const char *name, float *out, int64_t n,
