@@ -98,6 +98,11 @@ typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_TEST } rt_split;
  * test (t10k-...) split from a directory, each file with or without ".gz".
  * Same ownership as rt_dataset_load(). */
 kiln_status rt_dataset_load_dir(const char *dir, rt_split split, rt_dataset **out, kiln_diag *d);
+/* The same from NumPy files: `dir` may also hold x_train.npy, y_train.npy,
+ * x_test.npy, y_test.npy (used when x_<split>.npy exists), or be a .npz
+ * archive of these four arrays (rt_dataset_load_npz). rt_dataset_load
+ * reads .npy or IDX files alike, told apart by their first bytes. */
+kiln_status rt_dataset_load_npz(const char *path, rt_split split, rt_dataset **out, kiln_diag *d);
 void rt_dataset_free(rt_dataset *ds);
 
 /* Checks for the training loop, each one line naming the file:
@@ -129,6 +134,9 @@ kiln_status rt_dataset_from_arrays(const kiln_array *x, const kiln_array *y, int
  * (owned unless borrowed; on error still the dataset's to free), checked
  * finite, and also class indices when they are whole numbers, one per
  * sample. */
+/* Labels read from a NumPy file that are floats, or several integers per
+ * sample (lab->dims[0] samples), as targets; lab's data may be taken. */
+kiln_status rt_dataset_take_float_labels(rt_dataset *ds, rt_idx *lab, kiln_diag *d);
 kiln_status rt_dataset_take_targets(rt_dataset *ds, float *v, int rank, const int64_t *dims,
                                     bool borrowed, kiln_diag *d);
 

@@ -83,6 +83,24 @@ kiln_status rt_dataset_y_mode(const rt_dataset *ds, bool sparse, int64_t size, r
     return rt_dataset_check_labels(ds, sparse ? (size > 0 ? size : 1) : size, d);
 }
 
+kiln_status rt_dataset_take_float_labels(rt_dataset *ds, rt_idx *lab, kiln_diag *d) {
+    if (lab->dims[0] != ds->n)
+        return ir_error(d, KILN_ERR_SHAPE, ir_loc_none(), "%s: %lld labels, but %s has %lld samples",
+                        ds->labels_path, (long long)lab->dims[0], ds->images_path,
+                        (long long)ds->n);
+    float *t = lab->data;
+    if (lab->type != RT_IDX_F32) {
+        t = ir_malloc(sizeof(float) * (size_t)lab->count);
+        if (!t) return ir_oom(d);
+        for (int64_t i = 0; i < lab->count; i++)
+            t[i] = lab->type == RT_IDX_U8 ? (float)((const uint8_t *)lab->data)[i]
+                                          : (float)((const int32_t *)lab->data)[i];
+    } else {
+        lab->data = NULL;
+    }
+    return rt_dataset_take_targets(ds, t, lab->rank - 1, lab->dims + 1, false, d);
+}
+
 /* ------------------------------------------------------ from the caller */
 
 static kiln_status array_shape(const kiln_array *a, const char *what, int64_t count,

@@ -186,7 +186,8 @@ static kiln_status run_test(session *s, const char *dir, int64_t batch, double *
 /* ---------------------------------------------------------------- train */
 
 static const cli_opt train_opts[] = {
-    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA ")"},
     {"--epochs", "N", "epochs (default: the model's train block)"},
     {"--batch-size", "N", "batch size (default: the model's train block)"},
     {"--seed", "N", "seed of weight initialization and shuffling"},
@@ -282,7 +283,8 @@ int cmd_train(int argc, char **argv) {
 
 static const cli_opt eval_opts[] = {
     {"--load", "CKPT", "the weights to evaluate (required)"},
-    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA ")"},
     {"--batch-size", "N", "batch size (default 128)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
@@ -323,8 +325,9 @@ int cmd_eval(int argc, char **argv) {
 
 static const cli_opt predict_opts[] = {
     {"--load", "CKPT", "the weights (required)"},
-    {"--input", "IDX", "images in IDX format, gzipped or not (required)"},
-    {"--output", "FILE", "write 'class p0 p1 ...' per sample here (default stdout: class)"},
+    {"--input", "FILE", "inputs: a NumPy .npy file, or IDX (gzipped or not) (required)"},
+    {"--output", "FILE", "FILE.npy: the outputs as a NumPy array [n, outputs]; other names: "
+                         "'class p0 p1 ...' per sample (default stdout: class)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
     {"--help", NULL, "show this help"},
@@ -334,7 +337,7 @@ int cmd_predict(int argc, char **argv) {
     cli_args a;
     if (!cli_parse(&a, "predict", predict_opts, N_OPTS(predict_opts), argc, argv, 1)) return 2;
     if (cli_flag(&a, "--help")) {
-        cli_usage_verb(stdout, "predict", "MODEL.kiln --load CKPT --input IDX [options]",
+        cli_usage_verb(stdout, "predict", "MODEL.kiln --load CKPT --input FILE [options]",
                        predict_opts, N_OPTS(predict_opts));
         return 0;
     }
@@ -347,24 +350,26 @@ int cmd_predict(int argc, char **argv) {
     session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
-    st = kiln_dataset_load_idx(input, NULL, &s.test, s.d);
+    st = kiln_dataset_load_files(input, NULL, &s.test, s.d);
     if (st) return session_fail(&s, st);
-    int64_t n = kiln_dataset_count(s.test), in = kiln_model_input_size(s.model);
-    int64_t out = kiln_model_output_size(s.model);
+    int64_t n = kiln_dataset_count(s.test), out = kiln_model_output_size(s.model);
     if ((st = kiln_model_check_dataset(s.model, s.test, 0, s.d))) return session_fail(&s, st);
-    float *x = malloc(sizeof(float) * (size_t)(in * (n ? n : 1)));
     float *y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
-    if (!x || !y || kiln_dataset_read(s.test, 0, n, x, s.d) ||
-        (st = kiln_model_predict(s.model, x, n, y, s.d))) {
-        free(x);
+    if (!y || (st = kiln_model_predict_dataset(s.model, s.test, y, s.d))) {
         free(y);
         return session_fail(&s, st ? st : KILN_ERR_NOMEM);
     }
     const char *path = cli_get(&a, "--output");
+    size_t pl = path ? strlen(path) : 0;
+    if (pl > 4 && strcmp(path + pl - 4, ".npy") == 0) {
+        int64_t dims[2] = {n, out};
+        st = kiln_npy_write(path, y, 2, dims, s.d);
+        free(y);
+        return st ? session_fail(&s, st) : (session_end(&s), 0);
+    }
     FILE *f = path ? fopen(path, "w") : stdout;
     if (!f) {
         fprintf(stderr, "kiln predict: error: %s: %s\n", path, strerror(errno));
-        free(x);
         free(y);
         session_end(&s);
         return 1;
@@ -380,7 +385,6 @@ int cmd_predict(int argc, char **argv) {
         fputc('\n', f);
     }
     int bad = path ? fclose(f) != 0 : 0;
-    free(x);
     free(y);
     session_end(&s);
     if (bad) {

@@ -531,6 +531,11 @@ KILN_API kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const ki
 KILN_API kiln_status kiln_dataset_load_files(const char *inputs, const char *labels,
                                              kiln_dataset **out, kiln_diag *d);
 
+/* Writes `data` (float32, shape dims[0..rank), C order) as a NumPy .npy
+ * file (format 1.0). */
+KILN_API kiln_status kiln_npy_write(const char *path, const float *data, int rank,
+                                    const int64_t *dims, kiln_diag *d);
+
 /* ------------------------------------------------------------------ models
  * A model is a module compiled for training and inference, with its
  * weights, optimizer state and history: Keras' fit / evaluate / predict. */
