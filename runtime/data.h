@@ -140,6 +140,14 @@ kiln_status rt_dataset_take_float_labels(rt_dataset *ds, rt_idx *lab, kiln_diag 
 kiln_status rt_dataset_take_targets(rt_dataset *ds, float *v, int rank, const int64_t *dims,
                                     bool borrowed, kiln_diag *d);
 
+/* Tabular data (csv.c): a CSV file with a header row of names and rows of
+ * numbers; column `label` holds the labels (float targets, and class
+ * indices when they are whole numbers), the others are the features, in
+ * their order. Errors are "file:line:col: error: ..." with a caret. */
+kiln_status rt_csv_parse(const void *buf, size_t len, const char *name, const char *label,
+                         rt_dataset **out, kiln_diag *d);
+kiln_status rt_csv_load(const char *path, const char *label, rt_dataset **out, kiln_diag *d);
+
 /* --------------------------------------------------------------- batches
  * Fills a batch of n samples: x_out gets n * sample_size floats (uint8
  * images scaled by 1/255, float images copied); y_onehot (optional) gets

@@ -111,6 +111,17 @@ kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const kiln_array 
     return st ? st : wrap_dataset(rt, out, d);
 }
 
+kiln_status kiln_dataset_load_csv(const char *path, const char *label_column, kiln_dataset **out,
+                                  kiln_diag *d) {
+    *out = NULL;
+    if (!path || !label_column)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_dataset_load_csv: a file and a label column are needed");
+    rt_dataset *rt = NULL;
+    kiln_status st = rt_csv_load(path, label_column, &rt, d);
+    return st ? st : wrap_dataset(rt, out, d);
+}
+
 kiln_status kiln_dataset_load_files(const char *inputs, const char *labels, kiln_dataset **out,
                                     kiln_diag *d) {
     return kiln_dataset_load_idx(inputs, labels, out, d);

@@ -167,11 +167,40 @@ static kiln_status write_report(const session *s, const char *path, double test_
     return KILN_OK;
 }
 
-/* Evaluates on the test split and prints Keras' "loss/accuracy" line. */
-static kiln_status run_test(session *s, const char *dir, int64_t batch, double *loss, double *acc,
-                            int64_t *samples) {
-    kiln_status st = kiln_dataset_load(dir, "test", &s->test, s->d);
-    if (st) return st;
+static bool is_csv(const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    return n > 4 && strcmp(path + n - 4, ".csv") == 0;
+}
+
+/* The training (test = false) or test data: --data DIR (IDX or NumPy files,
+ * or a .npz), or --data FILE.csv with --label-column, whose test data is
+ * --test FILE.csv in train (none without it: *out stays NULL) and the file
+ * itself in eval. */
+static kiln_status open_data(session *s, const cli_args *a, bool test, kiln_dataset **out) {
+    const char *data = cli_get(a, "--data");
+    if (!data) data = DEFAULT_DATA;
+    if (!is_csv(data)) return kiln_dataset_load(data, test ? "test" : "train", out, s->d);
+    const char *label = cli_get(a, "--label-column");
+    const char *path = test && strcmp(s->verb, "train") == 0 ? cli_get(a, "--test") : data;
+    return path ? kiln_dataset_load_csv(path, label, out, s->d) : KILN_OK;
+}
+
+/* CSV data needs its label column: a usage error (exit status 2). */
+static bool data_opts_ok(const cli_args *a, const char *verb) {
+    const char *data = cli_get(a, "--data");
+    if (is_csv(data) && !cli_get(a, "--label-column")) {
+        fprintf(stderr, "kiln %s: error: --data %s needs --label-column NAME\n", verb, data);
+        return false;
+    }
+    return true;
+}
+
+/* Evaluates on the test data and prints Keras' "loss/accuracy" line;
+ * *samples stays -1 when there is none (a CSV without --test). */
+static kiln_status run_test(session *s, const cli_args *a, int64_t batch, double *loss,
+                            double *acc, int64_t *samples) {
+    kiln_status st = open_data(s, a, true, &s->test);
+    if (st || !s->test) return st;
     st = kiln_model_evaluate(s->model, s->test, batch, 1, loss, acc, s->d);
     if (st) return st;
     *samples = kiln_dataset_count(s->test);
@@ -187,7 +216,9 @@ static kiln_status run_test(session *s, const char *dir, int64_t batch, double *
 
 static const cli_opt train_opts[] = {
     {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
-                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA ")"},
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
+    {"--test", "FILE.csv", "with --data FILE.csv: the test data (none without it)"},
+    {"--label-column", "NAME", "with CSV data: the column holding the labels"},
     {"--epochs", "N", "epochs (default: the model's train block)"},
     {"--batch-size", "N", "batch size (default: the model's train block)"},
     {"--seed", "N", "seed of weight initialization and shuffling"},
@@ -216,7 +247,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "kiln train: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "train", false)) return 2;
+    if (!model_opts_ok(&a, "train", false) || !data_opts_ok(&a, "train")) return 2;
     kiln_fit_opts fo = {0};
     int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
     if (!cli_int(&a, "--epochs", 1, 1000000, &epochs) ||
@@ -252,9 +283,7 @@ int cmd_train(int argc, char **argv) {
     session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], false);
     if (st) return session_fail(&s, st);
-    const char *dir = cli_get(&a, "--data");
-    if (!dir) dir = DEFAULT_DATA;
-    st = kiln_dataset_load(dir, "train", &s.train, s.d);
+    st = open_data(&s, &a, false, &s.train);
     if (st) return session_fail(&s, st);
     if (kiln_model_compile_ms(s.model) > 0)
         printf("compiled %s in %.0f ms\n", kiln_module_name(kiln_model_module(s.model)),
@@ -270,7 +299,7 @@ int cmd_train(int argc, char **argv) {
     double loss = NAN, acc = NAN;
     int64_t samples = -1;
     if (!cli_flag(&a, "--no-eval")) {
-        st = run_test(&s, dir, batch ? batch : 128, &loss, &acc, &samples);
+        st = run_test(&s, &a, batch ? batch : 128, &loss, &acc, &samples);
         if (st) return session_fail(&s, st);
     }
     const char *report = cli_get(&a, "--report");
@@ -284,7 +313,8 @@ int cmd_train(int argc, char **argv) {
 static const cli_opt eval_opts[] = {
     {"--load", "CKPT", "the weights to evaluate (required)"},
     {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
-                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA ")"},
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
+    {"--label-column", "NAME", "with CSV data: the column holding the labels"},
     {"--batch-size", "N", "batch size (default 128)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
@@ -304,16 +334,15 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "kiln eval: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "eval", true)) return 2;
+    if (!model_opts_ok(&a, "eval", true) || !data_opts_ok(&a, "eval")) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
     session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
-    const char *dir = cli_get(&a, "--data");
     double loss, acc;
-    int64_t samples;
-    st = run_test(&s, dir ? dir : DEFAULT_DATA, batch, &loss, &acc, &samples);
+    int64_t samples = -1;
+    st = run_test(&s, &a, batch, &loss, &acc, &samples);
     if (st) return session_fail(&s, st);
     const char *report = cli_get(&a, "--report");
     if (report && (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);

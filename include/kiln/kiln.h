@@ -531,6 +531,13 @@ KILN_API kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const ki
 KILN_API kiln_status kiln_dataset_load_files(const char *inputs, const char *labels,
                                              kiln_dataset **out, kiln_diag *d);
 
+/* Loads a CSV file: a header row of column names, then rows of numbers;
+ * the column named `label_column` holds the labels, the others are the
+ * features of one sample, in file order. Errors name file:line:col. Same
+ * ownership as kiln_dataset_load(). */
+KILN_API kiln_status kiln_dataset_load_csv(const char *path, const char *label_column,
+                                           kiln_dataset **out, kiln_diag *d);
+
 /* Writes `data` (float32, shape dims[0..rank), C order) as a NumPy .npy
  * file (format 1.0). */
 KILN_API kiln_status kiln_npy_write(const char *path, const float *data, int rank,
