@@ -153,6 +153,49 @@ START_TEST(bad_arrays_are_refused) {
 }
 END_TEST
 
+/* Keras' binary classifier on Fashion-MNIST, T-shirt/top (class 0) against
+ * the rest: labels 0/1 as class indices, a [?, 1] sigmoid output. A model
+ * that says "rest" always scores 0.90; this one must learn the class. */
+START_TEST(binary_fashion_mnist_class0_vs_rest) {
+    kiln_diag *d = kiln_diag_create();
+    rt_dataset *split[2] = {NULL, NULL};
+    for (int s = 0; s < 2; s++) {
+        ck_assert_msg(rt_dataset_load_dir(RT_DEFAULT_DATA_DIR, s ? RT_SPLIT_TEST : RT_SPLIT_TRAIN,
+                                          &split[s], d) == KILN_OK,
+                      "%s", kiln_diag_message(d));
+        for (int64_t i = 0; i < split[s]->n; i++) split[s]->labels[i] = split[s]->labels[i] == 0;
+        split[s]->label_max = 1;
+    }
+    split[0]->n = 20000; /* one epoch of 20000 images is enough */
+    kiln_array tx = {split[0]->u8, KILN_ARRAY_U8, 2, {28, 28}};
+    kiln_array ty = {split[0]->labels, KILN_ARRAY_I32, 0, {0}};
+    kiln_array vx = {split[1]->u8, KILN_ARRAY_U8, 2, {28, 28}};
+    kiln_array vy = {split[1]->labels, KILN_ARRAY_I32, 0, {0}};
+    kiln_dataset *train = NULL, *test = NULL;
+    ck_assert_int_eq(kiln_dataset_from_arrays(&tx, &ty, split[0]->n, KILN_ARRAYS_BORROW, &train, d),
+                     KILN_OK);
+    ck_assert_int_eq(kiln_dataset_from_arrays(&vx, &vy, split[1]->n, KILN_ARRAYS_BORROW, &test, d),
+                     KILN_OK);
+    kiln_model *mo = make_model("input x : f32[?, 784]\nlabel y : f32[?, 1]\n"
+                                "h = dense(x, 64, activation=relu)\n"
+                                "p = dense(h, 1, activation=sigmoid)\noutput p\n"
+                                "loss binary_crossentropy(p, y)\n"
+                                "train {\n optimizer = adam(lr=0.001)\n epochs = 1\n"
+                                " batch_size = 64\n metrics = [accuracy]\n}\n");
+    ck_assert_msg(kiln_model_fit(mo, train, NULL, d) == KILN_OK, "%s", kiln_diag_message(d));
+    double loss, acc;
+    ck_assert_int_eq(kiln_model_evaluate(mo, test, 0, 0, &loss, &acc, d), KILN_OK);
+    printf("class 0 vs rest: test accuracy %.4f, loss %.4f\n", acc, loss);
+    ck_assert_msg(acc > 0.94 && loss < 0.2, "accuracy %g loss %g", acc, loss);
+    kiln_model_dispose(mo);
+    kiln_dataset_dispose(train);
+    kiln_dataset_dispose(test);
+    rt_dataset_free(split[0]);
+    rt_dataset_free(split[1]);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 Suite *arrays_suite(void);
 Suite *arrays_suite(void) {
     Suite *s = suite_create("arrays");
@@ -161,6 +204,7 @@ Suite *arrays_suite(void) {
     tcase_add_test(tc, regression_from_copied_arrays);
     tcase_add_test(tc, binary_classifier_on_int_labels);
     tcase_add_test(tc, bad_arrays_are_refused);
+    tcase_add_test(tc, binary_fashion_mnist_class0_vs_rest);
     suite_add_tcase(s, tc);
     return s;
 }
