@@ -196,6 +196,26 @@ START_TEST(binary_fashion_mnist_class0_vs_rest) {
 }
 END_TEST
 
+/* Keras 3's leaky_relu: slope 0.2 by default, keyword negative_slope (and
+ * Keras 2's alpha); seen in the outputs of x = 1 through weights of -1. */
+START_TEST(keras3_leaky_relu) {
+    kiln_model *mo = make_model("input x : f32[?, 1]\n"
+                                "a = dense(x, 1, activation=leaky_relu, kernel_initializer=constant(-1),"
+                                " bias_initializer=zeros)\n"
+                                "b = leaky_relu(a, negative_slope=0.5)\n"
+                                "c = leaky_relu(a, alpha=0.25)\n"
+                                "d = leaky_relu(a)\n"
+                                "o = add(add(b, c), d)\noutput o\n");
+    kiln_diag *d = kiln_diag_create();
+    float x = 1, y = 0;
+    ck_assert_int_eq(kiln_model_predict(mo, &x, 1, &y, d), KILN_OK);
+    /* a = -0.2; b = -0.1, c = -0.05, d = -0.04 */
+    ck_assert_msg(fabsf(y - (-0.19f)) < 1e-6f, "got %g", y);
+    kiln_model_dispose(mo);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 Suite *arrays_suite(void);
 Suite *arrays_suite(void) {
     Suite *s = suite_create("arrays");
@@ -204,6 +224,7 @@ Suite *arrays_suite(void) {
     tcase_add_test(tc, regression_from_copied_arrays);
     tcase_add_test(tc, binary_classifier_on_int_labels);
     tcase_add_test(tc, bad_arrays_are_refused);
+    tcase_add_test(tc, keras3_leaky_relu);
     tcase_add_test(tc, binary_fashion_mnist_class0_vs_rest);
     suite_add_tcase(s, tc);
     return s;
