@@ -406,9 +406,9 @@ static kiln_status snapshot(kiln_model *mo, bool to, kiln_diag *d) {
 
 static const char *nonfinite_word(float v) { return isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf"; }
 
-/* The step that just ran (step mo->step, batch s_fail of this epoch) had a
- * NaN or Inf loss. Says why in one line, naming the first non-finite
- * tensor:
+/* The step that just ran (step mo->step, batch s_fail of this epoch, which
+ * this fit entered at batch s_first) had a NaN or Inf loss. Says why in one
+ * line, naming the first non-finite tensor:
  *  - the epoch is replayed from mo->snap up to the failing batch, so the
  *    weights are those the failing step started from (it is deterministic:
  *    the same batches in the same order), and the model keeps them;
@@ -418,7 +418,8 @@ static const char *nonfinite_word(float v) { return isnan(v) ? "NaN" : v > 0 ? "
  *  - failing that (no snapshot, or the rerun stays finite), the first
  *    parameter the update made non-finite. */
 static kiln_status nonfinite_loss(kiln_model *mo, const rt_dataset *ds, const kiln_fit_opts *o,
-                                  int64_t s_fail, int64_t batch, float loss, kiln_diag *d) {
+                                  int64_t s_first, int64_t s_fail, int64_t batch, float loss,
+                                  kiln_diag *d) {
     int64_t step = mo->step, n = ds->n;
     const ir_global *param = NULL;
     int64_t param_at = 0;
@@ -444,7 +445,7 @@ static kiln_status nonfinite_loss(kiln_model *mo, const rt_dataset *ds, const ki
     kiln_status st = KILN_OK;
     if (mo->snap) {
         snapshot(mo, false, NULL);
-        for (int64_t s = 0; s <= s_fail && !st; s++) {
+        for (int64_t s = s_first; s <= s_fail && !st; s++) {
             int nb = (int)(s + 1 < (n + batch - 1) / batch ? batch : n - s * batch);
             const int32_t *idx = o->no_shuffle ? NULL : mo->shuffle.perm + s * batch;
             st = gather(mo, ds, idx, s * batch, nb, &mine);
@@ -553,13 +554,18 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
     }
     mo->shuffle_restored = false;
     int64_t steps = (n + batch - 1) / batch;
+    /* A run stopped (or saved) inside an epoch goes on at the next batch of
+     * the same permutation: the step within the epoch is what the steps of
+     * the completed epochs leave. */
+    int64_t first = mo->step - mo->epoch * steps;
+    if (first < 0 || first >= steps) first = 0;
     bool tty = o->verbose && isatty(fileno(stdout));
     float loss_acc[2] = {0, 0};
     void *args[2] = {mo->x, mo->sparse_labels ? (void *)mo->labels : (void *)mo->y};
     void *results[2] = {&loss_acc[0], &loss_acc[1]};
     int64_t taken = 0;
-    for (int e = 0; e < epochs; e++) {
-        if (!o->no_shuffle) rt_shuffle_next(&mo->shuffle);
+    for (int e = 0; e < epochs; e++, first = 0) {
+        if (!o->no_shuffle && (first == 0 || !mo->shuffle.st.drawn)) rt_shuffle_next(&mo->shuffle);
         if (!o->continue_on_nonfinite && (st = snapshot(mo, true, d))) return st;
         if (o->verbose && tty) printf("Epoch %d/%d\n", e + 1, epochs);
         kiln_progress p;
@@ -569,8 +575,8 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
         p.steps = steps;
         p.accuracy = -1;
         double t0 = now_s(), last_draw = 0, sums[2] = {0, 0};
-        bool stop = false;
-        for (int64_t s = 0; s < steps; s++) {
+        bool stop = false, complete = true;
+        for (int64_t s = first; s < steps; s++) {
             int nb = (int)(s + 1 < steps ? batch : n - s * batch);
             const int32_t *idx = o->no_shuffle ? NULL : mo->shuffle.perm + s * batch;
             if ((st = gather(mo, ds, idx, s * batch, nb, d))) return st;
@@ -579,7 +585,7 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
             taken++;
             if (!isfinite(loss_acc[0]) && !o->continue_on_nonfinite) {
                 if (tty) putchar('\n'); /* ends the progress line */
-                return nonfinite_loss(mo, ds, o, s, batch, loss_acc[0], d);
+                return nonfinite_loss(mo, ds, o, first, s, batch, loss_acc[0], d);
             }
             progress_add(&p, sums, loss_acc, nb, mo->has_accuracy, t0);
             if (o->callback) o->callback(&p, 0, o->user);
@@ -590,11 +596,12 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
                 return st;
             if (o->max_steps > 0 && taken >= o->max_steps) {
                 stop = true;
+                complete = s + 1 == steps;
                 break;
             }
         }
         p.seconds = now_s() - t0;
-        if (!stop) mo->epoch++;
+        if (complete) mo->epoch++;
         if ((st = push_history(mo, &p, d))) return st;
         if (o->callback) o->callback(&p, 1, o->user);
         if (o->verbose) show(&p, true, tty, &last_draw);
