@@ -91,11 +91,11 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
         kiln_load_mode mode = cli_flag(a, "--finetune") ? KILN_LOAD_FINETUNE : KILN_LOAD_STRICT;
         st = kiln_model_load(s->model, load, mode, s->d);
         if (st) return st;
-        /* Fine-tuning reports what it skipped as notes. */
-        if (mode == KILN_LOAD_FINETUNE) {
+        /* Fine-tuning reports what it skipped as notes; a weights-only file
+         * its fresh optimizer (a note that only training needs). */
+        if (mode == KILN_LOAD_FINETUNE || strcmp(s->verb, "train") == 0)
             fputs(kiln_diag_message(s->d), stderr);
-            kiln_diag_clear(s->d);
-        }
+        kiln_diag_clear(s->d);
     }
     return KILN_OK;
 }
