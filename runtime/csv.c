@@ -96,6 +96,7 @@ static kiln_status parse_number(csv *c, const char *b, const char *e, float *out
     if (!ok) {
         char shown[48];
         snprintf(shown, sizeof shown, "%.*s", n > 40 ? 40 : (int)n, b);
+        rt_printable(shown);
         return csv_err(c, b, KILN_ERR_INVALID,
                        n ? "'%s' is not a number" : "an empty field%s; every field is a number",
                        n ? shown : "");
@@ -128,6 +129,7 @@ static kiln_status read_header(csv *c, const char *label, int64_t *cols, int64_t
         }
         if (n_names < 16 && n < CSV_MAX_NAME) {
             snprintf(store[n_names], CSV_MAX_NAME, "%.*s", (int)n, fb);
+            rt_printable(store[n_names]);
             names[n_names] = store[n_names];
             n_names++;
         }

@@ -664,9 +664,9 @@ kiln_status rt_dataset_check_labels(const rt_dataset *ds, int64_t n_classes, kil
         if (l < 0 || l >= n_classes)
             return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                             "%s: label %d of sample %lld is out of range: the model has %lld "
-                            "classes (0..%lld)",
+                            "class%s (0..%lld)",
                             ds->labels_path, (int)l, (long long)i, (long long)n_classes,
-                            (long long)n_classes - 1);
+                            n_classes == 1 ? "" : "es", (long long)n_classes - 1);
     }
     return KILN_OK;
 }

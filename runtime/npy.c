@@ -21,6 +21,12 @@
 
 #define NPY_MAX_HEADER (1u << 20)
 
+char *rt_printable(char *s) {
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
+    return s;
+}
+
 uint32_t rt_le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 uint32_t rt_le32(const uint8_t *p) { return rt_le16(p) | rt_le16(p + 2) << 16; }
 
@@ -67,6 +73,7 @@ static kiln_status hdr_str(hdr *h, char *out, size_t cap) {
     size_t k = 0;
     while (h->i < h->n && h->s[h->i] != q) {
         if (k + 1 >= cap) return hdr_err(h, "string too long");
+        if (h->s[h->i] < 0x20 || h->s[h->i] > 0x7e) return hdr_err(h, "a control character in a string");
         out[k++] = h->s[h->i++];
     }
     if (h->i >= h->n) return hdr_err(h, "unterminated string");

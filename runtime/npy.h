@@ -49,6 +49,10 @@ typedef struct rt_mapped {
 kiln_status rt_map_file(const char *path, rt_mapped *m, kiln_diag *d);
 void rt_unmap_file(rt_mapped *m);
 
+/* Replaces bytes that are not printable ASCII by '?' (names from files in
+ * one-line messages); returns s. */
+char *rt_printable(char *s);
+
 /* Little-endian integers (npy.c, npz.c). */
 uint32_t rt_le16(const uint8_t *p);
 uint32_t rt_le32(const uint8_t *p);

@@ -186,9 +186,12 @@ kiln_status rt_npz_parse(const void *buf, size_t len, const char *name, const ch
     for (uint64_t i = 0; i < z.count && !st && !found; i++) {
         st = zip_entry_at(&z, &pos, &e);
         if (!st && name_is(&e, member)) found = true;
-        if (!st && !found)
-            ir_sb_printf(&names, "%s'%.*s'", i ? ", " : "", (int)(e.name_len > 200 ? 200 : e.name_len),
-                         (const char *)e.name);
+        if (!st && !found) {
+            char nm[208];
+            snprintf(nm, sizeof nm, "%.*s", (int)(e.name_len > 200 ? 200 : e.name_len),
+                     (const char *)e.name);
+            ir_sb_printf(&names, "%s'%s'", i ? ", " : "", rt_printable(nm));
+        }
     }
     if (!st && !found)
         st = ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no array '%s' in the archive (it has %s)",
@@ -197,6 +200,7 @@ kiln_status rt_npz_parse(const void *buf, size_t len, const char *name, const ch
     if (st) return st;
     char mname[256];
     snprintf(mname, sizeof mname, "%.*s", (int)e.name_len, (const char *)e.name);
+    rt_printable(mname);
     const uint8_t *data = NULL;
     uint8_t *owned = NULL;
     if (!(st = zip_data(&z, &e, mname, &data, &owned))) {
