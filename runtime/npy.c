@@ -188,7 +188,8 @@ static void descr_name(const char *s, char *out, size_t cap) {
                        : t[0] == 'm' ? "timedelta64"
                        : t[0] == 'V' ? "void"
                                      : "unknown";
-    int bits = atoi(t + (t[0] ? 1 : 0)) * 8;
+    long size = strtol(t + (t[0] ? 1 : 0), NULL, 10);
+    int bits = size > 0 && size <= 64 ? (int)size * 8 : 0;
     bool sized = t[0] == 'f' || t[0] == 'i' || t[0] == 'u' || t[0] == 'c';
     if (sized && bits > 0)
         snprintf(out, cap, "%s%s%d", order, kind, bits);
