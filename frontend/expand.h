@@ -48,8 +48,9 @@ const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf);
  * Each builds its nodes on x at b's cursor, adds its parameters to the
  * module and its row to the layer table, and returns its output in *out. */
 
-/* Keras' LeakyReLU slope when none is given. */
-#define FE_LEAKY_RELU_ALPHA 0.3
+/* The leaky_relu slope when none is given: Keras 3's leaky_relu activation
+ * (negative_slope=0.2; 0.3 is only the default of its LeakyReLU layer). */
+#define FE_LEAKY_RELU_ALPHA 0.2
 
 typedef struct fe_dense {
     int64_t units; /* in [1, 2^31) */

@@ -11,7 +11,7 @@
  *       %1 = add(%0, @NAME.bias)           @NAME.bias   : f32[units]
  *       %2 = relu(%1)                      (the activation, if any)
  *   flatten(x)                  reshape to [batch, product of the rest]
- *   relu(x) sigmoid(x) tanh(x) softmax(x, axis=-1) leaky_relu(x, alpha=0.3)
+ *   relu(x) sigmoid(x) tanh(x) softmax(x, axis=-1) leaky_relu(x, negative_slope=0.2)
  *   add(a, b)                   elementwise sum, numpy broadcasting
  *
  * Each layer adds its row to the module's layer table (for `summary`).
@@ -232,7 +232,7 @@ static const layer_spec g_layers[] = {
     {"softmax", FE_ACTIVATION, 1, KILN_ACT_SOFTMAX, activation, 2,
      {X_PARAM, {"axis", NULL, false}}},
     {"leaky_relu", FE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
-     {X_PARAM, {"alpha", NULL, false}}},
+     {X_PARAM, {"negative_slope", "alpha", false}}},
     {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
 };
 /* clang-format on */

@@ -8,6 +8,7 @@
  * before the data buffer is allocated.
  */
 #include "runtime/data.h"
+#include "runtime/npy.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -439,9 +440,12 @@ void rt_dataset_free(rt_dataset *ds) {
     if (!ds) return;
     ir_free(ds->images_path);
     ir_free(ds->labels_path);
-    ir_free(ds->u8);
-    ir_free(ds->f32);
-    ir_free(ds->labels);
+    if (!ds->borrowed_x) {
+        ir_free(ds->u8);
+        ir_free(ds->f32);
+    }
+    if (!ds->borrowed_labels) ir_free(ds->labels);
+    if (!ds->borrowed_targets) ir_free(ds->targets);
     ir_free(ds);
 }
 
@@ -519,38 +523,78 @@ static kiln_status take_labels(rt_dataset *ds, rt_idx *lab, kiln_diag *d) {
     return KILN_OK;
 }
 
-kiln_status rt_dataset_load(const char *images_path, const char *labels_path, rt_dataset **out,
-                            kiln_diag *d) {
-    *out = NULL;
-    if (!images_path)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_dataset_load: no images file");
+/* A new dataset named by its files (labels_path may be NULL). */
+static rt_dataset *dataset_new(const char *images_path, const char *labels_path, kiln_diag *d) {
     rt_dataset *ds = ir_calloc(1, sizeof *ds);
-    if (!ds) return ir_oom(d);
+    if (!ds) return ir_oom(d), NULL;
     ds->images_path = ir_strdup(images_path);
     ds->labels_path = labels_path ? ir_strdup(labels_path) : NULL;
     if (!ds->images_path || (labels_path && !ds->labels_path)) {
         rt_dataset_free(ds);
-        return ir_oom(d);
+        return ir_oom(d), NULL;
     }
-    rt_idx a;
-    kiln_status st = rt_idx_load(images_path, &a, d);
-    if (!st) {
-        st = take_images(ds, &a, d);
-        rt_idx_free(&a);
-    }
-    if (!st && labels_path) {
-        st = rt_idx_load(labels_path, &a, d);
-        if (!st) {
-            st = take_labels(ds, &a, d);
-            rt_idx_free(&a);
-        }
-    }
+    return ds;
+}
+
+/* Takes images and labels (lab may be NULL) into ds, or frees ds. */
+static kiln_status dataset_take(rt_dataset *ds, rt_idx *img, rt_idx *lab, bool npy,
+                                rt_dataset **out, kiln_diag *d) {
+    kiln_status st = take_images(ds, img, d);
+    if (!st && lab)
+        st = npy && (lab->type == RT_IDX_F32 || lab->rank > 1) ? rt_dataset_take_float_labels(ds, lab, d)
+                                                                : take_labels(ds, lab, d);
+    rt_idx_free(img);
+    if (lab) rt_idx_free(lab);
     if (st) {
         rt_dataset_free(ds);
         return st;
     }
     *out = ds;
     return KILN_OK;
+}
+
+kiln_status rt_dataset_load(const char *images_path, const char *labels_path, rt_dataset **out,
+                            kiln_diag *d) {
+    *out = NULL;
+    if (!images_path)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_dataset_load: no images file");
+    rt_dataset *ds = dataset_new(images_path, labels_path, d);
+    if (!ds) return KILN_ERR_NOMEM;
+    rt_idx a, b;
+    memset(&b, 0, sizeof b);
+    bool npy_a, npy_b = false;
+    kiln_status st = rt_array_load(images_path, &a, &npy_a, d);
+    if (!st && labels_path && (st = rt_array_load(labels_path, &b, &npy_b, d))) rt_idx_free(&a);
+    if (st) {
+        rt_dataset_free(ds);
+        return st;
+    }
+    return dataset_take(ds, &a, labels_path ? &b : NULL, npy_b, out, d);
+}
+
+kiln_status rt_dataset_load_npz(const char *path, rt_split split, rt_dataset **out,
+                                kiln_diag *d) {
+    *out = NULL;
+    const char *xs = split == RT_SPLIT_TEST ? "x_test" : "x_train";
+    const char *ys = split == RT_SPLIT_TEST ? "y_test" : "y_train";
+    ir_sb nx, ny;
+    ir_sb_init(&nx);
+    ir_sb_init(&ny);
+    ir_sb_printf(&nx, "%s:%s.npy", path, xs);
+    ir_sb_printf(&ny, "%s:%s.npy", path, ys);
+    rt_dataset *ds = nx.buf && ny.buf ? dataset_new(nx.buf, ny.buf, d) : NULL;
+    kiln_status st = nx.buf && ny.buf ? KILN_OK : ir_oom(d);
+    ir_sb_free(&nx);
+    ir_sb_free(&ny);
+    if (!ds) return st ? st : KILN_ERR_NOMEM;
+    rt_idx a, b;
+    st = rt_npz_load(path, xs, &a, d);
+    if (!st && (st = rt_npz_load(path, ys, &b, d))) rt_idx_free(&a);
+    if (st) {
+        rt_dataset_free(ds);
+        return st;
+    }
+    return dataset_take(ds, &a, &b, true, out, d);
 }
 
 /* dir/base, or dir/base.gz when only that exists. */
@@ -579,8 +623,24 @@ kiln_status rt_dataset_load_dir(const char *dir, rt_split split, rt_dataset **ou
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: %s", dir, strerror(errno));
+    size_t dl = strlen(dir);
+    if (S_ISREG(sb.st_mode) && dl > 4 && strcmp(dir + dl - 4, ".npz") == 0)
+        return rt_dataset_load_npz(dir, split, out, d);
     if (!S_ISDIR(sb.st_mode))
         return ir_error(d, KILN_ERR_IO, ir_loc_none(), "%s: not a directory", dir);
+    /* NumPy's x_train.npy, y_train.npy, x_test.npy, y_test.npy, if there. */
+    const char *sp = split == RT_SPLIT_TEST ? "test" : "train";
+    ir_sb nx, ny;
+    ir_sb_init(&nx);
+    ir_sb_init(&ny);
+    ir_sb_printf(&nx, "%s/x_%s.npy", dir, sp);
+    ir_sb_printf(&ny, "%s/y_%s.npy", dir, sp);
+    kiln_status nst = nx.buf && ny.buf ? KILN_OK : ir_oom(d);
+    if (!nst && stat(nx.buf, &sb) == 0) nst = rt_dataset_load(nx.buf, ny.buf, out, d);
+    bool done = nst || *out;
+    ir_sb_free(&nx);
+    ir_sb_free(&ny);
+    if (done) return nst;
     const char *pre = split == RT_SPLIT_TEST ? "t10k" : "train";
     char names[2][40];
     snprintf(names[0], sizeof names[0], "%s-images-idx3-ubyte", pre);
@@ -604,9 +664,9 @@ kiln_status rt_dataset_check_labels(const rt_dataset *ds, int64_t n_classes, kil
         if (l < 0 || l >= n_classes)
             return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                             "%s: label %d of sample %lld is out of range: the model has %lld "
-                            "classes (0..%lld)",
+                            "class%s (0..%lld)",
                             ds->labels_path, (int)l, (long long)i, (long long)n_classes,
-                            (long long)n_classes - 1);
+                            n_classes == 1 ? "" : "es", (long long)n_classes - 1);
     }
     return KILN_OK;
 }
@@ -686,27 +746,40 @@ static inline void prefetch_row(const rt_dataset *ds, int64_t row) {
     for (int64_t o = 0; o < ds->sample_size; o += 64) __builtin_prefetch(p + o);
 }
 
+static bool y_copies_targets(const rt_dataset *ds, int n_classes) {
+    return ds->targets && ds->target_size == n_classes;
+}
+
 static kiln_status batch_checks(const rt_dataset *ds, int n, float *x_out, float *y_onehot,
                                 int n_classes, int32_t *labels_out, kiln_diag *d) {
     if (!ds || n < 0 || (n > 0 && !x_out))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_batch: bad argument");
-    if ((y_onehot || labels_out) && !ds->labels)
+    bool targets = y_onehot && y_copies_targets(ds, n_classes);
+    if (((y_onehot && !targets) || labels_out) && !ds->labels)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no labels were loaded",
                         ds->images_path);
     if (y_onehot && n_classes <= 0)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "rt_batch: one-hot needs n_classes");
     /* O(1) on the hot path: the dataset knows its smallest and largest label. */
-    if ((y_onehot || (labels_out && n_classes > 0)) &&
+    bool onehot = y_onehot && !targets && n_classes > 1;
+    if ((onehot || (labels_out && n_classes > 0)) &&
         (ds->label_min < 0 || ds->label_max >= n_classes))
         return rt_dataset_check_labels(ds, n_classes, d);
     return KILN_OK;
 }
 
+/* y of sample `row` into batch row i: targets copied, a label as a value
+ * (n_classes 1) or one-hot (rt_y_mode in data.h). */
 static void fill_labels(const rt_dataset *ds, int64_t i, int64_t row, float *y_onehot,
                         int n_classes, int32_t *labels_out) {
-    int32_t l = ds->labels[row];
-    if (y_onehot) y_onehot[i * n_classes + l] = 1.0f;
-    if (labels_out) labels_out[i] = l;
+    if (y_onehot && y_copies_targets(ds, n_classes))
+        memcpy(y_onehot + i * n_classes, ds->targets + row * n_classes,
+               sizeof(float) * (size_t)n_classes);
+    else if (y_onehot && n_classes == 1)
+        y_onehot[i] = (float)ds->labels[row];
+    else if (y_onehot)
+        y_onehot[i * n_classes + ds->labels[row]] = 1.0f;
+    if (labels_out) labels_out[i] = ds->labels[row];
 }
 
 kiln_status rt_batch_gather(const rt_dataset *ds, const int32_t *indices, int n, float *x_out,

@@ -71,8 +71,18 @@ typedef struct rt_dataset {
     bool is_float;       /* images are float32 (IDX 0x0D), else uint8 */
     uint8_t *u8;         /* n * sample_size values, when !is_float */
     float *f32;          /* n * sample_size values, when is_float */
-    int32_t *labels;     /* n labels, or NULL */
+    int32_t *labels;     /* n labels (class indices), or NULL */
     int32_t label_min, label_max;
+    /* Float labels (targets: regression values, 0/1, probabilities), or
+     * NULL: n * target_size values. A file of float labels that are all
+     * whole numbers also fills `labels`, so it can be class indices too. */
+    float *targets;
+    int64_t target_size;
+    int target_rank; /* shape of one sample's targets */
+    int64_t target_dims[KILN_MAX_RANK];
+    /* The arrays (u8, f32, labels, targets) belong to the caller
+     * (kiln_dataset_from_arrays with borrowing): not freed. */
+    bool borrowed_x, borrowed_labels, borrowed_targets;
 } rt_dataset;
 
 /* Loads images (uint8 or float32, rank >= 2) and, when labels_path is not
@@ -88,19 +98,62 @@ typedef enum rt_split { RT_SPLIT_TRAIN, RT_SPLIT_TEST } rt_split;
  * test (t10k-...) split from a directory, each file with or without ".gz".
  * Same ownership as rt_dataset_load(). */
 kiln_status rt_dataset_load_dir(const char *dir, rt_split split, rt_dataset **out, kiln_diag *d);
+/* The same from NumPy files: `dir` may also hold x_train.npy, y_train.npy,
+ * x_test.npy, y_test.npy (used when x_<split>.npy exists), or be a .npz
+ * archive of these four arrays (rt_dataset_load_npz). rt_dataset_load
+ * reads .npy or IDX files alike, told apart by their first bytes. */
+kiln_status rt_dataset_load_npz(const char *path, rt_split split, rt_dataset **out, kiln_diag *d);
 void rt_dataset_free(rt_dataset *ds);
 
 /* Checks for the training loop, each one line naming the file:
  * every label in [0, n_classes) ... */
 kiln_status rt_dataset_check_labels(const rt_dataset *ds, int64_t n_classes, kiln_diag *d);
+/* How labels become the model's label tensor (GRAMMAR.md, "Labels"):
+ *  - RT_Y_INDICES: an i32 label: class indices (ds->labels);
+ *  - RT_Y_TARGETS: an f32 label of `size` values per sample, and the data
+ *    has float labels of that size: copied as they are;
+ *  - RT_Y_VALUE:   an f32 label of 1 value per sample (a binary classifier,
+ *    a regression) and integer labels: the label as a float (0/1);
+ *  - RT_Y_ONEHOT:  an f32 label [?, C] with C > 1 and class indices. */
+typedef enum rt_y_mode { RT_Y_INDICES, RT_Y_TARGETS, RT_Y_VALUE, RT_Y_ONEHOT } rt_y_mode;
+/* Picks the mode for a model whose label is i32 (sparse) or f32 with
+ * `size` values per sample, and checks the labels for it (range of class
+ * indices, size of targets). One line naming the labels file on error. */
+kiln_status rt_dataset_y_mode(const rt_dataset *ds, bool sparse, int64_t size, rt_y_mode *mode,
+                              kiln_diag *d);
 /* ... and samples of `model_values` values (the model input's size per row):
  * "images are 28x28 = 784 values, the model expects 100". */
 kiln_status rt_dataset_check_input(const rt_dataset *ds, int64_t model_values, kiln_diag *d);
 
+/* A dataset of the caller's arrays (kiln_dataset_from_arrays; borrowed:
+ * used in place where the layout allows, see kiln.h). Same ownership as
+ * rt_dataset_load(). */
+kiln_status rt_dataset_from_arrays(const kiln_array *x, const kiln_array *y, int64_t count,
+                                   bool borrow, rt_dataset **out, kiln_diag *d);
+/* Float labels v (ds->n samples of shape dims[0..rank)) become ds->targets
+ * (owned unless borrowed; on error still the dataset's to free), checked
+ * finite, and also class indices when they are whole numbers, one per
+ * sample. */
+/* Labels read from a NumPy file that are floats, or several integers per
+ * sample (lab->dims[0] samples), as targets; lab's data may be taken. */
+kiln_status rt_dataset_take_float_labels(rt_dataset *ds, rt_idx *lab, kiln_diag *d);
+kiln_status rt_dataset_take_targets(rt_dataset *ds, float *v, int rank, const int64_t *dims,
+                                    bool borrowed, kiln_diag *d);
+
+/* Tabular data (csv.c): a CSV file with a header row of names and rows of
+ * numbers; column `label` holds the labels (float targets, and class
+ * indices when they are whole numbers), the others are the features, in
+ * their order. Errors are "file:line:col: error: ..." with a caret. */
+kiln_status rt_csv_parse(const void *buf, size_t len, const char *name, const char *label,
+                         rt_dataset **out, kiln_diag *d);
+kiln_status rt_csv_load(const char *path, const char *label, rt_dataset **out, kiln_diag *d);
+
 /* --------------------------------------------------------------- batches
  * Fills a batch of n samples: x_out gets n * sample_size floats (uint8
  * images scaled by 1/255, float images copied); y_onehot (optional) gets
- * n * n_classes floats; labels_out (optional) n labels. The short last
+ * n * n_classes floats: the targets when the dataset has float labels of
+ * n_classes values, the label itself when n_classes is 1 (RT_Y_VALUE),
+ * else one-hot class indices; labels_out (optional) n labels. The short last
  * batch is the caller's: pass the n that is left. Indices and labels are
  * checked (KILN_ERR_INVALID with a message), so a bad one cannot write out
  * of bounds; nothing is allocated. */

@@ -20,7 +20,9 @@ typedef struct fit_run {
     rt_batches b; /* an epoch's batches, in the shuffled order unless no_shuffle */
     int epochs;
     int64_t taken;  /* steps taken by this call (for max_steps) */
+    int64_t first;  /* the batch this epoch starts at: > 0 when resuming inside one */
     bool tty, stop; /* stop: max_steps reached */
+    bool complete;  /* the epoch ran to its last batch (also when max_steps ends it there) */
     float la[2];    /* loss and accuracy of the last step */
 } fit_run;
 
@@ -76,14 +78,14 @@ static bad_param nonfinite_param(const kiln_model *mo) {
     return bp;
 }
 
-/* Replays the epoch from mo->snap up to batch s_fail (deterministic: the
+/* Replays the epoch from mo->snap (taken at batch s_first) up to batch s_fail (deterministic: the
  * same batches in the same order), so the weights are those the failing
  * step started from, then runs @loss on that batch in the interpreter,
  * which names the first non-finite value in *nf. False when there is no
  * snapshot or the replay failed (a failed replay only makes the message
  * less precise, so its errors are dropped). */
-static bool nonfinite_replay(kiln_model *mo, const rt_batches *b, int64_t s_fail,
-                             ir_nonfinite *nf) {
+static bool nonfinite_replay(kiln_model *mo, const rt_batches *b, int64_t s_first,
+                             int64_t s_fail, ir_nonfinite *nf) {
     memset(nf, 0, sizeof *nf);
     if (!mo->snap) return false;
     kiln_diag mine;
@@ -94,7 +96,7 @@ static bool nonfinite_replay(kiln_model *mo, const rt_batches *b, int64_t s_fail
     snapshot(mo, false, NULL);
     kiln_status st = KILN_OK;
     int rows = 0;
-    for (int64_t s = 0; s <= s_fail && !st; s++) {
+    for (int64_t s = s_first; s <= s_fail && !st; s++) {
         st = rt_model_gather(mo, b, s, &rows, &mine);
         if (!st && s < s_fail) st = rt_model_run(mo, &mo->train, rows, args, results, &mine);
     }
@@ -130,15 +132,15 @@ static void nonfinite_why(char *why, size_t n, const ir_nonfinite *nf, const bad
     }
 }
 
-/* The step that just ran (step mo->step, batch s_fail of this epoch) had a
- * NaN or Inf loss. Says why in one line, naming the first non-finite
+/* The step that just ran (step mo->step, batch s_fail of this epoch, which
+ * this fit entered at batch s_first) had a NaN or Inf loss. Says why in one line, naming the first non-finite
  * tensor; after a replay the model keeps the weights of the step before. */
-static kiln_status nonfinite_loss(kiln_model *mo, const rt_batches *b, int64_t s_fail, float loss,
-                                  kiln_diag *d) {
+static kiln_status nonfinite_loss(kiln_model *mo, const rt_batches *b, int64_t s_first,
+                                  int64_t s_fail, float loss, kiln_diag *d) {
     int64_t step = mo->step;
     bad_param bp = nonfinite_param(mo); /* before the replay restores the weights */
     ir_nonfinite nf;
-    bool replayed = nonfinite_replay(mo, b, s_fail, &nf);
+    bool replayed = nonfinite_replay(mo, b, s_first, s_fail, &nf);
     if (replayed) mo->step = step - 1;
     char why[512], keep[64] = "";
     nonfinite_why(why, sizeof why, &nf, &bp, b, s_fail);
@@ -196,6 +198,11 @@ static kiln_status fit_setup(kiln_model *mo, kiln_dataset *train, const kiln_fit
     }
     mo->shuffle_restored = false;
     r->b = rt_batches_of(ds, batch, o->no_shuffle ? NULL : mo->shuffle.perm);
+    /* A run stopped (or saved) inside an epoch goes on at the next batch of
+     * the same permutation: the step within the epoch is what the steps of
+     * the completed epochs leave. */
+    r->first = mo->step - mo->epoch * r->b.steps;
+    if (r->first < 0 || r->first >= r->b.steps) r->first = 0;
     r->tty = o->verbose && isatty(fileno(stdout));
     return KILN_OK;
 }
@@ -211,7 +218,7 @@ static kiln_status step(kiln_model *mo, fit_run *r, int64_t s, int rows, kiln_di
     r->taken++;
     if (isfinite(r->la[0]) || r->o->continue_on_nonfinite) return KILN_OK;
     if (r->tty) putchar('\n'); /* ends the progress line */
-    return nonfinite_loss(mo, &r->b, s, r->la[0], d);
+    return nonfinite_loss(mo, &r->b, r->first, s, r->la[0], d);
 }
 
 static kiln_status push_history(kiln_model *mo, const kiln_progress *p, kiln_diag *d) {
@@ -226,7 +233,7 @@ static kiln_status epoch_end(kiln_model *mo, fit_run *r, kiln_progress *p, doubl
                              double *last_draw, kiln_diag *d) {
     const kiln_fit_opts *o = r->o;
     p->seconds = rt_now_s() - t0;
-    if (!r->stop) mo->epoch++;
+    if (r->complete) mo->epoch++;
     kiln_status st = push_history(mo, p, d);
     if (st) return st;
     if (o->callback) o->callback(p, 1, o->user);
@@ -237,7 +244,8 @@ static kiln_status epoch_end(kiln_model *mo, fit_run *r, kiln_progress *p, doubl
 static kiln_status fit_epoch(kiln_model *mo, fit_run *r, int e, kiln_diag *d) {
     const kiln_fit_opts *o = r->o;
     kiln_status st;
-    if (!o->no_shuffle) rt_shuffle_next(&mo->shuffle);
+    /* A resumed epoch keeps the permutation the checkpoint restored. */
+    if (!o->no_shuffle && (r->first == 0 || !mo->shuffle.st.drawn)) rt_shuffle_next(&mo->shuffle);
     if (!o->continue_on_nonfinite && (st = snapshot(mo, true, d))) return st;
     if (o->verbose && r->tty) printf("Epoch %d/%d\n", e + 1, r->epochs);
     kiln_progress p;
@@ -247,7 +255,8 @@ static kiln_status fit_epoch(kiln_model *mo, fit_run *r, int e, kiln_diag *d) {
     p.steps = r->b.steps;
     p.accuracy = -1;
     double t0 = rt_now_s(), last_draw = 0, sums[2] = {0, 0};
-    for (int64_t s = 0; s < r->b.steps && !r->stop; s++) {
+    r->complete = true;
+    for (int64_t s = r->first; s < r->b.steps && !r->stop; s++) {
         int rows;
         if ((st = rt_model_gather(mo, &r->b, s, &rows, d))) return st;
         if ((st = step(mo, r, s, rows, d))) return st;
@@ -256,7 +265,9 @@ static kiln_status fit_epoch(kiln_model *mo, fit_run *r, int e, kiln_diag *d) {
         if (o->verbose) rt_progress_show(&p, false, r->tty, &last_draw);
         if ((st = maybe_save(mo, o, false, d))) return st;
         r->stop = o->max_steps > 0 && r->taken >= o->max_steps;
+        if (r->stop) r->complete = s + 1 == r->b.steps;
     }
+    r->first = 0;
     return epoch_end(mo, r, &p, t0, &last_draw, d);
 }
 

@@ -46,6 +46,32 @@ kiln_status kiln_dataset_load(const char *dir, const char *split, kiln_dataset *
     return st ? st : wrap_dataset(rt, out, d);
 }
 
+kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const kiln_array *labels,
+                                     int64_t count, kiln_array_mode mode, kiln_dataset **out,
+                                     kiln_diag *d) {
+    *out = NULL;
+    rt_dataset *rt = NULL;
+    kiln_status st =
+        rt_dataset_from_arrays(inputs, labels, count, mode == KILN_ARRAYS_BORROW, &rt, d);
+    return st ? st : wrap_dataset(rt, out, d);
+}
+
+kiln_status kiln_dataset_load_csv(const char *path, const char *label_column, kiln_dataset **out,
+                                  kiln_diag *d) {
+    *out = NULL;
+    if (!path || !label_column)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_dataset_load_csv: a file and a label column are needed");
+    rt_dataset *rt = NULL;
+    kiln_status st = rt_csv_load(path, label_column, &rt, d);
+    return st ? st : wrap_dataset(rt, out, d);
+}
+
+kiln_status kiln_dataset_load_files(const char *inputs, const char *labels, kiln_dataset **out,
+                                    kiln_diag *d) {
+    return kiln_dataset_load_idx(inputs, labels, out, d);
+}
+
 kiln_status kiln_dataset_load_idx(const char *images, const char *labels, kiln_dataset **out,
                                   kiln_diag *d) {
     *out = NULL;
@@ -282,10 +308,8 @@ void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
 kiln_status rt_model_check_data(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     kiln_status st = rt_dataset_check_input(ds, mo->in_size, d);
     if (st) return st;
-    if (!ds->labels)
-        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: the dataset has no labels",
-                        ds->images_path);
-    return rt_dataset_check_labels(ds, mo->n_classes, d);
+    rt_y_mode mode;
+    return rt_dataset_y_mode(ds, mo->sparse_labels, mo->n_classes, &mode, d);
 }
 
 kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *ds, int need_labels,
@@ -347,6 +371,24 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
     return KILN_OK;
 }
 
+kiln_status kiln_model_predict_dataset(kiln_model *mo, const kiln_dataset *ds, float *out,
+                                       kiln_diag *d) {
+    if (!mo || !ds || (ds->rt->n && !out))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_model_predict_dataset: bad arguments");
+    const int64_t chunk = 256;
+    kiln_status st = rt_dataset_check_input(ds->rt, mo->in_size, d);
+    if (!st) st = rt_model_prepare(mo, &mo->infer, mo->cap > chunk ? mo->cap : chunk, d);
+    for (int64_t s = 0; !st && s * chunk < ds->rt->n; s++) {
+        int rows = (int)rt_batch_rows(ds->rt->n, chunk, s);
+        st = rt_batch_slice(ds->rt, s * chunk, rows, mo->x, NULL, 0, NULL, d);
+        void *args[1] = {mo->x};
+        void *results[1] = {out + s * chunk * mo->out_size};
+        if (!st) st = rt_model_run(mo, &mo->infer, rows, args, results, d);
+    }
+    return st;
+}
+
 kiln_status kiln_model_get_weights(const kiln_model *mo, const char *name, float *out, int64_t n,
                                    kiln_diag *d) {
     const ir_global *g = mo && name ? ir_module_global(mo->m, name) : NULL;
@@ -375,14 +417,38 @@ kiln_status kiln_model_save(kiln_model *mo, const char *path, kiln_diag *d) {
     return rt_ckpt_save(path, mo->m, mo->globals, &pr, NULL, 0, RT_CKPT_REFUSE_NONFINITE, d);
 }
 
+static bool file_has_state(const rt_st_file *f) {
+    for (int i = 0; i < rt_st_count(f); i++)
+        if (strncmp(rt_st_at(f, i)->name, "optimizer.", 10) == 0) return true;
+    return false;
+}
+
+static bool model_has_state(const kiln_module *m) {
+    for (int i = 0; i < m->n_globals; i++)
+        if (m->globals[i]->kind != IR_GLOBAL_PARAM) return true;
+    return false;
+}
+
 kiln_status kiln_model_load(kiln_model *mo, const char *path, kiln_load_mode mode, kiln_diag *d) {
     rt_ckpt_report rep;
     memset(&rep, 0, sizeof rep);
     /* Fine-tuning starts a fresh optimizer (as Keras does on a new compile):
      * only parameters are taken from the file. */
     bool ft = mode == KILN_LOAD_FINETUNE;
-    kiln_status st = rt_ckpt_load(path, mo->m, mo->globals, ft ? RT_CKPT_FINETUNE : RT_CKPT_STRICT,
-                                  ft ? RT_CKPT_PARAMS_ONLY : 0, &rep, d);
+    rt_st_file *f = NULL;
+    kiln_status st = path ? rt_st_load(path, &f, d)
+                          : ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_load: no path");
+    if (st) return st;
+    /* A weights-only file (no optimizer state, as PyTorch's state_dict or a
+     * Keras save_weights exporter writes) loads its parameters; training
+     * then starts a fresh optimizer (Keras' load_weights, then fit). */
+    bool weights_only = !ft && !file_has_state(f) && model_has_state(mo->m);
+    st = rt_ckpt_apply(f, mo->m, mo->globals, ft ? RT_CKPT_FINETUNE : RT_CKPT_STRICT,
+                       ft || weights_only ? RT_CKPT_PARAMS_ONLY : 0, &rep, d);
+    rt_st_free(f);
+    if (!st && weights_only)
+        ir_note(d, ir_loc_none(), "%s: weights only (no optimizer state): training starts a fresh "
+                "optimizer", path);
     if (!st) {
         if (mode == KILN_LOAD_FINETUNE) {
             ir_note(d, ir_loc_none(), "%s: loaded %d tensors, skipped %d", path, rep.n_loaded,

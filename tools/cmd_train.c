@@ -96,11 +96,11 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
         kiln_load_mode mode = cli_flag(a, "--finetune") ? KILN_LOAD_FINETUNE : KILN_LOAD_STRICT;
         st = kiln_model_load(s->model, load, mode, s->d);
         if (st) return st;
-        /* Fine-tuning reports what it skipped as notes. */
-        if (mode == KILN_LOAD_FINETUNE) {
+        /* Fine-tuning reports what it skipped as notes; a weights-only file
+         * its fresh optimizer (a note that only training needs). */
+        if (mode == KILN_LOAD_FINETUNE || strcmp(s->verb, "train") == 0)
             fputs(kiln_diag_message(s->d), stderr);
-            kiln_diag_clear(s->d);
-        }
+        kiln_diag_clear(s->d);
     }
     return KILN_OK;
 }
@@ -171,11 +171,40 @@ static kiln_status write_report(const session *s, const char *path, double test_
     return KILN_OK;
 }
 
-/* Evaluates on the test split and prints Keras' "loss/accuracy" line. */
-static kiln_status run_test(session *s, const char *dir, int64_t batch, double *loss, double *acc,
-                            int64_t *samples) {
-    kiln_status st = kiln_dataset_load(dir, "test", &s->test, s->d);
-    if (st) return st;
+static bool is_csv(const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    return n > 4 && strcmp(path + n - 4, ".csv") == 0;
+}
+
+/* The training (test = false) or test data: --data DIR (IDX or NumPy files,
+ * or a .npz), or --data FILE.csv with --label-column, whose test data is
+ * --test FILE.csv in train (none without it: *out stays NULL) and the file
+ * itself in eval. */
+static kiln_status open_data(session *s, const cli_args *a, bool test, kiln_dataset **out) {
+    const char *data = cli_get(a, "--data");
+    if (!data) data = DEFAULT_DATA;
+    if (!is_csv(data)) return kiln_dataset_load(data, test ? "test" : "train", out, s->d);
+    const char *label = cli_get(a, "--label-column");
+    const char *path = test && strcmp(s->verb, "train") == 0 ? cli_get(a, "--test") : data;
+    return path ? kiln_dataset_load_csv(path, label, out, s->d) : KILN_OK;
+}
+
+/* CSV data needs its label column: a usage error (exit status 2). */
+static bool data_opts_ok(const cli_args *a, const char *verb) {
+    const char *data = cli_get(a, "--data");
+    if (is_csv(data) && !cli_get(a, "--label-column")) {
+        fprintf(stderr, "kiln %s: error: --data %s needs --label-column NAME\n", verb, data);
+        return false;
+    }
+    return true;
+}
+
+/* Evaluates on the test data and prints Keras' "loss/accuracy" line;
+ * *samples stays -1 when there is none (a CSV without --test). */
+static kiln_status run_test(session *s, const cli_args *a, int64_t batch, double *loss,
+                            double *acc, int64_t *samples) {
+    kiln_status st = open_data(s, a, true, &s->test);
+    if (st || !s->test) return st;
     st = kiln_model_evaluate(s->model, s->test, batch, 1, loss, acc, s->d);
     if (st) return st;
     *samples = kiln_dataset_count(s->test);
@@ -190,7 +219,10 @@ static kiln_status run_test(session *s, const char *dir, int64_t batch, double *
 /* ---------------------------------------------------------------- train */
 
 static const cli_opt train_opts[] = {
-    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
+    {"--test", "FILE.csv", "with --data FILE.csv: the test data (none without it)"},
+    {"--label-column", "NAME", "with CSV data: the column holding the labels"},
     {"--epochs", "N", "epochs (default: the model's train block)"},
     {"--batch-size", "N", "batch size (default: the model's train block)"},
     {"--seed", "N", "seed of weight initialization and shuffling"},
@@ -220,7 +252,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "kiln train: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "train", false)) return 2;
+    if (!model_opts_ok(&a, "train", false) || !data_opts_ok(&a, "train")) return 2;
     kiln_fit_opts fo = {0};
     int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
     if (!cli_int(&a, "--epochs", 1, KILN_MAX_EPOCHS, &epochs) ||
@@ -256,9 +288,7 @@ int cmd_train(int argc, char **argv) {
     session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], false);
     if (st) return session_fail(&s, st);
-    const char *dir = cli_get(&a, "--data");
-    if (!dir) dir = DEFAULT_DATA;
-    st = kiln_dataset_load(dir, "train", &s.train, s.d);
+    st = open_data(&s, &a, false, &s.train);
     if (st) return session_fail(&s, st);
     if (kiln_model_compile_ms(s.model) > 0)
         printf("compiled %s in %.0f ms\n", kiln_module_name(kiln_model_module(s.model)),
@@ -274,7 +304,7 @@ int cmd_train(int argc, char **argv) {
     double loss = NAN, acc = NAN;
     int64_t samples = -1;
     if (!cli_flag(&a, "--no-eval")) {
-        st = run_test(&s, dir, batch ? batch : 128, &loss, &acc, &samples);
+        st = run_test(&s, &a, batch ? batch : 128, &loss, &acc, &samples);
         if (st) return session_fail(&s, st);
     }
     const char *report = cli_get(&a, "--report");
@@ -287,7 +317,9 @@ int cmd_train(int argc, char **argv) {
 
 static const cli_opt eval_opts[] = {
     {"--load", "CKPT", "the weights to evaluate (required)"},
-    {"--data", "DIR", "dataset directory (default " DEFAULT_DATA ")"},
+    {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
+                      "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
+    {"--label-column", "NAME", "with CSV data: the column holding the labels"},
     {"--batch-size", "N", "batch size (default 128)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
@@ -308,16 +340,15 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "kiln eval: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "eval", true)) return 2;
+    if (!model_opts_ok(&a, "eval", true) || !data_opts_ok(&a, "eval")) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
     session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
-    const char *dir = cli_get(&a, "--data");
     double loss, acc;
-    int64_t samples;
-    st = run_test(&s, dir ? dir : DEFAULT_DATA, batch, &loss, &acc, &samples);
+    int64_t samples = -1;
+    st = run_test(&s, &a, batch, &loss, &acc, &samples);
     if (st) return session_fail(&s, st);
     const char *report = cli_get(&a, "--report");
     if (report && (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);
@@ -329,8 +360,9 @@ int cmd_eval(int argc, char **argv) {
 
 static const cli_opt predict_opts[] = {
     {"--load", "CKPT", "the weights (required)"},
-    {"--input", "IDX", "images in IDX format, gzipped or not (required)"},
-    {"--output", "FILE", "write 'class p0 p1 ...' per sample here (default stdout: class)"},
+    {"--input", "FILE", "inputs: a NumPy .npy file, or IDX (gzipped or not) (required)"},
+    {"--output", "FILE", "FILE.npy: the outputs as a NumPy array [n, outputs]; other names: "
+                         "'class p0 p1 ...' per sample (default stdout: class)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
@@ -341,7 +373,7 @@ int cmd_predict(int argc, char **argv) {
     cli_args a;
     if (!cli_parse(&a, "predict", predict_opts, N_OPTS(predict_opts), argc, argv, 1)) return 2;
     if (cli_flag(&a, "--help")) {
-        cli_usage_verb(stdout, "predict", "MODEL.kiln --load CKPT --input IDX [options]",
+        cli_usage_verb(stdout, "predict", "MODEL.kiln --load CKPT --input FILE [options]",
                        predict_opts, N_OPTS(predict_opts));
         return 0;
     }
@@ -354,24 +386,26 @@ int cmd_predict(int argc, char **argv) {
     session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
-    st = kiln_dataset_load_idx(input, NULL, &s.test, s.d);
+    st = kiln_dataset_load_files(input, NULL, &s.test, s.d);
     if (st) return session_fail(&s, st);
-    int64_t n = kiln_dataset_count(s.test), in = kiln_model_input_size(s.model);
-    int64_t out = kiln_model_output_size(s.model);
+    int64_t n = kiln_dataset_count(s.test), out = kiln_model_output_size(s.model);
     if ((st = kiln_model_check_dataset(s.model, s.test, 0, s.d))) return session_fail(&s, st);
-    float *x = malloc(sizeof(float) * (size_t)(in * (n ? n : 1)));
     float *y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
-    if (!x || !y || kiln_dataset_read(s.test, 0, n, x, s.d) ||
-        (st = kiln_model_predict(s.model, x, n, y, s.d))) {
-        free(x);
+    if (!y || (st = kiln_model_predict_dataset(s.model, s.test, y, s.d))) {
         free(y);
         return session_fail(&s, st ? st : KILN_ERR_NOMEM);
     }
     const char *path = cli_get(&a, "--output");
+    size_t pl = path ? strlen(path) : 0;
+    if (pl > 4 && strcmp(path + pl - 4, ".npy") == 0) {
+        int64_t dims[2] = {n, out};
+        st = kiln_npy_write(path, y, 2, dims, s.d);
+        free(y);
+        return st ? session_fail(&s, st) : (session_end(&s), 0);
+    }
     FILE *f = path ? fopen(path, "w") : stdout;
     if (!f) {
         fprintf(stderr, "kiln predict: error: %s: %s\n", path, strerror(errno));
-        free(x);
         free(y);
         session_end(&s);
         return 1;
@@ -387,7 +421,6 @@ int cmd_predict(int argc, char **argv) {
         fputc('\n', f);
     }
     int bad = path ? fclose(f) != 0 : 0;
-    free(x);
     free(y);
     session_end(&s);
     if (bad) {

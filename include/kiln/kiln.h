@@ -503,6 +503,59 @@ KILN_API kiln_status kiln_dataset_read_labels(const kiln_dataset *ds, int64_t fi
 /* Keeps only the first n samples (n larger than the count changes nothing). */
 KILN_API void kiln_dataset_truncate(kiln_dataset *ds, int64_t n);
 
+/* Arrays from the caller (Keras' fit(x, y)). One array holds `count`
+ * samples, row-major (C order), each of shape dims[0..rank) (rank 0: one
+ * value per sample). */
+typedef enum kiln_array_type {
+    KILN_ARRAY_F32 = 0, /* float: inputs as they are, labels as targets */
+    KILN_ARRAY_U8 = 1,  /* bytes: inputs scaled to [0, 1] per batch, labels as class indices */
+    KILN_ARRAY_I32 = 2  /* int32: labels only (class indices, or values when rank > 0) */
+} kiln_array_type;
+
+typedef struct kiln_array {
+    const void *data;
+    kiln_array_type type;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+} kiln_array;
+
+/* How kiln_dataset_from_arrays treats the caller's memory. */
+typedef enum kiln_array_mode {
+    KILN_ARRAYS_COPY = 0,  /* copied: the caller may free its arrays on return */
+    KILN_ARRAYS_BORROW = 1 /* used in place where possible (f32 or u8 inputs, int32 rank-0
+                              labels, f32 labels): the arrays must outlive the dataset,
+                              and stay the caller's to free after kiln_dataset_dispose() */
+} kiln_array_mode;
+
+/* A dataset of `count` samples from inputs and (optionally, NULL) labels,
+ * usable wherever a dataset is (fit, evaluate, predict_dataset). How labels
+ * meet the model's label is GRAMMAR.md's "Labels": int labels of rank 0
+ * are class indices (one-hot for an f32 [?, C] label, the value itself for
+ * [?, 1]); f32 labels are targets. Float inputs and labels holding NaN or
+ * Inf are refused, naming the sample. Shapes are checked against a model
+ * by kiln_model_check_dataset (and by fit / evaluate). Every invocation
+ * should be paired with kiln_dataset_dispose(). */
+KILN_API kiln_status kiln_dataset_from_arrays(const kiln_array *inputs, const kiln_array *labels,
+                                              int64_t count, kiln_array_mode mode,
+                                              kiln_dataset **out, kiln_diag *d);
+/* Loads inputs and labels (labels may be NULL) from NumPy (.npy) or IDX
+ * files, told apart by their first bytes; a directory or .npz file as in
+ * kiln_dataset_load (see also kiln_dataset_load). */
+KILN_API kiln_status kiln_dataset_load_files(const char *inputs, const char *labels,
+                                             kiln_dataset **out, kiln_diag *d);
+
+/* Loads a CSV file: a header row of column names, then rows of numbers;
+ * the column named `label_column` holds the labels, the others are the
+ * features of one sample, in file order. Errors name file:line:col. Same
+ * ownership as kiln_dataset_load(). */
+KILN_API kiln_status kiln_dataset_load_csv(const char *path, const char *label_column,
+                                           kiln_dataset **out, kiln_diag *d);
+
+/* Writes `data` (float32, shape dims[0..rank), C order) as a NumPy .npy
+ * file (format 1.0). */
+KILN_API kiln_status kiln_npy_write(const char *path, const float *data, int rank,
+                                    const int64_t *dims, kiln_diag *d);
+
 /* ------------------------------------------------------------------ models
  * A model is a module compiled for training and inference, with its
  * weights, optimizer state and history: Keras' fit / evaluate / predict. */
@@ -591,6 +644,9 @@ KILN_API kiln_status kiln_model_check_dataset(const kiln_model *model, const kil
 /* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
 KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
                                         kiln_diag *d);
+/* Outputs for every sample of a dataset into out ([count, output]). */
+KILN_API kiln_status kiln_model_predict_dataset(kiln_model *model, const kiln_dataset *ds,
+                                                float *out, kiln_diag *d);
 /* Copies the current value of parameter (or state slot) `name` — "h1.kernel",
  * named as in checkpoints — into out, which holds n floats: its element
  * count. Keras' layer.get_weights(). */

@@ -307,7 +307,7 @@ START_TEST(test_layers) {
     ck_assert_str_eq(ops_of(f), "reshape matmul matmul add leaky_relu matmul add sigmoid tanh add "
                                 "leaky_relu relu softmax");
     ck_assert(ir_attr_f(f->nodes[4], "alpha") == 0.1);  /* leaky_relu(alpha=0.1) */
-    ck_assert(ir_attr_f(f->nodes[10], "alpha") == 0.3); /* Keras' default slope */
+    ck_assert(ir_attr_f(f->nodes[10], "alpha") == 0.2); /* Keras 3: negative_slope=0.2 */
     ck_assert_int_eq(ir_attr_i(f->nodes[12], "axis"), 1);
     ck_assert_ptr_eq(f->results[0], f->nodes[12]); /* 'same = q' is q */
     /* Every node points at its layer's call. */
