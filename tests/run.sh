@@ -39,9 +39,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
-# The suite has at least this many ctest tests (56 on 2026-12-07: counted by ctest -N;
-# suites, 11 golden IR files, 14 shell scripts, 5 fuzz corpora). A build dir
-# configured without tests, or a glob that lost its files, runs fewer: fail.
+# The suite has at least this many ctest tests (`ctest -N`: 56 on 2026-12-07).
+# A build dir configured without tests, or a glob that lost its files, runs
+# fewer: fail.
 floor=56
 start=$(date +%s)
 if [ $sanitize -eq 1 ]; then
