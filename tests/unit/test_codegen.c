@@ -799,7 +799,17 @@ static const codegen_case g_cases[] = {
 
 static const int64_t g_batches[] = {1, 7, 33, 128};
 
-/* All variants of one case, unplanned and planned. */
+/* Plans m's memory (codegen places none itself); returns m. */
+static kiln_module *planned_module(kiln_module *m) {
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK, "plan-memory: %s",
+                  kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    return m;
+}
+
+/* All variants of one case: unplanned (codegen refuses it: plan-memory
+ * places every byte), then planned. */
 static void run_case(const codegen_case *cc) {
     int variants = 0;
     for (int v = 0;; v++) {
@@ -812,10 +822,18 @@ static void run_case(const codegen_case *cc) {
                 return;
             }
             kiln_diag *d = kiln_diag_create();
-            if (planned)
-                ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK,
-                              "%s/%d: plan-memory: %s", cc->op, v, kiln_diag_message(d));
             cg_program *p = NULL;
+            if (!planned) {
+                ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_ERR_INVALID);
+                ck_assert_ptr_null(p);
+                ck_assert_msg(strstr(kiln_diag_message(d), "run plan-memory first"), "%s/%d: %s",
+                              cc->op, v, kiln_diag_message(d));
+                kiln_diag_dispose(d);
+                kiln_module_dispose(m);
+                continue;
+            }
+            ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK,
+                          "%s/%d: plan-memory: %s", cc->op, v, kiln_diag_message(d));
             kiln_status st = cg_jit_compile(m, NULL, &p, d);
             ck_assert_msg(st == KILN_OK, "%s/%d: %s", cc->op, v, kiln_diag_message(d));
             for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
@@ -1114,7 +1132,7 @@ START_TEST(test_bad_batch) {
     out(f, kiln_neg(f, in2(f, "x", KILN_F32, B, 3)));
     cg_program *p;
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_OK);
+    ck_assert_int_eq(cg_jit_compile(planned_module(m), NULL, &p, d), KILN_OK);
     cg_entry_fn fn = cg_program_entry(p, "f");
     ck_assert_ptr_nonnull(fn);
     ck_assert_ptr_null(cg_program_entry(p, "nope"));
@@ -1148,7 +1166,7 @@ START_TEST(test_malformed_lowering) {
     o.test_malformed = true;
     cg_program *p = (cg_program *)&o; /* must be reset to NULL */
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(cg_jit_compile(m, &o, &p, d), KILN_ERR_BACKEND);
+    ck_assert_int_eq(cg_jit_compile(planned_module(m), &o, &p, d), KILN_ERR_BACKEND);
     ck_assert_ptr_null(p);
     const char *msg = kiln_diag_message(d);
     ck_assert_msg(strstr(msg, "kiln: error: codegen: the generated LLVM IR is invalid") != NULL,
@@ -1225,8 +1243,10 @@ START_TEST(test_program_api) {
 END_TEST
 
 /* A plan that puts a reduction's result over its operand (the interpreter
- * accumulates aside, so that is valid): codegen goes through a scratch
- * slot. Also results that are an argument, a global, or one node twice. */
+ * accumulates aside, so that is valid for it) is refused by codegen, which
+ * has no scratch of its own: plan-memory never makes one, and a hand-made
+ * plan must not either. The same function with a sound plan compiles; also
+ * results that are an argument, a global, or one node twice. */
 START_TEST(test_plan_overlap_and_odd_results) {
     kiln_module *m = kiln_module_create("t");
     param(m, "w", 1, (int64_t[]){13});
@@ -1241,7 +1261,8 @@ START_TEST(test_plan_overlap_and_odd_results) {
     out(f, n);
     ir_node *ne = node_of(f, e), *nr = node_of(f, r), *nn = node_of(f, n);
     f->planned = true;
-    f->mem_fixed = 0;
+    f->mem_fixed = 64;
+    f->mem_err = 0;
     f->mem_per_sample = 13 * 4 + 16;
     ne->mem_offset = 0;
     ne->mem_batch = 1;
@@ -1251,6 +1272,12 @@ START_TEST(test_plan_overlap_and_odd_results) {
     nn->mem_batch = 1;
     cg_program *p;
     kiln_diag *d = kiln_diag_create();
+    ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_ERR_INVALID);
+    ck_assert_msg(strstr(kiln_diag_message(d), "puts the result of reduce_sum over an operand"),
+                  "%s", kiln_diag_message(d));
+    kiln_diag_clear(d);
+    nr->mem_offset = 13 * 4; /* beside e */
+    nn->mem_offset = 13 * 4 + 4;
     ck_assert_msg(cg_jit_compile(m, NULL, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
     gen g = {-2, 2, 0, 0, false};
     for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
@@ -1283,7 +1310,8 @@ START_TEST(test_object_file) {
     snprintf(so, sizeof so, "%s/libf.so", dir);
     kiln_diag *d = kiln_diag_create();
     cg_module_info *info = NULL;
-    ck_assert_msg(cg_compile_object(m, NULL, obj, &info, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_msg(cg_compile_object(planned_module(m), NULL, obj, &info, d) == KILN_OK, "%s",
+                  kiln_diag_message(d));
     ck_assert_int_eq(info->n_funcs, 1);
     FILE *fp = fopen(obj, "rb");
     char magic[4] = {0};
