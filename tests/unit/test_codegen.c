@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codegen/cg.h"
+#include "driver/driver.h"
 #include "passes/pass.h"
 #include "testutil.h"
 
@@ -1047,7 +1048,8 @@ START_TEST(test_math_ulp) {
         out(f, unary(f, fns[k].op, in));
         cg_program *p;
         kiln_diag *d = kiln_diag_create();
-        ck_assert_msg(cg_jit_compile(m, NULL, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
+        ck_assert_msg(cg_jit_compile(planned_module(m), NULL, &p, d) == KILN_OK, "%s",
+                      kiln_diag_message(d));
         float *y = malloc(sizeof(float) * (size_t)n);
         void *args[1] = {x}, *res[1] = {y};
         ck_assert_int_eq(cg_program_run(p, "f", n, args, res, NULL, NULL, d), KILN_OK);
@@ -1103,7 +1105,7 @@ START_TEST(test_label_out_of_range) {
         }
         cg_program *prog;
         kiln_diag *d = kiln_diag_create(), *di = kiln_diag_create();
-        ck_assert_int_eq(cg_jit_compile(m, NULL, &prog, d), KILN_OK);
+        ck_assert_int_eq(cg_jit_compile(planned_module(m), NULL, &prog, d), KILN_OK);
         float probs[30];
         int32_t labels[3] = {1, 10, 2};
         float loss = 0;
@@ -1189,6 +1191,7 @@ START_TEST(test_alloc_failures) {
     kiln_func *f = kiln_func_create(m, "f");
     kiln_value x = in2(f, "x", KILN_F32, B, 13);
     out(f, kiln_softmax(f, kiln_relu(f, kiln_add(f, x, kiln_param(f, "b"))), -1));
+    planned_module(m);
     int n = 1;
     for (;; n++) {
         kiln_diag *d = kiln_diag_create();
@@ -1228,7 +1231,7 @@ START_TEST(test_program_api) {
     ck_assert_str_eq(fi->symbol, "kiln_loss");
     ck_assert_int_eq(fi->n_args, 2);
     ck_assert_int_eq(fi->n_results, 1);
-    /* The plan's bytes come first: codegen adds at most its error record. */
+    /* The plan's bytes are the workspace (test_seed_workspace_is_the_plan). */
     ck_assert_int_ge(fi->ws_per_sample, f->mem_per_sample);
     ck_assert_int_eq(cg_program_workspace_bytes(p, "loss", 10),
                      fi->ws_fixed + 10 * fi->ws_per_sample);
@@ -1237,6 +1240,52 @@ START_TEST(test_program_api) {
     ck_assert_str_eq(sym, "kiln_train_step_2");
     ir_free(sym);
     cg_program_dispose(p);
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* The figures `kiln dump` prints for @name: mem(fixed=F, per_sample=P. */
+static void dumped_mem(const char *dump, const char *name, int64_t *fixed, int64_t *ps) {
+    char head[64];
+    snprintf(head, sizeof head, "func @%s(", name);
+    const char *at = strstr(dump, head);
+    ck_assert_msg(at != NULL, "no %s in the dump", head);
+    const char *mem = strstr(at, " mem(fixed=");
+    ck_assert_msg(mem && mem < strchr(at, '\n'), "@%s is not planned", name);
+    long long a, b;
+    ck_assert_int_eq(sscanf(mem, " mem(fixed=%lld, per_sample=%lld", &a, &b), 2);
+    *fixed = a;
+    *ps = b;
+}
+
+/* One memory owner: the seed model's workspace, as the JIT allocates it,
+ * is what the dump of its plan says, byte for byte. */
+START_TEST(test_seed_workspace_is_the_plan) {
+    kiln_module *m = NULL;
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_int_eq(kiln_model_file_load(tu_src_path("examples/mnist_mlp.kiln"), &m, d), KILN_OK);
+    drv_opts o = {.target = DRV_JIT, .goal = DRV_GOAL_TRAIN};
+    drv_out r;
+    ck_assert_msg(drv_compile(m, &o, &r, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ir_sb sb;
+    ir_sb_init(&sb);
+    ir_print_module(&sb, m, NULL);
+    char *dump = ir_sb_take(&sb);
+    static const char *fns[] = {"train_step", "loss", "infer"};
+    for (size_t i = 0; i < KILN_ARRAY_LEN(fns); i++) {
+        int64_t fixed, ps;
+        dumped_mem(dump, fns[i], &fixed, &ps);
+        ck_assert_int_gt(ps, 0);
+        for (int64_t b = 1; b <= 128; b += 127)
+            ck_assert_msg(cg_program_workspace_bytes(r.program, fns[i], b) == fixed + ps * b,
+                          "@%s at batch %lld: the JIT allocates %lld bytes, the plan says %lld",
+                          fns[i], (long long)b,
+                          (long long)cg_program_workspace_bytes(r.program, fns[i], b),
+                          (long long)(fixed + ps * b));
+    }
+    ir_free(dump);
+    cg_program_dispose(r.program);
     kiln_diag_dispose(d);
     kiln_module_dispose(m);
 }
@@ -1369,6 +1418,7 @@ static Suite *codegen_suite(void) {
     tcase_add_test(te, test_math_ulp);
     tcase_add_test(te, test_label_out_of_range);
     tcase_add_test(te, test_bad_batch);
+    tcase_add_test(te, test_seed_workspace_is_the_plan);
     tcase_add_test(te, test_malformed_lowering);
     tcase_add_test(te, test_alloc_failures);
     suite_add_tcase(s, te);
