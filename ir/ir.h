@@ -127,8 +127,8 @@ enum {
     /* Two operands that may be swapped without changing any result bit. */
     IR_FACT_COMM = 1 << 1,
     /* Not elementwise, but the lowering reads all it needs of an operand
-     * (row) before writing over it, so codegen lets the result overlap an
-     * operand without scratch (plan-memory does not seek such sharing). */
+     * (row) before writing over it, so codegen accepts a plan that puts
+     * the result over an operand (plan-memory does not seek such sharing). */
     IR_FACT_READS_FIRST = 1 << 3,
     /* A one-operand f32 op an op-valued attribute (dense's activation) may
      * name: the carrier applies its scalar kernel, lowering and gradient. */
