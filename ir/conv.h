@@ -1,0 +1,32 @@
+/*
+ * conv.h — the geometry of the 2-D window ops over NHWC images (conv2d,
+ * max_pool2d, avg_pool2d and their gradient rows), shared by shape
+ * inference, the interpreter, the workspace column and the lowerings.
+ *
+ * Padding follows TensorFlow/Keras: `valid` has none; `same` gives
+ * ceil(in / stride) outputs and pads in total max((out-1)·s + dk - in, 0),
+ * the odd cell at the bottom/right (top = total / 2). dk = (k-1)·d + 1 is
+ * the dilated window.
+ */
+#ifndef KILN_IR_CONV_H
+#define KILN_IR_CONV_H
+
+#include "ir/ir.h"
+
+typedef struct ir_win {
+    int64_t n, h, w, c;     /* the image operand; n may be KILN_BATCH */
+    int64_t kh, kw, co;     /* window (conv: kernel [kh,kw,c,co]; pools: co = c) */
+    int64_t sh, sw, dh, dw; /* strides, dilation */
+    int64_t oh, ow;         /* output rows, columns */
+    int64_t pt, pl;         /* padding at the top, at the left */
+    bool conv;
+} ir_win;
+
+/* The geometry of window node n (any of the rows above), from its operand
+ * types and attributes. Does not validate: infer_* do (ir_win_check). */
+void ir_win_of(const ir_node *n, ir_win *g);
+
+/* The output of n's window op: [n, oh, ow, co]. */
+ir_type ir_win_out_type(const ir_win *g);
+
+#endif
