@@ -127,7 +127,7 @@ static LLVMValueRef at(cg_ctx *c, LLVMValueRef p, LLVMValueRef off) {
 
 /* --------------------------------------------------------------- conv2d */
 
-kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+static kiln_status direct_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
     LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
@@ -153,8 +153,8 @@ kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
 }
 
 /* dx[pixel][ci] += dz[out pixel] · K[tap][ci][:] */
-kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
-                                    const LLVMValueRef *in) {
+static kiln_status direct_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                     const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
     LLVMValueRef dz = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
@@ -177,8 +177,8 @@ kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef ou
 }
 
 /* dK[tap][ci][:] += x[pixel][ci] · dz[out pixel][:] */
-kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
-                                     const LLVMValueRef *in) {
+static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                      const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
     LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), dz = cg_cast_ptr(c, in[1], c->t_f32);
@@ -197,6 +197,154 @@ kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef o
     taps_end(c, &w);
     pixels_end(c, &w);
     return KILN_OK;
+}
+
+/* ------------------------------------------------------ im2col + sgemm
+ * The convolution as matrix products over the M = batch·oh·ow output
+ * pixels: the columns of a chunk of pixels (each pixel's kh·kw·in inputs,
+ * zeros where the window leaves the image) are gathered into a buffer of
+ * at most IM2COL_FLOATS, and then
+ *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
+ *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
+ *   filter grad   dk[K, co]     += col^T · dz[rows, co]
+ * The buffer is on the kernel's stack (TODO: the op's workspace once
+ * plan-memory places it: ws column). */
+enum { IM2COL_FLOATS = 1 << 16 };
+
+typedef struct im2col {
+    ir_win g;
+    int64_t K, chunk;
+    bool same;
+    LLVMValueRef buf; /* f32* */
+    cg_loop lr;
+    LLVMValueRef r0, rows; /* the chunk: pixels [r0, r0 + rows) */
+} im2col;
+
+static bool im2col_fits(const ir_win *g) {
+    return g->c >= 1 && g->co >= 1 && g->kh * g->kw * g->c <= IM2COL_FLOATS;
+}
+
+/* The buffer, allocated once in the kernel's entry block. */
+static LLVMValueRef stack_buffer(cg_ctx *c, int64_t floats) {
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first)
+        LLVMPositionBuilderBefore(c->b, first);
+    else
+        LLVMPositionBuilderAtEnd(c->b, entry);
+    LLVMValueRef a = LLVMBuildAlloca(c->b, LLVMArrayType(c->t_f32, (unsigned)floats), "im2col");
+    LLVMSetAlignment(a, 64);
+    LLVMPositionBuilderAtEnd(c->b, here);
+    return LLVMBuildBitCast(c->b, a, LLVMPointerType(c->t_f32, 0), "");
+}
+
+/* Opens the loop over chunks; the builder is left in its body. */
+static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
+    ir_win_of(n, &m->g);
+    m->K = m->g.kh * m->g.kw * m->g.c;
+    m->same = ir_attr_i(n, "padding") != 0;
+    m->chunk = IM2COL_FLOATS / m->K;
+    m->buf = stack_buffer(c, m->chunk * m->K);
+    LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));
+    m->r0 = cg_loop_begin(c, &m->lr, cg_i64(c, 0), total, m->chunk);
+    m->rows = imin(c, cg_i64(c, m->chunk), LLVMBuildNSWSub(c->b, total, m->r0, ""));
+}
+
+/* gather: buf[r - r0][tap·c + ci] = x[pixel of tap]; else (scatter)
+ * x[pixel of tap] += buf[...] (x is dx). */
+static void im2col_rows(cg_ctx *c, im2col *m, LLVMValueRef x, bool gather) {
+    win_loops w;
+    w.g = m->g;
+    const ir_win *g = &m->g;
+    cg_loop l;
+    LLVMValueRef r = cg_loop_begin(c, &l, m->r0, add(c, m->r0, m->rows), 1);
+    LLVMValueRef per = cg_i64(c, g->oh * g->ow);
+    w.b = LLVMBuildSDiv(c->b, r, per, "");
+    LLVMValueRef rem = LLVMBuildSRem(c->b, r, per, "");
+    w.oy = LLVMBuildSDiv(c->b, rem, cg_i64(c, g->ow), "");
+    w.ox = LLVMBuildSRem(c->b, rem, cg_i64(c, g->ow), "");
+    LLVMValueRef crow = at(c, m->buf, mul(c, LLVMBuildNSWSub(c->b, r, m->r0, ""), cg_i64(c, m->K)));
+    if (gather && m->same)
+        cg_memset0(c, crow, cg_i64(c, m->K * 4));
+    taps_begin(c, &w);
+    LLVMValueRef cell = at(c, crow, mul(c, add(c, mul(c, w.ky, cg_i64(c, g->kw)), w.kx),
+                                        cg_i64(c, g->c)));
+    if (gather) {
+        cg_memmove(c, cell, at(c, x, w.xoff), cg_i64(c, g->c * 4));
+    } else {
+        row rr = {at(c, x, w.xoff), cell, NULL, cg_fc(c, c->t_f32, 1.0), NULL, NULL, CG_RED_NONE};
+        cg_row_loop(c, cg_i64(c, g->c), CG_RED_NONE, axpy_body, &rr);
+    }
+    taps_end(c, &w);
+    cg_loop_end(c, &l, NULL);
+}
+
+static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                               const LLVMValueRef *in) {
+    im2col m;
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), y = cg_cast_ptr(c, out, c->t_f32);
+    chunks_begin(c, &m, n);
+    im2col_rows(c, &m, x, true);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef yc = at(c, y, mul(c, m.r0, co));
+    cg_sgemm(c, false, false, m.rows, co, K, m.buf, K, in[1], co, 0.0, yc, co);
+    int act = (int)ir_attr_i(n, "activation");
+    row r = {NULL, cg_cast_ptr(c, in[2], c->t_f32), NULL, NULL, n,
+             act ? cg_scalar_lowering(act) : NULL, CG_RED_NONE};
+    cg_loop l;
+    LLVMValueRef i = cg_loop_begin(c, &l, cg_i64(c, 0), m.rows, 1);
+    r.acc = at(c, yc, mul(c, i, co));
+    cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
+    cg_loop_end(c, &l, NULL);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+static kiln_status gemm_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    im2col m;
+    zero(c, out, &n->type);
+    chunks_begin(c, &m, n);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[0], c->t_f32), mul(c, m.r0, co));
+    cg_sgemm(c, false, true, m.rows, K, co, dzc, co, in[1], co, 0.0, m.buf, K);
+    im2col_rows(c, &m, cg_cast_ptr(c, out, c->t_f32), false);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                    const LLVMValueRef *in) {
+    im2col m;
+    zero(c, out, &n->type);
+    chunks_begin(c, &m, n);
+    im2col_rows(c, &m, cg_cast_ptr(c, in[0], c->t_f32), true);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[1], c->t_f32), mul(c, m.r0, co));
+    cg_sgemm(c, true, false, K, co, m.rows, m.buf, K, dzc, co, 1.0, out, co);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_conv2d(c, n, out, in) : direct_conv2d(c, n, out, in);
+}
+
+kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                    const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_grad_input(c, n, out, in) : direct_grad_input(c, n, out, in);
+}
+
+kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                     const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_grad_filter(c, n, out, in) : direct_grad_filter(c, n, out, in);
 }
 
 /* -------------------------------------------------------------- pooling */
