@@ -19,11 +19,12 @@
  *   globals[g] the data of module global g (parameter or state slot), in
  *              module order; `assign` writes there;
  *   workspace  cg_func_info.ws_fixed + ws_per_sample * batch bytes, aligned to
- *              64 bytes (cg_workspace_bytes). Intermediate values live there:
- *              at the plan-memory offsets when F is planned (byte offset
- *              mem_fixed + mem_offset * batch for batch-scaled buffers,
- *              mem_offset for the others), followed by codegen's own slots for
- *              values the plan did not place and a 16-byte error record.
+ *              64 bytes (cg_workspace_bytes): F's plan-memory figures,
+ *              mem_fixed + mem_per_sample * batch. Every byte of it is placed
+ *              by plan-memory (byte offset mem_fixed + mem_offset * batch for
+ *              batch-scaled buffers, mem_offset for the others): intermediate
+ *              values, region temps, node workspaces and the 16-byte error
+ *              record (mem_err). Codegen refuses an unplanned function.
  *
  * Buffers of different roles must not overlap (args, results, globals and the
  * workspace are distinct memory). The return value is 0 (KILN_OK) or a
@@ -189,6 +190,9 @@ typedef struct cg_program cg_program;
  * cg_program_dispose(). LLVM errors come back as KILN_ERR_BACKEND. The
  * program does not refer to `m` afterwards. */
 kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out, kiln_diag *d);
+/* KILN_ERR_INVALID unless plan-memory has planned every function of m (or
+ * only_func): codegen places no byte of the workspace itself. */
+kiln_status cg_check_planned(kiln_module *m, const char *only_func, kiln_diag *d);
 void cg_program_dispose(cg_program *p);
 
 /* Compiles functions funcs[0..n) (n <= 16) of `m` into one program each,

@@ -16,37 +16,14 @@
  * value, as in the interpreter (which runs a body node by node). When a
  * written buffer has fewer elements than the loop's domain and is also read
  * by the region, one loop would read values it has already overwritten: such
- * a region runs node by node instead (cg_region_needs_split), through
- * workspace temps that the layout reserves.
+ * a region runs node by node instead (ir_region_needs_split), through a
+ * workspace temp per body value that plan-memory places. The other such
+ * conflict, a result over an operand it reads through another shape, is
+ * one plan-memory never makes (cg_region_needs_split checks a plan).
  */
 #include "codegen/lower.h"
 
 #include <string.h>
-
-/* The loop domain of a region: the broadcast of every body value, every
- * assign target and the yield. */
-static kiln_status region_domain(const ir_node *n, ir_type *out) {
-    const ir_region *r = n->region;
-    bool first = true;
-    ir_type d;
-    memset(&d, 0, sizeof d);
-    for (int i = 0; i < r->n; i++) {
-        const ir_node *b = r->nodes[i];
-        const ir_type *t = b->op == IR_OP_assign ? &b->in[0]->type : &b->type;
-        if (first) {
-            d = *t;
-            first = false;
-            continue;
-        }
-        ir_type u;
-        if (ir_broadcast_shapes(&d, t, &u)) return KILN_ERR_SHAPE;
-        d = u;
-    }
-    if (first) return KILN_ERR_INVALID;
-    d.dtype = IR_F32;
-    *out = d;
-    return KILN_OK;
-}
 
 static bool written_conflicts(const ir_node *n, const cg_buf *buf, const cg_buf *w,
                               const ir_type *wt, const ir_type *dom) {
@@ -64,7 +41,7 @@ static bool written_conflicts(const ir_node *n, const cg_buf *buf, const cg_buf 
 
 bool cg_region_needs_split(const ir_node *n, const cg_buf *buf) {
     ir_type dom;
-    if (region_domain(n, &dom)) return true;
+    if (ir_region_domain(n, &dom)) return true;
     const ir_region *r = n->region;
     if (r->yield && written_conflicts(n, buf, &buf[n->serial], &n->type, &dom)) return true;
     for (int i = 0; i < r->n; i++) {
@@ -248,7 +225,7 @@ kiln_status lower_fused(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLV
     const ir_region *r = n->region;
     if (!c->lay->split[n->serial]) {
         ir_type dom;
-        if (region_domain(n, &dom)) return cg_error(c, n, "the region's shapes do not broadcast");
+        if (ir_region_domain(n, &dom)) return cg_error(c, n, "the region's shapes do not broadcast");
         return cg_ew_loop(c, &dom, r->n, r->nodes, r->yield, out, n->n_in, n->in, in);
     }
     /* Node by node, as the interpreter does: each body value in its temp. */

@@ -189,8 +189,9 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
     if (!p) return ir_oom(d);
     cg_cache_cfg cfg;
     cg_cache_key key;
-    kiln_status st = KILN_OK;
-    if (cg_cache_enabled(m, &opts, &cfg)) {
+    /* Before the cache: an unplanned function has no code, cached or not. */
+    kiln_status st = cg_check_planned(m, opts.only_func, d);
+    if (!st && cg_cache_enabled(m, &opts, &cfg)) {
         st = cg_cache_key_of(m, &opts, &key, d);
         p->cache = CG_CACHE_MISS;
     }

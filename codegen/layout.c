@@ -9,13 +9,15 @@
  *   reshape          its operand's buffer (a view), unless the plan gave it
  *                                     a slot of its own or it views a global
  *                                     that the function assigns
- *   other values     the workspace: the plan-memory slot when the function
- *                                     is planned, else a slot of codegen's
+ *   other values     the workspace, at the plan-memory slot
  *
- * Workspace: [plan: fixed | plan: per sample × batch | codegen: fixed |
- * codegen: per sample × batch]; codegen's slots also hold the temps of
- * regions that run node by node, scratch results of ops that cannot write
- * over their operands, and the 16-byte error record.
+ * Workspace: [fixed | per sample × batch], mem_fixed + mem_per_sample *
+ * batch bytes, every byte placed by plan-memory: values, the temps of
+ * regions that run node by node (ir_region_needs_split), each node's own
+ * workspace (ops.def's ws column) and the 16-byte error record. Codegen
+ * places nothing: an unplanned function is an error, and so is a plan that
+ * puts a result over an operand its op still reads (plan-memory never
+ * does; a hand-written .kir plan might).
  */
 #include "codegen/lower.h"
 
@@ -65,22 +67,6 @@ bool cg_buf_may_overlap(const cg_buf *x, const cg_buf *y) {
 
 /* ---------------------------------------------------------------- slots */
 
-typedef struct slot_req {
-    cg_buf *dst;
-    bool per_sample;
-    int64_t off;
-} slot_req;
-
-typedef struct builder {
-    slot_req *req;
-    int n, cap;
-    int64_t ef, eps; /* extra fixed bytes; extra bytes per sample */
-} builder;
-
-static int64_t round_up(int64_t v, int64_t a) {
-    return (v + a - 1) / a * a;
-}
-
 static void set_sizes(cg_buf *b, const ir_type *t) {
     if (ir_type_batch_axis(t) >= 0) {
         b->size_fixed = 0;
@@ -91,29 +77,18 @@ static void set_sizes(cg_buf *b, const ir_type *t) {
     }
 }
 
-static kiln_status request(builder *B, cg_buf *dst, const ir_type *t, kiln_diag *d) {
-    if (!IR_GROW(B->req, B->cap, B->n + 1)) return ir_oom(d);
-    memset(dst, 0, sizeof *dst);
-    dst->kind = CG_BUF_WS;
-    set_sizes(dst, t);
-    slot_req *r = &B->req[B->n++];
-    r->dst = dst;
-    r->per_sample = dst->size_ps > 0;
-    if (r->per_sample) {
-        r->off = B->eps;
-        B->eps += round_up(dst->size_ps, 16);
-    } else {
-        r->off = B->ef;
-        B->ef += round_up(dst->size_fixed > 0 ? dst->size_fixed : 4, 64);
-    }
-    return KILN_OK;
+/* The workspace slot plan-memory gave: `off` in the fixed part, or at
+ * mem_fixed + off * batch in the batch part. */
+static cg_buf ws_slot(const kiln_func *f, int64_t off, bool batch, int64_t fixed, int64_t ps) {
+    cg_buf b = {.kind = CG_BUF_WS, .a = batch ? f->mem_fixed : off, .b = batch ? off : 0,
+                .size_fixed = fixed, .size_ps = ps};
+    return b;
 }
 
 void cg_layout_free(cg_layout *l) {
     ir_free(l->buf);
     ir_free(l->buf2);
     ir_free(l->split);
-    ir_free(l->scratch);
     memset(l, 0, sizeof *l);
 }
 
@@ -122,24 +97,21 @@ static void mark_assigned(ir_node *n, void *ctx) {
     if (n->op == IR_OP_assign) assigned[n->in[0]->serial] = 1;
 }
 
-kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
-    memset(l, 0, sizeof *l);
-    int limit = f->m->next_serial;
-    l->limit = limit;
-    l->buf = ir_calloc((size_t)limit + 1, sizeof *l->buf);
-    l->buf2 = ir_calloc((size_t)limit + 1, sizeof *l->buf2);
-    l->split = ir_calloc((size_t)limit + 1, 1);
-    l->scratch = ir_calloc((size_t)limit + 1, 1);
-    int *result_of = ir_malloc(sizeof(int) * ((size_t)limit + 1));
-    uint8_t *assigned = ir_calloc((size_t)limit + 1, 1);
-    builder B = {0};
-    kiln_status st = KILN_OK;
-    if (!l->buf || !l->buf2 || !l->split || !l->scratch || !result_of || !assigned) {
-        st = ir_oom(d);
-        goto out;
-    }
-    int64_t base_fixed = f->planned ? f->mem_fixed : 0;
-    int64_t base_ps = f->planned ? f->mem_per_sample : 0;
+/* A reshape reads its operand's bytes in place unless the plan gave it a
+ * slot of its own, or it views a global the function assigns. */
+static bool is_view(const kiln_func *f, const cg_layout *l, const ir_node *n,
+                    const uint8_t *assigned) {
+    const ir_node *src = n->in[0];
+    const cg_buf *sb = &l->buf[src->serial];
+    /* The root of a chain of views. */
+    while (src->op == IR_OP_reshape && cg_buf_same(&l->buf[src->in[0]->serial], sb))
+        src = src->in[0];
+    if (src->op == IR_GLOBAL && assigned[src->serial]) return false;
+    cg_buf mine = ws_slot(f, n->mem_offset, n->mem_batch, 0, 0);
+    return n->mem_offset < 0 || n->mem_inplace || cg_buf_same(sb, &mine);
+}
+
+static void place_inputs(kiln_func *f, cg_layout *l) {
     for (int i = 0; i < f->n_args; i++) {
         cg_buf *b = &l->buf[f->args[i]->serial];
         b->kind = CG_BUF_ARG;
@@ -153,89 +125,113 @@ kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
         b->index = g;
         set_sizes(b, &gl->type);
     }
-    for (int i = 0; i <= limit; i++) result_of[i] = -1;
-    for (int i = f->n_results - 1; i >= 0; i--) result_of[f->results[i]->serial] = i;
-    ir_func_walk(f, mark_assigned, assigned);
+}
 
+static kiln_status unplanned(kiln_func *f, const ir_node *n, kiln_diag *d, const char *what) {
+    return ir_error(d, KILN_ERR_INVALID, n ? n->loc : ir_loc_none(),
+                    "codegen: @%s: %s%s has no place in the memory plan (run plan-memory first)",
+                    f->name, n ? ir_op_name(n->op) : "the function", what);
+}
+
+kiln_status cg_check_planned(kiln_module *m, const char *only_func, kiln_diag *d) {
+    for (int i = 0; i < m->n_funcs; i++) {
+        kiln_func *f = m->funcs[i];
+        if (only_func && strcmp(f->name, only_func) != 0) continue;
+        if (!f->planned || f->mem_err < 0) return unplanned(f, NULL, d, "");
+    }
+    return KILN_OK;
+}
+
+/* Where each value lives: arguments, globals, results, views, or its slot. */
+static kiln_status place_values(kiln_func *f, cg_layout *l, const uint8_t *assigned,
+                                const int *result_of, kiln_diag *d) {
     for (int i = 0; i < f->n_nodes; i++) {
         ir_node *n = f->nodes[i];
         cg_buf *b = &l->buf[n->serial];
         if (n->type.dtype == IR_VOID) continue;
-        if (n->op == IR_OP_reshape) {
-            const ir_node *src = n->in[0];
-            const cg_buf *sb = &l->buf[src->serial];
-            /* The root of a chain of views. */
-            while (src->op == IR_OP_reshape && cg_buf_same(&l->buf[src->in[0]->serial], sb))
-                src = src->in[0];
-            bool view =
-                n->mem_offset < 0 || n->mem_inplace ||
-                (sb->kind == CG_BUF_WS && sb->a == (n->mem_batch ? base_fixed : n->mem_offset) &&
-                 sb->b == (n->mem_batch ? n->mem_offset : 0));
-            if (src->op == IR_GLOBAL && assigned[src->serial]) view = false;
-            if (view) {
-                *b = *sb;
-                continue;
-            }
+        if (n->op == IR_OP_reshape && is_view(f, l, n, assigned)) {
+            *b = l->buf[n->in[0]->serial];
+            continue;
         }
         if (result_of[n->serial] >= 0) {
             b->kind = CG_BUF_RESULT;
             b->index = result_of[n->serial];
             set_sizes(b, &n->type);
-        } else if (f->planned && n->mem_offset >= 0) {
-            b->kind = CG_BUF_WS;
-            b->a = n->mem_batch ? base_fixed : n->mem_offset;
-            b->b = n->mem_batch ? n->mem_offset : 0;
+        } else if (n->mem_offset >= 0) {
+            *b = ws_slot(f, n->mem_offset, n->mem_batch, 0, 0);
             set_sizes(b, &n->type);
-        } else if ((st = request(&B, b, &n->type, d))) {
-            goto out;
+        } else {
+            return unplanned(f, n, d, "'s value");
         }
     }
-    /* Regions that must run node by node, and results that need scratch. */
+    return KILN_OK;
+}
+
+/* The temps of regions that run node by node (their body values' slots),
+ * and the check that the plan lets every other op write where it may. */
+static kiln_status place_temps(kiln_func *f, cg_layout *l, kiln_diag *d) {
     for (int i = 0; i < f->n_nodes; i++) {
         ir_node *n = f->nodes[i];
-        if (n->op == IR_OP_fused && cg_region_needs_split(n, l->buf)) {
+        if (n->op == IR_OP_fused && ir_region_needs_split(n)) {
             l->split[n->serial] = 1;
             for (int k = 0; k < n->region->n; k++) {
                 ir_node *x = n->region->nodes[k];
-                if (x->type.dtype != IR_VOID &&
-                    (st = request(&B, &l->buf2[x->serial], &x->type, d)))
-                    goto out;
+                if (x->type.dtype == IR_VOID) continue;
+                if (x->mem_offset < 0) return unplanned(f, x, d, " (a region temp)");
+                l->buf2[x->serial] = ws_slot(f, x->mem_offset, x->mem_batch, 0, 0);
+                set_sizes(&l->buf2[x->serial], &x->type);
             }
             continue;
         }
+        bool clash = n->op == IR_OP_fused && cg_region_needs_split(n, l->buf);
         /* Ops whose lowering reads what it needs of an element (or row) before
          * writing over it (ops.def facts) may share an operand's memory. */
-        if (n->type.dtype == IR_VOID || ir_op_has(n->op, IR_FACT_INPLACE | IR_FACT_READS_FIRST))
-            continue;
-        if (n->op == IR_OP_reshape && cg_buf_same(&l->buf[n->serial], &l->buf[n->in[0]->serial]))
-            continue;
-        bool clash = false;
-        for (int k = 0; k < n->n_in; k++)
-            if (cg_buf_may_overlap(&l->buf[n->serial], &l->buf[n->in[k]->serial])) clash = true;
-        if (clash) {
-            l->scratch[n->serial] = 1;
-            if ((st = request(&B, &l->buf2[n->serial], &n->type, d))) goto out;
-        }
+        if (n->type.dtype != IR_VOID && !ir_op_has(n->op, IR_FACT_INPLACE | IR_FACT_READS_FIRST))
+            for (int k = 0; k < n->n_in; k++)
+                if (cg_buf_may_overlap(&l->buf[n->serial], &l->buf[n->in[k]->serial])) clash = true;
+        if (clash)
+            return ir_error(d, KILN_ERR_INVALID, n->loc,
+                            "codegen: @%s: the memory plan puts the result of %s over an operand "
+                            "it still reads",
+                            f->name, ir_op_name(n->op));
     }
-    ir_type rec = ir_type_make(IR_I32, 1, (int64_t[]){4});
-    if ((st = request(&B, &l->err, &rec, d))) goto out;
-    /* Place codegen's slots after the plan's. */
-    for (int i = 0; i < B.n; i++) {
-        slot_req *r = &B.req[i];
-        if (r->per_sample) {
-            r->dst->a = base_fixed + B.ef;
-            r->dst->b = base_ps + r->off;
-        } else {
-            r->dst->a = base_fixed + r->off;
-            r->dst->b = base_ps;
-        }
+    return KILN_OK;
+}
+
+kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d) {
+    memset(l, 0, sizeof *l);
+    kiln_status st = KILN_OK;
+    if (!f->planned || f->mem_err < 0) return unplanned(f, NULL, d, "");
+    int limit = f->m->next_serial;
+    l->limit = limit;
+    l->buf = ir_calloc((size_t)limit + 1, sizeof *l->buf);
+    l->buf2 = ir_calloc((size_t)limit + 1, sizeof *l->buf2);
+    l->split = ir_calloc((size_t)limit + 1, 1);
+    int *result_of = ir_malloc(sizeof(int) * ((size_t)limit + 1));
+    uint8_t *assigned = ir_calloc((size_t)limit + 1, 1);
+    if (!l->buf || !l->buf2 || !l->split || !result_of || !assigned) {
+        st = ir_oom(d);
+        goto out;
     }
-    l->ws_fixed = base_fixed + B.ef;
-    l->ws_per_sample = base_ps + B.eps;
+    place_inputs(f, l);
+    for (int i = 0; i <= limit; i++) result_of[i] = -1;
+    for (int i = f->n_results - 1; i >= 0; i--) result_of[f->results[i]->serial] = i;
+    ir_func_walk(f, mark_assigned, assigned);
+    if ((st = place_values(f, l, assigned, result_of, d)) || (st = place_temps(f, l, d))) goto out;
+    l->err = ws_slot(f, f->mem_err, false, 16, 0);
+    l->ws_fixed = f->mem_fixed;
+    l->ws_per_sample = f->mem_per_sample;
 out:
-    ir_free(B.req);
     ir_free(result_of);
     ir_free(assigned);
     if (st) cg_layout_free(l);
     return st;
+}
+
+cg_buf cg_node_ws_buf(const kiln_func *f, const ir_node *n, bool per_sample) {
+    int64_t fixed = 0, ps = 0;
+    ir_op_workspace(n, &fixed, &ps);
+    cg_buf none = {.kind = CG_BUF_NONE};
+    if (per_sample) return n->mem_wsb >= 0 && ps > 0 ? ws_slot(f, n->mem_wsb, true, 0, ps) : none;
+    return n->mem_ws >= 0 && fixed > 0 ? ws_slot(f, n->mem_ws, false, fixed, 0) : none;
 }

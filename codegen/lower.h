@@ -35,21 +35,26 @@ bool cg_buf_same(const cg_buf *x, const cg_buf *y);
 /* Whether the byte ranges of x and y can overlap for some batch >= 0. */
 bool cg_buf_may_overlap(const cg_buf *x, const cg_buf *y);
 
-/* Layout of one function (layout.c). */
+/* Layout of one function (layout.c): where plan-memory put everything. */
 typedef struct cg_layout {
-    cg_buf *buf;      /* by serial: where each value lives */
-    uint8_t *split;   /* by serial of a fused node: run its body node by node */
-    uint8_t *scratch; /* by serial: result goes through a scratch slot (bufs2) */
-    cg_buf *buf2;     /* by serial: region temps and scratch slots */
+    cg_buf *buf;    /* by serial: where each value lives */
+    uint8_t *split; /* by serial of a fused node: run its body node by node */
+    cg_buf *buf2;   /* by serial of a body node of a split region: its temp */
     int64_t ws_fixed, ws_per_sample;
     cg_buf err; /* the error record */
     int limit;
 } cg_layout;
 
+/* An error (KILN_ERR_INVALID) for a function plan-memory has not planned. */
 kiln_status cg_layout_func(kiln_func *f, cg_layout *l, kiln_diag *d);
 void cg_layout_free(cg_layout *l);
-/* A fused region that cannot run as one loop (see ew.c). */
+/* Whether one loop over fused node n would read an element after writing
+ * over it, given where its buffers are (see ew.c). plan-memory avoids it,
+ * so layout.c only checks a plan with it. */
 bool cg_region_needs_split(const ir_node *n, const cg_buf *buf);
+/* Node n's workspace (plan-memory's slot for ops.def's ws column): its
+ * fixed part, or with per_sample its per-sample part; CG_BUF_NONE if none. */
+cg_buf cg_node_ws_buf(const kiln_func *f, const ir_node *n, bool per_sample);
 
 struct cg_ctx {
     LLVMContextRef ctx;
@@ -66,6 +71,7 @@ struct cg_ctx {
     const ir_node *node;
     bool can_fail;
     LLVMValueRef *temps; /* by serial: region temps (split regions) */
+    LLVMValueRef ws, wsb; /* the kernel's workspace, fixed and per-sample parts, or NULL */
     /* Per-element values of region bodies, by serial. */
     LLVMValueRef *val;
     int limit;
@@ -128,6 +134,15 @@ LLVMValueRef cg_loop_begin(cg_ctx *c, cg_loop *l, LLVMValueRef start, LLVMValueR
 LLVMValueRef cg_loop_phi(cg_ctx *c, cg_loop *l, LLVMValueRef init);
 /* nexts[k]: the value of phi k for the next iteration. */
 void cg_loop_end(cg_ctx *c, cg_loop *l, const LLVMValueRef *nexts);
+
+/* The workspace of the node being lowered (i8*, 64-byte aligned): the
+ * bytes its row's ws column asks for, placed by plan-memory and live only
+ * while the node runs. Its fixed part when it has one, else its per-sample
+ * part (cg_node_ws_batch: always the per-sample part, fixed + per_sample *
+ * batch bytes in all being ws's fixed bytes plus wsb's per_sample * batch).
+ * NULL for a node whose op needs none. */
+LLVMValueRef cg_node_ws(cg_ctx *c, const ir_node *n);
+LLVMValueRef cg_node_ws_batch(cg_ctx *c, const ir_node *n);
 
 /* if (cond) { write the error record; return status; } — in the kernel. */
 void cg_fail_if(cg_ctx *c, LLVMValueRef cond, kiln_status status, LLVMValueRef detail);

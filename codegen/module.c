@@ -185,14 +185,22 @@ static int param_of(cg_buf *bufs, int *n, const cg_buf *b) {
     return (*n)++;
 }
 
+LLVMValueRef cg_node_ws(cg_ctx *c, const ir_node *n) {
+    if (n != c->node) return NULL;
+    return c->ws ? c->ws : c->wsb;
+}
+
+LLVMValueRef cg_node_ws_batch(cg_ctx *c, const ir_node *n) { return n == c->node ? c->wsb : NULL; }
+
 enum { MAX_PARAMS = 200 };
 
 typedef struct kernel_plan {
     cg_buf bufs[MAX_PARAMS];
     int n;
-    int out, real_out; /* parameter indices, -1 if none */
+    int out; /* parameter index, -1 if none */
     int in[MAX_PARAMS];
     int temp[MAX_PARAMS]; /* split regions: by body index */
+    int ws, wsb;          /* the node's workspace, -1 if none */
 } kernel_plan;
 
 static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index, const char *sym,
@@ -203,17 +211,16 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     kiln_status st = KILN_OK;
     int nin = n->n_in;
     int ntemp = n->region && L->split[n->serial] ? n->region->n : 0;
-    if (nin + ntemp + 2 > MAX_PARAMS) {
+    if (nin + ntemp + 3 > MAX_PARAMS) {
         st = cg_error(c, n, "too many buffers for one kernel (%d operands, %d temps)", nin, ntemp);
         goto out;
     }
-    kp->out = kp->real_out = -1;
-    if (n->type.dtype != IR_VOID) {
-        kp->real_out = param_of(kp->bufs, &kp->n, &L->buf[n->serial]);
-        kp->out =
-            L->scratch[n->serial] ? param_of(kp->bufs, &kp->n, &L->buf2[n->serial]) : kp->real_out;
-    }
+    kp->out = kp->ws = kp->wsb = -1;
+    if (n->type.dtype != IR_VOID) kp->out = param_of(kp->bufs, &kp->n, &L->buf[n->serial]);
     for (int k = 0; k < nin; k++) kp->in[k] = param_of(kp->bufs, &kp->n, &L->buf[n->in[k]->serial]);
+    cg_buf ws = cg_node_ws_buf(c->f, n, false), wsb = cg_node_ws_buf(c->f, n, true);
+    if (ws.kind != CG_BUF_NONE) kp->ws = param_of(kp->bufs, &kp->n, &ws);
+    if (wsb.kind != CG_BUF_NONE) kp->wsb = param_of(kp->bufs, &kp->n, &wsb);
     if (n->region && L->split[n->serial])
         for (int i = 0; i < n->region->n; i++) {
             const ir_node *x = n->region->nodes[i];
@@ -245,6 +252,8 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     c->can_fail = false;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef outp = kp->out >= 0 ? LLVMGetParam(fn, (unsigned)kp->out + 2) : NULL;
+    c->ws = kp->ws >= 0 ? LLVMGetParam(fn, (unsigned)kp->ws + 2) : NULL;
+    c->wsb = kp->wsb >= 0 ? LLVMGetParam(fn, (unsigned)kp->wsb + 2) : NULL;
     LLVMValueRef inp[MAX_PARAMS];
     for (int k = 0; k < nin; k++) inp[k] = LLVMGetParam(fn, (unsigned)kp->in[k] + 2);
     if (n->region && L->split[n->serial])
@@ -262,11 +271,8 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     }
     if (n->region)
         for (int i = 0; i < n->region->n; i++) c->temps[n->region->nodes[i]->serial] = NULL;
+    c->ws = c->wsb = NULL;
     if (st) goto out;
-    if (kp->out != kp->real_out) {
-        LLVMValueRef bytes = LLVMBuildNSWMul(c->b, cg_numel(c, &n->type), cg_i64(c, 4), "");
-        cg_memmove(c, LLVMGetParam(fn, (unsigned)kp->real_out + 2), outp, bytes);
-    }
     LLVMBuildRet(c->b, cg_i32(c, 0));
 
     /* The call from the entry point. */

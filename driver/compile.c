@@ -2,6 +2,7 @@
  * compile.c — drv_compile: a module to native code, top to bottom.
  *
  *   verify → pipeline (drv_pipeline) → passes, verifier between
+ *          → plan-memory (always: codegen places no byte itself)
  *          → codegen: LLVM module → LLVM verifier → O3
  *          → JIT | LLVM IR / assembly text | object → cc → .so + .h
  */
@@ -87,6 +88,15 @@ kiln_status drv_compile(kiln_module *m, const drv_opts *o, drv_out *out, kiln_di
     /* The passes, with the verifier after each. */
     if (!st && *pipeline) st = pass_run_pipeline(m, pipeline, o->passes, d);
     if (st || o->target == DRV_IR) return st;
+    /* Every byte the code uses is placed by plan-memory (codegen places
+     * nothing), whatever the pipeline was: "" or one without it. Functions
+     * already planned keep their plan (the runtime may be running them). */
+    for (int i = 0; i < m->n_funcs && !st; i++) {
+        kiln_func *f = m->funcs[i];
+        if (o->only_func && strcmp(f->name, o->only_func) != 0) continue;
+        if (!f->planned || f->mem_err < 0) st = pass_plan_memory_func(f, d);
+    }
+    if (st) return st;
     /* Native code: codegen builds the LLVM module, verifies it, runs O3,
      * then hands it to ORC's JIT, prints it, or writes the object that
      * `cc` links into a shared object. */

@@ -414,3 +414,39 @@ kiln_status infer_fused(ir_node *n, kiln_diag *d) {
     n->type = n->region->yield ? n->region->yield->type : ir_type_void();
     return KILN_OK;
 }
+
+kiln_status ir_region_domain(const ir_node *n, ir_type *out) {
+    const ir_region *r = n->region;
+    bool first = true;
+    ir_type d;
+    memset(&d, 0, sizeof d);
+    for (int i = 0; r && i < r->n; i++) {
+        const ir_node *b = r->nodes[i];
+        const ir_type *t = b->op == IR_OP_assign ? &b->in[0]->type : &b->type;
+        if (first) {
+            d = *t;
+            first = false;
+            continue;
+        }
+        ir_type u;
+        if (ir_broadcast_shapes(&d, t, &u)) return KILN_ERR_SHAPE;
+        d = u;
+    }
+    if (first) return KILN_ERR_INVALID;
+    d.dtype = IR_F32;
+    *out = d;
+    return KILN_OK;
+}
+
+bool ir_region_needs_split(const ir_node *n) {
+    ir_type dom;
+    if (ir_region_domain(n, &dom)) return true;
+    const ir_region *r = n->region;
+    for (int i = 0; i < r->n; i++) {
+        const ir_node *b = r->nodes[i];
+        if (b->op != IR_OP_assign || ir_type_same_shape(&b->in[0]->type, &dom)) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] == b->in[0]) return true;
+    }
+    return false;
+}

@@ -230,6 +230,10 @@ struct ir_node {
     int64_t mem_offset; /* -1: not planned */
     int8_t mem_batch;
     int8_t mem_inplace; /* result shares an operand's buffer */
+    /* The node's workspace (ir_op_workspace), live only while it runs: its
+     * fixed bytes at mem_ws of the fixed part, its bytes per sample at
+     * mem_fixed + mem_wsb * batch; -1: none. */
+    int64_t mem_ws, mem_wsb;
     /* Scratch for passes; meaning is local to one pass. */
     int32_t aux;
     void *aux_ptr;
@@ -300,9 +304,11 @@ struct kiln_func {
     int n_values, cap_values;
     const char *error; /* first builder error (arena) */
     ir_loc cur_loc;    /* location stamped on nodes built through the API */
-    /* Memory plan: workspace bytes = mem_fixed + mem_per_sample * batch. */
+    /* Memory plan: workspace bytes = mem_fixed + mem_per_sample * batch;
+     * the 16-byte error record of compiled code at mem_err of the fixed
+     * part (-1: not planned). */
     bool planned;
-    int64_t mem_fixed, mem_per_sample;
+    int64_t mem_fixed, mem_per_sample, mem_err;
 };
 
 typedef enum ir_opt_kind { IR_OPT_NONE, IR_OPT_SGD, IR_OPT_ADAM, IR_OPT_ADAMW } ir_opt_kind;
@@ -387,6 +393,16 @@ ir_node *ir_func_add_arg(kiln_func *f, const char *name, const ir_type *t, kiln_
 kiln_status ir_func_insert(kiln_func *f, int pos, ir_node *n, kiln_diag *d);
 kiln_status ir_func_add_result(kiln_func *f, ir_node *n, kiln_diag *d);
 kiln_status ir_region_append(kiln_module *m, ir_region *r, ir_node *n, kiln_diag *d);
+/* The loop domain of fused node n: the broadcast of every body value, every
+ * assign target and the yield (dtype f32). An error if they do not broadcast. */
+kiln_status ir_region_domain(const ir_node *n, ir_type *out);
+/* Whether fused node n must run node by node, through a temp per body value
+ * (which plan-memory places): when it assigns a global that it also reads
+ * and the global's shape is not the loop's domain (one loop would read
+ * elements it has already overwritten). Memory the plan shares never
+ * forces it: plan-memory lets a region write over an operand only when
+ * one loop may (codegen/ew.c). */
+bool ir_region_needs_split(const ir_node *n);
 /* Replaces every use of `from` by `to` in f (operands, regions, results). */
 void ir_func_replace_uses(kiln_func *f, ir_node *from, ir_node *to);
 /* Use counts, indexed by node serial (array of m->next_serial ints; uses in

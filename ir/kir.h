@@ -157,4 +157,15 @@ kiln_status kir_parse_init(parser *p, kiln_init *out);
 /* The module's train block, at the 'train' keyword. */
 kiln_status kir_parse_train(parser *p);
 
+/* ------------------------------------------------ memory plan (kir_mem.c) */
+/* nmem: into m's mem_* fields (m a scratch node). */
+kiln_status kir_parse_node_mem(parser *p, ir_node *m);
+/* fmem: f's workspace sizes and error record; f->planned. */
+kiln_status kir_parse_func_mem(parser *p, kiln_func *f);
+/* Node n's slot and its workspace slots against p->f's workspace (at mt). */
+kiln_status kir_check_mem(parser *p, const token *mt, const ir_node *n);
+kiln_status kir_check_ws(parser *p, const token *mt, const ir_node *n);
+/* The whole function's claim against what its values can need. */
+kiln_status kir_check_workspace(parser *p, const token *name, kiln_func *f);
+
 #endif

@@ -142,7 +142,7 @@ ir_global *ir_module_add_global(kiln_module *m, ir_global_kind kind, const char 
     ref->type = *t;
     ref->name = nm;
     ref->index = g->index;
-    ref->mem_offset = -1;
+    ref->mem_offset = ref->mem_ws = ref->mem_wsb = -1;
     g->ref = ref;
     m->globals[m->n_globals++] = g;
     index_insert(m, g->index);
@@ -196,6 +196,7 @@ kiln_func *kiln_func_create(kiln_module *m, const char *name) {
     f->name = ir_arena_strdup(&m->arena, name);
     if (!f->name) return NULL;
     f->m = m;
+    f->mem_err = -1;
     m->funcs[m->n_funcs++] = f;
     return f;
 }
@@ -252,7 +253,7 @@ ir_node *ir_node_create(kiln_module *m, int op, int n_in, ir_node *const *in,
     n->in = ops;
     n->serial = m->next_serial++;
     n->loc = loc;
-    n->mem_offset = -1;
+    n->mem_offset = n->mem_ws = n->mem_wsb = -1;
     n->attrs = attrs ? *attrs : ir_attrs_default(op);
     if (op == IR_OP_fused) {
         n->type = ir_type_void(); /* set once the caller attaches the region */
@@ -290,7 +291,7 @@ ir_node *ir_func_add_arg(kiln_func *f, const char *name, const ir_type *t, kiln_
     n->type = *t;
     n->name = nm;
     n->index = f->n_args;
-    n->mem_offset = -1;
+    n->mem_offset = n->mem_ws = n->mem_wsb = -1;
     f->args[f->n_args++] = n;
     return n;
 }
@@ -363,9 +364,16 @@ void ir_func_remove_marked(kiln_func *f) {
     f->n_nodes = k;
 }
 
+static void unplan_node(ir_node *n, void *ctx) {
+    (void)ctx;
+    n->mem_offset = n->mem_ws = n->mem_wsb = -1;
+    n->mem_batch = n->mem_inplace = 0;
+}
+
 void ir_func_unplan(kiln_func *f) {
     f->planned = false;
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->mem_offset = -1;
+    f->mem_err = -1;
+    ir_func_walk(f, unplan_node, NULL);
 }
 
 static void walk(ir_node *n, void (*fn)(ir_node *, void *), void *ctx) {

@@ -370,75 +370,6 @@ static kiln_status parse_operand(parser *p, ir_node **out) {
     return KILN_OK;
 }
 
-/* Checks a planned node's slot against the function's workspace, so the
- * interpreter can trust the plan. */
-static kiln_status check_mem(parser *p, const token *mt, const ir_node *n) {
-    const kiln_func *f = p->f;
-    bool batch = ir_type_batch_axis(&n->type) >= 0;
-    int64_t bytes = ir_type_static_numel(&n->type) * (int64_t)ir_dtype_size(n->type.dtype);
-    /* The batch part scales with the batch, the fixed part does not. */
-    if (n->mem_batch != batch)
-        return kir_err_at(p, KILN_ERR_INVALID, mt, "mem(%s:...) on a value %s a batch dimension",
-                          n->mem_batch ? "b" : "f", n->mem_batch ? "without" : "with");
-    int64_t room = n->mem_batch ? f->mem_per_sample : f->mem_fixed;
-    if (n->mem_offset + bytes > room)
-        return kir_err_at(
-            p, KILN_ERR_INVALID, mt,
-            "the %lld-byte buffer at offset %lld exceeds the %s part of the workspace "
-            "(%lld bytes)",
-            (long long)bytes, (long long)n->mem_offset, n->mem_batch ? "per-sample" : "fixed",
-            (long long)room);
-    return KILN_OK;
-}
-
-/* A planned function's workspace is what its values need at most: a plan
- * (plan-memory's or any other) packs them into no more than the sum of
- * their sizes, each rounded to its alignment. A larger claim would only
- * make the runtime allocate, and the interpreter fill, memory no value
- * uses (mem(fixed=2^40) on a function of three small nodes), so it is
- * refused here, before anything is allocated for it. */
-static kiln_status check_workspace(parser *p, const token *name, const kiln_func *f) {
-    int64_t need[2] = {0, 0}; /* fixed bytes, bytes per sample */
-    for (int i = 0; i < f->n_nodes; i++) {
-        const ir_node *n = f->nodes[i];
-        if (n->mem_offset < 0 || n->type.dtype == IR_VOID) continue;
-        int64_t bytes = ir_type_static_numel(&n->type) * (int64_t)ir_dtype_size(n->type.dtype);
-        need[n->mem_batch ? 1 : 0] += (bytes + 63) / 64 * 64; /* < 2^20 nodes of < 2^33 bytes */
-    }
-    if (f->mem_fixed <= need[0] && f->mem_per_sample <= need[1]) return KILN_OK;
-    return kir_err_at(
-        p, KILN_ERR_LIMIT, name,
-        "@%s: a workspace of %lld bytes + %lld per sample is more than its values can "
-        "need (%lld + %lld per sample)",
-        f->name, (long long)f->mem_fixed, (long long)f->mem_per_sample, (long long)need[0],
-        (long long)need[1]);
-}
-
-/* nmem -> 'mem' '(' ('f' | 'b') ':' INT [',' 'inplace'] ')' */
-static kiln_status parse_node_mem(parser *p, int64_t *off, int8_t *batch, int8_t *inplace) {
-    kir_next(p); /* 'mem' */
-    int open = p->t.line;
-    if (kir_expect(p, '(')) return p->st;
-    if (kir_at_name(p, "f") || kir_at_name(p, "b"))
-        *batch = kir_at_name(p, "b");
-    else
-        return kir_err_near(p, "expected 'f' or 'b'");
-    kir_next(p);
-    if (kir_expect(p, ':')) return p->st;
-    token ot = p->t;
-    if (kir_parse_int(p, off)) return p->st;
-    if (*off < 0 || *off > PARSE_MAX_MEM || *off % 4)
-        return kir_err_at(p, KILN_ERR_INVALID, &ot,
-                          "memory offset %lld must be a multiple of 4 in [0, 2^40]",
-                          (long long)*off);
-    if (kir_at(p, ',')) {
-        kir_next(p);
-        if (kir_expect_name(p, "inplace")) return p->st;
-        *inplace = 1;
-    }
-    return kir_expect_match(p, ')', '(', open);
-}
-
 /* operands -> '(' [operand {',' operand}] ')'     into p->ops */
 static kiln_status parse_operands(parser *p, int *n_out) {
     int open = p->t.line, n_in = 0;
@@ -515,10 +446,9 @@ static kiln_status parse_node(parser *p, ir_region *region) {
         return kir_err_at(p, KILN_ERR_PARSE, &p->t,
                           "a typed value needs a label ('%%name = %s(...) : type')", info->name);
     }
-    int64_t off = -1;
-    int8_t mbatch = 0, minplace = 0;
+    ir_node mem = {.mem_offset = -1, .mem_ws = -1, .mem_wsb = -1};
     token mt = p->t;
-    if (kir_at_name(p, "mem") && parse_node_mem(p, &off, &mbatch, &minplace)) return p->st;
+    if (kir_at_name(p, "mem") && kir_parse_node_mem(p, &mem)) return p->st;
 
     if (has_label) fill_from_type(info, &attrs, seen, &annot);
     token brace = p->t;
@@ -532,9 +462,11 @@ static kiln_status parse_node(parser *p, ir_region *region) {
     if (!n) return kir_callee_failed(p, &ot);
     /* The lookahead's trailing comment belongs to this node's (last) line. */
     if (trail_loc(p, &p->t, &n->loc)) return p->st;
-    n->mem_offset = off;
-    n->mem_batch = mbatch;
-    n->mem_inplace = minplace;
+    n->mem_offset = mem.mem_offset;
+    n->mem_batch = mem.mem_batch;
+    n->mem_inplace = mem.mem_inplace;
+    n->mem_ws = mem.mem_ws;
+    n->mem_wsb = mem.mem_wsb;
 
     if (op == IR_OP_fused) {
         if (parse_region(p, n, &ot, &brace)) return p->st;
@@ -557,11 +489,12 @@ static kiln_status parse_node(parser *p, ir_region *region) {
                           "%s: annotated type %s differs from the inferred %s", info->name,
                           ir_type_str(&annot, ta, sizeof ta), ir_type_str(&n->type, tb, sizeof tb));
     }
-    if (off >= 0) {
+    if (p->f->planned && !region && kir_check_ws(p, &mt, n)) return p->st;
+    if (n->mem_offset >= 0) {
         if (n->type.dtype == IR_VOID)
             return kir_err_at(p, KILN_ERR_INVALID, &mt, "%s has no value to place in memory",
                               info->name);
-        if (p->f->planned && !region && check_mem(p, &mt, n)) return p->st;
+        if (p->f->planned && kir_check_mem(p, &mt, n)) return p->st;
     }
 
     kiln_status st = region ? ir_region_append(p->m, region, n, &p->diag)
@@ -607,34 +540,11 @@ static kiln_status parse_region(parser *p, ir_node *n, const token *op, const to
     return KILN_OK;
 }
 
-/* fmem (see func): the workspace of a planned function */
-static kiln_status parse_func_mem(parser *p, kiln_func *f) {
-    kir_next(p);
-    int mopen = p->t.line;
-    if (kir_expect(p, '(') || kir_expect_name(p, "fixed") || kir_expect(p, '=')) return p->st;
-    token ft = p->t;
-    if (kir_parse_int(p, &f->mem_fixed) || kir_expect(p, ',') || kir_expect_name(p, "per_sample") ||
-        kir_expect(p, '='))
-        return p->st;
-    token pt = p->t;
-    if (kir_parse_int(p, &f->mem_per_sample) || kir_expect_match(p, ')', '(', mopen)) return p->st;
-    if (f->mem_fixed < 0 || f->mem_fixed > PARSE_MAX_MEM || f->mem_fixed % 4)
-        return kir_err_at(p, KILN_ERR_INVALID, &ft,
-                          "workspace size %lld must be a multiple of 4 in [0, 2^40]",
-                          (long long)f->mem_fixed);
-    if (f->mem_per_sample < 0 || f->mem_per_sample > PARSE_MAX_MEM || f->mem_per_sample % 4)
-        return kir_err_at(p, KILN_ERR_INVALID, &pt,
-                          "workspace size %lld must be a multiple of 4 in [0, 2^40]",
-                          (long long)f->mem_per_sample);
-    f->planned = true;
-    return KILN_OK;
-}
-
 /* func    -> 'func' GLOBAL '(' [arg {',' arg}] ')' '->' results [fmem]
               '{' {node} 'return' [VALUE {',' VALUE}] '}'
    arg     -> VALUE ':' type
    results -> type | '(' [type {',' type}] ')'
-   fmem    -> 'mem' '(' 'fixed' '=' INT ',' 'per_sample' '=' INT ')' */
+   fmem    -> 'mem' '(' 'fixed' '=' INT ',' 'per_sample' '=' INT [',' 'err' '=' INT] ')' */
 static kiln_status parse_func(parser *p) {
     kir_next(p); /* 'func' */
     if (p->t.kind != T_GLOBAL) return kir_err_near(p, "expected a function name '@name'");
@@ -703,7 +613,7 @@ static kiln_status parse_func(parser *p) {
     }
     if (paren && kir_expect_match(p, ')', '(', ropen)) return p->st;
 
-    if (kir_at_name(p, "mem") && parse_func_mem(p, f)) return p->st;
+    if (kir_at_name(p, "mem") && kir_parse_func_mem(p, f)) return p->st;
 
     token brace = p->t;
     if (kir_expect(p, '{')) return p->st;
@@ -737,7 +647,7 @@ static kiln_status parse_func(parser *p) {
         return kir_err_at(p, KILN_ERR_SHAPE, &rt, "@%s declares %d result%s but returns %d",
                           f->name, n_res, n_res == 1 ? "" : "s", got);
     if (kir_expect_match(p, '}', '{', brace.line)) return p->st;
-    if (f->planned && check_workspace(p, &nt, f)) return p->st;
+    if (f->planned && kir_check_workspace(p, &nt, f)) return p->st;
     p->f = NULL;
     return KILN_OK;
 }

@@ -53,9 +53,18 @@ static void print_value(printer *p, const ir_node *n) {
 }
 
 static void print_mem(ir_sb *sb, const ir_node *n) {
-    if (n->mem_offset < 0) return;
-    ir_sb_printf(sb, " mem(%s%lld%s)", n->mem_batch ? "b:" : "f:", (long long)n->mem_offset,
-                 n->mem_inplace ? ",inplace" : "");
+    if (n->mem_offset < 0 && n->mem_ws < 0 && n->mem_wsb < 0) return;
+    const char *sep = "";
+    ir_sb_puts(sb, " mem(");
+    if (n->mem_offset >= 0) {
+        ir_sb_printf(sb, "%s%lld%s", n->mem_batch ? "b:" : "f:", (long long)n->mem_offset,
+                     n->mem_inplace ? ",inplace" : "");
+        sep = ",";
+    }
+    if (n->mem_ws >= 0) ir_sb_printf(sb, "%sws:%lld", sep, (long long)n->mem_ws);
+    if (n->mem_ws >= 0) sep = ",";
+    if (n->mem_wsb >= 0) ir_sb_printf(sb, "%swsb:%lld", sep, (long long)n->mem_wsb);
+    ir_sb_putc(sb, ')');
 }
 
 static void indent(ir_sb *sb, int depth) {
@@ -120,9 +129,12 @@ void ir_print_func(ir_sb *sb, const kiln_func *f, const ir_print_opts *o) {
         ir_sb_type(sb, &f->results[i]->type);
     }
     if (f->n_results != 1) ir_sb_putc(sb, ')');
-    if (f->planned)
-        ir_sb_printf(sb, " mem(fixed=%lld, per_sample=%lld)", (long long)f->mem_fixed,
+    if (f->planned) {
+        ir_sb_printf(sb, " mem(fixed=%lld, per_sample=%lld", (long long)f->mem_fixed,
                      (long long)f->mem_per_sample);
+        if (f->mem_err >= 0) ir_sb_printf(sb, ", err=%lld", (long long)f->mem_err);
+        ir_sb_putc(sb, ')');
+    }
     ir_sb_puts(sb, " {\n");
     if (f->planned) {
         /* The batch of the train block only when it is printed: the

@@ -64,5 +64,8 @@ kiln_status pass_cse(kiln_module *m, kiln_diag *d);
 kiln_status pass_dce(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_elementwise(kiln_module *m, kiln_diag *d);
 kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d);
+/* plan-memory on one function; the driver runs it on every function that
+ * lacks a plan (or has one without the error record) before codegen. */
+kiln_status pass_plan_memory_func(kiln_func *f, kiln_diag *d);
 
 #endif

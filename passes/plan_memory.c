@@ -58,6 +58,7 @@ typedef struct buffer {
     int start, end; /* lifetime: node indices, inclusive */
     bool batch;
     int64_t offset;
+    int64_t *out; /* not a value's buffer: where its offset goes */
 } buffer;
 
 static int64_t round_up(int64_t v, int64_t a) {
@@ -112,83 +113,154 @@ static int64_t pack(buffer **bufs, int n) {
     return peak;
 }
 
+typedef struct planner {
+    kiln_func *f;
+    int limit;
+    int *last;   /* by serial: index of the last reader */
+    int *buf_of; /* by serial: the value's buffer, -1 if none */
+    buffer *bufs;
+    int n_bufs;
+} planner;
+
 static void clear_plan(ir_node *n, void *ctx) {
     (void)ctx;
-    n->mem_offset = -1;
+    n->mem_offset = n->mem_ws = n->mem_wsb = -1;
     n->mem_batch = 0;
     n->mem_inplace = 0;
 }
 
-static kiln_status plan_func(kiln_func *f, kiln_diag *d) {
+static void count_node(ir_node *n, void *ctx) {
+    (void)n;
+    ++*(int *)ctx;
+}
+
+/* A buffer of `size` bytes (per sample if `batch`) live over [start, end]. */
+static buffer *add_buffer(planner *P, int64_t size, bool batch, int start, int end, int64_t *out) {
+    buffer *b = &P->bufs[P->n_bufs++];
+    b->size = size;
+    b->align = batch && size < 64 ? 16 : 64;
+    b->start = start;
+    b->end = end;
+    b->batch = batch;
+    b->out = out;
+    return b;
+}
+
+static int64_t value_bytes(const ir_node *n, bool batch) {
+    int64_t elems = batch ? ir_type_static_numel(&n->type) : ir_type_numel(&n->type, 1);
+    return elems * (int64_t)ir_dtype_size((ir_dtype)n->type.dtype);
+}
+
+/* Whether n (at index i) may write its result over operand k's buffer b:
+ * always for reshape (a view); for an op with IR_FACT_INPLACE, when b dies
+ * at n, holds k's type, and no other operand of n reads b through another
+ * shape (a view), which one loop would read after writing; a fused region
+ * also needs its result to span the loop's domain, unless it runs node by
+ * node. */
+static bool may_share(const planner *P, const ir_node *n, int i, int k, int b) {
+    if (n->op == IR_OP_reshape) return true;
+    const ir_node *x = n->in[k];
+    if (!ir_op_has(n->op, IR_FACT_INPLACE) || !ir_type_eq(&x->type, &n->type) ||
+        P->bufs[b].end != i)
+        return false;
+    for (int j = 0; j < n->n_in; j++) {
+        const ir_node *y = n->in[j];
+        if (y->serial < P->limit && P->buf_of[y->serial] == b && !ir_type_same_shape(&y->type, &n->type))
+            return false;
+    }
+    if (n->op != IR_OP_fused || ir_region_needs_split(n)) return true;
+    ir_type dom;
+    return !ir_region_domain(n, &dom) && ir_type_same_shape(&dom, &n->type);
+}
+
+/* The buffer of n's value: an operand's (shared), or a new one. */
+static void plan_value(planner *P, ir_node *n, int i) {
+    for (int k = 0; k < n->n_in; k++) {
+        const ir_node *x = n->in[k];
+        int b = x->serial < P->limit ? P->buf_of[x->serial] : -1;
+        if (b < 0 || !may_share(P, n, i, k, b)) continue; /* args, globals: not ours */
+        P->buf_of[n->serial] = b;
+        if (P->last[n->serial] > P->bufs[b].end) P->bufs[b].end = P->last[n->serial];
+        n->mem_inplace = 1;
+        return;
+    }
+    bool batch = ir_type_batch_axis(&n->type) >= 0;
+    P->buf_of[n->serial] = P->n_bufs;
+    add_buffer(P, value_bytes(n, batch), batch, i, P->last[n->serial], NULL);
+}
+
+/* Memory only node i uses while it runs: its workspace (ops.def's ws
+ * column) and, for a region run node by node, a temp per body value. */
+static void plan_scratch(planner *P, ir_node *n, int i) {
+    int64_t fixed = 0, per_sample = 0;
+    ir_op_workspace(n, &fixed, &per_sample);
+    if (fixed > 0) add_buffer(P, fixed, false, i, i, &n->mem_ws);
+    if (per_sample > 0) add_buffer(P, per_sample, true, i, i, &n->mem_wsb);
+    if (n->op != IR_OP_fused || !ir_region_needs_split(n)) return;
+    for (int k = 0; k < n->region->n; k++) {
+        ir_node *x = n->region->nodes[k];
+        if (x->type.dtype == IR_VOID) continue;
+        x->mem_batch = ir_type_batch_axis(&x->type) >= 0;
+        add_buffer(P, value_bytes(x, x->mem_batch), x->mem_batch, i, i, &x->mem_offset);
+    }
+}
+
+static void find_lifetimes(planner *P) {
+    kiln_func *f = P->f;
+    int nn = f->n_nodes;
+    memset(P->last, 0xff, sizeof(int) * ((size_t)P->limit + 1));
+    memset(P->buf_of, 0xff, sizeof(int) * ((size_t)P->limit + 1));
+    for (int i = 0; i < nn; i++) {
+        const ir_node *n = f->nodes[i];
+        P->last[n->serial] = i; /* a value nobody reads still gets written */
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k]->serial < P->limit) P->last[n->in[k]->serial] = i;
+    }
+    for (int i = 0; i < f->n_results; i++)
+        if (f->results[i]->serial < P->limit) P->last[f->results[i]->serial] = nn;
+}
+
+kiln_status pass_plan_memory_func(kiln_func *f, kiln_diag *d) {
     ir_func_walk(f, clear_plan, NULL);
     f->planned = false;
-    int limit = f->m->next_serial, nn = f->n_nodes;
-    int *last = ir_malloc(sizeof(int) * ((size_t)limit + 1));
-    int *buf_of = ir_malloc(sizeof(int) * ((size_t)limit + 1));
-    buffer *bufs = ir_calloc((size_t)nn + 1, sizeof(buffer));
-    buffer **part = ir_malloc(sizeof(buffer *) * ((size_t)nn + 1));
+    f->mem_err = -1;
+    int total = 0, nn = f->n_nodes;
+    ir_func_walk(f, count_node, &total);
+    planner P = {f, f->m->next_serial, NULL, NULL, NULL, 0};
+    P.last = ir_malloc(sizeof(int) * ((size_t)P.limit + 1));
+    P.buf_of = ir_malloc(sizeof(int) * ((size_t)P.limit + 1));
+    P.bufs = ir_calloc(2 * (size_t)nn + (size_t)total + 2, sizeof(buffer));
+    buffer **part = ir_malloc(sizeof(buffer *) * (2 * (size_t)nn + (size_t)total + 2));
     kiln_status st = KILN_OK;
-    if (!last || !buf_of || !bufs || !part) {
+    if (!P.last || !P.buf_of || !P.bufs || !part) {
         st = ir_oom(d);
         goto out;
     }
-    memset(last, 0xff, sizeof(int) * ((size_t)limit + 1));
-    memset(buf_of, 0xff, sizeof(int) * ((size_t)limit + 1));
-    for (int i = 0; i < nn; i++) {
-        const ir_node *n = f->nodes[i];
-        last[n->serial] = i; /* a value nobody reads still gets written */
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k]->serial < limit) last[n->in[k]->serial] = i;
-    }
-    for (int i = 0; i < f->n_results; i++)
-        if (f->results[i]->serial < limit) last[f->results[i]->serial] = nn;
-
-    int n_bufs = 0;
+    find_lifetimes(&P);
+    /* The error record of compiled code, live throughout. */
+    add_buffer(&P, 16, false, 0, nn, &f->mem_err);
     for (int i = 0; i < nn; i++) {
         ir_node *n = f->nodes[i];
-        if (n->type.dtype == IR_VOID) continue;
-        bool batch = ir_type_batch_axis(&n->type) >= 0;
-        int share = -1;
-        for (int k = 0; k < n->n_in && share < 0; k++) {
-            const ir_node *x = n->in[k];
-            int b = x->serial < limit ? buf_of[x->serial] : -1;
-            if (b < 0) continue; /* an argument or a global: not ours to reuse */
-            if (n->op == IR_OP_reshape)
-                share = b; /* same bytes, so always; the lifetime grows below */
-            else if (ir_op_has(n->op, IR_FACT_INPLACE) && ir_type_eq(&x->type, &n->type) && bufs[b].end == i)
-                share = b;
-        }
-        if (share >= 0) {
-            buf_of[n->serial] = share;
-            if (last[n->serial] > bufs[share].end) bufs[share].end = last[n->serial];
-            n->mem_inplace = 1;
-            continue;
-        }
-        int64_t elems = batch ? ir_type_static_numel(&n->type) : ir_type_numel(&n->type, 1);
-        buffer *b = &bufs[n_bufs];
-        b->size = elems * (int64_t)ir_dtype_size((ir_dtype)n->type.dtype);
-        b->align = batch && b->size < 64 ? 16 : 64;
-        b->start = i;
-        b->end = last[n->serial];
-        b->batch = batch;
-        buf_of[n->serial] = n_bufs++;
+        if (n->type.dtype != IR_VOID) plan_value(&P, n, i);
+        plan_scratch(&P, n, i);
     }
-
     int64_t peak[2] = {0, 0};
     for (int which = 0; which < 2; which++) {
         int np = 0;
-        for (int b = 0; b < n_bufs; b++)
-            if (bufs[b].batch == (which == 1)) part[np++] = &bufs[b];
+        for (int b = 0; b < P.n_bufs; b++)
+            if (P.bufs[b].batch == (which == 1)) part[np++] = &P.bufs[b];
         peak[which] = pack(part, np);
         if (peak[which] < 0) {
             st = ir_oom(d);
             goto out;
         }
     }
+    for (int b = 0; b < P.n_bufs; b++)
+        if (P.bufs[b].out) *P.bufs[b].out = P.bufs[b].offset;
     for (int i = 0; i < nn; i++) {
         ir_node *n = f->nodes[i];
         if (n->type.dtype == IR_VOID) continue;
-        const buffer *b = &bufs[buf_of[n->serial]];
+        const buffer *b = &P.bufs[P.buf_of[n->serial]];
         n->mem_offset = b->offset;
         n->mem_batch = b->batch;
     }
@@ -196,11 +268,11 @@ static kiln_status plan_func(kiln_func *f, kiln_diag *d) {
     f->mem_per_sample = round_up(peak[1], 16);
     f->planned = true;
 out:
-    ir_free(last);
-    ir_free(buf_of);
-    ir_free(bufs);
+    ir_free(P.last);
+    ir_free(P.buf_of);
+    ir_free(P.bufs);
     ir_free(part);
     return st;
 }
 
-kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d) { return pass_each_func(m, plan_func, d); }
+kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d) { return pass_each_func(m, pass_plan_memory_func, d); }

@@ -680,6 +680,57 @@ START_TEST(compile_errors) {
 }
 END_TEST
 
+/* `#define <name> <value>` in a header's text. */
+static long long header_define(const char *h, const char *name) {
+    char key[96];
+    snprintf(key, sizeof key, "#define %s ", name);
+    const char *at = strstr(h, key);
+    ck_assert_msg(at != NULL, "no %s in the header", key);
+    return atoll(at + strlen(key));
+}
+
+/* One memory owner: the AOT handle's workspace (the header's figures) is
+ * the largest plan among the functions it exports, as the dump prints them. */
+START_TEST(workspace_is_the_plan) {
+    kiln_module *m = load_module(k_mnist, false);
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.output = tu_tmp_path("ws.ll");
+    o.header = tu_tmp_path("ws.h");
+    o.prefix = "m";
+    o.emit = KILN_AOT_LLVM;
+    o.train = 1;
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(kiln_compile_aot(m, &o, d) == KILN_OK, "%s", kiln_diag_message(d));
+    char *dump = kiln_module_print(m);
+    ck_assert_ptr_nonnull(dump);
+    long long fixed = 0, ps = 0;
+    static const char *fns[] = {"infer", "loss", "train_step"};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "func @%s(", fns[i]);
+        const char *at = strstr(dump, head);
+        ck_assert_msg(at != NULL, "no %s in the dump", head);
+        long long a, b;
+        ck_assert_int_eq(sscanf(strstr(at, " mem(fixed="), " mem(fixed=%lld, per_sample=%lld", &a, &b),
+                         2);
+        if (a > fixed) fixed = a;
+        if (b > ps) ps = b;
+    }
+    FILE *f = fopen(o.header, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char h[1 << 16];
+    size_t n = fread(h, 1, sizeof h - 1, f);
+    h[n] = 0;
+    fclose(f);
+    ck_assert_int_eq(header_define(h, "M_WORKSPACE_FIXED"), fixed);
+    ck_assert_int_eq(header_define(h, "M_WORKSPACE_PER_SAMPLE"), ps);
+    kiln_free(dump);
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 /* Allocation N fails, for every N: each run ends in a clean error. */
 START_TEST(allocation_failures) {
     const char *text = "model tiny\ninput x : f32[?, 4]\nlabel y : f32[?, 2]\n"
@@ -723,6 +774,7 @@ int main(void) {
     tcase_add_test(t, arguments_and_labels);
     tcase_add_test(t, compile_errors);
     tcase_add_test(t, allocation_failures);
+    tcase_add_test(t, workspace_is_the_plan);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codegen/cg.h"
+#include "driver/driver.h"
 #include "passes/pass.h"
 #include "testutil.h"
 
@@ -903,7 +904,17 @@ static const codegen_case g_cases[] = {
 
 static const int64_t g_batches[] = {1, 7, 33, 128};
 
-/* All variants of one case, unplanned and planned. */
+/* Plans m's memory (codegen places none itself); returns m. */
+static kiln_module *planned_module(kiln_module *m) {
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK, "plan-memory: %s",
+                  kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    return m;
+}
+
+/* All variants of one case: unplanned (codegen refuses it: plan-memory
+ * places every byte), then planned. */
 static void run_case(const codegen_case *cc) {
     int variants = 0;
     for (int v = 0;; v++) {
@@ -916,10 +927,18 @@ static void run_case(const codegen_case *cc) {
                 return;
             }
             kiln_diag *d = kiln_diag_create();
-            if (planned)
-                ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK,
-                              "%s/%d: plan-memory: %s", cc->op, v, kiln_diag_message(d));
             cg_program *p = NULL;
+            if (!planned) {
+                ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_ERR_INVALID);
+                ck_assert_ptr_null(p);
+                ck_assert_msg(strstr(kiln_diag_message(d), "run plan-memory first"), "%s/%d: %s",
+                              cc->op, v, kiln_diag_message(d));
+                kiln_diag_dispose(d);
+                kiln_module_dispose(m);
+                continue;
+            }
+            ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK,
+                          "%s/%d: plan-memory: %s", cc->op, v, kiln_diag_message(d));
             kiln_status st = cg_jit_compile(m, NULL, &p, d);
             ck_assert_msg(st == KILN_OK, "%s/%d: %s", cc->op, v, kiln_diag_message(d));
             for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
@@ -1133,7 +1152,8 @@ START_TEST(test_math_ulp) {
         out(f, unary(f, fns[k].op, in));
         cg_program *p;
         kiln_diag *d = kiln_diag_create();
-        ck_assert_msg(cg_jit_compile(m, NULL, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
+        ck_assert_msg(cg_jit_compile(planned_module(m), NULL, &p, d) == KILN_OK, "%s",
+                      kiln_diag_message(d));
         float *y = malloc(sizeof(float) * (size_t)n);
         void *args[1] = {x}, *res[1] = {y};
         ck_assert_int_eq(cg_program_run(p, "f", n, args, res, NULL, NULL, d), KILN_OK);
@@ -1189,7 +1209,7 @@ START_TEST(test_label_out_of_range) {
         }
         cg_program *prog;
         kiln_diag *d = kiln_diag_create(), *di = kiln_diag_create();
-        ck_assert_int_eq(cg_jit_compile(m, NULL, &prog, d), KILN_OK);
+        ck_assert_int_eq(cg_jit_compile(planned_module(m), NULL, &prog, d), KILN_OK);
         float probs[30];
         int32_t labels[3] = {1, 10, 2};
         float loss = 0;
@@ -1218,7 +1238,7 @@ START_TEST(test_bad_batch) {
     out(f, kiln_neg(f, in2(f, "x", KILN_F32, B, 3)));
     cg_program *p;
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_OK);
+    ck_assert_int_eq(cg_jit_compile(planned_module(m), NULL, &p, d), KILN_OK);
     cg_entry_fn fn = cg_program_entry(p, "f");
     ck_assert_ptr_nonnull(fn);
     ck_assert_ptr_null(cg_program_entry(p, "nope"));
@@ -1252,7 +1272,7 @@ START_TEST(test_malformed_lowering) {
     o.test_malformed = true;
     cg_program *p = (cg_program *)&o; /* must be reset to NULL */
     kiln_diag *d = kiln_diag_create();
-    ck_assert_int_eq(cg_jit_compile(m, &o, &p, d), KILN_ERR_BACKEND);
+    ck_assert_int_eq(cg_jit_compile(planned_module(m), &o, &p, d), KILN_ERR_BACKEND);
     ck_assert_ptr_null(p);
     const char *msg = kiln_diag_message(d);
     ck_assert_msg(strstr(msg, "kiln: error: codegen: the generated LLVM IR is invalid") != NULL,
@@ -1275,6 +1295,7 @@ START_TEST(test_alloc_failures) {
     kiln_func *f = kiln_func_create(m, "f");
     kiln_value x = in2(f, "x", KILN_F32, B, 13);
     out(f, kiln_softmax(f, kiln_relu(f, kiln_add(f, x, kiln_param(f, "b"))), -1));
+    planned_module(m);
     int n = 1;
     for (;; n++) {
         kiln_diag *d = kiln_diag_create();
@@ -1314,7 +1335,7 @@ START_TEST(test_program_api) {
     ck_assert_str_eq(fi->symbol, "kiln_loss");
     ck_assert_int_eq(fi->n_args, 2);
     ck_assert_int_eq(fi->n_results, 1);
-    /* The plan's bytes come first: codegen adds at most its error record. */
+    /* The plan's bytes are the workspace (test_seed_workspace_is_the_plan). */
     ck_assert_int_ge(fi->ws_per_sample, f->mem_per_sample);
     ck_assert_int_eq(cg_program_workspace_bytes(p, "loss", 10),
                      fi->ws_fixed + 10 * fi->ws_per_sample);
@@ -1328,9 +1349,57 @@ START_TEST(test_program_api) {
 }
 END_TEST
 
+/* The figures `kiln dump` prints for @name: mem(fixed=F, per_sample=P. */
+static void dumped_mem(const char *dump, const char *name, int64_t *fixed, int64_t *ps) {
+    char head[64];
+    snprintf(head, sizeof head, "func @%s(", name);
+    const char *at = strstr(dump, head);
+    ck_assert_msg(at != NULL, "no %s in the dump", head);
+    const char *mem = strstr(at, " mem(fixed=");
+    ck_assert_msg(mem && mem < strchr(at, '\n'), "@%s is not planned", name);
+    long long a, b;
+    ck_assert_int_eq(sscanf(mem, " mem(fixed=%lld, per_sample=%lld", &a, &b), 2);
+    *fixed = a;
+    *ps = b;
+}
+
+/* One memory owner: the seed model's workspace, as the JIT allocates it,
+ * is what the dump of its plan says, byte for byte. */
+START_TEST(test_seed_workspace_is_the_plan) {
+    kiln_module *m = NULL;
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_int_eq(kiln_model_file_load(tu_src_path("examples/mnist_mlp.kiln"), &m, d), KILN_OK);
+    drv_opts o = {.target = DRV_JIT, .goal = DRV_GOAL_TRAIN};
+    drv_out r;
+    ck_assert_msg(drv_compile(m, &o, &r, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ir_sb sb;
+    ir_sb_init(&sb);
+    ir_print_module(&sb, m, NULL);
+    char *dump = ir_sb_take(&sb);
+    static const char *fns[] = {"train_step", "loss", "infer"};
+    for (size_t i = 0; i < KILN_ARRAY_LEN(fns); i++) {
+        int64_t fixed, ps;
+        dumped_mem(dump, fns[i], &fixed, &ps);
+        ck_assert_int_gt(ps, 0);
+        for (int64_t b = 1; b <= 128; b += 127)
+            ck_assert_msg(cg_program_workspace_bytes(r.program, fns[i], b) == fixed + ps * b,
+                          "@%s at batch %lld: the JIT allocates %lld bytes, the plan says %lld",
+                          fns[i], (long long)b,
+                          (long long)cg_program_workspace_bytes(r.program, fns[i], b),
+                          (long long)(fixed + ps * b));
+    }
+    ir_free(dump);
+    cg_program_dispose(r.program);
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 /* A plan that puts a reduction's result over its operand (the interpreter
- * accumulates aside, so that is valid): codegen goes through a scratch
- * slot. Also results that are an argument, a global, or one node twice. */
+ * accumulates aside, so that is valid for it) is refused by codegen, which
+ * has no scratch of its own: plan-memory never makes one, and a hand-made
+ * plan must not either. The same function with a sound plan compiles; also
+ * results that are an argument, a global, or one node twice. */
 START_TEST(test_plan_overlap_and_odd_results) {
     kiln_module *m = kiln_module_create("t");
     param(m, "w", 1, (int64_t[]){13});
@@ -1345,7 +1414,8 @@ START_TEST(test_plan_overlap_and_odd_results) {
     out(f, n);
     ir_node *ne = node_of(f, e), *nr = node_of(f, r), *nn = node_of(f, n);
     f->planned = true;
-    f->mem_fixed = 0;
+    f->mem_fixed = 64;
+    f->mem_err = 0;
     f->mem_per_sample = 13 * 4 + 16;
     ne->mem_offset = 0;
     ne->mem_batch = 1;
@@ -1355,6 +1425,12 @@ START_TEST(test_plan_overlap_and_odd_results) {
     nn->mem_batch = 1;
     cg_program *p;
     kiln_diag *d = kiln_diag_create();
+    ck_assert_int_eq(cg_jit_compile(m, NULL, &p, d), KILN_ERR_INVALID);
+    ck_assert_msg(strstr(kiln_diag_message(d), "puts the result of reduce_sum over an operand"),
+                  "%s", kiln_diag_message(d));
+    kiln_diag_clear(d);
+    nr->mem_offset = 13 * 4; /* beside e */
+    nn->mem_offset = 13 * 4 + 4;
     ck_assert_msg(cg_jit_compile(m, NULL, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
     gen g = {-2, 2, 0, 0, false};
     for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
@@ -1387,7 +1463,8 @@ START_TEST(test_object_file) {
     snprintf(so, sizeof so, "%s/libf.so", dir);
     kiln_diag *d = kiln_diag_create();
     cg_module_info *info = NULL;
-    ck_assert_msg(cg_compile_object(m, NULL, obj, &info, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_msg(cg_compile_object(planned_module(m), NULL, obj, &info, d) == KILN_OK, "%s",
+                  kiln_diag_message(d));
     ck_assert_int_eq(info->n_funcs, 1);
     FILE *fp = fopen(obj, "rb");
     char magic[4] = {0};
@@ -1445,6 +1522,7 @@ static Suite *codegen_suite(void) {
     tcase_add_test(te, test_math_ulp);
     tcase_add_test(te, test_label_out_of_range);
     tcase_add_test(te, test_bad_batch);
+    tcase_add_test(te, test_seed_workspace_is_the_plan);
     tcase_add_test(te, test_malformed_lowering);
     tcase_add_test(te, test_alloc_failures);
     suite_add_tcase(s, te);

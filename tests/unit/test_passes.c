@@ -888,41 +888,80 @@ END_TEST
 
 /* --------------------------------------------------------- plan-memory */
 
-/* Independent check of a plan at batch B: values whose lifetimes overlap
- * must not share bytes, unless one writes in place over the other. */
+/* One placed buffer of a plan at batch B: bytes [lo, hi), live over nodes
+ * [first, last]; `node` its value's node (NULL: a workspace, a region temp,
+ * the error record). */
+typedef struct placed {
+    int64_t lo, hi;
+    int first, last;
+    const ir_node *node;
+} placed;
+
+static int64_t at_batch(const kiln_func *f, int64_t off, bool batch, int64_t B) {
+    return batch ? f->mem_fixed + off * B : off;
+}
+
+/* The buffers of f's plan: values, then each node's workspace and the temps
+ * of its region, then the error record. */
+static int collect_placed(const kiln_func *f, int64_t B, const int *last, placed *out) {
+    int n = f->n_nodes, k = 0;
+    for (int i = 0; i < n; i++) {
+        const ir_node *a = f->nodes[i];
+        if (a->type.dtype == IR_VOID) {
+            ck_assert_int_eq(a->mem_offset, -1);
+        } else {
+            ck_assert_int_ge(a->mem_offset, 0);
+            ck_assert_int_eq(a->mem_offset % (a->mem_batch ? 16 : 64), 0);
+            int64_t lo = at_batch(f, a->mem_offset, a->mem_batch, B);
+            out[k++] = (placed){lo, lo + ir_type_numel(&a->type, B) * 4, i, last[a->serial], a};
+        }
+        int64_t ws[2];
+        ir_op_workspace(a, &ws[0], &ws[1]);
+        ck_assert_int_eq(ws[0] > 0, a->mem_ws >= 0);
+        ck_assert_int_eq(ws[1] > 0, a->mem_wsb >= 0);
+        if (a->mem_ws >= 0) out[k++] = (placed){a->mem_ws, a->mem_ws + ws[0], i, i, NULL};
+        int64_t lo = at_batch(f, a->mem_wsb, true, B);
+        if (a->mem_wsb >= 0) out[k++] = (placed){lo, lo + ws[1] * B, i, i, NULL};
+        for (int j = 0; a->region && j < a->region->n; j++) {
+            const ir_node *x = a->region->nodes[j];
+            if (x->mem_offset < 0) continue;
+            lo = at_batch(f, x->mem_offset, x->mem_batch, B);
+            out[k++] = (placed){lo, lo + ir_type_numel(&x->type, B) * 4, i, i, NULL};
+        }
+    }
+    ck_assert_int_ge(f->mem_err, 0);
+    out[k++] = (placed){f->mem_err, f->mem_err + 16, 0, n, NULL};
+    return k;
+}
+
+/* Independent check of a plan at batch B: buffers whose lifetimes overlap
+ * must not share bytes, unless one value writes in place over the other. */
 static void check_plan(const kiln_func *f, int64_t B) {
     ck_assert(f->planned);
     ck_assert_int_eq(f->mem_fixed % 64, 0);
     int n = f->n_nodes;
     int *last = calloc((size_t)f->m->next_serial + 1, sizeof(int));
+    placed *p = calloc(4 * (size_t)n + 64, sizeof *p);
     for (int i = 0; i < n; i++) {
         last[f->nodes[i]->serial] = i;
         for (int k = 0; k < f->nodes[i]->n_in; k++) last[f->nodes[i]->in[k]->serial] = i;
     }
     for (int i = 0; i < f->n_results; i++) last[f->results[i]->serial] = n;
+    int np = collect_placed(f, B, last, p);
     int64_t total = f->mem_fixed + f->mem_per_sample * B;
-    for (int i = 0; i < n; i++) {
-        const ir_node *a = f->nodes[i];
-        if (a->type.dtype == IR_VOID) {
-            ck_assert_int_eq(a->mem_offset, -1);
-            continue;
-        }
-        ck_assert_int_ge(a->mem_offset, 0);
-        ck_assert_int_eq(a->mem_offset % (a->mem_batch ? 16 : 64), 0);
-        int64_t a0 = a->mem_batch ? f->mem_fixed + a->mem_offset * B : a->mem_offset;
-        int64_t a1 = a0 + ir_type_numel(&a->type, B) * 4;
-        ck_assert_int_le(a1, total);
-        for (int j = i + 1; j < n; j++) {
-            const ir_node *b = f->nodes[j];
-            if (b->type.dtype == IR_VOID || last[a->serial] < j) continue; /* a dead by b */
-            int64_t b0 = b->mem_batch ? f->mem_fixed + b->mem_offset * B : b->mem_offset;
-            int64_t b1 = b0 + ir_type_numel(&b->type, B) * 4;
-            if (a1 <= b0 || b1 <= a0) continue;
-            bool alias =
-                b->mem_inplace && b0 == a0 && (b->op == IR_OP_reshape || last[a->serial] == j);
-            ck_assert_msg(alias, "values %d and %d overlap in the workspace", i, j);
+    for (int i = 0; i < np; i++) {
+        ck_assert_int_le(p[i].hi, total);
+        for (int j = i + 1; j < np; j++) {
+            const placed *a = p[i].first <= p[j].first ? &p[i] : &p[j];
+            const placed *b = a == &p[i] ? &p[j] : &p[i];
+            if (a->last < b->first || a->hi <= b->lo || b->hi <= a->lo) continue;
+            bool alias = a->node && b->node && b->node->mem_inplace && a->lo == b->lo &&
+                         (b->node->op == IR_OP_reshape || a->last == b->first);
+            ck_assert_msg(alias, "buffers %d and %d (nodes %d, %d) overlap in the workspace", i, j,
+                          a->first, b->first);
         }
     }
+    free(p);
     free(last);
 }
 
@@ -964,7 +1003,8 @@ START_TEST(plan_reuses_and_writes_in_place) {
      * of 32 for the sums */
     for (int i = 1; i < 5; i++) ck_assert_int_eq(f->nodes[i]->mem_inplace, 1);
     ck_assert_int_eq(f->mem_per_sample, 256 + 32);
-    ck_assert_int_eq(f->mem_fixed, 0);
+    ck_assert_int_eq(f->mem_fixed, 64); /* the error record of compiled code */
+    ck_assert_int_eq(f->mem_err, 0);
     check_plan(f, 3);
     float in[3 * 64], out[3 * 8];
     tu_fill_uniform(in, 3 * 64, 9, -1, 1);
@@ -979,6 +1019,90 @@ START_TEST(plan_reuses_and_writes_in_place) {
         ck_assert_msg(tu_close(out[row], s, 0, 1e-5), "row %d: %.9g, by hand %.9g", row, out[row],
                       s);
     }
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* The ws column of ops.def: no op asks for a workspace yet, so this test
+ * gives softmax one (100 bytes + 40 per sample) while it runs. */
+static void fake_ws(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    (void)n;
+    *fixed = 100;
+    *per_sample = 40;
+}
+
+static const ir_node *first_of(const kiln_func *f, int op) {
+    for (int i = 0; i < f->n_nodes; i++)
+        if (f->nodes[i]->op == op) return f->nodes[i];
+    return NULL;
+}
+
+static kiln_status parse_text(const char *text, kiln_module **m) {
+    kiln_diag_clear(g_d);
+    *m = NULL;
+    return ir_parse_module(text, strlen(text), "ws.kir", m, g_d);
+}
+
+/* plan-memory places a node's workspace, live only while the node runs,
+ * where no live value is; the printer shows it as mem(...,ws:,wsb:) and the
+ * parser reads it back (and refuses one that is missing or out of room). */
+START_TEST(plan_places_workspaces) {
+    ir_op_info *sm = (ir_op_info *)ir_op(IR_OP_softmax);
+    sm->workspace = fake_ws;
+    const int acts[] = {IR_OP_relu, IR_OP_sigmoid, -1};
+    kiln_module *m = mlp(acts, 3, true);
+    run_passes(m, "infer");
+    const kiln_func *f = kiln_module_func(m, "infer");
+    const ir_node *s = first_of(f, IR_OP_softmax);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_ge(s->mem_ws, 0);
+    ck_assert_int_ge(s->mem_wsb, 0);
+    ck_assert_int_ge(f->mem_fixed, 100 + 16); /* with the error record */
+    for (int64_t b = 1; b <= 128; b *= 2) check_plan(f, b);
+    /* Round trip through the text form. */
+    ir_sb sb;
+    ir_sb_init(&sb);
+    ir_print_module(&sb, m, NULL);
+    char *text = ir_sb_take(&sb);
+    char want[64];
+    snprintf(want, sizeof want, ",ws:%lld,wsb:%lld)", (long long)s->mem_ws, (long long)s->mem_wsb);
+    ck_assert_msg(strstr(text, want), "no '%s' in\n%s", want, text);
+    kiln_module *m2;
+    ck_assert_msg(parse_text(text, &m2) == KILN_OK, "%s", kiln_diag_message(g_d));
+    const kiln_func *f2 = kiln_module_func(m2, "infer");
+    const ir_node *s2 = first_of(f2, IR_OP_softmax);
+    ck_assert_int_eq(s2->mem_ws, s->mem_ws);
+    ck_assert_int_eq(s2->mem_wsb, s->mem_wsb);
+    ck_assert_int_eq(f2->mem_err, f->mem_err);
+    ir_sb_init(&sb);
+    ir_print_module(&sb, m2, NULL);
+    char *text2 = ir_sb_take(&sb);
+    ck_assert_str_eq(text2, text);
+    /* Missing, then out of its part of the workspace. */
+    static const char *bad[2][2] = {
+        {"mem(b:0,ws:64)", "softmax needs 40 workspace bytes per sample; mem(wsb:...) must place"},
+        {"mem(b:0,ws:64,wsb:64)", "in the per-sample part of the workspace (96 bytes)"}};
+    for (int k = 0; k < 3; k++) {
+        char src[512];
+        snprintf(src, sizeof src,
+                 "module @m\nfunc @f(%%x : f32[?,10]) -> f32[?,10] mem(fixed=192, per_sample=96, "
+                 "err=0) {\n  %%0 = softmax(%%x) {axis=1} : f32[?,10] %s\n  return %%0\n}\n",
+                 k < 2 ? bad[k][0] : "mem(b:0,ws:64,wsb:48)");
+        kiln_module *m3;
+        kiln_status st = parse_text(src, &m3);
+        if (k < 2) {
+            ck_assert_int_eq(st, KILN_ERR_INVALID);
+            ck_assert_msg(strstr(kiln_diag_message(g_d), bad[k][1]), "%s", kiln_diag_message(g_d));
+        } else {
+            ck_assert_msg(st == KILN_OK, "%s", kiln_diag_message(g_d));
+            check_plan(kiln_module_func(m3, "f"), 7);
+        }
+        kiln_module_dispose(m3);
+    }
+    sm->workspace = NULL;
+    ir_free(text);
+    ir_free(text2);
+    kiln_module_dispose(m2);
     kiln_module_dispose(m);
 }
 END_TEST
@@ -1273,6 +1397,7 @@ static Suite *suite(void) {
     tcase_add_test(t, fuse_ew_respects_effect_order);
     tcase_add_test(t, plan_gives_identical_results);
     tcase_add_test(t, plan_reuses_and_writes_in_place);
+    tcase_add_test(t, plan_places_workspaces);
     tcase_add_test(t, pipeline_infer_equals_unoptimized);
     tcase_add_test(t, pipeline_infer_equals_unoptimized_model_file);
     tcase_add_test(t, pipeline_reports_unknown_passes);
