@@ -202,15 +202,12 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
 /* ------------------------------------------------------ im2col + sgemm
  * The convolution as matrix products over the M = batch·oh·ow output
  * pixels: the columns of a chunk of pixels (each pixel's kh·kw·in inputs,
- * zeros where the window leaves the image) are gathered into a buffer of
- * at most IM2COL_FLOATS, and then
+ * zeros where the window leaves the image) are gathered into a buffer
+ * of at most IR_IM2COL_FLOATS (the node's workspace, ws_conv2d), and then
  *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
  *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
  *   filter grad   dk[K, co]     += col^T · dz[rows, co]
- * The buffer is on the kernel's stack (TODO: the op's workspace once
- * plan-memory places it: ws column). */
-enum { IM2COL_FLOATS = 1 << 16 };
-
+ */
 typedef struct im2col {
     ir_win g;
     int64_t K, chunk;
@@ -220,32 +217,15 @@ typedef struct im2col {
     LLVMValueRef r0, rows; /* the chunk: pixels [r0, r0 + rows) */
 } im2col;
 
-static bool im2col_fits(const ir_win *g) {
-    return g->c >= 1 && g->co >= 1 && g->kh * g->kw * g->c <= IM2COL_FLOATS;
-}
-
-/* The buffer, allocated once in the kernel's entry block. */
-static LLVMValueRef stack_buffer(cg_ctx *c, int64_t floats) {
-    LLVMBasicBlockRef here = LLVMGetInsertBlock(c->b);
-    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
-    LLVMValueRef first = LLVMGetFirstInstruction(entry);
-    if (first)
-        LLVMPositionBuilderBefore(c->b, first);
-    else
-        LLVMPositionBuilderAtEnd(c->b, entry);
-    LLVMValueRef a = LLVMBuildAlloca(c->b, LLVMArrayType(c->t_f32, (unsigned)floats), "im2col");
-    LLVMSetAlignment(a, 64);
-    LLVMPositionBuilderAtEnd(c->b, here);
-    return LLVMBuildBitCast(c->b, a, LLVMPointerType(c->t_f32, 0), "");
-}
+static bool im2col_fits(const ir_win *g) { return ir_win_im2col_floats(g) > 0; }
 
 /* Opens the loop over chunks; the builder is left in its body. */
 static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
     ir_win_of(n, &m->g);
     m->K = m->g.kh * m->g.kw * m->g.c;
     m->same = ir_attr_i(n, "padding") != 0;
-    m->chunk = IM2COL_FLOATS / m->K;
-    m->buf = stack_buffer(c, m->chunk * m->K);
+    m->chunk = ir_win_im2col_floats(&m->g) / m->K;
+    m->buf = cg_cast_ptr(c, cg_node_ws(c, n), c->t_f32);
     LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));
     m->r0 = cg_loop_begin(c, &m->lr, cg_i64(c, 0), total, m->chunk);
     m->rows = imin(c, cg_i64(c, m->chunk), LLVMBuildNSWSub(c->b, total, m->r0, ""));

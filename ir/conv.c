@@ -79,6 +79,19 @@ ir_type ir_win_out_type(const ir_win *g) {
     return ir_type_make(IR_F32, 4, dims);
 }
 
+int64_t ir_win_im2col_floats(const ir_win *g) {
+    int64_t K = g->kh * g->kw * g->c;
+    if (g->c < 1 || g->co < 1 || K < 1 || K > IR_IM2COL_FLOATS) return 0;
+    return IR_IM2COL_FLOATS / K * K;
+}
+
+void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    ir_win g;
+    ir_win_of(n, &g);
+    *fixed = ir_win_im2col_floats(&g) * 4;
+    *per_sample = 0;
+}
+
 /* ------------------------------------------------------ shape inference */
 
 static kiln_status win_err(const ir_node *n, kiln_diag *d, const char *what, const ir_type *a,

@@ -29,4 +29,13 @@ void ir_win_of(const ir_node *n, ir_win *g);
 /* The output of n's window op: [n, oh, ow, co]. */
 ir_type ir_win_out_type(const ir_win *g);
 
+/* im2col + sgemm lowering of the conv rows: the columns of a chunk of
+ * output pixels go through a buffer of at most IR_IM2COL_FLOATS floats.
+ * The buffer's size in floats for n (a whole number of pixel rows of K =
+ * kh·kw·in floats), or 0 when the lowering uses direct loops instead. */
+#define IR_IM2COL_FLOATS (1 << 16)
+int64_t ir_win_im2col_floats(const ir_win *g);
+/* The ws column of the conv rows: that buffer, fixed bytes. */
+void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+
 #endif
