@@ -157,6 +157,12 @@ LLVMValueRef cg_row_loop(cg_ctx *c, LLVMValueRef len, cg_red kind, cg_row_body b
 /* Folds two values (scalars or vectors) of a reduction. */
 LLVMValueRef cg_red_combine(cg_ctx *c, cg_red kind, LLVMValueRef acc, LLVMValueRef v);
 
+/* One cblas_sgemm, row-major: C = op(A) op(B) + beta C, every size > 0
+ * (lower_linalg.c). Pointers may be i8* or f32*. */
+void cg_sgemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef N, LLVMValueRef K,
+              LLVMValueRef A, LLVMValueRef lda, LLVMValueRef B, LLVMValueRef ldb, double beta,
+              LLVMValueRef C, LLVMValueRef ldc);
+
 /* ------------------------------------------------------ math (math.c)
  * Branch-free and vectorizable; x may be float or <N x float>. Bounds are
  * measured against glibc over the float range in test_codegen.c. */

@@ -29,6 +29,28 @@ static LLVMValueRef i32v(cg_ctx *c, LLVMValueRef v64) {
     return LLVMBuildTrunc(c->b, v64, c->t_i32, "");
 }
 
+/* One cblas_sgemm, row-major: C = op(A) op(B) + beta C, sizes > 0. */
+void cg_sgemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef N, LLVMValueRef K,
+              LLVMValueRef A, LLVMValueRef lda, LLVMValueRef B, LLVMValueRef ldb, double beta,
+              LLVMValueRef C, LLVMValueRef ldc) {
+    declare_blas(c);
+    LLVMValueRef args[14] = {cg_i32(c, CBLAS_ROW_MAJOR),
+                             cg_i32(c, ta ? CBLAS_TRANS : CBLAS_NO_TRANS),
+                             cg_i32(c, tb ? CBLAS_TRANS : CBLAS_NO_TRANS),
+                             i32v(c, M),
+                             i32v(c, N),
+                             i32v(c, K),
+                             LLVMConstReal(c->t_f32, 1.0),
+                             cg_cast_ptr(c, A, c->t_f32),
+                             i32v(c, lda),
+                             cg_cast_ptr(c, B, c->t_f32),
+                             i32v(c, ldb),
+                             LLVMConstReal(c->t_f32, beta),
+                             cg_cast_ptr(c, C, c->t_f32),
+                             i32v(c, ldc)};
+    LLVMBuildCall2(c->b, c->ty_sgemm, c->f_sgemm, args, 14, "");
+}
+
 static LLVMValueRef splat8(cg_ctx *c, LLVMValueRef s) {
     LLVMTypeRef vt = LLVMVectorType(c->t_f32, CG_VW);
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, cg_i32(c, 0), "");

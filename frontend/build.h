@@ -124,4 +124,54 @@ kiln_status fe_train_stmt(fe_build *c, const fe_stmt *s);
 /* Writes @loss(inputs..., label) -> (loss[, accuracy]) from @infer. */
 kiln_status fe_build_loss_func(fe_build *c);
 
+/* ------------------------------------------------ the layer table rows */
+#define FE_MAX_LAYER_PARAMS 12
+typedef struct layer_spec layer_spec;
+/* Reads the layer's bound arguments v[] into plain values and expands it
+ * on its tensor operands x[]. */
+typedef kiln_status (*layer_fn)(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                                const char *name, ir_node **out);
+struct layer_spec {
+    const char *name; /* as called */
+    int kind;         /* fe_layer_kind */
+    int n_tensors;    /* the first n_tensors parameters are tensors */
+    kiln_activation act;
+    layer_fn build;
+    int n_params;
+    fe_param params[FE_MAX_LAYER_PARAMS];
+};
+/* After an expansion: its message gets the source line. */
+kiln_status fe_expanded(fe_build *c, kiln_status st);
+
+/* The calls of layers_conv.c, and their rows of layers.c's table. */
+kiln_status fe_conv2d_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                           const char *name, ir_node **out);
+kiln_status fe_pool2d_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                           const char *name, ir_node **out);
+kiln_status fe_global_pool_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                                const char *name, ir_node **out);
+kiln_status fe_reshape_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                            const char *name, ir_node **out);
+/* clang-format off */
+#define FE_CONV_LAYERS                                                                             \
+    {"conv2d", FE_CONV2D, 1, KILN_ACT_NONE, fe_conv2d_call, 11,                                    \
+     {{"x", NULL, true}, {"filters", NULL, true}, {"kernel_size", NULL, true},                     \
+      {"strides", NULL, false}, {"padding", NULL, false}, {"dilation_rate", NULL, false},          \
+      {"activation", NULL, false}, {"use_bias", NULL, false},                                      \
+      {"kernel_initializer", NULL, false}, {"bias_initializer", NULL, false},                      \
+      {"trainable", NULL, false}}},                                                                \
+    {"max_pooling2d", FE_MAX_POOL2D, 1, KILN_ACT_NONE, fe_pool2d_call, 4,                          \
+     {{"x", NULL, true}, {"pool_size", NULL, false}, {"strides", NULL, false},                     \
+      {"padding", NULL, false}}},                                                                  \
+    {"average_pooling2d", FE_AVG_POOL2D, 1, KILN_ACT_NONE, fe_pool2d_call, 4,                      \
+     {{"x", NULL, true}, {"pool_size", NULL, false}, {"strides", NULL, false},                     \
+      {"padding", NULL, false}}},                                                                  \
+    {"global_average_pooling2d", FE_GLOBAL_AVG_POOL2D, 1, KILN_ACT_NONE, fe_global_pool_call, 1,   \
+     {{"x", NULL, true}}},                                                                         \
+    {"global_max_pooling2d", FE_GLOBAL_MAX_POOL2D, 1, KILN_ACT_NONE, fe_global_pool_call, 1,       \
+     {{"x", NULL, true}}},                                                                         \
+    {"reshape", FE_RESHAPE, 1, KILN_ACT_NONE, fe_reshape_call, 2,                                  \
+     {{"x", NULL, true}, {"target_shape", NULL, true}}},
+/* clang-format on */
+
 #endif

@@ -318,9 +318,26 @@ static kiln_status layer_name(kiln_sequential *s, const char *fn, const char *na
 /* A layer and its arguments. */
 typedef struct layer_args {
     fe_layer_kind kind;
-    int64_t units;       /* dense */
-    kiln_activation act; /* dense, activation */
+    int64_t units;       /* dense; conv2d: filters */
+    kiln_activation act; /* dense, activation, conv2d */
+    int64_t window, strides; /* conv2d: kernel_size; pools: pool_size */
+    bool same;               /* padding */
 } layer_args;
+
+static kiln_status image_layer(ir_builder *b, const char *nm, ir_node *x, const layer_args *a,
+                               ir_node **y) {
+    int64_t win[2] = {a->window, a->window}, str[2] = {a->strides, a->strides};
+    if (a->kind == FE_CONV2D) {
+        fe_conv2d cv = fe_conv2d_defaults(a->units, a->window, a->window);
+        cv.act = a->act;
+        cv.sh = cv.sw = a->strides;
+        cv.same = a->same;
+        return fe_conv2d_ir(b, nm, x, &cv, y);
+    }
+    if (a->kind == FE_MAX_POOL2D || a->kind == FE_AVG_POOL2D)
+        return fe_pool2d_ir(b, nm, a->kind, x, win, str, a->same, y);
+    return fe_global_pool_ir(b, nm, a->kind, x, y);
+}
 
 /* Checks the arguments (a bad one changes nothing), then expands the layer
  * on the model's last output. */
@@ -331,10 +348,18 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
     if ((unsigned)a->act >= KILN_ACT_COUNT)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: unknown activation %d", fn,
                         (int)a->act);
-    if (a->kind == FE_DENSE && (a->units < 1 || a->units >= IR_MAX_DIM))
+    if ((a->kind == FE_DENSE || a->kind == FE_CONV2D) && (a->units < 1 || a->units >= IR_MAX_DIM))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
-                        "%s: 'units' must be between 1 and %lld, got %lld", fn,
-                        (long long)(IR_MAX_DIM - 1), (long long)a->units);
+                        "%s: '%s' must be between 1 and %lld, got %lld", fn,
+                        a->kind == FE_DENSE ? "units" : "filters", (long long)(IR_MAX_DIM - 1),
+                        (long long)a->units);
+    bool windowed = a->kind == FE_CONV2D || a->kind == FE_MAX_POOL2D || a->kind == FE_AVG_POOL2D;
+    if (windowed && (a->window < 1 || a->window > (1 << 20) || a->strides < 1 ||
+                     a->strides > (1 << 20)))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: the window and strides must be between 1 and 1048576, got %lld and "
+                        "%lld",
+                        fn, (long long)a->window, (long long)a->strides);
     char nm[FE_MAX_NAME + 1];
     if ((st = layer_name(s, fn, name, a->kind, nm, d))) return st;
     api_call c;
@@ -352,6 +377,13 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
     case FE_ACTIVATION:
         st = fe_activation_ir(&b, nm, s->top, a->act, FE_LEAKY_RELU_ALPHA, -1, &y);
         break;
+    case FE_CONV2D:
+    case FE_MAX_POOL2D:
+    case FE_AVG_POOL2D:
+    case FE_GLOBAL_AVG_POOL2D:
+    case FE_GLOBAL_MAX_POOL2D:
+        st = image_layer(&b, nm, s->top, a, &y);
+        break;
     default:
         st = fe_flatten_ir(&b, nm, s->top, &y);
         break;
@@ -368,19 +400,58 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
 
 kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                   kiln_activation act, kiln_diag *d) {
-    layer_args a = {FE_DENSE, units, act};
+    layer_args a = {FE_DENSE, units, act, 0, 0, false};
     return add_layer(s, "kiln_sequential_dense", name, &a, d);
 }
 
 kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name, kiln_activation act,
                                        kiln_diag *d) {
-    layer_args a = {FE_ACTIVATION, 0, act};
+    layer_args a = {FE_ACTIVATION, 0, act, 0, 0, false};
     return add_layer(s, "kiln_sequential_activation", name, &a, d);
 }
 
 kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d) {
-    layer_args a = {FE_FLATTEN, 0, KILN_ACT_NONE};
+    layer_args a = {FE_FLATTEN, 0, KILN_ACT_NONE, 0, 0, false};
     return add_layer(s, "kiln_sequential_flatten", name, &a, d);
+}
+
+kiln_status kiln_sequential_conv2d(kiln_sequential *s, const char *name, int64_t filters,
+                                   int64_t kernel_size, int64_t strides, kiln_padding padding,
+                                   kiln_activation act, kiln_diag *d) {
+    layer_args a = {FE_CONV2D, filters, act, kernel_size, strides, padding == KILN_PADDING_SAME};
+    return add_layer(s, "kiln_sequential_conv2d", name, &a, d);
+}
+
+static kiln_status pool(kiln_sequential *s, const char *fn, fe_layer_kind kind, const char *name,
+                        int64_t pool_size, int64_t strides, kiln_padding padding, kiln_diag *d) {
+    layer_args a = {kind, 0, KILN_ACT_NONE, pool_size, strides ? strides : pool_size,
+                    padding == KILN_PADDING_SAME};
+    return add_layer(s, fn, name, &a, d);
+}
+
+kiln_status kiln_sequential_max_pooling2d(kiln_sequential *s, const char *name, int64_t pool_size,
+                                          int64_t strides, kiln_padding padding, kiln_diag *d) {
+    return pool(s, "kiln_sequential_max_pooling2d", FE_MAX_POOL2D, name, pool_size, strides,
+                padding, d);
+}
+
+kiln_status kiln_sequential_average_pooling2d(kiln_sequential *s, const char *name,
+                                              int64_t pool_size, int64_t strides,
+                                              kiln_padding padding, kiln_diag *d) {
+    return pool(s, "kiln_sequential_average_pooling2d", FE_AVG_POOL2D, name, pool_size, strides,
+                padding, d);
+}
+
+kiln_status kiln_sequential_global_average_pooling2d(kiln_sequential *s, const char *name,
+                                                     kiln_diag *d) {
+    layer_args a = {FE_GLOBAL_AVG_POOL2D, 0, KILN_ACT_NONE, 1, 1, false};
+    return add_layer(s, "kiln_sequential_global_average_pooling2d", name, &a, d);
+}
+
+kiln_status kiln_sequential_global_max_pooling2d(kiln_sequential *s, const char *name,
+                                                 kiln_diag *d) {
+    layer_args a = {FE_GLOBAL_MAX_POOL2D, 0, KILN_ACT_NONE, 1, 1, false};
+    return add_layer(s, "kiln_sequential_global_max_pooling2d", name, &a, d);
 }
 
 kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer, int trainable,

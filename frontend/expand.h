@@ -27,6 +27,12 @@ typedef enum fe_layer_kind {
     FE_FLATTEN,
     FE_ACTIVATION,
     FE_ADD,
+    FE_CONV2D,
+    FE_MAX_POOL2D,
+    FE_AVG_POOL2D,
+    FE_GLOBAL_AVG_POOL2D,
+    FE_GLOBAL_MAX_POOL2D,
+    FE_RESHAPE,
     FE_N_KINDS
 } fe_layer_kind;
 
@@ -94,5 +100,48 @@ kiln_status fe_loss_func_ir(ir_builder *b, kiln_func *infer, ir_node *pred, int 
 /* -------------------------------------------------------------- settings */
 
 /* The settings themselves (names, ranges, defaults, checks): ir/settings.h. */
+
+/* ------------------------------------------- shared by the layer files
+ * (layers.c, layers_conv.c): on error they set b->status and return it. */
+kiln_status fe_failed(ir_builder *b, kiln_status st);
+/* The layer's row of the layer table; then y is its output. */
+kiln_status fe_layer_row(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *y,
+                         int64_t params, ir_node **out);
+/* Parameter `layer.what` of the module (NULL on error). */
+ir_global *fe_add_param(ir_builder *b, const char *layer, const char *what, int rank,
+                        const int64_t *dims, kiln_init init, bool trainable);
+/* The op of an activation on x (KILN_ACT_NONE: x itself). */
+ir_node *fe_activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha, int axis);
+
+/* ------------------------------------------ convolution and pooling (NHWC) */
+
+typedef struct fe_conv2d {
+    int64_t filters, kh, kw, sh, sw, dh, dw;
+    bool same; /* padding: same (else valid) */
+    kiln_activation act;
+    double alpha;
+    bool use_bias, trainable;
+    kiln_init kernel_init, bias_init;
+} fe_conv2d;
+
+/* Keras' Conv2D(filters, kernel_size): strides 1, valid, dilation 1,
+ * linear, with a bias, glorot_uniform kernel, zero bias. */
+fe_conv2d fe_conv2d_defaults(int64_t filters, int64_t kh, int64_t kw);
+/* Conv2D `name`: name.kernel f32[kh,kw,in,filters], name.bias f32[filters];
+ * one conv2d node carrying the bias and the activation (softmax: after). */
+kiln_status fe_conv2d_ir(ir_builder *b, const char *name, ir_node *x, const fe_conv2d *a,
+                         ir_node **out);
+/* MaxPooling2D / AveragePooling2D (kind FE_MAX_POOL2D / FE_AVG_POOL2D). */
+kiln_status fe_pool2d_ir(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *x,
+                         const int64_t pool[2], const int64_t strides[2], bool same,
+                         ir_node **out);
+/* GlobalAveragePooling2D / GlobalMaxPooling2D: the mean / max over rows and
+ * columns, [?,h,w,c] -> [?,c]. */
+kiln_status fe_global_pool_ir(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *x,
+                              ir_node **out);
+/* Reshape(target_shape): the batch axis kept, the rest to target (one -1
+ * allowed, as Keras). */
+kiln_status fe_reshape_ir(ir_builder *b, const char *name, ir_node *x, int rank,
+                          const int64_t *target, ir_node **out);
 
 #endif

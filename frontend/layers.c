@@ -35,6 +35,12 @@ static const struct {
     [FE_FLATTEN] = {"flatten", "Flatten"},
     [FE_ACTIVATION] = {"activation", "Activation"},
     [FE_ADD] = {"add", "Add"},
+    [FE_CONV2D] = {"conv2d", "Conv2D"},
+    [FE_MAX_POOL2D] = {"max_pooling2d", "MaxPooling2D"},
+    [FE_AVG_POOL2D] = {"average_pooling2d", "AveragePooling2D"},
+    [FE_GLOBAL_AVG_POOL2D] = {"global_average_pooling2d", "GlobalAveragePooling2D"},
+    [FE_GLOBAL_MAX_POOL2D] = {"global_max_pooling2d", "GlobalMaxPooling2D"},
+    [FE_RESHAPE] = {"reshape", "Reshape"},
 };
 
 const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
@@ -50,22 +56,22 @@ const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
 
 /* ------------------------------------------- the expansion (plain values) */
 
-static kiln_status failed(ir_builder *b, kiln_status st) {
+kiln_status fe_failed(ir_builder *b, kiln_status st) {
     if (!b->status) b->status = st;
     return st;
 }
 
 /* The layer's row of the layer table; then y is its output. */
-static kiln_status layer_row(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *y,
+kiln_status fe_layer_row(ir_builder *b, const char *name, fe_layer_kind kind, ir_node *y,
                              int64_t params, ir_node **out) {
     kiln_status st =
         ir_module_add_layer(b->f->m, name, g_kinds[kind].keras, &y->type, params, b->d);
-    if (st) return failed(b, st);
+    if (st) return fe_failed(b, st);
     *out = y;
     return KILN_OK;
 }
 
-static ir_global *add_param(ir_builder *b, const char *layer, const char *what, int rank,
+ir_global *fe_add_param(ir_builder *b, const char *layer, const char *what, int rank,
                             const int64_t *dims, kiln_init init, bool trainable) {
     char name[FE_MAX_NAME + 16];
     snprintf(name, sizeof name, "%s.%s", layer, what);
@@ -74,14 +80,14 @@ static ir_global *add_param(ir_builder *b, const char *layer, const char *what, 
     if (g)
         g->trainable = trainable;
     else
-        failed(b, b->d && b->d->first ? b->d->first : KILN_ERR_NOMEM);
+        fe_failed(b, b->d && b->d->first ? b->d->first : KILN_ERR_NOMEM);
     return g;
 }
 
 /* The op of an activation on x (KILN_ACT_NONE: x itself), found in the op
  * table by the activation's name; alpha and axis go to the op's attributes
  * of those names, if it has them. NULL on error. */
-static ir_node *activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha,
+ir_node *fe_activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha,
                               int axis) {
     int op = act == KILN_ACT_NONE ? -1 : ir_op_lookup(kiln_activation_name(act));
     if (op < 0) return x;
@@ -110,32 +116,32 @@ kiln_status fe_dense_ir(ir_builder *b, const char *name, ir_node *x, const fe_de
     const ir_type *t = &x->type;
     char ts[IR_TYPE_STR_MAX];
     if (t->rank == 0 || t->dims[t->rank - 1] == KILN_BATCH)
-        return failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
+        return fe_failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
                                   "dense: the input needs a feature axis, got %s",
                                   ir_type_str(t, ts, sizeof ts)));
     int64_t in = t->dims[t->rank - 1], units = a->units;
     if (in * units > IR_MAX_ELEMS)
-        return failed(b, ir_error(b->d, KILN_ERR_LIMIT, b->loc,
+        return fe_failed(b, ir_error(b->d, KILN_ERR_LIMIT, b->loc,
                                   "dense: the kernel [%lld, %lld] would have more than 2^31 "
                                   "elements",
                                   (long long)in, (long long)units));
     int64_t kdims[2] = {in, units};
-    ir_global *k = add_param(b, name, "kernel", 2, kdims, a->kernel_init, a->trainable);
+    ir_global *k = fe_add_param(b, name, "kernel", 2, kdims, a->kernel_init, a->trainable);
     ir_global *bias =
-        k && a->use_bias ? add_param(b, name, "bias", 1, &units, a->bias_init, a->trainable) : NULL;
+        k && a->use_bias ? fe_add_param(b, name, "bias", 1, &units, a->bias_init, a->trainable) : NULL;
     if (!k || (a->use_bias && !bias)) return b->status;
     ir_node *y = ir_b_matmul(b, x, k->ref, false, false);
     if (bias) y = ir_b_bin(b, IR_OP_add, y, bias->ref);
-    if (y) y = activation_op(b, y, a->act, a->alpha, -1);
+    if (y) y = fe_activation_op(b, y, a->act, a->alpha, -1);
     if (!y) return b->status;
-    return layer_row(b, name, FE_DENSE, y, in * units + (bias ? units : 0), out);
+    return fe_layer_row(b, name, FE_DENSE, y, in * units + (bias ? units : 0), out);
 }
 
 kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node **out) {
     const ir_type *t = &x->type;
     char ts[IR_TYPE_STR_MAX];
     if (t->rank == 0 || ir_type_batch_axis(t) > 0)
-        return failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
+        return fe_failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
                                   "flatten: the input needs a batch axis first, got %s",
                                   ir_type_str(t, ts, sizeof ts)));
     /* Keras keeps the first (batch) axis and multiplies the others. */
@@ -143,41 +149,25 @@ kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node *
     for (int i = 1; i < t->rank; i++) dims[1] *= t->dims[i];
     ir_type to = ir_type_make((ir_dtype)t->dtype, 2, dims);
     ir_node *y = ir_b_reshape(b, x, &to);
-    return y ? layer_row(b, name, FE_FLATTEN, y, 0, out) : b->status;
+    return y ? fe_layer_row(b, name, FE_FLATTEN, y, 0, out) : b->status;
 }
 
 kiln_status fe_activation_ir(ir_builder *b, const char *name, ir_node *x, kiln_activation act,
                              double alpha, int axis, ir_node **out) {
-    ir_node *y = activation_op(b, x, act, alpha, axis);
-    return y ? layer_row(b, name, FE_ACTIVATION, y, 0, out) : b->status;
+    ir_node *y = fe_activation_op(b, x, act, alpha, axis);
+    return y ? fe_layer_row(b, name, FE_ACTIVATION, y, 0, out) : b->status;
 }
 
 kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, ir_node **out) {
     ir_node *y = ir_b_bin(b, IR_OP_add, a, c);
-    return y ? layer_row(b, name, FE_ADD, y, 0, out) : b->status;
+    return y ? fe_layer_row(b, name, FE_ADD, y, 0, out) : b->status;
 }
 
 /* ------------------------------------------------- the calls of the language */
 
-typedef struct layer_spec layer_spec;
-
-/* Reads the layer's bound arguments v[] into plain values and expands it
- * on its tensor operands x[]. */
-typedef kiln_status (*layer_fn)(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
-                                const char *name, ir_node **out);
-
-struct layer_spec {
-    const char *name; /* as called */
-    fe_layer_kind kind;
-    int n_tensors; /* the first n_tensors parameters are tensors */
-    kiln_activation act;
-    layer_fn build;
-    int n_params;
-    fe_param params[7];
-};
 
 /* After an expansion: its message gets the source line. */
-static kiln_status expanded(fe_build *c, kiln_status st) {
+kiln_status fe_expanded(fe_build *c, kiln_status st) {
     return st ? fe_builder_failed(c) : KILN_OK;
 }
 
@@ -190,12 +180,12 @@ static kiln_status dense(fe_build *c, const layer_spec *ls, const fe_expr **v, i
     if (!st && v[4]) st = fe_get_init(c, v[4], "kernel_initializer", &a.kernel_init);
     if (!st && v[5]) st = fe_get_init(c, v[5], "bias_initializer", &a.bias_init);
     if (!st && v[6]) st = fe_get_bool(c, v[6], "trainable", &a.trainable);
-    return st ? st : expanded(c, fe_dense_ir(&c->b, name, x[0], &a, out));
+    return st ? st : fe_expanded(c, fe_dense_ir(&c->b, name, x[0], &a, out));
 }
 
 static kiln_status flatten(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                            const char *name, ir_node **out) {
-    return expanded(c, fe_flatten_ir(&c->b, name, x[0], out));
+    return fe_expanded(c, fe_flatten_ir(&c->b, name, x[0], out));
 }
 
 static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
@@ -208,12 +198,12 @@ static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr *
     if (ls->act == KILN_ACT_SOFTMAX && v[1])
         st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
     if (st) return st;
-    return expanded(c, fe_activation_ir(&c->b, name, x[0], ls->act, alpha, (int)axis, out));
+    return fe_expanded(c, fe_activation_ir(&c->b, name, x[0], ls->act, alpha, (int)axis, out));
 }
 
 static kiln_status add(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                        const char *name, ir_node **out) {
-    return expanded(c, fe_add_ir(&c->b, name, x[0], x[1], out));
+    return fe_expanded(c, fe_add_ir(&c->b, name, x[0], x[1], out));
 }
 
 /* One layer per row reads better than one field per line. */
@@ -234,6 +224,7 @@ static const layer_spec g_layers[] = {
     {"leaky_relu", FE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
      {X_PARAM, {"negative_slope", "alpha", false}}},
     {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
+    FE_CONV_LAYERS
 };
 /* clang-format on */
 
@@ -279,7 +270,7 @@ static kiln_status unknown_layer(fe_build *c, const fe_expr *e) {
 kiln_status fe_build_layer(fe_build *c, const fe_expr *e, const char *target, ir_node **out) {
     const layer_spec *ls = find_layer(e->name);
     if (!ls) return unknown_layer(c, e);
-    const fe_expr *v[7];
+    const fe_expr *v[FE_MAX_LAYER_PARAMS];
     kiln_status st = fe_bind(c, e, ls->params, ls->n_params, v);
     if (st) return st;
     /* Operands first: inline layers inside are built, and numbered, before

@@ -1,4 +1,5 @@
 /* ops.c — the op table built from ops.def, attribute schemas, types. */
+#include "ir/conv.h"
 #include "ir/ir.h"
 
 #include <stdio.h>

@@ -440,6 +440,56 @@ RULE(grad_softmax_cross_entropy) {
     return b->status;
 }
 
+/* ------------------------------------------------- convolution, pooling */
+
+/* n's window attributes (strides, dilation or pool_size, padding) on a
+ * node of op `op`, whose schema holds the same names. */
+static ir_attrs window_attrs(const ir_node *n, int op) {
+    ir_attrs a = ir_attrs_default(op);
+    static const char *const names[] = {"strides", "dilation", "pool_size"};
+    for (int i = 0; i < 3; i++) {
+        const int64_t *v;
+        if (ir_op_attr_index(op, names[i]) < 0) continue;
+        int k = ir_attr_ints(n, names[i], &v);
+        ir_attrs_set_ints(&a, names[i], k, v);
+    }
+    ir_attrs_set_i(&a, "padding", ir_attr_i(n, "padding"));
+    return a;
+}
+
+/* y = act(conv(x, K) + bias): dz as dense's; dK = conv2d_grad_filter(x, dz),
+ * dbias = dz summed over batch, rows and columns, dx = conv2d_grad_input. */
+RULE(grad_conv2d) {
+    int act = (int)ir_attr_i(n, "activation");
+    ir_node *dz = dy;
+    bool one = true;
+    pass_grad_fn rule = act ? pass_grad_rule(act) : NULL;
+    if (rule && rule(b, n, dy, &one, &dz)) return b->status;
+    if (need[1]) {
+        ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_filter);
+        ir_node *in[3] = {X(0), dz, X(1)};
+        dx[1] = ir_b_op(b, IR_OP_conv2d_grad_filter, 3, in, &a);
+    }
+    if (need[2]) dx[2] = ir_b_reduce(b, IR_OP_reduce_sum, dz, 3, (const int64_t[]){0, 1, 2}, false);
+    if (need[0]) {
+        ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_input);
+        ir_node *in[3] = {dz, X(1), X(0)};
+        dx[0] = ir_b_op(b, IR_OP_conv2d_grad_input, 3, in, &a);
+    }
+    return b->status;
+}
+
+static kiln_status pool_grad(ir_builder *b, ir_node *n, ir_node *dy, int op, ir_node **dx) {
+    ir_attrs a = window_attrs(n, op);
+    ir_node *in[2] = {X(0), dy};
+    dx[0] = ir_b_op(b, op, 2, in, &a);
+    return b->status;
+}
+
+RULE(grad_max_pool2d) { return pool_grad(b, n, dy, IR_OP_max_pool2d_grad, dx); }
+
+RULE(grad_avg_pool2d) { return pool_grad(b, n, dy, IR_OP_avg_pool2d_grad, dx); }
+
 /* ------------------------------------------------------------------ table */
 
 #define NOGRAD NULL

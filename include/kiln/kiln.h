@@ -356,6 +356,28 @@ KILN_API kiln_status kiln_sequential_activation(kiln_sequential *s, const char *
                                                 kiln_activation act, kiln_diag *d);
 /* Flatten(): [batch, product of the other axes]. */
 KILN_API kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d);
+/* Image layers on an NHWC input f32[?, h, w, c] (kiln_sequential_create_shape
+ * with {h, w, c}), as Keras' (channels_last). Padding as TensorFlow's. */
+typedef enum kiln_padding { KILN_PADDING_VALID = 0, KILN_PADDING_SAME = 1 } kiln_padding;
+/* Conv2D(filters, kernel_size, strides, padding, activation), square
+ * windows and strides: <name>.kernel f32[k, k, in, filters]
+ * (glorot_uniform) and <name>.bias f32[filters] (zeros). */
+KILN_API kiln_status kiln_sequential_conv2d(kiln_sequential *s, const char *name, int64_t filters,
+                                            int64_t kernel_size, int64_t strides,
+                                            kiln_padding padding, kiln_activation act,
+                                            kiln_diag *d);
+/* MaxPooling2D / AveragePooling2D(pool_size, strides (0: pool_size), padding). */
+KILN_API kiln_status kiln_sequential_max_pooling2d(kiln_sequential *s, const char *name,
+                                                   int64_t pool_size, int64_t strides,
+                                                   kiln_padding padding, kiln_diag *d);
+KILN_API kiln_status kiln_sequential_average_pooling2d(kiln_sequential *s, const char *name,
+                                                       int64_t pool_size, int64_t strides,
+                                                       kiln_padding padding, kiln_diag *d);
+/* GlobalAveragePooling2D / GlobalMaxPooling2D: [?, h, w, c] -> [?, c]. */
+KILN_API kiln_status kiln_sequential_global_average_pooling2d(kiln_sequential *s,
+                                                              const char *name, kiln_diag *d);
+KILN_API kiln_status kiln_sequential_global_max_pooling2d(kiln_sequential *s, const char *name,
+                                                          kiln_diag *d);
 /* Freezes (trainable = 0) or unfreezes every parameter of layer `layer`:
  * frozen parameters get no gradient and no optimizer state, so training
  * leaves them as they are (fine-tuning). */

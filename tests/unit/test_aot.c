@@ -161,6 +161,38 @@ START_TEST(infer_matches_jit) {
 }
 END_TEST
 
+/* The convnet example: AOT inference equals the JIT's (conv2d's im2col
+ * workspace placed by the plan in both). */
+START_TEST(cnn_infer_matches_jit) {
+    static const char *cnn = KILN_SOURCE_DIR "/examples/fashion_cnn.kiln";
+    kiln_aot_opts o;
+    memset(&o, 0, sizeof o);
+    o.seed = 3;
+    lib l = compile_lib(cnn, false, "libcnn.so", &o);
+    kiln_model *mo = jit_model(cnn, false, 3);
+    enum { N = 130, IN = 784, OUT = 10 };
+    float *x = malloc(sizeof(float) * N * IN), *a = malloc(sizeof(float) * N * OUT);
+    float *b = malloc(sizeof(float) * N * OUT);
+    tu_fill_uniform(x, (int64_t)N * IN, 5, 0.0f, 1.0f);
+    void *h = create(&l, N);
+    static const int batches[] = {1, 7, N};
+    for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+        int nb = batches[k];
+        ck_assert_int_eq(l.infer(h, nb, x, a), KILN_OK);
+        ck_assert_int_eq(kiln_model_predict(mo, x, nb, b, NULL), KILN_OK);
+        char what[64];
+        snprintf(what, sizeof what, "cnn batch %d: AOT vs JIT", nb);
+        tu_assert_close_at_scale(a, b, (int64_t)nb * OUT, 1e-5, what);
+    }
+    l.destroy(h);
+    kiln_model_dispose(mo);
+    dlclose(l.dl);
+    free(x);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* Weights from a checkpoint (--load), embedded; and the same checkpoint
  * read at run time by a library without embedded weights. */
 START_TEST(load_embeds_and_reads_checkpoints) {
@@ -768,6 +800,7 @@ int main(void) {
     tcase_add_checked_fixture(t, tu_tmp_setup, tu_tmp_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, infer_matches_jit);
+    tcase_add_test(t, cnn_infer_matches_jit);
     tcase_add_test(t, load_embeds_and_reads_checkpoints);
     tcase_add_test(t, train_matches_jit);
     tcase_add_test(t, loader_refuses_bad_files);

@@ -522,6 +522,70 @@ START_TEST(data_does_not_fit) {
 }
 END_TEST
 
+/* Image layers: each shape error at the call, naming the layer and shapes. */
+START_TEST(image_layers) {
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        {"c = conv2d(x, 4, 5)\n", "img.kiln:2:5: error: conv2d 'c': the window 5x5 is larger than "
+                                  "the input f32[?,4,4,1] (padding valid)"},
+        {"c = conv2d(x, 4, 3, strides=0)\n",
+         "img.kiln:2:29: error: 'strides' must be between 1 and 1048576, got 0"},
+        {"c = max_pooling2d(x, 0)\n",
+         "img.kiln:2:22: error: 'pool_size' must be between 1 and 1048576, got 0"},
+        {"c = max_pooling2d(x, [3, 5])\n", "img.kiln:2:5: error: max_pooling2d 'c': the window "
+                                           "3x5 is larger than the input f32[?,4,4,1] (padding "
+                                           "valid)"},
+        {"c = conv2d(x, 4, 2, strides=2, dilation_rate=2)\n",
+         "img.kiln:2:5: error: conv2d 'c': strides > 1 and dilation_rate > 1 cannot be combined "
+         "(as in Keras)"},
+        {"c = reshape(x, [5, 2])\n", "img.kiln:2:5: error: reshape 'c': target_shape holds 10 "
+                                     "values a sample, the input 16, got f32[?,4,4,1]"},
+        {"c = conv2d(flatten(x), 4, 2)\n", "img.kiln:2:5: error: conv2d 'c': the input must be an "
+                                           "image [?, h, w, c], got f32[?,16]"},
+    };
+    for (size_t i = 0; i < KILN_ARRAY_LEN(cases); i++) {
+        char text[256];
+        snprintf(text, sizeof text, "input x : f32[?, 4, 4, 1]\n%soutput c\n", cases[i].body);
+        refuse(kiln_model_file_parse, "img.kiln", text, i == 1 || i == 2 || i == 4
+                                                             ? KILN_ERR_INVALID
+                                                             : KILN_ERR_SHAPE,
+               cases[i].want, 3, 100000);
+    }
+    /* Images of the right size but another shape than the model's input. */
+    make_data();
+    kiln_model *mo = model("img.kiln",
+                           "model img\ninput x : f32[?, 1, 4, 1]\nlabel y : f32[?, 3]\n"
+                           "p = dense(flatten(conv2d(x, 2, 1)), 3, activation=softmax)\n"
+                           "output p\nloss categorical_crossentropy(p, y)\n",
+                           KILN_BACKEND_INTERP);
+    kiln_diag *d = kiln_diag_create();
+    kiln_dataset *ds = dataset("u8", "labels");
+    ck_assert_int_eq(kiln_model_fit(mo, ds, NULL, d), KILN_ERR_SHAPE);
+    char want[512], p[128];
+    path_in(p, sizeof p, "u8");
+    snprintf(want, sizeof want,
+             "kiln: error: %s: images are 2x2, the model's input 'x' is f32[?,1,4,1]\n", p);
+    ck_assert_str_eq(kiln_diag_message(d), want);
+    kiln_dataset_dispose(ds);
+    kiln_model_dispose(mo);
+    /* The same images as [?, 2, 2, 1] train. */
+    mo = model("img.kiln",
+               "model img\ninput x : f32[?, 2, 2, 1]\nlabel y : f32[?, 3]\n"
+               "p = dense(flatten(max_pooling2d(conv2d(x, 2, 1, activation=relu), 1)), 3, "
+               "activation=softmax)\noutput p\nloss categorical_crossentropy(p, y)\n"
+               "train {\n  batch_size = 4\n}\n",
+               KILN_BACKEND_JIT);
+    kiln_diag_clear(d);
+    ds = dataset("u8", "labels");
+    ck_assert_msg(kiln_model_fit(mo, ds, NULL, d) == KILN_OK, "%s", kiln_diag_message(d));
+    kiln_dataset_dispose(ds);
+    kiln_model_dispose(mo);
+    kiln_diag_dispose(d);
+    remove_data();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("badinput");
     TCase *lim = tcase_create("limits");
@@ -535,6 +599,7 @@ static Suite *suite(void) {
     tcase_add_test(tr, guard_nan_input);
     tcase_add_test(tr, guard_continue_and_save);
     tcase_add_test(tr, data_does_not_fit);
+    tcase_add_test(tr, image_layers);
     suite_add_tcase(s, tr);
     return s;
 }

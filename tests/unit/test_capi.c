@@ -185,6 +185,40 @@ START_TEST(test_sequential_auto_names) {
 }
 END_TEST
 
+START_TEST(test_sequential_cnn) {
+    /* The convnet through the C API is the model file's, node for node;
+     * Keras' names and parameter counts. */
+    kiln_module *file = parse_file_text(
+        "input x : f32[?, 12, 12, 1]\n"
+        "a = conv2d(x, 4, 3, activation=relu)\nb = max_pooling2d(a, 2)\n"
+        "c = conv2d(b, 6, 3, strides=2, padding=same)\nd = average_pooling2d(c, 2, strides=1)\n"
+        "e = global_average_pooling2d(d)\noutput e\n",
+        "t.kiln");
+    kiln_diag *d = kiln_diag_create();
+    kiln_sequential *s = kiln_sequential_create_shape("t", 3, (const int64_t[]){12, 12, 1});
+    ck_assert_int_eq(kiln_sequential_conv2d(s, "a", 4, 3, 1, KILN_PADDING_VALID, KILN_ACT_RELU, d),
+                     0);
+    ck_assert_int_eq(kiln_sequential_max_pooling2d(s, "b", 2, 0, KILN_PADDING_VALID, d), 0);
+    ck_assert_int_eq(kiln_sequential_conv2d(s, "c", 6, 3, 2, KILN_PADDING_SAME, KILN_ACT_NONE, d),
+                     0);
+    ck_assert_int_eq(kiln_sequential_average_pooling2d(s, "d", 2, 1, KILN_PADDING_VALID, d), 0);
+    ck_assert_int_eq(kiln_sequential_global_average_pooling2d(s, "e", d), 0);
+    EXPECT_ERR(kiln_sequential_conv2d(s, NULL, 0, 3, 1, KILN_PADDING_VALID, KILN_ACT_NONE, d),
+               KILN_ERR_INVALID, "kiln: error: kiln_sequential_conv2d: 'filters' must be between 1 "
+                                 "and 2147483647, got 0\n");
+    kiln_module *m = NULL;
+    ck_assert_int_eq(kiln_sequential_compile(s, NULL, &m, d), KILN_OK);
+    kiln_sequential_dispose(s);
+    assert_same_module(m, file);
+    ck_assert_int_eq(m->layers[0].params, 3 * 3 * 1 * 4 + 4);
+    ck_assert_int_eq(m->layers[2].params, 3 * 3 * 4 * 6 + 6);
+    ck_assert_ptr_nonnull(ir_module_global(m, "c.kernel"));
+    kiln_module_dispose(m);
+    kiln_module_dispose(file);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 START_TEST(test_sequential_losses) {
     /* The label takes the type its loss needs, and the settings land in the
      * train block: sparse labels with SGD, binary with AdamW. */
@@ -686,6 +720,7 @@ static Suite *capi_suite(void) {
     tcase_add_test(tc, test_sequential_matches_model_file);
     tcase_add_test(tc, test_sequential_auto_names);
     tcase_add_test(tc, test_sequential_losses);
+    tcase_add_test(tc, test_sequential_cnn);
     tcase_add_test(tc, test_graph_style_same_module);
     tcase_add_test(tc, test_builder_errors);
     tcase_add_test(tc, test_sparse_label_type);

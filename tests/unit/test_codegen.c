@@ -645,6 +645,103 @@ static bool build_dense(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* ---- convolution and pooling: one geometry per variant ---- */
+typedef struct wspec {
+    int64_t h, w, c, kh, kw, co, s, dl;
+    int same, act;
+} wspec;
+
+static const wspec g_conv_specs[] = {
+    {6, 6, 3, 3, 3, 8, 1, 1, 0, KILN_ACT_RELU},       {7, 5, 2, 3, 3, 5, 2, 1, 1, KILN_ACT_NONE},
+    {4, 5, 1, 2, 2, 3, 1, 1, 1, KILN_ACT_LEAKY_RELU}, {6, 7, 2, 2, 3, 4, 1, 2, 0, KILN_ACT_SIGMOID},
+    {5, 5, 16, 3, 3, 33, 1, 1, 1, KILN_ACT_TANH},
+};
+static const wspec g_pool_specs[] = {
+    {6, 6, 3, 2, 2, 0, 2, 1, 0, 0}, {7, 7, 9, 3, 3, 0, 2, 1, 1, 0}, {5, 5, 2, 2, 2, 0, 1, 1, 1, 0},
+};
+
+static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t dl, int same) {
+    return same ? (in + s - 1) / s : (in - (k - 1) * dl - 1) / s + 1;
+}
+
+static kiln_value image(kiln_func *f, const char *name, int64_t h, int64_t w, int64_t c) {
+    return kiln_input(f, name, KILN_F32, 4, (int64_t[]){B, h, w, c});
+}
+
+static ir_attrs win_attrs(int op, const wspec *w) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "strides", 2, (const int64_t[]){w->s, w->s});
+    if (ir_op_attr_index(op, "dilation") >= 0)
+        ir_attrs_set_ints(&a, "dilation", 2, (const int64_t[]){w->dl, w->dl});
+    else
+        ir_attrs_set_ints(&a, "pool_size", 2, (const int64_t[]){w->kh, w->kw});
+    ir_attrs_set_i(&a, "padding", w->same);
+    return a;
+}
+
+/* conv2d and its gradient rows: x, dz images, kernel (and bias) params. */
+static bool build_conv_op(kiln_module *m, int v, int op) {
+    if (v >= (int)KILN_ARRAY_LEN(g_conv_specs)) return false;
+    const wspec *w = &g_conv_specs[v];
+    int64_t oh = out_dim(w->h, w->kh, w->s, w->dl, w->same);
+    int64_t ow = out_dim(w->w, w->kw, w->s, w->dl, w->same);
+    param(m, "k", 4, (int64_t[]){w->kh, w->kw, w->c, w->co});
+    param(m, "b", 1, (int64_t[]){w->co});
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *x = node_of(f, image(f, "x", w->h, w->w, w->c));
+    ir_attrs a = win_attrs(op, w);
+    if (op == IR_OP_conv2d) {
+        ir_attrs_set_i(&a, "activation", tu_act_op(w->act));
+        ir_attrs_set_f(&a, "alpha", 0.3);
+        out_node(f, op_node(f, op, 3, (ir_node *[]){x, gref(m, "k"), gref(m, "b")}, &a));
+        return true;
+    }
+    ir_node *dz = node_of(f, image(f, "dz", oh, ow, w->co));
+    ir_node *in[3] = {dz, gref(m, "k"), x};
+    if (op == IR_OP_conv2d_grad_filter) {
+        in[0] = x;
+        in[1] = dz;
+        in[2] = gref(m, "k");
+    }
+    out_node(f, op_node(f, op, 3, in, &a));
+    return true;
+}
+
+static bool build_conv2d(kiln_module *m, int v, gen *g) { return build_conv_op(m, v, IR_OP_conv2d); }
+static bool build_conv2d_grad_input(kiln_module *m, int v, gen *g) {
+    return build_conv_op(m, v, IR_OP_conv2d_grad_input);
+}
+static bool build_conv2d_grad_filter(kiln_module *m, int v, gen *g) {
+    return build_conv_op(m, v, IR_OP_conv2d_grad_filter);
+}
+
+/* Pooling forward (x) and gradient (x, dy). */
+static bool build_pool_op(kiln_module *m, int v, int op) {
+    if (v >= (int)KILN_ARRAY_LEN(g_pool_specs)) return false;
+    const wspec *w = &g_pool_specs[v];
+    int64_t oh = out_dim(w->h, w->kh, w->s, 1, w->same), ow = out_dim(w->w, w->kw, w->s, 1, w->same);
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *in[2] = {node_of(f, image(f, "x", w->h, w->w, w->c)), NULL};
+    bool grad = op == IR_OP_max_pool2d_grad || op == IR_OP_avg_pool2d_grad;
+    if (grad) in[1] = node_of(f, image(f, "dy", oh, ow, w->c));
+    ir_attrs a = win_attrs(op, w);
+    out_node(f, op_node(f, op, grad ? 2 : 1, in, &a));
+    return true;
+}
+
+static bool build_max_pool2d(kiln_module *m, int v, gen *g) {
+    return build_pool_op(m, v, IR_OP_max_pool2d);
+}
+static bool build_avg_pool2d(kiln_module *m, int v, gen *g) {
+    return build_pool_op(m, v, IR_OP_avg_pool2d);
+}
+static bool build_max_pool2d_grad(kiln_module *m, int v, gen *g) {
+    return build_pool_op(m, v, IR_OP_max_pool2d_grad);
+}
+static bool build_avg_pool2d_grad(kiln_module *m, int v, gen *g) {
+    return build_pool_op(m, v, IR_OP_avg_pool2d_grad);
+}
+
 /* softmax_cross_entropy: one-hot targets, i32 labels, huge logits. */
 static bool build_softmax_cross_entropy(kiln_module *m, int v, gen *g) {
     if (v > 2) return false;
@@ -796,6 +893,13 @@ static const codegen_case g_cases[] = {
     {"softmax_cross_entropy", build_softmax_cross_entropy},
     {"assign", build_assign},
     {"fused", build_fused},
+    {"conv2d", build_conv2d},
+    {"conv2d_grad_input", build_conv2d_grad_input},
+    {"conv2d_grad_filter", build_conv2d_grad_filter},
+    {"max_pool2d", build_max_pool2d},
+    {"avg_pool2d", build_avg_pool2d},
+    {"max_pool2d_grad", build_max_pool2d_grad},
+    {"avg_pool2d_grad", build_avg_pool2d_grad},
 };
 
 static const int64_t g_batches[] = {1, 7, 33, 128};

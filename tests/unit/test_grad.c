@@ -301,6 +301,23 @@ static kiln_value dense(kiln_func *f, kiln_value x, kiln_value w, kiln_value bia
     return internal_op(f, IR_OP_dense, 3, in, &a);
 }
 
+/* conv2d(x, kernel, bias) with strides s, dilation dl, padding (1: same). */
+static kiln_value conv(kiln_func *f, const kiln_value *x, int s, int dl, int same, int act) {
+    ir_attrs a = tu_attrs1(IR_OP_conv2d, "activation", tu_act_op(act));
+    ir_attrs_set_ints(&a, "strides", 2, (const int64_t[]){s, s});
+    ir_attrs_set_ints(&a, "dilation", 2, (const int64_t[]){dl, dl});
+    ir_attrs_set_i(&a, "padding", same);
+    return internal_op(f, IR_OP_conv2d, 3, x, &a);
+}
+
+static kiln_value pool2d(kiln_func *f, int op, kiln_value x, int k, int s, int same) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "pool_size", 2, (const int64_t[]){k, k});
+    ir_attrs_set_ints(&a, "strides", 2, (const int64_t[]){s, s});
+    ir_attrs_set_i(&a, "padding", same);
+    return internal_op(f, op, 1, &x, &a);
+}
+
 static kiln_value softmax_ce(kiln_func *f, kiln_value z, kiln_value y) {
     kiln_value in[2] = {z, y};
     return internal_op(f, IR_OP_softmax_cross_entropy, 2, in, NULL);
@@ -415,6 +432,18 @@ BUILD(b_dense_leaky_neg, dense(f, x[0], x[1], x[2], KILN_ACT_LEAKY_RELU, -0.5))
 BUILD(b_dense_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_SIGMOID, 0))
 BUILD(b_dense_tanh, dense(f, x[0], x[1], x[2], KILN_ACT_TANH, 0))
 BUILD(b_sce, softmax_ce(f, x[0], x[1]))
+BUILD(b_conv_valid_relu, conv(f, x, 1, 1, 0, KILN_ACT_RELU))
+BUILD(b_conv_same_s2, conv(f, x, 2, 1, 1, KILN_ACT_NONE))
+BUILD(b_conv_same_s1, conv(f, x, 1, 1, 1, KILN_ACT_NONE))
+BUILD(b_conv_valid_s2_sigmoid, conv(f, x, 2, 1, 0, KILN_ACT_SIGMOID))
+BUILD(b_conv_dil2_tanh, conv(f, x, 1, 2, 0, KILN_ACT_TANH))
+BUILD(b_conv_dil2_same, conv(f, x, 1, 2, 1, KILN_ACT_NONE))
+BUILD(b_maxpool_2, pool2d(f, IR_OP_max_pool2d, x[0], 2, 2, 0))
+BUILD(b_maxpool_3s2_same, pool2d(f, IR_OP_max_pool2d, x[0], 3, 2, 1))
+BUILD(b_maxpool_2s1_same, pool2d(f, IR_OP_max_pool2d, x[0], 2, 1, 1))
+BUILD(b_avgpool_2, pool2d(f, IR_OP_avg_pool2d, x[0], 2, 2, 0))
+BUILD(b_avgpool_3s2_same, pool2d(f, IR_OP_avg_pool2d, x[0], 3, 2, 1))
+BUILD(b_avgpool_2s1_same, pool2d(f, IR_OP_avg_pool2d, x[0], 2, 1, 1))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
@@ -506,6 +535,31 @@ static const gcase g_cases[] = {
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
     {"dense", "tanh", b_dense_tanh, 3,
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
+    {"conv2d", "valid, stride 1, relu", b_conv_valid_relu, 3,
+     {F_(G_ANY, 4, Q, 5, 5, 2), F_(G_ANY, 4, 3, 3, 2, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
+    {"conv2d", "same, stride 2, odd 5x5", b_conv_same_s2, 3,
+     {F_(G_ANY, 4, Q, 5, 5, 2), F_(G_ANY, 4, 3, 3, 2, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"conv2d", "same, stride 1, 2x2 kernel (pad bottom/right)", b_conv_same_s1, 3,
+     {F_(G_ANY, 4, Q, 4, 5, 1), F_(G_ANY, 4, 2, 2, 1, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"conv2d", "valid, stride 2, sigmoid, batch 7", b_conv_valid_s2_sigmoid, 3,
+     {F_(G_ANY, 4, 7, 5, 5, 1), F_(G_ANY, 4, 3, 3, 1, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"conv2d", "valid, dilation 2, tanh", b_conv_dil2_tanh, 3,
+     {F_(G_ANY, 4, Q, 6, 5, 2), F_(G_ANY, 4, 2, 2, 2, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"conv2d", "same, dilation 2, batch 1", b_conv_dil2_same, 3,
+     {F_(G_ANY, 4, 1, 5, 5, 1), F_(G_ANY, 4, 3, 3, 1, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"max_pool2d", "2x2 stride 2 valid", b_maxpool_2, 1, {F_(G_UNIQUE, 4, Q, 4, 4, 2)}, EPS},
+    {"max_pool2d", "3x3 stride 2 same, odd 5x5", b_maxpool_3s2_same, 1,
+     {F_(G_UNIQUE, 4, Q, 5, 5, 1)}, EPS},
+    {"max_pool2d", "2x2 stride 1 same, batch 7", b_maxpool_2s1_same, 1,
+     {F_(G_UNIQUE, 4, 7, 3, 3, 1)}, EPS},
+    {"max_pool2d", "2x2 stride 2 valid, batch 1", b_maxpool_2, 1,
+     {F_(G_UNIQUE, 4, 1, 5, 5, 1)}, EPS},
+    {"avg_pool2d", "2x2 stride 2 valid", b_avgpool_2, 1, {F_(G_ANY, 4, Q, 4, 4, 2)}, EPS},
+    {"avg_pool2d", "3x3 stride 2 same, odd 5x5", b_avgpool_3s2_same, 1,
+     {F_(G_ANY, 4, Q, 5, 5, 1)}, EPS},
+    {"avg_pool2d", "2x2 stride 1 same, batch 7", b_avgpool_2s1_same, 1,
+     {F_(G_ANY, 4, 7, 3, 3, 1)}, EPS},
+    {"avg_pool2d", "2x2 stride 2 valid, batch 1", b_avgpool_2, 1, {F_(G_ANY, 4, 1, 5, 5, 1)}, EPS},
     {"softmax_cross_entropy", "one-hot f32 targets", b_sce, 2,
      {F_(G_ANY, 2, Q, 4), IN_(G_ONEHOT, 2, Q, 4)}, EPS},
     {"softmax_cross_entropy", "gradient of the targets too", b_sce, 2,

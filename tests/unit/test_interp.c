@@ -301,6 +301,63 @@ static const icase g_cases[] = {
      F2("softmax_cross_entropy(%x, %y)", "f32[?,3]", "i32[?]", "f32[]"), 2, {ROW_LOGITS, V(2, 0)},
      {V(0.753109126556245)}},
 
+    /* ---- convolution and pooling (NHWC); x = 1..9 as a 3x3 image ---- */
+#define F3(expr, tx, ty, tz, tout)                                                                 \
+    "module @t\nfunc @f(%x : " tx ", %y : " ty ", %z : " tz ") -> " tout " {\n  %0 = " expr     \
+    " : " tout "\n  return %0\n}\n"
+#define X33 V(1, 2, 3, 4, 5, 6, 7, 8, 9)
+    /* 1 x00 + 2 x01 + 3 x10 + 4 x11 - 50, relu */
+    {.op = IR_OP_conv2d, "conv2d valid relu",
+     F3("conv2d(%x, %y, %z) {activation=relu}", "f32[?,3,3,1]", "f32[2,2,1,1]", "f32[1]",
+        "f32[?,2,2,1]"), 1, {X33, V(1, 2, 3, 4), V(-50)}, {V(0, 0, 17, 27)}},
+    /* ones 3x3, stride 2, same: pad 1 on every side */
+    {.op = IR_OP_conv2d, "conv2d same stride 2",
+     F3("conv2d(%x, %y, %z) {strides=[2,2], padding=same}", "f32[?,3,3,1]", "f32[3,3,1,1]",
+        "f32[1]", "f32[?,2,2,1]"), 1, {X33, V(1, 1, 1, 1, 1, 1, 1, 1, 1), V(0)},
+     {V(12, 16, 24, 28)}},
+    /* ones 2x2, same: the one padded row and column at the bottom/right */
+    {.op = IR_OP_conv2d, "conv2d same pads bottom/right",
+     F3("conv2d(%x, %y, %z) {padding=same}", "f32[?,3,3,1]", "f32[2,2,1,1]", "f32[1]",
+        "f32[?,3,3,1]"), 1, {X33, V(1, 1, 1, 1), V(0)},
+     {V(12, 16, 9, 24, 28, 15, 15, 17, 9)}},
+    /* 1 x00 + 2 x02 + 3 x20 + 4 x22 */
+    {.op = IR_OP_conv2d, "conv2d dilation 2",
+     F3("conv2d(%x, %y, %z) {dilation=[2,2]}", "f32[?,3,3,1]", "f32[2,2,1,1]", "f32[1]",
+        "f32[?,1,1,1]"), 1, {X33, V(1, 2, 3, 4), V(0)}, {V(64)}},
+    /* channels: [x0 x1] . [[1,2,3],[4,5,6]] + [0,0,1], batch 2 */
+    {.op = IR_OP_conv2d, "conv2d channels, batch 2",
+     F3("conv2d(%x, %y, %z)", "f32[?,1,1,2]", "f32[1,1,2,3]", "f32[3]", "f32[?,1,1,3]"), 2,
+     {V(1, 2, 3, 4), V(1, 2, 3, 4, 5, 6), V(0, 0, 1)}, {V(9, 12, 16, 19, 26, 34)}},
+    /* dz = ones: each input cell sums the kernel taps that reach it */
+    {.op = IR_OP_conv2d_grad_input, "conv2d_grad_input valid",
+     F3("conv2d_grad_input(%x, %y, %z)", "f32[?,2,2,1]", "f32[2,2,1,1]", "f32[?,3,3,1]",
+        "f32[?,3,3,1]"), 1, {V(1, 1, 1, 1), V(1, 2, 3, 4), X33},
+     {V(1, 3, 2, 4, 10, 6, 3, 7, 4)}},
+    {.op = IR_OP_conv2d_grad_filter, "conv2d_grad_filter valid",
+     F3("conv2d_grad_filter(%x, %y, %z)", "f32[?,3,3,1]", "f32[?,2,2,1]", "f32[2,2,1,1]",
+        "f32[2,2,1,1]"), 1, {X33, V(1, 1, 1, 1), V(0, 0, 0, 0)}, {V(12, 16, 24, 28)}},
+#define X44 V(1, 5, 3, 4, 2, 0, 8, 1, 9, 9, 0, 0, 1, 2, 3, 7)
+    {.op = IR_OP_max_pool2d, "max_pool2d 2x2",
+     F1("max_pool2d(%x)", "f32[?,4,4,1]", "f32[?,2,2,1]"), 1, {X44}, {V(5, 8, 9, 7)}},
+    /* same, 3x3 -> 2x2: the padded row and column at the bottom/right */
+    {.op = IR_OP_max_pool2d, "max_pool2d same",
+     F1("max_pool2d(%x) {padding=same}", "f32[?,3,3,1]", "f32[?,2,2,1]"), 1, {X33},
+     {V(5, 6, 8, 9)}},
+    /* divides by the real cells: 12/4, 9/2, 15/2, 9/1 */
+    {.op = IR_OP_avg_pool2d, "avg_pool2d same",
+     F1("avg_pool2d(%x) {padding=same}", "f32[?,3,3,1]", "f32[?,2,2,1]"), 1, {X33},
+     {V(3, 4.5, 7.5, 9)}},
+    {.op = IR_OP_avg_pool2d, "avg_pool2d 2x2 stride 1, 2 channels",
+     F1("avg_pool2d(%x) {pool_size=[2,2], strides=[1,1]}", "f32[?,2,2,2]", "f32[?,1,1,2]"), 1,
+     {V(1, 10, 2, 20, 3, 30, 4, 40)}, {V(2.5, 25)}},
+    /* the tie of the two 9s goes to the first */
+    {.op = IR_OP_max_pool2d_grad, "max_pool2d_grad first max",
+     F2("max_pool2d_grad(%x, %y)", "f32[?,4,4,1]", "f32[?,2,2,1]", "f32[?,4,4,1]"), 1,
+     {X44, V(1, 2, 3, 4)}, {V(0, 1, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 4)}},
+    {.op = IR_OP_avg_pool2d_grad, "avg_pool2d_grad same",
+     F2("avg_pool2d_grad(%x, %y) {padding=same}", "f32[?,3,3,1]", "f32[?,2,2,1]",
+        "f32[?,3,3,1]"), 1, {X33, V(4, 6, 8, 5)}, {V(1, 1, 3, 1, 1, 3, 4, 4, 5)}},
+
     /* ---- effects and regions ---- */
     {.op = IR_OP_assign, "assign writes a global",
      "module @t\nstate @g : f32[3] = zeros\nfunc @f(%x : f32[3]) -> () {\n"

@@ -1,0 +1,457 @@
+/*
+ * lower_conv.c — conv2d, its input and filter gradients, and 2-D pooling
+ * (ir/conv.c has the geometry and the interpreter's kernels).
+ *
+ * Direct loops over NHWC: for every output pixel, only the window taps that
+ * fall inside the image are visited (their range is computed, not tested
+ * tap by tap), and the innermost loop runs over contiguous channels in
+ * explicit 8-wide vectors (cg_row_loop): out-channels for the convolution
+ * and its filter gradient, a dot product over out-channels for the input
+ * gradient, channels for pooling.
+ */
+#include "codegen/lower.h"
+#include "ir/conv.h"
+
+static LLVMValueRef mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildNSWMul(c->b, a, b, "");
+}
+static LLVMValueRef add(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildNSWAdd(c->b, a, b, "");
+}
+static LLVMValueRef imax(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+static LLVMValueRef imin(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+/* The taps k of output position o whose input o·s - pad + k·d lies in
+ * [0, in): k in [*lo, *hi). Returns o·s - pad. */
+static LLVMValueRef tap_range(cg_ctx *c, LLVMValueRef o, int64_t s, int64_t d, int64_t pad,
+                              int64_t in, int64_t k, LLVMValueRef *lo, LLVMValueRef *hi) {
+    LLVMValueRef base = LLVMBuildNSWSub(c->b, mul(c, o, cg_i64(c, s)), cg_i64(c, pad), "");
+    LLVMValueRef neg = LLVMBuildNSWSub(c->b, cg_i64(c, d - 1), base, ""); /* -base + d - 1 */
+    *lo = imax(c, LLVMBuildSDiv(c->b, neg, cg_i64(c, d), ""), cg_i64(c, 0));
+    LLVMValueRef up = LLVMBuildNSWSub(c->b, cg_i64(c, in + d - 1), base, "");
+    *hi = imin(c, LLVMBuildSDiv(c->b, up, cg_i64(c, d), ""), cg_i64(c, k));
+    return base;
+}
+
+/* The loops over batch, output rows and columns, then the valid taps:
+ * opens them, leaving the builder in the innermost body. */
+typedef struct win_loops {
+    ir_win g;
+    cg_loop lb, ly, lx, lky, lkx;
+    LLVMValueRef b, oy, ox, ky, kx, iy, ix;
+    LLVMValueRef yoff, xoff, koff; /* element offsets: output pixel, input pixel, kernel tap */
+} win_loops;
+
+static void pixels_begin(cg_ctx *c, win_loops *w) {
+    ir_win *g = &w->g;
+    w->b = cg_loop_begin(c, &w->lb, cg_i64(c, 0), cg_dim(c, g->n), 1);
+    w->oy = cg_loop_begin(c, &w->ly, cg_i64(c, 0), cg_i64(c, g->oh), 1);
+    w->ox = cg_loop_begin(c, &w->lx, cg_i64(c, 0), cg_i64(c, g->ow), 1);
+    LLVMValueRef pix = add(c, mul(c, add(c, mul(c, w->b, cg_i64(c, g->oh)), w->oy), cg_i64(c, g->ow)), w->ox);
+    w->yoff = mul(c, pix, cg_i64(c, g->co));
+}
+
+static void taps_begin(cg_ctx *c, win_loops *w) {
+    ir_win *g = &w->g;
+    LLVMValueRef lo, hi;
+    LLVMValueRef by = tap_range(c, w->oy, g->sh, g->dh, g->pt, g->h, g->kh, &lo, &hi);
+    w->ky = cg_loop_begin(c, &w->lky, lo, hi, 1);
+    w->iy = add(c, by, mul(c, w->ky, cg_i64(c, g->dh)));
+    LLVMValueRef bx = tap_range(c, w->ox, g->sw, g->dw, g->pl, g->w, g->kw, &lo, &hi);
+    w->kx = cg_loop_begin(c, &w->lkx, lo, hi, 1);
+    w->ix = add(c, bx, mul(c, w->kx, cg_i64(c, g->dw)));
+    LLVMValueRef row = add(c, mul(c, w->b, cg_i64(c, g->h)), w->iy);
+    w->xoff = mul(c, add(c, mul(c, row, cg_i64(c, g->w)), w->ix), cg_i64(c, g->c));
+    LLVMValueRef tapk = add(c, mul(c, w->ky, cg_i64(c, g->kw)), w->kx);
+    w->koff = mul(c, tapk, cg_i64(c, g->c * g->co));
+}
+
+static void taps_end(cg_ctx *c, win_loops *w) {
+    cg_loop_end(c, &w->lkx, NULL);
+    cg_loop_end(c, &w->lky, NULL);
+}
+
+static void pixels_end(cg_ctx *c, win_loops *w) {
+    cg_loop_end(c, &w->lx, NULL);
+    cg_loop_end(c, &w->ly, NULL);
+    cg_loop_end(c, &w->lb, NULL);
+}
+
+static void zero(cg_ctx *c, LLVMValueRef p, const ir_type *t) {
+    cg_memset0(c, p, mul(c, cg_numel(c, t), cg_i64(c, 4)));
+}
+
+/* ------------------------------------------------------------ row bodies */
+
+typedef struct row {
+    LLVMValueRef acc, src, dst; /* typed f32 pointers at the row's start */
+    LLVMValueRef s;             /* a scalar factor */
+    const ir_node *n;
+    cg_scalar_fn act;
+    cg_red kind;
+} row;
+
+/* acc[j] += s · src[j] */
+static LLVMValueRef axpy_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef y = cg_loadv(c, c->t_f32, w, r->acc, j);
+    y = cg_fma(c, cg_loadv(c, c->t_f32, w, r->src, j), cg_splat(c, r->s, w), y);
+    cg_storev(c, y, w, r->acc, j);
+    return NULL;
+}
+
+/* src[j] · dst[j], summed */
+static LLVMValueRef dot_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    return LLVMBuildFMul(c->b, cg_loadv(c, c->t_f32, w, r->src, j),
+                         cg_loadv(c, c->t_f32, w, r->dst, j), "");
+}
+
+/* acc[j] = act(acc[j] + src[j]) (src: the bias) */
+static LLVMValueRef bias_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef y = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, r->acc, j),
+                                   cg_loadv(c, c->t_f32, w, r->src, j), "");
+    if (r->act) y = r->act(c, r->n, &y);
+    cg_storev(c, y, w, r->acc, j);
+    return NULL;
+}
+
+static LLVMValueRef at(cg_ctx *c, LLVMValueRef p, LLVMValueRef off) {
+    return cg_gep(c, c->t_f32, p, off);
+}
+
+/* --------------------------------------------------------------- conv2d */
+
+static kiln_status direct_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    win_loops w;
+    ir_win_of(n, &w.g);
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
+    LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
+    LLVMValueRef co = cg_i64(c, w.g.co);
+    zero(c, out, &n->type);
+    pixels_begin(c, &w);
+    row r = {at(c, y, w.yoff), NULL, NULL, NULL, n, NULL, CG_RED_NONE};
+    taps_begin(c, &w);
+    cg_loop lc;
+    LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, w.g.c), 1);
+    r.s = cg_load(c, c->t_f32, x, add(c, w.xoff, ci));
+    r.src = at(c, k, add(c, w.koff, mul(c, ci, co)));
+    cg_row_loop(c, co, CG_RED_NONE, axpy_body, &r);
+    cg_loop_end(c, &lc, NULL);
+    taps_end(c, &w);
+    int act = (int)ir_attr_i(n, "activation");
+    r.act = act ? cg_scalar_lowering(act) : NULL;
+    r.src = cg_cast_ptr(c, in[2], c->t_f32);
+    cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
+    pixels_end(c, &w);
+    return KILN_OK;
+}
+
+/* dx[pixel][ci] += dz[out pixel] · K[tap][ci][:] */
+static kiln_status direct_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                     const LLVMValueRef *in) {
+    win_loops w;
+    ir_win_of(n, &w.g);
+    LLVMValueRef dz = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
+    LLVMValueRef dx = cg_cast_ptr(c, out, c->t_f32);
+    LLVMValueRef co = cg_i64(c, w.g.co);
+    zero(c, out, &n->type);
+    pixels_begin(c, &w);
+    row r = {NULL, at(c, dz, w.yoff), NULL, NULL, n, NULL, CG_RED_SUM};
+    taps_begin(c, &w);
+    cg_loop lc;
+    LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, w.g.c), 1);
+    r.dst = at(c, k, add(c, w.koff, mul(c, ci, co)));
+    LLVMValueRef s = cg_row_loop(c, co, CG_RED_SUM, dot_body, &r);
+    LLVMValueRef o = add(c, w.xoff, ci);
+    cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, o), s, ""), dx, o);
+    cg_loop_end(c, &lc, NULL);
+    taps_end(c, &w);
+    pixels_end(c, &w);
+    return KILN_OK;
+}
+
+/* dK[tap][ci][:] += x[pixel][ci] · dz[out pixel][:] */
+static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                      const LLVMValueRef *in) {
+    win_loops w;
+    ir_win_of(n, &w.g);
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), dz = cg_cast_ptr(c, in[1], c->t_f32);
+    LLVMValueRef dk = cg_cast_ptr(c, out, c->t_f32);
+    LLVMValueRef co = cg_i64(c, w.g.co);
+    zero(c, out, &n->type);
+    pixels_begin(c, &w);
+    row r = {NULL, at(c, dz, w.yoff), NULL, NULL, n, NULL, CG_RED_NONE};
+    taps_begin(c, &w);
+    cg_loop lc;
+    LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, w.g.c), 1);
+    r.s = cg_load(c, c->t_f32, x, add(c, w.xoff, ci));
+    r.acc = at(c, dk, add(c, w.koff, mul(c, ci, co)));
+    cg_row_loop(c, co, CG_RED_NONE, axpy_body, &r);
+    cg_loop_end(c, &lc, NULL);
+    taps_end(c, &w);
+    pixels_end(c, &w);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------ im2col + sgemm
+ * The convolution as matrix products over the M = batch·oh·ow output
+ * pixels: the columns of a chunk of pixels (each pixel's kh·kw·in inputs,
+ * zeros where the window leaves the image) are gathered into a buffer
+ * of at most IR_IM2COL_FLOATS (the node's workspace, ws_conv2d), and then
+ *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
+ *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
+ *   filter grad   dk[K, co]     += col^T · dz[rows, co]
+ */
+typedef struct im2col {
+    ir_win g;
+    int64_t K, chunk;
+    bool same;
+    LLVMValueRef buf; /* f32* */
+    cg_loop lr;
+    LLVMValueRef r0, rows; /* the chunk: pixels [r0, r0 + rows) */
+} im2col;
+
+static bool im2col_fits(const ir_win *g) { return ir_win_im2col_floats(g) > 0; }
+
+/* Opens the loop over chunks; the builder is left in its body. */
+static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
+    ir_win_of(n, &m->g);
+    m->K = m->g.kh * m->g.kw * m->g.c;
+    m->same = ir_attr_i(n, "padding") != 0;
+    m->chunk = ir_win_im2col_floats(&m->g) / m->K;
+    m->buf = cg_cast_ptr(c, cg_node_ws(c, n), c->t_f32);
+    LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));
+    m->r0 = cg_loop_begin(c, &m->lr, cg_i64(c, 0), total, m->chunk);
+    m->rows = imin(c, cg_i64(c, m->chunk), LLVMBuildNSWSub(c->b, total, m->r0, ""));
+}
+
+/* gather: buf[r - r0][tap·c + ci] = x[pixel of tap]; else (scatter)
+ * x[pixel of tap] += buf[...] (x is dx). */
+static void im2col_rows(cg_ctx *c, im2col *m, LLVMValueRef x, bool gather) {
+    win_loops w;
+    w.g = m->g;
+    const ir_win *g = &m->g;
+    cg_loop l;
+    LLVMValueRef r = cg_loop_begin(c, &l, m->r0, add(c, m->r0, m->rows), 1);
+    LLVMValueRef per = cg_i64(c, g->oh * g->ow);
+    w.b = LLVMBuildSDiv(c->b, r, per, "");
+    LLVMValueRef rem = LLVMBuildSRem(c->b, r, per, "");
+    w.oy = LLVMBuildSDiv(c->b, rem, cg_i64(c, g->ow), "");
+    w.ox = LLVMBuildSRem(c->b, rem, cg_i64(c, g->ow), "");
+    LLVMValueRef crow = at(c, m->buf, mul(c, LLVMBuildNSWSub(c->b, r, m->r0, ""), cg_i64(c, m->K)));
+    if (gather && m->same)
+        cg_memset0(c, crow, cg_i64(c, m->K * 4));
+    taps_begin(c, &w);
+    LLVMValueRef cell = at(c, crow, mul(c, add(c, mul(c, w.ky, cg_i64(c, g->kw)), w.kx),
+                                        cg_i64(c, g->c)));
+    if (gather) {
+        cg_memmove(c, cell, at(c, x, w.xoff), cg_i64(c, g->c * 4));
+    } else {
+        row rr = {at(c, x, w.xoff), cell, NULL, cg_fc(c, c->t_f32, 1.0), NULL, NULL, CG_RED_NONE};
+        cg_row_loop(c, cg_i64(c, g->c), CG_RED_NONE, axpy_body, &rr);
+    }
+    taps_end(c, &w);
+    cg_loop_end(c, &l, NULL);
+}
+
+static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                               const LLVMValueRef *in) {
+    im2col m;
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), y = cg_cast_ptr(c, out, c->t_f32);
+    chunks_begin(c, &m, n);
+    im2col_rows(c, &m, x, true);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef yc = at(c, y, mul(c, m.r0, co));
+    cg_sgemm(c, false, false, m.rows, co, K, m.buf, K, in[1], co, 0.0, yc, co);
+    int act = (int)ir_attr_i(n, "activation");
+    row r = {NULL, cg_cast_ptr(c, in[2], c->t_f32), NULL, NULL, n,
+             act ? cg_scalar_lowering(act) : NULL, CG_RED_NONE};
+    cg_loop l;
+    LLVMValueRef i = cg_loop_begin(c, &l, cg_i64(c, 0), m.rows, 1);
+    r.acc = at(c, yc, mul(c, i, co));
+    cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
+    cg_loop_end(c, &l, NULL);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+static kiln_status gemm_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    im2col m;
+    zero(c, out, &n->type);
+    chunks_begin(c, &m, n);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[0], c->t_f32), mul(c, m.r0, co));
+    cg_sgemm(c, false, true, m.rows, K, co, dzc, co, in[1], co, 0.0, m.buf, K);
+    im2col_rows(c, &m, cg_cast_ptr(c, out, c->t_f32), false);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                    const LLVMValueRef *in) {
+    im2col m;
+    zero(c, out, &n->type);
+    chunks_begin(c, &m, n);
+    im2col_rows(c, &m, cg_cast_ptr(c, in[0], c->t_f32), true);
+    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
+    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[1], c->t_f32), mul(c, m.r0, co));
+    cg_sgemm(c, true, false, K, co, m.rows, m.buf, K, dzc, co, 1.0, out, co);
+    cg_loop_end(c, &m.lr, NULL);
+    return KILN_OK;
+}
+
+kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_conv2d(c, n, out, in) : direct_conv2d(c, n, out, in);
+}
+
+kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                    const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_grad_input(c, n, out, in) : direct_grad_input(c, n, out, in);
+}
+
+kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                     const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    return im2col_fits(&g) ? gemm_grad_filter(c, n, out, in) : direct_grad_filter(c, n, out, in);
+}
+
+/* -------------------------------------------------------------- pooling */
+
+/* acc[j] = max(acc[j], src[j]) or acc[j] + src[j] */
+static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef a = cg_loadv(c, c->t_f32, w, r->acc, j), x = cg_loadv(c, c->t_f32, w, r->src, j);
+    LLVMValueRef y;
+    if (r->kind == CG_RED_MAX)
+        y = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, a, ""), x, a, "");
+    else
+        y = LLVMBuildFAdd(c->b, a, x, "");
+    cg_storev(c, y, w, r->acc, j);
+    return NULL;
+}
+
+/* acc[j] = acc[j] / s  (or src[j] / s into acc when src is set) */
+static LLVMValueRef scale_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef a = cg_loadv(c, c->t_f32, w, r->dst, j);
+    cg_storev(c, LLVMBuildFDiv(c->b, a, cg_splat(c, r->s, w), ""), w, r->acc, j);
+    return NULL;
+}
+
+/* The number of window cells inside the image, as f32. */
+static LLVMValueRef cell_count(cg_ctx *c, const win_loops *w) {
+    const ir_win *g = &w->g;
+    LLVMValueRef lo, hi, lo2, hi2;
+    tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &lo, &hi);
+    tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &lo2, &hi2);
+    LLVMValueRef cnt = mul(c, LLVMBuildNSWSub(c->b, hi, lo, ""), LLVMBuildNSWSub(c->b, hi2, lo2, ""));
+    return LLVMBuildSIToFP(c->b, cnt, c->t_f32, "");
+}
+
+kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    win_loops w;
+    ir_win_of(n, &w.g);
+    w.g.co = w.g.c;
+    bool is_max = n->op == IR_OP_max_pool2d;
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), y = cg_cast_ptr(c, out, c->t_f32);
+    LLVMValueRef ch = cg_i64(c, w.g.c);
+    pixels_begin(c, &w);
+    LLVMValueRef yrow = at(c, y, w.yoff);
+    /* Start from the first valid cell: every window holds one. */
+    row r = {yrow, NULL, yrow, NULL, n, NULL, is_max ? CG_RED_MAX : CG_RED_SUM};
+    if (is_max) {
+        LLVMValueRef lo, hi, lo2, hi2;
+        LLVMValueRef by = tap_range(c, w.oy, w.g.sh, 1, w.g.pt, w.g.h, w.g.kh, &lo, &hi);
+        LLVMValueRef bx = tap_range(c, w.ox, w.g.sw, 1, w.g.pl, w.g.w, w.g.kw, &lo2, &hi2);
+        LLVMValueRef row0 = add(c, mul(c, w.b, cg_i64(c, w.g.h)), add(c, by, lo));
+        LLVMValueRef first = mul(c, add(c, mul(c, row0, cg_i64(c, w.g.w)), add(c, bx, lo2)), ch);
+        cg_memmove(c, yrow, at(c, x, first), mul(c, ch, cg_i64(c, 4)));
+    } else {
+        cg_memset0(c, yrow, mul(c, ch, cg_i64(c, 4)));
+    }
+    taps_begin(c, &w);
+    r.src = at(c, x, w.xoff);
+    cg_row_loop(c, ch, CG_RED_NONE, pool_body, &r);
+    taps_end(c, &w);
+    if (!is_max) {
+        r.s = cell_count(c, &w);
+        cg_row_loop(c, ch, CG_RED_NONE, scale_body, &r);
+    }
+    pixels_end(c, &w);
+    return KILN_OK;
+}
+
+/* acc[j] += src[j] / s */
+static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef q = LLVMBuildFDiv(c->b, cg_loadv(c, c->t_f32, w, r->src, j), cg_splat(c, r->s, w), "");
+    cg_storev(c, LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, r->acc, j), q, ""), w, r->acc, j);
+    return NULL;
+}
+
+/* Max pooling's gradient, channel by channel: the first maximum of the
+ * window (in row-major tap order, as the interpreter) takes dy. */
+static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
+                          LLVMValueRef dx) {
+    ir_win *g = &w->g;
+    cg_loop lc;
+    LLVMValueRef ch = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
+    LLVMValueRef lo, hi, lo2, hi2;
+    LLVMValueRef by = tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &lo, &hi);
+    LLVMValueRef bx = tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &lo2, &hi2);
+    cg_loop ly, lx;
+    LLVMValueRef ky = cg_loop_begin(c, &ly, lo, hi, 1);
+    LLVMValueRef best0 = cg_loop_phi(c, &ly, cg_fc(c, c->t_f32, 0.0));
+    LLVMValueRef at0 = cg_loop_phi(c, &ly, cg_i64(c, -1));
+    LLVMValueRef kx = cg_loop_begin(c, &lx, lo2, hi2, 1);
+    LLVMValueRef best = cg_loop_phi(c, &lx, best0), atv = cg_loop_phi(c, &lx, at0);
+    LLVMValueRef row0 = add(c, mul(c, w->b, cg_i64(c, g->h)), add(c, by, ky));
+    LLVMValueRef o = add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, bx, kx)),
+                                cg_i64(c, g->c)), ch);
+    LLVMValueRef v = cg_load(c, c->t_f32, x, o);
+    LLVMValueRef take = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, atv, cg_i64(c, 0), ""),
+                                    LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""), "");
+    LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, take, v, best, ""),
+                          LLVMBuildSelect(c->b, take, o, atv, "")};
+    cg_loop_end(c, &lx, nx);
+    LLVMValueRef ny[2] = {lx.exits[0], lx.exits[1]};
+    cg_loop_end(c, &ly, ny);
+    LLVMValueRef target = ly.exits[1];
+    LLVMValueRef g_out = cg_load(c, c->t_f32, dy, add(c, w->yoff, ch));
+    cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, target), g_out, ""), dx, target);
+    cg_loop_end(c, &lc, NULL);
+}
+
+kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                              const LLVMValueRef *in) {
+    win_loops w;
+    ir_win_of(n, &w.g);
+    w.g.co = w.g.c;
+    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), dy = cg_cast_ptr(c, in[1], c->t_f32);
+    LLVMValueRef dx = cg_cast_ptr(c, out, c->t_f32);
+    zero(c, out, &n->type);
+    pixels_begin(c, &w);
+    if (n->op == IR_OP_max_pool2d_grad) {
+        max_pool_grad(c, &w, x, dy, dx);
+    } else {
+        row r = {NULL, at(c, dy, w.yoff), NULL, cell_count(c, &w), n, NULL, CG_RED_NONE};
+        taps_begin(c, &w);
+        r.acc = at(c, dx, w.xoff);
+        cg_row_loop(c, cg_i64(c, w.g.c), CG_RED_NONE, share_body, &r);
+        taps_end(c, &w);
+    }
+    pixels_end(c, &w);
+    return KILN_OK;
+}

@@ -1,0 +1,41 @@
+/*
+ * conv.h — the geometry of the 2-D window ops over NHWC images (conv2d,
+ * max_pool2d, avg_pool2d and their gradient rows), shared by shape
+ * inference, the interpreter, the workspace column and the lowerings.
+ *
+ * Padding follows TensorFlow/Keras: `valid` has none; `same` gives
+ * ceil(in / stride) outputs and pads in total max((out-1)·s + dk - in, 0),
+ * the odd cell at the bottom/right (top = total / 2). dk = (k-1)·d + 1 is
+ * the dilated window.
+ */
+#ifndef KILN_IR_CONV_H
+#define KILN_IR_CONV_H
+
+#include "ir/ir.h"
+
+typedef struct ir_win {
+    int64_t n, h, w, c;     /* the image operand; n may be KILN_BATCH */
+    int64_t kh, kw, co;     /* window (conv: kernel [kh,kw,c,co]; pools: co = c) */
+    int64_t sh, sw, dh, dw; /* strides, dilation */
+    int64_t oh, ow;         /* output rows, columns */
+    int64_t pt, pl;         /* padding at the top, at the left */
+    bool conv;
+} ir_win;
+
+/* The geometry of window node n (any of the rows above), from its operand
+ * types and attributes. Does not validate: infer_* do (ir_win_check). */
+void ir_win_of(const ir_node *n, ir_win *g);
+
+/* The output of n's window op: [n, oh, ow, co]. */
+ir_type ir_win_out_type(const ir_win *g);
+
+/* im2col + sgemm lowering of the conv rows: the columns of a chunk of
+ * output pixels go through a buffer of at most IR_IM2COL_FLOATS floats.
+ * The buffer's size in floats for n (a whole number of pixel rows of K =
+ * kh·kw·in floats), or 0 when the lowering uses direct loops instead. */
+#define IR_IM2COL_FLOATS (1 << 16)
+int64_t ir_win_im2col_floats(const ir_win *g);
+/* The ws column of the conv rows: that buffer, fixed bytes. */
+void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+
+#endif
