@@ -27,6 +27,7 @@ typedef enum fe_layer_kind {
     FE_FLATTEN,
     FE_ACTIVATION,
     FE_ADD,
+    FE_DROPOUT,
     FE_N_KINDS
 } fe_layer_kind;
 
@@ -73,6 +74,11 @@ kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node *
 /* Activation layer: the activation's op on x (softmax over `axis`). */
 kiln_status fe_activation_ir(ir_builder *b, const char *name, ir_node *x, kiln_activation act,
                              double alpha, int axis, ir_node **out);
+/* Dropout layer: dropout(x, step) {rate, node = the layer's index}; the
+ * step is a placeholder i32 zero until the optimizer pass binds it (and the
+ * seed) to the training run. rate in [0, 1), checked by the caller. */
+kiln_status fe_dropout_ir(ir_builder *b, const char *name, ir_node *x, double rate,
+                          ir_node **out);
 /* Add layer: elementwise a + c, numpy broadcasting. */
 kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, ir_node **out);
 

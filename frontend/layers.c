@@ -35,6 +35,7 @@ static const struct {
     [FE_FLATTEN] = {"flatten", "Flatten"},
     [FE_ACTIVATION] = {"activation", "Activation"},
     [FE_ADD] = {"add", "Add"},
+    [FE_DROPOUT] = {"dropout", "Dropout"},
 };
 
 const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
@@ -157,6 +158,16 @@ kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, i
     return y ? layer_row(b, name, FE_ADD, y, 0, out) : b->status;
 }
 
+kiln_status fe_dropout_ir(ir_builder *b, const char *name, ir_node *x, double rate,
+                          ir_node **out) {
+    ir_attrs a = ir_attrs_default(IR_OP_dropout);
+    ir_attrs_set_f(&a, "rate", rate);
+    ir_attrs_set_i(&a, "node", b->f->m->n_layers);
+    ir_node *in[2] = {x, ir_b_const(b, IR_I32, 0, 0, NULL)};
+    ir_node *y = in[1] ? ir_b_op(b, IR_OP_dropout, 2, in, &a) : NULL;
+    return y ? layer_row(b, name, FE_DROPOUT, y, 0, out) : b->status;
+}
+
 /* ------------------------------------------------- the calls of the language */
 
 typedef struct layer_spec layer_spec;
@@ -216,6 +227,17 @@ static kiln_status add(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_
     return expanded(c, fe_add_ir(&c->b, name, x[0], x[1], out));
 }
 
+static kiln_status dropout(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                           const char *name, ir_node **out) {
+    double rate = 0;
+    kiln_status st = fe_get_float(c, v[1], "rate", IR_R_ANY, &rate);
+    if (st) return st;
+    if (!(rate >= 0 && rate < 1))
+        return fe_err(c, KILN_ERR_INVALID, v[1]->line, v[1]->col,
+                      "dropout: 'rate' must be in [0, 1), got %g", rate);
+    return expanded(c, fe_dropout_ir(&c->b, name, x[0], rate, out));
+}
+
 /* One layer per row reads better than one field per line. */
 /* clang-format off */
 #define X_PARAM {"x", NULL, true}
@@ -234,6 +256,7 @@ static const layer_spec g_layers[] = {
     {"leaky_relu", FE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
      {X_PARAM, {"alpha", NULL, false}}},
     {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
+    {"dropout", FE_DROPOUT, 1, KILN_ACT_NONE, dropout, 2, {X_PARAM, {"rate", NULL, true}}},
 };
 /* clang-format on */
 

@@ -197,6 +197,19 @@ static kiln_status update(ir_builder *b, kiln_module *m, const ir_optimizer *o, 
     return b->status;
 }
 
+/* Dropout draws its mask from (seed, step, node): in @train_step the step is
+ * the one being taken (@optimizer.iterations before its increment) and the
+ * seed the train block's, so the same seed gives the same masks and a run
+ * resumed from a checkpoint (which holds the counter) continues exactly. */
+static void bind_dropout(kiln_func *f, ir_global *iters, int64_t seed) {
+    for (int i = 0; i < f->n_nodes; i++) {
+        ir_node *n = f->nodes[i];
+        if (n->op != IR_OP_dropout) continue;
+        n->in[1] = iters->ref;
+        ir_attrs_set_i(&n->attrs, "seed", seed);
+    }
+}
+
 kiln_status pass_optimizer(kiln_module *m, kiln_diag *d) {
     const ir_optimizer *o = &m->train.opt;
     if (o->kind == IR_OPT_NONE)
@@ -266,6 +279,7 @@ kiln_status pass_optimizer(kiln_module *m, kiln_diag *d) {
         if (p->kind != IR_GLOBAL_PARAM || !p->trainable) continue;
         st = update(b, m, o, &s, p, grads[r++], d);
     }
+    if (!st) bind_dropout(f, iters, m->train.seed);
     if (!st) {
         ir_b_assign(b, iters, s.t);
         st = b->status;
