@@ -644,6 +644,22 @@ static bool build_dense(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* dropout: Philox in LLVM IR equals the interpreter's bit for bit (vector
+ * body, scalar tail; a seed with high key bits; a random step). */
+static bool build_dropout(kiln_module *m, int v, gen *g) {
+    if (v > 1) return false;
+    g->ilo = 0;
+    g->ihi = 100000;
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *x = node_of(f, v == 0 ? in2(f, "x", KILN_F32, B, 37) : in3(f, "x", KILN_F32, B, 3, 5));
+    ir_node *in[2] = {x, node_of(f, kiln_input(f, "step", KILN_I32, 0, NULL))};
+    ir_attrs a = tu_attrs1(IR_OP_dropout, "rate", v == 0 ? 0.5 : 0.1);
+    ir_attrs_set_i(&a, "seed", v == 0 ? 1 : (5 + (1ll << 33)));
+    ir_attrs_set_i(&a, "node", v == 0 ? 3 : 12);
+    out_node(f, op_node(f, IR_OP_dropout, 2, in, &a));
+    return true;
+}
+
 /* softmax_cross_entropy: one-hot targets, i32 labels, huge logits. */
 static bool build_softmax_cross_entropy(kiln_module *m, int v, gen *g) {
     if (v > 2) return false;
@@ -786,6 +802,7 @@ static const codegen_case g_cases[] = {
     {"reshape", build_reshape},
     {"transpose", build_transpose},
     {"one_hot", build_one_hot},
+    {"dropout", build_dropout},
     {"categorical_crossentropy", build_categorical_crossentropy},
     {"sparse_categorical_crossentropy", build_sparse_categorical_crossentropy},
     {"mean_squared_error", build_mean_squared_error},

@@ -306,6 +306,14 @@ static kiln_value softmax_ce(kiln_func *f, kiln_value z, kiln_value y) {
     return internal_op(f, IR_OP_softmax_cross_entropy, 2, in, NULL);
 }
 
+static kiln_value dropout_(kiln_func *f, kiln_value x, kiln_value step, double rate) {
+    ir_attrs a = tu_attrs1(IR_OP_dropout, "rate", rate);
+    ir_attrs_set_i(&a, "seed", 5);
+    ir_attrs_set_i(&a, "node", 1);
+    kiln_value in[2] = {x, step};
+    return internal_op(f, IR_OP_dropout, 2, in, &a);
+}
+
 /* ------------------------------------------------------- one case per use */
 
 enum { DIFF, FIXED }; /* f32 operand that gets a gradient / that is an input */
@@ -415,6 +423,7 @@ BUILD(b_dense_leaky_neg, dense(f, x[0], x[1], x[2], KILN_ACT_LEAKY_RELU, -0.5))
 BUILD(b_dense_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_SIGMOID, 0))
 BUILD(b_dense_tanh, dense(f, x[0], x[1], x[2], KILN_ACT_TANH, 0))
 BUILD(b_sce, softmax_ce(f, x[0], x[1]))
+BUILD(b_dropout, dropout_(f, x[0], x[1], 0.3))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
@@ -494,6 +503,8 @@ static const gcase g_cases[] = {
     {"binary_crossentropy", "[?,3]", b_bce, 2,
      {F_(G_PROB, 2, Q, 3), F_(G_PROB, 2, Q, 3)}, EPS},
     {"nll", "[?,4]", b_nll, 2, {F_(G_ANY, 2, Q, 4), F_(G_POS, 2, Q, 4)}, EPS},
+    /* the gradient recomputes the forward's mask from the same counters */
+    {"dropout", "rate 0.3, i32 step", b_dropout, 2, {F_(G_ANY, 2, Q, 5), I_(G_LABEL, 0)}, EPS},
     {"dense", "no activation", b_dense_none, 3,
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
     {"dense", "relu", b_dense_relu, 3,

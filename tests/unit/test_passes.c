@@ -1249,6 +1249,62 @@ START_TEST(softmax_ce_gradient_finite_for_large_logits) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- dropout */
+
+static const char *g_dropout_model = "model m\n"
+                                     "input x : f32[?, 6]\n"
+                                     "label y : f32[?, 3]\n"
+                                     "h = dense(x, 5, activation=relu)\n"
+                                     "d = dropout(h, 0.25)\n"
+                                     "h2 = dense(d, 4, activation=relu)\n"
+                                     "d2 = dropout(h2, rate=0.5)\n"
+                                     "p = dense(d2, 3, activation=softmax)\n"
+                                     "output p\n"
+                                     "loss categorical_crossentropy(p, y)\n"
+                                     "train {\n  optimizer = adam\n  seed = 42\n}\n";
+
+/* train_step keeps dropout (forward and gradient), keyed by the train
+ * block's seed and the optimizer's step; infer and loss lose it. */
+START_TEST(dropout_only_in_train_step) {
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(g_dropout_model, strlen(g_dropout_model), "d.kiln", &m,
+                                           g_d),
+                     KILN_OK);
+    ck_assert_int_eq(count_op(kiln_module_func(m, "infer"), IR_OP_dropout), 2);
+    run_passes(m, pass_pipeline_named("train"));
+    ck_assert_int_eq(count_op(kiln_module_func(m, "infer"), IR_OP_dropout), 0);
+    ck_assert_int_eq(count_op(kiln_module_func(m, "loss"), IR_OP_dropout), 0);
+    const kiln_func *t = kiln_module_func(m, "train_step");
+    ck_assert_int_eq(count_op(t, IR_OP_dropout), 4);
+    const ir_global *it = ir_module_global(m, "optimizer.iterations");
+    ck_assert_ptr_nonnull(it);
+    int nodes[2] = {0, 0};
+    for (int i = 0; i < t->n_nodes; i++) {
+        const ir_node *n = t->nodes[i];
+        if (n->op != IR_OP_dropout) continue;
+        ck_assert_ptr_eq(n->in[1], it->ref);
+        ck_assert_int_eq(ir_attr_i(n, "seed"), 42);
+        nodes[ir_attr_f(n, "rate") == 0.5]++;
+    }
+    ck_assert_int_eq(nodes[0], 2); /* each layer's forward and its gradient */
+    ck_assert_int_eq(nodes[1], 2);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+START_TEST(dropout_rate_out_of_range_is_refused) {
+    const char *src = "model m\ninput x : f32[?, 6]\nd = dropout(x, 1.0)\noutput d\n";
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "r.kiln", &m, g_d), KILN_ERR_INVALID);
+    ck_assert_ptr_null(m);
+    const char *msg = kiln_diag_message(g_d);
+    ck_assert_msg(strstr(msg, "r.kiln:3:16: error: dropout: 'rate' must be in [0, 1), got 1"),
+                  "%s", msg);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("passes");
     TCase *t = tcase_create("passes");
@@ -1284,6 +1340,8 @@ static Suite *suite(void) {
     tcase_add_checked_fixture(tr, setup, teardown);
     tcase_add_test(tr, pipeline_train_equals_unoptimized);
     tcase_add_test(tr, softmax_ce_gradient_finite_for_large_logits);
+    tcase_add_test(tr, dropout_only_in_train_step);
+    tcase_add_test(tr, dropout_rate_out_of_range_is_refused);
     suite_add_tcase(s, tr);
     return s;
 }
