@@ -45,3 +45,67 @@ kiln_status k_dropout(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_
     }
     return KILN_OK;
 }
+
+/* ------------------------------------------------------- batch normalization */
+
+kiln_status infer_batch_norm(ir_node *n, kiln_diag *d) {
+    const ir_type *x = &n->in[0]->type;
+    if (x->dtype != IR_F32 || x->rank < 1 || x->dims[x->rank - 1] == KILN_BATCH)
+        return bad(n, d, "expects an f32 tensor with a channel axis last", x);
+    int64_t c = x->dims[x->rank - 1];
+    for (int k = 1; k < 5; k++) {
+        const ir_type *t = &n->in[k]->type;
+        if (t->dtype != IR_F32 || t->rank != 1 || t->dims[0] != c) {
+            char ts[IR_TYPE_STR_MAX], xs[IR_TYPE_STR_MAX];
+            return ir_error(d, KILN_ERR_SHAPE, n->loc,
+                            "batch_norm: operand %d must be f32[%lld] (the channels of %s), got %s",
+                            k + 1, (long long)c, ir_type_str(x, xs, sizeof xs),
+                            ir_type_str(t, ts, sizeof ts));
+        }
+    }
+    double eps = ir_attr_f(n, "epsilon");
+    if (!(eps >= 0) || !isfinite(eps))
+        return ir_error(d, KILN_ERR_INVALID, n->loc, "batch_norm: epsilon must be >= 0, got %g",
+                        eps);
+    n->type = *x;
+    return KILN_OK;
+}
+
+/* Mean and biased variance of each channel over the rows (in double). */
+void ir_batch_stats(const float *x, int64_t rows, int64_t c, double *mean, double *var) {
+    for (int64_t j = 0; j < c; j++) mean[j] = var[j] = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < c; j++) mean[j] += x[i * c + j];
+    for (int64_t j = 0; j < c; j++) mean[j] /= (double)(rows ? rows : 1);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < c; j++) {
+            double e = x[i * c + j] - mean[j];
+            var[j] += e * e;
+        }
+    for (int64_t j = 0; j < c; j++) var[j] /= (double)(rows ? rows : 1);
+}
+
+kiln_status k_batch_norm(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
+    int64_t c = out->type.dims[out->type.rank - 1];
+    int64_t rows = ir_type_numel(&out->type, 1) / (c ? c : 1);
+    const float *x = in[0].data, *g = in[1].data, *b = in[2].data;
+    double *mean = ir_malloc(sizeof(double) * 2 * (size_t)c), *var = mean ? mean + c : NULL;
+    if (!mean) return ir_oom(ir_interp_diag(ip));
+    if (ir_attr_i(n, "training")) {
+        ir_batch_stats(x, rows, c, mean, var);
+    } else {
+        const float *mm = in[3].data, *mv = in[4].data;
+        for (int64_t j = 0; j < c; j++) {
+            mean[j] = mm[j];
+            var[j] = mv[j];
+        }
+    }
+    double eps = (float)ir_attr_f(n, "epsilon");
+    float *y = out->data;
+    for (int64_t j = 0; j < c; j++) var[j] = 1.0 / sqrt(var[j] + eps); /* now the rstd */
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < c; j++)
+            y[i * c + j] = (float)((x[i * c + j] - mean[j]) * var[j] * g[j] + b[j]);
+    ir_free(mean);
+    return KILN_OK;
+}

@@ -1,7 +1,8 @@
 /*
  * inference_mode.c — the pass inference-mode: every function but
  * @train_step computes the model as it runs after training. Dropout is the
- * identity there (Keras' training=False), so each dropout node is replaced
+ * identity there (Keras' training=False), batch normalization uses its
+ * moving statistics (training cleared), and each dropout node is replaced
  * by its input:
  *
  *   %3 = dropout(%2, %0) {rate=0.5, seed=0, node=2} : f32[?,128]
@@ -24,6 +25,10 @@ static kiln_status func_mode(kiln_func *f, kiln_diag *d) {
     for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->aux = 0;
     for (int i = 0; i < f->n_nodes; i++) {
         ir_node *n = f->nodes[i];
+        if (n->op == IR_OP_batch_norm && ir_attr_i(n, "training")) {
+            ir_attrs_set_i(&n->attrs, "training", 0); /* the moving statistics */
+            continue;
+        }
         if (n->op != IR_OP_dropout) continue;
         ir_func_replace_uses(f, n, n->in[0]);
         n->aux = 1;
