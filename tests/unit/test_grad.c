@@ -278,7 +278,7 @@ static double gradcheck(harness *h, double eps, const char *label) {
  * tests create them with the internal builder and register a kiln_value. */
 
 static kiln_value internal_op(kiln_func *f, int op, int n, const kiln_value *x, const ir_attrs *a) {
-    ir_node *in[4];
+    ir_node *in[5];
     for (int k = 0; k < n; k++) in[k] = f->values[x[k].id];
     kiln_diag *d = kiln_diag_create();
     ir_builder b;
@@ -314,6 +314,11 @@ static kiln_value dropout_(kiln_func *f, kiln_value x, kiln_value step, double r
     return internal_op(f, IR_OP_dropout, 2, in, &a);
 }
 
+static kiln_value batch_norm_(kiln_func *f, const kiln_value *x, bool training) {
+    ir_attrs a = tu_attrs1(IR_OP_batch_norm, "training", training);
+    return internal_op(f, IR_OP_batch_norm, 5, x, &a);
+}
+
 /* ------------------------------------------------------- one case per use */
 
 enum { DIFF, FIXED }; /* f32 operand that gets a gradient / that is an input */
@@ -335,7 +340,7 @@ typedef struct gcase {
     const char *what;
     build_fn build;
     int n;
-    operand in[3];
+    operand in[5];
     double eps;
 } gcase;
 
@@ -424,6 +429,8 @@ BUILD(b_dense_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_SIGMOID, 0))
 BUILD(b_dense_tanh, dense(f, x[0], x[1], x[2], KILN_ACT_TANH, 0))
 BUILD(b_sce, softmax_ce(f, x[0], x[1]))
 BUILD(b_dropout, dropout_(f, x[0], x[1], 0.3))
+BUILD(b_bn_train, batch_norm_(f, x, true))
+BUILD(b_bn_moving, batch_norm_(f, x, false))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
@@ -505,6 +512,18 @@ static const gcase g_cases[] = {
     {"nll", "[?,4]", b_nll, 2, {F_(G_ANY, 2, Q, 4), F_(G_POS, 2, Q, 4)}, EPS},
     /* the gradient recomputes the forward's mask from the same counters */
     {"dropout", "rate 0.3, i32 step", b_dropout, 2, {F_(G_ANY, 2, Q, 5), I_(G_LABEL, 0)}, EPS},
+    /* batch statistics (x's gradient through the mean and variance), then
+     * the moving ones (fixed inputs) */
+    {"batch_norm", "training [?,5]", b_bn_train, 5,
+     {F_(G_ANY, 2, Q, 5), F_(G_ANY, 1, 5), F_(G_ANY, 1, 5), IN_(G_ANY, 1, 5), IN_(G_POS, 1, 5)},
+     EPS},
+    {"batch_norm", "training NHWC [?,2,3,4]", b_bn_train, 5,
+     {F_(G_ANY, 4, Q, 2, 3, 4), F_(G_ANY, 1, 4), F_(G_ANY, 1, 4), IN_(G_ANY, 1, 4),
+      IN_(G_POS, 1, 4)},
+     EPS},
+    {"batch_norm", "moving statistics [?,5]", b_bn_moving, 5,
+     {F_(G_ANY, 2, Q, 5), F_(G_ANY, 1, 5), F_(G_ANY, 1, 5), IN_(G_ANY, 1, 5), IN_(G_POS, 1, 5)},
+     EPS},
     {"dense", "no activation", b_dense_none, 3,
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
     {"dense", "relu", b_dense_relu, 3,
@@ -531,7 +550,7 @@ static void build_case(harness *h, const gcase *c, bool batched) {
     memset(h, 0, sizeof *h);
     h->m = kiln_module_create(c->op);
     kiln_func *f = kiln_func_create(h->m, "loss");
-    kiln_value x[3];
+    kiln_value x[5];
     for (int k = 0; k < c->n; k++) {
         const operand *o = &c->in[k];
         int64_t dims[4], pdims[4];

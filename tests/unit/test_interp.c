@@ -195,6 +195,18 @@ static const icase g_cases[] = {
     {.op = IR_OP_numel, "numel static axis", F1("numel(%x) {axes=[1]}", "f32[?,3]", "f32[]"), 7,
      {R7}, {V(3)}},
 
+    /* ---- batch_norm: x = [[1,2],[3,6]]: batch mean [2,4], biased variance
+     * [1,4]; the moving statistics [1,1] and [4,9]; gamma [1,2], beta 0 ---- */
+#define BN_F(training)                                                                             \
+    "module @t\nfunc @f(%x : f32[?,2], %g : f32[2], %m : f32[2], %v : f32[2]) -> f32[?,2] {\n"  \
+    "  %0 = constant() {value=0} : f32[2]\n"                                                       \
+    "  %1 = batch_norm(%x, %g, %0, %m, %v) {epsilon=0, training=" training "} : f32[?,2]\n"      \
+    "  return %1\n}\n"
+    {.op = IR_OP_batch_norm, "batch_norm training (batch statistics)", BN_F("true"), 2,
+     {V(1, 2, 3, 6), V(1, 2), V(1, 1), V(4, 9)}, {V(-1, -2, 1, 2)}},
+    {.op = IR_OP_batch_norm, "batch_norm inference (moving statistics)", BN_F("false"), 2,
+     {V(1, 2, 3, 6), V(1, 2), V(1, 1), V(4, 9)}, {V(0, 2.0 / 3, 1, 10.0 / 3)}},
+
     /* ---- dropout: Philox4x32-10 uniforms of (seed 1, step, node 2, i) are
      * .1427 .7736 .1803 .4047 .8407 .8734 .7336 .0280 at step 3 and
      * .1128 .9961 .1329 .2829 .9304 .0046 .4481 .2111 at step 4: kept iff
