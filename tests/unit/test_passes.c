@@ -1305,6 +1305,39 @@ START_TEST(dropout_rate_out_of_range_is_refused) {
 }
 END_TEST
 
+/* One train_step on the interpreter: Keras' update of the moving statistics
+ * from x = [[1,2],[3,6]] (batch mean [2,4], biased variance [1,4]):
+ * mean 0 * 0.99 + [2,4] * 0.01, variance 1 * 0.99 + [1,4] * 0.01. */
+START_TEST(batch_norm_moving_statistics_after_one_step) {
+    const char *src = "model m\ninput x : f32[?, 2]\nlabel y : f32[?, 2]\n"
+                      "h = batch_normalization(x)\np = dense(h, 2, activation=softmax)\n"
+                      "output p\nloss categorical_crossentropy(p, y)\n"
+                      "train {\n  optimizer = sgd(lr=0.1)\n}\n";
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "bn.kiln", &m, g_d), KILN_OK);
+    run_passes(m, pass_pipeline_named("train"));
+    void *glob[16] = {NULL};
+    ck_assert_int_le(m->n_globals, 16);
+    for (int i = 0; i < m->n_globals; i++) {
+        glob[i] = calloc((size_t)ir_type_numel(&m->globals[i]->type, 1) + 1, 4);
+        ck_assert_int_eq(ir_global_init(m->globals[i], 1, glob[i], g_d), KILN_OK);
+    }
+    float x[4] = {1, 2, 3, 6}, y[4] = {1, 0, 0, 1}, loss;
+    void *args[2] = {x, y}, *res[1] = {&loss};
+    ck_assert_int_eq(ir_interp_run(kiln_module_func(m, "train_step"), 2, args, res, glob, g_d),
+                     KILN_OK);
+    const float *mm = glob[ir_module_global(m, "h.moving_mean")->ref->index];
+    const float *mv = glob[ir_module_global(m, "h.moving_variance")->ref->index];
+    ck_assert_float_eq_tol(mm[0], 0.02f, 1e-7f);
+    ck_assert_float_eq_tol(mm[1], 0.04f, 1e-7f);
+    ck_assert_float_eq_tol(mv[0], 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(mv[1], 1.03f, 1e-6f);
+    for (int i = 0; i < m->n_globals; i++) free(glob[i]);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("passes");
     TCase *t = tcase_create("passes");
@@ -1342,6 +1375,7 @@ static Suite *suite(void) {
     tcase_add_test(tr, softmax_ce_gradient_finite_for_large_logits);
     tcase_add_test(tr, dropout_only_in_train_step);
     tcase_add_test(tr, dropout_rate_out_of_range_is_refused);
+    tcase_add_test(tr, batch_norm_moving_statistics_after_one_step);
     suite_add_tcase(s, tr);
     return s;
 }
