@@ -1338,6 +1338,45 @@ START_TEST(batch_norm_moving_statistics_after_one_step) {
 }
 END_TEST
 
+/* fold-batch-norm: @infer after the infer pipeline (the batch norm gone into
+ * the dense's weights) equals @infer on moving statistics, unfolded, to 1e-5
+ * on the interpreter, with random weights and statistics, at batch 7. */
+START_TEST(batch_norm_fold_preserves_infer) {
+    const char *src = "model m\ninput x : f32[?, 6]\nh = dense(x, 5)\n"
+                      "b = batch_normalization(h, epsilon=0.01)\nr = relu(b)\n"
+                      "p = dense(r, 3)\nq = batch_normalization(p)\noutput q\n";
+    kiln_module *m[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        kiln_diag_clear(g_d);
+        ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "f.kiln", &m[k], g_d), KILN_OK);
+    }
+    run_passes(m[0], "inference-mode");
+    run_passes(m[1], pass_pipeline_named("infer"));
+    ck_assert_int_eq(count_op(kiln_module_func(m[0], "infer"), IR_OP_batch_norm), 2);
+    ck_assert_int_eq(count_op(kiln_module_func(m[1], "infer"), IR_OP_batch_norm), 0);
+    float g[12][64];
+    void *glob[12];
+    ck_assert_int_eq(m[0]->n_globals, 12); /* 2 dense x 2, 2 batch norms x 4 */
+    for (int i = 0; i < 12; i++) {
+        bool var = strstr(m[0]->globals[i]->name, "variance") != NULL;
+        tu_fill_uniform(g[i], 64, 10 + (uint64_t)i, var ? 0.2f : -1.5f, 1.5f);
+        glob[i] = g[i];
+    }
+    float x[7 * 6], y[2][7 * 3];
+    tu_fill_uniform(x, 7 * 6, 3, -2, 2);
+    for (int k = 0; k < 2; k++) {
+        void *args[1] = {x}, *res[1] = {y[k]};
+        ck_assert_int_eq(ir_interp_run(kiln_module_func(m[k], "infer"), 7, args, res, glob, g_d),
+                         KILN_OK);
+    }
+    ck_assert(tu_max_abs(y[0], 21) > 0.1);
+    for (int e = 0; e < 21; e++)
+        ck_assert_msg(tu_close(y[1][e], y[0][e], 1e-5, 1e-5), "element %d: %g, unfolded %g", e,
+                      y[1][e], y[0][e]);
+    for (int k = 0; k < 2; k++) kiln_module_dispose(m[k]);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("passes");
     TCase *t = tcase_create("passes");
@@ -1376,6 +1415,7 @@ static Suite *suite(void) {
     tcase_add_test(tr, dropout_only_in_train_step);
     tcase_add_test(tr, dropout_rate_out_of_range_is_refused);
     tcase_add_test(tr, batch_norm_moving_statistics_after_one_step);
+    tcase_add_test(tr, batch_norm_fold_preserves_infer);
     suite_add_tcase(s, tr);
     return s;
 }
