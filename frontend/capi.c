@@ -320,6 +320,8 @@ typedef struct layer_args {
     fe_layer_kind kind;
     int64_t units;       /* dense */
     kiln_activation act; /* dense, activation */
+    double rate;         /* dropout */
+    fe_batch_norm bn;    /* batch normalization */
 } layer_args;
 
 /* Checks the arguments (a bad one changes nothing), then expands the layer
@@ -335,6 +337,14 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "%s: 'units' must be between 1 and %lld, got %lld", fn,
                         (long long)(IR_MAX_DIM - 1), (long long)a->units);
+    if (a->kind == FE_DROPOUT && !(a->rate >= 0 && a->rate < 1))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: 'rate' must be in [0, 1), got %g",
+                        fn, a->rate);
+    if (a->kind == FE_BATCH_NORM && !(a->bn.momentum >= 0 && a->bn.momentum <= 1 &&
+                                      a->bn.epsilon > 0 && a->bn.epsilon < 1e30))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: momentum must be in [0, 1] and epsilon > 0, got %g and %g", fn,
+                        a->bn.momentum, a->bn.epsilon);
     char nm[FE_MAX_NAME + 1];
     if ((st = layer_name(s, fn, name, a->kind, nm, d))) return st;
     api_call c;
@@ -352,6 +362,12 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
     case FE_ACTIVATION:
         st = fe_activation_ir(&b, nm, s->top, a->act, FE_LEAKY_RELU_ALPHA, -1, &y);
         break;
+    case FE_DROPOUT:
+        st = fe_dropout_ir(&b, nm, s->top, a->rate, &y);
+        break;
+    case FE_BATCH_NORM:
+        st = fe_batch_norm_ir(&b, nm, s->top, &a->bn, &y);
+        break;
     default:
         st = fe_flatten_ir(&b, nm, s->top, &y);
         break;
@@ -368,19 +384,32 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
 
 kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                   kiln_activation act, kiln_diag *d) {
-    layer_args a = {FE_DENSE, units, act};
+    layer_args a = {.kind = FE_DENSE, .units = units, .act = act};
     return add_layer(s, "kiln_sequential_dense", name, &a, d);
 }
 
 kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name, kiln_activation act,
                                        kiln_diag *d) {
-    layer_args a = {FE_ACTIVATION, 0, act};
+    layer_args a = {.kind = FE_ACTIVATION, .act = act};
     return add_layer(s, "kiln_sequential_activation", name, &a, d);
 }
 
 kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d) {
-    layer_args a = {FE_FLATTEN, 0, KILN_ACT_NONE};
+    layer_args a = {.kind = FE_FLATTEN, .act = KILN_ACT_NONE};
     return add_layer(s, "kiln_sequential_flatten", name, &a, d);
+}
+
+kiln_status kiln_sequential_dropout(kiln_sequential *s, const char *name, double rate,
+                                    kiln_diag *d) {
+    layer_args a = {FE_DROPOUT, 0, KILN_ACT_NONE, rate, {0, 0, false, false}};
+    return add_layer(s, "kiln_sequential_dropout", name, &a, d);
+}
+
+kiln_status kiln_sequential_batch_normalization(kiln_sequential *s, const char *name,
+                                                double momentum, double epsilon, kiln_diag *d) {
+    layer_args a = {FE_BATCH_NORM, 0, KILN_ACT_NONE, 0,
+                    {momentum < 0 ? 0.99 : momentum, epsilon < 0 ? 0.001 : epsilon, true, true}};
+    return add_layer(s, "kiln_sequential_batch_normalization", name, &a, d);
 }
 
 kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer, int trainable,
@@ -404,7 +433,9 @@ kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer,
     size_t len = strlen(layer);
     for (int i = 0; i < s->m->n_globals; i++) {
         ir_global *g = s->m->globals[i];
-        if (g->kind == IR_GLOBAL_PARAM && strncmp(g->name, layer, len) == 0 && g->name[len] == '.')
+        /* A batch normalization's moving statistics are never trained. */
+        if (g->kind == IR_GLOBAL_PARAM && strncmp(g->name, layer, len) == 0 &&
+            g->name[len] == '.' && strncmp(g->name + len + 1, "moving_", 7) != 0)
             g->trainable = trainable != 0;
     }
     return KILN_OK;
