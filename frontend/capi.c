@@ -318,10 +318,12 @@ static kiln_status layer_name(kiln_sequential *s, const char *fn, const char *na
 /* A layer and its arguments. */
 typedef struct layer_args {
     fe_layer_kind kind;
-    int64_t units;       /* dense; conv2d: filters */
-    kiln_activation act; /* dense, activation, conv2d */
+    int64_t units;           /* dense; conv2d: filters */
+    kiln_activation act;     /* dense, activation, conv2d */
     int64_t window, strides; /* conv2d: kernel_size; pools: pool_size */
     bool same;               /* padding */
+    double rate;             /* dropout */
+    fe_batch_norm bn;        /* batch normalization */
 } layer_args;
 
 static kiln_status image_layer(ir_builder *b, const char *nm, ir_node *x, const layer_args *a,
@@ -360,6 +362,14 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
                         "%s: the window and strides must be between 1 and 1048576, got %lld and "
                         "%lld",
                         fn, (long long)a->window, (long long)a->strides);
+    if (a->kind == FE_DROPOUT && !(a->rate >= 0 && a->rate < 1))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: 'rate' must be in [0, 1), got %g",
+                        fn, a->rate);
+    if (a->kind == FE_BATCH_NORM && !(a->bn.momentum >= 0 && a->bn.momentum <= 1 &&
+                                      a->bn.epsilon > 0 && a->bn.epsilon < 1e30))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: momentum must be in [0, 1] and epsilon > 0, got %g and %g", fn,
+                        a->bn.momentum, a->bn.epsilon);
     char nm[FE_MAX_NAME + 1];
     if ((st = layer_name(s, fn, name, a->kind, nm, d))) return st;
     api_call c;
@@ -384,6 +394,12 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
     case FE_GLOBAL_MAX_POOL2D:
         st = image_layer(&b, nm, s->top, a, &y);
         break;
+    case FE_DROPOUT:
+        st = fe_dropout_ir(&b, nm, s->top, a->rate, &y);
+        break;
+    case FE_BATCH_NORM:
+        st = fe_batch_norm_ir(&b, nm, s->top, &a->bn, &y);
+        break;
     default:
         st = fe_flatten_ir(&b, nm, s->top, &y);
         break;
@@ -400,32 +416,33 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
 
 kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                   kiln_activation act, kiln_diag *d) {
-    layer_args a = {FE_DENSE, units, act, 0, 0, false};
+    layer_args a = {.kind = FE_DENSE, .units = units, .act = act};
     return add_layer(s, "kiln_sequential_dense", name, &a, d);
 }
 
 kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name, kiln_activation act,
                                        kiln_diag *d) {
-    layer_args a = {FE_ACTIVATION, 0, act, 0, 0, false};
+    layer_args a = {.kind = FE_ACTIVATION, .act = act};
     return add_layer(s, "kiln_sequential_activation", name, &a, d);
 }
 
 kiln_status kiln_sequential_flatten(kiln_sequential *s, const char *name, kiln_diag *d) {
-    layer_args a = {FE_FLATTEN, 0, KILN_ACT_NONE, 0, 0, false};
+    layer_args a = {.kind = FE_FLATTEN, .act = KILN_ACT_NONE};
     return add_layer(s, "kiln_sequential_flatten", name, &a, d);
 }
 
 kiln_status kiln_sequential_conv2d(kiln_sequential *s, const char *name, int64_t filters,
                                    int64_t kernel_size, int64_t strides, kiln_padding padding,
                                    kiln_activation act, kiln_diag *d) {
-    layer_args a = {FE_CONV2D, filters, act, kernel_size, strides, padding == KILN_PADDING_SAME};
+    layer_args a = {.kind = FE_CONV2D, .units = filters, .act = act, .window = kernel_size,
+                    .strides = strides, .same = padding == KILN_PADDING_SAME};
     return add_layer(s, "kiln_sequential_conv2d", name, &a, d);
 }
 
 static kiln_status pool(kiln_sequential *s, const char *fn, fe_layer_kind kind, const char *name,
                         int64_t pool_size, int64_t strides, kiln_padding padding, kiln_diag *d) {
-    layer_args a = {kind, 0, KILN_ACT_NONE, pool_size, strides ? strides : pool_size,
-                    padding == KILN_PADDING_SAME};
+    layer_args a = {.kind = kind, .act = KILN_ACT_NONE, .window = pool_size,
+                    .strides = strides ? strides : pool_size, .same = padding == KILN_PADDING_SAME};
     return add_layer(s, fn, name, &a, d);
 }
 
@@ -444,14 +461,28 @@ kiln_status kiln_sequential_average_pooling2d(kiln_sequential *s, const char *na
 
 kiln_status kiln_sequential_global_average_pooling2d(kiln_sequential *s, const char *name,
                                                      kiln_diag *d) {
-    layer_args a = {FE_GLOBAL_AVG_POOL2D, 0, KILN_ACT_NONE, 1, 1, false};
+    layer_args a = {.kind = FE_GLOBAL_AVG_POOL2D, .act = KILN_ACT_NONE, .window = 1, .strides = 1};
     return add_layer(s, "kiln_sequential_global_average_pooling2d", name, &a, d);
 }
 
 kiln_status kiln_sequential_global_max_pooling2d(kiln_sequential *s, const char *name,
                                                  kiln_diag *d) {
-    layer_args a = {FE_GLOBAL_MAX_POOL2D, 0, KILN_ACT_NONE, 1, 1, false};
+    layer_args a = {.kind = FE_GLOBAL_MAX_POOL2D, .act = KILN_ACT_NONE, .window = 1, .strides = 1};
     return add_layer(s, "kiln_sequential_global_max_pooling2d", name, &a, d);
+}
+
+kiln_status kiln_sequential_dropout(kiln_sequential *s, const char *name, double rate,
+                                    kiln_diag *d) {
+    layer_args a = {.kind = FE_DROPOUT, .act = KILN_ACT_NONE, .rate = rate};
+    return add_layer(s, "kiln_sequential_dropout", name, &a, d);
+}
+
+kiln_status kiln_sequential_batch_normalization(kiln_sequential *s, const char *name,
+                                                double momentum, double epsilon, kiln_diag *d) {
+    layer_args a = {.kind = FE_BATCH_NORM,
+                    .act = KILN_ACT_NONE,
+                    .bn = {momentum < 0 ? 0.99 : momentum, epsilon < 0 ? 0.001 : epsilon, true, true}};
+    return add_layer(s, "kiln_sequential_batch_normalization", name, &a, d);
 }
 
 kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer, int trainable,
@@ -475,7 +506,9 @@ kiln_status kiln_sequential_set_trainable(kiln_sequential *s, const char *layer,
     size_t len = strlen(layer);
     for (int i = 0; i < s->m->n_globals; i++) {
         ir_global *g = s->m->globals[i];
-        if (g->kind == IR_GLOBAL_PARAM && strncmp(g->name, layer, len) == 0 && g->name[len] == '.')
+        /* A batch normalization's moving statistics are never trained. */
+        if (g->kind == IR_GLOBAL_PARAM && strncmp(g->name, layer, len) == 0 &&
+            g->name[len] == '.' && strncmp(g->name + len + 1, "moving_", 7) != 0)
             g->trainable = trainable != 0;
     }
     return KILN_OK;

@@ -33,6 +33,8 @@ typedef enum fe_layer_kind {
     FE_GLOBAL_AVG_POOL2D,
     FE_GLOBAL_MAX_POOL2D,
     FE_RESHAPE,
+    FE_DROPOUT,
+    FE_BATCH_NORM,
     FE_N_KINDS
 } fe_layer_kind;
 
@@ -80,6 +82,20 @@ kiln_status fe_flatten_ir(ir_builder *b, const char *name, ir_node *x, ir_node *
 /* Activation layer: the activation's op on x (softmax over `axis`). */
 kiln_status fe_activation_ir(ir_builder *b, const char *name, ir_node *x, kiln_activation act,
                              double alpha, int axis, ir_node **out);
+/* Dropout layer: dropout(x, step) {rate, node = the layer's index}; the
+ * step is a placeholder i32 zero until the optimizer pass binds it (and the
+ * seed) to the training run. rate in [0, 1), checked by the caller. */
+kiln_status fe_dropout_ir(ir_builder *b, const char *name, ir_node *x, double rate,
+                          ir_node **out);
+/* BatchNormalization over the last axis (axis=-1 only): parameters
+ * name.gamma, name.beta (trainable, if scale / center) and
+ * name.moving_mean, name.moving_variance (non-trainable), all f32[C]. */
+typedef struct fe_batch_norm {
+    double momentum, epsilon;
+    bool center, scale;
+} fe_batch_norm;
+kiln_status fe_batch_norm_ir(ir_builder *b, const char *name, ir_node *x, const fe_batch_norm *a,
+                             ir_node **out);
 /* Add layer: elementwise a + c, numpy broadcasting. */
 kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, ir_node **out);
 

@@ -41,6 +41,8 @@ static const struct {
     [FE_GLOBAL_AVG_POOL2D] = {"global_average_pooling2d", "GlobalAveragePooling2D"},
     [FE_GLOBAL_MAX_POOL2D] = {"global_max_pooling2d", "GlobalMaxPooling2D"},
     [FE_RESHAPE] = {"reshape", "Reshape"},
+    [FE_DROPOUT] = {"dropout", "Dropout"},
+    [FE_BATCH_NORM] = {"batch_normalization", "BatchNormalization"},
 };
 
 const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
@@ -163,6 +165,43 @@ kiln_status fe_add_ir(ir_builder *b, const char *name, ir_node *a, ir_node *c, i
     return y ? fe_layer_row(b, name, FE_ADD, y, 0, out) : b->status;
 }
 
+kiln_status fe_dropout_ir(ir_builder *b, const char *name, ir_node *x, double rate,
+                          ir_node **out) {
+    ir_attrs a = ir_attrs_default(IR_OP_dropout);
+    ir_attrs_set_f(&a, "rate", rate);
+    ir_attrs_set_i(&a, "node", b->f->m->n_layers);
+    ir_node *in[2] = {x, ir_b_const(b, IR_I32, 0, 0, NULL)};
+    ir_node *y = in[1] ? ir_b_op(b, IR_OP_dropout, 2, in, &a) : NULL;
+    return y ? fe_layer_row(b, name, FE_DROPOUT, y, 0, out) : b->status;
+}
+
+kiln_status fe_batch_norm_ir(ir_builder *b, const char *name, ir_node *x, const fe_batch_norm *a,
+                             ir_node **out) {
+    const ir_type *t = &x->type;
+    char ts[IR_TYPE_STR_MAX];
+    if (t->rank < 2 || t->dtype != IR_F32 || t->dims[t->rank - 1] == KILN_BATCH)
+        return fe_failed(b, ir_error(b->d, KILN_ERR_SHAPE, b->loc,
+                                  "batch_normalization '%s': the input needs a channel axis "
+                                  "after the batch, got %s",
+                                  name, ir_type_str(t, ts, sizeof ts)));
+    int64_t c = t->dims[t->rank - 1];
+    kiln_init zeros = {KILN_INIT_ZEROS, 0, 0}, ones = {KILN_INIT_ONES, 0, 0};
+    ir_global *g = a->scale ? fe_add_param(b, name, "gamma", 1, &c, ones, true) : NULL;
+    ir_global *be = a->center ? fe_add_param(b, name, "beta", 1, &c, zeros, true) : NULL;
+    ir_global *mm = fe_add_param(b, name, "moving_mean", 1, &c, zeros, false);
+    ir_global *mv = fe_add_param(b, name, "moving_variance", 1, &c, ones, false);
+    if ((a->scale && !g) || (a->center && !be) || !mm || !mv) return b->status;
+    ir_node *in[5] = {x, g ? g->ref : ir_b_const(b, IR_F32, 1, 1, &c),
+                      be ? be->ref : ir_b_const(b, IR_F32, 0, 1, &c), mm->ref, mv->ref};
+    ir_attrs at = ir_attrs_default(IR_OP_batch_norm);
+    ir_attrs_set_f(&at, "momentum", a->momentum);
+    ir_attrs_set_f(&at, "epsilon", a->epsilon);
+    ir_attrs_set_i(&at, "training", 1);
+    ir_node *y = in[1] && in[2] ? ir_b_op(b, IR_OP_batch_norm, 5, in, &at) : NULL;
+    if (!y) return b->status;
+    return fe_layer_row(b, name, FE_BATCH_NORM, y, c * (2 + a->scale + a->center), out);
+}
+
 /* ------------------------------------------------- the calls of the language */
 
 
@@ -206,6 +245,36 @@ static kiln_status add(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_
     return fe_expanded(c, fe_add_ir(&c->b, name, x[0], x[1], out));
 }
 
+static kiln_status dropout(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                           const char *name, ir_node **out) {
+    double rate = 0;
+    kiln_status st = fe_get_float(c, v[1], "rate", IR_R_ANY, &rate);
+    if (st) return st;
+    if (!(rate >= 0 && rate < 1))
+        return fe_err(c, KILN_ERR_INVALID, v[1]->line, v[1]->col,
+                      "dropout: 'rate' must be in [0, 1), got %g", rate);
+    return fe_expanded(c, fe_dropout_ir(&c->b, name, x[0], rate, out));
+}
+
+static kiln_status batch_normalization(fe_build *c, const layer_spec *ls, const fe_expr **v,
+                                       ir_node **x, const char *name, ir_node **out) {
+    fe_batch_norm a = {0.99, 0.001, true, true};
+    int64_t axis = -1;
+    kiln_status st = KILN_OK;
+    if (v[1]) st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
+    int rank = x[0]->type.rank;
+    if (!st && v[1] && axis != -1 && axis != rank - 1)
+        return fe_err(c, KILN_ERR_INVALID, v[1]->line, v[1]->col,
+                      "batch_normalization: axis %lld %s; only the last axis (-1) is supported",
+                      (long long)axis,
+                      axis < -rank || axis >= rank ? "does not exist in the input" : "is not last");
+    if (!st && v[2]) st = fe_get_float(c, v[2], "momentum", IR_R_UNIT, &a.momentum);
+    if (!st && v[3]) st = fe_get_float(c, v[3], "epsilon", IR_R_POSITIVE, &a.epsilon);
+    if (!st && v[4]) st = fe_get_bool(c, v[4], "center", &a.center);
+    if (!st && v[5]) st = fe_get_bool(c, v[5], "scale", &a.scale);
+    return st ? st : fe_expanded(c, fe_batch_norm_ir(&c->b, name, x[0], &a, out));
+}
+
 /* One layer per row reads better than one field per line. */
 /* clang-format off */
 #define X_PARAM {"x", NULL, true}
@@ -225,6 +294,10 @@ static const layer_spec g_layers[] = {
      {X_PARAM, {"negative_slope", "alpha", false}}},
     {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
     FE_CONV_LAYERS
+    {"dropout", FE_DROPOUT, 1, KILN_ACT_NONE, dropout, 2, {X_PARAM, {"rate", NULL, true}}},
+    {"batch_normalization", FE_BATCH_NORM, 1, KILN_ACT_NONE, batch_normalization, 6,
+     {X_PARAM, {"axis", NULL, false}, {"momentum", NULL, false}, {"epsilon", NULL, false},
+      {"center", NULL, false}, {"scale", NULL, false}}},
 };
 /* clang-format on */
 

@@ -25,6 +25,14 @@ pass_grad_fn pass_grad_rule(int opcode);
 /* Rules are defined in passes/grad_rules.c, which builds the table from the
  * grad column of ops.def (NOGRAD rows map to NULL). */
 
+/* Rules of the batch normalization and dropout rows (passes/grad_norm.c). */
+kiln_status grad_batch_norm(ir_builder *b, ir_node *n, ir_node *dy, const bool *need,
+                            ir_node **dx);
+kiln_status grad_dropout(ir_builder *b, ir_node *n, ir_node *dy, const bool *need, ir_node **dx);
+
+/* The batch's mean and biased variance per channel (last axis) as IR. */
+kiln_status pass_bn_stats(ir_builder *b, ir_node *x, ir_node **mean, ir_node **var);
+
 /* The autodiff pass with another rule table (pass_autodiff uses
  * pass_grad_rule); tests substitute one to reach the pass's error paths. */
 kiln_status pass_autodiff_rules(kiln_module *m, pass_grad_fn (*rule_of)(int), kiln_diag *d);

@@ -61,6 +61,7 @@
  * b^t is exp(t ln b) on the f32 cast of t: pow in the op table takes a
  * constant exponent.
  */
+#include "passes/grad.h"
 #include "passes/pass.h"
 
 #include <math.h>
@@ -197,6 +198,40 @@ static kiln_status update(ir_builder *b, kiln_module *m, const ir_optimizer *o, 
     return b->status;
 }
 
+/* Dropout draws its mask from (seed, step, node): in @train_step the step is
+ * the one being taken (@optimizer.iterations before its increment) and the
+ * seed the train block's, so the same seed gives the same masks and a run
+ * resumed from a checkpoint (which holds the counter) continues exactly. */
+static void bind_dropout(kiln_func *f, ir_global *iters, int64_t seed) {
+    for (int i = 0; i < f->n_nodes; i++) {
+        ir_node *n = f->nodes[i];
+        if (n->op != IR_OP_dropout) continue;
+        n->in[1] = iters->ref;
+        ir_attrs_set_i(&n->attrs, "seed", seed);
+    }
+}
+
+/* Batch normalization in training mode updates its moving statistics with
+ * Keras' formula, moving = moving * momentum + batch * (1 - momentum), from
+ * the batch's mean and biased variance (recomputed here as IR; cse merges
+ * them with the gradient's). Only globals get an update. */
+static void update_batch_norm(ir_builder *b, kiln_func *f, int n_nodes) {
+    for (int i = 0; i < n_nodes && !b->status; i++) {
+        ir_node *n = f->nodes[i];
+        if (n->op != IR_OP_batch_norm || !ir_attr_i(n, "training")) continue;
+        ir_node *stat[2];
+        if (pass_bn_stats(b, n->in[0], &stat[0], &stat[1])) return;
+        double mo = ir_attr_f(n, "momentum");
+        for (int k = 0; k < 2; k++) {
+            ir_node *mv = n->in[3 + k];
+            if (mv->op != IR_GLOBAL) continue;
+            ir_node *keep = MUL(mv, K(mo));
+            ir_node *upd = ADD(keep, MUL(stat[k], K(tidy(1 - mo))));
+            ir_b_assign(b, f->m->globals[mv->index], upd);
+        }
+    }
+}
+
 kiln_status pass_optimizer(kiln_module *m, kiln_diag *d) {
     const ir_optimizer *o = &m->train.opt;
     if (o->kind == IR_OPT_NONE)
@@ -265,6 +300,11 @@ kiln_status pass_optimizer(kiln_module *m, kiln_diag *d) {
         ir_global *p = m->globals[i];
         if (p->kind != IR_GLOBAL_PARAM || !p->trainable) continue;
         st = update(b, m, o, &s, p, grads[r++], d);
+    }
+    if (!st) bind_dropout(f, iters, m->train.seed);
+    if (!st) {
+        update_batch_norm(b, f, n_nodes);
+        st = b->status;
     }
     if (!st) {
         ir_b_assign(b, iters, s.t);

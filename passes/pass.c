@@ -13,6 +13,10 @@ static const pass_info g_passes[] = {
      "softmax -> cross-entropy (and log_softmax -> nll) becomes softmax_cross_entropy"},
     {"autodiff", pass_autodiff, "write train_step: the loss and its parameter gradients"},
     {"optimizer", pass_optimizer, "turn train_step's gradients into parameter updates"},
+    {"inference-mode", pass_inference_mode,
+     "functions other than train_step run as inference: dropout removed"},
+    {"fold-batch-norm", pass_fold_batch_norm,
+     "batch normalization on moving statistics folded into the preceding dense's weights"},
     {"constant-fold", pass_constant_fold, "fold constants and simplify algebraic identities"},
     {"cse", pass_cse, "merge identical nodes"},
     {"dce", pass_dce, "remove nodes whose values are never used"},
@@ -27,8 +31,10 @@ static const struct {
     /* dce before fuse-elementwise, so no region is built around dead code;
      * constant-fold before fuse-softmax-ce, so argmax(softmax(z)) (accuracy)
      * becomes argmax(z) and the softmax's only user is the loss. */
-    {"infer", "fuse-dense-act,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
-    {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,constant-fold,cse,"
+    {"infer", "inference-mode,fuse-dense-act,fold-batch-norm,constant-fold,cse,dce,"
+              "fuse-elementwise,plan-memory"},
+    {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,inference-mode,"
+              "constant-fold,cse,"
               "dce,fuse-elementwise,plan-memory"},
 };
 

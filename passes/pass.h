@@ -59,6 +59,11 @@ kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d);
 kiln_status pass_autodiff(kiln_module *m, kiln_diag *d);
 kiln_status pass_optimizer(kiln_module *m, kiln_diag *d);
+/* Dropout removed from every function but @train_step (inference_mode.c). */
+kiln_status pass_inference_mode(kiln_module *m, kiln_diag *d);
+/* Batch normalization on moving statistics folded into the preceding
+ * dense's kernel and bias (fold_batch_norm.c). */
+kiln_status pass_fold_batch_norm(kiln_module *m, kiln_diag *d);
 kiln_status pass_constant_fold(kiln_module *m, kiln_diag *d);
 kiln_status pass_cse(kiln_module *m, kiln_diag *d);
 kiln_status pass_dce(kiln_module *m, kiln_diag *d);

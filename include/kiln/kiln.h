@@ -378,6 +378,16 @@ KILN_API kiln_status kiln_sequential_global_average_pooling2d(kiln_sequential *s
                                                               const char *name, kiln_diag *d);
 KILN_API kiln_status kiln_sequential_global_max_pooling2d(kiln_sequential *s, const char *name,
                                                           kiln_diag *d);
+/* Dropout(rate): rate in [0, 1); active in train_step only (masks from the
+ * train settings' seed and the optimizer's step), the identity elsewhere. */
+KILN_API kiln_status kiln_sequential_dropout(kiln_sequential *s, const char *name, double rate,
+                                             kiln_diag *d);
+/* BatchNormalization(axis=-1) with Keras' defaults when momentum or epsilon
+ * is < 0 (0.99, 0.001); center and scale on. Parameters NAME.gamma,
+ * NAME.beta (trainable), NAME.moving_mean, NAME.moving_variance. */
+KILN_API kiln_status kiln_sequential_batch_normalization(kiln_sequential *s, const char *name,
+                                                         double momentum, double epsilon,
+                                                         kiln_diag *d);
 /* Freezes (trainable = 0) or unfreezes every parameter of layer `layer`:
  * frozen parameters get no gradient and no optimizer state, so training
  * leaves them as they are (fine-tuning). */

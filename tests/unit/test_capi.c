@@ -219,6 +219,38 @@ START_TEST(test_sequential_cnn) {
 }
 END_TEST
 
+/* Dropout and BatchNormalization: Keras' automatic names and parameters,
+ * moving statistics non-trainable (set_trainable leaves them so), a rate of
+ * 1 refused without changing the model. */
+START_TEST(test_sequential_dropout_batch_norm) {
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *m = NULL;
+    kiln_sequential *s = kiln_sequential_create(NULL, 4);
+    ck_assert_int_eq(kiln_sequential_dense(s, NULL, 6, KILN_ACT_NONE, d), 0);
+    ck_assert_int_eq(kiln_sequential_batch_normalization(s, NULL, -1, -1, d), 0);
+    ck_assert_int_eq(kiln_sequential_dropout(s, NULL, 1.0, d), KILN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(kiln_diag_message(d), "'rate' must be in [0, 1), got 1"));
+    ck_assert_int_eq(kiln_sequential_dropout(s, NULL, 0.5, d), 0);
+    ck_assert_int_eq(kiln_sequential_set_trainable(s, "batch_normalization", 1, d), 0);
+    ck_assert_int_eq(kiln_sequential_compile(s, NULL, &m, d), KILN_OK);
+    ck_assert_str_eq(m->layers[1].name, "batch_normalization");
+    ck_assert_str_eq(m->layers[2].name, "dropout");
+    static const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    for (int k = 0; k < 4; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "batch_normalization.%s", names[k]);
+        const ir_global *g = ir_module_global(m, nm);
+        ck_assert_ptr_nonnull(g);
+        ck_assert_int_eq(g->type.dims[0], 6);
+        ck_assert_int_eq(g->trainable, k < 2);
+    }
+    ck_assert_int_eq(m->layers[1].params, 24);
+    kiln_module_dispose(m);
+    kiln_sequential_dispose(s);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 START_TEST(test_sequential_losses) {
     /* The label takes the type its loss needs, and the settings land in the
      * train block: sparse labels with SGD, binary with AdamW. */
@@ -721,6 +753,7 @@ static Suite *capi_suite(void) {
     tcase_add_test(tc, test_sequential_auto_names);
     tcase_add_test(tc, test_sequential_losses);
     tcase_add_test(tc, test_sequential_cnn);
+    tcase_add_test(tc, test_sequential_dropout_batch_norm);
     tcase_add_test(tc, test_graph_style_same_module);
     tcase_add_test(tc, test_builder_errors);
     tcase_add_test(tc, test_sparse_label_type);

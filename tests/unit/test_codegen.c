@@ -742,6 +742,39 @@ static bool build_avg_pool2d_grad(kiln_module *m, int v, gen *g) {
     return build_pool_op(m, v, IR_OP_avg_pool2d_grad);
 }
 
+/* dropout: Philox in LLVM IR equals the interpreter's bit for bit (vector
+ * body, scalar tail; a seed with high key bits; a random step). */
+static bool build_dropout(kiln_module *m, int v, gen *g) {
+    if (v > 1) return false;
+    g->ilo = 0;
+    g->ihi = 100000;
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *x = node_of(f, v == 0 ? in2(f, "x", KILN_F32, B, 37) : in3(f, "x", KILN_F32, B, 3, 5));
+    ir_node *in[2] = {x, node_of(f, kiln_input(f, "step", KILN_I32, 0, NULL))};
+    ir_attrs a = tu_attrs1(IR_OP_dropout, "rate", v == 0 ? 0.5 : 0.1);
+    ir_attrs_set_i(&a, "seed", v == 0 ? 1 : (5 + (1ll << 33)));
+    ir_attrs_set_i(&a, "node", v == 0 ? 3 : 12);
+    out_node(f, op_node(f, IR_OP_dropout, 2, in, &a));
+    return true;
+}
+
+/* batch_norm: batch statistics over [?,37] and NHWC [?,3,4,6], moving ones. */
+static bool build_batch_norm(kiln_module *m, int v, gen *g) {
+    if (v > 2) return false;
+    g->lo = 0.5f; /* the variances too */
+    g->hi = 2;
+    int64_t ch = v == 2 ? 6 : 37;
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *in[5];
+    in[0] = node_of(f, v == 2 ? kiln_input(f, "x", KILN_F32, 4, (int64_t[]){B, 3, 4, 6})
+                              : in2(f, "x", KILN_F32, B, ch));
+    static const char *names[4] = {"g", "b", "m", "v"};
+    for (int k = 1; k < 5; k++) in[k] = node_of(f, in1(f, names[k - 1], KILN_F32, ch));
+    ir_attrs a = tu_attrs1(IR_OP_batch_norm, "training", v != 1);
+    out_node(f, op_node(f, IR_OP_batch_norm, 5, in, &a));
+    return true;
+}
+
 /* softmax_cross_entropy: one-hot targets, i32 labels, huge logits. */
 static bool build_softmax_cross_entropy(kiln_module *m, int v, gen *g) {
     if (v > 2) return false;
@@ -884,6 +917,8 @@ static const codegen_case g_cases[] = {
     {"reshape", build_reshape},
     {"transpose", build_transpose},
     {"one_hot", build_one_hot},
+    {"dropout", build_dropout},
+    {"batch_norm", build_batch_norm},
     {"categorical_crossentropy", build_categorical_crossentropy},
     {"sparse_categorical_crossentropy", build_sparse_categorical_crossentropy},
     {"mean_squared_error", build_mean_squared_error},

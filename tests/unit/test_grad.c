@@ -278,7 +278,7 @@ static double gradcheck(harness *h, double eps, const char *label) {
  * tests create them with the internal builder and register a kiln_value. */
 
 static kiln_value internal_op(kiln_func *f, int op, int n, const kiln_value *x, const ir_attrs *a) {
-    ir_node *in[4];
+    ir_node *in[5];
     for (int k = 0; k < n; k++) in[k] = f->values[x[k].id];
     kiln_diag *d = kiln_diag_create();
     ir_builder b;
@@ -323,6 +323,19 @@ static kiln_value softmax_ce(kiln_func *f, kiln_value z, kiln_value y) {
     return internal_op(f, IR_OP_softmax_cross_entropy, 2, in, NULL);
 }
 
+static kiln_value dropout_(kiln_func *f, kiln_value x, kiln_value step, double rate) {
+    ir_attrs a = tu_attrs1(IR_OP_dropout, "rate", rate);
+    ir_attrs_set_i(&a, "seed", 5);
+    ir_attrs_set_i(&a, "node", 1);
+    kiln_value in[2] = {x, step};
+    return internal_op(f, IR_OP_dropout, 2, in, &a);
+}
+
+static kiln_value batch_norm_(kiln_func *f, const kiln_value *x, bool training) {
+    ir_attrs a = tu_attrs1(IR_OP_batch_norm, "training", training);
+    return internal_op(f, IR_OP_batch_norm, 5, x, &a);
+}
+
 /* ------------------------------------------------------- one case per use */
 
 enum { DIFF, FIXED }; /* f32 operand that gets a gradient / that is an input */
@@ -344,7 +357,7 @@ typedef struct gcase {
     const char *what;
     build_fn build;
     int n;
-    operand in[3];
+    operand in[5];
     double eps;
 } gcase;
 
@@ -444,6 +457,9 @@ BUILD(b_maxpool_2s1_same, pool2d(f, IR_OP_max_pool2d, x[0], 2, 1, 1))
 BUILD(b_avgpool_2, pool2d(f, IR_OP_avg_pool2d, x[0], 2, 2, 0))
 BUILD(b_avgpool_3s2_same, pool2d(f, IR_OP_avg_pool2d, x[0], 3, 2, 1))
 BUILD(b_avgpool_2s1_same, pool2d(f, IR_OP_avg_pool2d, x[0], 2, 1, 1))
+BUILD(b_dropout, dropout_(f, x[0], x[1], 0.3))
+BUILD(b_bn_train, batch_norm_(f, x, true))
+BUILD(b_bn_moving, batch_norm_(f, x, false))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
@@ -566,6 +582,20 @@ static const gcase g_cases[] = {
      {F_(G_ANY, 2, 3, 4), F_(G_ONEHOT, 2, 3, 4)}, EPS},
     {"softmax_cross_entropy", "i32 labels", b_sce, 2,
      {F_(G_ANY, 2, Q, 4), I_(G_LABEL, 1, Q)}, EPS},
+    /* the gradient recomputes the forward's mask from the same counters */
+    {"dropout", "rate 0.3, i32 step", b_dropout, 2, {F_(G_ANY, 2, Q, 5), I_(G_LABEL, 0)}, EPS},
+    /* batch statistics (x's gradient through the mean and variance), then
+     * the moving ones (fixed inputs) */
+    {"batch_norm", "training [?,5]", b_bn_train, 5,
+     {F_(G_ANY, 2, Q, 5), F_(G_ANY, 1, 5), F_(G_ANY, 1, 5), IN_(G_ANY, 1, 5), IN_(G_POS, 1, 5)},
+     EPS},
+    {"batch_norm", "training NHWC [?,2,3,4]", b_bn_train, 5,
+     {F_(G_ANY, 4, Q, 2, 3, 4), F_(G_ANY, 1, 4), F_(G_ANY, 1, 4), IN_(G_ANY, 1, 4),
+      IN_(G_POS, 1, 4)},
+     EPS},
+    {"batch_norm", "moving statistics [?,5]", b_bn_moving, 5,
+     {F_(G_ANY, 2, Q, 5), F_(G_ANY, 1, 5), F_(G_ANY, 1, 5), IN_(G_ANY, 1, 5), IN_(G_POS, 1, 5)},
+     EPS},
 };
 /* clang-format on */
 
@@ -574,7 +604,7 @@ static void build_case(harness *h, const gcase *c, bool batched) {
     memset(h, 0, sizeof *h);
     h->m = kiln_module_create(c->op);
     kiln_func *f = kiln_func_create(h->m, "loss");
-    kiln_value x[3];
+    kiln_value x[5];
     for (int k = 0; k < c->n; k++) {
         const operand *o = &c->in[k];
         int64_t dims[4], pdims[4];

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/philox.h"
 #include "testutil.h"
 
 #define END    1e300
@@ -193,6 +194,32 @@ static const icase g_cases[] = {
      {R7}, {V(7)}},
     {.op = IR_OP_numel, "numel static axis", F1("numel(%x) {axes=[1]}", "f32[?,3]", "f32[]"), 7,
      {R7}, {V(3)}},
+
+    /* ---- batch_norm: x = [[1,2],[3,6]]: batch mean [2,4], biased variance
+     * [1,4]; the moving statistics [1,1] and [4,9]; gamma [1,2], beta 0 ---- */
+#define BN_F(training)                                                                             \
+    "module @t\nfunc @f(%x : f32[?,2], %g : f32[2], %m : f32[2], %v : f32[2]) -> f32[?,2] {\n"  \
+    "  %0 = constant() {value=0} : f32[2]\n"                                                       \
+    "  %1 = batch_norm(%x, %g, %0, %m, %v) {epsilon=0, training=" training "} : f32[?,2]\n"      \
+    "  return %1\n}\n"
+    {.op = IR_OP_batch_norm, "batch_norm training (batch statistics)", BN_F("true"), 2,
+     {V(1, 2, 3, 6), V(1, 2), V(1, 1), V(4, 9)}, {V(-1, -2, 1, 2)}},
+    {.op = IR_OP_batch_norm, "batch_norm inference (moving statistics)", BN_F("false"), 2,
+     {V(1, 2, 3, 6), V(1, 2), V(1, 1), V(4, 9)}, {V(0, 2.0 / 3, 1, 10.0 / 3)}},
+
+    /* ---- dropout: Philox4x32-10 uniforms of (seed 1, step, node 2, i) are
+     * .1427 .7736 .1803 .4047 .8407 .8734 .7336 .0280 at step 3 and
+     * .1128 .9961 .1329 .2829 .9304 .0046 .4481 .2111 at step 4: kept iff
+     * u >= rate, scaled by 1 / (1 - rate) ---- */
+    {.op = IR_OP_dropout, "dropout step 3",
+     F2("dropout(%x, %y) {rate=0.5, seed=1, node=2}", "f32[?,4]", "i32[]", "f32[?,4]"), 2,
+     {V(1, 2, 3, 4, 5, 6, 7, 8), V(3)}, {V(0, 4, 0, 0, 10, 12, 14, 0)}},
+    {.op = IR_OP_dropout, "dropout step 4 (another mask)",
+     F2("dropout(%x, %y) {rate=0.5, seed=1, node=2}", "f32[?,4]", "i32[]", "f32[?,4]"), 2,
+     {V(1, 2, 3, 4, 5, 6, 7, 8), V(4)}, {V(0, 4, 0, 0, 10, 0, 0, 0)}},
+    {.op = IR_OP_dropout, "dropout rate 0 is the identity",
+     F2("dropout(%x, %y) {rate=0, seed=1, node=2}", "f32[?,4]", "i32[]", "f32[?,4]"), 1,
+     {V(1, -2, 3, 4), V(3)}, {V(1, -2, 3, 4)}},
 
     /* ---- matmul with each transpose flag; batch 1 and 7 ---- */
     {.op = IR_OP_matmul, "matmul", F2("matmul(%x, %y)", "f32[2,3]", "f32[3,2]", "f32[2,2]"), 1,
@@ -469,6 +496,25 @@ START_TEST(test_case) {
 }
 END_TEST
 
+/* Random123's known-answer vectors (tests/kat_vectors, philox4x32 10). */
+START_TEST(test_philox_known_answers) {
+    static const uint32_t ctr[3][4] = {{0, 0, 0, 0},
+                                       {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+                                       {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}};
+    static const uint32_t key[3][2] = {{0, 0}, {0xffffffff, 0xffffffff}, {0xa4093822, 0x299f31d0}};
+    static const uint32_t want[3][4] = {{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+                                        {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+                                        {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}};
+    for (int v = 0; v < 3; v++) {
+        uint32_t out[4];
+        ir_philox4x32_10(ctr[v], key[v], out);
+        for (int w = 0; w < 4; w++)
+            ck_assert_msg(out[w] == want[v][w], "vector %d word %d: %08x, want %08x", v, w, out[w],
+                          want[v][w]);
+    }
+}
+END_TEST
+
 START_TEST(test_every_op_has_a_case) {
     char missing[2048] = "";
     for (int op = IR_FIRST_OP; op < IR_NUM_OPCODES; op++) {
@@ -591,6 +637,7 @@ Suite *interp_suite(void) {
     Suite *s = suite_create("interp");
     TCase *tc = tcase_create("ops");
     tcase_add_test(tc, test_every_op_has_a_case);
+    tcase_add_test(tc, test_philox_known_answers);
     tcase_add_loop_test(tc, test_case, 0, (int)KILN_ARRAY_LEN(g_cases));
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("plans");

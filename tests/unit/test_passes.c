@@ -1373,6 +1373,134 @@ START_TEST(softmax_ce_gradient_finite_for_large_logits) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- dropout */
+
+static const char *g_dropout_model = "model m\n"
+                                     "input x : f32[?, 6]\n"
+                                     "label y : f32[?, 3]\n"
+                                     "h = dense(x, 5, activation=relu)\n"
+                                     "d = dropout(h, 0.25)\n"
+                                     "h2 = dense(d, 4, activation=relu)\n"
+                                     "d2 = dropout(h2, rate=0.5)\n"
+                                     "p = dense(d2, 3, activation=softmax)\n"
+                                     "output p\n"
+                                     "loss categorical_crossentropy(p, y)\n"
+                                     "train {\n  optimizer = adam\n  seed = 42\n}\n";
+
+/* train_step keeps dropout (forward and gradient), keyed by the train
+ * block's seed and the optimizer's step; infer and loss lose it. */
+START_TEST(dropout_only_in_train_step) {
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(g_dropout_model, strlen(g_dropout_model), "d.kiln", &m,
+                                           g_d),
+                     KILN_OK);
+    ck_assert_int_eq(count_op(kiln_module_func(m, "infer"), IR_OP_dropout), 2);
+    run_passes(m, pass_pipeline_named("train"));
+    ck_assert_int_eq(count_op(kiln_module_func(m, "infer"), IR_OP_dropout), 0);
+    ck_assert_int_eq(count_op(kiln_module_func(m, "loss"), IR_OP_dropout), 0);
+    const kiln_func *t = kiln_module_func(m, "train_step");
+    ck_assert_int_eq(count_op(t, IR_OP_dropout), 4);
+    const ir_global *it = ir_module_global(m, "optimizer.iterations");
+    ck_assert_ptr_nonnull(it);
+    int nodes[2] = {0, 0};
+    for (int i = 0; i < t->n_nodes; i++) {
+        const ir_node *n = t->nodes[i];
+        if (n->op != IR_OP_dropout) continue;
+        ck_assert_ptr_eq(n->in[1], it->ref);
+        ck_assert_int_eq(ir_attr_i(n, "seed"), 42);
+        nodes[ir_attr_f(n, "rate") == 0.5]++;
+    }
+    ck_assert_int_eq(nodes[0], 2); /* each layer's forward and its gradient */
+    ck_assert_int_eq(nodes[1], 2);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+START_TEST(dropout_rate_out_of_range_is_refused) {
+    const char *src = "model m\ninput x : f32[?, 6]\nd = dropout(x, 1.0)\noutput d\n";
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "r.kiln", &m, g_d), KILN_ERR_INVALID);
+    ck_assert_ptr_null(m);
+    const char *msg = kiln_diag_message(g_d);
+    ck_assert_msg(strstr(msg, "r.kiln:3:16: error: dropout: 'rate' must be in [0, 1), got 1"),
+                  "%s", msg);
+}
+END_TEST
+
+/* One train_step on the interpreter: Keras' update of the moving statistics
+ * from x = [[1,2],[3,6]] (batch mean [2,4], biased variance [1,4]):
+ * mean 0 * 0.99 + [2,4] * 0.01, variance 1 * 0.99 + [1,4] * 0.01. */
+START_TEST(batch_norm_moving_statistics_after_one_step) {
+    const char *src = "model m\ninput x : f32[?, 2]\nlabel y : f32[?, 2]\n"
+                      "h = batch_normalization(x)\np = dense(h, 2, activation=softmax)\n"
+                      "output p\nloss categorical_crossentropy(p, y)\n"
+                      "train {\n  optimizer = sgd(lr=0.1)\n}\n";
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "bn.kiln", &m, g_d), KILN_OK);
+    run_passes(m, pass_pipeline_named("train"));
+    void *glob[16] = {NULL};
+    ck_assert_int_le(m->n_globals, 16);
+    for (int i = 0; i < m->n_globals; i++) {
+        glob[i] = calloc((size_t)ir_type_numel(&m->globals[i]->type, 1) + 1, 4);
+        ck_assert_int_eq(ir_global_init(m->globals[i], 1, glob[i], g_d), KILN_OK);
+    }
+    float x[4] = {1, 2, 3, 6}, y[4] = {1, 0, 0, 1}, loss;
+    void *args[2] = {x, y}, *res[1] = {&loss};
+    ck_assert_int_eq(ir_interp_run(kiln_module_func(m, "train_step"), 2, args, res, glob, g_d),
+                     KILN_OK);
+    const float *mm = glob[ir_module_global(m, "h.moving_mean")->ref->index];
+    const float *mv = glob[ir_module_global(m, "h.moving_variance")->ref->index];
+    ck_assert_float_eq_tol(mm[0], 0.02f, 1e-7f);
+    ck_assert_float_eq_tol(mm[1], 0.04f, 1e-7f);
+    ck_assert_float_eq_tol(mv[0], 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(mv[1], 1.03f, 1e-6f);
+    for (int i = 0; i < m->n_globals; i++) free(glob[i]);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* fold-batch-norm: @infer after the infer pipeline (the batch norm gone into
+ * the dense's weights) equals @infer on moving statistics, unfolded, to 1e-5
+ * on the interpreter, with random weights and statistics, at batch 7. */
+START_TEST(batch_norm_fold_preserves_infer) {
+    const char *src = "model m\ninput x : f32[?, 6]\nh = dense(x, 5)\n"
+                      "b = batch_normalization(h, epsilon=0.01)\nr = relu(b)\n"
+                      "p = dense(r, 3)\nq = batch_normalization(p)\noutput q\n";
+    kiln_module *m[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        kiln_diag_clear(g_d);
+        ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "f.kiln", &m[k], g_d), KILN_OK);
+    }
+    run_passes(m[0], "inference-mode");
+    run_passes(m[1], pass_pipeline_named("infer"));
+    ck_assert_int_eq(count_op(kiln_module_func(m[0], "infer"), IR_OP_batch_norm), 2);
+    ck_assert_int_eq(count_op(kiln_module_func(m[1], "infer"), IR_OP_batch_norm), 0);
+    float g[12][64];
+    void *glob[12];
+    ck_assert_int_eq(m[0]->n_globals, 12); /* 2 dense x 2, 2 batch norms x 4 */
+    for (int i = 0; i < 12; i++) {
+        bool var = strstr(m[0]->globals[i]->name, "variance") != NULL;
+        tu_fill_uniform(g[i], 64, 10 + (uint64_t)i, var ? 0.2f : -1.5f, 1.5f);
+        glob[i] = g[i];
+    }
+    float x[7 * 6], y[2][7 * 3];
+    tu_fill_uniform(x, 7 * 6, 3, -2, 2);
+    for (int k = 0; k < 2; k++) {
+        void *args[1] = {x}, *res[1] = {y[k]};
+        ck_assert_int_eq(ir_interp_run(kiln_module_func(m[k], "infer"), 7, args, res, glob, g_d),
+                         KILN_OK);
+    }
+    ck_assert(tu_max_abs(y[0], 21) > 0.1);
+    for (int e = 0; e < 21; e++)
+        ck_assert_msg(tu_close(y[1][e], y[0][e], 1e-5, 1e-5), "element %d: %g, unfolded %g", e,
+                      y[1][e], y[0][e]);
+    for (int k = 0; k < 2; k++) kiln_module_dispose(m[k]);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("passes");
     TCase *t = tcase_create("passes");
@@ -1409,6 +1537,10 @@ static Suite *suite(void) {
     tcase_add_checked_fixture(tr, setup, teardown);
     tcase_add_test(tr, pipeline_train_equals_unoptimized);
     tcase_add_test(tr, softmax_ce_gradient_finite_for_large_logits);
+    tcase_add_test(tr, dropout_only_in_train_step);
+    tcase_add_test(tr, dropout_rate_out_of_range_is_refused);
+    tcase_add_test(tr, batch_norm_moving_statistics_after_one_step);
+    tcase_add_test(tr, batch_norm_fold_preserves_infer);
     suite_add_tcase(s, tr);
     return s;
 }
