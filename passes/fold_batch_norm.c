@@ -13,8 +13,8 @@
  *   %7 = dense(%x, %3, %6) : f32[?,64]
  *
  * The producers are a table (g_fold): an op whose result's last axis is its
- * kernel's last axis, with a kernel and a bias operand and no activation —
- * dense today, conv2d (kernel [kh, kw, in, out]) by adding its row.
+ * kernel's last axis, with a kernel and a bias operand and no activation:
+ * dense, and conv2d (kernel [kh, kw, in, out]).
  */
 #include "passes/pass.h"
 
@@ -25,6 +25,7 @@ static const struct {
     int kernel, bias; /* operand positions */
 } g_fold[] = {
     {IR_OP_dense, 1, 2},
+    {IR_OP_conv2d, 1, 2}, /* kernel [kh, kw, in, out] */
 };
 
 static int fold_row(const ir_node *p) {
