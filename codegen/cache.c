@@ -51,6 +51,9 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
              CG_CACHE_FORMAT);
     hash_str(&h, "kiln", KILN_VERSION_STRING);
     hash_str(&h, "llvm", LLVM_VERSION_STRING);
+    /* Bumped whenever codegen emits other code for the same IR (between
+     * releases too): 2 = identical loops shared (outline.c). */
+    hash_str(&h, "codegen", "2");
     hash_str(&h, "triple", triple);
     hash_str(&h, "cpu", cpu);
     hash_str(&h, "features", features);

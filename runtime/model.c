@@ -127,20 +127,66 @@ static void bind_fn(kiln_model *mo, rt_fn *fn, const char *name) {
     fn->f = kiln_module_func(mo->m, name);
 }
 
-/* Has the driver compile fn the first time it is needed (JIT). */
-static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
-    if (mo->backend != KILN_BACKEND_JIT || fn->prog || !fn->f) return KILN_OK;
+/* Has the driver compile fns[0..n) that are not compiled yet (JIT), at
+ * once: compile_ms counts the longest of a concurrent batch. */
+static kiln_status compile_fns(kiln_model *mo, rt_fn *const *fns, int n, kiln_diag *d) {
+    rt_fn *todo[4];
+    const char *names[4];
+    cg_program *progs[4] = {NULL};
+    int k = 0;
+    for (int i = 0; i < n && k < 4; i++) {
+        bool dup = false;
+        for (int j = 0; j < k; j++) dup = dup || todo[j] == fns[i];
+        if (mo->backend != KILN_BACKEND_JIT || fns[i]->prog || !fns[i]->f || dup) continue;
+        todo[k] = fns[i];
+        names[k++] = fns[i]->f->name;
+    }
+    if (!k) return KILN_OK;
     if (!mo->compile)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no compiler");
-    kiln_status st = mo->compile(mo->compile_ctx, mo->m, fn->f->name, &fn->prog, d);
+    kiln_status st = mo->compile(mo->compile_ctx, mo->m, names, k, progs, d);
     if (st) return st;
-    mo->compile_ms += cg_program_compile_ms(fn->prog);
-    fn->entry = cg_program_entry(fn->prog, fn->f->name);
-    fn->info = cg_program_func(fn->prog, fn->f->name);
-    if (!fn->entry || !fn->info)
-        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'",
-                        fn->f->name);
-    return KILN_OK;
+    double longest = 0;
+    for (int i = 0; i < k; i++) {
+        rt_fn *fn = todo[i];
+        fn->prog = progs[i];
+        double ms = cg_program_compile_ms(fn->prog);
+        longest = ms > longest ? ms : longest;
+        fn->entry = cg_program_entry(fn->prog, fn->f->name);
+        fn->info = cg_program_func(fn->prog, fn->f->name);
+        if (!fn->entry || !fn->info)
+            st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'",
+                          fn->f->name);
+    }
+    mo->compile_ms += longest;
+    return st;
+}
+
+static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
+    return compile_fns(mo, &fn, 1, d);
+}
+
+/* Whether `name` is an entry of the comma-separated `list`. */
+static bool listed(const char *list, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == len && strncmp(p, name, len) == 0) return true;
+        p += k;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
+/* The main function (train_step, else infer) and those named in `now`,
+ * compiled at once. */
+static kiln_status compile_first(kiln_model *mo, const char *now, kiln_diag *d) {
+    rt_fn *fns[4] = {mo->train.f ? &mo->train : &mo->infer};
+    int n = 1;
+    rt_fn *all[3] = {&mo->train, &mo->loss, &mo->infer};
+    for (int i = 0; i < 3; i++)
+        if (all[i]->f && listed(now, all[i]->f->name)) fns[n++] = all[i];
+    return compile_fns(mo, fns, n, d);
 }
 
 static kiln_status check_interface(kiln_model *mo, kiln_diag *d) {
@@ -190,7 +236,7 @@ kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model
     kiln_status st = check_interface(mo, d);
     /* The main function compiles now, so its errors and its compile time
      * show at creation; the others when first used. */
-    if (!st) st = compile_fn(mo, mo->train.f ? &mo->train : &mo->infer, d);
+    if (!st) st = compile_first(mo, c->compile_now, d);
     if (!st) st = rt_globals_create(m, mo->seed, &mo->globals, d);
     if (st) {
         kiln_model_dispose(mo);

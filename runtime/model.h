@@ -18,10 +18,12 @@ struct kiln_dataset {
     rt_dataset *rt;
 };
 
-/* Native code for function `func` of module `m` (the driver's job). On
- * success *out is a program the runtime disposes with cg_program_dispose(). */
-typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *func, cg_program **out,
-                                     kiln_diag *d);
+/* Native code for functions funcs[0..n) of module `m` (the driver's job),
+ * one program each, compiled concurrently when n > 1. On success out[i] is
+ * a program the runtime disposes with cg_program_dispose(); on error all
+ * are NULL. */
+typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *const *funcs, int n,
+                                     cg_program **out, kiln_diag *d);
 
 typedef struct rt_model_config {
     kiln_backend backend;
@@ -29,6 +31,7 @@ typedef struct rt_model_config {
     uint64_t seed;         /* weight initialization and shuffling */
     rt_compile_fn compile; /* the JIT's compiler; unused by the interpreter */
     void *compile_ctx;
+    const char *compile_now; /* also compile these now (kiln_model_create_now) */
 } rt_model_config;
 
 /* Makes a model of `m`, which is through its pipeline already (taking

@@ -39,10 +39,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
-# The suite has at least this many ctest tests (`ctest -N`: 56 on 2026-12-07).
+# The suite has at least this many ctest tests (`ctest -N`: 57 on 2026-12-07).
 # A build dir configured without tests, or a glob that lost its files, runs
 # fewer: fail.
-floor=56
+floor=57
 start=$(date +%s)
 if [ $sanitize -eq 1 ]; then
   dir=${dir:-build-sanitize}

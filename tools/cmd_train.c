@@ -79,10 +79,16 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     if (!cli_int(a, "--seed", 0, INT64_MAX, &seed)) return KILN_ERR_INVALID;
     mo.seed = seed;
     if (cli_flag(a, "--no-cache")) setenv("KILN_CACHE", "0", 1); /* the library reads it */
+    /* What the command will run compiles with the main function, at once. */
+    const char *now = NULL;
+    if (strcmp(s->verb, "predict") == 0)
+        now = "infer";
+    else if (strcmp(s->verb, "eval") == 0 || !cli_flag(a, "--no-eval"))
+        now = "loss";
     kiln_module *m = NULL;
     kiln_status st = cli_load_model(path, &m, s->d);
     if (st) return st;
-    st = kiln_model_create(m, &mo, &s->model, s->d);
+    st = kiln_model_create_now(m, &mo, now, &s->model, s->d);
     if (st) return st;
     /* Warnings (a compile cache that cannot be written) go out now. */
     fputs(kiln_diag_message(s->d), stderr);

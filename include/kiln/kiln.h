@@ -597,6 +597,12 @@ typedef struct kiln_model_opts {
  * weights. Every invocation should be paired with kiln_model_dispose(). */
 KILN_API kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o,
                                        kiln_model **out, kiln_diag *d);
+/* kiln_model_create that also compiles (JIT) the functions listed in `now`
+ * (comma-separated, e.g. "loss,infer"; names the model lacks are skipped)
+ * together with the main one, concurrently, each on a thread of its own;
+ * without them the others compile when first used. */
+KILN_API kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o,
+                                           const char *now, kiln_model **out, kiln_diag *d);
 KILN_API void kiln_model_dispose(kiln_model *model);
 /* The compiled module (owned by the model). */
 KILN_API const kiln_module *kiln_model_module(const kiln_model *model);
