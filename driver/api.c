@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
 /* The runtime's compile callback: one function of a module that is
@@ -24,7 +25,10 @@ kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_mod
                               kiln_diag *d) {
     *out = NULL;
     if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_create: no module");
-    drv_opts passes = {.target = DRV_IR, .goal = DRV_GOAL_AUTO};
+    /* After kiln_distributed_init, models train on the ranks. */
+    bool dist = rt_dist_active();
+    drv_opts passes = {.target = DRV_IR,
+                       .goal = dist ? DRV_GOAL_TRAIN_DISTRIBUTED : DRV_GOAL_AUTO};
     kiln_status st = drv_compile(m, &passes, NULL, d);
     if (st) {
         kiln_module_dispose(m);
@@ -35,6 +39,7 @@ kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_mod
     c.backend = o ? o->backend : KILN_BACKEND_JIT;
     c.threads = o ? o->threads : 0;
     c.seed = rt_seed(m, o ? o->seed : 0);
+    c.distributed = dist;
     c.compile = jit_func;
     return rt_model_create(m, &c, out, d);
 }
