@@ -201,6 +201,9 @@ KILN_API kiln_value kiln_greater(kiln_func *f, kiln_value a, kiln_value b); /* -
 KILN_API kiln_value kiln_select(kiln_func *f, kiln_value cond, kiln_value a, kiln_value b);
 KILN_API kiln_value kiln_neg(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_exp(kiln_func *f, kiln_value x);
+/* x averaged over the ranks of a distributed run, weighted by each rank's
+ * share of the batch (the identity in one process; kiln_distributed_init). */
+KILN_API kiln_value kiln_allreduce_mean(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_log(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_sqrt(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_pow(kiln_func *f, kiln_value x, double exponent);
