@@ -40,8 +40,8 @@ fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 # The suite has at least this many ctest tests (51 on 2026-12-07: 18 Check
-# suites, 12 golden IR files, 16 shell scripts (2 of them
-# mpi_*.sh, run when built with MPI, which this script installs), 5 fuzz corpora). A build dir
+# suites, 12 golden IR files, 16 shell scripts (mpi_*.sh among them: they
+# need MPI, which this script installs), 5 fuzz corpora). A build dir
 # configured without tests, or a glob that lost its files, runs fewer: fail.
 floor=51
 start=$(date +%s)
