@@ -52,11 +52,11 @@ int main(int argc, char **argv) {
     for (long i = 0; i < floats; i++) buf[i] = (float)(i % 97) * 1e-3f;
     float probe = 1; /* a 1-float allreduce as the barrier */
     for (long it = -10; it < iters; it++) { /* 10 warm-up rounds */
-        kiln_allreduce_mean_f32(&probe, &probe, 1);
+        kiln_allreduce_mean_f32(&probe, &probe, 1, 1);
         double t0 = now_us();
         for (long k = 0; k < split; k++) {
             long lo = floats * k / split, hi = floats * (k + 1) / split;
-            if (kiln_allreduce_mean_f32(buf + lo, buf + lo, hi - lo)) return 1;
+            if (kiln_allreduce_mean_f32(buf + lo, buf + lo, hi - lo, 1)) return 1;
         }
         if (it >= 0) t[it] = now_us() - t0;
     }

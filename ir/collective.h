@@ -39,7 +39,10 @@ void ir_collective_clear(void);
 
 /* out[0..n) = the weighted mean of in[0..n) over the ranks (in may be
  * out). Called by the interpreter and by generated code; returns 0 or
- * nonzero after a failure (then out is in's copy, unreduced). */
-int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n);
+ * nonzero after a failure (then out is in's copy, unreduced). With
+ * flush == 0 the call only joins the bucket: in is staged, and out is
+ * written by the next call with flush != 0, which reduces the whole
+ * bucket in one collective. */
+int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t flush);
 
 #endif
