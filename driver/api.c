@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
 /* The runtime's compile callback: functions of a module that is through
@@ -37,7 +38,10 @@ kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, cons
                                   kiln_model **out, kiln_diag *d) {
     *out = NULL;
     if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_create: no module");
-    drv_opts passes = {.target = DRV_IR, .goal = DRV_GOAL_AUTO};
+    /* After kiln_distributed_init, models train on the ranks. */
+    bool dist = rt_dist_active();
+    drv_opts passes = {.target = DRV_IR,
+                       .goal = dist ? DRV_GOAL_TRAIN_DISTRIBUTED : DRV_GOAL_AUTO};
     kiln_status st = drv_compile(m, &passes, NULL, d);
     if (st) {
         kiln_module_dispose(m);
@@ -48,6 +52,7 @@ kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, cons
     c.backend = o ? o->backend : KILN_BACKEND_JIT;
     c.threads = o ? o->threads : 0;
     c.seed = rt_seed(m, o ? o->seed : 0);
+    c.distributed = dist;
     c.compile = jit_func;
     c.compile_now = now;
     return rt_model_create(m, &c, out, d);

@@ -25,6 +25,7 @@ typedef enum drv_goal {
     DRV_GOAL_AUTO,  /* train when the module can (a loss, a train block, an optimizer) */
     DRV_GOAL_INFER, /* inference only */
     DRV_GOAL_TRAIN, /* training, or an error when the module cannot train */
+    DRV_GOAL_TRAIN_DISTRIBUTED, /* training on several ranks ("train-distributed") */
 } drv_goal;
 
 /* What comes out. */

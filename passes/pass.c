@@ -12,6 +12,8 @@ static const pass_info g_passes[] = {
     {"fuse-softmax-ce", pass_fuse_softmax_ce,
      "softmax -> cross-entropy (and log_softmax -> nll) becomes softmax_cross_entropy"},
     {"autodiff", pass_autodiff, "write train_step: the loss and its parameter gradients"},
+    {"data-parallel", pass_data_parallel,
+     "average train_step's loss, metrics and gradients over the ranks (allreduce_mean)"},
     {"optimizer", pass_optimizer, "turn train_step's gradients into parameter updates"},
     {"constant-fold", pass_constant_fold, "fold constants and simplify algebraic identities"},
     {"cse", pass_cse, "merge identical nodes"},
@@ -30,6 +32,9 @@ static const struct {
     {"infer", "fuse-dense-act,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
     {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,constant-fold,cse,"
               "dce,fuse-elementwise,plan-memory"},
+    /* "train" with the gradients averaged over the ranks (mpirun ... --distributed). */
+    {"train-distributed", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,data-parallel,"
+                          "optimizer,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
 };
 
 int pass_count(void) { return (int)KILN_ARRAY_LEN(g_passes); }

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ir/collective.h"
 #include "runtime/checkpoint.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
 /* ------------------------------------------------------------- datasets */
@@ -229,6 +231,7 @@ kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model
     mo->compile = c->compile;
     mo->compile_ctx = c->compile_ctx;
     mo->seed = c->seed;
+    mo->distributed = c->distributed;
     if (c->threads > 0) openblas_set_num_threads(c->threads);
     bind_fn(mo, &mo->infer, "infer");
     bind_fn(mo, &mo->loss, "loss");
@@ -340,10 +343,18 @@ kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int 
     float *y = mo->sparse_labels ? NULL : mo->y;
     int32_t *lab = mo->sparse_labels ? mo->labels : NULL;
     int classes = (int)mo->n_classes;
-    int n = *rows = (int)rt_batch_rows(b->n, b->batch, s);
-    if (b->perm)
-        return rt_batch_gather(b->ds, b->perm + s * b->batch, n, mo->x, y, classes, lab, d);
-    return rt_batch_slice(b->ds, s * b->batch, n, mo->x, y, classes, lab, d);
+    int64_t all = rt_batch_rows(b->n, b->batch, s), lo = 0, hi = all;
+    mo->global_rows = all;
+    if (mo->distributed) {
+        int r = rt_dist_rank(), size = rt_dist_size();
+        lo = all * r / size;
+        hi = all * (r + 1) / size;
+        ir_collective_set_weight(all ? (double)(hi - lo) / (double)all : 0);
+    }
+    int n = *rows = (int)(hi - lo);
+    int64_t first = s * b->batch + lo;
+    if (b->perm) return rt_batch_gather(b->ds, b->perm + first, n, mo->x, y, classes, lab, d);
+    return rt_batch_slice(b->ds, first, n, mo->x, y, classes, lab, d);
 }
 
 void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
@@ -404,6 +415,7 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     float la[2] = {0, 0};
     void *args[2], *results[2] = {&la[0], &la[1]};
     rt_model_batch_args(mo, args);
+    verbose = verbose && rt_dist_rank() == 0;
     bool tty = verbose && isatty(fileno(stdout));
     kiln_progress p;
     memset(&p, 0, sizeof p);
@@ -413,9 +425,18 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     for (int64_t s = 0; s < b.steps; s++) {
         int rows;
         if ((st = rt_model_gather(mo, &b, s, &rows, d))) return st;
+        if (rows == 0) continue; /* more ranks than rows in this batch */
         if ((st = rt_model_run(mo, &mo->loss, rows, args, results, d))) return st;
         rt_progress_add(&p, sums, la, rows, mo->has_accuracy, t0);
-        if (verbose) rt_progress_show(&p, false, tty, &last);
+        if (verbose && !mo->distributed) rt_progress_show(&p, false, tty, &last);
+    }
+    if (mo->distributed) { /* each rank evaluated its shards: add them up */
+        double v[3] = {sums[0], sums[1], (double)p.samples};
+        if ((st = rt_dist_sum(v, 3, d))) return st;
+        p.samples = (int64_t)v[2];
+        p.loss = v[2] ? v[0] / v[2] : 0;
+        p.accuracy = mo->has_accuracy && v[2] ? v[1] / v[2] : -1;
+        p.step = b.steps;
     }
     if (verbose) rt_progress_show(&p, true, tty, &last);
     *loss = p.samples ? p.loss : NAN;

@@ -32,6 +32,7 @@ typedef struct rt_model_config {
     rt_compile_fn compile; /* the JIT's compiler; unused by the interpreter */
     void *compile_ctx;
     const char *compile_now; /* also compile these now (kiln_model_create_now) */
+    bool distributed; /* data-parallel over the ranks (runtime/dist.h) */
 } rt_model_config;
 
 /* Makes a model of `m`, which is through its pipeline already (taking
@@ -71,6 +72,10 @@ struct kiln_model {
     int64_t step, epoch;
     rt_shuffle shuffle;
     bool shuffle_ready, shuffle_restored;
+    /* Data-parallel (runtime/dist.h): each batch is sharded over the
+     * ranks; gather records the rows of the whole batch. */
+    bool distributed;
+    int64_t global_rows;
     rt_shuffle_state pending_shuffle; /* from a checkpoint, applied at fit */
     kiln_progress *hist;
     int n_hist, cap_hist;
@@ -109,7 +114,9 @@ static inline int64_t rt_batch_sample(const rt_batches *b, int64_t s, int64_t r)
     return b->perm ? b->perm[s * b->batch + r] : s * b->batch + r;
 }
 
-/* Fills the model's batch buffers with batch s of b; *rows is its size. */
+/* Fills the model's batch buffers with batch s of b; *rows is its size.
+ * Distributed, this rank's contiguous shard of it (mo->global_rows: the
+ * whole batch), and the allreduce shim's weight is set to the shard's share. */
 kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int *rows,
                             kiln_diag *d);
 /* The arguments of @loss and @train_step: the batch buffers. */

@@ -275,7 +275,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
-        printf("kiln %s\n", kiln_version());
+        printf("kiln %s (distributed training over MPI: %s)\n", kiln_version(),
+               kiln_have_mpi() ? "yes" : "no");
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

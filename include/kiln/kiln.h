@@ -201,6 +201,9 @@ KILN_API kiln_value kiln_greater(kiln_func *f, kiln_value a, kiln_value b); /* -
 KILN_API kiln_value kiln_select(kiln_func *f, kiln_value cond, kiln_value a, kiln_value b);
 KILN_API kiln_value kiln_neg(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_exp(kiln_func *f, kiln_value x);
+/* x averaged over the ranks of a distributed run, weighted by each rank's
+ * share of the batch (the identity in one process; kiln_distributed_init). */
+KILN_API kiln_value kiln_allreduce_mean(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_log(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_sqrt(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_pow(kiln_func *f, kiln_value x, double exponent);
@@ -590,6 +593,28 @@ typedef struct kiln_model_opts {
     int threads;   /* OpenBLAS and Kiln threads; 0: keep the library default */
     int64_t seed;  /* weight initialization seed; 0: the module's (train.seed) or 1 */
 } kiln_model_opts;
+
+/* ---------------------------------------------------- distributed training
+ * Data-parallel over Open MPI's MPI_COMM_WORLD, under mpirun (README:
+ * "Training on several machines"). After kiln_distributed_init, models are
+ * created for it: kiln_model_create runs the "train-distributed" pipeline
+ * (gradients, loss and accuracy averaged over the ranks), and
+ * kiln_model_fit starts from rank 0's weights, shards every global batch
+ * (batch_size) over the ranks, and saves checkpoints on rank 0 only;
+ * kiln_model_evaluate shards and reduces. init initializes MPI unless the
+ * program did, and sets MPI_ERRORS_RETURN plus a watchdog
+ * (KILN_DIST_TIMEOUT seconds, default 20) so a dead rank ends the run with
+ * a message. KILN_ERR_UNSUPPORTED when built without MPI. */
+KILN_API kiln_status kiln_distributed_init(kiln_diag *d);
+KILN_API void kiln_distributed_finalize(void);
+/* Ends every rank of the run (MPI_Abort) with exit status `code`; returns
+ * only when not distributed. */
+KILN_API void kiln_distributed_abort(int code);
+/* This process's rank and the number of ranks (0 and 1 when not distributed). */
+KILN_API int kiln_distributed_rank(void);
+KILN_API int kiln_distributed_size(void);
+/* Whether this Kiln was built with MPI. */
+KILN_API int kiln_have_mpi(void);
 
 /* Compiles module `m` (taking ownership of it, also on failure): runs the
  * "train" pipeline when it has a loss function and an optimizer, else
