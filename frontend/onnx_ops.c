@@ -92,14 +92,14 @@ static kiln_status b_binary(ox_ctx *c, const Onnx__NodeProto *n) {
                                                                           : IR_OP_minimum;
     if (n->n_input > 64) return ox_fail(c, KILN_ERR_LIMIT, "more than 64 operands");
     ir_node *r = ox_in(c, n, 0);
+    if (r && r->type.dtype != IR_F32 && (op == IR_OP_div || !strcmp(t, "Mean")))
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "integer division is not supported");
     for (int k = 1; r && k < (int)n->n_input; k++) {
         ir_node *y = ox_in(c, n, k);
         if (y && y->type.dtype != r->type.dtype)
             return ox_fail(c, KILN_ERR_UNSUPPORTED, "operands of different types");
         r = ir_b_bin(&c->b, op, r, y);
     }
-    if (r && r->type.dtype != IR_F32 && (op == IR_OP_div || !strcmp(t, "Mean")))
-        return ox_fail(c, KILN_ERR_UNSUPPORTED, "integer division is not supported");
     if (r && !strcmp(t, "Mean")) r = ir_b_bin(&c->b, IR_OP_div, r, scalar(c, (double)n->n_input));
     return set0(c, n, r);
 }
@@ -226,6 +226,13 @@ static kiln_status b_transpose(ox_ctx *c, const Onnx__NodeProto *n) {
 static kiln_status b_identity(ox_ctx *c, const Onnx__NodeProto *n) {
     if (n->n_output > 1 && n->output[1] && n->output[1][0])
         return ox_fail(c, KILN_ERR_UNSUPPORTED, "the mask output of Dropout");
+    if (!strcmp(n->op_type, "Dropout") && ox_has_in(n, 2)) { /* training_mode */
+        const ox_tensor *t = ox_in_const(c, n, 2);
+        if (!t || !t->is_int || t->n != 1 || t->i[0])
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "Dropout in training mode");
+    }
+    if (!strcmp(n->op_type, "Dropout") && c->opset < 7 && ox_attr_i(n, "is_test", 0) == 0)
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Dropout in training mode (is_test=0)");
     ox_val *v = ox_has_in(n, 0) ? ox_lookup(c, n->input[0]) : NULL;
     if (v && v->k && !v->node) return ox_set_const(c, OUT0(n), v->k);
     return set0(c, n, ox_in(c, n, 0));
