@@ -79,6 +79,14 @@ typedef kiln_status (*ox_build_fn)(ox_ctx *c, const Onnx__NodeProto *n);
  * is missing when the op is known but this version is not. */
 ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why);
 
+/* Builders of onnx_more.c. */
+kiln_status ox_b_compare(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_not(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_where(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_act(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_reduce_more(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n);
+
 /* For builders (onnx.c). */
 ox_val *ox_lookup(ox_ctx *c, const char *name);
 /* Operand k of the node as a run-time node (constants materialized); NULL

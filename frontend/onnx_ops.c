@@ -465,7 +465,7 @@ static kiln_status b_argmax(ox_ctx *c, const Onnx__NodeProto *n) {
     if (axis < 0 || axis >= r) return ox_fail(c, KILN_ERR_INVALID, "axis out of range");
     ir_attrs a = ir_attrs_default(IR_OP_argmax);
     ir_attrs_set_i(&a, "axis", axis);
-    ir_node *y = op1(c, IR_OP_argmax, x, &a);
+    ir_node *y = op1(c, IR_OP_argmax, strcmp(n->op_type, "ArgMin") ? x : ir_b_un(&c->b, IR_OP_neg, x), &a);
     if (y && ox_attr_i(n, "keepdims", 1)) {
         int64_t d[KILN_MAX_RANK];
         for (int k = 0; k < r; k++)
@@ -529,9 +529,23 @@ static const ox_op g_ops[] = {
     {"Dropout", 1, LAST, b_identity},    {"Constant", 1, LAST, b_constant},
     {"ReduceMean", 1, LAST, b_reduce},   {"ReduceSum", 1, LAST, b_reduce},
     {"ReduceMax", 1, LAST, b_reduce},    {"ArgMax", 1, LAST, b_argmax},
+    {"ArgMin", 1, LAST, b_argmax},
     {"Cast", 6, LAST, b_cast},           {"Squeeze", 1, LAST, b_squeeze},
     {"Unsqueeze", 1, LAST, b_squeeze},   {"Shape", 1, LAST, b_shape},
     {"Gather", 1, LAST, b_gather},       {"Concat", 4, LAST, b_concat},
+    /* onnx_more.c */
+    {"Equal", 1, LAST, ox_b_compare},    {"Greater", 1, LAST, ox_b_compare},
+    {"Less", 1, LAST, ox_b_compare},     {"GreaterOrEqual", 12, LAST, ox_b_compare},
+    {"LessOrEqual", 12, LAST, ox_b_compare}, {"And", 1, LAST, ox_b_compare},
+    {"Or", 1, LAST, ox_b_compare},       {"Xor", 1, LAST, ox_b_compare},
+    {"Not", 1, LAST, ox_b_not},          {"Where", 9, LAST, ox_b_where},
+    {"Sign", 9, LAST, ox_b_act},         {"Softsign", 1, LAST, ox_b_act},
+    {"PRelu", 1, LAST, ox_b_act},        {"ThresholdedRelu", 10, LAST, ox_b_act},
+    {"Celu", 12, LAST, ox_b_act},        {"HardSwish", 14, LAST, ox_b_act},
+    {"Mish", 18, LAST, ox_b_act},        {"ReduceMin", 1, LAST, ox_b_reduce_more},
+    {"ReduceSumSquare", 1, LAST, ox_b_reduce_more}, {"ReduceL1", 1, LAST, ox_b_reduce_more},
+    {"ReduceL2", 1, LAST, ox_b_reduce_more}, {"ReduceLogSum", 1, LAST, ox_b_reduce_more},
+    {"ReduceLogSumExp", 1, LAST, ox_b_reduce_more}, {"Expand", 8, LAST, ox_b_expand},
 };
 
 ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why) {
