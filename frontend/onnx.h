@@ -86,6 +86,8 @@ kiln_status ox_b_where(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_act(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_reduce_more(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_size(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n);
 
 /* For builders (onnx.c). */
 ox_val *ox_lookup(ox_ctx *c, const char *name);

@@ -145,6 +145,44 @@ kiln_status ox_b_reduce_more(ox_ctx *c, const Onnx__NodeProto *n) {
     return ox_set(c, OUT0(n), y);
 }
 
+/* Size: the element count of a static shape, as a constant. */
+kiln_status ox_b_size(ox_ctx *c, const Onnx__NodeProto *n) {
+    ir_node *x = ox_in(c, n, 0);
+    if (!x) return KILN_ERR_INVALID;
+    if (ir_type_batch_axis(&x->type) >= 0)
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Size of a value with a batch axis");
+    ox_tensor *t = ox_const_new(c, true, 0, NULL);
+    if (!t) return ir_oom(c->d);
+    t->i[0] = ir_type_numel(&x->type, 1);
+    return ox_set_const(c, OUT0(n), t);
+}
+
+/* ConstantOfShape: a constant shape filled with the value attribute. */
+kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n) {
+    const ox_tensor *s = ox_in_const(c, n, 0);
+    if (!s || !s->is_int || s->rank != 1 || s->n > KILN_MAX_RANK)
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "the shape must be a constant");
+    int64_t numel = 1;
+    for (int k = 0; k < (int)s->n; k++) {
+        if (s->i[k] < 0 || s->i[k] >= IR_MAX_DIM || (s->i[k] && numel > IR_MAX_ELEMS / s->i[k]))
+            return ox_fail(c, KILN_ERR_LIMIT, "dimension %lld is out of range", (long long)s->i[k]);
+        numel *= s->i[k];
+    }
+    const Onnx__AttributeProto *a = ox_attr(n, "value");
+    ox_tensor *v = NULL;
+    if (a && a->t) {
+        kiln_status st = ox_tensor_from_proto(c, a->t, OUT0(n), &v);
+        if (st) return st;
+        if (v->n != 1) return ox_fail(c, KILN_ERR_INVALID, "value must hold one element");
+    }
+    ox_tensor *t = ox_const_new(c, v ? v->is_int : false, (int)s->n, s->i);
+    if (!t) return ir_oom(c->d);
+    for (int64_t k = 0; k < t->n; k++) {
+        if (t->is_int) t->i[k] = v->i[0]; else t->f[k] = v ? v->f[0] : 0;
+    }
+    return ox_set_const(c, OUT0(n), t);
+}
+
 /* Expand: broadcast_to a constant shape (numpy rules both ways). */
 kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n) {
     ir_node *x = ox_in(c, n, 0);

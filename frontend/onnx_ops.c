@@ -46,6 +46,11 @@ static ir_node *elu_core(ox_ctx *c, ir_node *x, double alpha) {
 }
 
 static kiln_status b_unary(ox_ctx *c, const Onnx__NodeProto *n) {
+    ir_node *xi = ox_in(c, n, 0);
+    if (xi && xi->type.dtype == IR_I32 && (!strcmp(n->op_type, "Neg") || !strcmp(n->op_type, "Abs"))) {
+        ir_node *neg = ir_b_bin(&c->b, IR_OP_sub, ir_b_const(&c->b, IR_I32, 0, 0, NULL), xi);
+        return set0(c, n, strcmp(n->op_type, "Neg") ? ir_b_bin(&c->b, IR_OP_maximum, xi, neg) : neg);
+    }
     ir_node *x = in_f32(c, n, 0);
     if (!x) return KILN_ERR_UNSUPPORTED;
     const char *t = n->op_type;
@@ -391,6 +396,12 @@ static kiln_status b_concat(ox_ctx *c, const Onnx__NodeProto *n) {
 
 static kiln_status b_cast(ox_ctx *c, const Onnx__NodeProto *n) {
     int64_t to = ox_attr_i(n, "to", 0);
+    if (!strcmp(n->op_type, "CastLike")) {
+        ir_node *like = ox_in(c, n, 1);
+        if (!like) return KILN_ERR_INVALID;
+        to = like->type.dtype == IR_F32 ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+                                        : ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    }
     bool to_f = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     if (!to_f && to != ONNX__TENSOR_PROTO__DATA_TYPE__INT32 && to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
         return ox_fail(c, KILN_ERR_UNSUPPORTED, "Cast to data type %lld", (long long)to);
@@ -546,6 +557,8 @@ static const ox_op g_ops[] = {
     {"ReduceSumSquare", 1, LAST, ox_b_reduce_more}, {"ReduceL1", 1, LAST, ox_b_reduce_more},
     {"ReduceL2", 1, LAST, ox_b_reduce_more}, {"ReduceLogSum", 1, LAST, ox_b_reduce_more},
     {"ReduceLogSumExp", 1, LAST, ox_b_reduce_more}, {"Expand", 8, LAST, ox_b_expand},
+    {"Size", 1, LAST, ox_b_size},        {"ConstantOfShape", 9, LAST, ox_b_constant_of_shape},
+    {"CastLike", 15, LAST, b_cast},
 };
 
 ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why) {
