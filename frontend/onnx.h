@@ -48,7 +48,7 @@ kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_
                       kiln_diag *d);
 
 #ifdef KILN_HAVE_ONNX
-#include "onnx/onnx.pb-c.h"
+#include <onnx/onnx.pb-c.h> /* generated at build time (CMakeLists.txt) */
 
 typedef struct ox_val {
     const char *name;
