@@ -281,8 +281,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
-        printf("kiln %s\nonnx import: %s\n", kiln_version(),
-               kiln_onnx_available() ? "yes" : "no (built without protobuf-c / libonnx-dev)");
+        /* One line: scripts read the version as its second word. */
+        printf("kiln %s (onnx import: %s)\n", kiln_version(),
+               kiln_onnx_available() ? "yes" : "no, built without protobuf-c / libonnx-dev");
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
