@@ -363,7 +363,7 @@ void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
 }
 
 /* An image input (f32[?,h,w,c]) takes images of exactly its shape: an
- * IDX file of h x w images (c = 1) or h x w x c. A matrix input f32[?,n]
+ * IDX file of h x w images (c = 1) or h x w x c; f32[?,1,h,w] takes h x w. A matrix input f32[?,n]
  * takes any sample of n values (images flattened, as Keras' MNIST MLP). */
 static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     const ir_type *x = &mo->infer.f->args[0]->type;
@@ -372,7 +372,11 @@ static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds,
     const int64_t *m = x->dims + 1;
     bool ok = q == r || (q == r - 1 && m[r - 1] == 1);
     for (int i = 0; ok && i < q; i++) ok = ds->sample_dims[i] == m[i];
-    if (ok) return KILN_OK;
+    /* One channel first (f32[?,1,h,w], as ONNX models from PyTorch): the
+     * same bytes as h x w images. */
+    bool first = q == r - 1 && m[0] == 1;
+    for (int i = 0; first && i < q; i++) first = ds->sample_dims[i] == m[i + 1];
+    if (ok || first) return KILN_OK;
     char ib[IR_TYPE_STR_MAX], sb[128];
     size_t o = 0;
     sb[0] = 0;

@@ -59,7 +59,7 @@ static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
     int64_t v;
     if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v))
         return false;
-    if (need_load && !cli_get(a, "--load")) {
+    if (need_load && !cli_get(a, "--load") && !(a->n_pos && cli_is_onnx(a->pos[0]))) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", verb);
         return false;
     }
@@ -106,7 +106,7 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     fputs(kiln_diag_message(s->d), stderr);
     kiln_diag_clear(s->d);
     const char *load = cli_get(a, "--load");
-    if (need_load && !load) {
+    if (need_load && !load && !cli_is_onnx(path)) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
         return KILN_ERR_INVALID;
     }

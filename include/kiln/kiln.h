@@ -121,6 +121,21 @@ KILN_API kiln_status kiln_model_file_parse(const char *text, size_t len, const c
                                            kiln_module **out, kiln_diag *d);
 /* Reads and parses a .kiln file. Same ownership as kiln_model_file_parse(). */
 KILN_API kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d);
+/* ONNX models (frontend/onnx.c). Whether this Kiln was built with ONNX
+ * support (protobuf-c and Debian's onnx.proto at build time). */
+KILN_API int kiln_onnx_available(void);
+/* Imports a serialized ONNX ModelProto: a module with the function `infer`
+ * (graph inputs as arguments, a dynamic first dimension as the batch '?')
+ * whose parameters are the graph's initializers under their ONNX names,
+ * holding their data. An unsupported op is an error listing every
+ * unsupported node. Same ownership as kiln_module_parse(). */
+KILN_API kiln_status kiln_onnx_import(const void *bytes, size_t len, const char *filename,
+                                      kiln_module **out, kiln_diag *d);
+/* Reads and imports a .onnx file. */
+KILN_API kiln_status kiln_onnx_load(const char *path, kiln_module **out, kiln_diag *d);
+/* Loads a model file by its extension: .onnx (kiln_onnx_load), .kir
+ * (kiln_module_load), else the .kiln language (kiln_model_file_load). */
+KILN_API kiln_status kiln_module_load_file(const char *path, kiln_module **out, kiln_diag *d);
 /* Prints the module in .kir text form. The returned string is malloc'ed; the
  * caller frees it with kiln_free(). NULL when out of memory. */
 KILN_API char *kiln_module_print(const kiln_module *m);
