@@ -237,6 +237,31 @@ START_TEST(key_follows_what_determines_the_code) {
 }
 END_TEST
 
+/* The key names the build of Kiln: its GNU build-id (the test program links
+ * libkiln.a with -Wl,--build-id), so another build never reuses an entry. */
+START_TEST(key_has_the_build_id) {
+    const char *id = cg_cache_build_identity();
+    ck_assert_ptr_nonnull(id);
+    ck_assert_msg(strncmp(id, "build-id:", 9) == 0 && strlen(id) > 9 + 8, "identity %s", id);
+    ck_assert_str_eq(cg_cache_build_identity(), id);
+    kiln_module *m = tiny();
+    cg_options o;
+    memset(&o, 0, sizeof o);
+    o.only_func = "infer";
+    cg_cache_key k, self, other, version;
+    ck_assert_int_eq(cg_cache_key_of(m, &o, &k, NULL), KILN_OK);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, id, &self, NULL), KILN_OK);
+    ck_assert_mem_eq(k.b, self.b, sizeof k.b);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, "build-id:0123456789abcdef", &other, NULL),
+                     KILN_OK);
+    ck_assert_mem_ne(k.b, other.b, sizeof k.b);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, "version:" KILN_VERSION_STRING, &version, NULL),
+                     KILN_OK);
+    ck_assert_mem_ne(k.b, version.b, sizeof k.b);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 START_TEST(cache_off) {
     setenv("KILN_CACHE", "0", 1);
     kiln_module *m = tiny();
@@ -623,6 +648,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, model_create_now_matches_lazy);
     tcase_add_test(t, miss_then_hit_runs_the_same);
     tcase_add_test(t, key_follows_what_determines_the_code);
+    tcase_add_test(t, key_has_the_build_id);
     tcase_add_test(t, cache_off);
     tcase_add_loop_test(t, forged_entries_are_recompiled, 0, 6);
     tcase_add_test(t, decode_reports_what_is_wrong);
