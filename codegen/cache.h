@@ -5,7 +5,8 @@
  * The key is the SHA-256 of the function's final Kiln IR (after the passes,
  * memory plan included, as the printer writes it, plus node locations,
  * which error messages quote), the target triple, CPU name and features,
- * optimization level, and the Kiln and LLVM versions. An entry holds the
+ * optimization level, the Kiln and LLVM versions, and the build of Kiln
+ * (cg_cache_build_identity: its GNU build-id). An entry holds the
  * object and the entry-point descriptions (cg_module_info), so a hit needs
  * neither the LLVM module nor the optimizer: the object goes straight to
  * LLVMOrcLLJITAddObjectFile.
