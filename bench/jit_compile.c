@@ -6,7 +6,7 @@
  * inference.
  *
  *   build/bin/bench_jit_compile [MODEL.kiln] [--reps N] [--steps N] [--perf] [--cache]
- *                               [--concurrent]
+ *                               [--concurrent] [--opt N]
  *
  * The compiles above bypass the persistent compile cache (cg_options
  * no_cache). --cache times the cache instead, in KILN_CACHE_DIR (whose
@@ -17,6 +17,8 @@
  *
  * --concurrent: train_step, loss and infer compiled (cache bypassed) one
  * after the other, then at once (cg_jit_compile_each), N times each.
+ *
+ * --opt N compiles with LLVM's default<ON> pipeline (1..3) instead of O3.
  *
  * --perf describes the JIT code to perf:  perf record -k 1 -o p.data
  * bench_jit_compile --perf --reps 1 --steps 5000;  perf inject --jit -i
@@ -206,6 +208,7 @@ int main(int argc, char **argv) {
     int reps = 7, iters = 300;
     bool perf = false; /* perf record -k 1 ...; perf inject --jit */
     bool cache = false, concurrent = false;
+    int opt = 0; /* --opt N: LLVM's default<ON> (0: the library's, O3) */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
@@ -217,6 +220,8 @@ int main(int argc, char **argv) {
             cache = true;
         else if (!strcmp(argv[i], "--concurrent"))
             concurrent = true;
+        else if (!strcmp(argv[i], "--opt") && i + 1 < argc)
+            opt = atoi(argv[++i]);
         else
             model = argv[i];
     }
@@ -245,6 +250,7 @@ int main(int argc, char **argv) {
     cg_options o;
     memset(&o, 0, sizeof o);
     o.only_func = "train_step";
+    o.opt_level = opt;
     o.perf_jit = perf;
     o.no_cache = true; /* the compile itself (--cache times the cache) */
     double *ms = calloc((size_t)reps, sizeof *ms), *cpu = calloc((size_t)reps, sizeof *cpu);

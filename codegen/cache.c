@@ -4,11 +4,18 @@
  * cannot take it, and the public kiln_cache_* calls. The files are
  * cache_store.c's.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dl_iterate_phdr */
+#endif
 #include "codegen/cache.h"
 
+#include <elf.h>
+#include <link.h>
 #include <llvm-c/Core.h>
 #include <llvm/Config/llvm-config.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +30,64 @@ bool cg_cache_enabled(kiln_module *m, const cg_options *o, cg_cache_cfg *cfg) {
     cg_cache_config(cfg);
     return cfg->enabled;
 }
+
+/* ------------------------------------------------ the build's identity */
+
+/* "build-id:" + up to 64 bytes of id in hex, or "version:..." */
+static char g_build[16 + 2 * 64 + 1];
+static pthread_once_t g_build_once = PTHREAD_ONCE_INIT;
+
+/* The build-id note among the PT_NOTE segments of the module holding this
+ * function (dl_iterate_phdr callback; data: &found). */
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uintptr_t self = (uintptr_t)&find_build_id;
+    bool mine = false;
+    for (int i = 0; i < info->dlpi_phnum && !mine; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = (uintptr_t)info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && self >= lo && self - lo < ph->p_memsz) mine = true;
+    }
+    if (!mine) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        size_t align = ph->p_align == 8 ? 8 : 4;
+        const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+        size_t off = 0, len = ph->p_memsz;
+        while (off + sizeof(ElfW(Nhdr)) <= len) {
+            ElfW(Nhdr) nh;
+            memcpy(&nh, p + off, sizeof nh);
+            size_t name = off + sizeof nh;
+            size_t desc = name + ((nh.n_namesz + align - 1) & ~(align - 1));
+            size_t next = desc + ((nh.n_descsz + align - 1) & ~(align - 1));
+            if (desc > len || nh.n_descsz > len - desc) break;
+            if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+                memcmp(p + name, "GNU", 4) == 0 && nh.n_descsz > 0 && nh.n_descsz <= 64) {
+                char *o = g_build + strlen(strcpy(g_build, "build-id:"));
+                for (size_t k = 0; k < nh.n_descsz; k++, o += 2)
+                    snprintf(o, 3, "%02x", p[desc + k]);
+                *(bool *)data = true;
+                return 1;
+            }
+            off = next;
+        }
+    }
+    return 1; /* this module, without a build-id */
+}
+
+static void build_identity_init(void) {
+    bool found = false;
+    dl_iterate_phdr(find_build_id, &found);
+    if (!found) snprintf(g_build, sizeof g_build, "version:%s", KILN_VERSION_STRING);
+}
+
+const char *cg_cache_build_identity(void) {
+    pthread_once(&g_build_once, build_identity_init);
+    return g_build;
+}
+
+/* ------------------------------------------------------------ the key */
 
 static void hash_str(cg_sha256 *h, const char *tag, const char *s) {
     cg_sha256_update(h, tag, strlen(tag) + 1);
@@ -41,6 +106,11 @@ static void hash_locs(cg_sha256 *h, ir_node *const *nodes, int n) {
 }
 
 kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *key, kiln_diag *d) {
+    return cg_cache_key_for_build(m, o, cg_cache_build_identity(), key, d);
+}
+
+kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
+                                   cg_cache_key *key, kiln_diag *d) {
     char *triple, *cpu, *features;
     kiln_status st = cg_target_strings(o, &triple, &cpu, &features, d);
     if (st) return st;
@@ -50,7 +120,14 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
     snprintf(opt, sizeof opt, "O%d format %d", o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3,
              CG_CACHE_FORMAT);
     hash_str(&h, "kiln", KILN_VERSION_STRING);
+    /* The build of Kiln: any rebuilt library (a changed lowering) has
+     * another build-id, so its keys differ from an older build's. */
+    hash_str(&h, "build", build);
     hash_str(&h, "llvm", LLVM_VERSION_STRING);
+    /* Bumped whenever codegen emits other code for the same IR (between
+     * releases too): 2 = identical loops shared (outline.c). Only matters
+     * for builds without a build-id (the key then has the version). */
+    hash_str(&h, "codegen", "2");
     hash_str(&h, "triple", triple);
     hash_str(&h, "cpu", cpu);
     hash_str(&h, "features", features);

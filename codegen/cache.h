@@ -5,7 +5,8 @@
  * The key is the SHA-256 of the function's final Kiln IR (after the passes,
  * memory plan included, as the printer writes it, plus node locations,
  * which error messages quote), the target triple, CPU name and features,
- * optimization level, and the Kiln and LLVM versions. An entry holds the
+ * optimization level, the Kiln and LLVM versions, and the build of Kiln
+ * (cg_cache_build_identity: its GNU build-id). An entry holds the
  * object and the entry-point descriptions (cg_module_info), so a hit needs
  * neither the LLVM module nor the optimizer: the object goes straight to
  * LLVMOrcLLJITAddObjectFile.
@@ -117,9 +118,21 @@ const char *cg_cache_status_name(cg_cache_status s);
  * found); *cfg is the configuration. */
 bool cg_cache_enabled(kiln_module *m, const cg_options *o, cg_cache_cfg *cfg);
 
-/* The key of compiling `m` (o->only_func or all of it) with `o`.
- * KILN_ERR_NOMEM (or a backend error) on failure. */
+/* The key of compiling `m` (o->only_func or all of it) with `o`, for this
+ * build of Kiln (cg_cache_build_identity). KILN_ERR_NOMEM (or a backend
+ * error) on failure. */
 kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *key, kiln_diag *d);
+/* The same for the build identified by `build` (tests: another build). */
+kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
+                                   cg_cache_key *key, kiln_diag *d);
+
+/* What identifies this build of Kiln in cache keys, so that a rebuilt
+ * library never loads code compiled by an older build: "build-id:<hex>",
+ * the GNU build-id (NT_GNU_BUILD_ID note, linked with -Wl,--build-id) of the
+ * ELF object holding this code (libkiln.so, or the program linking
+ * libkiln.a); "version:<KILN_VERSION_STRING>" if that object has none.
+ * Never empty; computed once. */
+const char *cg_cache_build_identity(void);
 
 /* A hit: the entry of `key`, verified; *info and the object (in *buf,
  * ir_free) returned. false on a miss or a bad entry (which is removed). */

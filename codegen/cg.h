@@ -42,7 +42,10 @@
  * out, in) that emits a whole node into the current kernel function. Each
  * top-level node becomes one internal kernel function whose buffer pointers
  * are `noalias` (each distinct buffer is passed once); O3 inlines them into
- * the entry point, keeping the no-alias facts as scoped metadata.
+ * the entry point, keeping the no-alias facts as scoped metadata. Elementwise
+ * kernels alike up to addresses and lengths (Adam's update per parameter)
+ * are one `noinline` function instead, called with buffers and loop lengths
+ * (outline.c).
  */
 #ifndef KILN_CODEGEN_CG_H
 #define KILN_CODEGEN_CG_H

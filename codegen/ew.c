@@ -55,8 +55,6 @@ bool cg_region_needs_split(const ir_node *n, const cg_buf *buf) {
 
 /* ------------------------------------------------------------ the loop */
 
-enum { MAX_STREAMS = 72 };
-
 typedef struct stream {
     LLVMValueRef raw, ptr; /* i8* buffer; typed pointer */
     LLVMTypeRef elem;
@@ -68,24 +66,11 @@ typedef struct stream {
 } stream;
 
 typedef struct ew_loop {
-    stream s[MAX_STREAMS];
+    stream s[CG_EW_MAX_STREAMS];
     int ns;
-    int cap_stream[MAX_STREAMS]; /* by capture index */
+    int cap_stream[CG_EW_MAX_STREAMS]; /* by capture index */
     int out_stream;
 } ew_loop;
-
-static int add_stream(cg_ctx *c, ew_loop *L, LLVMValueRef raw, const ir_type *t) {
-    for (int i = 0; i < L->ns; i++)
-        if (L->s[i].raw == raw && ir_type_eq(&L->s[i].type, t)) return i;
-    if (L->ns == MAX_STREAMS) return -1;
-    stream *s = &L->s[L->ns];
-    memset(s, 0, sizeof *s);
-    s->raw = raw;
-    s->type = *t;
-    s->elem = cg_elem_type(c, t->dtype);
-    s->ptr = cg_cast_ptr(c, raw, s->elem);
-    return L->ns++;
-}
 
 static int cap_index(const ir_node *x, int n_cap, ir_node *const *cap) {
     for (int k = 0; k < n_cap; k++)
@@ -141,64 +126,120 @@ static kiln_status emit_body(cg_ctx *c, ew_loop *L, int n_body, ir_node *const *
     return KILN_OK;
 }
 
-static LLVMValueRef dim_value(cg_ctx *c, int64_t d) {
-    return cg_dim(c, d);
+/* Adds stream (buffer id, type) to the shape; returns its index or -1. */
+static int shape_stream(cg_ew_shape *s, int id, const ir_type *t, int src) {
+    for (int i = 0; i < s->ns; i++)
+        if (s->id[i] == id && ir_type_eq(&s->type[i], t)) return i;
+    if (s->ns == CG_EW_MAX_STREAMS) return -1;
+    s->id[s->ns] = id;
+    s->type[s->ns] = *t;
+    s->src[s->ns] = src;
+    return s->ns++;
 }
 
-kiln_status cg_ew_loop(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const *body,
-                       const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,
-                       const LLVMValueRef *cap_ptr) {
-    ew_loop *L = ir_calloc(1, sizeof *L);
-    if (!L) return ir_oom(c->d);
-    kiln_status st = KILN_OK;
-    L->out_stream = -1;
-    if (n_cap > MAX_STREAMS) {
-        st = cg_error(c, c->node, "a fused region with %d operands is too large", n_cap);
-        goto done;
-    }
-    for (int k = 0; k < n_cap; k++) L->cap_stream[k] = add_stream(c, L, cap_ptr[k], &cap[k]->type);
-    if (yield && out) L->out_stream = add_stream(c, L, out, &yield->type);
-
+kiln_status cg_ew_shape_of(const ir_type *dom, int n_cap, ir_node *const *cap, const int *cap_id,
+                           const ir_type *out_t, int out_id, cg_ew_shape *s) {
+    memset(s, 0, sizeof *s);
+    s->out_stream = -1;
+    for (int k = 0; k < n_cap; k++)
+        if ((s->cap_stream[k] = shape_stream(s, cap_id[k], &cap[k]->type, k)) < 0)
+            return KILN_ERR_LIMIT;
+    if (out_t && (s->out_stream = shape_stream(s, out_id, out_t, -1)) < 0) return KILN_ERR_LIMIT;
     /* Axes of the domain, right-aligned pattern per stream. */
     int r = dom->rank, na = 0;
     int64_t dims[KILN_MAX_RANK];
-    bool real[MAX_STREAMS][KILN_MAX_RANK];
+    bool real[CG_EW_MAX_STREAMS][KILN_MAX_RANK];
     for (int a = 0; a < r; a++) {
         if (dom->dims[a] == 1) continue; /* size-1 axes carry no index */
-        for (int i = 0; i < L->ns; i++) {
-            const ir_type *t = &L->s[i].type;
+        for (int i = 0; i < s->ns; i++) {
+            const ir_type *t = &s->type[i];
             int ia = a - (r - t->rank);
             real[i][na] = ia >= 0 && t->dims[ia] != 1;
         }
         dims[na++] = dom->dims[a];
     }
     /* Merge neighbours with the same pattern in every stream. */
-    int nc = 0;
-    LLVMValueRef size[KILN_MAX_RANK];
-    bool creal[MAX_STREAMS][KILN_MAX_RANK];
     for (int a = 0; a < na; a++) {
-        bool merge = nc > 0;
-        for (int i = 0; i < L->ns && merge; i++)
-            if (creal[i][nc - 1] != real[i][a]) merge = false;
-        if (merge) {
-            size[nc - 1] = LLVMBuildNSWMul(c->b, size[nc - 1], dim_value(c, dims[a]), "");
-            continue;
+        bool merge = s->nc > 0;
+        for (int i = 0; i < s->ns && merge; i++)
+            if (s->real[i][s->nc - 1] != real[i][a]) merge = false;
+        if (!merge) {
+            s->fixed[s->nc] = 1;
+            for (int i = 0; i < s->ns; i++) s->real[i][s->nc] = real[i][a];
+            s->nc++;
         }
-        size[nc] = dim_value(c, dims[a]);
-        for (int i = 0; i < L->ns; i++) creal[i][nc] = real[i][a];
-        nc++;
+        if (dims[a] == KILN_BATCH)
+            s->nbatch[s->nc - 1]++;
+        else
+            s->fixed[s->nc - 1] *= dims[a];
     }
+    return KILN_OK;
+}
+
+LLVMValueRef cg_ew_size(cg_ctx *c, LLVMBuilderRef b, LLVMValueRef batch, const cg_ew_shape *s,
+                        int axis) {
+    LLVMValueRef v = cg_i64(c, s->fixed[axis]);
+    for (int k = 0; k < s->nbatch[axis]; k++) v = LLVMBuildNSWMul(b, v, batch, "");
+    return v;
+}
+
+/* Buffer ids for cg_ew_shape_of: equal pointers, equal ids. */
+static int ptr_id(const LLVMValueRef *ptr, int n, LLVMValueRef p) {
+    for (int k = 0; k < n; k++)
+        if (ptr[k] == p) return k;
+    return n;
+}
+
+kiln_status cg_ew_loop(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const *body,
+                       const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,
+                       const LLVMValueRef *cap_ptr) {
+    return cg_ew_loop_sized(c, dom, n_body, body, yield, out, n_cap, cap, cap_ptr, NULL);
+}
+
+kiln_status cg_ew_loop_sized(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const *body,
+                             const ir_node *yield, LLVMValueRef out, int n_cap,
+                             ir_node *const *cap, const LLVMValueRef *cap_ptr,
+                             const LLVMValueRef *sizes) {
+    if (n_cap > CG_EW_MAX_STREAMS)
+        return cg_error(c, c->node, "a fused region with %d operands is too large", n_cap);
+    ew_loop *L = ir_calloc(1, sizeof *L);
+    cg_ew_shape *sh = ir_calloc(1, sizeof *sh);
+    int ids[CG_EW_MAX_STREAMS] = {0};
+    kiln_status st = KILN_OK;
+    if (!L || !sh) {
+        st = ir_oom(c->d);
+        goto done;
+    }
+    for (int k = 0; k < n_cap; k++) ids[k] = ptr_id(cap_ptr, k, cap_ptr[k]);
+    const ir_type *out_t = yield && out ? &yield->type : NULL;
+    if (cg_ew_shape_of(dom, n_cap, cap, ids, out_t, ptr_id(cap_ptr, n_cap, out), sh)) {
+        st = cg_error(c, c->node, "a fused region with %d operands is too large", n_cap);
+        goto done;
+    }
+    L->ns = sh->ns;
+    L->out_stream = sh->out_stream;
+    for (int k = 0; k < n_cap; k++) L->cap_stream[k] = sh->cap_stream[k];
+    for (int i = 0; i < sh->ns; i++) {
+        stream *s = &L->s[i];
+        s->raw = sh->src[i] >= 0 ? cap_ptr[sh->src[i]] : out;
+        s->type = sh->type[i];
+        s->elem = cg_elem_type(c, s->type.dtype);
+        s->ptr = cg_cast_ptr(c, s->raw, s->elem);
+    }
+    int nc = sh->nc;
+    LLVMValueRef size[KILN_MAX_RANK];
+    for (int a = 0; a < nc; a++) size[a] = sizes ? sizes[a] : cg_ew_size(c, c->b, c->batch, sh, a);
     /* Strides, innermost first: 1 on the innermost real axis. */
     for (int i = 0; i < L->ns; i++) {
         LLVMValueRef s = cg_i64(c, 1);
         for (int a = nc - 1; a >= 0; a--) {
-            L->s[i].real[a] = creal[i][a];
-            L->s[i].stride[a] = creal[i][a] ? s : cg_i64(c, 0);
-            if (creal[i][a]) s = LLVMBuildNSWMul(c->b, s, size[a], "");
+            L->s[i].real[a] = sh->real[i][a];
+            L->s[i].stride[a] = sh->real[i][a] ? s : cg_i64(c, 0);
+            if (sh->real[i][a]) s = LLVMBuildNSWMul(c->b, s, size[a], "");
         }
     }
     /* The nest. */
-    LLVMValueRef base[MAX_STREAMS];
+    LLVMValueRef base[CG_EW_MAX_STREAMS];
     for (int i = 0; i < L->ns; i++) base[i] = cg_i64(c, 0);
     cg_loop loops[KILN_MAX_RANK];
     for (int a = 0; a < nc; a++) {
@@ -215,8 +256,17 @@ kiln_status cg_ew_loop(cg_ctx *c, const ir_type *dom, int n_body, ir_node *const
     for (int i = 0; i < n_body; i++)
         if (body[i]->serial < c->limit) c->val[body[i]->serial] = NULL;
 done:
+    ir_free(sh);
     ir_free(L);
     return st;
+}
+
+kiln_status cg_ew_domain(const ir_node *n, ir_type *dom) {
+    if (!n->region) {
+        *dom = n->type;
+        return KILN_OK;
+    }
+    return ir_region_domain(n, dom);
 }
 
 /* ---------------------------------------------------------- the rows */

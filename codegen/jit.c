@@ -2,7 +2,8 @@
  * jit.c — compiles a module in memory with ORC LLJIT and hands out entry
  * points.
  *
- * cblas_sgemm / cblas_sgemv are defined in the JIT as absolute symbols with
+ * cblas_sgemm / cblas_sgemv (and the allreduce shim,
+ * kiln_allreduce_mean_f32) are defined in the JIT as absolute symbols with
  * the addresses this library was linked against: the reference keeps
  * libopenblas in the link even under --as-needed, and the JIT finds it
  * whatever the host binary's own symbol table holds. Everything else
@@ -16,6 +17,7 @@
  */
 #include "codegen/cache.h"
 #include "codegen/lower.h"
+#include "ir/collective.h"
 
 #include <cblas.h>
 #include <llvm-c/ExecutionEngine.h>
@@ -49,6 +51,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
     } syms[] = {
         {"cblas_sgemm", (void (*)(void))cblas_sgemm},
         {"cblas_sgemv", (void (*)(void))cblas_sgemv},
+        {"kiln_allreduce_mean_f32", (void (*)(void))kiln_allreduce_mean_f32},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {

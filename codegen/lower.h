@@ -56,6 +56,8 @@ bool cg_region_needs_split(const ir_node *n, const cg_buf *buf);
  * fixed part, or with per_sample its per-sample part; CG_BUF_NONE if none. */
 cg_buf cg_node_ws_buf(const kiln_func *f, const ir_node *n, bool per_sample);
 
+typedef struct cg_loops cg_loops; /* identical loops (outline.c) */
+
 struct cg_ctx {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -79,6 +81,7 @@ struct cg_ctx {
     LLVMValueRef f_sgemm, f_sgemv;
     LLVMTypeRef ty_sgemm, ty_sgemv;
     const char *cpu, *features;
+    cg_loops *loops; /* outline.c */
 };
 
 /* ----------------------------------------------------------- helpers */
@@ -184,12 +187,82 @@ LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky);
 kiln_status cg_ew_loop(cg_ctx *c, const ir_type *domain, int n_body, ir_node *const *body,
                        const ir_node *yield, LLVMValueRef out, int n_cap, ir_node *const *cap,
                        const LLVMValueRef *cap_ptr);
+/* The loop nest of an elementwise loop, from types alone: its streams
+ * (distinct (buffer, type) pairs; cap_id[k] names capture k's buffer, equal
+ * ids for one buffer, out_id the output's), and the axes left after
+ * dropping size-1 axes and merging neighbours on which every stream is
+ * alike: axis a has fixed[a] * batch^nbatch[a] elements, and stream i
+ * advances on it when real[i][a]. Two loops with equal shapes up to
+ * fixed/nbatch are the same code with other lengths (outline.c). */
+enum { CG_EW_MAX_STREAMS = 72 };
+typedef struct cg_ew_shape {
+    int ns, nc;
+    int id[CG_EW_MAX_STREAMS], src[CG_EW_MAX_STREAMS]; /* src: capture index, -1: out */
+    ir_type type[CG_EW_MAX_STREAMS];
+    int cap_stream[CG_EW_MAX_STREAMS], out_stream;
+    int64_t fixed[KILN_MAX_RANK];
+    int8_t nbatch[KILN_MAX_RANK];
+    bool real[CG_EW_MAX_STREAMS][KILN_MAX_RANK];
+} cg_ew_shape;
+kiln_status cg_ew_shape_of(const ir_type *dom, int n_cap, ir_node *const *cap, const int *cap_id,
+                           const ir_type *out_t, int out_id, cg_ew_shape *s);
+/* The length of axis `axis` of `s`, built with `b` from `batch`. */
+LLVMValueRef cg_ew_size(cg_ctx *c, LLVMBuilderRef b, LLVMValueRef batch, const cg_ew_shape *s,
+                        int axis);
+/* cg_ew_loop with the axis lengths given (sizes[0..nc) of the shape), or
+ * computed from the types (sizes == NULL). */
+kiln_status cg_ew_loop_sized(cg_ctx *c, const ir_type *domain, int n_body, ir_node *const *body,
+                             const ir_node *yield, LLVMValueRef out, int n_cap,
+                             ir_node *const *cap, const LLVMValueRef *cap_ptr,
+                             const LLVMValueRef *sizes);
+/* The loop domain of an EW node (its type) or of a fused region. */
+kiln_status cg_ew_domain(const ir_node *n, ir_type *dom);
 /* The scalar emitter of an EW op. */
 typedef LLVMValueRef (*cg_scalar_fn)(cg_ctx *c, const ir_node *n, LLVMValueRef *x);
 cg_scalar_fn cg_scalar_lowering(int op);
 typedef kiln_status (*cg_node_fn)(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                   const LLVMValueRef *in);
 cg_node_fn cg_node_lowering(int op);
+
+/* ------------------------------------------------- kernels (module.c) */
+
+enum { CG_MAX_PARAMS = 200 };
+
+/* The buffers of one node's kernel: each distinct buffer is one parameter. */
+typedef struct cg_kernel_plan {
+    cg_buf bufs[CG_MAX_PARAMS];
+    bool noalias[CG_MAX_PARAMS]; /* overlaps no other parameter */
+    int n;
+    int out; /* parameter index, -1 if none */
+    int in[CG_MAX_PARAMS];
+    int temp[CG_MAX_PARAMS]; /* split regions: by body index */
+    int ws, wsb;             /* the node's workspace, -1 if none */
+} cg_kernel_plan;
+
+/* Function attributes of a kernel, and noalias/nocapture on its buffers
+ * (parameters 2.. of the LLVM function). */
+void cg_kernel_attrs(cg_ctx *c, LLVMValueRef fn, const cg_kernel_plan *kp);
+/* Enum attribute `name` at index idx (LLVMAttributeFunctionIndex, 1 + param). */
+void cg_add_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name);
+
+/* ------------------------------------- identical loops (outline.c) */
+
+/* Kernels of a module shared by identical loops. */
+void cg_loops_free(cg_loops *t);
+/* Counts one use of `key` in the function being built (after
+ * cg_loops_new_func); keys used twice get a shared function. */
+kiln_status cg_loops_count(cg_ctx *c, const char *key);
+void cg_loops_new_func(cg_ctx *c);
+/* Whether node n's kernel (planned as kp) is one elementwise loop; then
+ * appends its key to `key` and sets its loop shape. */
+bool cg_loop_key(cg_ctx *c, const ir_node *n, const cg_kernel_plan *kp, ir_sb *key,
+                 cg_ew_shape *sh);
+/* If `key` has (or deserves) a shared function: builds it once and emits
+ * a call with `b` (batch, err, the kernel's buffers bufs[0..kp->n), the
+ * axis lengths); *done says whether it did. */
+kiln_status cg_loop_call(cg_ctx *c, const ir_node *n, const cg_kernel_plan *kp, const char *key,
+                         const cg_ew_shape *sh, LLVMBuilderRef b, LLVMValueRef batch,
+                         LLVMValueRef err, const LLVMValueRef *bufs, bool *done);
 
 /* Reports an LLVM error (consumed) as KILN_ERR_BACKEND: "codegen: what: msg". */
 kiln_status cg_llvm_error(kiln_diag *d, const char *what, LLVMErrorRef err);

@@ -103,9 +103,17 @@ static void add_fn_attrs(cg_ctx *c, LLVMValueRef fn) {
     }
 }
 
-static void add_param_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name) {
+void cg_add_attr(cg_ctx *c, LLVMValueRef fn, unsigned idx, const char *name) {
     unsigned k = LLVMGetEnumAttributeKindForName(name, strlen(name));
     LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->ctx, k, 0));
+}
+
+void cg_kernel_attrs(cg_ctx *c, LLVMValueRef fn, const cg_kernel_plan *kp) {
+    add_fn_attrs(c, fn);
+    for (int i = 0; i < kp->n; i++) {
+        if (kp->noalias[i]) cg_add_attr(c, fn, (unsigned)i + 3, "noalias");
+        cg_add_attr(c, fn, (unsigned)i + 3, "nocapture");
+    }
 }
 
 /* ------------------------------------------------------- the entry point */
@@ -192,43 +200,89 @@ LLVMValueRef cg_node_ws(cg_ctx *c, const ir_node *n) {
 
 LLVMValueRef cg_node_ws_batch(cg_ctx *c, const ir_node *n) { return n == c->node ? c->wsb : NULL; }
 
-enum { MAX_PARAMS = 200 };
-
-typedef struct kernel_plan {
-    cg_buf bufs[MAX_PARAMS];
-    int n;
-    int out; /* parameter index, -1 if none */
-    int in[MAX_PARAMS];
-    int temp[MAX_PARAMS]; /* split regions: by body index */
-    int ws, wsb;          /* the node's workspace, -1 if none */
-} kernel_plan;
-
-static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index, const char *sym,
-                                cg_func_info *fi) {
+static kiln_status plan_kernel(cg_ctx *c, const ir_node *n, cg_kernel_plan *kp) {
     const cg_layout *L = c->lay;
-    kernel_plan *kp = ir_calloc(1, sizeof *kp);
-    if (!kp) return ir_oom(c->d);
-    kiln_status st = KILN_OK;
     int nin = n->n_in;
     int ntemp = n->region && L->split[n->serial] ? n->region->n : 0;
-    if (nin + ntemp + 3 > MAX_PARAMS) {
-        st = cg_error(c, n, "too many buffers for one kernel (%d operands, %d temps)", nin, ntemp);
-        goto out;
-    }
+    if (nin + ntemp + 3 > CG_MAX_PARAMS)
+        return cg_error(c, n, "too many buffers for one kernel (%d operands, %d temps)", nin, ntemp);
+    memset(kp, 0, sizeof *kp);
     kp->out = kp->ws = kp->wsb = -1;
     if (n->type.dtype != IR_VOID) kp->out = param_of(kp->bufs, &kp->n, &L->buf[n->serial]);
     for (int k = 0; k < nin; k++) kp->in[k] = param_of(kp->bufs, &kp->n, &L->buf[n->in[k]->serial]);
     cg_buf ws = cg_node_ws_buf(c->f, n, false), wsb = cg_node_ws_buf(c->f, n, true);
     if (ws.kind != CG_BUF_NONE) kp->ws = param_of(kp->bufs, &kp->n, &ws);
     if (wsb.kind != CG_BUF_NONE) kp->wsb = param_of(kp->bufs, &kp->n, &wsb);
-    if (n->region && L->split[n->serial])
+    if (ntemp)
         for (int i = 0; i < n->region->n; i++) {
             const ir_node *x = n->region->nodes[i];
             kp->temp[i] =
                 x->type.dtype != IR_VOID ? param_of(kp->bufs, &kp->n, &L->buf2[x->serial]) : -1;
         }
+    for (int i = 0; i < kp->n; i++) {
+        kp->noalias[i] = true;
+        for (int j = 0; j < kp->n; j++)
+            if (j != i && cg_buf_may_overlap(&kp->bufs[i], &kp->bufs[j])) kp->noalias[i] = false;
+    }
+    return KILN_OK;
+}
+
+/* A node the entry point runs: not a reshape that is a view. */
+static bool has_kernel(const cg_layout *lay, const ir_node *n) {
+    return !(n->op == IR_OP_reshape &&
+             cg_buf_same(&lay->buf[n->serial], &lay->buf[n->in[0]->serial]));
+}
+
+/* Counts the loop keys of f's kernels (outline.c). */
+static kiln_status count_loops(cg_ctx *c, kiln_func *f) {
+    cg_kernel_plan *kp = ir_malloc(sizeof *kp);
+    cg_ew_shape *sh = ir_malloc(sizeof *sh);
+    kiln_status st = kp && sh ? KILN_OK : ir_oom(c->d);
+    cg_loops_new_func(c);
+    for (int i = 0; i < f->n_nodes && !st; i++) {
+        const ir_node *n = f->nodes[i];
+        if (!has_kernel(c->lay, n) || (st = plan_kernel(c, n, kp))) continue;
+        ir_sb key;
+        ir_sb_init(&key);
+        if (cg_loop_key(c, n, kp, &key, sh)) st = cg_loops_count(c, key.buf);
+        ir_sb_free(&key);
+    }
+    ir_free(sh);
+    ir_free(kp);
+    return st;
+}
+
+/* Node n as a call of its loop's shared function, if it has one. */
+static kiln_status call_shared(cg_ctx *c, entry *e, const ir_node *n, const cg_kernel_plan *kp,
+                               bool *done) {
+    *done = false;
+    cg_ew_shape *sh = ir_malloc(sizeof *sh);
+    if (!sh) return ir_oom(c->d);
+    ir_sb key;
+    ir_sb_init(&key);
+    kiln_status st = KILN_OK;
+    if (cg_loop_key(c, n, kp, &key, sh)) {
+        LLVMValueRef bufs[CG_MAX_PARAMS];
+        for (int i = 0; i < kp->n; i++) bufs[i] = buf_ptr(c, e, &kp->bufs[i]);
+        st = cg_loop_call(c, n, kp, key.buf, sh, e->b, e->batch, e->err, bufs, done);
+    }
+    ir_sb_free(&key);
+    ir_free(sh);
+    return st;
+}
+
+static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index, const char *sym,
+                                cg_func_info *fi) {
+    const cg_layout *L = c->lay;
+    cg_kernel_plan *kp = ir_malloc(sizeof *kp);
+    if (!kp) return ir_oom(c->d);
+    int nin = n->n_in;
+    bool shared = false;
+    kiln_status st = plan_kernel(c, n, kp);
+    if (!st) st = call_shared(c, e, n, kp, &shared);
+    if (st || shared) goto out;
     /* The kernel: i32 (i64 batch, i8* err, i8* buffers...). */
-    LLVMTypeRef pt[MAX_PARAMS + 2];
+    LLVMTypeRef pt[CG_MAX_PARAMS + 2];
     pt[0] = c->t_i64;
     pt[1] = c->t_i8p;
     for (int i = 0; i < kp->n; i++) pt[2 + i] = c->t_i8p;
@@ -237,14 +291,7 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     snprintf(name, sizeof name, "%s.%d.%s", sym, index, ir_op_name(n->op));
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    add_fn_attrs(c, fn);
-    for (int i = 0; i < kp->n; i++) {
-        bool alone = true;
-        for (int j = 0; j < kp->n; j++)
-            if (j != i && cg_buf_may_overlap(&kp->bufs[i], &kp->bufs[j])) alone = false;
-        if (alone) add_param_attr(c, fn, (unsigned)i + 3, "noalias");
-        add_param_attr(c, fn, (unsigned)i + 3, "nocapture");
-    }
+    cg_kernel_attrs(c, fn, kp);
     c->fn = fn;
     c->batch = LLVMGetParam(fn, 0);
     c->err = LLVMGetParam(fn, 1);
@@ -254,7 +301,7 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     LLVMValueRef outp = kp->out >= 0 ? LLVMGetParam(fn, (unsigned)kp->out + 2) : NULL;
     c->ws = kp->ws >= 0 ? LLVMGetParam(fn, (unsigned)kp->ws + 2) : NULL;
     c->wsb = kp->wsb >= 0 ? LLVMGetParam(fn, (unsigned)kp->wsb + 2) : NULL;
-    LLVMValueRef inp[MAX_PARAMS];
+    LLVMValueRef inp[CG_MAX_PARAMS];
     for (int k = 0; k < nin; k++) inp[k] = LLVMGetParam(fn, (unsigned)kp->in[k] + 2);
     if (n->region && L->split[n->serial])
         for (int i = 0; i < n->region->n; i++)
@@ -276,7 +323,7 @@ static kiln_status build_kernel(cg_ctx *c, entry *e, const ir_node *n, int index
     LLVMBuildRet(c->b, cg_i32(c, 0));
 
     /* The call from the entry point. */
-    LLVMValueRef args[MAX_PARAMS + 2];
+    LLVMValueRef args[CG_MAX_PARAMS + 2];
     args[0] = e->batch;
     args[1] = e->err;
     for (int i = 0; i < kp->n; i++) args[2 + i] = buf_ptr(c, e, &kp->bufs[i]);
@@ -338,11 +385,11 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
     add_fn_attrs(c, e->fn);
     /* Not inlined into the wrapper: O3 would optimize the whole step twice
      * (+20 ms of compile time) for a saving of one call. */
-    add_param_attr(c, e->fn, LLVMAttributeFunctionIndex, "noinline");
-    for (unsigned i = 2; i <= 5; i++) add_param_attr(c, e->fn, i, "nocapture");
-    add_param_attr(c, e->fn, 2, "readonly");
-    add_param_attr(c, e->fn, 3, "readonly");
-    add_param_attr(c, e->fn, 4, "readonly");
+    cg_add_attr(c, e->fn, LLVMAttributeFunctionIndex, "noinline");
+    for (unsigned i = 2; i <= 5; i++) cg_add_attr(c, e->fn, i, "nocapture");
+    cg_add_attr(c, e->fn, 2, "readonly");
+    cg_add_attr(c, e->fn, 3, "readonly");
+    cg_add_attr(c, e->fn, 4, "readonly");
     e->b = LLVMCreateBuilderInContext(c->ctx);
     e->batch = LLVMGetParam(e->fn, 0);
     e->args = LLVMGetParam(e->fn, 1);
@@ -365,11 +412,10 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
     LLVMValueRef rec = LLVMBuildBitCast(e->b, e->err, LLVMPointerType(c->t_i32, 0), "");
     LLVMBuildStore(e->b, cg_i32(c, 0), rec);
 
+    st = count_loops(c, f);
     for (int i = 0; i < f->n_nodes && !st; i++) {
         ir_node *n = f->nodes[i];
-        if (n->op == IR_OP_reshape && cg_buf_same(&lay.buf[n->serial], &lay.buf[n->in[0]->serial]))
-            continue; /* a view */
-        st = build_kernel(c, e, n, i, fi->symbol, fi);
+        if (has_kernel(&lay, n)) st = build_kernel(c, e, n, i, fi->symbol, fi);
     }
     /* Results not computed in place: copy. */
     for (int i = 0; i < f->n_results && !st; i++) {
@@ -464,6 +510,7 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
     LLVMDisposeMessage(features);
     ir_free(c.val);
     ir_free(c.temps);
+    cg_loops_free(c.loops);
     if (st) {
         LLVMDisposeModule(c.mod);
         cg_module_info_dispose(info);

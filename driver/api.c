@@ -6,25 +6,42 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
-/* The runtime's compile callback: one function of a module that is
- * through its pipeline, to native code in memory. */
-static kiln_status jit_func(void *ctx, kiln_module *m, const char *func, cg_program **out,
-                            kiln_diag *d) {
+/* The runtime's compile callback: functions of a module that is through
+ * its pipeline, to native code in memory, one program each (several at
+ * once on threads of their own). */
+static kiln_status jit_func(void *ctx, kiln_module *m, const char *const *funcs, int n,
+                            cg_program **out, kiln_diag *d) {
     (void)ctx;
-    drv_opts o = {.target = DRV_JIT, .pipeline = "", .only_func = func};
+    drv_opts o = {.target = DRV_JIT, .pipeline = "", .only_func = funcs[0]};
+    if (n > 1) {
+        o.funcs = funcs;
+        o.n_funcs = n;
+    }
     drv_out r;
     kiln_status st = drv_compile(m, &o, &r, d);
-    *out = r.program;
+    if (n > 1)
+        for (int i = 0; i < n; i++) out[i] = i < DRV_MAX_EACH ? r.each[i] : NULL;
+    else
+        out[0] = r.program;
     return st;
 }
 
 kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_model **out,
                               kiln_diag *d) {
+    return kiln_model_create_now(m, o, NULL, out, d);
+}
+
+kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, const char *now,
+                                  kiln_model **out, kiln_diag *d) {
     *out = NULL;
     if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_create: no module");
-    drv_opts passes = {.target = DRV_IR, .goal = DRV_GOAL_AUTO};
+    /* After kiln_distributed_init, models train on the ranks. */
+    bool dist = rt_dist_active();
+    drv_opts passes = {.target = DRV_IR,
+                       .goal = dist ? DRV_GOAL_TRAIN_DISTRIBUTED : DRV_GOAL_AUTO};
     kiln_status st = drv_compile(m, &passes, NULL, d);
     if (st) {
         kiln_module_dispose(m);
@@ -35,7 +52,9 @@ kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o, kiln_mod
     c.backend = o ? o->backend : KILN_BACKEND_JIT;
     c.threads = o ? o->threads : 0;
     c.seed = rt_seed(m, o ? o->seed : 0);
+    c.distributed = dist;
     c.compile = jit_func;
+    c.compile_now = now;
     return rt_model_create(m, &c, out, d);
 }
 

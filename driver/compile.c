@@ -105,6 +105,10 @@ kiln_status drv_compile(kiln_module *m, const drv_opts *o, drv_out *out, kiln_di
     co.only_func = o->only_func;
     switch (o->target) {
     case DRV_JIT:
+        if (o->n_funcs > DRV_MAX_EACH)
+            return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "at most %d functions at once",
+                            DRV_MAX_EACH);
+        if (o->n_funcs > 0) return cg_jit_compile_each(m, o->funcs, o->n_funcs, &co, out->each, d);
         return cg_jit_compile(m, &co, &out->program, d);
     case DRV_LLVM_TEXT:
         return compile_text(m, &co, CG_EMIT_LLVM, &out->text, d);

@@ -25,6 +25,7 @@ typedef enum drv_goal {
     DRV_GOAL_AUTO,  /* train when the module can (a loss, a train block, an optimizer) */
     DRV_GOAL_INFER, /* inference only */
     DRV_GOAL_TRAIN, /* training, or an error when the module cannot train */
+    DRV_GOAL_TRAIN_DISTRIBUTED, /* training on several ranks ("train-distributed") */
 } drv_goal;
 
 /* What comes out. */
@@ -42,11 +43,19 @@ typedef struct drv_opts {
     const char *pipeline;     /* NULL: drv_pipeline's choice; "": no passes */
     const pass_opts *passes;  /* printing and dumping while passes run; NULL: none */
     const char *only_func;    /* JIT, text: just this function (NULL: all) */
+    /* JIT: functions funcs[0..n_funcs) (n_funcs <= DRV_MAX_EACH), one
+     * program each, compiled concurrently (cg_jit_compile_each) into
+     * drv_out.each[]; n_funcs == 0: only_func into drv_out.program. */
+    const char *const *funcs;
+    int n_funcs;
     const kiln_aot_opts *aot; /* DRV_AOT: outputs, weights, target */
 } drv_opts;
 
+enum { DRV_MAX_EACH = 8 };
+
 typedef struct drv_out {
     cg_program *program; /* DRV_JIT; cg_program_dispose() */
+    cg_program *each[DRV_MAX_EACH]; /* DRV_JIT with funcs: program i of funcs[i] */
     char *text;          /* DRV_LLVM_TEXT, DRV_ASM_TEXT; ir_free() */
 } drv_out;
 

@@ -8,12 +8,13 @@ static bool can_train(const kiln_module *m) {
 kiln_status drv_pipeline(const kiln_module *m, drv_goal goal, const char **out, kiln_diag *d) {
     *out = "";
     if (kiln_module_func(m, "train_step")) return KILN_OK;
-    if (goal == DRV_GOAL_TRAIN && !can_train(m))
+    bool dist = goal == DRV_GOAL_TRAIN_DISTRIBUTED;
+    if ((goal == DRV_GOAL_TRAIN || dist) && !can_train(m))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "%s: --train needs a model with a loss and an optimizer (a train block)",
                         m->name);
     bool train = goal == DRV_GOAL_TRAIN || (goal == DRV_GOAL_AUTO && can_train(m));
-    *out = train ? "train" : "infer";
+    *out = dist ? "train-distributed" : train ? "train" : "infer";
     return KILN_OK;
 }
 

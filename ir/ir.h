@@ -285,6 +285,10 @@ typedef struct ir_global {
     ir_global_kind kind;
     ir_type type; /* static shape */
     kiln_init init;
+    /* The initial value, row-major (arena-owned), or NULL: imported weights
+     * (frontend/onnx.c). When set, ir_global_init copies it instead of
+     * drawing `init`. */
+    const void *data;
     bool trainable; /* params only */
     int index;
     ir_node *ref; /* the IR_GLOBAL node operands point to (shared by functions) */

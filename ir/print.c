@@ -236,6 +236,8 @@ void ir_print_module_header(ir_sb *sb, const kiln_module *m) {
         ir_sb_puts(sb, " = ");
         print_init(sb, &g->init);
         if (g->kind == IR_GLOBAL_PARAM && !g->trainable) ir_sb_puts(sb, " frozen");
+        /* Imported weights (ONNX initializers) are not part of the text. */
+        if (g->data) ir_sb_puts(sb, "  # initial value: imported data");
         ir_sb_putc(sb, '\n');
     }
     if (m->train.present) {

@@ -490,6 +490,18 @@ RULE(grad_max_pool2d) { return pool_grad(b, n, dy, IR_OP_max_pool2d_grad, dx); }
 
 RULE(grad_avg_pool2d) { return pool_grad(b, n, dy, IR_OP_avg_pool2d_grad, dx); }
 
+/* ------------------------------------------------------ data-parallel */
+
+/* allreduce_mean is linear, y = A x with A = (1/N) 1 1^T (every rank gets
+ * the mean of the ranks' x): A is symmetric, so the gradient is the same
+ * collective on dy, allreduce_mean(dy). (With uneven shards the weights
+ * make A = 1 w^T, no longer symmetric; the data-parallel pass inserts the
+ * op after autodiff, so no training graph differentiates through it.) */
+RULE(grad_allreduce_mean) {
+    dx[0] = ir_b_un(b, IR_OP_allreduce_mean, dy);
+    return b->status;
+}
+
 /* ------------------------------------------------------------------ table */
 
 #define NOGRAD NULL

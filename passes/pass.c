@@ -12,6 +12,8 @@ static const pass_info g_passes[] = {
     {"fuse-softmax-ce", pass_fuse_softmax_ce,
      "softmax -> cross-entropy (and log_softmax -> nll) becomes softmax_cross_entropy"},
     {"autodiff", pass_autodiff, "write train_step: the loss and its parameter gradients"},
+    {"data-parallel", pass_data_parallel,
+     "average train_step's loss, metrics and gradients over the ranks (allreduce_mean)"},
     {"optimizer", pass_optimizer, "turn train_step's gradients into parameter updates"},
     {"inference-mode", pass_inference_mode,
      "functions other than train_step run as inference: dropout removed"},
@@ -36,6 +38,9 @@ static const struct {
     {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,inference-mode,"
               "constant-fold,cse,"
               "dce,fuse-elementwise,plan-memory"},
+    /* "train" with the gradients averaged over the ranks (mpirun ... --distributed). */
+    {"train-distributed", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,data-parallel,"
+                          "optimizer,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
 };
 
 int pass_count(void) { return (int)KILN_ARRAY_LEN(g_passes); }

@@ -25,7 +25,8 @@ int pass_count(void);
 const pass_info *pass_at(int i);
 const pass_info *pass_find(const char *name);
 
-/* The default pipelines: "infer" and "train". NULL for other names. */
+/* The default pipelines: "infer", "train" and "train-distributed". NULL for
+ * other names. */
 const char *pass_pipeline_named(const char *name);
 
 typedef enum pass_format { PASS_FMT_TEXT, PASS_FMT_DOT } pass_format;
@@ -58,6 +59,7 @@ kiln_status pass_verify(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d);
 kiln_status pass_autodiff(kiln_module *m, kiln_diag *d);
+kiln_status pass_data_parallel(kiln_module *m, kiln_diag *d);
 kiln_status pass_optimizer(kiln_module *m, kiln_diag *d);
 /* Dropout removed from every function but @train_step (inference_mode.c). */
 kiln_status pass_inference_mode(kiln_module *m, kiln_diag *d);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
 /* One call of fit. */
@@ -21,7 +22,7 @@ typedef struct fit_run {
     int epochs;
     int64_t taken;  /* steps taken by this call (for max_steps) */
     int64_t first;  /* the batch this epoch starts at: > 0 when resuming inside one */
-    bool tty, stop; /* stop: max_steps reached */
+    bool verbose, tty, stop; /* stop: max_steps reached */
     bool complete;  /* the epoch ran to its last batch (also when max_steps ends it there) */
     float la[2];    /* loss and accuracy of the last step */
 } fit_run;
@@ -162,13 +163,31 @@ static kiln_status nonfinite_loss(kiln_model *mo, const rt_batches *b, int64_t s
 static kiln_status maybe_save(kiln_model *mo, const kiln_fit_opts *o, bool epoch_end,
                               kiln_diag *d) {
     int64_t every = o->checkpoint_every;
-    if (!o->checkpoint_path || !every) return KILN_OK;
+    if (!o->checkpoint_path || !every || rt_dist_rank() != 0) return KILN_OK;
     bool due =
         epoch_end ? every < 0 && mo->epoch % -every == 0 : every > 0 && mo->step % every == 0;
     return due ? kiln_model_save(mo, o->checkpoint_path, d) : KILN_OK;
 }
 
 /* ---------------------------------------------------------------- fit */
+
+/* Distributed: every rank starts from rank 0's weights, optimizer state
+ * and counters (a --load on rank 0 reaches them all). */
+static kiln_status sync_from_rank0(kiln_model *mo, int64_t batch, kiln_diag *d) {
+    if (batch < rt_dist_size())
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "distributed: the batch size (%lld) is smaller than the number of ranks "
+                        "(%d)",
+                        (long long)batch, rt_dist_size());
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < mo->m->n_globals && !st; i++)
+        st = rt_dist_bcast(mo->globals[i], rt_global_bytes(mo->m->globals[i]), d);
+    int64_t counters[2] = {mo->step, mo->epoch};
+    if (!st) st = rt_dist_bcast(counters, sizeof counters, d);
+    mo->step = counters[0];
+    mo->epoch = counters[1];
+    return st;
+}
 
 static kiln_status fit_setup(kiln_model *mo, kiln_dataset *train, const kiln_fit_opts *o,
                              fit_run *r, kiln_diag *d) {
@@ -188,6 +207,7 @@ static kiln_status fit_setup(kiln_model *mo, kiln_dataset *train, const kiln_fit
     if (n == 0)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "%s: no samples", ds->images_path);
     if (batch > n) batch = n;
+    if (mo->distributed && (st = sync_from_rank0(mo, batch, d))) return st;
     if ((st = rt_model_prepare(mo, &mo->train, batch, d))) return st;
     if (!mo->shuffle_ready || mo->shuffle.n != n) {
         rt_shuffle_free(&mo->shuffle);
@@ -203,7 +223,8 @@ static kiln_status fit_setup(kiln_model *mo, kiln_dataset *train, const kiln_fit
      * the completed epochs leave. */
     r->first = mo->step - mo->epoch * r->b.steps;
     if (r->first < 0 || r->first >= r->b.steps) r->first = 0;
-    r->tty = o->verbose && isatty(fileno(stdout));
+    r->verbose = o->verbose && rt_dist_rank() == 0; /* rank 0 alone prints */
+    r->tty = r->verbose && isatty(fileno(stdout));
     return KILN_OK;
 }
 
@@ -213,6 +234,7 @@ static kiln_status step(kiln_model *mo, fit_run *r, int64_t s, int rows, kiln_di
     void *args[2], *results[2] = {&r->la[0], &r->la[1]};
     rt_model_batch_args(mo, args);
     kiln_status st = rt_model_run(mo, &mo->train, rows, args, results, d);
+    if (!st && mo->distributed) st = rt_dist_check(d);
     if (st) return st;
     mo->step++;
     r->taken++;
@@ -237,7 +259,7 @@ static kiln_status epoch_end(kiln_model *mo, fit_run *r, kiln_progress *p, doubl
     kiln_status st = push_history(mo, p, d);
     if (st) return st;
     if (o->callback) o->callback(p, 1, o->user);
-    if (o->verbose) rt_progress_show(p, true, r->tty, last_draw);
+    if (r->verbose) rt_progress_show(p, true, r->tty, last_draw);
     return r->stop ? KILN_OK : maybe_save(mo, o, true, d);
 }
 
@@ -247,7 +269,7 @@ static kiln_status fit_epoch(kiln_model *mo, fit_run *r, int e, kiln_diag *d) {
     /* A resumed epoch keeps the permutation the checkpoint restored. */
     if (!o->no_shuffle && (r->first == 0 || !mo->shuffle.st.drawn)) rt_shuffle_next(&mo->shuffle);
     if (!o->continue_on_nonfinite && (st = snapshot(mo, true, d))) return st;
-    if (o->verbose && r->tty) printf("Epoch %d/%d\n", e + 1, r->epochs);
+    if (r->verbose && r->tty) printf("Epoch %d/%d\n", e + 1, r->epochs);
     kiln_progress p;
     memset(&p, 0, sizeof p);
     p.epoch = e + 1;
@@ -260,9 +282,11 @@ static kiln_status fit_epoch(kiln_model *mo, fit_run *r, int e, kiln_diag *d) {
         int rows;
         if ((st = rt_model_gather(mo, &r->b, s, &rows, d))) return st;
         if ((st = step(mo, r, s, rows, d))) return st;
-        rt_progress_add(&p, sums, r->la, rows, mo->has_accuracy, t0);
+        /* distributed, la is the mean over the whole batch (data-parallel) */
+        int all = mo->distributed ? (int)mo->global_rows : rows;
+        rt_progress_add(&p, sums, r->la, all, mo->has_accuracy, t0);
         if (o->callback) o->callback(&p, 0, o->user);
-        if (o->verbose) rt_progress_show(&p, false, r->tty, &last_draw);
+        if (r->verbose) rt_progress_show(&p, false, r->tty, &last_draw);
         if ((st = maybe_save(mo, o, false, d))) return st;
         r->stop = o->max_steps > 0 && r->taken >= o->max_steps;
         if (r->stop) r->complete = s + 1 == r->b.steps;

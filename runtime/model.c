@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ir/collective.h"
 #include "runtime/checkpoint.h"
+#include "runtime/dist.h"
 #include "runtime/model.h"
 
 /* ------------------------------------------------------------- datasets */
@@ -127,20 +129,66 @@ static void bind_fn(kiln_model *mo, rt_fn *fn, const char *name) {
     fn->f = kiln_module_func(mo->m, name);
 }
 
-/* Has the driver compile fn the first time it is needed (JIT). */
-static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
-    if (mo->backend != KILN_BACKEND_JIT || fn->prog || !fn->f) return KILN_OK;
+/* Has the driver compile fns[0..n) that are not compiled yet (JIT), at
+ * once: compile_ms counts the longest of a concurrent batch. */
+static kiln_status compile_fns(kiln_model *mo, rt_fn *const *fns, int n, kiln_diag *d) {
+    rt_fn *todo[4];
+    const char *names[4];
+    cg_program *progs[4] = {NULL};
+    int k = 0;
+    for (int i = 0; i < n && k < 4; i++) {
+        bool dup = false;
+        for (int j = 0; j < k; j++) dup = dup || todo[j] == fns[i];
+        if (mo->backend != KILN_BACKEND_JIT || fns[i]->prog || !fns[i]->f || dup) continue;
+        todo[k] = fns[i];
+        names[k++] = fns[i]->f->name;
+    }
+    if (!k) return KILN_OK;
     if (!mo->compile)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no compiler");
-    kiln_status st = mo->compile(mo->compile_ctx, mo->m, fn->f->name, &fn->prog, d);
+    kiln_status st = mo->compile(mo->compile_ctx, mo->m, names, k, progs, d);
     if (st) return st;
-    mo->compile_ms += cg_program_compile_ms(fn->prog);
-    fn->entry = cg_program_entry(fn->prog, fn->f->name);
-    fn->info = cg_program_func(fn->prog, fn->f->name);
-    if (!fn->entry || !fn->info)
-        return ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'",
-                        fn->f->name);
-    return KILN_OK;
+    double longest = 0;
+    for (int i = 0; i < k; i++) {
+        rt_fn *fn = todo[i];
+        fn->prog = progs[i];
+        double ms = cg_program_compile_ms(fn->prog);
+        longest = ms > longest ? ms : longest;
+        fn->entry = cg_program_entry(fn->prog, fn->f->name);
+        fn->info = cg_program_func(fn->prog, fn->f->name);
+        if (!fn->entry || !fn->info)
+            st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "JIT: no entry point for '@%s'",
+                          fn->f->name);
+    }
+    mo->compile_ms += longest;
+    return st;
+}
+
+static kiln_status compile_fn(kiln_model *mo, rt_fn *fn, kiln_diag *d) {
+    return compile_fns(mo, &fn, 1, d);
+}
+
+/* Whether `name` is an entry of the comma-separated `list`. */
+static bool listed(const char *list, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == len && strncmp(p, name, len) == 0) return true;
+        p += k;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
+/* The main function (train_step, else infer) and those named in `now`,
+ * compiled at once. */
+static kiln_status compile_first(kiln_model *mo, const char *now, kiln_diag *d) {
+    rt_fn *fns[4] = {mo->train.f ? &mo->train : &mo->infer};
+    int n = 1;
+    rt_fn *all[3] = {&mo->train, &mo->loss, &mo->infer};
+    for (int i = 0; i < 3; i++)
+        if (all[i]->f && listed(now, all[i]->f->name)) fns[n++] = all[i];
+    return compile_fns(mo, fns, n, d);
 }
 
 static kiln_status check_interface(kiln_model *mo, kiln_diag *d) {
@@ -183,6 +231,7 @@ kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model
     mo->compile = c->compile;
     mo->compile_ctx = c->compile_ctx;
     mo->seed = c->seed;
+    mo->distributed = c->distributed;
     if (c->threads > 0) openblas_set_num_threads(c->threads);
     bind_fn(mo, &mo->infer, "infer");
     bind_fn(mo, &mo->loss, "loss");
@@ -190,7 +239,7 @@ kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model
     kiln_status st = check_interface(mo, d);
     /* The main function compiles now, so its errors and its compile time
      * show at creation; the others when first used. */
-    if (!st) st = compile_fn(mo, mo->train.f ? &mo->train : &mo->infer, d);
+    if (!st) st = compile_first(mo, c->compile_now, d);
     if (!st) st = rt_globals_create(m, mo->seed, &mo->globals, d);
     if (st) {
         kiln_model_dispose(mo);
@@ -294,10 +343,18 @@ kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int 
     float *y = mo->sparse_labels ? NULL : mo->y;
     int32_t *lab = mo->sparse_labels ? mo->labels : NULL;
     int classes = (int)mo->n_classes;
-    int n = *rows = (int)rt_batch_rows(b->n, b->batch, s);
-    if (b->perm)
-        return rt_batch_gather(b->ds, b->perm + s * b->batch, n, mo->x, y, classes, lab, d);
-    return rt_batch_slice(b->ds, s * b->batch, n, mo->x, y, classes, lab, d);
+    int64_t all = rt_batch_rows(b->n, b->batch, s), lo = 0, hi = all;
+    mo->global_rows = all;
+    if (mo->distributed) {
+        int r = rt_dist_rank(), size = rt_dist_size();
+        lo = all * r / size;
+        hi = all * (r + 1) / size;
+        ir_collective_set_weight(all ? (double)(hi - lo) / (double)all : 0);
+    }
+    int n = *rows = (int)(hi - lo);
+    int64_t first = s * b->batch + lo;
+    if (b->perm) return rt_batch_gather(b->ds, b->perm + first, n, mo->x, y, classes, lab, d);
+    return rt_batch_slice(b->ds, first, n, mo->x, y, classes, lab, d);
 }
 
 void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
@@ -306,7 +363,7 @@ void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
 }
 
 /* An image input (f32[?,h,w,c]) takes images of exactly its shape: an
- * IDX file of h x w images (c = 1) or h x w x c. A matrix input f32[?,n]
+ * IDX file of h x w images (c = 1) or h x w x c; f32[?,1,h,w] takes h x w. A matrix input f32[?,n]
  * takes any sample of n values (images flattened, as Keras' MNIST MLP). */
 static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     const ir_type *x = &mo->infer.f->args[0]->type;
@@ -315,7 +372,11 @@ static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds,
     const int64_t *m = x->dims + 1;
     bool ok = q == r || (q == r - 1 && m[r - 1] == 1);
     for (int i = 0; ok && i < q; i++) ok = ds->sample_dims[i] == m[i];
-    if (ok) return KILN_OK;
+    /* One channel first (f32[?,1,h,w], as ONNX models from PyTorch): the
+     * same bytes as h x w images. */
+    bool first = q == r - 1 && m[0] == 1;
+    for (int i = 0; first && i < q; i++) first = ds->sample_dims[i] == m[i + 1];
+    if (ok || first) return KILN_OK;
     char ib[IR_TYPE_STR_MAX], sb[128];
     size_t o = 0;
     sb[0] = 0;
@@ -358,6 +419,7 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     float la[2] = {0, 0};
     void *args[2], *results[2] = {&la[0], &la[1]};
     rt_model_batch_args(mo, args);
+    verbose = verbose && rt_dist_rank() == 0;
     bool tty = verbose && isatty(fileno(stdout));
     kiln_progress p;
     memset(&p, 0, sizeof p);
@@ -367,9 +429,18 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
     for (int64_t s = 0; s < b.steps; s++) {
         int rows;
         if ((st = rt_model_gather(mo, &b, s, &rows, d))) return st;
+        if (rows == 0) continue; /* more ranks than rows in this batch */
         if ((st = rt_model_run(mo, &mo->loss, rows, args, results, d))) return st;
         rt_progress_add(&p, sums, la, rows, mo->has_accuracy, t0);
-        if (verbose) rt_progress_show(&p, false, tty, &last);
+        if (verbose && !mo->distributed) rt_progress_show(&p, false, tty, &last);
+    }
+    if (mo->distributed) { /* each rank evaluated its shards: add them up */
+        double v[3] = {sums[0], sums[1], (double)p.samples};
+        if ((st = rt_dist_sum(v, 3, d))) return st;
+        p.samples = (int64_t)v[2];
+        p.loss = v[2] ? v[0] / v[2] : 0;
+        p.accuracy = mo->has_accuracy && v[2] ? v[1] / v[2] : -1;
+        p.step = b.steps;
     }
     if (verbose) rt_progress_show(&p, true, tty, &last);
     *loss = p.samples ? p.loss : NAN;

@@ -18,10 +18,12 @@ struct kiln_dataset {
     rt_dataset *rt;
 };
 
-/* Native code for function `func` of module `m` (the driver's job). On
- * success *out is a program the runtime disposes with cg_program_dispose(). */
-typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *func, cg_program **out,
-                                     kiln_diag *d);
+/* Native code for functions funcs[0..n) of module `m` (the driver's job),
+ * one program each, compiled concurrently when n > 1. On success out[i] is
+ * a program the runtime disposes with cg_program_dispose(); on error all
+ * are NULL. */
+typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *const *funcs, int n,
+                                     cg_program **out, kiln_diag *d);
 
 typedef struct rt_model_config {
     kiln_backend backend;
@@ -29,6 +31,8 @@ typedef struct rt_model_config {
     uint64_t seed;         /* weight initialization and shuffling */
     rt_compile_fn compile; /* the JIT's compiler; unused by the interpreter */
     void *compile_ctx;
+    const char *compile_now; /* also compile these now (kiln_model_create_now) */
+    bool distributed; /* data-parallel over the ranks (runtime/dist.h) */
 } rt_model_config;
 
 /* Makes a model of `m`, which is through its pipeline already (taking
@@ -68,6 +72,10 @@ struct kiln_model {
     int64_t step, epoch;
     rt_shuffle shuffle;
     bool shuffle_ready, shuffle_restored;
+    /* Data-parallel (runtime/dist.h): each batch is sharded over the
+     * ranks; gather records the rows of the whole batch. */
+    bool distributed;
+    int64_t global_rows;
     rt_shuffle_state pending_shuffle; /* from a checkpoint, applied at fit */
     kiln_progress *hist;
     int n_hist, cap_hist;
@@ -106,7 +114,9 @@ static inline int64_t rt_batch_sample(const rt_batches *b, int64_t s, int64_t r)
     return b->perm ? b->perm[s * b->batch + r] : s * b->batch + r;
 }
 
-/* Fills the model's batch buffers with batch s of b; *rows is its size. */
+/* Fills the model's batch buffers with batch s of b; *rows is its size.
+ * Distributed, this rank's contiguous shard of it (mo->global_rows: the
+ * whole batch), and the allreduce shim's weight is set to the shard's share. */
 kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int *rows,
                             kiln_diag *d);
 /* The arguments of @loss and @train_step: the batch buffers. */

@@ -46,6 +46,9 @@ void cli_report(kiln_diag *d, kiln_status st);
  * "module"). */
 kiln_status cli_load_model(const char *path, kiln_module **out, kiln_diag *d);
 
+/* Whether a model path names an ONNX file (its weights are its initializers:
+ * --load is optional). */
+bool cli_is_onnx(const char *path);
 int cmd_opt(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

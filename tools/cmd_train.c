@@ -24,6 +24,7 @@ typedef struct session {
     kiln_dataset *train, *test;
     const char *backend_name;
     int64_t threads;
+    int distributed; /* train --distributed */
 } session;
 
 static void session_end(session *s) {
@@ -31,10 +32,17 @@ static void session_end(session *s) {
     kiln_dataset_dispose(s->train);
     kiln_dataset_dispose(s->test);
     kiln_diag_dispose(s->d);
+    kiln_distributed_finalize(); /* nothing unless --distributed */
 }
 
 static int session_fail(session *s, kiln_status st) {
     cli_report(s->d, st);
+    /* The other ranks would wait for this one in their next collective. */
+    if (kiln_distributed_size() > 1) {
+        fflush(stdout);
+        fflush(stderr);
+        kiln_distributed_abort(1);
+    }
     session_end(s);
     return 1;
 }
@@ -51,7 +59,7 @@ static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
     int64_t v;
     if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v))
         return false;
-    if (need_load && !cli_get(a, "--load")) {
+    if (need_load && !cli_get(a, "--load") && !(a->n_pos && cli_is_onnx(a->pos[0]))) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", verb);
         return false;
     }
@@ -79,16 +87,26 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     if (!cli_int(a, "--seed", 0, INT64_MAX, &seed)) return KILN_ERR_INVALID;
     mo.seed = seed;
     if (cli_flag(a, "--no-cache")) setenv("KILN_CACHE", "0", 1); /* the library reads it */
+    /* What the command will run compiles with the main function, at once. */
+    const char *now = NULL;
+    if (strcmp(s->verb, "predict") == 0)
+        now = "infer";
+    else if (strcmp(s->verb, "eval") == 0 || !cli_flag(a, "--no-eval"))
+        now = "loss";
     kiln_module *m = NULL;
-    kiln_status st = cli_load_model(path, &m, s->d);
+    kiln_status st = s->distributed ? kiln_distributed_init(s->d) : KILN_OK;
+    if (!st) st = cli_load_model(path, &m, s->d);
     if (st) return st;
-    st = kiln_model_create(m, &mo, &s->model, s->d);
+    st = kiln_model_create_now(m, &mo, now, &s->model, s->d);
     if (st) return st;
+    /* Distributed, rank 0 alone prints (errors still come from every rank). */
+    if (kiln_distributed_rank() != 0 && !freopen("/dev/null", "w", stdout))
+        return KILN_ERR_IO;
     /* Warnings (a compile cache that cannot be written) go out now. */
     fputs(kiln_diag_message(s->d), stderr);
     kiln_diag_clear(s->d);
     const char *load = cli_get(a, "--load");
-    if (need_load && !load) {
+    if (need_load && !load && !cli_is_onnx(path)) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
         return KILN_ERR_INVALID;
     }
@@ -238,6 +256,8 @@ static const cli_opt train_opts[] = {
     {"--no-shuffle", NULL, "keep the dataset order"},
     {"--no-eval", NULL, "do not evaluate on the test split after training"},
     {"--continue-on-nan", NULL, "keep training after a NaN or Inf loss"},
+    {"--distributed", NULL,
+     "data-parallel over the ranks of mpirun (the batch size is the global batch)"},
     {"--help", NULL, "show this help"},
 };
 
@@ -285,7 +305,8 @@ int cmd_train(int argc, char **argv) {
     fo.continue_on_nonfinite = cli_flag(&a, "--continue-on-nan");
     fo.verbose = 1;
 
-    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
+    s.distributed = cli_flag(&a, "--distributed");
     kiln_status st = open_model(&s, &a, a.pos[0], false);
     if (st) return session_fail(&s, st);
     st = open_data(&s, &a, false, &s.train);
@@ -296,7 +317,7 @@ int cmd_train(int argc, char **argv) {
     st = kiln_model_fit(s.model, s.train, &fo, s.d);
     if (st) return session_fail(&s, st);
     const char *save = cli_get(&a, "--save");
-    if (save) {
+    if (save && kiln_distributed_rank() == 0) { /* the ranks hold the same weights */
         st = kiln_model_save(s.model, save, s.d);
         if (st) return session_fail(&s, st);
         printf("saved %s\n", save);
@@ -308,7 +329,8 @@ int cmd_train(int argc, char **argv) {
         if (st) return session_fail(&s, st);
     }
     const char *report = cli_get(&a, "--report");
-    if (report && (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);
+    if (report && kiln_distributed_rank() == 0 &&
+        (st = write_report(&s, report, loss, acc, samples))) return session_fail(&s, st);
     session_end(&s);
     return 0;
 }
@@ -343,7 +365,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model_opts_ok(&a, "eval", true) || !data_opts_ok(&a, "eval")) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
-    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     double loss, acc;
@@ -383,7 +405,7 @@ int cmd_predict(int argc, char **argv) {
         return 2;
     }
     if (!model_opts_ok(&a, "predict", true)) return 2;
-    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0};
+    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     st = kiln_dataset_load_files(input, NULL, &s.test, s.d);

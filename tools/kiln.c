@@ -121,8 +121,14 @@ void cli_report(kiln_diag *d, kiln_status st) {
         fprintf(stderr, "kiln: error: %s\n", kiln_status_string(st));
 }
 
+bool cli_is_onnx(const char *path) {
+    size_t n = strlen(path);
+    return n > 5 && strcmp(path + n - 5, ".onnx") == 0;
+}
+
 kiln_status cli_load_model(const char *path, kiln_module **out, kiln_diag *d) {
     *out = NULL;
+    if (cli_is_onnx(path)) return kiln_module_load_file(path, out, d);
     FILE *f = fopen(path, "rb");
     if (!f) return kiln_model_file_load(path, out, d); /* reports why it can't be read */
     char head[256];
@@ -140,7 +146,7 @@ kiln_status cli_load_model(const char *path, kiln_module **out, kiln_diag *d) {
     bool kir = (p && strncmp(p, "module @", 8) == 0) ||
                (strlen(path) > 4 && strcmp(path + strlen(path) - 4, ".kir") == 0);
     if (kir) return kiln_module_load(path, out, d);
-    return kiln_model_file_load(path, out, d);
+    return kiln_module_load_file(path, out, d); /* by extension: .onnx, else .kiln */
 }
 
 /* ---------------------------------------------------------------- opt */
@@ -275,7 +281,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(verb, "--version") == 0 || strcmp(verb, "version") == 0) {
-        printf("kiln %s\n", kiln_version());
+        /* One line: scripts read the version as its second word. */
+        printf("kiln %s (onnx import: %s; distributed training over MPI: %s)\n", kiln_version(),
+               kiln_onnx_available() ? "yes" : "no, built without protobuf-c / libonnx-dev",
+               kiln_have_mpi() ? "yes" : "no");
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)

@@ -121,6 +121,21 @@ KILN_API kiln_status kiln_model_file_parse(const char *text, size_t len, const c
                                            kiln_module **out, kiln_diag *d);
 /* Reads and parses a .kiln file. Same ownership as kiln_model_file_parse(). */
 KILN_API kiln_status kiln_model_file_load(const char *path, kiln_module **out, kiln_diag *d);
+/* ONNX models (frontend/onnx.c). Whether this Kiln was built with ONNX
+ * support (protobuf-c and Debian's onnx.proto at build time). */
+KILN_API int kiln_onnx_available(void);
+/* Imports a serialized ONNX ModelProto: a module with the function `infer`
+ * (graph inputs as arguments, a dynamic first dimension as the batch '?')
+ * whose parameters are the graph's initializers under their ONNX names,
+ * holding their data. An unsupported op is an error listing every
+ * unsupported node. Same ownership as kiln_module_parse(). */
+KILN_API kiln_status kiln_onnx_import(const void *bytes, size_t len, const char *filename,
+                                      kiln_module **out, kiln_diag *d);
+/* Reads and imports a .onnx file. */
+KILN_API kiln_status kiln_onnx_load(const char *path, kiln_module **out, kiln_diag *d);
+/* Loads a model file by its extension: .onnx (kiln_onnx_load), .kir
+ * (kiln_module_load), else the .kiln language (kiln_model_file_load). */
+KILN_API kiln_status kiln_module_load_file(const char *path, kiln_module **out, kiln_diag *d);
 /* Prints the module in .kir text form. The returned string is malloc'ed; the
  * caller frees it with kiln_free(). NULL when out of memory. */
 KILN_API char *kiln_module_print(const kiln_module *m);
@@ -201,6 +216,9 @@ KILN_API kiln_value kiln_greater(kiln_func *f, kiln_value a, kiln_value b); /* -
 KILN_API kiln_value kiln_select(kiln_func *f, kiln_value cond, kiln_value a, kiln_value b);
 KILN_API kiln_value kiln_neg(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_exp(kiln_func *f, kiln_value x);
+/* x averaged over the ranks of a distributed run, weighted by each rank's
+ * share of the batch (the identity in one process; kiln_distributed_init). */
+KILN_API kiln_value kiln_allreduce_mean(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_log(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_sqrt(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_pow(kiln_func *f, kiln_value x, double exponent);
@@ -601,12 +619,40 @@ typedef struct kiln_model_opts {
     int64_t seed;  /* weight initialization seed; 0: the module's (train.seed) or 1 */
 } kiln_model_opts;
 
+/* ---------------------------------------------------- distributed training
+ * Data-parallel over Open MPI's MPI_COMM_WORLD, under mpirun (README:
+ * "Training on several machines"). After kiln_distributed_init, models are
+ * created for it: kiln_model_create runs the "train-distributed" pipeline
+ * (gradients, loss and accuracy averaged over the ranks), and
+ * kiln_model_fit starts from rank 0's weights, shards every global batch
+ * (batch_size) over the ranks, and saves checkpoints on rank 0 only;
+ * kiln_model_evaluate shards and reduces. init initializes MPI unless the
+ * program did, and sets MPI_ERRORS_RETURN plus a watchdog
+ * (KILN_DIST_TIMEOUT seconds, default 20) so a dead rank ends the run with
+ * a message. KILN_ERR_UNSUPPORTED when built without MPI. */
+KILN_API kiln_status kiln_distributed_init(kiln_diag *d);
+KILN_API void kiln_distributed_finalize(void);
+/* Ends every rank of the run (MPI_Abort) with exit status `code`; returns
+ * only when not distributed. */
+KILN_API void kiln_distributed_abort(int code);
+/* This process's rank and the number of ranks (0 and 1 when not distributed). */
+KILN_API int kiln_distributed_rank(void);
+KILN_API int kiln_distributed_size(void);
+/* Whether this Kiln was built with MPI. */
+KILN_API int kiln_have_mpi(void);
+
 /* Compiles module `m` (taking ownership of it, also on failure): runs the
  * "train" pipeline when it has a loss function and an optimizer, else
  * "infer"; JIT-compiles (or prepares the interpreter) and initializes the
  * weights. Every invocation should be paired with kiln_model_dispose(). */
 KILN_API kiln_status kiln_model_create(kiln_module *m, const kiln_model_opts *o,
                                        kiln_model **out, kiln_diag *d);
+/* kiln_model_create that also compiles (JIT) the functions listed in `now`
+ * (comma-separated, e.g. "loss,infer"; names the model lacks are skipped)
+ * together with the main one, concurrently, each on a thread of its own;
+ * without them the others compile when first used. */
+KILN_API kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o,
+                                           const char *now, kiln_model **out, kiln_diag *d);
 KILN_API void kiln_model_dispose(kiln_model *model);
 /* The compiled module (owned by the model). */
 KILN_API const kiln_module *kiln_model_module(const kiln_model *model);

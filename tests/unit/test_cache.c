@@ -237,6 +237,31 @@ START_TEST(key_follows_what_determines_the_code) {
 }
 END_TEST
 
+/* The key names the build of Kiln: its GNU build-id (the test program links
+ * libkiln.a with -Wl,--build-id), so another build never reuses an entry. */
+START_TEST(key_has_the_build_id) {
+    const char *id = cg_cache_build_identity();
+    ck_assert_ptr_nonnull(id);
+    ck_assert_msg(strncmp(id, "build-id:", 9) == 0 && strlen(id) > 9 + 8, "identity %s", id);
+    ck_assert_str_eq(cg_cache_build_identity(), id);
+    kiln_module *m = tiny();
+    cg_options o;
+    memset(&o, 0, sizeof o);
+    o.only_func = "infer";
+    cg_cache_key k, self, other, version;
+    ck_assert_int_eq(cg_cache_key_of(m, &o, &k, NULL), KILN_OK);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, id, &self, NULL), KILN_OK);
+    ck_assert_mem_eq(k.b, self.b, sizeof k.b);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, "build-id:0123456789abcdef", &other, NULL),
+                     KILN_OK);
+    ck_assert_mem_ne(k.b, other.b, sizeof k.b);
+    ck_assert_int_eq(cg_cache_key_for_build(m, &o, "version:" KILN_VERSION_STRING, &version, NULL),
+                     KILN_OK);
+    ck_assert_mem_ne(k.b, version.b, sizeof k.b);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 START_TEST(cache_off) {
     setenv("KILN_CACHE", "0", 1);
     kiln_module *m = tiny();
@@ -588,14 +613,42 @@ START_TEST(compile_each_concurrently) {
 }
 END_TEST
 
+/* kiln_model_create_now: the listed functions compile with the main one,
+ * concurrently, and run like those compiled one by one when first used. */
+START_TEST(model_create_now_matches_lazy) {
+    setenv("KILN_CACHE", "0", 1); /* both models compile */
+    kiln_diag *d = kiln_diag_create();
+    kiln_model_opts o = {KILN_BACKEND_JIT, 1, 7};
+    kiln_model *lazy = NULL, *now = NULL;
+    ck_assert_msg(!kiln_model_create(tiny(), &o, &lazy, d), "%s", kiln_diag_message(d));
+    ck_assert_msg(!kiln_model_create_now(tiny(), &o, "infer,nope,loss", &now, d), "%s",
+                  kiln_diag_message(d));
+    ck_assert_str_eq(kiln_model_cache_status(now, "train_step"), "off");
+    ck_assert_str_eq(kiln_model_cache_status(now, "loss"), "off");
+    ck_assert_str_eq(kiln_model_cache_status(now, "infer"), "off");
+    ck_assert_ptr_null(kiln_model_cache_status(lazy, "infer"));
+    float x[20], a[15], b[15];
+    for (int i = 0; i < 20; i++) x[i] = (float)(i % 7) * 0.25f - 0.5f;
+    ck_assert_msg(!kiln_model_predict(lazy, x, 5, a, d), "%s", kiln_diag_message(d));
+    ck_assert_msg(!kiln_model_predict(now, x, 5, b, d), "%s", kiln_diag_message(d));
+    ck_assert_str_eq(kiln_model_cache_status(lazy, "infer"), "off");
+    ck_assert_mem_eq(a, b, sizeof a);
+    kiln_model_dispose(lazy);
+    kiln_model_dispose(now);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 static Suite *cache_suite(void) {
     Suite *s = suite_create("cache");
     TCase *t = tcase_create("cache");
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, sha256_fips_vectors);
+    tcase_add_test(t, model_create_now_matches_lazy);
     tcase_add_test(t, miss_then_hit_runs_the_same);
     tcase_add_test(t, key_follows_what_determines_the_code);
+    tcase_add_test(t, key_has_the_build_id);
     tcase_add_test(t, cache_off);
     tcase_add_loop_test(t, forged_entries_are_recompiled, 0, 6);
     tcase_add_test(t, decode_reports_what_is_wrong);

@@ -544,6 +544,16 @@ static bool build_matmul(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* One process: the identity, through the shim's call. */
+static bool build_allreduce_mean(kiln_module *m, int v, gen *g) {
+    if (v > 1) return false;
+    kiln_func *f = kiln_func_create(m, "f");
+    kiln_value x = in3(f, "x", KILN_F32, B, 5, 7);
+    if (v == 0) out(f, kiln_allreduce_mean(f, x));
+    if (v == 1) out(f, kiln_neg(f, kiln_allreduce_mean(f, kiln_exp(f, x))));
+    return true;
+}
+
 static bool build_reshape(kiln_module *m, int v, gen *g) {
     if (v > 2) return false;
     kiln_func *f = kiln_func_create(m, "f");
@@ -915,6 +925,7 @@ static const codegen_case g_cases[] = {
     {"numel", build_numel},
     {"matmul", build_matmul},
     {"reshape", build_reshape},
+    {"allreduce_mean", build_allreduce_mean},
     {"transpose", build_transpose},
     {"one_hot", build_one_hot},
     {"dropout", build_dropout},

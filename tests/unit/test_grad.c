@@ -430,6 +430,7 @@ BUILD(b_matmul_ta, kiln_matmul(f, x[0], x[1], 1, 0))
 BUILD(b_matmul_tb, kiln_matmul(f, x[0], x[1], 0, 1))
 BUILD(b_matmul_tab, kiln_matmul(f, x[0], x[1], 1, 1))
 BUILD(b_reshape, kiln_reshape(f, x[0], 2, (const int64_t[]){bt, 6}))
+BUILD(b_allreduce_mean, kiln_allreduce_mean(f, x[0]))
 BUILD(b_reshape_static, kiln_reshape(f, x[0], 3, (const int64_t[]){3, 1, 2}))
 BUILD(b_transpose021, kiln_transpose(f, x[0], 3, perm021))
 BUILD(b_transpose10, kiln_transpose(f, x[0], 2, perm10))
@@ -596,6 +597,8 @@ static const gcase g_cases[] = {
     {"batch_norm", "moving statistics [?,5]", b_bn_moving, 5,
      {F_(G_ANY, 2, Q, 5), F_(G_ANY, 1, 5), F_(G_ANY, 1, 5), IN_(G_ANY, 1, 5), IN_(G_POS, 1, 5)},
      EPS},
+    /* last: a case's seed is its index, so new cases go at the end */
+    {"allreduce_mean", "one process", b_allreduce_mean, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
 };
 /* clang-format on */
 

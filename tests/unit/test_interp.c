@@ -250,6 +250,10 @@ static const icase g_cases[] = {
      {V(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)}, {V(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)}},
     {.op = IR_OP_reshape, "reshape static", F1("reshape(%x) {shape=[3,2]}", "i32[2,3]", "i32[3,2]"),
      1, {V(1, 2, 3, 4, 5, 6)}, {V(1, 2, 3, 4, 5, 6)}},
+    /* one process: the identity (tests/sh/mpi_*.sh run it on several) */
+    {.op = IR_OP_allreduce_mean, "allreduce_mean, one process",
+     F1("allreduce_mean(%x)", "f32[?,3]", "f32[?,3]"), 2, {V(1, -2, 3, 4, 5, 6.5)},
+     {V(1, -2, 3, 4, 5, 6.5)}},
     {.op = IR_OP_transpose, "transpose default", F1("transpose(%x)", "f32[2,3]", "f32[3,2]"), 1,
      {X23}, {V(1, 4, 2, 5, 3, 6)}},
     /* out[c][a][b] = x[a][b][c] with x = 0..11 */

@@ -1,0 +1,599 @@
+/*
+ * onnx.c — ONNX models in: a serialized ModelProto (read by the protobuf-c
+ * code generated from onnx.proto at build time) becomes a module with the
+ * function `infer`. Graph inputs become arguments (a dynamic first
+ * dimension becomes the batch '?'), initializers parameters under their
+ * ONNX names (their data is the parameters' initial value), nodes IR ops
+ * through the table of onnx_ops.c. Every size is checked against the data
+ * before anything is allocated for it.
+ */
+#include "frontend/onnx.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ox_tensor_free(ox_tensor *t) {
+    if (!t) return;
+    ir_free(t->f);
+    ir_free(t->i);
+    t->f = NULL;
+    t->i = NULL;
+}
+
+#ifndef KILN_HAVE_ONNX
+
+kiln_status ox_tensor_read(const void *bytes, size_t len, const char *what, ox_tensor *out,
+                           char **name, kiln_diag *d) {
+    return ir_error(d, KILN_ERR_UNSUPPORTED, ir_loc_none(),
+                    "%s: this Kiln was built without ONNX support", what);
+}
+
+kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
+                      kiln_diag *d) {
+    *out = NULL;
+    return ir_error(d, KILN_ERR_UNSUPPORTED, ir_loc_none(),
+                    "%s: this Kiln was built without ONNX support (protobuf-c and "
+                    "libonnx-dev were missing at build time)",
+                    filename);
+}
+
+#else
+
+/* ------------------------------------------------------------ tensors */
+
+typedef void *(*ox_alloc_fn)(void *ctx, size_t n);
+
+static void *heap_alloc(void *ctx, size_t n) { return ir_calloc(1, n ? n : 1); }
+static void *scratch_alloc(void *ctx, size_t n) { return ir_arena_alloc(ctx, n ? n : 1); }
+
+static size_t elem_size(int dt) {
+    switch (dt) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: return 4;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return 8;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: return 2;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: return 1;
+    default: return 0; /* not supported */
+    }
+}
+
+static const char *dtype_name(int dt) {
+    static const char *const names[] = {"undefined", "float",  "uint8",   "int8",     "uint16",
+                                        "int16",     "int32",  "int64",   "string",   "bool",
+                                        "float16",   "double", "uint32",  "uint64",   "complex64",
+                                        "complex128", "bfloat16"};
+    return dt >= 0 && dt < (int)(sizeof names / sizeof names[0]) ? names[dt] : "unknown";
+}
+
+/* One integer element of raw little-endian data. */
+static int64_t raw_int(const uint8_t *p, int dt) {
+    switch (dt) {
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: { int32_t v; memcpy(&v, p, 4); return v; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: { uint32_t v; memcpy(&v, p, 4); return v; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: { int64_t v; memcpy(&v, p, 8); return v; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: { int16_t v; memcpy(&v, p, 2); return v; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: { uint16_t v; memcpy(&v, p, 2); return v; }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: return (int8_t)p[0];
+    default: return p[0];
+    }
+}
+
+/* Checks dims and data sizes of `t` (nothing allocated yet), then decodes. */
+static kiln_status decode_tensor(const Onnx__TensorProto *t, const char *file, const char *what,
+                                 ox_alloc_fn alloc, void *actx, ox_tensor *out, kiln_diag *d) {
+    memset(out, 0, sizeof *out);
+    const char *nm = t->name && *t->name ? t->name : what;
+    int dt = t->has_data_type ? t->data_type : 0;
+    size_t es = elem_size(dt);
+    if (!es)
+        return ir_error(d, KILN_ERR_UNSUPPORTED, ir_loc_none(),
+                        "%s: tensor '%s': data type %s is not supported", file, nm, dtype_name(dt));
+    if ((t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) ||
+        t->n_external_data)
+        return ir_error(d, KILN_ERR_UNSUPPORTED, ir_loc_none(),
+                        "%s: tensor '%s': external data is not supported", file, nm);
+    if (t->n_dims > KILN_MAX_RANK)
+        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: tensor '%s' has rank %zu (at most %d)",
+                        file, nm, t->n_dims, KILN_MAX_RANK);
+    int64_t n = 1;
+    for (size_t k = 0; k < t->n_dims; k++) {
+        int64_t v = t->dims[k];
+        if (v < 0 || v >= IR_MAX_DIM || (v && n > IR_MAX_ELEMS / v))
+            return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(),
+                            "%s: tensor '%s': dimension %lld is out of range (more than 2^31 "
+                            "elements or negative)",
+                            file, nm, (long long)v);
+        n *= v;
+        out->dims[k] = v;
+    }
+    out->rank = (int)t->n_dims;
+    out->n = n;
+    out->is_int = dt != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    size_t have;
+    if (t->has_raw_data)
+        have = t->raw_data.len / es;
+    else if (!out->is_int)
+        have = t->n_float_data;
+    else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+        have = t->n_int64_data;
+    else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT64 || dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT32)
+        have = t->n_uint64_data;
+    else
+        have = t->n_int32_data;
+    if ((t->has_raw_data && t->raw_data.len != (size_t)n * es) || have != (size_t)n)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "%s: tensor '%s': %s data of %zu elements for dims of %lld elements", file,
+                        nm, dtype_name(dt), have, (long long)n);
+    void *p = alloc(actx, (size_t)n * (out->is_int ? 8 : 4));
+    if (!p) return ir_oom(d);
+    const uint8_t *raw = t->has_raw_data ? t->raw_data.data : NULL;
+    if (!out->is_int) {
+        out->f = p;
+        if (raw)
+            memcpy(p, raw, (size_t)n * 4);
+        else if (n)
+            memcpy(p, t->float_data, (size_t)n * 4);
+        return KILN_OK;
+    }
+    out->i = p;
+    for (int64_t k = 0; k < n; k++)
+        out->i[k] = raw ? raw_int(raw + k * es, dt)
+                    : dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ? t->int64_data[k]
+                    : (dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT64 ||
+                       dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT32)
+                        ? (int64_t)t->uint64_data[k]
+                        : t->int32_data[k];
+    return KILN_OK;
+}
+
+kiln_status ox_tensor_read(const void *bytes, size_t len, const char *what, ox_tensor *out,
+                           char **name, kiln_diag *d) {
+    memset(out, 0, sizeof *out);
+    if (name) *name = NULL;
+    Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, bytes);
+    if (!t)
+        return ir_error(d, KILN_ERR_PARSE, ir_loc_none(), "%s: not a serialized ONNX TensorProto",
+                        what);
+    kiln_status st = decode_tensor(t, what, "", heap_alloc, NULL, out, d);
+    if (!st && name && t->name && !(*name = ir_strdup(t->name))) st = ir_oom(d);
+    onnx__tensor_proto__free_unpacked(t, NULL);
+    if (st) ox_tensor_free(out);
+    return st;
+}
+
+kiln_status ox_tensor_from_proto(ox_ctx *c, const Onnx__TensorProto *t, const char *what,
+                                 ox_tensor **out) {
+    *out = ir_arena_alloc(&c->scratch, sizeof **out);
+    if (!*out) return ir_oom(c->d);
+    return decode_tensor(t, c->file, what, scratch_alloc, &c->scratch, *out, c->d);
+}
+
+/* ------------------------------------------------------------ value table */
+
+static uint64_t name_hash(const char *s) { return ir_hash_bytes(s, strlen(s), 0); }
+
+ox_val *ox_lookup(ox_ctx *c, const char *name) {
+    if (!c->index_cap) return NULL;
+    for (uint64_t h = name_hash(name);; h++) {
+        int32_t k = c->index[h & (uint64_t)(c->index_cap - 1)];
+        if (k < 0) return NULL;
+        if (strcmp(c->vals[k].name, name) == 0) return &c->vals[k];
+    }
+}
+
+static kiln_status rehash(ox_ctx *c) {
+    int cap = c->index_cap ? c->index_cap * 2 : 64;
+    int32_t *idx = ir_malloc(sizeof *idx * (size_t)cap);
+    if (!idx) return ir_oom(c->d);
+    memset(idx, 0xff, sizeof *idx * (size_t)cap);
+    for (int k = 0; k < c->n_vals; k++) {
+        uint64_t h = name_hash(c->vals[k].name);
+        while (idx[h & (uint64_t)(cap - 1)] >= 0) h++;
+        idx[h & (uint64_t)(cap - 1)] = k;
+    }
+    ir_free(c->index);
+    c->index = idx;
+    c->index_cap = cap;
+    return KILN_OK;
+}
+
+/* The entry for `name`, created empty when absent (a later definition of
+ * the same name replaces the earlier: ONNX graphs are SSA, so only a
+ * malformed file does that). */
+static ox_val *val_slot(ox_ctx *c, const char *name) {
+    ox_val *v = ox_lookup(c, name);
+    if (v) return v;
+    if ((c->n_vals + 1) * 2 > c->index_cap && rehash(c)) return NULL;
+    if (!IR_GROW(c->vals, c->cap_vals, c->n_vals + 1)) {
+        ir_oom(c->d);
+        return NULL;
+    }
+    v = &c->vals[c->n_vals];
+    memset(v, 0, sizeof *v);
+    v->name = name;
+    uint64_t h = name_hash(name);
+    while (c->index[h & (uint64_t)(c->index_cap - 1)] >= 0) h++;
+    c->index[h & (uint64_t)(c->index_cap - 1)] = c->n_vals++;
+    return v;
+}
+
+kiln_status ox_set(ox_ctx *c, const char *name, ir_node *node) {
+    if (!node) return c->b.status ? c->b.status : KILN_ERR_INVALID;
+    ox_val *v = val_slot(c, name);
+    if (!v) return KILN_ERR_NOMEM;
+    v->node = node;
+    v->k = NULL;
+    return KILN_OK;
+}
+
+kiln_status ox_set_const(ox_ctx *c, const char *name, ox_tensor *k) {
+    ox_val *v = val_slot(c, name);
+    if (!v) return KILN_ERR_NOMEM;
+    v->node = NULL;
+    v->k = k;
+    return KILN_OK;
+}
+
+ox_tensor *ox_const_new(ox_ctx *c, bool is_int, int rank, const int64_t *dims) {
+    ox_tensor *t = ir_arena_alloc(&c->scratch, sizeof *t);
+    if (!t) return NULL;
+    t->is_int = is_int;
+    t->rank = rank;
+    t->n = 1;
+    for (int k = 0; k < rank; k++) t->dims[k] = dims[k], t->n *= dims[k];
+    void *p = ir_arena_alloc(&c->scratch, (size_t)(t->n ? t->n : 1) * (is_int ? 8 : 4));
+    if (!p) return NULL;
+    if (is_int)
+        t->i = p;
+    else
+        t->f = p;
+    return t;
+}
+
+kiln_status ox_fail(ox_ctx *c, kiln_status st, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const Onnx__NodeProto *n = c->node;
+    if (!n) return ir_error(c->d, st, ir_loc_none(), "%s: %s", c->file, msg);
+    return ir_error(c->d, st, ir_loc_none(), "%s: node '%s' (%s): %s", c->file,
+                    n->name && *n->name ? n->name : "", n->op_type ? n->op_type : "?", msg);
+}
+
+bool ox_has_in(const Onnx__NodeProto *n, int k) {
+    return k < (int)n->n_input && n->input[k] && n->input[k][0];
+}
+
+const ox_tensor *ox_in_const(ox_ctx *c, const Onnx__NodeProto *n, int k) {
+    if (!ox_has_in(n, k)) return NULL;
+    ox_val *v = ox_lookup(c, n->input[k]);
+    return v ? v->k : NULL;
+}
+
+/* A host constant as a node: a fill when all elements are equal, else a
+ * parameter (an initializer: trainable) under the value's name. */
+static ir_node *materialize(ox_ctx *c, ox_val *v) {
+    ox_tensor *k = v->k;
+    ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
+    for (int64_t j = 0; k->is_int && j < k->n; j++)
+        if (k->i[j] < INT32_MIN || k->i[j] > INT32_MAX) {
+            ox_fail(c, KILN_ERR_UNSUPPORTED, "constant '%s' has values beyond int32", v->name);
+            return NULL;
+        }
+    bool same = k->n > 0;
+    for (int64_t j = 1; same && j < k->n; j++)
+        same = k->is_int ? k->i[j] == k->i[0] : memcmp(&k->f[j], &k->f[0], 4) == 0;
+    if (same && !v->initializer)
+        return ir_b_const(&c->b, dt, k->is_int ? (double)k->i[0] : k->f[0], k->rank, k->dims);
+    ir_type t = ir_type_make(dt, k->rank, k->dims);
+    kiln_init init = {KILN_INIT_ZEROS, 0, 0};
+    ir_global *g = ir_module_global(c->m, v->name);
+    if (!g) {
+        g = ir_module_add_global(c->m, IR_GLOBAL_PARAM, v->name, &t, init, c->d);
+        if (!g) return NULL;
+        void *data = ir_arena_alloc(&c->m->arena, (size_t)(k->n ? k->n : 1) * 4);
+        if (!data) {
+            ir_oom(c->d);
+            return NULL;
+        }
+        if (k->is_int)
+            for (int64_t j = 0; j < k->n; j++) ((int32_t *)data)[j] = (int32_t)k->i[j];
+        else if (k->n)
+            memcpy(data, k->f, (size_t)k->n * 4);
+        g->data = data;
+        g->trainable = v->initializer && !k->is_int;
+    }
+    return g->ref;
+}
+
+ir_node *ox_in(ox_ctx *c, const Onnx__NodeProto *n, int k) {
+    if (!ox_has_in(n, k)) {
+        ox_fail(c, KILN_ERR_INVALID, "operand %d is missing", k + 1);
+        return NULL;
+    }
+    ox_val *v = ox_lookup(c, n->input[k]);
+    if (!v || (!v->node && !v->k)) {
+        ox_fail(c, KILN_ERR_INVALID, "operand '%s' is not defined before the node", n->input[k]);
+        return NULL;
+    }
+    if (!v->node) v->node = materialize(c, v);
+    return v->node;
+}
+
+/* ------------------------------------------------------------ attributes */
+
+const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name) {
+    for (size_t k = 0; k < n->n_attribute; k++)
+        if (n->attribute[k]->name && strcmp(n->attribute[k]->name, name) == 0)
+            return n->attribute[k];
+    return NULL;
+}
+
+int64_t ox_attr_i(const Onnx__NodeProto *n, const char *name, int64_t def) {
+    const Onnx__AttributeProto *a = ox_attr(n, name);
+    return a && a->has_i ? a->i : def;
+}
+
+float ox_attr_f(const Onnx__NodeProto *n, const char *name, float def) {
+    const Onnx__AttributeProto *a = ox_attr(n, name);
+    return a && a->has_f ? a->f : def;
+}
+
+int ox_attr_ints(const Onnx__NodeProto *n, const char *name, const int64_t **v) {
+    const Onnx__AttributeProto *a = ox_attr(n, name);
+    *v = a ? a->ints : NULL;
+    return a ? (int)(a->n_ints > 64 ? 64 : a->n_ints) : -1;
+}
+
+/* ------------------------------------------------------------ the graph */
+
+/* A graph input's type: f32 or i32, a dynamic (symbolic or missing) first
+ * dimension as the batch '?'. */
+static kiln_status input_type(ox_ctx *c, const Onnx__ValueInfoProto *vi, ir_type *t) {
+    const Onnx__TypeProto *tp = vi->type;
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "graph input '%s' is not a tensor", vi->name);
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    int dt = tt->has_elem_type ? tt->elem_type : 0;
+    if (dt != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !(elem_size(dt) && dt != 0))
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "graph input '%s' has data type %s", vi->name,
+                       dtype_name(dt));
+    const Onnx__TensorShapeProto *sh = tt->shape;
+    size_t rank = sh ? sh->n_dim : 0;
+    if (rank > KILN_MAX_RANK)
+        return ox_fail(c, KILN_ERR_LIMIT, "graph input '%s' has rank %zu (at most %d)", vi->name,
+                       rank, KILN_MAX_RANK);
+    int64_t dims[KILN_MAX_RANK];
+    bool batch = false;
+    for (size_t k = 0; k < rank; k++) {
+        const Onnx__TensorShapeProto__Dimension *dm = sh->dim[k];
+        bool known = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        int64_t v = known ? dm->dim_value : -1;
+        if (!known && !batch) {
+            dims[k] = KILN_BATCH;
+            batch = true;
+        } else if (v < 0 || v >= IR_MAX_DIM) {
+            return ox_fail(c, KILN_ERR_LIMIT, "graph input '%s': dimension %zu is %s", vi->name, k,
+                           known ? "out of range" : "a second dynamic one");
+        } else {
+            dims[k] = v;
+        }
+    }
+    *t = ir_type_make(dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? IR_F32 : IR_I32, (int)rank,
+                      dims);
+    return KILN_OK;
+}
+
+static int64_t default_opset(const Onnx__ModelProto *mp) {
+    int64_t v = 0;
+    for (size_t k = 0; k < mp->n_opset_import; k++) {
+        const Onnx__OperatorSetIdProto *o = mp->opset_import[k];
+        if ((!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0) && o->has_version)
+            v = o->version;
+    }
+    return v ? v : 1;
+}
+
+/* Every node's op is known at this opset, or one message lists them all. */
+static kiln_status check_ops(ox_ctx *c, const Onnx__GraphProto *g) {
+    ir_sb sb;
+    ir_sb_init(&sb);
+    int bad = 0;
+    for (size_t k = 0; k < g->n_node; k++) {
+        const Onnx__NodeProto *n = g->node[k];
+        const char *why = NULL;
+        bool std = !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
+        if (std && n->op_type && ox_op_find(n->op_type, c->opset, &why)) continue;
+        if (bad++ < 50)
+            ir_sb_printf(&sb, "%s'%s' (%s%s%s, opset %lld%s%s)", bad > 1 ? ", " : "",
+                         n->name ? n->name : "", std ? "" : n->domain, std ? "" : ".",
+                         n->op_type ? n->op_type : "?", (long long)c->opset, why ? ": " : "",
+                         why ? why : "");
+    }
+    kiln_status st = KILN_OK;
+    if (bad)
+        st = ir_error(c->d, KILN_ERR_UNSUPPORTED, ir_loc_none(), "%s: %d unsupported node%s: %s%s",
+                      c->file, bad, bad > 1 ? "s" : "", sb.buf ? sb.buf : "",
+                      bad > 50 ? ", ..." : "");
+    ir_sb_free(&sb);
+    return st;
+}
+
+static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
+    for (size_t k = 0; k < g->n_initializer; k++) {
+        const Onnx__TensorProto *t = g->initializer[k];
+        if (!t->name || !*t->name) return ox_fail(c, KILN_ERR_INVALID, "initializer %zu has no name", k);
+        ox_tensor *v;
+        kiln_status st = ox_tensor_from_proto(c, t, t->name, &v);
+        if (st || (st = ox_set_const(c, t->name, v))) return st;
+        ox_lookup(c, t->name)->initializer = true;
+    }
+    for (size_t k = 0; k < g->n_input; k++) {
+        const Onnx__ValueInfoProto *vi = g->input[k];
+        if (!vi->name || !*vi->name) return ox_fail(c, KILN_ERR_INVALID, "graph input %zu has no name", k);
+        if (ox_lookup(c, vi->name)) continue; /* an initializer listed as an input */
+        ir_type t;
+        kiln_status st = input_type(c, vi, &t);
+        if (st) return st;
+        ir_node *a = ir_func_add_arg(c->f, vi->name, &t, c->d);
+        if (!a) return KILN_ERR_INVALID;
+        if ((st = ox_set(c, vi->name, a))) return st;
+    }
+    return KILN_OK;
+}
+
+static kiln_status build_graph(ox_ctx *c, const Onnx__GraphProto *g) {
+    kiln_status st = add_inputs(c, g);
+    for (size_t k = 0; !st && k < g->n_node; k++) {
+        const Onnx__NodeProto *n = g->node[k];
+        c->node = n;
+        ox_build_fn fn = ox_op_find(n->op_type, c->opset, NULL);
+        int before = c->d->errors;
+        st = fn(c, n);
+        if (!st && c->b.status) st = c->b.status;
+        if (st && c->d->errors == before) st = ox_fail(c, st, "%s", kiln_status_string(st));
+        c->b.status = KILN_OK;
+    }
+    c->node = NULL;
+    for (size_t k = 0; !st && k < g->n_output; k++) {
+        const char *name = g->output[k]->name ? g->output[k]->name : "";
+        ox_val *v = ox_lookup(c, name);
+        if (!v) return ox_fail(c, KILN_ERR_INVALID, "graph output '%s' is not computed", name);
+        ir_node *r = v->node;
+        if (!r) {
+            Onnx__NodeProto fake = ONNX__NODE_PROTO__INIT;
+            char *in[1] = {(char *)name};
+            fake.n_input = 1;
+            fake.input = in;
+            r = ox_in(c, &fake, 0);
+            if (!r) return c->b.status ? c->b.status : KILN_ERR_INVALID;
+        }
+        st = ir_func_add_result(c->f, r, c->d);
+    }
+    return st;
+}
+
+static const char *base_name(const char *path, ir_arena *a) {
+    const char *s = strrchr(path, '/');
+    s = s ? s + 1 : path;
+    size_t n = strlen(s);
+    if (n > 5 && strcmp(s + n - 5, ".onnx") == 0) n -= 5;
+    return ir_arena_strndup(a, s, n);
+}
+
+static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
+    const Onnx__GraphProto *g = mp->graph;
+    if (!g) return ox_fail(c, KILN_ERR_INVALID, "the model has no graph");
+    if (g->n_node > OX_MAX_NODES)
+        return ox_fail(c, KILN_ERR_LIMIT, "the graph has %zu nodes (at most %d)", g->n_node,
+                       OX_MAX_NODES);
+    c->opset = default_opset(mp);
+    kiln_status st = check_ops(c, g);
+    if (st) return st;
+    c->m = kiln_module_create("onnx");
+    if (!c->m) return ir_oom(c->d);
+    const char *nm = base_name(c->file, &c->m->arena);
+    if (nm && *nm) c->m->name = nm;
+    c->f = kiln_func_create(c->m, "infer");
+    if (!c->f) return ir_oom(c->d);
+    ir_builder_init(&c->b, c->f, c->d);
+    if ((st = build_graph(c, g))) return st;
+    return ir_verify_module(c->m, c->d);
+}
+
+kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
+                      kiln_diag *d) {
+    *out = NULL;
+    const char *file = filename ? filename : "<onnx>";
+    if (len > OX_MAX_FILE_BYTES)
+        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: an ONNX file may hold at most 2 GiB",
+                        file);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
+    if (!mp)
+        return ir_error(d, KILN_ERR_PARSE, ir_loc_none(), "%s: not a serialized ONNX ModelProto",
+                        file);
+    kiln_diag mine;
+    memset(&mine, 0, sizeof mine);
+    ox_ctx c;
+    memset(&c, 0, sizeof c);
+    c.file = file;
+    c.d = &mine;
+    ir_arena_init(&c.scratch);
+    kiln_status st = import_model(&c, mp);
+    onnx__model_proto__free_unpacked(mp, NULL);
+    ir_arena_free(&c.scratch);
+    ir_free(c.vals);
+    ir_free(c.index);
+    if (st) {
+        kiln_module_dispose(c.m);
+        if (!mine.errors) ir_error(&mine, st, ir_loc_none(), "%s: %s", file, kiln_status_string(st));
+        if (d) {
+            if (!d->errors) d->first = mine.first;
+            d->errors += mine.errors;
+            if (mine.text.buf) ir_sb_putn(&d->text, mine.text.buf, mine.text.len);
+        }
+    } else {
+        *out = c.m;
+    }
+    ir_sb_free(&mine.text);
+    return st;
+}
+
+#endif
+
+/* ------------------------------------------------------------ public API */
+
+int kiln_onnx_available(void) {
+#ifdef KILN_HAVE_ONNX
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+kiln_status kiln_onnx_import(const void *bytes, size_t len, const char *filename,
+                             kiln_module **out, kiln_diag *d) {
+    if (out) *out = NULL;
+    if (!out || (!bytes && len))
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_onnx_import: bad argument");
+    return ox_import(bytes ? bytes : "", len, filename, out, d);
+}
+
+kiln_status kiln_onnx_load(const char *path, kiln_module **out, kiln_diag *d) {
+    if (out) *out = NULL;
+    if (!path || !out)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_onnx_load: bad argument");
+    char *bytes;
+    size_t len;
+    kiln_status st = ir_read_file_max(path, OX_MAX_FILE_BYTES, &bytes, &len, d);
+    if (st == KILN_ERR_LIMIT)
+        return ir_error(d, st, ir_loc_none(), "%s: an ONNX file may hold at most 2 GiB", path);
+    if (st) return st;
+    st = ox_import(bytes, len, path, out, d);
+    ir_free(bytes);
+    return st;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+kiln_status kiln_module_load_file(const char *path, kiln_module **out, kiln_diag *d) {
+    if (out) *out = NULL;
+    if (!path || !out)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_module_load_file: bad argument");
+    if (ends_with(path, ".onnx")) return kiln_onnx_load(path, out, d);
+    if (ends_with(path, ".kir")) return kiln_module_load(path, out, d);
+    return kiln_model_file_load(path, out, d);
+}

@@ -1,0 +1,117 @@
+/*
+ * onnx.h — the ONNX importer's internals (frontend/onnx.c: the reader and
+ * the driver; frontend/onnx_ops.c: the table from ONNX op type to builder).
+ *
+ * The protobuf reader is generated at build time by protoc-c from Debian's
+ * onnx.proto (CMakeLists.txt); without it (KILN_HAVE_ONNX unset) the entry
+ * points report that ONNX support is absent.
+ *
+ * Values of the ONNX graph are either run-time nodes of the function being
+ * built or host constants known at import time (initializers, Constant
+ * nodes, the Shape -> Gather -> Unsqueeze -> Concat chains PyTorch emits
+ * for a dynamic-batch reshape). A constant becomes a node when an op needs
+ * it as an operand: a `constant` fill when all its elements are equal, else
+ * a parameter under its ONNX name holding the data.
+ */
+#ifndef KILN_FRONTEND_ONNX_H
+#define KILN_FRONTEND_ONNX_H
+
+#include "ir/ir.h"
+
+/* The batch '?' inside a constant shape (the result of Shape on a value
+ * with a batch axis). */
+#define OX_BATCH (INT64_MIN / 2)
+/* Limits checked before allocating. */
+#define OX_MAX_FILE_BYTES ((size_t)2 << 30)
+#define OX_MAX_NODES 100000
+
+/* A host tensor: f32 data or integer data (every ONNX integer type and
+ * bool, widened to int64). */
+typedef struct ox_tensor {
+    bool is_int;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    int64_t n; /* element count */
+    float *f;  /* !is_int */
+    int64_t *i; /* is_int */
+} ox_tensor;
+
+/* Reads a serialized TensorProto (a test's input_0.pb) into malloc'ed
+ * data; `what` names it in messages. Free with ox_tensor_free. */
+kiln_status ox_tensor_read(const void *bytes, size_t len, const char *what, ox_tensor *out,
+                           char **name, kiln_diag *d);
+void ox_tensor_free(ox_tensor *t);
+
+/* Imports a serialized ModelProto into a module with the function `infer`
+ * (the graph inputs in order; the graph outputs as its results). */
+kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
+                      kiln_diag *d);
+
+#ifdef KILN_HAVE_ONNX
+#include <onnx/onnx.pb-c.h> /* generated at build time (CMakeLists.txt) */
+
+typedef struct ox_val {
+    const char *name;
+    ir_node *node;   /* run-time value, or NULL */
+    ox_tensor *k;    /* host constant, or NULL */
+    bool initializer; /* k came from the graph's initializers: a parameter */
+} ox_val;
+
+typedef struct ox_ctx {
+    const char *file;
+    kiln_module *m;
+    kiln_func *f;
+    ir_builder b;
+    kiln_diag *d;     /* the importer's own diag (messages of node builders) */
+    ir_arena scratch; /* host constants: freed when the import ends */
+    ox_val *vals;
+    int n_vals, cap_vals;
+    int32_t *index; /* open addressing: name -> vals index, -1 empty */
+    int index_cap;
+    /* The node being built, for messages. */
+    const Onnx__NodeProto *node;
+    int64_t opset;
+} ox_ctx;
+
+typedef kiln_status (*ox_build_fn)(ox_ctx *c, const Onnx__NodeProto *n);
+
+/* The builder of op_type at `opset`, or NULL (unsupported); *why says what
+ * is missing when the op is known but this version is not. */
+ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why);
+
+/* Builders of onnx_more.c. */
+kiln_status ox_b_compare(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_not(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_where(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_act(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_reduce_more(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_size(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n);
+
+/* For builders (onnx.c). */
+ox_val *ox_lookup(ox_ctx *c, const char *name);
+/* Operand k of the node as a run-time node (constants materialized); NULL
+ * with a message when absent. */
+ir_node *ox_in(ox_ctx *c, const Onnx__NodeProto *n, int k);
+/* Operand k as a host constant, or NULL (with no message) when it is not one. */
+const ox_tensor *ox_in_const(ox_ctx *c, const Onnx__NodeProto *n, int k);
+/* Whether the node has operand k (ONNX marks a skipped optional one by ""). */
+bool ox_has_in(const Onnx__NodeProto *n, int k);
+kiln_status ox_set(ox_ctx *c, const char *name, ir_node *node);
+kiln_status ox_set_const(ox_ctx *c, const char *name, ox_tensor *k);
+ox_tensor *ox_const_new(ox_ctx *c, bool is_int, int rank, const int64_t *dims);
+/* Error about the current node: "FILE: node 'NAME' (OP): msg". */
+kiln_status ox_fail(ox_ctx *c, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+/* Attributes by name; `def` when absent. */
+const Onnx__AttributeProto *ox_attr(const Onnx__NodeProto *n, const char *name);
+int64_t ox_attr_i(const Onnx__NodeProto *n, const char *name, int64_t def);
+float ox_attr_f(const Onnx__NodeProto *n, const char *name, float def);
+/* An ints attribute: count (-1 when absent), values in *v. */
+int ox_attr_ints(const Onnx__NodeProto *n, const char *name, const int64_t **v);
+/* A TensorProto into a host constant in the scratch arena. */
+kiln_status ox_tensor_from_proto(ox_ctx *c, const Onnx__TensorProto *t, const char *what,
+                                 ox_tensor **out);
+#endif
+
+#endif
