@@ -14,7 +14,13 @@ trap 'rm -rf "$T"' EXIT
 MODEL=$SRC/examples/mnist_mlp.kiln
 DIFF="python3 $SRC/tests/sh/st_diff.py"
 common=(--threads 1 --batch-size 128 --seed 7 --no-eval)
-mpi() { local n=$1; shift; mpirun --allow-run-as-root --oversubscribe -np "$n" "$KILN" "$@"; }
+# Under tests/run.sh --sanitize the ranks run without LeakSanitizer: Open
+# MPI's components (dlopen'ed, unloaded at MPI_Finalize) leave allocations
+# that LeakSanitizer can only call "<unknown module>", so no suppression can
+# name them (only mpirun's children get this). Kiln's own code on this path
+# is leak-checked by the other tests (allreduce_mean in the unit tables).
+rank_asan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+mpi() { local n=$1; shift; ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -np "$n" "$KILN" "$@"; }
 
 "$KILN" train "$MODEL" "${common[@]}" --max-steps 50 --save "$T/one.st" >"$T/one.log"
 mpi 2 train "$MODEL" --distributed "${common[@]}" --max-steps 50 --save "$T/two.st" >"$T/two.log"
