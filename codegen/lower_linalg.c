@@ -152,24 +152,8 @@ static void emit_gemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef 
         LLVMBuildBr(c->b, b_done);
     }
     LLVMPositionBuilderAtEnd(c->b, b_gemm);
-    {
-        LLVMValueRef args[14] = {cg_i32(c, CBLAS_ROW_MAJOR),
-                                 cg_i32(c, ta ? CBLAS_TRANS : CBLAS_NO_TRANS),
-                                 cg_i32(c, tb ? CBLAS_TRANS : CBLAS_NO_TRANS),
-                                 i32v(c, M),
-                                 i32v(c, N),
-                                 i32v(c, K),
-                                 LLVMConstReal(c->t_f32, 1.0),
-                                 fA,
-                                 i32v(c, ta ? M : K),
-                                 fB,
-                                 i32v(c, tb ? K : N),
-                                 LLVMConstReal(c->t_f32, 0.0),
-                                 fC,
-                                 i32v(c, N)};
-        LLVMBuildCall2(c->b, c->ty_sgemm, c->f_sgemm, args, 14, "");
-        LLVMBuildBr(c->b, b_done);
-    }
+    cg_sgemm(c, ta, tb, M, N, K, fA, ta ? M : K, fB, tb ? K : N, 0.0, fC, N);
+    LLVMBuildBr(c->b, b_done);
     LLVMPositionBuilderAtEnd(c->b, b_done);
 }
 
