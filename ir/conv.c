@@ -79,10 +79,14 @@ ir_type ir_win_out_type(const ir_win *g) {
     return ir_type_make(IR_F32, 4, dims);
 }
 
-int64_t ir_win_im2col_floats(const ir_win *g) {
+int64_t ir_win_im2col_rows(const ir_win *g) {
     int64_t K = g->kh * g->kw * g->c;
-    if (g->c < 1 || g->co < 1 || K < 1 || K > IR_IM2COL_FLOATS) return 0;
-    return IR_IM2COL_FLOATS / K * K;
+    if (g->c < 1 || g->co < 1 || K < 1 || K + g->co > IR_IM2COL_FLOATS) return 0;
+    return IR_IM2COL_FLOATS / (K + g->co);
+}
+
+int64_t ir_win_im2col_floats(const ir_win *g) {
+    return ir_win_im2col_rows(g) * g->kh * g->kw * g->c;
 }
 
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
