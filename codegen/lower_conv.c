@@ -229,7 +229,8 @@ static bool im2col_fits(const ir_win *g) { return ir_win_im2col_floats(g) > 0; }
 static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
     ir_win_of(n, &m->g);
     m->K = m->g.kh * m->g.kw * m->g.c;
-    m->same = ir_attr_i(n, "padding") != 0;
+    const int64_t *pd;
+    m->same = ir_attr_i(n, "padding") != 0 || ir_attr_ints(n, "pads", &pd) > 0;
     m->chunk = ir_win_im2col_rows(&m->g);
     m->buf = cg_cast_ptr(c, cg_node_ws(c, n), c->t_f32);
     LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));

@@ -446,8 +446,8 @@ RULE(grad_softmax_cross_entropy) {
  * node of op `op`, whose schema holds the same names. */
 static ir_attrs window_attrs(const ir_node *n, int op) {
     ir_attrs a = ir_attrs_default(op);
-    static const char *const names[] = {"strides", "dilation", "pool_size"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"strides", "dilation", "pool_size", "pads"};
+    for (int i = 0; i < 4; i++) {
         const int64_t *v;
         if (ir_op_attr_index(op, names[i]) < 0) continue;
         int k = ir_attr_ints(n, names[i], &v);

@@ -462,6 +462,18 @@ BUILD(b_dropout, dropout_(f, x[0], x[1], 0.3))
 BUILD(b_bn_train, batch_norm_(f, x, true))
 BUILD(b_bn_moving, batch_norm_(f, x, false))
 
+/* Explicit pads [top, left, bottom, right] (ONNX's) on a window op. */
+static kiln_value padded(kiln_func *f, int op, const kiln_value *x, int s, const int64_t *pads) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "strides", 2, (const int64_t[]){s, s});
+    if (op != IR_OP_conv2d) ir_attrs_set_ints(&a, "pool_size", 2, (const int64_t[]){3, 3});
+    ir_attrs_set_ints(&a, "pads", 4, pads);
+    return internal_op(f, op, op == IR_OP_conv2d ? 3 : 1, x, &a);
+}
+BUILD(b_conv_pads, padded(f, IR_OP_conv2d, x, 2, (const int64_t[]){1, 2, 1, 0}))
+BUILD(b_maxpool_pads, padded(f, IR_OP_max_pool2d, x, 2, (const int64_t[]){1, 1, 2, 0}))
+BUILD(b_avgpool_pads, padded(f, IR_OP_avg_pool2d, x, 1, (const int64_t[]){2, 0, 1, 1}))
+
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
  * O(eps^2) truncation stays under 2e-3 relative (G_POS keeps x >= 0.5, so
@@ -599,6 +611,13 @@ static const gcase g_cases[] = {
      EPS},
     /* last: a case's seed is its index, so new cases go at the end */
     {"allreduce_mean", "one process", b_allreduce_mean, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    /* ONNX's explicit pads (issue 16) */
+    {"conv2d", "pads [1,2,1,0], stride 2", b_conv_pads, 3,
+     {F_(G_ANY, 4, Q, 5, 6, 2), F_(G_ANY, 4, 3, 3, 2, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"max_pool2d", "3x3 pads [1,1,2,0], stride 2", b_maxpool_pads, 1,
+     {F_(G_UNIQUE, 4, Q, 5, 6, 1)}, EPS},
+    {"avg_pool2d", "3x3 pads [2,0,1,1], stride 1", b_avgpool_pads, 1,
+     {F_(G_ANY, 4, Q, 4, 5, 1)}, EPS},
 };
 /* clang-format on */
 
