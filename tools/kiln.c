@@ -258,6 +258,7 @@ static const struct {
     {"opt", cmd_opt, "run passes over a .kir module and print the result"},
     {"summary", cmd_summary, "print the layer table and parameter counts"},
     {"cache", cmd_cache, "show or clear the compile cache"},
+    {"export", cmd_export, "write a model and its weights as an ONNX file"},
 };
 
 static void usage(FILE *f) {

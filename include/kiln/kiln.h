@@ -133,6 +133,24 @@ KILN_API kiln_status kiln_onnx_import(const void *bytes, size_t len, const char 
                                       kiln_module **out, kiln_diag *d);
 /* Reads and imports a .onnx file. */
 KILN_API kiln_status kiln_onnx_load(const char *path, kiln_module **out, kiln_diag *d);
+/* Writes the module's function `infer` as an ONNX model (opset 13) that
+ * takes and returns what Kiln's does (NHWC images: the convolutions run
+ * between Transposes); initializers are the parameters' values (see
+ * kiln_module_load_weights) under their names, conv kernels permuted to
+ * ONNX's [out,in,kh,kw]. It is the inference graph: dropout is the identity,
+ * batch normalization uses the moving statistics. An op with no ONNX
+ * mapping is an error at its place (frontend/onnx_export.c). */
+KILN_API kiln_status kiln_onnx_export(const kiln_module *m, const char *path, kiln_diag *d);
+/* The same into malloc'ed bytes; the caller frees *bytes with kiln_free(). */
+KILN_API kiln_status kiln_onnx_export_bytes(const kiln_module *m, void **bytes, size_t *len,
+                                            kiln_diag *d);
+/* Gives every global of `m` its value as the module's own data (what an
+ * imported ONNX model's parameters hold): drawn from its initializer with
+ * `seed` (0: the module's train seed, else 1) as kiln_model_create does,
+ * unless it has data already, then loaded from checkpoint `ckpt` (NULL:
+ * none) strictly. Models created from `m` start from these values. */
+KILN_API kiln_status kiln_module_load_weights(kiln_module *m, const char *ckpt, int64_t seed,
+                                              kiln_diag *d);
 /* Loads a model file by its extension: .onnx (kiln_onnx_load), .kir
  * (kiln_module_load), else the .kiln language (kiln_model_file_load). */
 KILN_API kiln_status kiln_module_load_file(const char *path, kiln_module **out, kiln_diag *d);
