@@ -42,7 +42,10 @@ static kiln_status compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag
     if (!prefix) return ir_oom(d);
     void **globals = NULL;
     kiln_status st = rt_globals_create(m, rt_seed(m, o->seed), &globals, d);
-    if (!st && o->load) st = rt_ckpt_load(o->load, m, globals, RT_CKPT_STRICT, 0, NULL, d);
+    /* A weights-only file embeds its parameters; a --train library then
+     * starts a fresh optimizer. */
+    if (!st && o->load)
+        st = rt_ckpt_load(o->load, m, globals, RT_CKPT_STRICT, RT_CKPT_STATE_OPTIONAL, NULL, d);
     if (!st) {
         cg_aot_options co;
         memset(&co, 0, sizeof co);

@@ -267,10 +267,25 @@ static void copy_in(void *dst, const rt_st_tensor *t) {
 #endif
 }
 
+static bool file_has_state(const rt_st_file *f) {
+    for (int i = 0; i < rt_st_count(f); i++)
+        if (is_state_name(rt_st_at(f, i)->name)) return true;
+    return false;
+}
+
+static bool model_has_state(const kiln_module *m) {
+    for (int i = 0; i < m->n_globals; i++)
+        if (m->globals[i]->kind != IR_GLOBAL_PARAM) return true;
+    return false;
+}
+
 static kiln_status apply(const rt_st_file *f, const kiln_module *m, void *const *globals,
                          rt_ckpt_mode mode, unsigned flags, rt_ckpt_report *r, kiln_diag *d) {
     const char *fn = rt_st_file_name(f);
     bool strict = mode == RT_CKPT_STRICT, params_only = flags & RT_CKPT_PARAMS_ONLY;
+    if (strict && !params_only && (flags & RT_CKPT_STATE_OPTIONAL) && !file_has_state(f) &&
+        model_has_state(m))
+        params_only = r->weights_only = true;
     kiln_status st = read_metadata(f, m, r, d);
     if (st) return st;
     const rt_st_tensor **use = ir_calloc((size_t)(m->n_globals ? m->n_globals : 1), sizeof *use);

@@ -37,6 +37,11 @@ enum rt_ckpt_flags {
     RT_CKPT_PARAMS_ONLY = 1u << 1,
     /* load: accept NaN and Inf in the file (refused by default) */
     RT_CKPT_ALLOW_NONFINITE = 1u << 2,
+    /* load: a file with no optimizer state at all (weights only, as
+     * PyTorch's state_dict or a Keras save_weights exporter writes) loads
+     * its parameters and leaves the state as it is; report->weights_only
+     * says so */
+    RT_CKPT_STATE_OPTIONAL = 1u << 3,
 };
 
 /* Saves every global of m (globals[g->index] holds g's data) with the
@@ -64,6 +69,7 @@ typedef struct rt_ckpt_report {
     int format_version;        /* 0: a file not written by Kiln */
     bool structure_match;      /* its structure_hash is this model's */
     int n_loaded;              /* globals loaded */
+    bool weights_only;         /* RT_CKPT_STATE_OPTIONAL took the parameters alone */
     char **skipped;            /* "name: reason", one per global or tensor not loaded */
     int n_skipped;
 } rt_ckpt_report;

@@ -512,18 +512,6 @@ kiln_status kiln_model_save(kiln_model *mo, const char *path, kiln_diag *d) {
     return rt_ckpt_save(path, mo->m, mo->globals, &pr, NULL, 0, RT_CKPT_REFUSE_NONFINITE, d);
 }
 
-static bool file_has_state(const rt_st_file *f) {
-    for (int i = 0; i < rt_st_count(f); i++)
-        if (strncmp(rt_st_at(f, i)->name, "optimizer.", 10) == 0) return true;
-    return false;
-}
-
-static bool model_has_state(const kiln_module *m) {
-    for (int i = 0; i < m->n_globals; i++)
-        if (m->globals[i]->kind != IR_GLOBAL_PARAM) return true;
-    return false;
-}
-
 kiln_status kiln_model_load(kiln_model *mo, const char *path, kiln_load_mode mode, kiln_diag *d) {
     rt_ckpt_report rep;
     memset(&rep, 0, sizeof rep);
@@ -537,11 +525,10 @@ kiln_status kiln_model_load(kiln_model *mo, const char *path, kiln_load_mode mod
     /* A weights-only file (no optimizer state, as PyTorch's state_dict or a
      * Keras save_weights exporter writes) loads its parameters; training
      * then starts a fresh optimizer (Keras' load_weights, then fit). */
-    bool weights_only = !ft && !file_has_state(f) && model_has_state(mo->m);
     st = rt_ckpt_apply(f, mo->m, mo->globals, ft ? RT_CKPT_FINETUNE : RT_CKPT_STRICT,
-                       ft || weights_only ? RT_CKPT_PARAMS_ONLY : 0, &rep, d);
+                       ft ? RT_CKPT_PARAMS_ONLY : RT_CKPT_STATE_OPTIONAL, &rep, d);
     rt_st_free(f);
-    if (!st && weights_only)
+    if (!st && rep.weights_only)
         ir_note(d, ir_loc_none(), "%s: weights only (no optimizer state): training starts a fresh "
                 "optimizer", path);
     if (!st) {

@@ -25,6 +25,7 @@ typedef struct session {
     const char *backend_name;
     int64_t threads;
     int distributed; /* train --distributed */
+    const char *hint; /* a note printed after the error */
 } session;
 
 static void session_end(session *s) {
@@ -37,6 +38,7 @@ static void session_end(session *s) {
 
 static int session_fail(session *s, kiln_status st) {
     cli_report(s->d, st);
+    if (s->hint) fprintf(stderr, "kiln: note: %s\n", s->hint);
     /* The other ranks would wait for this one in their next collective. */
     if (kiln_distributed_size() > 1) {
         fflush(stdout);
@@ -113,6 +115,10 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     if (load) {
         kiln_load_mode mode = cli_flag(a, "--finetune") ? KILN_LOAD_FINETUNE : KILN_LOAD_STRICT;
         st = kiln_model_load(s->model, load, mode, s->d);
+        /* A checkpoint of a changed model: training can still start from
+         * what matches. */
+        if (st == KILN_ERR_SHAPE && mode == KILN_LOAD_STRICT && strcmp(s->verb, "train") == 0)
+            s->hint = "--finetune loads the tensors that match and starts the rest fresh";
         if (st) return st;
         /* Fine-tuning reports what it skipped as notes; a weights-only file
          * its fresh optimizer (a note that only training needs). */
@@ -305,7 +311,7 @@ int cmd_train(int argc, char **argv) {
     fo.continue_on_nonfinite = cli_flag(&a, "--continue-on-nan");
     fo.verbose = 1;
 
-    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
+    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
     s.distributed = cli_flag(&a, "--distributed");
     kiln_status st = open_model(&s, &a, a.pos[0], false);
     if (st) return session_fail(&s, st);
@@ -365,7 +371,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model_opts_ok(&a, "eval", true) || !data_opts_ok(&a, "eval")) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
-    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
+    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     double loss, acc;
@@ -405,7 +411,7 @@ int cmd_predict(int argc, char **argv) {
         return 2;
     }
     if (!model_opts_ok(&a, "predict", true)) return 2;
-    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0};
+    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     st = kiln_dataset_load_files(input, NULL, &s.test, s.d);

@@ -38,4 +38,17 @@ cmp full.txt w.txt || { echo "weights-only eval differs"; cat full.txt w.txt; ex
   { echo "train note:"; cat train.err; exit 1; }
 if "$kiln" eval "$M" --load nokernel.safetensors >/dev/null 2>bad.err; then echo "a missing weight loaded"; exit 1; fi
 grep -q "tensor 'h2.kernel' is missing" bad.err || { echo "missing weight message:"; cat bad.err; exit 1; }
-echo "ok: weights-only eval = full eval ($(cat w.txt)); train notes the fresh optimizer; a missing weight is named"
+# compile --load embeds the same weights as the full checkpoint's.
+"$kiln" compile "$M" --load full.safetensors --name m --emit llvm -o full.ll
+"$kiln" compile "$M" --load w.safetensors --name m --emit llvm -o w.ll
+cmp -s full.ll w.ll || { echo "compile --load: weights-only LLVM IR differs from the full checkpoint's"; exit 1; }
+"$kiln" compile "$M" --load w.safetensors --train --emit obj -o w.o
+# A file of another model: training names the tensor and points at --finetune.
+sed 's/dense(h1, 64/dense(h1, 32/' "$M" >other.kiln
+if "$kiln" train other.kiln --load w.safetensors --max-steps 1 --no-eval >/dev/null 2>other.err; then
+  echo "a mismatched checkpoint loaded"; exit 1; fi
+grep -q "tensor 'h2.kernel' has shape" other.err && grep -q -- "note: --finetune loads" other.err ||
+  { echo "mismatch message:"; cat other.err; exit 1; }
+"$kiln" train other.kiln --load w.safetensors --finetune --max-steps 1 --no-eval >/dev/null 2>&1 ||
+  { echo "--finetune did not load"; exit 1; }
+echo "ok: weights-only eval = full eval ($(cat w.txt)); train notes the fresh optimizer; a missing weight is named; compile --load embeds them; --finetune suggested"
