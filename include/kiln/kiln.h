@@ -516,6 +516,11 @@ typedef enum kiln_aot_emit {
     KILN_AOT_ASM     /* native assembly */
 } kiln_aot_emit;
 
+/* Who computes matrix products (dense, matmul, convolutions): Kiln's own
+ * generated kernels or OpenBLAS's cblas_sgemm. AUTO: the environment's
+ * KILN_GEMM (kiln|openblas) if set, else Kiln's (README "GEMM backends"). */
+typedef enum kiln_gemm { KILN_GEMM_AUTO = 0, KILN_GEMM_KILN = 1, KILN_GEMM_OPENBLAS = 2 } kiln_gemm;
+
 typedef struct kiln_aot_opts {
     const char *output; /* the file to write (required) */
     const char *header; /* also write the C header here; NULL: none */
@@ -530,6 +535,7 @@ typedef struct kiln_aot_opts {
     kiln_aot_emit emit;
     const char *cpu;    /* target CPU ("x86-64-v3", ...); NULL: this machine's */
     const char *cc;     /* the linker driver; NULL: the C compiler Kiln was built with */
+    kiln_gemm gemm;     /* KILN_GEMM_OPENBLAS links libopenblas; else the .so needs only libc, libm */
 } kiln_aot_opts;
 
 /* Compiles `m` ahead of time: runs the "train" pipeline (o->train) or the
@@ -635,6 +641,7 @@ typedef struct kiln_model_opts {
     kiln_backend backend;
     int threads;   /* OpenBLAS and Kiln threads; 0: keep the library default */
     int64_t seed;  /* weight initialization seed; 0: the module's (train.seed) or 1 */
+    kiln_gemm gemm; /* matrix products: Kiln's kernels or OpenBLAS (README "GEMM backends") */
 } kiln_model_opts;
 
 /* ---------------------------------------------------- distributed training
