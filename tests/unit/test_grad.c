@@ -431,6 +431,7 @@ BUILD(b_matmul_tb, kiln_matmul(f, x[0], x[1], 0, 1))
 BUILD(b_matmul_tab, kiln_matmul(f, x[0], x[1], 1, 1))
 BUILD(b_reshape, kiln_reshape(f, x[0], 2, (const int64_t[]){bt, 6}))
 BUILD(b_allreduce_mean, kiln_allreduce_mean(f, x[0]))
+BUILD(b_allreduce_wait, kiln_allreduce_wait(f, kiln_allreduce_mean(f, x[0])))
 BUILD(b_reshape_static, kiln_reshape(f, x[0], 3, (const int64_t[]){3, 1, 2}))
 BUILD(b_transpose021, kiln_transpose(f, x[0], 3, perm021))
 BUILD(b_transpose10, kiln_transpose(f, x[0], 2, perm10))
@@ -599,6 +600,7 @@ static const gcase g_cases[] = {
      EPS},
     /* last: a case's seed is its index, so new cases go at the end */
     {"allreduce_mean", "one process", b_allreduce_mean, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"allreduce_wait", "one process", b_allreduce_wait, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
 };
 /* clang-format on */
 
