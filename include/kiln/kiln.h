@@ -237,6 +237,10 @@ KILN_API kiln_value kiln_exp(kiln_func *f, kiln_value x);
 /* x averaged over the ranks of a distributed run, weighted by each rank's
  * share of the batch (the identity in one process; kiln_distributed_init). */
 KILN_API kiln_value kiln_allreduce_mean(kiln_func *f, kiln_value x);
+/* x, the result of an allreduce_mean, once its collective has ended (the
+ * data-parallel pass starts buckets without waiting and waits with this
+ * op before the optimizer); the identity when there is nothing to wait for. */
+KILN_API kiln_value kiln_allreduce_wait(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_log(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_sqrt(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_pow(kiln_func *f, kiln_value x, double exponent);

@@ -554,6 +554,15 @@ static bool build_allreduce_mean(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* One process: the identity, after the start's call. */
+static bool build_allreduce_wait(kiln_module *m, int v, gen *g) {
+    if (v > 0) return false;
+    kiln_func *f = kiln_func_create(m, "f");
+    kiln_value x = in3(f, "x", KILN_F32, B, 5, 7);
+    out(f, kiln_neg(f, kiln_allreduce_wait(f, kiln_allreduce_mean(f, kiln_exp(f, x)))));
+    return true;
+}
+
 static bool build_reshape(kiln_module *m, int v, gen *g) {
     if (v > 2) return false;
     kiln_func *f = kiln_func_create(m, "f");
@@ -926,6 +935,7 @@ static const codegen_case g_cases[] = {
     {"matmul", build_matmul},
     {"reshape", build_reshape},
     {"allreduce_mean", build_allreduce_mean},
+    {"allreduce_wait", build_allreduce_wait},
     {"transpose", build_transpose},
     {"one_hot", build_one_hot},
     {"dropout", build_dropout},

@@ -431,6 +431,7 @@ BUILD(b_matmul_tb, kiln_matmul(f, x[0], x[1], 0, 1))
 BUILD(b_matmul_tab, kiln_matmul(f, x[0], x[1], 1, 1))
 BUILD(b_reshape, kiln_reshape(f, x[0], 2, (const int64_t[]){bt, 6}))
 BUILD(b_allreduce_mean, kiln_allreduce_mean(f, x[0]))
+BUILD(b_allreduce_wait, kiln_allreduce_wait(f, kiln_allreduce_mean(f, x[0])))
 BUILD(b_reshape_static, kiln_reshape(f, x[0], 3, (const int64_t[]){3, 1, 2}))
 BUILD(b_transpose021, kiln_transpose(f, x[0], 3, perm021))
 BUILD(b_transpose10, kiln_transpose(f, x[0], 2, perm10))
@@ -618,6 +619,7 @@ static const gcase g_cases[] = {
      {F_(G_UNIQUE, 4, Q, 5, 6, 1)}, EPS},
     {"avg_pool2d", "3x3 pads [2,0,1,1], stride 1", b_avgpool_pads, 1,
      {F_(G_ANY, 4, Q, 4, 5, 1)}, EPS},
+    {"allreduce_wait", "one process", b_allreduce_wait, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
 };
 /* clang-format on */
 
