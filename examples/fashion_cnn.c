@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
      *    convolutions, backward pass, Adam, memory plan), then the weights
      *    from the seed. kiln_model_create takes the module over. */
     step = "JIT-compiling the model";
-    kiln_model_opts mopts = {KILN_BACKEND_JIT, (int)opt.threads, opt.seed};
+    kiln_model_opts mopts = {.backend = KILN_BACKEND_JIT, .threads = (int)opt.threads, .seed = opt.seed};
     st = kiln_model_create(module, &mopts, &model, d);
     module = NULL;
     if (st) goto fail;
