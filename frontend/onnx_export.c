@@ -410,6 +410,14 @@ static const char *shape_of(ex_ctx *c, int rank, const int64_t *dims, ir_loc loc
 
 /* ------------------------------------------------------------- ops */
 
+/* An op's result: channels-first or in Kiln's order. */
+static void set_val(ex_val *v, bool cf, const char *name) {
+    if (cf)
+        v->cf = name;
+    else
+        v->plain = name;
+}
+
 static const char *const ACT_ONNX[][2] = {
     {"relu", "Relu"}, {"sigmoid", "Sigmoid"}, {"tanh", "Tanh"}, {"leaky_relu", "LeakyRelu"},
     {"neg", "Neg"},   {"exp", "Exp"},         {"log", "Log"},   {"sqrt", "Sqrt"},
@@ -499,10 +507,7 @@ static kiln_status ex_batch_norm(ex_ctx *c, const ir_node *n, ex_val *v) {
                          plain(c, n->in[3]), plain(c, n->in[4])};
     Onnx__NodeProto *bn = node(c, "BatchNormalization", 5, in, "batch_norm");
     attr_f(c, bn, "epsilon", (float)ir_attr_f(n, "epsilon"));
-    if (n->type.rank >= 3)
-        v->cf = out_of(bn);
-    else
-        v->plain = out_of(bn);
+    set_val(v, n->type.rank >= 3, out_of(bn));
     return c->st;
 }
 
@@ -567,10 +572,7 @@ static kiln_status ex_binary(ex_ctx *c, const ir_node *n, ex_val *v) {
         attr_i(c, cast, "to", T_INT32);
         out = out_of(cast);
     }
-    if (cf)
-        v->cf = out;
-    else
-        v->plain = out;
+    set_val(v, cf, out);
     return c->st;
 }
 
@@ -598,10 +600,7 @@ static kiln_status ex_unary(ex_ctx *c, const ir_node *n, ex_val *v) {
         u = node(c, unary_onnx(n->op), 1, &x, ir_op_name(n->op));
         if (n->op == IR_OP_leaky_relu) attr_f(c, u, "alpha", (float)ir_attr_f(n, "alpha"));
     }
-    if (cf)
-        v->cf = out_of(u);
-    else
-        v->plain = out_of(u);
+    set_val(v, cf, out_of(u));
     return c->st;
 }
 
@@ -642,10 +641,7 @@ static kiln_status ex_reduce(ex_ctx *c, const ir_node *n, ex_val *v) {
         attr_ints(c, red_n, "axes", k, ax);
     }
     attr_i(c, red_n, "keepdims", keep);
-    if (cf && keep)
-        v->cf = out_of(red_n);
-    else
-        v->plain = out_of(red_n);
+    set_val(v, cf && keep, out_of(red_n));
     return c->st;
 }
 
@@ -656,10 +652,7 @@ static kiln_status ex_softmax(ex_ctx *c, const ir_node *n, ex_val *v) {
     Onnx__NodeProto *s =
         node(c, n->op == IR_OP_softmax ? "Softmax" : "LogSoftmax", 1, &x, ir_op_name(n->op));
     attr_i(c, s, "axis", cf ? cf_axis(r, axis) : axis);
-    if (cf)
-        v->cf = out_of(s);
-    else
-        v->plain = out_of(s);
+    set_val(v, cf, out_of(s));
     return c->st;
 }
 
