@@ -48,8 +48,8 @@ export KILN_CACHE_DIR=$out/cache OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_WA
 echo "== bench/onnx.sh: results in $out (load $(cut -d' ' -f1-3 /proc/loadavg))"
 
 $PY bench/onnx_torch.py export "$out" 2> "$out/export.log" || { cat "$out/export.log" >&2; exit 1; }
-ort() { # ort MODEL INPUT RUNS -> median seconds per call
-  NODE_PATH=$node_path node tests/onnx/ort_run.js "$1" --input "$2" --runs "$3" --warmup 20 |
+ort() { # ort MODEL INPUT RUNS -> median seconds per call (warm-up: RUNS/10 + 1 calls)
+  NODE_PATH=$node_path node tests/onnx/ort_run.js "$1" --input "$2" --runs "$3" --warmup $(( $3 / 10 + 1 )) |
     $PY -c 'import json,sys; print(json.load(sys.stdin)["median_s"])'
 }
 kiln() { # kiln NAME MODEL [--load CKPT]
