@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
     kiln_diag *d = kiln_diag_create();
 
     kiln_model *model = NULL;
-    kiln_model_opts mo = {KILN_BACKEND_JIT, 1, 0};
+    kiln_model_opts mo = {.backend = KILN_BACKEND_JIT, .threads = 1};
     if (kiln_model_create(load(path, ckpt, d), &mo, &model, d)) {
         fputs(kiln_diag_message(d), stderr);
         return 1;
