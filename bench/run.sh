@@ -305,3 +305,4 @@ fi
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}
+bench/onnx.sh --build-dir "$build_dir" --out "$out/onnx" $( [ "$quick" = 1 ] && echo --quick ) || echo "bench/run.sh: bench/onnx.sh failed"

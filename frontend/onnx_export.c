@@ -410,6 +410,14 @@ static const char *shape_of(ex_ctx *c, int rank, const int64_t *dims, ir_loc loc
 
 /* ------------------------------------------------------------- ops */
 
+/* An op's result: channels-first or in Kiln's order. */
+static void set_val(ex_val *v, bool cf, const char *name) {
+    if (cf)
+        v->cf = name;
+    else
+        v->plain = name;
+}
+
 static const char *const ACT_ONNX[][2] = {
     {"relu", "Relu"}, {"sigmoid", "Sigmoid"}, {"tanh", "Tanh"}, {"leaky_relu", "LeakyRelu"},
     {"neg", "Neg"},   {"exp", "Exp"},         {"log", "Log"},   {"sqrt", "Sqrt"},
@@ -499,10 +507,7 @@ static kiln_status ex_batch_norm(ex_ctx *c, const ir_node *n, ex_val *v) {
                          plain(c, n->in[3]), plain(c, n->in[4])};
     Onnx__NodeProto *bn = node(c, "BatchNormalization", 5, in, "batch_norm");
     attr_f(c, bn, "epsilon", (float)ir_attr_f(n, "epsilon"));
-    if (n->type.rank >= 3)
-        v->cf = out_of(bn);
-    else
-        v->plain = out_of(bn);
+    set_val(v, n->type.rank >= 3, out_of(bn));
     return c->st;
 }
 
@@ -567,10 +572,7 @@ static kiln_status ex_binary(ex_ctx *c, const ir_node *n, ex_val *v) {
         attr_i(c, cast, "to", T_INT32);
         out = out_of(cast);
     }
-    if (cf)
-        v->cf = out;
-    else
-        v->plain = out;
+    set_val(v, cf, out);
     return c->st;
 }
 
@@ -598,10 +600,7 @@ static kiln_status ex_unary(ex_ctx *c, const ir_node *n, ex_val *v) {
         u = node(c, unary_onnx(n->op), 1, &x, ir_op_name(n->op));
         if (n->op == IR_OP_leaky_relu) attr_f(c, u, "alpha", (float)ir_attr_f(n, "alpha"));
     }
-    if (cf)
-        v->cf = out_of(u);
-    else
-        v->plain = out_of(u);
+    set_val(v, cf, out_of(u));
     return c->st;
 }
 
@@ -642,10 +641,7 @@ static kiln_status ex_reduce(ex_ctx *c, const ir_node *n, ex_val *v) {
         attr_ints(c, red_n, "axes", k, ax);
     }
     attr_i(c, red_n, "keepdims", keep);
-    if (cf && keep)
-        v->cf = out_of(red_n);
-    else
-        v->plain = out_of(red_n);
+    set_val(v, cf && keep, out_of(red_n));
     return c->st;
 }
 
@@ -656,10 +652,7 @@ static kiln_status ex_softmax(ex_ctx *c, const ir_node *n, ex_val *v) {
     Onnx__NodeProto *s =
         node(c, n->op == IR_OP_softmax ? "Softmax" : "LogSoftmax", 1, &x, ir_op_name(n->op));
     attr_i(c, s, "axis", cf ? cf_axis(r, axis) : axis);
-    if (cf)
-        v->cf = out_of(s);
-    else
-        v->plain = out_of(s);
+    set_val(v, cf, out_of(s));
     return c->st;
 }
 
@@ -686,10 +679,23 @@ static kiln_status ex_reshape(ex_ctx *c, const ir_node *n, ex_val *v) {
 
 static kiln_status ex_transpose(ex_ctx *c, const ir_node *n, ex_val *v) {
     const int64_t *perm;
-    int k = ir_attr_ints(n, "perm", &perm);
-    const char *x = plain(c, n->in[0]);
+    int k = ir_attr_ints(n, "perm", &perm), r = n->type.rank;
+    int64_t p[KILN_MAX_RANK];
+    for (int a = 0; a < r; a++) p[a] = k ? perm[a] : r - 1 - a;
+    /* From a channels-first value: one Transpose, composed (none when
+     * the result is that value). */
+    bool cf = has_cf(c, n->in[0]) && !c->vals[n->in[0]->serial].plain, same = true;
+    for (int a = 0; a < r && cf; a++) {
+        p[a] = cf_axis(r, (int)p[a]);
+        same &= p[a] == a;
+    }
+    const char *x = cf ? chfirst(c, n->in[0]) : plain(c, n->in[0]);
+    if (cf && same) {
+        v->plain = x;
+        return c->st;
+    }
     Onnx__NodeProto *t = node(c, "Transpose", 1, &x, "transpose");
-    if (k) attr_ints(c, t, "perm", k, perm);
+    attr_ints(c, t, "perm", r, p);
     v->plain = out_of(t);
     return c->st;
 }
@@ -752,7 +758,11 @@ static kiln_status ex_one_hot(ex_ctx *c, const ir_node *n, ex_val *v) {
     int64_t depth = ir_attr_i(n, "depth");
     float vals[2] = {0, 1};
     int64_t two = 2;
-    const char *in[3] = {plain(c, n->in[0]), init_i64(c, "depth", 1, &depth),
+    /* int64 indices: ONNX Runtime has no OneHot for int32 ones. */
+    const char *idx = plain(c, n->in[0]);
+    Onnx__NodeProto *cast = node(c, "Cast", 1, &idx, "labels");
+    attr_i(c, cast, "to", T_INT64);
+    const char *in[3] = {out_of(cast), init_i64(c, "depth", 1, &depth),
                          init(c, "one_hot_values", T_FLOAT, 1, &two, vals)};
     Onnx__NodeProto *o = node(c, "OneHot", 3, in, "one_hot");
     attr_i(c, o, "axis", -1);
@@ -877,8 +887,7 @@ static kiln_status mark_live(ex_ctx *c) {
         const ir_node *n = f->nodes[i];
         if (!c->live[n->serial] || n->op == IR_OP_dropout || ex_find(n->op)) continue;
         ir_error(c->d, KILN_ERR_UNSUPPORTED, n->loc,
-                 "ONNX export: op '%s' (%%%d in @%s) has no ONNX mapping", ir_op_name(n->op),
-                 n->serial, f->name);
+                 "ONNX export: op '%s' in @%s has no ONNX mapping", ir_op_name(n->op), f->name);
         bad++;
     }
     return bad ? KILN_ERR_UNSUPPORTED : KILN_OK;
