@@ -42,6 +42,10 @@ void ir_collective_set(const ir_collective *c);
 const ir_collective *ir_collective_get(void);
 /* This rank's share of the global batch (1 in one process). */
 void ir_collective_set_weight(double w);
+/* This rank's first row in the global batch (0 in one process), which
+ * sharded dropout (ops.def) counts its elements from. */
+void ir_collective_set_first_row(int64_t row);
+int64_t kiln_collective_first_row(void);
 /* Nonzero once a collective failed (sticky until ir_collective_clear);
  * the message names what failed. */
 int ir_collective_failed(const char **message);

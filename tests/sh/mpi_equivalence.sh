@@ -2,8 +2,9 @@
 # Data-parallel training gives the weights of one process: 50 steps of
 # mnist_mlp at a global batch of 128 on 1 process, on 2 ranks (64 rows
 # each) and on 3 ranks (uneven shards: 42, 43, 43 rows) end within 1e-5 of
-# each other, weights and optimizer state alike; and a checkpoint moves
-# between a 2-rank run and a single process (25 + 25 steps either way).
+# each other, weights and optimizer state alike; so does the convnet
+# after 5 steps; and a checkpoint moves between a 2-rank run and a single
+# process (an epoch + an epoch either way).
 # Arguments (from ctest): KILN_BINARY BUILD_DIR SOURCE_DIR. Run only when
 # Kiln is built with MPI (tests/CMakeLists.txt).
 set -euo pipefail
@@ -36,6 +37,19 @@ echo "1 process: $(last "$T/one.log") | 2 ranks: $(last "$T/two.log") | 3 ranks:
 [ "$(last "$T/one.log")" = "$(last "$T/three.log")" ]
 # Only rank 0 saves and prints: one "saved" line.
 [ "$(grep -c '^saved' "$T/two.log")" -eq 1 ]
+
+# The convnet (convolutions, max pooling, dropout): each rank draws its
+# rows' part of the dropout mask one process draws (dropout's shard=true),
+# so 2 and 3 ranks follow one process. 5 steps: later the runs part ways
+# where rounding flips a tie of max pooling over ReLU zeros, as one
+# process's interpreter and JIT part ways (SGD, lr 0.05: 1.5e-8 after 5
+# steps, 1e-4 after 15, for either pair).
+CNN=$SRC/examples/fashion_cnn.kiln
+"$KILN" train "$CNN" "${common[@]}" --max-steps 5 --save "$T/cnn1.st" >/dev/null
+mpi 2 train "$CNN" --distributed "${common[@]}" --max-steps 5 --save "$T/cnn2.st" >/dev/null
+mpi 3 train "$CNN" --distributed "${common[@]}" --max-steps 5 --save "$T/cnn3.st" >/dev/null
+echo "convnet, 2 ranks vs 1 process:"; $DIFF "$T/cnn1.st" "$T/cnn2.st" 1e-6
+echo "convnet, 3 ranks vs 1 process:"; $DIFF "$T/cnn1.st" "$T/cnn3.st" 1e-6
 
 # Checkpoints cross over at an epoch's end (where a resume is exact, as
 # tests/sh/resume.sh shows for one process): on the first 2560 training
