@@ -71,7 +71,7 @@ for model in mnist_mlp fashion_cnn; do
   done
 done
 # the allreduce alone: whole models, and the pass's buckets (dumps of train-distributed)
-for f in 109386 8908 100480 34826 16012 18496 320; do
+for f in 109388 8908 100480 34828 16012 18496 320; do
   mpirun --allow-run-as-root -np 2 $mflags "$bin/bench_allreduce" --floats "$f" --iters 300 \
     > "$out/allreduce_$f.log" 2>&1 || tail -3 "$out/allreduce_$f.log" >&2
 done

@@ -3,7 +3,8 @@
 the scaling model on paper for 8 machines (Markdown on stdout).
 
 The model: a rank's compute per step at per-rank batch b is t(b) = t0 + k b
-(least squares over the measured one-process medians at b = 32..256); the
+(least squares over the measured one-process medians at b = 32..256,
+t0 >= 0); the
 pass's buckets (sizes from the train-distributed dump) are ready when a
 fraction w of the per-sample part k b of the step is left to compute
 (from the step profile for the MLP, from FLOPs for the convnet), and each
@@ -70,6 +71,8 @@ def fit(points):
     xs, ys = zip(*points)
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    if my - k * mx < 0:  # no fixed part: through the origin
+        return 0.0, sum(x * y for x, y in points) / sum(x * x for x in xs)
     return my - k * mx, k
 
 
@@ -143,8 +146,9 @@ for name, M in MODELS.items():
         half = dict(pts).get(64)
         full = dict(pts).get(128)
         if half and full:
-            print(f"On a quiet machine 2 ranks would take {half * 1e6:.0f} + {ar[0] * 1e6:.0f} us per step of 128 "
-                  f"(half-batch compute + the allreduce, none of which overlaps here: the same two cores copy and compute): "
+            print(f"From these parts, 2 ranks that never wait for each other (a quiet machine) would take "
+                  f"{half * 1e6:.0f} + {ar[0] * 1e6:.0f} us per step of 128 (a rank's half-batch compute + the "
+                  f"allreduce, which here the same two cores make, so it does not overlap): "
                   f"**{full / (half + ar[0]):.2f}x** one process.")
     print(f"\nOn paper, {N} machines, ring allreduce per bucket (buckets: " +
           ", ".join(f"{g * 4 / 1e3:.1f} KB with {w:.0%} of the per-sample work left" for g, w in M["buckets"]) + "):\n")

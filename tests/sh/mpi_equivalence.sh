@@ -21,13 +21,23 @@ common=(--threads 1 --batch-size 128 --seed 7 --no-eval)
 # name them (only mpirun's children get this). Kiln's own code on this path
 # is leak-checked by the other tests (allreduce_mean in the unit tables).
 rank_asan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-mpi() { local n=$1; shift; ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -np "$n" "$KILN" "$@"; }
+mpi() { local n=$1; shift; ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS ${KILN_ALLREDUCE:+-x KILN_ALLREDUCE} -np "$n" "$KILN" "$@"; }
 
 "$KILN" train "$MODEL" "${common[@]}" --max-steps 50 --save "$T/one.st" >"$T/one.log"
 mpi 2 train "$MODEL" --distributed "${common[@]}" --max-steps 50 --save "$T/two.st" >"$T/two.log"
 mpi 3 train "$MODEL" --distributed "${common[@]}" --max-steps 50 --save "$T/three.st" >"$T/three.log"
 echo "2 ranks x 64 vs 1 process x 128:"; $DIFF "$T/one.st" "$T/two.st" 1e-5
 echo "3 ranks (42/43/43) vs 1 process x 128:"; $DIFF "$T/one.st" "$T/three.st" 1e-5
+
+# Within one machine sums block where they start; the non-blocking ones
+# (which overlap the backward pass across machines) give the same weights:
+# over 2 ranks to the bit (a + b either way), over 3 within 1e-5.
+KILN_ALLREDUCE=overlap mpi 2 train "$MODEL" --distributed "${common[@]}" --max-steps 50 \
+  --save "$T/two_ov.st" >/dev/null
+KILN_ALLREDUCE=overlap mpi 3 train "$MODEL" --distributed "${common[@]}" --max-steps 50 \
+  --save "$T/three_ov.st" >/dev/null
+echo "2 ranks, non-blocking vs blocking sums:"; $DIFF "$T/two.st" "$T/two_ov.st" 0
+echo "3 ranks, non-blocking sums vs 1 process:"; $DIFF "$T/one.st" "$T/three_ov.st" 1e-5
 
 # The progress line (rank 0's) shows the loss and accuracy of the whole
 # batch: the same figures as the single process, to the printed digits.
