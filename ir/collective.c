@@ -146,6 +146,12 @@ int kiln_allreduce_wait_f32(const float *in, float *out, int64_t n) {
     return g_failed;
 }
 
+int ir_collective_drain(void) {
+    for (int i = 0; i < g_bk.n && !g_failed; i++)
+        if (g_bk.b[i].started) finish(&g_bk.b[i]);
+    return g_failed;
+}
+
 static kiln_status failed(ir_interp *ip, const ir_node *n) {
     const char *why;
     ir_collective_failed(&why);

@@ -66,5 +66,9 @@ int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode
  * kiln_allreduce_mean_f32; nothing to wait for if there is none), writes
  * all of its outs, then copies in to out (in may be out). 0 or nonzero. */
 int kiln_allreduce_wait_f32(const float *in, float *out, int64_t n);
+/* Waits for every bucket still in flight and writes its outs (the runtime
+ * calls it after each step, so a bucket that no allreduce_wait waited for,
+ * as in hand-written IR, does not stay in flight). 0 or nonzero. */
+int ir_collective_drain(void);
 
 #endif

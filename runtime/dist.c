@@ -287,7 +287,8 @@ int rt_dist_size(void) { return g.active ? g.size : 1; }
 
 kiln_status rt_dist_check(kiln_diag *d) {
     const char *why;
-    if (!ir_collective_failed(&why)) return KILN_OK;
+    if (!ir_collective_drain()) return KILN_OK;
+    ir_collective_failed(&why);
     return ir_error(d, KILN_ERR_IO, ir_loc_none(), "distributed: %s", why);
 }
 
