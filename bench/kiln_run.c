@@ -4,7 +4,7 @@
  *
  *   bench_kiln_run [--model FILE.kiln] [--data DIR] [--threads N] [--epochs N]
  *                  [--seed N] [--batch N] [--infer-calls N] [--tput-reps N]
- *                  [--no-infer]
+ *                  [--no-infer] [--max-steps N] [--distributed]
  *
  * 1. kiln_model_create: the pipeline and the JIT of the train step
  *    (compile_ms is the JIT's own figure, create_ms the whole call; neither
@@ -20,6 +20,10 @@
  *    sample, each timed; median, min, p90 over --infer-calls calls), and
  *    throughput over the 10,000 test images in batches of 10,000 and 128
  *    (median and max samples/s over --tput-reps passes).
+ *
+ * --max-steps stops training after N steps (fit's max_steps). --distributed
+ * (under mpirun) trains data-parallel: kiln_distributed_init before the
+ * model is created, rank 0 alone prints, and --batch is the global batch.
  *
  * Human-readable lines on stdout, then one line "RESULT {json}".
  */
@@ -116,12 +120,12 @@ static int throughput(kiln_model *mo, const float *x, int64_t n, int64_t in, flo
 
 int main(int argc, char **argv) {
     const char *model_path = "examples/mnist_mlp.kiln", *data = "/usr/share/datasets/fashion-mnist";
-    int threads = 1, epochs = 10, infer_calls = 10000, tput_reps = 15, no_infer = 0;
-    long long seed = 1, batch = 128;
+    int threads = 1, epochs = 10, infer_calls = 10000, tput_reps = 15, no_infer = 0, dist = 0;
+    long long seed = 1, batch = 128, max_steps = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--no-infer")) {
-            no_infer = 1;
+        if (!strcmp(a, "--no-infer") || !strcmp(a, "--distributed")) {
+            *(a[2] == 'n' ? &no_infer : &dist) = 1;
             continue;
         }
         if (!v) {
@@ -146,6 +150,8 @@ int main(int argc, char **argv) {
             infer_calls = atoi(v);
         else if (!strcmp(a, "--tput-reps"))
             tput_reps = atoi(v);
+        else if (!strcmp(a, "--max-steps"))
+            max_steps = atoll(v);
         else {
             fprintf(stderr, "bench_kiln_run: unknown option '%s'\n", a);
             return 2;
@@ -157,6 +163,8 @@ int main(int argc, char **argv) {
     }
 
     kiln_diag *d = kiln_diag_create();
+    if (dist && kiln_distributed_init(d)) return fail(d, "kiln_distributed_init");
+    if (kiln_distributed_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
     kiln_module *m = NULL;
     if (kiln_model_file_load(model_path, &m, d)) return fail(d, "loading the model");
     kiln_model_opts mo_opts = {KILN_BACKEND_JIT, threads, seed, KILN_GEMM_AUTO};
@@ -181,6 +189,7 @@ int main(int argc, char **argv) {
     fo.epochs = epochs;
     fo.batch_size = batch;
     fo.shuffle_seed = seed;
+    fo.max_steps = max_steps;
     step_log sl = {NULL, 0, 0, 0, batch};
     fo.callback = on_progress;
     fo.user = &sl;
@@ -276,5 +285,6 @@ int main(int argc, char **argv) {
     kiln_dataset_dispose(test);
     kiln_model_dispose(mo);
     kiln_diag_dispose(d);
+    kiln_distributed_finalize();
     return 0;
 }

@@ -302,6 +302,7 @@ if [ "$callgrind" = 1 ]; then
   fi
 fi
 
+stage_load mpi; bench/mpi.sh --build-dir "$build_dir" --reps "$ct_reps" --out "$out/mpi" || echo "   bench/mpi.sh failed: see $out/mpi"
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}

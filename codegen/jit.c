@@ -3,11 +3,11 @@
  * points.
  *
  * cblas_sgemm / cblas_sgemv (and the allreduce shim's
- * kiln_allreduce_mean_f32 and kiln_allreduce_wait_f32) are defined in the
- * JIT as absolute symbols with the addresses this library was linked
- * against: the reference keeps libopenblas in the link even under
- * --as-needed, and the JIT finds it whatever the host binary's own symbol
- * table holds. Everything else
+ * kiln_allreduce_mean_f32, kiln_allreduce_wait_f32 and
+ * kiln_collective_first_row) are defined in the JIT as absolute symbols
+ * with the addresses this library was linked against: the reference keeps
+ * libopenblas in the link even under --as-needed, and the JIT finds it
+ * whatever the host binary's own symbol table holds. Everything else
  * (memcpy, memset, ...) resolves through a search generator over the
  * process.
  *
@@ -54,6 +54,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
         {"cblas_sgemv", (void (*)(void))cblas_sgemv},
         {"kiln_allreduce_mean_f32", (void (*)(void))kiln_allreduce_mean_f32},
         {"kiln_allreduce_wait_f32", (void (*)(void))kiln_allreduce_wait_f32},
+        {"kiln_collective_first_row", (void (*)(void))kiln_collective_first_row},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {

@@ -15,6 +15,7 @@
 typedef struct drop_ctx {
     LLVMValueRef x, y;    /* float pointers */
     LLVMValueRef step;    /* i32 */
+    LLVMValueRef base;    /* i32: the first element's index (sharded dropout) */
     uint32_t key[2], node;
     float rate, scale;
 } drop_ctx;
@@ -59,7 +60,8 @@ static LLVMValueRef drop_body(cg_ctx *c, void *ctx, LLVMValueRef idx, int w) {
     const drop_ctx *k = ctx;
     LLVMTypeRef t32 = w == 1 ? c->t_i32 : LLVMVectorType(c->t_i32, (unsigned)w);
     LLVMTypeRef tf = w == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)w);
-    LLVMValueRef i = cg_splat(c, LLVMBuildTrunc(c->b, idx, c->t_i32, ""), w);
+    LLVMValueRef i = LLVMBuildAdd(c->b, LLVMBuildTrunc(c->b, idx, c->t_i32, ""), k->base, "");
+    i = cg_splat(c, i, w);
     if (w > 1) {
         LLVMValueRef lanes[CG_VW];
         for (int l = 0; l < w; l++) lanes[l] = cg_i32(c, l);
@@ -87,6 +89,15 @@ kiln_status lower_dropout(cg_ctx *c, const ir_node *n, LLVMValueRef out, const L
     k.node = (uint32_t)ir_attr_i(n, "node");
     k.rate = (float)ir_attr_f(n, "rate");
     k.scale = (float)(1.0 / (1.0 - ir_attr_f(n, "rate")));
+    k.base = cg_i32(c, 0);
+    if (ir_attr_i(n, "shard")) { /* rows from the rank's first row (kiln_collective_first_row) */
+        LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
+        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
+        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
+        LLVMValueRef row = LLVMBuildCall2(c->b, fty, f, NULL, 0, "");
+        LLVMValueRef per_row = cg_i64(c, ir_type_numel(&n->type, 1));
+        k.base = LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");
+    }
     cg_row_loop(c, cg_numel(c, &n->type), CG_RED_NONE, drop_body, &k);
     return KILN_OK;
 }

@@ -8,6 +8,7 @@
 
 static const ir_collective *g_coll;
 static double g_weight = 1;
+static int64_t g_first_row;
 static int g_failed;
 
 /* A bucket: staged values and where each goes; filling, started (its
@@ -53,12 +54,16 @@ void ir_collective_set(const ir_collective *c) {
     }
     g_coll = c;
     g_weight = 1;
+    g_first_row = 0;
     g_failed = 0;
 }
 
 const ir_collective *ir_collective_get(void) { return g_coll; }
 
 void ir_collective_set_weight(double w) { g_weight = w; }
+
+void ir_collective_set_first_row(int64_t row) { g_first_row = row; }
+int64_t kiln_collective_first_row(void) { return g_first_row; }
 
 int ir_collective_failed(const char **message) {
     if (message)
@@ -138,6 +143,12 @@ int kiln_allreduce_wait_f32(const float *in, float *out, int64_t n) {
             if (k->parts[j].out == in) finish(k);
     }
     if (out != in) memmove(out, in, (size_t)n * sizeof *out);
+    return g_failed;
+}
+
+int ir_collective_drain(void) {
+    for (int i = 0; i < g_bk.n && !g_failed; i++)
+        if (g_bk.b[i].started) finish(&g_bk.b[i]);
     return g_failed;
 }
 

@@ -42,6 +42,10 @@ void ir_collective_set(const ir_collective *c);
 const ir_collective *ir_collective_get(void);
 /* This rank's share of the global batch (1 in one process). */
 void ir_collective_set_weight(double w);
+/* This rank's first row in the global batch (0 in one process), which
+ * sharded dropout (ops.def) counts its elements from. */
+void ir_collective_set_first_row(int64_t row);
+int64_t kiln_collective_first_row(void);
 /* Nonzero once a collective failed (sticky until ir_collective_clear);
  * the message names what failed. */
 int ir_collective_failed(const char **message);
@@ -62,5 +66,9 @@ int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode
  * kiln_allreduce_mean_f32; nothing to wait for if there is none), writes
  * all of its outs, then copies in to out (in may be out). 0 or nonzero. */
 int kiln_allreduce_wait_f32(const float *in, float *out, int64_t n);
+/* Waits for every bucket still in flight and writes its outs (the runtime
+ * calls it after each step, so a bucket that no allreduce_wait waited for,
+ * as in hand-written IR, does not stay in flight). 0 or nonzero. */
+int ir_collective_drain(void);
 
 #endif

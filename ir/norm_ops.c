@@ -2,6 +2,7 @@
  * norm_ops.c — shape inference and interpreter kernels of the batch
  * normalization and dropout rows of ops.def (issue 14).
  */
+#include "ir/collective.h"
 #include "ir/ir.h"
 #include "ir/philox.h"
 
@@ -39,8 +40,10 @@ kiln_status k_dropout(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_
     float *y = out->data, rate = (float)ir_attr_f(n, "rate"), scale = ir_dropout_scale(n);
     int32_t step = *(const int32_t *)in[1].data, node = (int32_t)ir_attr_i(n, "node");
     uint64_t seed = (uint64_t)ir_attr_i(n, "seed");
+    /* sharded: this rank's rows are rows first.. of the global batch */
+    int64_t base = ir_attr_i(n, "shard") ? kiln_collective_first_row() * ir_type_numel(&n->type, 1) : 0;
     for (int64_t i = 0; i < total; i++) {
-        float u = ir_dropout_uniform(seed, step, node, (uint32_t)i);
+        float u = ir_dropout_uniform(seed, step, node, (uint32_t)(base + i));
         y[i] = u >= rate ? x[i] * scale : 0.0f;
     }
     return KILN_OK;

@@ -350,6 +350,7 @@ kiln_status rt_model_gather(kiln_model *mo, const rt_batches *b, int64_t s, int 
         lo = all * r / size;
         hi = all * (r + 1) / size;
         ir_collective_set_weight(all ? (double)(hi - lo) / (double)all : 0);
+        ir_collective_set_first_row(lo);
     }
     int n = *rows = (int)(hi - lo);
     int64_t first = s * b->batch + lo;

@@ -658,7 +658,11 @@ typedef struct kiln_model_opts {
  * kiln_model_evaluate shards and reduces. init initializes MPI unless the
  * program did, and sets MPI_ERRORS_RETURN plus a watchdog
  * (KILN_DIST_TIMEOUT seconds, default 20) so a dead rank ends the run with
- * a message. KILN_ERR_UNSUPPORTED when built without MPI. */
+ * a message; before initializing MPI it sets Open MPI's mpi_yield_when_idle
+ * to 1 unless the environment sets it. Collectives overlap the backward
+ * pass across machines and block within one (KILN_ALLREDUCE=overlap|
+ * blocking overrides); KILN_DIST_STATS=1 makes finalize print each rank's
+ * time in them. KILN_ERR_UNSUPPORTED when built without MPI. */
 KILN_API kiln_status kiln_distributed_init(kiln_diag *d);
 KILN_API void kiln_distributed_finalize(void);
 /* Ends every rank of the run (MPI_Abort) with exit status `code`; returns

@@ -2,8 +2,9 @@
 # Data-parallel training gives the weights of one process: 50 steps of
 # mnist_mlp at a global batch of 128 on 1 process, on 2 ranks (64 rows
 # each) and on 3 ranks (uneven shards: 42, 43, 43 rows) end within 1e-5 of
-# each other, weights and optimizer state alike; and a checkpoint moves
-# between a 2-rank run and a single process (25 + 25 steps either way).
+# each other, weights and optimizer state alike; so does the convnet
+# after 5 steps; and a checkpoint moves between a 2-rank run and a single
+# process (an epoch + an epoch either way).
 # Arguments (from ctest): KILN_BINARY BUILD_DIR SOURCE_DIR. Run only when
 # Kiln is built with MPI (tests/CMakeLists.txt).
 set -euo pipefail
@@ -20,13 +21,23 @@ common=(--threads 1 --batch-size 128 --seed 7 --no-eval)
 # name them (only mpirun's children get this). Kiln's own code on this path
 # is leak-checked by the other tests (allreduce_mean in the unit tables).
 rank_asan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-mpi() { local n=$1; shift; ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS -np "$n" "$KILN" "$@"; }
+mpi() { local n=$1; shift; ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIONS ${KILN_ALLREDUCE:+-x KILN_ALLREDUCE} -np "$n" "$KILN" "$@"; }
 
 "$KILN" train "$MODEL" "${common[@]}" --max-steps 50 --save "$T/one.st" >"$T/one.log"
 mpi 2 train "$MODEL" --distributed "${common[@]}" --max-steps 50 --save "$T/two.st" >"$T/two.log"
 mpi 3 train "$MODEL" --distributed "${common[@]}" --max-steps 50 --save "$T/three.st" >"$T/three.log"
 echo "2 ranks x 64 vs 1 process x 128:"; $DIFF "$T/one.st" "$T/two.st" 1e-5
 echo "3 ranks (42/43/43) vs 1 process x 128:"; $DIFF "$T/one.st" "$T/three.st" 1e-5
+
+# Within one machine sums block where they start; the non-blocking ones
+# (which overlap the backward pass across machines) give the same weights:
+# over 2 ranks to the bit (a + b either way), over 3 within 1e-5.
+KILN_ALLREDUCE=overlap mpi 2 train "$MODEL" --distributed "${common[@]}" --max-steps 50 \
+  --save "$T/two_ov.st" >/dev/null
+KILN_ALLREDUCE=overlap mpi 3 train "$MODEL" --distributed "${common[@]}" --max-steps 50 \
+  --save "$T/three_ov.st" >/dev/null
+echo "2 ranks, non-blocking vs blocking sums:"; $DIFF "$T/two.st" "$T/two_ov.st" 0
+echo "3 ranks, non-blocking sums vs 1 process:"; $DIFF "$T/one.st" "$T/three_ov.st" 1e-5
 
 # The progress line (rank 0's) shows the loss and accuracy of the whole
 # batch: the same figures as the single process, to the printed digits.
@@ -36,6 +47,19 @@ echo "1 process: $(last "$T/one.log") | 2 ranks: $(last "$T/two.log") | 3 ranks:
 [ "$(last "$T/one.log")" = "$(last "$T/three.log")" ]
 # Only rank 0 saves and prints: one "saved" line.
 [ "$(grep -c '^saved' "$T/two.log")" -eq 1 ]
+
+# The convnet (convolutions, max pooling, dropout): each rank draws its
+# rows' part of the dropout mask one process draws (dropout's shard=true),
+# so 2 and 3 ranks follow one process. 5 steps: later the runs part ways
+# where rounding flips a tie of max pooling over ReLU zeros, as one
+# process's interpreter and JIT part ways (SGD, lr 0.05: 1.5e-8 after 5
+# steps, 1e-4 after 15, for either pair).
+CNN=$SRC/examples/fashion_cnn.kiln
+"$KILN" train "$CNN" "${common[@]}" --max-steps 5 --save "$T/cnn1.st" >/dev/null
+mpi 2 train "$CNN" --distributed "${common[@]}" --max-steps 5 --save "$T/cnn2.st" >/dev/null
+mpi 3 train "$CNN" --distributed "${common[@]}" --max-steps 5 --save "$T/cnn3.st" >/dev/null
+echo "convnet, 2 ranks vs 1 process:"; $DIFF "$T/cnn1.st" "$T/cnn2.st" 1e-6
+echo "convnet, 3 ranks vs 1 process:"; $DIFF "$T/cnn1.st" "$T/cnn3.st" 1e-6
 
 # Checkpoints cross over at an epoch's end (where a resume is exact, as
 # tests/sh/resume.sh shows for one process): on the first 2560 training
