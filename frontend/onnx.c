@@ -86,11 +86,21 @@ static int64_t raw_int(const uint8_t *p, int dt) {
     }
 }
 
+/* A name from the file made printable in place (control bytes become '?'),
+ * so that a message stays one line. */
+static char *printable(char *s) {
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return s;
+}
+
 /* Checks dims and data sizes of `t` (nothing allocated yet), then decodes. */
 static kiln_status decode_tensor(const Onnx__TensorProto *t, const char *file, const char *what,
                                  ox_alloc_fn alloc, void *actx, ox_tensor *out, kiln_diag *d) {
     memset(out, 0, sizeof *out);
-    const char *nm = t->name && *t->name ? t->name : what;
+    char nm[160];
+    snprintf(nm, sizeof nm, "%s", t->name && *t->name ? t->name : what);
+    printable(nm);
     int dt = t->has_data_type ? t->data_type : 0;
     size_t es = elem_size(dt);
     if (!es)
@@ -235,23 +245,22 @@ kiln_status ox_set(ox_ctx *c, const char *name, ir_node *node) {
     return KILN_OK;
 }
 
-kiln_status ox_set_as(ox_ctx *c, const char *name, ir_node *node, bool nhwc) {
-    if (!nhwc || !node) return ox_set(c, name, node);
+/* Defines `name` as held only in NHWC (*slot: the entry's nhwc or flat). */
+static kiln_status set_held(ox_ctx *c, const char *name, ir_node *node, bool flat) {
     kiln_status st = ox_set(c, name, node);
     if (st) return st;
     ox_val *v = ox_lookup(c, name);
     v->node = NULL;
-    v->nhwc = node;
+    *(flat ? &v->flat : &v->nhwc) = node;
     return KILN_OK;
 }
 
+kiln_status ox_set_as(ox_ctx *c, const char *name, ir_node *node, bool nhwc) {
+    return nhwc && node ? set_held(c, name, node, false) : ox_set(c, name, node);
+}
+
 kiln_status ox_set_flat(ox_ctx *c, const char *name, ir_node *nhwc4) {
-    kiln_status st = ox_set(c, name, nhwc4);
-    if (st) return st;
-    ox_val *v = ox_lookup(c, name);
-    v->node = NULL;
-    v->flat = nhwc4;
-    return KILN_OK;
+    return set_held(c, name, nhwc4, true);
 }
 
 kiln_status ox_set_const(ox_ctx *c, const char *name, ox_tensor *k) {
@@ -285,10 +294,14 @@ kiln_status ox_fail(ox_ctx *c, kiln_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    printable(msg);
     const Onnx__NodeProto *n = c->node;
     if (!n) return ir_error(c->d, st, ir_loc_none(), "%s: %s", c->file, msg);
-    return ir_error(c->d, st, ir_loc_none(), "%s: node '%s' (%s): %s", c->file,
-                    n->name && *n->name ? n->name : "", n->op_type ? n->op_type : "?", msg);
+    char nm[160], op[64];
+    snprintf(nm, sizeof nm, "%s", n->name ? n->name : "");
+    snprintf(op, sizeof op, "%s", n->op_type ? n->op_type : "?");
+    return ir_error(c->d, st, ir_loc_none(), "%s: node '%s' (%s): %s", c->file, printable(nm),
+                    printable(op), msg);
 }
 
 bool ox_has_in(const Onnx__NodeProto *n, int k) {
@@ -301,7 +314,21 @@ const ox_tensor *ox_in_const(ox_ctx *c, const Onnx__NodeProto *n, int k) {
     return v ? v->k : NULL;
 }
 
+/* A name for the module: printable (a copy in scratch when it was not). */
+static const char *module_name(ox_ctx *c, const char *name) {
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            char *q = ir_arena_strndup(&c->scratch, name, strlen(name));
+            return q ? printable(q) : NULL;
+        }
+    return name;
+}
+
 ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *k, bool trainable) {
+    if (!(name = module_name(c, name))) {
+        ir_oom(c->d);
+        return NULL;
+    }
     ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
     ir_type t = ir_type_make(dt, k->rank, k->dims);
     kiln_init init = {KILN_INIT_ZEROS, 0, 0};
@@ -500,7 +527,7 @@ static kiln_status check_ops(ox_ctx *c, const Onnx__GraphProto *g) {
     kiln_status st = KILN_OK;
     if (bad)
         st = ir_error(c->d, KILN_ERR_UNSUPPORTED, ir_loc_none(), "%s: %d unsupported node%s: %s%s",
-                      c->file, bad, bad > 1 ? "s" : "", sb.buf ? sb.buf : "",
+                      c->file, bad, bad > 1 ? "s" : "", sb.buf ? printable(sb.buf) : "",
                       bad > 50 ? ", ..." : "");
     ir_sb_free(&sb);
     return st;
@@ -522,7 +549,8 @@ static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
         ir_type t;
         kiln_status st = input_type(c, vi, &t);
         if (st) return st;
-        ir_node *a = ir_func_add_arg(c->f, vi->name, &t, c->d);
+        const char *an = module_name(c, vi->name);
+        ir_node *a = an ? ir_func_add_arg(c->f, an, &t, c->d) : NULL;
         if (!a) return KILN_ERR_INVALID;
         if ((st = ox_set(c, vi->name, a))) return st;
     }
@@ -588,6 +616,64 @@ static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
     return ir_verify_module(c->m, c->d);
 }
 
+/* One varint of the wire format at *p (< end); false when malformed. */
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int sh = 0; *p < end && sh < 64; sh += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << sh;
+        if (!(b & 0x80)) return true;
+    }
+    return false;
+}
+
+/* protobuf-c unpacks nested messages by recursion with no limit, and ONNX
+ * nests without bound (a graph in a node's attribute in a graph ..., a
+ * TypeProto in a TypeProto): a hostile file would overflow the stack. This
+ * walks the wire format's tags and lengths only (no values are decoded)
+ * with an explicit stack, descending into the fields that the generated
+ * descriptors say are messages, and refuses nesting beyond OX_MAX_NESTING.
+ * What it cannot walk it leaves to protobuf-c to refuse. */
+static kiln_status check_nesting(const uint8_t *data, size_t len, const char *file, kiln_diag *d) {
+    const uint8_t *endst[OX_MAX_NESTING + 1];
+    const ProtobufCMessageDescriptor *descst[OX_MAX_NESTING + 1];
+    int top = 0;
+    const uint8_t *p = data;
+    endst[0] = data + len;
+    descst[0] = &onnx__model_proto__descriptor;
+    while (top >= 0) {
+        if (p >= endst[top]) {
+            p = endst[top--];
+            continue;
+        }
+        uint64_t tag, n;
+        if (!wire_varint(&p, endst[top], &tag)) return KILN_OK;
+        switch (tag & 7) {
+        case 0: if (!wire_varint(&p, endst[top], &n)) return KILN_OK; break;
+        case 1: if ((size_t)(endst[top] - p) < 8) return KILN_OK; p += 8; break;
+        case 5: if ((size_t)(endst[top] - p) < 4) return KILN_OK; p += 4; break;
+        case 2: {
+            if (!wire_varint(&p, endst[top], &n) || n > (uint64_t)(endst[top] - p)) return KILN_OK;
+            const ProtobufCFieldDescriptor *f =
+                tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(descst[top], (unsigned)(tag >> 3)) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (top == OX_MAX_NESTING)
+                    return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(),
+                                    "%s: messages nested more than %d deep (field '%s' of %s)",
+                                    file, OX_MAX_NESTING, f->name, descst[top]->name);
+                endst[++top] = p + n;
+                descst[top] = f->descriptor;
+                continue;
+            }
+            p += n;
+            break;
+        }
+        default: return KILN_OK;
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
                       kiln_diag *d) {
     *out = NULL;
@@ -595,6 +681,8 @@ kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_
     if (len > OX_MAX_FILE_BYTES)
         return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: an ONNX file may hold at most 2 GiB",
                         file);
+    kiln_status nest = check_nesting(bytes, len, file, d);
+    if (nest) return nest;
     Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
     if (!mp)
         return ir_error(d, KILN_ERR_PARSE, ir_loc_none(), "%s: not a serialized ONNX ModelProto",

@@ -24,6 +24,7 @@
 /* Limits checked before allocating. */
 #define OX_MAX_FILE_BYTES ((size_t)2 << 30)
 #define OX_MAX_NODES 100000
+#define OX_MAX_NESTING 64 /* messages inside messages (graphs in attributes, ...) */
 
 /* A host tensor: f32 data or integer data (every ONNX integer type and
  * bool, widened to int64). */

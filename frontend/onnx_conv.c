@@ -202,6 +202,8 @@ kiln_status ox_b_conv(ox_ctx *c, const Onnx__NodeProto *n) {
     int64_t mode, pads[4];
     kiln_status st = read_win(c, n, k->type.dims, &w);
     if (st || (st = pad_mode(c, &w, x, &mode, pads))) return st;
+    if ((w.s[0] > 1 || w.s[1] > 1) && (w.dl[0] > 1 || w.dl[1] > 1))
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "strides > 1 together with dilations > 1");
     ir_node *bias = ox_has_in(n, 2) ? ox_in(c, n, 2) : ir_b_const(&c->b, IR_F32, 0, 1, &co);
     if (!bias) return KILN_ERR_INVALID;
     ir_attrs a = ir_attrs_default(IR_OP_conv2d);

@@ -81,6 +81,14 @@ kiln_status ox_b_act(ox_ctx *c, const Onnx__NodeProto *n) {
     } else if (!strcmp(t, "PRelu")) {
         ir_node *s = f32_in(c, n, 1);
         if (!s) return KILN_ERR_UNSUPPORTED;
+        int xr = x->type.rank;
+        if (s->type.rank == 1 && xr > 2 && s->type.dims[0] != x->type.dims[xr - 1] &&
+            s->type.dims[0] == x->type.dims[1]) { /* a slope per channel (axis 1), as before opset 7 */
+            int64_t d[KILN_MAX_RANK];
+            for (int k = 0; k < xr - 1; k++) d[k] = k ? 1 : s->type.dims[0];
+            ir_type t = ir_type_make(IR_F32, xr - 1, d);
+            s = ir_b_reshape(b, s, &t);
+        }
         r = ir_b_op(b, IR_OP_select, 3, (ir_node *[]){ir_b_bin(b, IR_OP_greater, x, zero), x,
                                                       ir_b_bin(b, IR_OP_mul, x, s)}, NULL);
     } else if (!strcmp(t, "ThresholdedRelu")) {

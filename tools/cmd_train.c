@@ -70,6 +70,78 @@ static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
     return true;
 }
 
+/* --loss NAME and --optimizer 'NAME(key=value, ...)': training settings
+ * for a model that has none (an ONNX file), as Keras' compile(). */
+static const char *const loss_names[KILN_LOSS_COUNT] = {
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "mean_squared_error",
+    "binary_crossentropy"};
+
+static bool parse_optimizer(const char *verb, const char *spec, kiln_optimizer *o) {
+    size_t n = strcspn(spec, "(");
+    kiln_optimizer_kind kind = n == 4 && !strncmp(spec, "adam", 4)    ? KILN_OPT_ADAM
+                               : n == 5 && !strncmp(spec, "adamw", 5) ? KILN_OPT_ADAMW
+                               : n == 3 && !strncmp(spec, "sgd", 3)   ? KILN_OPT_SGD
+                                                                      : 0;
+    if (!kind) {
+        fprintf(stderr, "kiln %s: error: --optimizer: unknown optimizer '%.*s' (adam, adamw, sgd)\n",
+                verb, (int)n, spec);
+        return false;
+    }
+    *o = kiln_optimizer_defaults(kind);
+    const char *p = spec + n;
+    if (!*p) return true;
+    p++;
+    while (*p && *p != ')') {
+        while (*p == ' ' || *p == ',') p++;
+        size_t k = strcspn(p, "= ");
+        const char *eq = strchr(p, '=');
+        char *end;
+        double v = eq ? strtod(eq + 1, &end) : 0;
+        struct { const char *name; double *at; } keys[] = {
+            {"lr", &o->lr}, {"learning_rate", &o->lr}, {"beta_1", &o->beta_1},
+            {"beta_2", &o->beta_2}, {"epsilon", &o->epsilon}, {"weight_decay", &o->weight_decay},
+            {"momentum", &o->momentum}};
+        double *at = NULL;
+        for (size_t j = 0; eq && j < sizeof keys / sizeof keys[0]; j++)
+            if (strlen(keys[j].name) == k && !strncmp(p, keys[j].name, k)) at = keys[j].at;
+        if (!at || end == eq + 1) {
+            fprintf(stderr, "kiln %s: error: --optimizer: bad argument near '%s'\n", verb, p);
+            return false;
+        }
+        *at = v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+    }
+    if (*p != ')' || p[1]) {
+        fprintf(stderr, "kiln %s: error: --optimizer: expected ')' at the end of '%s'\n", verb, spec);
+        return false;
+    }
+    return true;
+}
+
+/* Applies --loss / --optimizer to m (nothing when neither is given). */
+static kiln_status cli_training(const cli_args *a, const char *verb, kiln_module *m, kiln_diag *d) {
+    const char *loss = cli_get(a, "--loss"), *opt = cli_get(a, "--optimizer");
+    if (!loss && !opt) return KILN_OK;
+    if (!loss) {
+        fprintf(stderr, "kiln %s: error: --optimizer needs --loss NAME\n", verb);
+        return KILN_ERR_INVALID;
+    }
+    int k = 0;
+    while (k < KILN_LOSS_COUNT && strcmp(loss, loss_names[k])) k++;
+    if (k == KILN_LOSS_COUNT) {
+        fprintf(stderr, "kiln %s: error: --loss: unknown loss '%s' (categorical_crossentropy, "
+                        "sparse_categorical_crossentropy, mean_squared_error, binary_crossentropy)\n",
+                verb, loss);
+        return KILN_ERR_INVALID;
+    }
+    kiln_train_settings t = kiln_train_settings_defaults((kiln_loss)k);
+    t.accuracy = k != KILN_LOSS_MEAN_SQUARED_ERROR;
+    if (opt && !parse_optimizer(verb, opt, &t.optimizer)) return KILN_ERR_INVALID;
+    return kiln_module_set_training(m, &t, d);
+}
+
 /* Loads and compiles the model with --backend, --threads, --seed, --load
  * (checked by model_opts_ok). */
 static kiln_status open_model(session *s, const cli_args *a, const char *path, bool need_load) {
@@ -101,7 +173,11 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     kiln_module *m = NULL;
     kiln_status st = s->distributed ? kiln_distributed_init(s->d) : KILN_OK;
     if (!st) st = cli_load_model(path, &m, s->d);
-    if (st) return st;
+    if (!st) st = cli_training(a, s->verb, m, s->d);
+    if (st) {
+        kiln_module_dispose(m);
+        return st;
+    }
     st = kiln_model_create_now(m, &mo, now, &s->model, s->d);
     if (st) return st;
     /* Distributed, rank 0 alone prints (errors still come from every rank). */
@@ -258,6 +334,8 @@ static const cli_opt train_opts[] = {
     {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default) or OpenBLAS"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--load", "CKPT", "start from a checkpoint's weights (and optimizer state)"},
+    {"--loss", "NAME", "train a model without a loss (ONNX) with this one, as Keras' compile"},
+    {"--optimizer", "SPEC", "with --loss: e.g. 'adam(lr=1e-4)', 'sgd(lr=0.1, momentum=0.9)'"},
     {"--finetune", NULL, "with --load: load what matches, report what is skipped"},
     {"--save", "CKPT", "save a checkpoint at the end"},
     {"--checkpoint-every", "N", "also save every N steps (N epochs with 'Ne', e.g. 1e)"},
@@ -349,6 +427,7 @@ int cmd_train(int argc, char **argv) {
 
 static const cli_opt eval_opts[] = {
     {"--load", "CKPT", "the weights to evaluate (required)"},
+    {"--loss", "NAME", "evaluate a model without a loss (ONNX) with this one"},
     {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
                       "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
     {"--label-column", "NAME", "with CSV data: the column holding the labels"},

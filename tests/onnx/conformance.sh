@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tests/onnx/conformance.sh [KILN] — ONNX's own backend test suite (Debian's
 # libonnx-testdata) against Kiln's importer and reference interpreter.
-# Runs every case under $ONNX_TESTDATA/node/*/ (default
-# /usr/share/libonnx-testdata/data) with onnx_check (built next to KILN,
+# Runs every case under $ONNX_TESTDATA/{node,pytorch-converted,pytorch-operator}/*/
+# (default /usr/share/libonnx-testdata/data) with onnx_check (built next to KILN,
 # default build/bin/kiln), prints one line per case that is not a pass
 # ("SKIP name: reason" for an op or feature Kiln lacks, "FAIL name: why"),
-# then "N passed, M failed, K skipped". Exit status 1 on any failure.
+# then "SUITE: N passed, M failed, K skipped" per suite and the sum as the
+# last line, "N passed, M failed, K skipped". Exit status 1 on any failure.
 # ONNX_CASES=glob restricts the cases (e.g. 'test_relu*').
 set -uo pipefail
 kiln=${1:-build/bin/kiln}
@@ -20,17 +21,21 @@ if [ ! -d "$data/node" ]; then
   exit 1
 fi
 pass=0 fail=0 skip=0
-for dir in "$data"/node/${ONNX_CASES:-*}/; do
-  dir=${dir%/}
-  name=${dir##*/}
-  [ -f "$dir/model.onnx" ] || continue
-  msg=$(timeout 60 "$check" "$dir" 2>&1)
-  rc=$?
-  case $rc in
-    0) pass=$((pass + 1)) ;;
-    77) skip=$((skip + 1)); echo "SKIP $name: ${msg//$'\n'/ }" ;;
-    *) fail=$((fail + 1)); echo "FAIL $name: ${msg//$'\n'/ } (exit $rc)" ;;
-  esac
+for suite in node pytorch-converted pytorch-operator; do
+  p0=$pass f0=$fail s0=$skip
+  for dir in "$data"/$suite/${ONNX_CASES:-*}/; do
+    dir=${dir%/}
+    name=${dir##*/}
+    [ -f "$dir/model.onnx" ] || continue
+    msg=$(timeout 60 "$check" "$dir" 2>&1)
+    rc=$?
+    case $rc in
+      0) pass=$((pass + 1)) ;;
+      77) skip=$((skip + 1)); echo "SKIP $suite/$name: ${msg//$'\n'/ }" ;;
+      *) fail=$((fail + 1)); echo "FAIL $suite/$name: ${msg//$'\n'/ } (exit $rc)" ;;
+    esac
+  done
+  echo "$suite: $((pass - p0)) passed, $((fail - f0)) failed, $((skip - s0)) skipped"
 done
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

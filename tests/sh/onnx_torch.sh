@@ -41,4 +41,7 @@ expect_error unsupported "2 unsupported nodes: 'frob_1' (Frobnicate, opset 13), 
 expect_error huge "tensor 'W_huge': dimension 1099511627776 is out of range"
 expect_error short "tensor 'W_short': float data of 3 elements for dims of 4 elements"
 expect_error external "tensor 'W_ext': external data is not supported"
+expect_error many "the graph has 100001 nodes (at most 100000)"
+expect_error nested "messages nested more than 64 deep (field 'node' of onnx.GraphProto)"
+"$kiln" summary "$tmp/deep.onnx" > /dev/null
 echo "onnx_torch.sh: ok"
