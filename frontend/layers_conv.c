@@ -17,6 +17,7 @@
  */
 #include "frontend/build.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------- the expansion (plain values) */
@@ -66,7 +67,7 @@ fe_conv2d fe_conv2d_defaults(int64_t filters, int64_t kh, int64_t kw) {
     a.kw = kw;
     a.sh = a.sw = a.dh = a.dw = 1;
     a.act = KILN_ACT_NONE;
-    a.alpha = FE_LEAKY_RELU_ALPHA;
+    a.alpha = FE_ALPHA_DEFAULT;
     a.use_bias = a.trainable = true;
     a.kernel_init.kind = KILN_INIT_GLOROT_UNIFORM;
     a.bias_init.kind = KILN_INIT_ZEROS;
@@ -102,7 +103,7 @@ kiln_status fe_conv2d_ir(ir_builder *b, const char *name, ir_node *x, const fe_c
     ir_attrs_set_ints(&at, "dilation", 2, (const int64_t[]){a->dh, a->dw});
     ir_attrs_set_i(&at, "padding", a->same);
     ir_attrs_set_i(&at, "activation", fused ? act_op : 0);
-    ir_attrs_set_f(&at, "alpha", a->alpha);
+    ir_attrs_set_f(&at, "alpha", fe_act_alpha(a->act, a->alpha));
     ir_node *y = bn ? ir_b_op(b, IR_OP_conv2d, 3, (ir_node *[]){x, k->ref, bn}, &at) : NULL;
     if (y && !fused) y = fe_activation_op(b, y, a->act, a->alpha, -1);
     if (!y) return b->status;

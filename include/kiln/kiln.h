@@ -226,6 +226,7 @@ KILN_API kiln_value kiln_relu(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_leaky_relu(kiln_func *f, kiln_value x, double alpha);
 KILN_API kiln_value kiln_sigmoid(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_tanh(kiln_func *f, kiln_value x);
+KILN_API kiln_value kiln_erf(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_cast(kiln_func *f, kiln_value x, kiln_dtype to);
 KILN_API kiln_value kiln_softmax(kiln_func *f, kiln_value x, int axis);
 KILN_API kiln_value kiln_log_softmax(kiln_func *f, kiln_value x, int axis);
@@ -266,12 +267,24 @@ typedef enum kiln_activation {
     KILN_ACT_SIGMOID,
     KILN_ACT_TANH,
     KILN_ACT_SOFTMAX,
+    /* Keras 3's: elu (alpha 1), relu6, gelu (exact, erf), softplus,
+     * silu (also named swish), hard_sigmoid (relu6(x + 3) / 6) */
+    KILN_ACT_ELU,
+    KILN_ACT_RELU6,
+    KILN_ACT_GELU,
+    KILN_ACT_SOFTPLUS,
+    KILN_ACT_SILU,
+    KILN_ACT_HARD_SIGMOID,
     KILN_ACT_COUNT
 } kiln_activation;
 
-/* Name of an activation ("relu", ...) and the reverse; -1 if unknown. */
+/* Name of an activation ("relu", ...) and the reverse ("linear" is none,
+ * "swish" silu); -1 if unknown. */
 KILN_API const char *kiln_activation_name(kiln_activation a);
 KILN_API int kiln_activation_from_name(const char *name);
+/* act(x): KILN_ACT_NONE gives x; alpha is leaky_relu's slope and elu's
+ * alpha (ignored by the others); softmax is over the last axis. */
+KILN_API kiln_value kiln_activate(kiln_func *f, kiln_value x, kiln_activation act, double alpha);
 
 /* ------------------------------------------------------- building models
  * Keras' two ways to define a model, on the IR the .kiln front end builds:
@@ -369,7 +382,8 @@ KILN_API void kiln_sequential_dispose(kiln_sequential *s);
  * (glorot_uniform) and <name>.bias f32[units] (zeros). */
 KILN_API kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                            kiln_activation act, kiln_diag *d);
-/* Activation(act): softmax over the last axis, leaky_relu with slope 0.3. */
+/* Activation(act): softmax over the last axis, leaky_relu with slope 0.2, elu
+ * with alpha 1 (Keras 3's defaults). */
 KILN_API kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name,
                                                 kiln_activation act, kiln_diag *d);
 /* Flatten(): [batch, product of the other axes]. */
