@@ -736,6 +736,13 @@ KILN_API kiln_status kiln_model_check_dataset(const kiln_model *model, const kil
 /* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
 KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
                                         kiln_diag *d);
+/* The same for a model with several inputs (in the order of the model
+ * file's `input` lines): x[i] holds n samples of input i, row-major. */
+KILN_API kiln_status kiln_model_predict_inputs(kiln_model *model, const float *const *x,
+                                               int n_inputs, int64_t n, float *out, kiln_diag *d);
+/* The number of inputs of the model and the size of one sample of input i. */
+KILN_API int kiln_model_input_count(const kiln_model *model);
+KILN_API int64_t kiln_model_input_size_at(const kiln_model *model, int i);
 /* Outputs for every sample of a dataset into out ([count, output]). */
 KILN_API kiln_status kiln_model_predict_dataset(kiln_model *model, const kiln_dataset *ds,
                                                 float *out, kiln_diag *d);
