@@ -37,13 +37,8 @@ static void session_end(session *s) {
 }
 
 static int session_fail(session *s, kiln_status st) {
-    const char *m = kiln_diag_message(s->d);
-    size_t n = strlen(m);
-    while (n && m[n - 1] == '\n') n--;
-    if (s->hint && n) /* one line still */
-        fprintf(stderr, "%.*s; %s\n", (int)n, m, s->hint);
-    else
-        cli_report(s->d, st);
+    cli_report(s->d, st);
+    if (s->hint) fprintf(stderr, "kiln: note: %s\n", s->hint);
     /* The other ranks would wait for this one in their next collective. */
     if (kiln_distributed_size() > 1) {
         fflush(stdout);
@@ -123,7 +118,7 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
         /* A checkpoint of a changed model: training can still start from
          * what matches. */
         if (st == KILN_ERR_SHAPE && mode == KILN_LOAD_STRICT && strcmp(s->verb, "train") == 0)
-            s->hint = "--finetune loads the tensors that match";
+            s->hint = "--finetune loads the tensors that match and starts the rest fresh";
         if (st) return st;
         /* Fine-tuning reports what it skipped as notes; a weights-only file
          * its fresh optimizer (a note that only training needs). */
