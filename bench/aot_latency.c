@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
     if (!st) st = kiln_compile_aot(m, &o, d);
     if (!st) st = kiln_model_file_load(model_path, &m2, d);
     kiln_model *model = NULL;
-    kiln_model_opts mo = {KILN_BACKEND_JIT, 1, 0};
+    kiln_model_opts mo = {.backend = KILN_BACKEND_JIT, .threads = 1};
     if (!st) st = kiln_model_create(m2, &mo, &model, d);
     if (st) {
         fputs(kiln_diag_message(d), stderr);

@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
     kiln_diag *d = kiln_diag_create();
     kiln_module *m = NULL;
     if (kiln_model_file_load(model_path, &m, d)) return fail(d, "loading the model");
-    kiln_model_opts mo_opts = {KILN_BACKEND_JIT, threads, seed};
+    kiln_model_opts mo_opts = {KILN_BACKEND_JIT, threads, seed, KILN_GEMM_AUTO};
     kiln_model *mo = NULL;
     double t0 = now_s();
     if (kiln_model_create(m, &mo_opts, &mo, d)) return fail(d, "kiln_model_create");

@@ -7,7 +7,7 @@
  * The shared object is linked by the system C compiler used only as a
  * linker driver, with the support library libkiln carries:
  *   cc -shared -Wl,-z,defs -Wl,--version-script=V -Wl,-soname,libP.so
- *      -o libP.so P.o libkiln_aotrt.a -lopenblas -lm
+ *      -o libP.so P.o libkiln_aotrt.a -lm [-lopenblas: only with --gemm openblas]
  * `-z defs` makes a missing symbol a link error instead of a load-time
  * surprise; the version script leaves only the documented names in the
  * dynamic symbol table.
@@ -294,7 +294,7 @@ extern const unsigned char kiln_aotrt_archive[];
 extern const size_t kiln_aotrt_archive_size;
 
 static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
-                           const char *archive, kiln_diag *d) {
+                           const char *archive, bool blas, kiln_diag *d) {
     const cg_aot_options *o = pl->o;
     ir_sb vs, path_vs, path_log, opt_vs, opt_soname;
     ir_sb_init(&vs);
@@ -316,9 +316,12 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
     if (!st) st = write_file(path_vs.buf, vs.buf, vs.len, d);
     if (!st) {
         const char *cc = o->cc ? o->cc : KILN_CC;
-        char *argv[] = {(char *)cc,        "-shared",   "-Wl,-z,defs",         opt_vs.buf,
-                        opt_soname.buf,    "-o",        (char *)o->output,     (char *)obj,
-                        (char *)archive,   "-lopenblas", "-lm",                NULL};
+        /* OpenBLAS only when the code calls it (--gemm openblas): with
+         * Kiln's kernels the library needs nothing but libc and libm. */
+        char *argv[] = {(char *)cc,      "-shared", "-Wl,-z,defs",     opt_vs.buf,
+                        opt_soname.buf,  "-o",      (char *)o->output, (char *)obj,
+                        (char *)archive, "-lm",     "-lopenblas",      NULL};
+        if (!blas) argv[11] = NULL;
         int rc = run_tool(argv, path_log.buf);
         if (rc != 0) {
             char *log = NULL;
@@ -349,6 +352,16 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
 }
 
 /* ------------------------------------------------------------ compile */
+
+/* Whether the (optimized) module still calls a cblas_* function. */
+static bool calls_blas(LLVMModuleRef mod) {
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
+        size_t len;
+        const char *name = LLVMGetValueName2(f, &len);
+        if (len > 6 && !strncmp(name, "cblas_", 6) && LLVMGetFirstUse(f)) return true;
+    }
+    return false;
+}
 
 static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options *co, kiln_diag *d) {
     const cg_aot_options *o = pl->o;
@@ -385,7 +398,7 @@ static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options 
     if (obj.oom || ar.oom) st = ir_oom(d);
     if (!st) st = cg_emit_object(mod, co, obj.buf, d);
     if (!st) st = write_file(ar.buf, (const char *)kiln_aotrt_archive, kiln_aotrt_archive_size, d);
-    if (!st) st = link_so(pl, dir.buf, obj.buf, ar.buf, d);
+    if (!st) st = link_so(pl, dir.buf, obj.buf, ar.buf, calls_blas(mod), d);
     if (obj.buf) remove(obj.buf);
     if (ar.buf) remove(ar.buf);
     rmdir(dir.buf);
@@ -416,6 +429,7 @@ kiln_status cg_aot_compile(kiln_module *m, void *const *globals, const cg_aot_op
     co.cpu = o->cpu;
     /* A named CPU brings its own features, not this machine's. */
     co.features = o->cpu ? "" : NULL;
+    co.gemm = o->gemm;
     aot_plan pl;
     memset(&pl, 0, sizeof pl);
     pl.m = m;

@@ -46,6 +46,7 @@ typedef struct cg_aot_options {
     cg_aot_emit emit;
     const char *cpu; /* target CPU; NULL: this machine's (features then too) */
     const char *cc;  /* linker driver; NULL: the C compiler Kiln was built with */
+    kiln_gemm gemm;  /* GEMM backend (cg_options.gemm); OpenBLAS is linked only if called */
     /* Checkpoint metadata that P_save writes (the runtime's format). */
     int format_version;
     uint64_t structure_hash;

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* dl_iterate_phdr */
 #endif
 #include "codegen/cache.h"
+#include "codegen/gemm.h"
 
 #include <elf.h>
 #include <link.h>
@@ -131,6 +132,11 @@ kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const ch
     hash_str(&h, "triple", triple);
     hash_str(&h, "cpu", cpu);
     hash_str(&h, "features", features);
+    /* The GEMM backend and width may come from the environment (gemm.h). */
+    char gemm[32];
+    snprintf(gemm, sizeof gemm, "%s/%d", cg_gemm_use_kiln(o) ? "kiln" : "openblas",
+             cg_gemm_width(o, features));
+    hash_str(&h, "gemm", gemm);
     hash_str(&h, "opt", opt);
     hash_str(&h, "only", o->only_func);
     LLVMDisposeMessage(triple);

@@ -70,6 +70,9 @@ typedef struct cg_options {
     bool pic;              /* position-independent code (AOT shared objects) */
     bool perf_jit;         /* JIT: describe the code to `perf` (a jitdump) */
     bool no_cache;         /* JIT: bypass the persistent compile cache (cache.h) */
+    kiln_gemm gemm;        /* GEMM backend; KILN_GEMM_AUTO: KILN_GEMM from the
+                              environment, else gemm.h's rule */
+    int gemm_width;        /* Kiln's GEMM vector width 4|8|16; 0: gemm.h's choice */
     /* Test hook: emit an ill-typed instruction, so the path from an LLVM
      * verifier failure to a kiln_diag error is exercised. */
     bool test_malformed;

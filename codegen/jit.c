@@ -2,11 +2,12 @@
  * jit.c — compiles a module in memory with ORC LLJIT and hands out entry
  * points.
  *
- * cblas_sgemm / cblas_sgemv (and the allreduce shim,
- * kiln_allreduce_mean_f32) are defined in the JIT as absolute symbols with
- * the addresses this library was linked against: the reference keeps
- * libopenblas in the link even under --as-needed, and the JIT finds it
- * whatever the host binary's own symbol table holds. Everything else
+ * cblas_sgemm / cblas_sgemv (and the allreduce shim's
+ * kiln_allreduce_mean_f32 and kiln_allreduce_wait_f32) are defined in the
+ * JIT as absolute symbols with the addresses this library was linked
+ * against: the reference keeps libopenblas in the link even under
+ * --as-needed, and the JIT finds it whatever the host binary's own symbol
+ * table holds. Everything else
  * (memcpy, memset, ...) resolves through a search generator over the
  * process.
  *
@@ -52,6 +53,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
         {"cblas_sgemm", (void (*)(void))cblas_sgemm},
         {"cblas_sgemv", (void (*)(void))cblas_sgemv},
         {"kiln_allreduce_mean_f32", (void (*)(void))kiln_allreduce_mean_f32},
+        {"kiln_allreduce_wait_f32", (void (*)(void))kiln_allreduce_wait_f32},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {

@@ -127,9 +127,9 @@ typedef struct cg_loop {
     LLVMBasicBlockRef guard, body, exit, latch;
     int hints; /* CG_LOOP_*, set before cg_loop_end: loop metadata */
     LLVMValueRef i, end, step;
-    LLVMValueRef phis[8], inits[8];
+    LLVMValueRef phis[32], inits[32]; /* 32: a GEMM tile's accumulators (gemm.c) */
     int n_phis;
-    LLVMValueRef exits[8]; /* after cg_loop_end: the values after the loop */
+    LLVMValueRef exits[32]; /* after cg_loop_end: the values after the loop */
 } cg_loop;
 
 LLVMValueRef cg_loop_begin(cg_ctx *c, cg_loop *l, LLVMValueRef start, LLVMValueRef end,

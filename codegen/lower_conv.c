@@ -2,7 +2,9 @@
  * lower_conv.c — conv2d, its input and filter gradients, and 2-D pooling
  * (ir/conv.c has the geometry and the interpreter's kernels).
  *
- * Direct loops over NHWC: for every output pixel, only the window taps that
+ * conv2d and its gradients: im2col + sgemm (cg_sgemm) over chunks of
+ * output pixels wherever the column buffer fits (below), otherwise, and for
+ * pooling, direct loops over NHWC: for every output pixel, only the window taps that
  * fall inside the image are visited (their range is computed, not tested
  * tap by tap), and the innermost loop runs over contiguous channels in
  * explicit 8-wide vectors (cg_row_loop): out-channels for the convolution
@@ -203,8 +205,12 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
  * The convolution as matrix products over the M = batch·oh·ow output
  * pixels: the columns of a chunk of pixels (each pixel's kh·kw·in inputs,
  * zeros where the window leaves the image) are gathered into a buffer
- * of at most IR_IM2COL_FLOATS (the node's workspace, ws_conv2d), and then
+ * (the node's workspace, ws_conv2d; ir/conv.h sizes the chunk so that
+ * columns and output tile fit in L2 together), and then
  *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
+ * where the forward's epilogue (bias, then the fused activation of
+ * fuse-conv-act) runs over the tile the GEMM has just written, row by row
+ * in vectors, before the next chunk: one pass over memory, not three.
  *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
  *   filter grad   dk[K, co]     += col^T · dz[rows, co]
  */
@@ -223,8 +229,9 @@ static bool im2col_fits(const ir_win *g) { return ir_win_im2col_floats(g) > 0; }
 static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
     ir_win_of(n, &m->g);
     m->K = m->g.kh * m->g.kw * m->g.c;
-    m->same = ir_attr_i(n, "padding") != 0;
-    m->chunk = ir_win_im2col_floats(&m->g) / m->K;
+    const int64_t *pd;
+    m->same = ir_attr_i(n, "padding") != 0 || ir_attr_ints(n, "pads", &pd) > 0;
+    m->chunk = ir_win_im2col_rows(&m->g);
     m->buf = cg_cast_ptr(c, cg_node_ws(c, n), c->t_f32);
     LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));
     m->r0 = cg_loop_begin(c, &m->lr, cg_i64(c, 0), total, m->chunk);

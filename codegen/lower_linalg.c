@@ -8,7 +8,7 @@
  * product followed by ONE epilogue loop over the output, adding the bias and
  * applying the activation while the rows are still in cache.
  */
-#include "codegen/lower.h"
+#include "codegen/gemm.h"
 
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
@@ -29,10 +29,17 @@ static LLVMValueRef i32v(cg_ctx *c, LLVMValueRef v64) {
     return LLVMBuildTrunc(c->b, v64, c->t_i32, "");
 }
 
-/* One cblas_sgemm, row-major: C = op(A) op(B) + beta C, sizes > 0. */
+/* One GEMM, row-major: C = op(A) op(B) + beta C, sizes > 0: Kiln's
+ * kernel (gemm.c) or one cblas_sgemm, as the options choose. */
 void cg_sgemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef N, LLVMValueRef K,
               LLVMValueRef A, LLVMValueRef lda, LLVMValueRef B, LLVMValueRef ldb, double beta,
               LLVMValueRef C, LLVMValueRef ldc) {
+    if (cg_gemm_use_kiln(c->o)) {
+        cg_gemm_call g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .A = A, .lda = lda,
+                          .B = B, .ldb = ldb, .C = C, .ldc = ldc, .beta = beta};
+        cg_gemm_kiln(c, &g);
+        return;
+    }
     declare_blas(c);
     LLVMValueRef args[14] = {cg_i32(c, CBLAS_ROW_MAJOR),
                              cg_i32(c, ta ? CBLAS_TRANS : CBLAS_NO_TRANS),
@@ -135,6 +142,9 @@ static void emit_gemm(cg_ctx *c, bool ta, bool tb, LLVMValueRef M, LLVMValueRef 
     if (!tb && kc > 0 && nc > 0 && nc <= 4096) {
         emit_gemv_row(c, kc, nc, fA, fB, fC);
         LLVMBuildBr(c->b, b_done);
+    } else if (cg_gemm_use_kiln(c->o)) {
+        cg_sgemm(c, ta, tb, M, N, K, fA, ta ? M : K, fB, tb ? K : N, 0.0, fC, N);
+        LLVMBuildBr(c->b, b_done);
     } else {
         LLVMValueRef args[12] = {cg_i32(c, CBLAS_ROW_MAJOR),
                                  cg_i32(c, tb ? CBLAS_NO_TRANS : CBLAS_TRANS),
@@ -189,18 +199,39 @@ kiln_status lower_dense(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLV
     LLVMValueRef M = cg_dim(c, n->type.dims[0]), N = cg_dim(c, n->type.dims[1]);
     LLVMValueRef K = cg_dim(c, n->in[0]->type.dims[1]);
     int64_t kc = n->in[0]->type.dims[1], nc = n->type.dims[1];
+    int act = (int)ir_attr_i(n, "activation");
+    LLVMBasicBlockRef b_done = NULL;
+    if (cg_gemm_use_kiln(c->o)) {
+        /* Kiln's kernel with the epilogue fused: bias and activation
+         * applied to the sums in registers, C written once. One row
+         * (batch-1 inference) takes the matrix-vector path below, which
+         * needs no packing. */
+        LLVMBasicBlockRef b_gemm = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dense.gemm");
+        LLVMBasicBlockRef b_row = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dense.row");
+        b_done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dense.done");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, M, cg_i64(c, 1), ""), b_row, b_gemm);
+        LLVMPositionBuilderAtEnd(c->b, b_gemm);
+        cg_gemm_call g = {.M = M, .N = N, .K = K, .A = in[0], .lda = K, .B = in[1], .ldb = N,
+                          .C = out, .ldc = N, .bias = in[2], .act_node = n, .act = act};
+        cg_gemm_kiln(c, &g);
+        LLVMBuildBr(c->b, b_done);
+        LLVMPositionBuilderAtEnd(c->b, b_row);
+    }
     emit_gemm(c, false, false, M, N, K, in[0], in[1], out, kc == KILN_BATCH ? -1 : kc,
               nc == KILN_BATCH ? -1 : nc);
     /* The epilogue: y = act(y + b), row by row, in explicit 8-wide vectors
      * (rows of 10 would otherwise be unrolled and vectorized across rows). */
     LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
-    int act = (int)ir_attr_i(n, "activation");
     epilogue e = {NULL, cg_cast_ptr(c, in[2], c->t_f32), n, act ? cg_scalar_lowering(act) : NULL};
     cg_loop li;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), M, 1);
     e.y = cg_gep(c, c->t_f32, y, LLVMBuildNSWMul(c->b, i, N, ""));
     cg_row_loop(c, N, CG_RED_NONE, epilogue_body, &e);
     cg_loop_end(c, &li, NULL);
+    if (b_done) {
+        LLVMBuildBr(c->b, b_done);
+        LLVMPositionBuilderAtEnd(c->b, b_done);
+    }
     return KILN_OK;
 }
 

@@ -14,8 +14,8 @@
  * once on threads of their own). */
 static kiln_status jit_func(void *ctx, kiln_module *m, const char *const *funcs, int n,
                             cg_program **out, kiln_diag *d) {
-    (void)ctx;
     drv_opts o = {.target = DRV_JIT, .pipeline = "", .only_func = funcs[0]};
+    o.gemm = *(const kiln_gemm *)ctx;
     if (n > 1) {
         o.funcs = funcs;
         o.n_funcs = n;
@@ -53,7 +53,12 @@ kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, cons
     c.threads = o ? o->threads : 0;
     c.seed = rt_seed(m, o ? o->seed : 0);
     c.distributed = dist;
+    /* The compile callback's context: the GEMM backend (static storage,
+     * as the model compiles functions lazily). */
+    static const kiln_gemm gemms[3] = {KILN_GEMM_AUTO, KILN_GEMM_KILN, KILN_GEMM_OPENBLAS};
+    kiln_gemm g = o ? o->gemm : KILN_GEMM_AUTO;
     c.compile = jit_func;
+    c.compile_ctx = (void *)&gemms[(unsigned)g <= KILN_GEMM_OPENBLAS ? g : 0];
     c.compile_now = now;
     return rt_model_create(m, &c, out, d);
 }

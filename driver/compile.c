@@ -57,6 +57,7 @@ static kiln_status compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag
         co.emit = (cg_aot_emit)o->emit;
         co.cpu = o->cpu;
         co.cc = o->cc;
+        co.gemm = o->gemm;
         co.format_version = RT_CKPT_FORMAT_VERSION;
         co.structure_hash = rt_ckpt_structure_hash(m);
         st = cg_aot_compile(m, globals, &co, d);
@@ -106,6 +107,7 @@ kiln_status drv_compile(kiln_module *m, const drv_opts *o, drv_out *out, kiln_di
     cg_options co;
     memset(&co, 0, sizeof co);
     co.only_func = o->only_func;
+    co.gemm = o->gemm;
     switch (o->target) {
     case DRV_JIT:
         if (o->n_funcs > DRV_MAX_EACH)

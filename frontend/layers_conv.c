@@ -5,7 +5,7 @@
  *   conv2d(x, filters, kernel_size, strides=1, padding=valid, dilation_rate=1,
  *          activation=linear, use_bias=true, kernel_initializer=glorot_uniform,
  *          bias_initializer=zeros, trainable=true)
- *       %0 = conv2d(%x, @NAME.kernel, @NAME.bias) {activation=...}
+ *       %0 = conv2d(%x, @NAME.kernel, @NAME.bias)    %1 = relu(%0) (the activation)
  *            @NAME.kernel : f32[kh, kw, in, filters]   @NAME.bias : f32[filters]
  *   max_pooling2d(x, pool_size=2, strides=pool_size, padding=valid)
  *   average_pooling2d(x, pool_size=2, strides=pool_size, padding=valid)
@@ -96,16 +96,14 @@ kiln_status fe_conv2d_ir(ir_builder *b, const char *name, ir_node *x, const fe_c
         ir_type bt = ir_type_make(IR_F32, 1, &a->filters);
         bn = ir_b_broadcast_to(b, ir_b_scalar(b, 0.0), &bt);
     }
-    int act_op = a->act == KILN_ACT_NONE ? 0 : ir_op_lookup(kiln_activation_name(a->act));
-    bool fused = act_op > 0 && ir_op_has(act_op, IR_FACT_ACT);
+    /* The activation is an op of its own, as after a dense layer;
+     * fuse-conv-act makes it the conv's epilogue. */
     ir_attrs at = ir_attrs_default(IR_OP_conv2d);
     ir_attrs_set_ints(&at, "strides", 2, (const int64_t[]){a->sh, a->sw});
     ir_attrs_set_ints(&at, "dilation", 2, (const int64_t[]){a->dh, a->dw});
     ir_attrs_set_i(&at, "padding", a->same);
-    ir_attrs_set_i(&at, "activation", fused ? act_op : 0);
-    ir_attrs_set_f(&at, "alpha", fe_act_alpha(a->act, a->alpha));
     ir_node *y = bn ? ir_b_op(b, IR_OP_conv2d, 3, (ir_node *[]){x, k->ref, bn}, &at) : NULL;
-    if (y && !fused) y = fe_activation_op(b, y, a->act, a->alpha, -1);
+    if (y) y = fe_activation_op(b, y, a->act, a->alpha, -1);
     if (!y) return b->status;
     return fe_layer_row(b, name, FE_CONV2D, y, n_k + (bias ? a->filters : 0), out);
 }

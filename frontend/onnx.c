@@ -231,6 +231,26 @@ kiln_status ox_set(ox_ctx *c, const char *name, ir_node *node) {
     if (!v) return KILN_ERR_NOMEM;
     v->node = node;
     v->k = NULL;
+    v->nhwc = v->flat = NULL;
+    return KILN_OK;
+}
+
+kiln_status ox_set_as(ox_ctx *c, const char *name, ir_node *node, bool nhwc) {
+    if (!nhwc || !node) return ox_set(c, name, node);
+    kiln_status st = ox_set(c, name, node);
+    if (st) return st;
+    ox_val *v = ox_lookup(c, name);
+    v->node = NULL;
+    v->nhwc = node;
+    return KILN_OK;
+}
+
+kiln_status ox_set_flat(ox_ctx *c, const char *name, ir_node *nhwc4) {
+    kiln_status st = ox_set(c, name, nhwc4);
+    if (st) return st;
+    ox_val *v = ox_lookup(c, name);
+    v->node = NULL;
+    v->flat = nhwc4;
     return KILN_OK;
 }
 
@@ -239,6 +259,7 @@ kiln_status ox_set_const(ox_ctx *c, const char *name, ox_tensor *k) {
     if (!v) return KILN_ERR_NOMEM;
     v->node = NULL;
     v->k = k;
+    v->nhwc = v->flat = NULL;
     return KILN_OK;
 }
 
@@ -280,11 +301,39 @@ const ox_tensor *ox_in_const(ox_ctx *c, const Onnx__NodeProto *n, int k) {
     return v ? v->k : NULL;
 }
 
+ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *k, bool trainable) {
+    ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
+    ir_type t = ir_type_make(dt, k->rank, k->dims);
+    kiln_init init = {KILN_INIT_ZEROS, 0, 0};
+    ir_global *g = ir_module_global(c->m, name);
+    if (g) return g->ref;
+    g = ir_module_add_global(c->m, IR_GLOBAL_PARAM, name, &t, init, c->d);
+    if (!g) return NULL;
+    void *data = ir_arena_alloc(&c->m->arena, (size_t)(k->n ? k->n : 1) * 4);
+    if (!data) {
+        ir_oom(c->d);
+        return NULL;
+    }
+    if (k->is_int)
+        for (int64_t j = 0; j < k->n; j++) ((int32_t *)data)[j] = (int32_t)k->i[j];
+    else if (k->n)
+        memcpy(data, k->f, (size_t)k->n * 4);
+    g->data = data;
+    g->trainable = trainable && !k->is_int;
+    return g->ref;
+}
+
 /* A host constant as a node: a fill when all elements are equal, else a
  * parameter (an initializer: trainable) under the value's name. */
 static ir_node *materialize(ox_ctx *c, ox_val *v) {
     ox_tensor *k = v->k;
     ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
+    if (v->permuted) {
+        ox_fail(c, KILN_ERR_UNSUPPORTED,
+                "initializer '%s' is used both as the weight of a flattened image and otherwise",
+                v->name);
+        return NULL;
+    }
     for (int64_t j = 0; k->is_int && j < k->n; j++)
         if (k->i[j] < INT32_MIN || k->i[j] > INT32_MAX) {
             ox_fail(c, KILN_ERR_UNSUPPORTED, "constant '%s' has values beyond int32", v->name);
@@ -295,38 +344,66 @@ static ir_node *materialize(ox_ctx *c, ox_val *v) {
         same = k->is_int ? k->i[j] == k->i[0] : memcmp(&k->f[j], &k->f[0], 4) == 0;
     if (same && !v->initializer)
         return ir_b_const(&c->b, dt, k->is_int ? (double)k->i[0] : k->f[0], k->rank, k->dims);
-    ir_type t = ir_type_make(dt, k->rank, k->dims);
-    kiln_init init = {KILN_INIT_ZEROS, 0, 0};
-    ir_global *g = ir_module_global(c->m, v->name);
-    if (!g) {
-        g = ir_module_add_global(c->m, IR_GLOBAL_PARAM, v->name, &t, init, c->d);
-        if (!g) return NULL;
-        void *data = ir_arena_alloc(&c->m->arena, (size_t)(k->n ? k->n : 1) * 4);
-        if (!data) {
-            ir_oom(c->d);
-            return NULL;
-        }
-        if (k->is_int)
-            for (int64_t j = 0; j < k->n; j++) ((int32_t *)data)[j] = (int32_t)k->i[j];
-        else if (k->n)
-            memcpy(data, k->f, (size_t)k->n * 4);
-        g->data = data;
-        g->trainable = v->initializer && !k->is_int;
-    }
-    return g->ref;
+    return ox_param(c, v->name, k, v->initializer);
 }
 
-ir_node *ox_in(ox_ctx *c, const Onnx__NodeProto *n, int k) {
+static const int64_t to_nchw[4] = {0, 3, 1, 2}, to_nhwc[4] = {0, 2, 3, 1};
+
+static ir_node *transpose4(ox_ctx *c, ir_node *x, const int64_t *perm) {
+    if (!x) return NULL;
+    ir_attrs a = ir_attrs_default(IR_OP_transpose);
+    ir_attrs_set_ints(&a, "perm", 4, perm);
+    return ir_b_op(&c->b, IR_OP_transpose, 1, &x, &a);
+}
+
+/* The NCHW value of an entry known only in NHWC (or as its flattening). */
+static ir_node *from_nhwc(ox_ctx *c, ox_val *v) {
+    if (v->nhwc) return transpose4(c, v->nhwc, to_nchw);
+    ir_node *x = transpose4(c, v->flat, to_nchw);
+    if (!x) return NULL;
+    int64_t d[2] = {x->type.dims[0], x->type.dims[1] * x->type.dims[2] * x->type.dims[3]};
+    ir_type t = ir_type_make(IR_F32, 2, d);
+    return ir_b_reshape(&c->b, x, &t);
+}
+
+static ox_val *in_val(ox_ctx *c, const Onnx__NodeProto *n, int k) {
     if (!ox_has_in(n, k)) {
         ox_fail(c, KILN_ERR_INVALID, "operand %d is missing", k + 1);
         return NULL;
     }
     ox_val *v = ox_lookup(c, n->input[k]);
-    if (!v || (!v->node && !v->k)) {
+    if (!v || (!v->node && !v->k && !v->nhwc && !v->flat)) {
         ox_fail(c, KILN_ERR_INVALID, "operand '%s' is not defined before the node", n->input[k]);
         return NULL;
     }
-    if (!v->node) v->node = materialize(c, v);
+    return v;
+}
+
+ir_node *ox_in_keep(ox_ctx *c, const Onnx__NodeProto *n, int k, bool *nhwc) {
+    ox_val *v = in_val(c, n, k);
+    *nhwc = v && !v->node && v->nhwc;
+    if (!v) return NULL;
+    return *nhwc ? v->nhwc : ox_in(c, n, k);
+}
+
+ir_node *ox_in_nhwc(ox_ctx *c, const Onnx__NodeProto *n, int k) {
+    ox_val *v = in_val(c, n, k);
+    if (!v) return NULL;
+    if (v->nhwc) return v->nhwc;
+    ir_node *x = ox_in(c, n, k);
+    if (!x) return NULL;
+    if (x->type.rank != 4) {
+        ox_fail(c, KILN_ERR_UNSUPPORTED, "operand '%s' has rank %d; only 2-D images (rank 4) are supported",
+                n->input[k], x->type.rank);
+        return NULL;
+    }
+    return v->nhwc = transpose4(c, x, to_nhwc);
+}
+
+ir_node *ox_in(ox_ctx *c, const Onnx__NodeProto *n, int k) {
+    ox_val *v = in_val(c, n, k);
+    if (!v) return NULL;
+    if (!v->node) v->node = v->k ? materialize(c, v) : from_nhwc(c, v);
     return v->node;
 }
 

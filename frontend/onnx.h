@@ -55,6 +55,14 @@ typedef struct ox_val {
     ir_node *node;   /* run-time value, or NULL */
     ox_tensor *k;    /* host constant, or NULL */
     bool initializer; /* k came from the graph's initializers: a parameter */
+    /* The layout of images (onnx_conv.c): a 4-D NCHW value may be known
+     * only as its NHWC transpose `nhwc` (node NULL until an op needs NCHW),
+     * and a Flatten of such a value only as `flat`, the NHWC node whose
+     * flattening has the columns in (h, w, c) order instead of (c, h, w).
+     * `permuted`: k became a parameter in another layout (a Gemm weight
+     * whose rows follow `flat`'s order). */
+    ir_node *nhwc, *flat;
+    bool permuted;
 } ox_val;
 
 typedef struct ox_ctx {
@@ -71,6 +79,7 @@ typedef struct ox_ctx {
     /* The node being built, for messages. */
     const Onnx__NodeProto *node;
     int64_t opset;
+    int n_dropout; /* dropout nodes so far (their `node` attribute) */
 } ox_ctx;
 
 typedef kiln_status (*ox_build_fn)(ox_ctx *c, const Onnx__NodeProto *n);
@@ -88,6 +97,18 @@ kiln_status ox_b_reduce_more(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_size(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n);
+/* Builders of onnx_conv.c (images: NCHW in ONNX, NHWC in Kiln). */
+kiln_status ox_b_conv(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_pool(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_global_pool(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_batch_norm(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n);
+/* Gemm/MatMul of a `flat` operand k by a constant weight operand w: the
+ * NHWC flattening and the weight with its rows (columns when trans_w) in
+ * (h, w, c) order, a parameter under the weight's name. false (nothing
+ * built) when the operands are not of that kind. */
+bool ox_flat_matmul(ox_ctx *c, const Onnx__NodeProto *n, int k, int w, bool trans_w,
+                    ir_node **x, ir_node **weight);
 
 /* For builders (onnx.c). */
 ox_val *ox_lookup(ox_ctx *c, const char *name);
@@ -99,6 +120,18 @@ const ox_tensor *ox_in_const(ox_ctx *c, const Onnx__NodeProto *n, int k);
 /* Whether the node has operand k (ONNX marks a skipped optional one by ""). */
 bool ox_has_in(const Onnx__NodeProto *n, int k);
 kiln_status ox_set(ox_ctx *c, const char *name, ir_node *node);
+/* Operand k in NHWC (4-D; a transpose of the NCHW value made once when
+ * needed). */
+ir_node *ox_in_nhwc(ox_ctx *c, const Onnx__NodeProto *n, int k);
+/* Operand k as it is held: the NHWC node (*nhwc true) when the value is
+ * known only in that layout, else as ox_in. For ops indifferent to layout
+ * (elementwise on one tensor), whose result ox_set_as keeps in the same. */
+ir_node *ox_in_keep(ox_ctx *c, const Onnx__NodeProto *n, int k, bool *nhwc);
+kiln_status ox_set_as(ox_ctx *c, const char *name, ir_node *node, bool nhwc);
+/* A value known as its NHWC flattening (see ox_val.flat). */
+kiln_status ox_set_flat(ox_ctx *c, const char *name, ir_node *nhwc4);
+/* A parameter under `name` holding f32 data t (a weight in Kiln's layout). */
+ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *t, bool trainable);
 kiln_status ox_set_const(ox_ctx *c, const char *name, ox_tensor *k);
 ox_tensor *ox_const_new(ox_ctx *c, bool is_int, int rank, const int64_t *dims);
 /* Error about the current node: "FILE: node 'NAME' (OP): msg". */

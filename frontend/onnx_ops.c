@@ -45,13 +45,25 @@ static ir_node *elu_core(ox_ctx *c, ir_node *x, double alpha) {
     return ir_b_op(&c->b, IR_OP_select, 3, in, NULL);
 }
 
+/* The operand of an elementwise op on one tensor, in the layout it is held
+ * in (*l: NHWC); f32 only. */
+static ir_node *in_keep_f32(ox_ctx *c, const Onnx__NodeProto *n, bool *l) {
+    ir_node *x = ox_in_keep(c, n, 0, l);
+    if (x && x->type.dtype != IR_F32) {
+        ox_fail(c, KILN_ERR_UNSUPPORTED, "integer operands are not supported");
+        return NULL;
+    }
+    return x;
+}
+
 static kiln_status b_unary(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *xi = ox_in(c, n, 0);
+    bool l;
+    ir_node *xi = ox_in_keep(c, n, 0, &l);
     if (xi && xi->type.dtype == IR_I32 && (!strcmp(n->op_type, "Neg") || !strcmp(n->op_type, "Abs"))) {
         ir_node *neg = ir_b_bin(&c->b, IR_OP_sub, ir_b_const(&c->b, IR_I32, 0, 0, NULL), xi);
         return set0(c, n, strcmp(n->op_type, "Neg") ? ir_b_bin(&c->b, IR_OP_maximum, xi, neg) : neg);
     }
-    ir_node *x = in_f32(c, n, 0);
+    ir_node *x = in_keep_f32(c, n, &l);
     if (!x) return KILN_ERR_UNSUPPORTED;
     const char *t = n->op_type;
     ir_builder *b = &c->b;
@@ -81,7 +93,7 @@ static kiln_status b_unary(ox_ctx *c, const Onnx__NodeProto *n) {
         y = ir_b_bin(b, IR_OP_add, y, scalar(c, ox_attr_f(n, "beta", 0.5f)));
         r = ir_b_bin(b, IR_OP_maximum, ir_b_bin(b, IR_OP_minimum, y, scalar(c, 1)), scalar(c, 0));
     }
-    return set0(c, n, r);
+    return ox_set_as(c, OUT0(n), r, l);
 }
 
 static kiln_status b_binary(ox_ctx *c, const Onnx__NodeProto *n) {
@@ -96,17 +108,23 @@ static kiln_status b_binary(ox_ctx *c, const Onnx__NodeProto *n) {
              : !strcmp(t, "Max")                                          ? IR_OP_maximum
                                                                           : IR_OP_minimum;
     if (n->n_input > 64) return ox_fail(c, KILN_ERR_LIMIT, "more than 64 operands");
-    ir_node *r = ox_in(c, n, 0);
+    /* Images all held in NHWC (a residual Add) stay so. */
+    bool l = true;
+    for (int k = 0; l && k < (int)n->n_input; k++) {
+        ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
+        l = v && !v->node && v->nhwc;
+    }
+    ir_node *r = l ? ox_in_nhwc(c, n, 0) : ox_in(c, n, 0);
     if (r && r->type.dtype != IR_F32 && (op == IR_OP_div || !strcmp(t, "Mean")))
         return ox_fail(c, KILN_ERR_UNSUPPORTED, "integer division is not supported");
     for (int k = 1; r && k < (int)n->n_input; k++) {
-        ir_node *y = ox_in(c, n, k);
+        ir_node *y = l ? ox_in_nhwc(c, n, k) : ox_in(c, n, k);
         if (y && y->type.dtype != r->type.dtype)
             return ox_fail(c, KILN_ERR_UNSUPPORTED, "operands of different types");
         r = ir_b_bin(&c->b, op, r, y);
     }
     if (r && !strcmp(t, "Mean")) r = ir_b_bin(&c->b, IR_OP_div, r, scalar(c, (double)n->n_input));
-    return set0(c, n, r);
+    return ox_set_as(c, OUT0(n), r, l);
 }
 
 static kiln_status b_pow(ox_ctx *c, const Onnx__NodeProto *n) {
@@ -126,7 +144,8 @@ static kiln_status b_pow(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_clip(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *x = in_f32(c, n, 0);
+    bool l;
+    ir_node *x = in_keep_f32(c, n, &l);
     if (!x) return KILN_ERR_UNSUPPORTED;
     ir_node *lo = NULL, *hi = NULL;
     if (c->opset < 11) {
@@ -141,7 +160,7 @@ static kiln_status b_clip(ox_ctx *c, const Onnx__NodeProto *n) {
     if (lo) r = ir_b_bin(&c->b, IR_OP_maximum, r, lo);
     if (hi) r = ir_b_bin(&c->b, IR_OP_minimum, r, hi);
     if (r == x) r = ir_b_bin(&c->b, IR_OP_add, x, scalar(c, 0)); /* a value of its own */
-    return set0(c, n, r);
+    return ox_set_as(c, OUT0(n), r, l && (!lo || !lo->type.rank) && (!hi || !hi->type.rank));
 }
 
 /* ---- shapes ---- */
@@ -171,10 +190,18 @@ static int64_t dims_product(const ir_type *t, int lo, int hi) {
     return p == 1 ? OX_BATCH : -2;
 }
 
+/* The NHWC node of operand 0 when it is held only in NHWC, else NULL. */
+static ir_node *held_nhwc(ox_ctx *c, const Onnx__NodeProto *n) {
+    ox_val *v = ox_has_in(n, 0) ? ox_lookup(c, n->input[0]) : NULL;
+    return v && !v->node && v->nhwc ? v->nhwc : NULL;
+}
+
 static kiln_status b_flatten(ox_ctx *c, const Onnx__NodeProto *n) {
+    int64_t axis = ox_attr_i(n, "axis", 1);
+    ir_node *h = held_nhwc(c, n);
+    if (h && (axis == 1 || axis == -3)) return ox_set_flat(c, OUT0(n), h);
     ir_node *x = ox_in(c, n, 0);
     if (!x) return KILN_ERR_INVALID;
-    int64_t axis = ox_attr_i(n, "axis", 1);
     if (axis < 0) axis += x->type.rank;
     if (axis < 0 || axis > x->type.rank) return ox_fail(c, KILN_ERR_INVALID, "axis out of range");
     int64_t d[2] = {dims_product(&x->type, 0, (int)axis),
@@ -185,8 +212,17 @@ static kiln_status b_flatten(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *x = ox_in(c, n, 0);
     const ox_tensor *s = ox_in_const(c, n, 1);
+    ir_node *h = held_nhwc(c, n), *x = h;
+    ir_type ht;
+    if (h) { /* the NCHW type, for the arithmetic below */
+        static const int64_t nchw[4] = {0, 3, 1, 2};
+        int64_t d[4];
+        for (int k = 0; k < 4; k++) d[k] = h->type.dims[nchw[k]];
+        ht = ir_type_make(IR_F32, 4, d);
+    }
+    const ir_type *xt = h ? &ht : NULL;
+    if (!h && (x = ox_in(c, n, 0))) xt = &x->type;
     if (!x) return KILN_ERR_INVALID;
     if (!s || !s->is_int || s->rank != 1)
         return ox_fail(c, KILN_ERR_UNSUPPORTED, "the shape must be a constant 1-D int tensor");
@@ -197,32 +233,46 @@ static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
     for (int k = 0; k < (int)s->n; k++) {
         int64_t v = s->i[k];
         if (v == 0 && !ox_attr_i(n, "allowzero", 0))
-            v = k < x->type.rank ? (x->type.dims[k] == KILN_BATCH ? OX_BATCH : x->type.dims[k]) : 0;
+            v = k < xt->rank ? (xt->dims[k] == KILN_BATCH ? OX_BATCH : xt->dims[k]) : 0;
         if (v == -1 && infer < 0) infer = k;
         else if (v == OX_BATCH && !batch) batch = true;
         else if (v < 0) return ox_fail(c, KILN_ERR_INVALID, "bad shape entry %lld", (long long)s->i[k]);
         else known *= v ? v : 1;
         d[k] = v;
     }
-    bool xb = ir_type_batch_axis(&x->type) >= 0;
-    int64_t numel = ir_type_static_numel(&x->type);
+    bool xb = ir_type_batch_axis(xt) >= 0;
+    int64_t numel = ir_type_static_numel(xt);
     if (infer >= 0) {
         if (xb && !batch && known == numel) d[infer] = OX_BATCH;
         else if (known == 0 || numel % known) return ox_fail(c, KILN_ERR_SHAPE, "cannot infer the -1 dimension");
         else d[infer] = numel / known;
     }
+    /* [N, C*H*W] of an image held in NHWC: its flattening (onnx_conv.c) */
+    if (h && s->n == 2 && (d[0] == OX_BATCH) == (xt->dims[0] == KILN_BATCH) &&
+        (d[0] == OX_BATCH || d[0] == xt->dims[0]) && d[1] == xt->dims[1] * xt->dims[2] * xt->dims[3])
+        return ox_set_flat(c, OUT0(n), h);
+    if (h && !(x = ox_in(c, n, 0))) return KILN_ERR_INVALID;
     return set0(c, n, reshape(c, x, (int)s->n, d));
 }
 
 static kiln_status b_transpose(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *x = ox_in(c, n, 0);
+    ir_node *h = held_nhwc(c, n);
+    ir_node *x = h ? h : ox_in(c, n, 0);
     if (!x) return KILN_ERR_INVALID;
     const int64_t *p;
     int np = ox_attr_ints(n, "perm", &p);
     int64_t perm[KILN_MAX_RANK];
     int r = x->type.rank;
     if (np >= 0 && np != r) return ox_fail(c, KILN_ERR_INVALID, "perm has %d entries for rank %d", np, r);
-    for (int k = 0; k < r; k++) perm[k] = np >= 0 ? p[k] : r - 1 - k;
+    static const int64_t nchw[4] = {0, 3, 1, 2}; /* NCHW axis k is NHWC axis nchw[k] */
+    bool same = true;
+    for (int k = 0; k < r; k++) {
+        perm[k] = np >= 0 ? p[k] : r - 1 - k;
+        if (perm[k] < 0 || perm[k] >= r) return ox_fail(c, KILN_ERR_INVALID, "bad perm");
+        if (h) perm[k] = nchw[perm[k]]; /* one transpose from the NHWC node */
+        same = same && perm[k] == k;
+    }
+    if (same && h) return set0(c, n, h); /* ONNX's own NCHW -> NHWC */
     ir_attrs a = ir_attrs_default(IR_OP_transpose);
     ir_attrs_set_ints(&a, "perm", r, perm);
     return set0(c, n, op1(c, IR_OP_transpose, x, &a));
@@ -240,7 +290,27 @@ static kiln_status b_identity(ox_ctx *c, const Onnx__NodeProto *n) {
         return ox_fail(c, KILN_ERR_UNSUPPORTED, "Dropout in training mode (is_test=0)");
     ox_val *v = ox_has_in(n, 0) ? ox_lookup(c, n->input[0]) : NULL;
     if (v && v->k && !v->node) return ox_set_const(c, OUT0(n), v->k);
-    return set0(c, n, ox_in(c, n, 0));
+    bool l;
+    ir_node *x = ox_in_keep(c, n, 0, &l);
+    if (!x || strcmp(n->op_type, "Dropout") || x->type.dtype != IR_F32) return ox_set_as(c, OUT0(n), x, l);
+    /* Dropout: Kiln's dropout op, active in train_step only (the pass
+     * inference-mode removes it elsewhere, as ONNX's inference does). */
+    double rate = ox_attr_f(n, "ratio", 0.5f);
+    if (c->opset >= 12 && ox_has_in(n, 1)) {
+        const ox_tensor *t = ox_in_const(c, n, 1);
+        /* a run-time ratio: the identity of inference (no dropout in training) */
+        if (!t || t->is_int || t->n != 1) return ox_set_as(c, OUT0(n), x, l);
+        rate = t->f[0];
+    } else if (c->opset >= 12) {
+        rate = 0.5;
+    }
+    if (!(rate >= 0 && rate < 1)) return ox_fail(c, KILN_ERR_INVALID, "ratio %g out of [0, 1)", rate);
+    if (rate == 0) return ox_set_as(c, OUT0(n), x, l);
+    ir_attrs a = ir_attrs_default(IR_OP_dropout);
+    ir_attrs_set_f(&a, "rate", rate);
+    ir_attrs_set_i(&a, "node", c->n_dropout++);
+    ir_node *in[2] = {x, ir_b_const(&c->b, IR_I32, 0, 0, NULL)};
+    return ox_set_as(c, OUT0(n), in[1] ? ir_b_op(&c->b, IR_OP_dropout, 2, in, &a) : NULL, l);
 }
 
 /* Axes from the attribute (before `input_from`) or operand 1; *count -1: absent. */
@@ -416,7 +486,9 @@ static kiln_status b_cast(ox_ctx *c, const Onnx__NodeProto *n) {
 /* ---- linear algebra, reductions ---- */
 
 static kiln_status b_gemm(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *a = in_f32(c, n, 0), *b = in_f32(c, n, 1);
+    ir_node *a, *b;
+    if (ox_attr_i(n, "transA", 0) || !ox_flat_matmul(c, n, 0, 1, ox_attr_i(n, "transB", 0) != 0, &a, &b))
+        a = in_f32(c, n, 0), b = in_f32(c, n, 1);
     if (!a || !b) return KILN_ERR_UNSUPPORTED;
     float alpha = ox_attr_f(n, "alpha", 1), beta = ox_attr_f(n, "beta", 1);
     ir_node *y = ir_b_matmul(&c->b, a, b, ox_attr_i(n, "transA", 0) != 0,
@@ -432,7 +504,9 @@ static kiln_status b_gemm(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_matmul(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *a = in_f32(c, n, 0), *b = in_f32(c, n, 1);
+    ir_node *a, *b;
+    if (ox_flat_matmul(c, n, 0, 1, false, &a, &b)) return set0(c, n, ir_b_matmul(&c->b, a, b, false, false));
+    a = in_f32(c, n, 0), b = in_f32(c, n, 1);
     if (!a || !b) return KILN_ERR_UNSUPPORTED;
     int ra = a->type.rank, rb = b->type.rank;
     if (rb != 2 || ra < 1 || (ra > 2 && ir_type_batch_axis(&a->type) >= 0))
@@ -559,6 +633,11 @@ static const ox_op g_ops[] = {
     {"ReduceLogSumExp", 1, LAST, ox_b_reduce_more}, {"Expand", 8, LAST, ox_b_expand},
     {"Size", 1, LAST, ox_b_size},        {"ConstantOfShape", 9, LAST, ox_b_constant_of_shape},
     {"CastLike", 15, LAST, b_cast},
+    /* onnx_conv.c */
+    {"Conv", 1, LAST, ox_b_conv},        {"MaxPool", 1, LAST, ox_b_pool},
+    {"AveragePool", 1, LAST, ox_b_pool}, {"GlobalAveragePool", 1, LAST, ox_b_global_pool},
+    {"GlobalMaxPool", 1, LAST, ox_b_global_pool}, {"BatchNormalization", 1, LAST, ox_b_batch_norm},
+    {"Pad", 1, LAST, ox_b_pad},
 };
 
 ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why) {

@@ -255,6 +255,7 @@ UN(kiln_relu, IR_OP_relu)
 UN(kiln_sigmoid, IR_OP_sigmoid)
 UN(kiln_tanh, IR_OP_tanh)
 UN(kiln_allreduce_mean, IR_OP_allreduce_mean)
+UN(kiln_allreduce_wait, IR_OP_allreduce_wait)
 
 kiln_value kiln_select(kiln_func *f, kiln_value c, kiln_value a, kiln_value b) {
     kiln_value v[3] = {c, a, b};

@@ -1,5 +1,5 @@
-/* collective.c — the allreduce shim (collective.h) and allreduce_mean's
- * interpreter kernel. */
+/* collective.c — the allreduce shim (collective.h) and the interpreter
+ * kernels of allreduce_mean and allreduce_wait. */
 #include "ir/collective.h"
 
 #include <string.h>
@@ -10,23 +10,46 @@ static const ir_collective *g_coll;
 static double g_weight = 1;
 static int g_failed;
 
-/* The bucket being filled: staged values and where each goes. */
-static struct {
+/* A bucket: staged values and where each goes; filling, started (its
+ * collective runs) or free. */
+typedef struct bucket {
     float *buf;
     int64_t n, cap;
-    struct pending {
+    struct part {
         float *out;
         int64_t at, n;
     } * parts;
     int n_parts, cap_parts;
-} g_bucket;
+    void *req; /* started: the collective's */
+    int started;
+} bucket;
 
+static struct {
+    bucket *b;
+    int n, cap;
+    int fill; /* the bucket being filled, + 1 (0: none) */
+} g_bk;
+
+static void finish(bucket *k);
+
+static void reset_buckets(void) {
+    for (int i = 0; i < g_bk.n; i++) {
+        g_bk.b[i].n = g_bk.b[i].n_parts = 0;
+        g_bk.b[i].started = 0;
+    }
+    g_bk.fill = 0;
+}
 
 void ir_collective_set(const ir_collective *c) {
     if (!c) {
-        ir_free(g_bucket.buf);
-        ir_free(g_bucket.parts);
-        memset(&g_bucket, 0, sizeof g_bucket);
+        for (int i = 0; i < g_bk.n && g_coll && !g_failed; i++) /* never waited for */
+            if (g_bk.b[i].started) finish(&g_bk.b[i]);
+        for (int i = 0; i < g_bk.n; i++) {
+            ir_free(g_bk.b[i].buf);
+            ir_free(g_bk.b[i].parts);
+        }
+        ir_free(g_bk.b);
+        memset(&g_bk, 0, sizeof g_bk);
     }
     g_coll = c;
     g_weight = 1;
@@ -46,48 +69,97 @@ int ir_collective_failed(const char **message) {
 
 void ir_collective_clear(void) { g_failed = 0; }
 
-static int stage(const float *in, float *out, int64_t n) {
-    if (g_bucket.n + n > g_bucket.cap) {
-        int64_t cap = (g_bucket.n + n) * 2;
-        float *b = ir_realloc(g_bucket.buf, (size_t)cap * sizeof *b);
-        if (!b) return 1;
-        g_bucket.buf = b;
-        g_bucket.cap = cap;
+/* The bucket being filled, or a free one (NULL: out of memory). */
+static bucket *filling(void) {
+    if (g_bk.fill) return &g_bk.b[g_bk.fill - 1];
+    int i = 0;
+    while (i < g_bk.n && g_bk.b[i].started) i++;
+    if (i == g_bk.n) {
+        if (!IR_GROW(g_bk.b, g_bk.cap, g_bk.n + 1)) return NULL;
+        memset(&g_bk.b[g_bk.n++], 0, sizeof *g_bk.b);
     }
-    if (!IR_GROW(g_bucket.parts, g_bucket.cap_parts, g_bucket.n_parts + 1)) return 1;
-    g_bucket.parts[g_bucket.n_parts++] = (struct pending){out, g_bucket.n, n};
-    memcpy(g_bucket.buf + g_bucket.n, in, (size_t)n * sizeof *in);
-    g_bucket.n += n;
+    g_bk.fill = i + 1;
+    return &g_bk.b[i];
+}
+
+static int stage(const float *in, float *out, int64_t n) {
+    bucket *k = filling();
+    if (!k) return 1;
+    if (k->n + n > k->cap) {
+        int64_t cap = (k->n + n) * 2;
+        float *b = ir_realloc(k->buf, (size_t)cap * sizeof *b);
+        if (!b) return 1;
+        k->buf = b;
+        k->cap = cap;
+    }
+    if (!IR_GROW(k->parts, k->cap_parts, k->n_parts + 1)) return 1;
+    k->parts[k->n_parts++] = (struct part){out, k->n, n};
+    memcpy(k->buf + k->n, in, (size_t)n * sizeof *in);
+    k->n += n;
     return 0;
 }
 
-int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t flush) {
+/* Waits for started bucket k and writes its outs. */
+static void finish(bucket *k) {
+    if (g_coll->wait(g_coll->ctx, k->req)) g_failed = 1;
+    for (int i = 0; i < k->n_parts && !g_failed; i++)
+        memcpy(k->parts[i].out, k->buf + k->parts[i].at, (size_t)k->parts[i].n * sizeof *k->buf);
+    k->n = k->n_parts = 0;
+    k->started = 0;
+}
+
+int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode) {
     if (out != in) memmove(out, in, (size_t)n * sizeof *out);
     if (!g_coll || g_coll->size <= 1) return 0;
     if (g_failed || stage(out, out, n)) { /* after a failure the ranks no longer agree */
         g_failed = 1;
-        g_bucket.n = g_bucket.n_parts = 0;
+        reset_buckets();
         return 1;
     }
-    if (!flush) return 0;
-    float *b = g_bucket.buf;
+    if (mode == KILN_ALLREDUCE_JOIN) return 0;
+    bucket *k = &g_bk.b[g_bk.fill - 1];
+    g_bk.fill = 0;
     if (g_weight != 1)
-        for (int64_t i = 0; i < g_bucket.n; i++) b[i] = (float)(b[i] * g_weight);
-    if (g_coll->allreduce_sum(g_coll->ctx, b, g_bucket.n)) g_failed = 1;
-    for (int i = 0; i < g_bucket.n_parts && !g_failed; i++)
-        memcpy(g_bucket.parts[i].out, b + g_bucket.parts[i].at,
-               (size_t)g_bucket.parts[i].n * sizeof *b);
-    g_bucket.n = g_bucket.n_parts = 0;
+        for (int64_t i = 0; i < k->n; i++) k->buf[i] = (float)(k->buf[i] * g_weight);
+    if (g_coll->start(g_coll->ctx, k->buf, k->n, &k->req)) {
+        g_failed = 1;
+        reset_buckets();
+        return 1;
+    }
+    k->started = 1;
+    if (mode != KILN_ALLREDUCE_START) finish(k);
     return g_failed;
+}
+
+int kiln_allreduce_wait_f32(const float *in, float *out, int64_t n) {
+    for (int i = 0; i < g_bk.n && !g_failed; i++) {
+        bucket *k = &g_bk.b[i];
+        for (int j = 0; k->started && j < k->n_parts; j++)
+            if (k->parts[j].out == in) finish(k);
+    }
+    if (out != in) memmove(out, in, (size_t)n * sizeof *out);
+    return g_failed;
+}
+
+static kiln_status failed(ir_interp *ip, const ir_node *n) {
+    const char *why;
+    ir_collective_failed(&why);
+    return ir_error(ir_interp_diag(ip), KILN_ERR_IO, n->loc, "%s: %s", ir_op_name(n->op), why);
 }
 
 kiln_status k_allreduce_mean(ir_interp *ip, const ir_node *n, ir_tensor *out,
                              const ir_tensor *in) {
     int64_t count = ir_type_numel(&in->type, 1);
-    if (kiln_allreduce_mean_f32(in->data, out->data, count, (int32_t)ir_attr_i(n, "flush"))) {
-        const char *why;
-        ir_collective_failed(&why);
-        return ir_error(ir_interp_diag(ip), KILN_ERR_IO, n->loc, "allreduce_mean: %s", why);
-    }
+    int32_t mode = !ir_attr_i(n, "flush") ? KILN_ALLREDUCE_JOIN
+                   : ir_attr_i(n, "wait") ? KILN_ALLREDUCE_REDUCE
+                                          : KILN_ALLREDUCE_START;
+    if (kiln_allreduce_mean_f32(in->data, out->data, count, mode)) return failed(ip, n);
+    return KILN_OK;
+}
+
+kiln_status k_allreduce_wait(ir_interp *ip, const ir_node *n, ir_tensor *out,
+                             const ir_tensor *in) {
+    if (kiln_allreduce_wait_f32(in->data, out->data, ir_type_numel(&in->type, 1)))
+        return failed(ip, n);
     return KILN_OK;
 }

@@ -72,6 +72,15 @@ void ir_win_of(const ir_node *n, ir_win *g) {
     bool same = ir_attr_i(n, "padding") == 1;
     out_size(g->h, g->kh, g->sh, g->dh, same, &g->oh, &g->pt);
     out_size(g->w, g->kw, g->sw, g->dw, same, &g->ow, &g->pl);
+    const int64_t *pd;
+    if (ir_attr_ints(n, "pads", &pd) == 4) { /* explicit: [top, left, bottom, right] */
+        int64_t ph = g->h + pd[0] + pd[2] - ((g->kh - 1) * g->dh + 1);
+        int64_t pw = g->w + pd[1] + pd[3] - ((g->kw - 1) * g->dw + 1);
+        g->pt = pd[0];
+        g->pl = pd[1];
+        g->oh = ph >= 0 ? ph / g->sh + 1 : 0;
+        g->ow = pw >= 0 ? pw / g->sw + 1 : 0;
+    }
 }
 
 ir_type ir_win_out_type(const ir_win *g) {
@@ -79,10 +88,14 @@ ir_type ir_win_out_type(const ir_win *g) {
     return ir_type_make(IR_F32, 4, dims);
 }
 
-int64_t ir_win_im2col_floats(const ir_win *g) {
+int64_t ir_win_im2col_rows(const ir_win *g) {
     int64_t K = g->kh * g->kw * g->c;
-    if (g->c < 1 || g->co < 1 || K < 1 || K > IR_IM2COL_FLOATS) return 0;
-    return IR_IM2COL_FLOATS / K * K;
+    if (g->c < 1 || g->co < 1 || K < 1 || K + g->co > IR_IM2COL_FLOATS) return 0;
+    return IR_IM2COL_FLOATS / (K + g->co);
+}
+
+int64_t ir_win_im2col_floats(const ir_win *g) {
+    return ir_win_im2col_rows(g) * g->kh * g->kw * g->c;
 }
 
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
@@ -139,7 +152,20 @@ static kiln_status check_win(const ir_node *n, kiln_diag *d, const ir_type *x, i
                         "Keras)",
                         ir_op_name(n->op));
     int64_t dkh = (g->kh - 1) * g->dh + 1, dkw = (g->kw - 1) * g->dw + 1;
-    if (ir_attr_i(n, "padding") == 0 && (dkh > g->h || dkw > g->w))
+    const int64_t *pd;
+    int np = ir_attr_ints(n, "pads", &pd);
+    if (np != 0 && np != 4)
+        return ir_error(d, KILN_ERR_INVALID, n->loc, "%s: pads needs 4 values, got %d",
+                        ir_op_name(n->op), np);
+    for (int i = 0; i < np; i++)
+        if (pd[i] < 0 || pd[i] >= (i % 2 ? dkw : dkh))
+            return ir_error(d, KILN_ERR_INVALID, n->loc,
+                            "%s: pads must be at least 0 and less than the window, got %lld",
+                            ir_op_name(n->op), (long long)pd[i]);
+    if (np && (g->oh < 1 || g->ow < 1))
+        return ir_error(d, KILN_ERR_SHAPE, n->loc, "%s: the padded input is smaller than the window",
+                        ir_op_name(n->op));
+    if (!np && ir_attr_i(n, "padding") == 0 && (dkh > g->h || dkw > g->w))
         return ir_error(d, KILN_ERR_SHAPE, n->loc,
                         "%s: window %lldx%lld is larger than the unpadded input %lldx%lld "
                         "(padding valid)",

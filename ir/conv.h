@@ -30,10 +30,15 @@ void ir_win_of(const ir_node *n, ir_win *g);
 ir_type ir_win_out_type(const ir_win *g);
 
 /* im2col + sgemm lowering of the conv rows: the columns of a chunk of
- * output pixels go through a buffer of at most IR_IM2COL_FLOATS floats.
- * The buffer's size in floats for n (a whole number of pixel rows of K =
- * kh·kw·in floats), or 0 when the lowering uses direct loops instead. */
+ * output pixels (K = kh·kw·in floats each) go through a buffer, and the
+ * chunk's GEMM output (co floats a pixel) gets its epilogue (bias,
+ * activation) right after the GEMM. A chunk's columns and output together
+ * take at most IR_IM2COL_FLOATS floats (256 KB: half of a Zen 3 core's L2),
+ * so the epilogue reads the tile the GEMM has just written from cache.
+ * ir_win_im2col_rows: the pixels of a chunk, or 0 when the lowering uses
+ * direct loops instead; ir_win_im2col_floats: the column buffer's floats. */
 #define IR_IM2COL_FLOATS (1 << 16)
+int64_t ir_win_im2col_rows(const ir_win *g);
 int64_t ir_win_im2col_floats(const ir_win *g);
 /* The ws column of the conv rows: that buffer, fixed bytes. */
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);

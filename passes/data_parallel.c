@@ -8,28 +8,41 @@
  * gets an allreduce_mean (ops.def; a call into the allreduce shim, ir/
  * collective.h). The results are taken in the order their producers run
  * (the loss, then the gradients as the backward pass makes them, the last
- * layer's first) and cut into buckets of up to DP_BUCKET_BYTES; a bucket's
- * allreduce_means go back to back right after its last member's producer,
- * all but the last with flush=false, so each bucket is one collective:
+ * layer's first) and cut into buckets: a bucket ends where at least
+ * DP_BUCKET_MIN bytes are followed by work worth overlapping (a GEMM, a
+ * convolution, another opaque kernel) before the next result, or at
+ * DP_BUCKET_MAX bytes, or at the last result. A bucket's allreduce_means go
+ * back to back right after its last member's producer, all but the last
+ * with flush=false; the last starts the bucket's collective without waiting
+ * (wait=false), and the backward pass goes on while it runs. An
+ * allreduce_wait per result, at the end (just before the optimizer's
+ * updates), takes the reduced values:
  *
  *   %11 = reduce_sum(%10) {axes=[0]} : f32[3]                # d@b
  *   %12 = matmul(%x, %10) {transpose_a=true} : f32[4,3]      # d@w
  *   %13 = allreduce_mean(%2) {flush=false} : f32[]
  *   %14 = allreduce_mean(%11) {flush=false} : f32[3]
- *   %15 = allreduce_mean(%12) : f32[4,3]
- *   return %13, %15, %14
+ *   %15 = allreduce_mean(%12) {wait=false} : f32[4,3]
+ *   %16 = allreduce_wait(%13) : f32[]
+ *   %17 = allreduce_wait(%14) : f32[3]
+ *   %18 = allreduce_wait(%15) : f32[4,3]
+ *   return %16, %18, %17
  *
- * (mnist_mlp's 437 KB of gradients are one bucket: one call of 0.1 ms
- * instead of six of 0.5 ms in all, bench/RESULTS.md.) In one process
- * allreduce_mean is the identity, so the pipeline "train-distributed"
- * computes what "train" does.
+ * (mnist_mlp's 437 KB of gradients are two buckets: layers 3 and 2, 35 KB,
+ * started before layer 1's weight-gradient GEMM; layer 1, 401 KB, at the
+ * end; bench/RESULTS.md.) In one process allreduce_mean and allreduce_wait
+ * are the identity, so the pipeline "train-distributed" computes what
+ * "train" does.
  */
 #include "passes/pass.h"
 
 #include <stdlib.h>
 
-/* Largest bucket: one collective's worth of values. */
-#define DP_BUCKET_BYTES ((int64_t)1 << 22)
+/* The smallest bucket that ends before work to overlap (below it, the
+ * latency of one more collective would cost more than the overlap gains),
+ * and the largest. */
+#define DP_BUCKET_MIN ((int64_t)16 << 10)
+#define DP_BUCKET_MAX ((int64_t)4 << 20)
 
 typedef struct member {
     int result, pos; /* pos: the producer's index in f->nodes (n_nodes: none) */
@@ -46,14 +59,26 @@ static int position_of(const kiln_func *f, const ir_node *n) {
     return f->n_nodes;
 }
 
+/* Whether f->nodes (a, b) hold work a collective can overlap. */
+static bool work_between(const kiln_func *f, int a, int b) {
+    for (int i = a + 1; i < b && i < f->n_nodes; i++) {
+        int op = f->nodes[i]->op;
+        if (op < IR_FIRST_OP) continue;
+        ir_fusion_kind k = ir_op(op)->kind;
+        if (k == IR_FK_OUTFUSE || k == IR_FK_OPAQUE) return true;
+    }
+    return false;
+}
+
 /* Members [lo, hi) of mb form a bucket: their reductions go right after the
- * last one's producer. */
+ * last one's producer; the last starts the collective. */
 static void emit_bucket(ir_builder *b, kiln_func *f, const member *mb, int lo, int hi) {
     b->pos = mb[hi - 1].pos >= f->n_nodes ? -1 : mb[hi - 1].pos + 1;
     for (int k = lo; k < hi && !b->status; k++) {
         ir_node *v = f->results[mb[k].result];
         ir_attrs a = ir_attrs_default(IR_OP_allreduce_mean);
         ir_attrs_set_i(&a, "flush", k == hi - 1);
+        if (k == hi - 1) ir_attrs_set_i(&a, "wait", false);
         b->loc = v->loc;
         ir_node *red = ir_b_op(b, IR_OP_allreduce_mean, 1, &v, &a);
         if (red) f->results[mb[k].result] = red;
@@ -94,7 +119,8 @@ kiln_status pass_data_parallel(kiln_module *m, kiln_diag *d) {
     int64_t bytes = 0;
     for (int k = 0; k < n; k++) {
         bytes += ir_type_numel(&f->results[mb[k].result]->type, 1) * 4;
-        if (k == n - 1 || bytes >= DP_BUCKET_BYTES) {
+        if (k == n - 1 || bytes >= DP_BUCKET_MAX ||
+            (bytes >= DP_BUCKET_MIN && work_between(f, mb[k].pos, mb[k + 1].pos))) {
             ends[nb++] = k + 1;
             bytes = 0;
         }
@@ -103,6 +129,14 @@ kiln_status pass_data_parallel(kiln_module *m, kiln_diag *d) {
     ir_builder_init(&b, f, d);
     for (int i = nb - 1; i >= 0 && !b.status; i--)
         emit_bucket(&b, f, mb, i ? ends[i - 1] : 0, ends[i]);
+    /* The waits, in the order the buckets started, before the optimizer. */
+    b.pos = -1;
+    for (int k = 0; k < n && !b.status; k++) {
+        ir_node *red = f->results[mb[k].result];
+        b.loc = red->loc;
+        ir_node *w = ir_b_un(&b, IR_OP_allreduce_wait, red);
+        if (w) f->results[mb[k].result] = w;
+    }
     ir_free(mb);
     ir_free(ends);
     if (!b.status) ir_func_unplan(f);

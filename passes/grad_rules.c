@@ -494,8 +494,8 @@ RULE(grad_softmax_cross_entropy) {
  * node of op `op`, whose schema holds the same names. */
 static ir_attrs window_attrs(const ir_node *n, int op) {
     ir_attrs a = ir_attrs_default(op);
-    static const char *const names[] = {"strides", "dilation", "pool_size"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"strides", "dilation", "pool_size", "pads"};
+    for (int i = 0; i < 4; i++) {
         const int64_t *v;
         if (ir_op_attr_index(op, names[i]) < 0) continue;
         int k = ir_attr_ints(n, names[i], &v);
@@ -547,6 +547,12 @@ RULE(grad_avg_pool2d) { return pool_grad(b, n, dy, IR_OP_avg_pool2d_grad, dx); }
  * op after autodiff, so no training graph differentiates through it.) */
 RULE(grad_allreduce_mean) {
     dx[0] = ir_b_un(b, IR_OP_allreduce_mean, dy);
+    return b->status;
+}
+
+/* allreduce_wait is the identity on values. */
+RULE(grad_allreduce_wait) {
+    dx[0] = dy;
     return b->status;
 }
 

@@ -9,6 +9,8 @@ static const pass_info g_passes[] = {
     {"verify", pass_verify, "check the module (types, operands, order)"},
     {"fuse-dense-act", pass_fuse_dense_act,
      "matmul -> add(bias) -> activation becomes one dense node"},
+    {"fuse-conv-act", pass_fuse_conv_act,
+     "conv2d -> add(bias) -> activation becomes one conv2d node (an epilogue)"},
     {"fuse-softmax-ce", pass_fuse_softmax_ce,
      "softmax -> cross-entropy (and log_softmax -> nll) becomes softmax_cross_entropy"},
     {"autodiff", pass_autodiff, "write train_step: the loss and its parameter gradients"},
@@ -33,13 +35,13 @@ static const struct {
     /* dce before fuse-elementwise, so no region is built around dead code;
      * constant-fold before fuse-softmax-ce, so argmax(softmax(z)) (accuracy)
      * becomes argmax(z) and the softmax's only user is the loss. */
-    {"infer", "inference-mode,fuse-dense-act,fold-batch-norm,constant-fold,cse,dce,"
+    {"infer", "inference-mode,fuse-dense-act,fold-batch-norm,fuse-conv-act,constant-fold,cse,dce,"
               "fuse-elementwise,plan-memory"},
-    {"train", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,inference-mode,"
+    {"train", "fuse-dense-act,fuse-conv-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,inference-mode,"
               "constant-fold,cse,"
               "dce,fuse-elementwise,plan-memory"},
     /* "train" with the gradients averaged over the ranks (mpirun ... --distributed). */
-    {"train-distributed", "fuse-dense-act,constant-fold,fuse-softmax-ce,autodiff,data-parallel,"
+    {"train-distributed", "fuse-dense-act,fuse-conv-act,constant-fold,fuse-softmax-ce,autodiff,data-parallel,"
                           "optimizer,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
 };
 

@@ -57,6 +57,9 @@ kiln_status pass_each_func(kiln_module *m, kiln_status (*fn)(kiln_func *f, kiln_
 /* The passes (one file each). */
 kiln_status pass_verify(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);
+/* conv2d (and a dense left without activation) + bias + activation as one
+ * node (fuse_conv_act.c). */
+kiln_status pass_fuse_conv_act(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d);
 kiln_status pass_autodiff(kiln_module *m, kiln_diag *d);
 kiln_status pass_data_parallel(kiln_module *m, kiln_diag *d);

@@ -5,9 +5,15 @@
  * kiln_distributed_init initializes MPI (unless the host program did),
  * sets MPI_ERRORS_RETURN on MPI_COMM_WORLD, so a failed collective comes
  * back as an error instead of aborting, and installs the allreduce shim
- * (ir/collective.h). The sum is a reduce to rank 0 followed by a broadcast,
- * so every rank gets the same bits (MPI_Allreduce may round differently on
- * different ranks) and the weights stay identical.
+ * (ir/collective.h). Sums are non-blocking (started by the shim when a
+ * bucket is full, waited for when its results are needed), in an order
+ * that gives every rank the same bits, so the weights stay identical: over
+ * 2 ranks MPI_Iallreduce (each element is a + b, which is b + a), over more
+ * a reduce to rank 0 followed by a broadcast (MPI_Allreduce may round
+ * differently on different ranks). MPI moves a non-blocking collective on
+ * only inside MPI calls, so every start also tests the sums in flight.
+ * KILN_DIST_STATS=1 prints, at the end, how many sums each rank made and
+ * the time it spent starting them and waiting for them.
  *
  * The watchdog: a thread that wakes every second and, when a collective
  * has waited longer than KILN_DIST_TIMEOUT seconds (default 20), says
@@ -38,6 +44,9 @@ static struct {
     volatile double wait_since; /* > 0: in a collective since then */
     const char *volatile wait_what;
     double timeout;
+    struct {
+        double n, bytes, start_s, wait_s;
+    } stats; /* the allreduce shim's calls (KILN_DIST_STATS) */
 } g;
 
 static double mono_s(void) {
@@ -79,17 +88,98 @@ static int leave(int rc, const char *what) {
     return 1;
 }
 
-static int allreduce_sum(void *ctx, float *buf, int64_t n) {
+/* A started sum: over 2 ranks one MPI_Iallreduce (a + b is b + a to the
+ * bit, so both ranks get the same bits whatever MPI's algorithm); over
+ * more, MPI_Ireduce to rank 0 (one order of additions), then, once that
+ * has ended, MPI_Ibcast of rank 0's bits. Buffers beyond 2^28 floats go in
+ * several requests. */
+#define DIST_CHUNK ((int64_t)1 << 28)
+#define DIST_REQS 8
+typedef struct sum_req {
+    float *buf;
+    int64_t n;
+    int phase, n_req, done; /* phase 0: reducing, 1: broadcasting or all-reducing */
+    MPI_Request r[DIST_REQS];
+    struct sum_req *next; /* in flight */
+} sum_req;
+static sum_req *g_flight;
+
+/* Posts the current phase's requests of s. */
+static int post(sum_req *s) {
+    int rc = MPI_SUCCESS;
+    s->n_req = 0;
+    for (int64_t at = 0; at < s->n && rc == MPI_SUCCESS; at += DIST_CHUNK) {
+        int chunk = (int)(s->n - at < DIST_CHUNK ? s->n - at : DIST_CHUNK);
+        MPI_Request *r = &s->r[s->n_req++];
+        float *b = s->buf + at;
+        if (g.size == 2)
+            rc = MPI_Iallreduce(MPI_IN_PLACE, b, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+        else if (s->phase == 0)
+            rc = MPI_Ireduce(g.rank == 0 ? MPI_IN_PLACE : b, b, chunk, MPI_FLOAT, MPI_SUM, 0,
+                             MPI_COMM_WORLD, r);
+        else
+            rc = MPI_Ibcast(b, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD, r);
+    }
+    return rc;
+}
+
+/* Moves s on without blocking (block: until it has ended). */
+static int advance(sum_req *s, bool block) {
+    while (!s->done) {
+        int done = 1, rc;
+        if (block)
+            rc = MPI_Waitall(s->n_req, s->r, MPI_STATUSES_IGNORE);
+        else
+            rc = MPI_Testall(s->n_req, s->r, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS || !done) return rc;
+        if (g.size == 2 || s->phase == 1) {
+            s->done = 1;
+        } else {
+            s->phase = 1;
+            if ((rc = post(s)) != MPI_SUCCESS) return rc;
+            if (!block) return MPI_SUCCESS;
+        }
+    }
+    return MPI_SUCCESS;
+}
+
+static int sum_start(void *ctx, float *buf, int64_t n, void **req) {
     (void)ctx;
+    double t0 = mono_s();
     enter("allreduce");
     int rc = MPI_SUCCESS;
-    for (int64_t at = 0; at < n && rc == MPI_SUCCESS;) {
-        int chunk = n - at > (1 << 28) ? 1 << 28 : (int)(n - at);
-        rc = MPI_Reduce(g.rank == 0 ? MPI_IN_PLACE : buf + at, buf + at, chunk, MPI_FLOAT,
-                        MPI_SUM, 0, MPI_COMM_WORLD);
-        if (rc == MPI_SUCCESS) rc = MPI_Bcast(buf + at, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD);
-        at += chunk;
+    /* Progress on the sums in flight (MPI moves them only inside calls). */
+    for (sum_req *f = g_flight; f && rc == MPI_SUCCESS; f = f->next) rc = advance(f, false);
+    sum_req *s = calloc(1, sizeof *s);
+    *req = s;
+    if (rc == MPI_SUCCESS && !s) rc = MPI_ERR_NO_MEM;
+    if (rc == MPI_SUCCESS && n > DIST_CHUNK * DIST_REQS) rc = MPI_ERR_COUNT;
+    if (rc == MPI_SUCCESS) {
+        *s = (sum_req){.buf = buf, .n = n, .next = g_flight};
+        g_flight = s;
+        rc = post(s);
     }
+    g.stats.n++;
+    g.stats.bytes += (double)n * sizeof *buf;
+    g.stats.start_s += mono_s() - t0;
+    return leave(rc, "allreduce");
+}
+
+/* Waits for req (sum_start's) to end and frees it. */
+static int sum_wait(void *ctx, void *req) {
+    (void)ctx;
+    sum_req *s = req;
+    if (!s) return 1;
+    double t0 = mono_s();
+    enter("allreduce");
+    int rc = advance(s, true);
+    for (sum_req **p = &g_flight; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    free(s);
+    g.stats.wait_s += mono_s() - t0;
     return leave(rc, "allreduce");
 }
 
@@ -113,7 +203,7 @@ kiln_status kiln_distributed_init(kiln_diag *d) {
     MPI_Comm_size(MPI_COMM_WORLD, &g.size);
     const char *t = getenv("KILN_DIST_TIMEOUT");
     g.timeout = t && atof(t) > 0 ? atof(t) : 20;
-    g.coll = (ir_collective){NULL, g.rank, g.size, allreduce_sum, last_error};
+    g.coll = (ir_collective){NULL, g.rank, g.size, sum_start, sum_wait, last_error};
     ir_collective_set(&g.coll);
     if (pthread_create(&g.watchdog, NULL, watchdog, NULL) == 0) pthread_detach(g.watchdog);
     g.active = true;
@@ -123,6 +213,17 @@ kiln_status kiln_distributed_init(kiln_diag *d) {
 void kiln_distributed_finalize(void) {
     if (!g.active) return;
     ir_collective_set(NULL);
+    while (g_flight) { /* left by a failed run (MPI's requests go with MPI) */
+        sum_req *s = g_flight;
+        g_flight = s->next;
+        free(s);
+    }
+    if (getenv("KILN_DIST_STATS"))
+        fprintf(stderr,
+                "kiln: rank %d of %d: %.0f allreduces, %.3f MB; starting them %.1f ms, waiting "
+                "for them %.1f ms\n",
+                g.rank, g.size, g.stats.n, g.stats.bytes / 1e6, g.stats.start_s * 1e3,
+                g.stats.wait_s * 1e3);
     g.active = false;
     int fin = 0;
     MPI_Finalized(&fin);

@@ -3,6 +3,9 @@
  * state): allocated and initialized in one place, for a model and for the
  * weights an AOT library embeds.
  */
+#include <string.h>
+
+#include "runtime/checkpoint.h"
 #include "runtime/runtime.h"
 
 size_t rt_global_bytes(const ir_global *g) {
@@ -37,4 +40,26 @@ void rt_globals_free(const kiln_module *m, void **globals) {
     if (!globals) return;
     for (int i = 0; i < m->n_globals; i++) ir_aligned_free(globals[i]);
     ir_free(globals);
+}
+
+/* The values the globals would start from, kept as the module's data. */
+kiln_status kiln_module_load_weights(kiln_module *m, const char *ckpt, int64_t seed,
+                                     kiln_diag *d) {
+    if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_module_load_weights: no module");
+    void **globals = NULL;
+    kiln_status st = rt_globals_create(m, rt_seed(m, seed), &globals, d);
+    if (!st && ckpt) st = rt_ckpt_load(ckpt, m, globals, RT_CKPT_STRICT, 0, NULL, d);
+    for (int i = 0; !st && i < m->n_globals; i++) {
+        ir_global *g = m->globals[i];
+        size_t bytes = rt_global_bytes(g);
+        void *data = ir_arena_alloc(&m->arena, bytes ? bytes : 4);
+        if (!data) {
+            st = ir_oom(d);
+            break;
+        }
+        memcpy(data, globals[i], bytes);
+        g->data = data;
+    }
+    rt_globals_free(m, globals);
+    return st;
 }

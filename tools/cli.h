@@ -37,6 +37,9 @@ bool cli_flag(const cli_args *a, const char *name);
 /* Integer option; false (with a message) if present but not an integer in
  * [lo, hi]. *out keeps its value when the option is absent. */
 bool cli_int(const cli_args *a, const char *name, int64_t lo, int64_t hi, int64_t *out);
+/* --gemm kiln|openblas into *out (KILN_GEMM_AUTO when absent); false after
+ * printing a usage error. */
+bool cli_gemm(const cli_args *a, const char *verb, kiln_gemm *out);
 void cli_usage_verb(FILE *f, const char *verb, const char *synopsis, const cli_opt *opts,
                     int n_opts);
 
@@ -57,5 +60,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

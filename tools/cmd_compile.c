@@ -20,6 +20,8 @@ static const cli_opt compile_opts[] = {
     {"--emit", "so|obj|llvm|asm", "what -o gets (default: so)"},
     {"--cpu", "CPU", "target CPU, e.g. x86-64-v3 (default: this machine)"},
     {"--cc", "CC", "C compiler used as the linker driver"},
+    {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default, no BLAS needed) or "
+                                "OpenBLAS (linked)"},
     {"--help", NULL, "show this help"},
 };
 
@@ -47,7 +49,8 @@ int cmd_compile(int argc, char **argv) {
     o.train = cli_flag(&a, "--train");
     o.cpu = cli_get(&a, "--cpu");
     o.cc = cli_get(&a, "--cc");
-    if (!cli_int(&a, "--seed", 0, INT64_MAX, &o.seed)) return 2;
+    if (!cli_int(&a, "--seed", 0, INT64_MAX, &o.seed) || !cli_gemm(&a, "compile", &o.gemm))
+        return 2;
     const char *emit = cli_get(&a, "--emit");
     static const char *const kinds[] = {"so", "obj", "llvm", "asm"};
     o.emit = KILN_AOT_SO;

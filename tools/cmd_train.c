@@ -59,7 +59,9 @@ static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
         return false;
     }
     int64_t v;
-    if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v))
+    kiln_gemm g;
+    if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v) ||
+        !cli_gemm(a, verb, &g))
         return false;
     if (need_load && !cli_get(a, "--load") && !(a->n_pos && cli_is_onnx(a->pos[0]))) {
         fprintf(stderr, "kiln %s: error: --load CKPT is required\n", verb);
@@ -85,6 +87,7 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     s->threads = 0;
     if (!cli_int(a, "--threads", 1, 256, &s->threads)) return KILN_ERR_INVALID;
     mo.threads = (int)s->threads;
+    if (!cli_gemm(a, s->verb, &mo.gemm)) return KILN_ERR_INVALID;
     int64_t seed = 0;
     if (!cli_int(a, "--seed", 0, INT64_MAX, &seed)) return KILN_ERR_INVALID;
     mo.seed = seed;
@@ -252,6 +255,7 @@ static const cli_opt train_opts[] = {
     {"--seed", "N", "seed of weight initialization and shuffling"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default) or OpenBLAS"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--load", "CKPT", "start from a checkpoint's weights (and optimizer state)"},
     {"--finetune", NULL, "with --load: load what matches, report what is skipped"},
@@ -351,6 +355,7 @@ static const cli_opt eval_opts[] = {
     {"--batch-size", "N", "batch size (default 128)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default) or OpenBLAS"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--report", "FILE.json", "write a JSON report"},
     {"--help", NULL, "show this help"},
@@ -394,6 +399,7 @@ static const cli_opt predict_opts[] = {
                          "'class p0 p1 ...' per sample (default stdout: class)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
     {"--backend", "jit|interp", "native code (default) or the reference interpreter"},
+    {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default) or OpenBLAS"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--help", NULL, "show this help"},
 };

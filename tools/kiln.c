@@ -87,6 +87,21 @@ const char *cli_get(const cli_args *a, const char *name) {
 
 bool cli_flag(const cli_args *a, const char *name) { return cli_get(a, name) != NULL; }
 
+bool cli_gemm(const cli_args *a, const char *verb, kiln_gemm *out) {
+    const char *g = cli_get(a, "--gemm");
+    *out = KILN_GEMM_AUTO;
+    if (!g) return true;
+    if (strcmp(g, "kiln") == 0) {
+        *out = KILN_GEMM_KILN;
+    } else if (strcmp(g, "openblas") == 0) {
+        *out = KILN_GEMM_OPENBLAS;
+    } else {
+        fprintf(stderr, "kiln %s: error: --gemm expects 'kiln' or 'openblas', got '%s'\n", verb, g);
+        return false;
+    }
+    return true;
+}
+
 bool cli_int(const cli_args *a, const char *name, int64_t lo, int64_t hi, int64_t *out) {
     const char *v = cli_get(a, name);
     if (!v) return true;
@@ -258,6 +273,7 @@ static const struct {
     {"opt", cmd_opt, "run passes over a .kir module and print the result"},
     {"summary", cmd_summary, "print the layer table and parameter counts"},
     {"cache", cmd_cache, "show or clear the compile cache"},
+    {"export", cmd_export, "write a model and its weights as an ONNX file"},
 };
 
 static void usage(FILE *f) {

@@ -133,6 +133,24 @@ KILN_API kiln_status kiln_onnx_import(const void *bytes, size_t len, const char 
                                       kiln_module **out, kiln_diag *d);
 /* Reads and imports a .onnx file. */
 KILN_API kiln_status kiln_onnx_load(const char *path, kiln_module **out, kiln_diag *d);
+/* Writes the module's function `infer` as an ONNX model (opset 13) that
+ * takes and returns what Kiln's does (NHWC images: the convolutions run
+ * between Transposes); initializers are the parameters' values (see
+ * kiln_module_load_weights) under their names, conv kernels permuted to
+ * ONNX's [out,in,kh,kw]. It is the inference graph: dropout is the identity,
+ * batch normalization uses the moving statistics. An op with no ONNX
+ * mapping is an error at its place (frontend/onnx_export.c). */
+KILN_API kiln_status kiln_onnx_export(const kiln_module *m, const char *path, kiln_diag *d);
+/* The same into malloc'ed bytes; the caller frees *bytes with kiln_free(). */
+KILN_API kiln_status kiln_onnx_export_bytes(const kiln_module *m, void **bytes, size_t *len,
+                                            kiln_diag *d);
+/* Gives every global of `m` its value as the module's own data (what an
+ * imported ONNX model's parameters hold): drawn from its initializer with
+ * `seed` (0: the module's train seed, else 1) as kiln_model_create does,
+ * unless it has data already, then loaded from checkpoint `ckpt` (NULL:
+ * none) strictly. Models created from `m` start from these values. */
+KILN_API kiln_status kiln_module_load_weights(kiln_module *m, const char *ckpt, int64_t seed,
+                                              kiln_diag *d);
 /* Loads a model file by its extension: .onnx (kiln_onnx_load), .kir
  * (kiln_module_load), else the .kiln language (kiln_model_file_load). */
 KILN_API kiln_status kiln_module_load_file(const char *path, kiln_module **out, kiln_diag *d);
@@ -219,6 +237,10 @@ KILN_API kiln_value kiln_exp(kiln_func *f, kiln_value x);
 /* x averaged over the ranks of a distributed run, weighted by each rank's
  * share of the batch (the identity in one process; kiln_distributed_init). */
 KILN_API kiln_value kiln_allreduce_mean(kiln_func *f, kiln_value x);
+/* x, the result of an allreduce_mean, once its collective has ended (the
+ * data-parallel pass starts buckets without waiting and waits with this
+ * op before the optimizer); the identity when there is nothing to wait for. */
+KILN_API kiln_value kiln_allreduce_wait(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_log(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_sqrt(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_pow(kiln_func *f, kiln_value x, double exponent);
@@ -512,6 +534,11 @@ typedef enum kiln_aot_emit {
     KILN_AOT_ASM     /* native assembly */
 } kiln_aot_emit;
 
+/* Who computes matrix products (dense, matmul, convolutions): Kiln's own
+ * generated kernels or OpenBLAS's cblas_sgemm. AUTO: the environment's
+ * KILN_GEMM (kiln|openblas) if set, else Kiln's (README "GEMM backends"). */
+typedef enum kiln_gemm { KILN_GEMM_AUTO = 0, KILN_GEMM_KILN = 1, KILN_GEMM_OPENBLAS = 2 } kiln_gemm;
+
 typedef struct kiln_aot_opts {
     const char *output; /* the file to write (required) */
     const char *header; /* also write the C header here; NULL: none */
@@ -526,6 +553,7 @@ typedef struct kiln_aot_opts {
     kiln_aot_emit emit;
     const char *cpu;    /* target CPU ("x86-64-v3", ...); NULL: this machine's */
     const char *cc;     /* the linker driver; NULL: the C compiler Kiln was built with */
+    kiln_gemm gemm;     /* KILN_GEMM_OPENBLAS links libopenblas; else the .so needs only libc, libm */
 } kiln_aot_opts;
 
 /* Compiles `m` ahead of time: runs the "train" pipeline (o->train) or the
@@ -631,6 +659,7 @@ typedef struct kiln_model_opts {
     kiln_backend backend;
     int threads;   /* OpenBLAS and Kiln threads; 0: keep the library default */
     int64_t seed;  /* weight initialization seed; 0: the module's (train.seed) or 1 */
+    kiln_gemm gemm; /* matrix products: Kiln's kernels or OpenBLAS (README "GEMM backends") */
 } kiln_model_opts;
 
 /* ---------------------------------------------------- distributed training

@@ -1,7 +1,8 @@
 /*
  * onnx_check.c — runs one case of ONNX's backend test suite:
  *   onnx_check CASE_DIR
- * imports CASE_DIR/model.onnx, feeds every test_data_set_N/input_K.pb to
+ * imports CASE_DIR/model.onnx, runs the pass inference-mode on it (as the
+ * infer pipeline does first), feeds every test_data_set_N/input_K.pb to
  * the function `infer` in the reference interpreter and compares its
  * results with output_K.pb (rtol 1e-3, atol 1e-7, ONNX's own tolerances).
  * The .pb files are read by the same generated protobuf code as the model.
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "frontend/onnx.h"
+#include "passes/pass.h"
 #include "runtime/runtime.h"
 
 #define SKIP 77
@@ -111,6 +113,11 @@ static int check_case(const char *dir, kiln_diag *d) {
     kiln_module *m = NULL;
     kiln_status st = kiln_onnx_load(path, &m, d);
     if (st) return fail_msg(st == KILN_ERR_UNSUPPORTED ? SKIP : 1, "%s%s", kiln_diag_message(d), "");
+    /* inference: batch normalization on its moving statistics, no dropout */
+    if (pass_inference_mode(m, d)) {
+        kiln_module_dispose(m);
+        return fail_msg(1, "%s%s", kiln_diag_message(d), "");
+    }
     void **globals = NULL;
     int rc = 0;
     if (rt_globals_create(m, 1, &globals, d)) rc = fail_msg(1, "%s%s", kiln_diag_message(d), "");

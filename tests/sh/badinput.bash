@@ -1,7 +1,8 @@
 # badinput.bash — what tests/sh/badinput_*.sh share (sourced; not a test itself).
 #
-#   expect RC 'one line' CMD...   runs CMD: its exit status must be RC and its whole
-#                                 stderr exactly that one line
+#   expect RC 'lines' CMD...      runs CMD: its exit status must be RC and its whole
+#                                 stderr exactly those lines (one error line, then
+#                                 any 'kiln: note:' lines it gives)
 #   make_idx DIR ...              writes IDX datasets (see below)
 #   finish                        prints the tally; exits 1 if any check failed
 # The scripts cd into a temporary directory, so messages hold short relative paths.
@@ -20,7 +21,7 @@ expect() {
   "$@" >"$T/.out" 2>"$T/.err"
   got=$?
   set -e
-  if [ "$got" -eq "$rc" ] && [ "$(cat "$T/.err")" = "$want" ] && [ "$(wc -l <"$T/.err")" -eq 1 ]; then
+  if [ "$got" -eq "$rc" ] && [ "$(cat "$T/.err")" = "$want" ] && [ "$(wc -l <"$T/.err")" -eq "$(printf '%s\n' "$want" | wc -l)" ]; then
     echo "ok: [$rc] $want"
   else
     fails=$((fails + 1))

@@ -17,7 +17,8 @@ expect 1 "kiln: error: wider.safetensors: tensor 'h.kernel' has shape [4,6], the
   "${eval[@]}" wider.safetensors
 expect 1 "kiln: error: deeper.safetensors: tensor 'h2.kernel' is not in the model (and 1 more tensor that does not match)" \
   "${eval[@]}" deeper.safetensors
-expect 1 "kiln: error: tiny.safetensors: tensor 'h.kernel' has shape [4,5], the model expects [4,6] (and 8 more tensors that do not match)" \
+expect 1 "kiln: error: tiny.safetensors: tensor 'h.kernel' has shape [4,5], the model expects [4,6] (and 8 more tensors that do not match)
+kiln: note: --finetune loads the tensors that match and starts the rest fresh" \
   "$kiln" train wider.kiln --backend interp --no-eval --data good --load tiny.safetensors
 
 # Corrupt files, each spoiled one way.

@@ -93,7 +93,7 @@ static lib compile_lib(const char *model, bool text, const char *so, const kiln_
 
 static kiln_model *jit_model(const char *model, bool text, int64_t seed) {
     kiln_diag *d = kiln_diag_create();
-    kiln_model_opts o = {KILN_BACKEND_JIT, 1, seed};
+    kiln_model_opts o = {KILN_BACKEND_JIT, 1, seed, KILN_GEMM_AUTO};
     kiln_model *mo = NULL;
     kiln_status st = kiln_model_create(load_module(model, text), &o, &mo, d);
     ck_assert_msg(st == KILN_OK, "model: %s", kiln_diag_message(d));

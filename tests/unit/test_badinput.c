@@ -307,7 +307,7 @@ static kiln_model *model(const char *file, const char *text, kiln_backend backen
     ck_assert_msg(kiln_model_file_parse(text, strlen(text), file, &m, d) == KILN_OK, "%s",
                   kiln_diag_message(d));
     kiln_model *mo = NULL;
-    kiln_model_opts o = {backend, 1, 3};
+    kiln_model_opts o = {backend, 1, 3, KILN_GEMM_AUTO};
     ck_assert_msg(kiln_model_create(m, &o, &mo, d) == KILN_OK, "%s", kiln_diag_message(d));
     kiln_diag_dispose(d);
     return mo;

@@ -618,7 +618,7 @@ END_TEST
 START_TEST(model_create_now_matches_lazy) {
     setenv("KILN_CACHE", "0", 1); /* both models compile */
     kiln_diag *d = kiln_diag_create();
-    kiln_model_opts o = {KILN_BACKEND_JIT, 1, 7};
+    kiln_model_opts o = {KILN_BACKEND_JIT, 1, 7, KILN_GEMM_AUTO};
     kiln_model *lazy = NULL, *now = NULL;
     ck_assert_msg(!kiln_model_create(tiny(), &o, &lazy, d), "%s", kiln_diag_message(d));
     ck_assert_msg(!kiln_model_create_now(tiny(), &o, "infer,nope,loss", &now, d), "%s",

@@ -101,7 +101,7 @@ static kiln_dataset *load_split(const char *split, int64_t first_n) {
 /* Takes m over. seed 0: the library's default seed (1). */
 static kiln_model *make_model(kiln_module *m, kiln_backend backend, int64_t seed) {
     kiln_diag *d = kiln_diag_create();
-    kiln_model_opts o = {backend, 1, seed};
+    kiln_model_opts o = {backend, 1, seed, KILN_GEMM_AUTO};
     kiln_model *model = NULL;
     kiln_status st = kiln_model_create(m, &o, &model, d);
     ck_assert_msg(st == KILN_OK, "model: %s", kiln_diag_message(d));
@@ -601,7 +601,7 @@ static kiln_status build_all(kiln_diag *d) {
     kiln_train_settings t = seed_settings();
     kiln_module *m = NULL;
     kiln_model *model = NULL;
-    kiln_model_opts o = {KILN_BACKEND_INTERP, 0, 3};
+    kiln_model_opts o = {KILN_BACKEND_INTERP, 0, 3, KILN_GEMM_AUTO};
     kiln_status st = kiln_sequential_dense(s, NULL, 128, KILN_ACT_RELU, d);
     if (!st) st = kiln_sequential_dense(s, NULL, 64, KILN_ACT_RELU, d);
     if (!st) st = kiln_sequential_set_trainable(s, "dense", 0, d);

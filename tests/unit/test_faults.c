@@ -162,7 +162,7 @@ static kiln_module *parse_model(void) {
 static kiln_model *make_model(kiln_backend backend) {
     kiln_diag *d = kiln_diag_create();
     kiln_model *model = NULL;
-    kiln_model_opts o = {backend, 1, 7};
+    kiln_model_opts o = {backend, 1, 7, KILN_GEMM_AUTO};
     kiln_status st = kiln_model_create(parse_model(), &o, &model, d);
     ck_assert_msg(st == KILN_OK, "%s", kiln_diag_message(d));
     kiln_diag_dispose(d);
@@ -260,7 +260,7 @@ static void setup_compile(void *ctx) {
 
 static kiln_status run_compile(void *ctx, kiln_diag *d) {
     model_ctx *c = ctx;
-    kiln_model_opts o = {c->backend, 1, 7};
+    kiln_model_opts o = {c->backend, 1, 7, KILN_GEMM_AUTO};
     kiln_module *m = c->m;
     c->m = NULL; /* taken by kiln_model_create, also on failure */
     return kiln_model_create(m, &o, &c->model, d);

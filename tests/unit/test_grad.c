@@ -431,6 +431,7 @@ BUILD(b_matmul_tb, kiln_matmul(f, x[0], x[1], 0, 1))
 BUILD(b_matmul_tab, kiln_matmul(f, x[0], x[1], 1, 1))
 BUILD(b_reshape, kiln_reshape(f, x[0], 2, (const int64_t[]){bt, 6}))
 BUILD(b_allreduce_mean, kiln_allreduce_mean(f, x[0]))
+BUILD(b_allreduce_wait, kiln_allreduce_wait(f, kiln_allreduce_mean(f, x[0])))
 BUILD(b_reshape_static, kiln_reshape(f, x[0], 3, (const int64_t[]){3, 1, 2}))
 BUILD(b_transpose021, kiln_transpose(f, x[0], 3, perm021))
 BUILD(b_transpose10, kiln_transpose(f, x[0], 2, perm10))
@@ -475,6 +476,18 @@ BUILD(b_dense_softplus, dense(f, x[0], x[1], x[2], KILN_ACT_SOFTPLUS, 0))
 BUILD(b_dense_silu, dense(f, x[0], x[1], x[2], KILN_ACT_SILU, 0))
 BUILD(b_dense_relu6, dense(f, x[0], x[1], x[2], KILN_ACT_RELU6, 0))
 BUILD(b_dense_hard_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_HARD_SIGMOID, 0))
+
+/* Explicit pads [top, left, bottom, right] (ONNX's) on a window op. */
+static kiln_value padded(kiln_func *f, int op, const kiln_value *x, int s, const int64_t *pads) {
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_ints(&a, "strides", 2, (const int64_t[]){s, s});
+    if (op != IR_OP_conv2d) ir_attrs_set_ints(&a, "pool_size", 2, (const int64_t[]){3, 3});
+    ir_attrs_set_ints(&a, "pads", 4, pads);
+    return internal_op(f, op, op == IR_OP_conv2d ? 3 : 1, x, &a);
+}
+BUILD(b_conv_pads, padded(f, IR_OP_conv2d, x, 2, (const int64_t[]){1, 2, 1, 0}))
+BUILD(b_maxpool_pads, padded(f, IR_OP_max_pool2d, x, 2, (const int64_t[]){1, 1, 2, 0}))
+BUILD(b_avgpool_pads, padded(f, IR_OP_avg_pool2d, x, 1, (const int64_t[]){2, 0, 1, 1}))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
@@ -613,6 +626,14 @@ static const gcase g_cases[] = {
      EPS},
     /* last: a case's seed is its index, so new cases go at the end */
     {"allreduce_mean", "one process", b_allreduce_mean, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    /* ONNX's explicit pads (issue 16) */
+    {"conv2d", "pads [1,2,1,0], stride 2", b_conv_pads, 3,
+     {F_(G_ANY, 4, Q, 5, 6, 2), F_(G_ANY, 4, 3, 3, 2, 2), F_(G_ANY, 1, 2)}, EPS},
+    {"max_pool2d", "3x3 pads [1,1,2,0], stride 2", b_maxpool_pads, 1,
+     {F_(G_UNIQUE, 4, Q, 5, 6, 1)}, EPS},
+    {"avg_pool2d", "3x3 pads [2,0,1,1], stride 1", b_avgpool_pads, 1,
+     {F_(G_ANY, 4, Q, 4, 5, 1)}, EPS},
+    {"allreduce_wait", "one process", b_allreduce_wait, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
     /* Keras 3 activations (issue 15): the ops, then as dense's epilogue */
     {"erf", "[?,3]", b_erf, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
     {"elu", "alpha 1, away from 0", b_elu, 1, {F_(G_AWAY0, 2, Q, 3)}, EPS},

@@ -254,6 +254,9 @@ static const icase g_cases[] = {
     {.op = IR_OP_allreduce_mean, "allreduce_mean, one process",
      F1("allreduce_mean(%x)", "f32[?,3]", "f32[?,3]"), 2, {V(1, -2, 3, 4, 5, 6.5)},
      {V(1, -2, 3, 4, 5, 6.5)}},
+    {.op = IR_OP_allreduce_wait, "allreduce_wait, one process",
+     F1("allreduce_wait(%x)", "f32[?,3]", "f32[?,3]"), 2, {V(1, -2, 3, 4, 5, 6.5)},
+     {V(1, -2, 3, 4, 5, 6.5)}},
     {.op = IR_OP_transpose, "transpose default", F1("transpose(%x)", "f32[2,3]", "f32[3,2]"), 1,
      {X23}, {V(1, 4, 2, 5, 3, 6)}},
     /* out[c][a][b] = x[a][b][c] with x = 0..11 */

@@ -396,6 +396,73 @@ START_TEST(dense_does_not_fuse) {
 }
 END_TEST
 
+/* ------------------------------------------------------- fuse-conv-act */
+
+static kiln_module *parsed(const char *src) {
+    kiln_module *m = NULL;
+    kiln_diag_clear(g_d);
+    kiln_status st = kiln_model_file_parse(src, strlen(src), "c.kiln", &m, g_d);
+    ck_assert_msg(st == KILN_OK, "%s", kiln_diag_message(g_d));
+    return m;
+}
+
+/* Four conv layers, each activation, strides, same padding, dilation, no
+ * bias (a zero vector), and a training recipe. */
+static const char g_conv_src[] =
+    "model m\ninput x : f32[?, 9, 8, 2]\nlabel y : f32[?, 4]\n"
+    "a = conv2d(x, 3, 3, activation=relu)\n"
+    "b = conv2d(a, 4, 2, strides=2, padding=same, activation=leaky_relu)\n"
+    "c = conv2d(b, 5, 3, padding=same, dilation_rate=2, activation=tanh, use_bias=false)\n"
+    "d = conv2d(c, 2, 1, activation=sigmoid)\n"
+    "f = flatten(d)\np = dense(f, 4, activation=softmax)\n"
+    "output p\nloss categorical_crossentropy(p, y)\n"
+    "train {\n  optimizer = adam(lr=0.01)\n}\n";
+
+static kiln_module *conv_model(void) { return parsed(g_conv_src); }
+
+START_TEST(conv_fuses_each_activation) {
+    kiln_module *a = conv_model(), *b = conv_model();
+    const int acts[] = {IR_OP_relu, IR_OP_leaky_relu, IR_OP_tanh, IR_OP_sigmoid};
+    for (int k = 0; k < 4; k++) ck_assert_int_eq(count_op(kiln_module_func(a, "infer"), acts[k]), 1);
+    run_passes(b, "fuse-conv-act");
+    const kiln_func *f = kiln_module_func(b, "infer");
+    ck_assert_int_eq(count_op(f, IR_OP_conv2d), 4);
+    for (int k = 0; k < 4; k++) ck_assert_int_eq(count_op(f, acts[k]), 0);
+    int seen = 0;
+    for (int i = 0; i < f->n_nodes; i++) {
+        const ir_node *n = f->nodes[i];
+        if (n->op != IR_OP_conv2d) continue;
+        ck_assert_int_eq(ir_attr_i(n, "activation"), acts[seen]);
+        if (acts[seen] == IR_OP_leaky_relu) ck_assert(ir_attr_f(n, "alpha") == 0.2);
+        seen++;
+    }
+    ck_assert_int_eq(seen, 4);
+    for (int64_t batch = 1; batch <= 7; batch += 6) assert_same_run(a, b, "infer", batch, 1e-6);
+    kiln_module_dispose(a);
+    kiln_module_dispose(b);
+}
+END_TEST
+
+/* One Adam step through the fused convs (their gradient rule applies the
+ * activation's derivative) equals the step through separate activations:
+ * the loss and every parameter and slot afterwards. */
+START_TEST(conv_fused_train_step_equals_unfused) {
+    kiln_module *a = conv_model(), *b = conv_model();
+    const char *train = pass_pipeline_named("train");
+    ck_assert_ptr_nonnull(strstr(train, "fuse-conv-act,"));
+    char unfused[512];
+    snprintf(unfused, sizeof unfused, "%.*s%s", (int)(strstr(train, "fuse-conv-act,") - train),
+             train, strstr(train, "fuse-conv-act,") + strlen("fuse-conv-act,"));
+    run_passes(a, unfused);
+    run_passes(b, train);
+    ck_assert_int_eq(count_op(kiln_module_func(a, "train_step"), IR_OP_relu), 1);
+    ck_assert_int_eq(count_op(kiln_module_func(b, "train_step"), IR_OP_relu), 0);
+    assert_same_run(a, b, "train_step", 5, 1e-5);
+    kiln_module_dispose(a);
+    kiln_module_dispose(b);
+}
+END_TEST
+
 /* ----------------------------------------------------- fuse-softmax-ce */
 
 /* loss(z, y) with one of three spellings of softmax cross-entropy. */
@@ -1184,6 +1251,7 @@ START_TEST(passes_survive_allocation_failures) {
         kiln_module *(*make)(void);
     } cases[] = {
         {"fuse-dense-act", mlp_relu},
+        {"fuse-conv-act", conv_model},
         {"fuse-softmax-ce", ce_plain},
         {"constant-fold", identities},
         {"cse", duplicates},
@@ -1525,6 +1593,8 @@ static Suite *suite(void) {
     tcase_add_test(t, dense_same_graph_as_direct_dense);
     tcase_add_test(t, dense_model_file_equals_primitives);
     tcase_add_test(t, dense_does_not_fuse);
+    tcase_add_test(t, conv_fuses_each_activation);
+    tcase_add_test(t, conv_fused_train_step_equals_unfused);
     tcase_add_test(t, softmax_ce_fuses);
     tcase_add_test(t, softmax_ce_does_not_fuse);
     tcase_add_test(t, softmax_ce_stable_for_large_logits);

@@ -1,0 +1,506 @@
+/*
+ * gemm.c — Kiln's GEMM micro-kernels, generated as LLVM IR (see gemm.h for
+ * the loop nest). One internal function per distinct call signature:
+ *
+ *   define internal void @kiln.gemm.nt.k784.n128.b0.w8(i64 %M, i64 %N, i64 %K,
+ *          float* %A, i64 %lda, float* %B, i64 %ldb, float* noalias %C,
+ *          i64 %ldc, float* %bias)
+ *
+ * K and N known at compile time become constants inside (the panel loop,
+ * the K blocks and the column masks fold); M is always a run-time value.
+ */
+#include "codegen/gemm.h"
+#include <llvm-c/TargetMachine.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { GEMM_MR = 6, GEMM_KC = 512 };
+
+typedef struct gemm_gen {
+    cg_ctx *c;
+    const cg_gemm_call *g;
+    int W, NV, NR, MR;
+    LLVMTypeRef vt, fp, vti;
+    /* parameters */
+    LLVMValueRef M, N, K, A, lda, B, ldb, C, ldc, bias;
+    LLVMValueRef buf; /* the packed panel, KC x NR floats */
+    /* the current panel / block */
+    LLVMValueRef jp, nc, kb, kc, first, last;
+} gemm_gen;
+
+/* ------------------------------------------------------------- helpers */
+
+static LLVMValueRef add(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildNSWAdd(q->c->b, a, b, "");
+}
+static LLVMValueRef mul(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildNSWMul(q->c->b, a, b, "");
+}
+static LLVMValueRef imin(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    LLVMBuilderRef b_ = q->c->b;
+    return LLVMBuildSelect(b_, LLVMBuildICmp(b_, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef splat(gemm_gen *q, LLVMValueRef s) {
+    cg_ctx *c = q->c;
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(q->vt), s, cg_i32(c, 0), "");
+    LLVMValueRef zeros[16];
+    for (int i = 0; i < q->W; i++) zeros[i] = cg_i32(c, 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(q->vt),
+                                  LLVMConstVector(zeros, (unsigned)q->W), "");
+}
+
+static LLVMValueRef vptr(gemm_gen *q, LLVMValueRef base, LLVMValueRef idx) {
+    cg_ctx *c = q->c;
+    LLVMValueRef p = cg_gep(c, c->t_f32, base, idx);
+    return LLVMBuildBitCast(c->b, p, LLVMPointerType(q->vt, 0), "");
+}
+
+static LLVMValueRef loadv(gemm_gen *q, LLVMValueRef base, LLVMValueRef idx, unsigned align) {
+    LLVMValueRef v = LLVMBuildLoad2(q->c->b, q->vt, vptr(q, base, idx), "");
+    LLVMSetAlignment(v, align);
+    return v;
+}
+
+static void storev(gemm_gen *q, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx,
+                   unsigned align) {
+    LLVMValueRef s = LLVMBuildStore(q->c->b, v, vptr(q, base, idx));
+    LLVMSetAlignment(s, align);
+}
+
+/* Lanes l with l < n (n an i64, may be <= 0 or >= W). */
+static LLVMValueRef lane_mask(gemm_gen *q, LLVMValueRef n) {
+    cg_ctx *c = q->c;
+    LLVMValueRef lanes[16];
+    for (int i = 0; i < q->W; i++) lanes[i] = cg_i32(c, i);
+    LLVMValueRef n32 = LLVMBuildTrunc(c->b, imin(q, n, cg_i64(c, q->W)), c->t_i32, "");
+    LLVMValueRef nv = LLVMBuildInsertElement(c->b, LLVMGetUndef(q->vti), n32, cg_i32(c, 0), "");
+    LLVMValueRef zeros[16];
+    for (int i = 0; i < q->W; i++) zeros[i] = cg_i32(c, 0);
+    nv = LLVMBuildShuffleVector(c->b, nv, LLVMGetUndef(q->vti),
+                                LLVMConstVector(zeros, (unsigned)q->W), "");
+    return LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lanes, (unsigned)q->W), nv, "");
+}
+
+/* llvm.masked.load / llvm.masked.store, overloaded on the vector and its
+ * pointer type. */
+static LLVMValueRef masked_intrinsic(gemm_gen *q, const char *name, LLVMTypeRef *fty) {
+    cg_ctx *c = q->c;
+    LLVMTypeRef tys[2] = {q->vt, LLVMPointerType(q->vt, 0)};
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    *fty = LLVMIntrinsicGetType(c->ctx, id, tys, 2);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, tys, 2);
+}
+
+static LLVMValueRef loadv_masked(gemm_gen *q, LLVMValueRef base, LLVMValueRef idx,
+                                 LLVMValueRef mask) {
+    LLVMTypeRef fty;
+    LLVMValueRef fn = masked_intrinsic(q, "llvm.masked.load", &fty);
+    LLVMValueRef args[4] = {vptr(q, base, idx), cg_i32(q->c, 4), mask,
+                            cg_fc(q->c, q->vt, 0.0)};
+    return LLVMBuildCall2(q->c->b, fty, fn, args, 4, "");
+}
+
+static void storev_masked(gemm_gen *q, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx,
+                          LLVMValueRef mask) {
+    LLVMTypeRef fty;
+    LLVMValueRef fn = masked_intrinsic(q, "llvm.masked.store", &fty);
+    LLVMValueRef args[4] = {v, vptr(q, base, idx), cg_i32(q->c, 4), mask};
+    LLVMBuildCall2(q->c->b, fty, fn, args, 4, "");
+}
+
+static LLVMBasicBlockRef block(gemm_gen *q, const char *name) {
+    return LLVMAppendBasicBlockInContext(q->c->ctx, q->c->fn, name);
+}
+
+/* ------------------------------------------------------------- packing */
+
+/* buf[k*NR + j] = op(B)[kb+k, jp+j] for k < kc, j < NR; zero for j >= nc. */
+static void emit_pack(gemm_gen *q) {
+    cg_ctx *c = q->c;
+    if (!q->g->tb) {
+        /* Rows of B are contiguous: NV vector copies per k, masked on
+         * the last panel (zeros beyond nc). */
+        LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntEQ, q->nc, cg_i64(c, q->NR), "");
+        LLVMBasicBlockRef b_full = block(q, "pack.full"), b_part = block(q, "pack.part"),
+                          b_done = block(q, "pack.done");
+        LLVMBuildCondBr(c->b, full, b_full, b_part);
+        for (int part = 0; part < 2; part++) {
+            LLVMPositionBuilderAtEnd(c->b, part ? b_part : b_full);
+            LLVMValueRef mask[4];
+            for (int v = 0; v < q->NV && part; v++)
+                mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
+            cg_loop l;
+            LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
+            LLVMValueRef src = add(q, mul(q, add(q, q->kb, k), q->ldb), q->jp);
+            LLVMValueRef dst = mul(q, k, cg_i64(c, q->NR));
+            for (int v = 0; v < q->NV; v++) {
+                LLVMValueRef off = cg_i64(c, v * q->W);
+                LLVMValueRef x = part ? loadv_masked(q, q->B, add(q, src, off), mask[v])
+                                      : loadv(q, q->B, add(q, src, off), 4);
+                storev(q, x, q->buf, add(q, dst, off), 32);
+            }
+            l.hints = CG_LOOP_NO_VECTORIZE;
+            cg_loop_end(c, &l, NULL);
+            LLVMBuildBr(c->b, b_done);
+        }
+        LLVMPositionBuilderAtEnd(c->b, b_done);
+        return;
+    }
+    /* Transposed B [N,K]: column j of the panel is row jp+j of B,
+     * contiguous in k; W of its elements per vector load, stored to W rows
+     * of the buffer. Columns beyond nc are zero. */
+    cg_loop lj;
+    LLVMValueRef j = cg_loop_begin(c, &lj, cg_i64(c, 0), cg_i64(c, q->NR), 1);
+    LLVMBasicBlockRef b_col = block(q, "pack.col"), b_zero = block(q, "pack.zero"),
+                      b_next = block(q, "pack.next");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, j, q->nc, ""), b_col, b_zero);
+    LLVMPositionBuilderAtEnd(c->b, b_col);
+    LLVMValueRef row = add(q, mul(q, add(q, q->jp, j), q->ldb), q->kb);
+    LLVMValueRef kv = LLVMBuildAnd(c->b, q->kc, cg_i64(c, ~(long long)(q->W - 1)), "");
+    {
+        cg_loop lk;
+        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
+        LLVMValueRef x = loadv(q, q->B, add(q, row, k), 4);
+        for (int e = 0; e < q->W; e++) {
+            LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, e)), cg_i64(c, q->NR)), j);
+            cg_store(c, LLVMBuildExtractElement(c->b, x, cg_i32(c, e), ""), q->buf, dst);
+        }
+        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &lk, NULL);
+    }
+    {
+        cg_loop lk;
+        LLVMValueRef k = cg_loop_begin(c, &lk, kv, q->kc, 1);
+        LLVMValueRef dst = add(q, mul(q, k, cg_i64(c, q->NR)), j);
+        cg_store(c, cg_load(c, c->t_f32, q->B, add(q, row, k)), q->buf, dst);
+        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &lk, NULL);
+    }
+    LLVMBuildBr(c->b, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_zero);
+    {
+        cg_loop lk;
+        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), q->kc, 1);
+        cg_store(c, LLVMConstReal(c->t_f32, 0.0), q->buf, add(q, mul(q, k, cg_i64(c, q->NR)), j));
+        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        cg_loop_end(c, &lk, NULL);
+    }
+    LLVMBuildBr(c->b, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_next);
+    lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    cg_loop_end(c, &lj, NULL);
+}
+
+/* ------------------------------------------------------- micro-kernel */
+
+/* The store of an mr x NR tile at row i: acc (+ C unless this is the first
+ * K block with beta 0), then on the last block the epilogue; masked columns
+ * on the last panel. */
+static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef acc[][4],
+                            bool masked) {
+    cg_ctx *c = q->c;
+    const cg_gemm_call *g = q->g;
+    LLVMValueRef mask[4] = {0};
+    if (masked)
+        for (int v = 0; v < q->NV; v++)
+            mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
+    LLVMValueRef rowp[GEMM_MR * 2];
+    for (int r = 0; r < mr; r++) rowp[r] = add(q, mul(q, add(q, i, cg_i64(c, r)), q->ldc), q->jp);
+#define LD(base, idx, v) (masked ? loadv_masked(q, base, idx, mask[v]) : loadv(q, base, idx, 4))
+    /* + C: earlier K blocks (scale 1), or beta C on the first. */
+    LLVMValueRef load_c = LLVMBuildNot(c->b, q->first, "");
+    if (g->beta != 0.0) load_c = LLVMConstInt(c->t_i1, 1, 0);
+    LLVMBasicBlockRef b_pre = LLVMGetInsertBlock(c->b), b_ld = block(q, "tile.c"),
+                      b_after = block(q, "tile.c.done");
+    LLVMBuildCondBr(c->b, load_c, b_ld, b_after);
+    LLVMPositionBuilderAtEnd(c->b, b_ld);
+    LLVMValueRef scale =
+        g->beta == 1.0 || g->beta == 0.0
+            ? NULL
+            : LLVMBuildSelect(c->b, q->first, cg_fc(c, q->vt, g->beta), cg_fc(c, q->vt, 1.0), "");
+    LLVMValueRef withc[GEMM_MR * 2][4];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) {
+            LLVMValueRef x = LD(q->C, add(q, rowp[r], cg_i64(c, v * q->W)), v);
+            withc[r][v] = scale ? cg_fma(c, x, scale, acc[r][v])
+                                : LLVMBuildFAdd(c->b, acc[r][v], x, "");
+        }
+    LLVMBasicBlockRef b_ld_end = LLVMGetInsertBlock(c->b);
+    LLVMBuildBr(c->b, b_after);
+    LLVMPositionBuilderAtEnd(c->b, b_after);
+    LLVMValueRef t[GEMM_MR * 2][4];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) {
+            t[r][v] = LLVMBuildPhi(c->b, q->vt, "");
+            LLVMValueRef vals[2] = {acc[r][v], withc[r][v]};
+            LLVMBasicBlockRef from[2] = {b_pre, b_ld_end};
+            LLVMAddIncoming(t[r][v], vals, from, 2);
+        }
+    /* The epilogue, on the final sums only. */
+    if (q->bias || g->act) {
+        LLVMBasicBlockRef b_pre2 = LLVMGetInsertBlock(c->b), b_epi = block(q, "tile.epi"),
+                          b_done = block(q, "tile.epi.done");
+        LLVMBuildCondBr(c->b, q->last, b_epi, b_done);
+        LLVMPositionBuilderAtEnd(c->b, b_epi);
+        LLVMValueRef bv[4], e[GEMM_MR * 2][4];
+        for (int v = 0; v < q->NV && q->bias; v++)
+            bv[v] = LD(q->bias, add(q, q->jp, cg_i64(c, v * q->W)), v);
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < q->NV; v++) {
+                LLVMValueRef x = t[r][v];
+                if (q->bias) x = LLVMBuildFAdd(c->b, x, bv[v], "");
+                if (g->act) x = cg_scalar_lowering(g->act)(c, g->act_node, &x);
+                e[r][v] = x;
+            }
+        LLVMBasicBlockRef b_epi_end = LLVMGetInsertBlock(c->b);
+        LLVMBuildBr(c->b, b_done);
+        LLVMPositionBuilderAtEnd(c->b, b_done);
+        for (int r = 0; r < mr; r++)
+            for (int v = 0; v < q->NV; v++) {
+                LLVMValueRef p = LLVMBuildPhi(c->b, q->vt, "");
+                LLVMValueRef vals[2] = {t[r][v], e[r][v]};
+                LLVMBasicBlockRef from[2] = {b_pre2, b_epi_end};
+                LLVMAddIncoming(p, vals, from, 2);
+                t[r][v] = p;
+            }
+    }
+#undef LD
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) {
+            LLVMValueRef idx = add(q, rowp[r], cg_i64(c, v * q->W));
+            if (masked)
+                storev_masked(q, t[r][v], q->C, idx, mask[v]);
+            else
+                storev(q, t[r][v], q->C, idx, 4);
+        }
+}
+
+/* One mr x NR tile of C at row i over the current K block. */
+static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
+    cg_ctx *c = q->c;
+    const cg_gemm_call *g = q->g;
+    LLVMValueRef acc[GEMM_MR * 2][4], next[GEMM_MR * 2][4];
+    /* A's element (i+r, kb+k): row-major A[i+r, kb+k], or A[kb+k, i+r]. */
+    LLVMValueRef abase = g->ta ? add(q, mul(q, q->kb, q->lda), i) : add(q, mul(q, i, q->lda), q->kb);
+    cg_loop l;
+    LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) acc[r][v] = cg_loop_phi(c, &l, cg_fc(c, q->vt, 0.0));
+    LLVMValueRef b[4];
+    LLVMValueRef brow = mul(q, k, cg_i64(c, q->NR));
+    for (int v = 0; v < q->NV; v++) b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
+    LLVMValueRef arow = g->ta ? add(q, abase, mul(q, k, q->lda)) : add(q, abase, k);
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef aidx = g->ta ? add(q, arow, cg_i64(c, r)) : add(q, arow, mul(q, cg_i64(c, r), q->lda));
+        LLVMValueRef a = splat(q, cg_load(c, c->t_f32, q->A, aidx));
+        for (int v = 0; v < q->NV; v++) next[r][v] = cg_fma(c, a, b[v], acc[r][v]);
+    }
+    l.hints = CG_LOOP_NO_VECTORIZE | (mr < q->MR ? CG_LOOP_NO_UNROLL : 0);
+    LLVMValueRef flat[GEMM_MR * 2 * 4];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) flat[r * q->NV + v] = next[r][v];
+    cg_loop_end(c, &l, flat);
+    LLVMValueRef out[GEMM_MR * 2][4];
+    /* The loop may not run (kc == 0 never happens: blocks are non-empty). */
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < q->NV; v++) out[r][v] = l.exits[r * q->NV + v];
+    LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntEQ, q->nc, cg_i64(c, q->NR), "");
+    LLVMBasicBlockRef b_full = block(q, "tile.full"), b_part = block(q, "tile.part"),
+                      b_done = block(q, "tile.done");
+    LLVMBuildCondBr(c->b, full, b_full, b_part);
+    LLVMPositionBuilderAtEnd(c->b, b_full);
+    emit_tile_store(q, mr, i, out, false);
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_part);
+    emit_tile_store(q, mr, i, out, true);
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_done);
+}
+
+/* The rows of one (panel, K block): MR at a time, then the M mod MR rest
+ * with a variant of its own size. */
+static void emit_rows(gemm_gen *q) {
+    cg_ctx *c = q->c;
+    LLVMValueRef mfull = mul(q, LLVMBuildSDiv(c->b, q->M, cg_i64(c, q->MR), ""), cg_i64(c, q->MR));
+    cg_loop li;
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
+    emit_tile(q, q->MR, i);
+    li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    cg_loop_end(c, &li, NULL);
+    LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
+    LLVMBasicBlockRef b_done = block(q, "rows.done");
+    LLVMValueRef sw = LLVMBuildSwitch(c->b, rest, b_done, (unsigned)q->MR - 1);
+    for (int mr = 1; mr < q->MR; mr++) {
+        LLVMBasicBlockRef bb = block(q, "rows.rest");
+        LLVMAddCase(sw, cg_i64(c, mr), bb);
+        LLVMPositionBuilderAtEnd(c->b, bb);
+        emit_tile(q, mr, mfull);
+        LLVMBuildBr(c->b, b_done);
+    }
+    LLVMPositionBuilderAtEnd(c->b, b_done);
+}
+
+/* ------------------------------------------------------------ function */
+
+static bool has_feature(const char *features, const char *f) {
+    size_t n = strlen(f);
+    for (const char *p = features ? strstr(features, f) : NULL; p; p = strstr(p + 1, f))
+        if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0)) return true;
+    return false;
+}
+
+/* Whether the target is this machine (no CPU or features named). */
+static bool host_target(const cg_options *o) {
+    return !(o && (o->cpu || o->features));
+}
+
+int cg_gemm_width(const cg_options *o, const char *features) {
+    if (o && (o->gemm_width == 4 || o->gemm_width == 8 || o->gemm_width == 16))
+        return o->gemm_width;
+    const char *env = getenv("KILN_GEMM_WIDTH");
+    if (env && (!strcmp(env, "4") || !strcmp(env, "8") || !strcmp(env, "16"))) return atoi(env);
+    if (has_feature(features, "avx512f")) return 16;
+    if (host_target(o)) {
+        char *host = LLVMGetHostCPUFeatures();
+        int w = has_feature(host, "avx512f") && has_feature(host, "avx512vl") ? 16
+                : has_feature(host, "avx2") && has_feature(host, "fma")  ? 8
+                                                                          : 4;
+        LLVMDisposeMessage(host);
+        return w;
+    }
+    if (has_feature(features, "avx2") && has_feature(features, "fma")) return 8;
+    /* A named CPU brings its features (not in the string): x86-64 levels
+     * and the families with 256-bit FMA. */
+    const char *cpu = o->cpu ? o->cpu : "";
+    static const char *const avx2_cpus[] = {"x86-64-v3", "x86-64-v4", "haswell", "broadwell",
+                                            "skylake", "cascadelake", "icelake", "tigerlake",
+                                            "sapphirerapids", "alderlake", "znver"};
+    for (size_t i = 0; i < sizeof avx2_cpus / sizeof *avx2_cpus; i++)
+        if (!strncmp(cpu, avx2_cpus[i], strlen(avx2_cpus[i]))) return 8;
+    return 4;
+}
+
+bool cg_gemm_use_kiln(const cg_options *o) {
+    if (o && o->gemm == KILN_GEMM_OPENBLAS) return false;
+    if (o && o->gemm == KILN_GEMM_KILN) return true;
+    const char *env = getenv("KILN_GEMM");
+    if (env && !strcmp(env, "openblas")) return false;
+    return true;
+}
+
+/* The function's signature key: what it is specialized to. */
+static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t n) {
+    long long kc = -1, nc = -1;
+    if (LLVMIsAConstantInt(g->K)) kc = LLVMConstIntGetSExtValue(g->K);
+    if (LLVMIsAConstantInt(g->N)) nc = LLVMConstIntGetSExtValue(g->N);
+    char act[64] = "";
+    if (g->act)
+        snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
+    snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
+    snprintf(key, n, "kiln.gemm.%c%c.k%lld.n%lld.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
+             kc, nc, g->beta, W, act);
+    (void)c;
+}
+
+static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+    LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
+    LLVMTypeRef fty = LLVMFunctionType(c->t_void, pt, 10, 0);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    for (unsigned p = 4; p <= 10; p += 2) cg_add_attr(c, fn, p, "nocapture");
+    cg_add_attr(c, fn, 4, "readonly");
+    cg_add_attr(c, fn, 6, "readonly");
+    cg_add_attr(c, fn, 8, "noalias");
+    cg_add_attr(c, fn, 10, "readonly");
+    /* 16 lanes on a host with AVX-512 whose module targets AVX2 (emit.c):
+     * this function alone gets the host's features. */
+    if (W == 16 && !has_feature(c->features, "avx512f") && host_target(c->o)) {
+        char *host = LLVMGetHostCPUFeatures();
+        LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, host,
+                                                       (unsigned)strlen(host));
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+        LLVMDisposeMessage(host);
+    }
+
+    /* Build it with the context's builder, then return to the caller. */
+    LLVMValueRef saved_fn = c->fn;
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
+    c->fn = fn;
+    gemm_gen q;
+    memset(&q, 0, sizeof q);
+    q.c = c;
+    q.g = g;
+    q.W = W;
+    q.NV = W == 4 ? 2 : 2;
+    q.NR = q.NV * W;
+    q.MR = GEMM_MR;
+    q.vt = LLVMVectorType(c->t_f32, (unsigned)W);
+    q.vti = LLVMVectorType(c->t_i32, (unsigned)W);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    /* Constants where the call site has them. */
+    q.M = LLVMGetParam(fn, 0);
+    q.N = LLVMIsAConstantInt(g->N) ? g->N : LLVMGetParam(fn, 1);
+    q.K = LLVMIsAConstantInt(g->K) ? g->K : LLVMGetParam(fn, 2);
+    q.A = LLVMGetParam(fn, 3);
+    q.lda = LLVMGetParam(fn, 4);
+    q.B = LLVMGetParam(fn, 5);
+    q.ldb = LLVMGetParam(fn, 6);
+    q.C = LLVMGetParam(fn, 7);
+    q.ldc = LLVMGetParam(fn, 8);
+    q.bias = g->bias ? LLVMGetParam(fn, 9) : NULL;
+    LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
+    LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
+    LLVMSetAlignment(buf, 64);
+    q.buf = LLVMBuildBitCast(c->b, buf, fp, "");
+
+    /* K == 0: no block runs; C = act(beta C + bias) is one pass of the
+     * store with zero sums. Rare (empty products): done with a K block
+     * of length 0, which the tile loops allow. */
+    LLVMValueRef kzero = LLVMBuildICmp(c->b, LLVMIntEQ, q.K, cg_i64(c, 0), "");
+    LLVMValueRef kblocks_end = LLVMBuildSelect(c->b, kzero, cg_i64(c, 1), q.K, "");
+
+    cg_loop lj;
+    q.jp = cg_loop_begin(c, &lj, cg_i64(c, 0), q.N, q.NR);
+    q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
+    cg_loop lk;
+    q.kb = cg_loop_begin(c, &lk, cg_i64(c, 0), kblocks_end, GEMM_KC);
+    q.kc = imin(&q, cg_i64(c, GEMM_KC), LLVMBuildNSWSub(c->b, q.K, q.kb, ""));
+    q.first = LLVMBuildICmp(c->b, LLVMIntEQ, q.kb, cg_i64(c, 0), "");
+    q.last = LLVMBuildICmp(c->b, LLVMIntSGE, add(&q, q.kb, cg_i64(c, GEMM_KC)), q.K, "");
+    emit_pack(&q);
+    emit_rows(&q);
+    lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    cg_loop_end(c, &lk, NULL);
+    lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    cg_loop_end(c, &lj, NULL);
+    LLVMBuildRetVoid(c->b);
+
+    c->fn = saved_fn;
+    LLVMPositionBuilderAtEnd(c->b, saved_bb);
+    return fn;
+}
+
+void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
+    int W = cg_gemm_width(c->o, c->features);
+    char name[160];
+    gemm_key(c, g, W, name, sizeof name);
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn) fn = build_gemm_fn(c, g, name, W);
+    LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
+    LLVMValueRef args[10] = {g->M,
+                             g->N,
+                             g->K,
+                             cg_cast_ptr(c, g->A, c->t_f32),
+                             g->lda,
+                             cg_cast_ptr(c, g->B, c->t_f32),
+                             g->ldb,
+                             cg_cast_ptr(c, g->C, c->t_f32),
+                             g->ldc,
+                             g->bias ? cg_cast_ptr(c, g->bias, c->t_f32) : LLVMConstNull(fp)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(fn), fn, args, 10, "");
+}

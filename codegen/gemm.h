@@ -1,0 +1,59 @@
+/*
+ * gemm.h — Kiln's own GEMM: packed, register-blocked micro-kernels
+ * generated as LLVM IR (gemm.c), the other backend of cg_sgemm beside
+ * OpenBLAS. Internal to codegen/.
+ *
+ *   C[M,N] = act(op(A) . op(B) + beta C + bias)       row-major, f32
+ *
+ * op(A) is A [M,K] (lda >= K) or, transposed, A [K,M] (lda >= M); op(B) is
+ * B [K,N] or, transposed, B [N,K]. Each call site gets (or shares, when
+ * alike) one internal function specialized to what is known at compile
+ * time: the transposes, K and N when they are constants, beta, the epilogue
+ * and the vector width. Its loops, outermost first:
+ *
+ *   for each panel of NR columns of C (the last one masked):
+ *     for each block of KC rows of B:
+ *       pack B[kb.., jp..] into a KC x NR buffer on the stack (zero padded)
+ *       for each tile of MR rows of C:     (the last MR-1 rows: a variant per count)
+ *         MR x NR accumulators in registers, one FMA per (row, vector) per k,
+ *         A read in place (a broadcast per row and k; transposed A: rows adjacent)
+ *         store: + beta C (+ the earlier K blocks), then bias and activation
+ *
+ * Register blocks: 6 x 16 for 8-wide AVX2 (12 accumulators, 2 vectors of
+ * B, 1 broadcast: 15 of 16 ymm), 6 x 32 for 16-wide AVX-512, 4 x 8 for the
+ * portable 4-wide fallback (llvm.fmuladd, so no FMA unit is assumed).
+ */
+#ifndef KILN_CODEGEN_GEMM_H
+#define KILN_CODEGEN_GEMM_H
+
+#include "codegen/lower.h"
+
+/* One GEMM call. Pointers may be i8* or f32*; sizes and leading dimensions
+ * are i64 values (constants where known: they specialize the kernel). */
+typedef struct cg_gemm_call {
+    bool ta, tb;
+    LLVMValueRef M, N, K;
+    LLVMValueRef A, lda, B, ldb, C, ldc;
+    double beta;
+    /* The epilogue, applied once to the final sums: + bias[N] (NULL: none),
+     * then the activation op of `act_node` (dense's, with its alpha), if any. */
+    LLVMValueRef bias;
+    const ir_node *act_node;
+    int act;
+} cg_gemm_call;
+
+/* Emits a call of Kiln's kernel for `g` at c->b (every size >= 0; K == 0
+ * with beta == 0 writes act(bias) or zeros). */
+void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g);
+
+/* The vector width Kiln's kernels use for `o` with the module's target
+ * features: o->gemm_width if set, else KILN_GEMM_WIDTH from the environment
+ * (4, 8 or 16), else 16 where the host has AVX-512 and the target is the
+ * host, 8 with AVX2, 4 otherwise. */
+int cg_gemm_width(const cg_options *o, const char *features);
+
+/* Whether the GEMM of a call site with these compile-time facts uses
+ * Kiln's kernel (else OpenBLAS): the rule of README "GEMM backends". */
+bool cg_gemm_use_kiln(const cg_options *o);
+
+#endif
