@@ -303,6 +303,8 @@ if [ "$callgrind" = 1 ]; then
 fi
 
 stage_load mpi; bench/mpi.sh --build-dir "$build_dir" --reps "$ct_reps" --out "$out/mpi" || echo "   bench/mpi.sh failed: see $out/mpi"
+[ "$quick" = 1 ] || { echo "== binary classifier (bench/binary.sh)"; bench/binary.sh "$bin/kiln" 3 5 | tee "$log/binary.txt" || echo "   bench/binary.sh: not within noise (see above)"; }
+
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}

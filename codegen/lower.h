@@ -173,6 +173,8 @@ LLVMValueRef cg_exp(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_tanh(cg_ctx *c, LLVMValueRef x);
 LLVMValueRef cg_sigmoid(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x);
+LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef e); /* log(1 + e), e >= 0 */
 LLVMValueRef cg_pow(cg_ctx *c, LLVMValueRef x, double e);
 LLVMValueRef cg_isnan(cg_ctx *c, LLVMValueRef x);
 /* x < 0 ? alpha * x : x (relu when alpha == 0) — NaN passes, like ir/. */

@@ -55,6 +55,57 @@ LLVMValueRef lw_tanh(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     return cg_tanh(c, x[0]);
 }
 
+/* The Keras 3 activations, as ir/interp_ops.c computes them. */
+LLVMValueRef lw_erf(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return cg_erf(c, x[0]);
+}
+
+LLVMValueRef lw_elu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    LLVMTypeRef ty = LLVMTypeOf(x[0]);
+    LLVMValueRef em1 = LLVMBuildFSub(c->b, cg_exp(c, x[0]), cg_fc(c, ty, 1.0), "");
+    LLVMValueRef lo = LLVMBuildFMul(c->b, cg_fc(c, ty, (float)ir_attr_f(n, "alpha")), em1, "");
+    LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, x[0], cg_fc(c, ty, 0.0), "");
+    return LLVMBuildSelect(c->b, pos, x[0], lo, "");
+}
+
+/* z < 0 ? 0 : z > 6 ? 6 : z (NaN passes). */
+static LLVMValueRef relu6(cg_ctx *c, LLVMValueRef z) {
+    LLVMTypeRef ty = LLVMTypeOf(z);
+    LLVMValueRef six = cg_fc(c, ty, 6.0);
+    LLVMValueRef hi = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, z, six, ""), six, z, "");
+    return cg_relu(c, hi, 0, false);
+}
+
+LLVMValueRef lw_relu6(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    return relu6(c, x[0]);
+}
+
+LLVMValueRef lw_hard_sigmoid(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    LLVMTypeRef ty = LLVMTypeOf(x[0]);
+    LLVMValueRef r = relu6(c, LLVMBuildFAdd(c->b, x[0], cg_fc(c, ty, 3.0), ""));
+    return LLVMBuildFDiv(c->b, r, cg_fc(c, ty, 6.0), "");
+}
+
+LLVMValueRef lw_gelu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    LLVMTypeRef ty = LLVMTypeOf(x[0]);
+    LLVMValueRef e = cg_erf(c, LLVMBuildFMul(c->b, x[0], cg_fc(c, ty, 0.70710678f), ""));
+    LLVMValueRef h = LLVMBuildFMul(c->b, cg_fc(c, ty, 0.5), x[0], "");
+    return LLVMBuildFMul(c->b, h, LLVMBuildFAdd(c->b, cg_fc(c, ty, 1.0), e, ""), "");
+}
+
+LLVMValueRef lw_softplus(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    LLVMTypeRef ty = LLVMTypeOf(x[0]);
+    LLVMValueRef ax = cg_intrinsic(c, "llvm.fabs", ty, x, 1);
+    LLVMValueRef l = cg_log1p_pos(c, cg_exp(c, LLVMBuildFNeg(c->b, ax, "")));
+    return LLVMBuildFAdd(c->b, cg_relu(c, x[0], 0, false), l, "");
+}
+
+LLVMValueRef lw_silu(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
+    LLVMTypeRef ty = LLVMTypeOf(x[0]);
+    LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->b, x[0], ""));
+    return LLVMBuildFDiv(c->b, x[0], LLVMBuildFAdd(c->b, cg_fc(c, ty, 1.0), e, ""), "");
+}
+
 LLVMValueRef lw_cast(cg_ctx *c, const ir_node *n, LLVMValueRef *x) {
     bool from_i = is_int(n, 0), to_i = n->type.dtype == IR_I32;
     if (from_i == to_i) return x[0];

@@ -182,3 +182,38 @@ LLVMValueRef cg_relu(cg_ctx *c, LLVMValueRef x, double alpha, bool leaky) {
         leaky ? LLVMBuildFMul(c->b, cg_fc(c, ty, (float)alpha), x, "") : cg_fc(c, ty, 0.0);
     return fsel(c, neg, lo, x);
 }
+
+/* erf: |x| < 1 as Cephes' erff (x times a polynomial in x^2, ~1e-7
+ * relative), beyond as Abramowitz and Stegun 7.1.26 (1 - t P(t) exp(-x^2),
+ * t = 1 / (1 + 0.3275911 |x|); absolute error 1.5e-7 where erf > 0.84),
+ * with x's sign. NaN stays NaN, ±inf gives ±1. */
+LLVMValueRef cg_erf(cg_ctx *c, LLVMValueRef x) {
+    LLVMTypeRef ty = LLVMTypeOf(x);
+    static const double T[] = {7.853861353153693E-5,  -8.010193625184903E-4, 5.188327685732524E-3,
+                               -2.685381193529856E-2, 1.128358514861418E-1,  -3.761262582423300E-1,
+                               1.128379165726710E0};
+    static const double A[] = {1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592,
+                               0.0};
+    LLVMValueRef z = LLVMBuildFMul(c->b, x, x, "");
+    LLVMValueRef small = LLVMBuildFMul(c->b, x, horner(c, z, T, 7), "");
+    LLVMValueRef ax = cg_intrinsic(c, "llvm.fabs", ty, &x, 1);
+    LLVMValueRef t = LLVMBuildFDiv(
+        c->b, cg_fc(c, ty, 1.0), cg_fma(c, ax, cg_fc(c, ty, 0.3275911), cg_fc(c, ty, 1.0)), "");
+    LLVMValueRef p = horner(c, t, A, 6); /* t (a1 + a2 t + ... + a5 t^4) */
+    LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->b, z, ""));
+    LLVMValueRef big = LLVMBuildFSub(c->b, cg_fc(c, ty, 1.0), LLVMBuildFMul(c->b, p, e, ""), "");
+    LLVMValueRef args[2] = {big, x};
+    big = cg_intrinsic(c, "llvm.copysign", ty, args, 2);
+    return fsel(c, fcmp(c, LLVMRealOLT, ax, cg_fc(c, ty, 1.0)), small, big);
+}
+
+/* log(1 + e) for e >= 0 without losing a small e: log(u) e / (u - 1) with
+ * u = 1 + e (Goldberg), e itself when u rounds to 1. */
+LLVMValueRef cg_log1p_pos(cg_ctx *c, LLVMValueRef e) {
+    LLVMTypeRef ty = LLVMTypeOf(e);
+    LLVMValueRef one = cg_fc(c, ty, 1.0);
+    LLVMValueRef u = LLVMBuildFAdd(c->b, one, e, "");
+    LLVMValueRef um1 = LLVMBuildFSub(c->b, u, one, "");
+    LLVMValueRef r = LLVMBuildFDiv(c->b, LLVMBuildFMul(c->b, cg_log(c, u), e, ""), um1, "");
+    return fsel(c, fcmp(c, LLVMRealOEQ, u, one), e, r);
+}

@@ -7,6 +7,7 @@
 #include "frontend/build.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 const char *fe_expr_str(const fe_expr *e, char *buf, size_t n) {
@@ -119,12 +120,29 @@ kiln_status fe_get_bool(fe_build *c, const fe_expr *e, const char *what, bool *o
 }
 
 /* "linear" first: it is Keras' name for no activation. */
-static const char *const g_acts[] = {"linear", "relu",    "leaky_relu", "sigmoid",
-                                     "tanh",   "softmax", "none"};
+static const char *const g_acts[] = {"linear", "relu",     "leaky_relu", "sigmoid", "tanh",
+                                     "softmax", "none",    "elu",        "relu6",   "gelu",
+                                     "softplus", "silu",   "swish",      "hard_sigmoid"};
+
+const char *fe_arg_key(const fe_expr *call, const fe_expr *v, const char *name) {
+    for (const fe_arg *a = call->args; a; a = a->next)
+        if (a->value == v && a->key) return a->key;
+    return name;
+}
+
+kiln_status fe_gelu_approximate(fe_build *c, const fe_expr *e) {
+    bool approx = false;
+    kiln_status st = fe_get_bool(c, e, "approximate", &approx);
+    if (!st && approx)
+        st = fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                    "gelu: approximate=true (the tanh form) is not supported; gelu is the exact "
+                    "erf form, Keras 3's default");
+    return st;
+}
 
 kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *act, double *alpha) {
     char b[64], sug[64];
-    *alpha = FE_LEAKY_RELU_ALPHA;
+    *alpha = FE_ALPHA_DEFAULT;
     if (e->kind != FE_E_NAME && e->kind != FE_E_CALL)
         return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
                       "'activation' must be an activation such as relu, got %s",
@@ -135,14 +153,20 @@ kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *ac
             c, KILN_ERR_INVALID, e->line, e->col, "unknown activation '%s'%s", e->name,
             fe_did_you_mean(e->name, g_acts, (int)KILN_ARRAY_LEN(g_acts), sug, sizeof sug));
     *act = (kiln_activation)a;
-    /* Arguments: the activation op's alpha, when it has one (leaky_relu). */
-    int op = a == KILN_ACT_NONE ? -1 : ir_op_lookup(kiln_activation_name(*act));
-    bool has_alpha = op >= 0 && ir_op_attr(op, "alpha");
-    static const fe_param slope[] = {{"alpha", NULL, false}};
+    /* Arguments, by Keras 3's names: leaky_relu(negative_slope=0.2) (alpha
+     * too), elu(alpha=1.0), gelu(approximate=false). */
+    static const fe_param slope[] = {{"negative_slope", "alpha", false}};
+    static const fe_param elu_alpha[] = {{"alpha", NULL, false}};
+    static const fe_param gelu[] = {{"approximate", NULL, false}};
+    const fe_param *p = a == KILN_ACT_LEAKY_RELU ? slope
+                        : a == KILN_ACT_ELU      ? elu_alpha
+                        : a == KILN_ACT_GELU     ? gelu
+                                                 : NULL;
     const fe_expr *v[1];
-    kiln_status st = fe_bind(c, e, slope, has_alpha ? 1 : 0, v);
-    if (!st && has_alpha && v[0])
-        st = fe_get_float(c, v[0], "alpha", IR_R_NONNEGATIVE, alpha);
+    kiln_status st = fe_bind(c, e, p, p ? 1 : 0, v);
+    if (!st && p && v[0] && a == KILN_ACT_GELU) return fe_gelu_approximate(c, v[0]);
+    if (!st && p && v[0])
+        st = fe_get_float(c, v[0], fe_arg_key(e, v[0], p[0].name), IR_R_NONNEGATIVE, alpha);
     return st;
 }
 

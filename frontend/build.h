@@ -99,8 +99,13 @@ kiln_status fe_get_int(fe_build *c, const fe_expr *e, const char *what, int64_t 
                        int64_t *out);
 kiln_status fe_get_float(fe_build *c, const fe_expr *e, const char *what, ir_range r, double *out);
 kiln_status fe_get_bool(fe_build *c, const fe_expr *e, const char *what, bool *out);
-/* relu, linear, ..., or leaky_relu(alpha=0.1); *alpha is leaky_relu's slope. */
+/* relu, linear, ..., leaky_relu(negative_slope=0.1), elu(alpha=0.5); *alpha is
+ * their alpha, FE_ALPHA_DEFAULT when not given. */
 kiln_status fe_get_activation(fe_build *c, const fe_expr *e, kiln_activation *act, double *alpha);
+/* The keyword that gave argument v of call (an alias as written), else name. */
+const char *fe_arg_key(const fe_expr *call, const fe_expr *v, const char *name);
+/* gelu's approximate=: false (the erf form) is all there is. */
+kiln_status fe_gelu_approximate(fe_build *c, const fe_expr *e);
 /* glorot_uniform, zeros, constant(0.1), normal(mean=0, stddev=0.05), ... */
 kiln_status fe_get_init(fe_build *c, const fe_expr *e, const char *what, kiln_init *out);
 /* A value as messages quote it: 'relu', 128, 'dense(...)', a list. */

@@ -21,6 +21,7 @@
 #include "frontend/lex.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 _Static_assert((int)KILN_OPT_SGD == (int)IR_OPT_SGD && (int)KILN_OPT_ADAM == (int)IR_OPT_ADAM &&
@@ -385,7 +386,7 @@ static kiln_status add_layer(kiln_sequential *s, const char *fn, const char *nam
         st = fe_dense_ir(&b, nm, s->top, &dense, &y);
         break;
     case FE_ACTIVATION:
-        st = fe_activation_ir(&b, nm, s->top, a->act, FE_LEAKY_RELU_ALPHA, -1, &y);
+        st = fe_activation_ir(&b, nm, s->top, a->act, FE_ALPHA_DEFAULT, -1, &y);
         break;
     case FE_CONV2D:
     case FE_MAX_POOL2D:

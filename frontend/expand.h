@@ -59,6 +59,11 @@ const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf);
 /* The leaky_relu slope when none is given: Keras 3's leaky_relu activation
  * (negative_slope=0.2; 0.3 is only the default of its LeakyReLU layer). */
 #define FE_LEAKY_RELU_ALPHA 0.2
+/* "No alpha given" in a layer's fields; fe_act_alpha resolves it. */
+#define FE_ALPHA_DEFAULT NAN
+/* An activation's alpha: the given one, else Keras 3's default (elu 1.0,
+ * leaky_relu FE_LEAKY_RELU_ALPHA, which the others carry unused). */
+double fe_act_alpha(kiln_activation act, double alpha);
 
 typedef struct fe_dense {
     int64_t units; /* in [1, 2^31) */

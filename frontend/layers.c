@@ -23,6 +23,7 @@
 #include "frontend/build.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------ kinds and names */
@@ -89,12 +90,17 @@ ir_global *fe_add_param(ir_builder *b, const char *layer, const char *what, int 
 /* The op of an activation on x (KILN_ACT_NONE: x itself), found in the op
  * table by the activation's name; alpha and axis go to the op's attributes
  * of those names, if it has them. NULL on error. */
+double fe_act_alpha(kiln_activation act, double alpha) {
+    if (!isnan(alpha)) return alpha;
+    return act == KILN_ACT_ELU ? 1.0 : FE_LEAKY_RELU_ALPHA;
+}
+
 ir_node *fe_activation_op(ir_builder *b, ir_node *x, kiln_activation act, double alpha,
                               int axis) {
     int op = act == KILN_ACT_NONE ? -1 : ir_op_lookup(kiln_activation_name(act));
     if (op < 0) return x;
     ir_attrs a = ir_attrs_default(op);
-    ir_attrs_set_f(&a, "alpha", alpha);
+    ir_attrs_set_f(&a, "alpha", fe_act_alpha(act, alpha));
     ir_attrs_set_i(&a, "axis", axis);
     return ir_b_op(b, op, 1, &x, &a);
 }
@@ -104,7 +110,7 @@ fe_dense fe_dense_defaults(int64_t units) {
     memset(&a, 0, sizeof a);
     a.units = units;
     a.act = KILN_ACT_NONE;
-    a.alpha = FE_LEAKY_RELU_ALPHA;
+    a.alpha = FE_ALPHA_DEFAULT;
     a.use_bias = a.trainable = true;
     a.kernel_init.kind = KILN_INIT_GLOROT_UNIFORM;
     a.bias_init.kind = KILN_INIT_ZEROS;
@@ -229,11 +235,12 @@ static kiln_status flatten(fe_build *c, const layer_spec *ls, const fe_expr **v,
 
 static kiln_status activation(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                               const char *name, ir_node **out) {
-    double alpha = FE_LEAKY_RELU_ALPHA;
+    double alpha = FE_ALPHA_DEFAULT;
     int64_t axis = -1;
     kiln_status st = KILN_OK;
-    if (ls->act == KILN_ACT_LEAKY_RELU && v[1])
-        st = fe_get_float(c, v[1], "alpha", IR_R_NONNEGATIVE, &alpha);
+    if ((ls->act == KILN_ACT_LEAKY_RELU || ls->act == KILN_ACT_ELU) && v[1])
+        st = fe_get_float(c, v[1], ls->params[1].name, IR_R_NONNEGATIVE, &alpha);
+    if (ls->act == KILN_ACT_GELU && v[1]) st = fe_gelu_approximate(c, v[1]);
     if (ls->act == KILN_ACT_SOFTMAX && v[1])
         st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
     if (st) return st;
@@ -292,6 +299,14 @@ static const layer_spec g_layers[] = {
      {X_PARAM, {"axis", NULL, false}}},
     {"leaky_relu", FE_ACTIVATION, 1, KILN_ACT_LEAKY_RELU, activation, 2,
      {X_PARAM, {"negative_slope", "alpha", false}}},
+    {"elu", FE_ACTIVATION, 1, KILN_ACT_ELU, activation, 2, {X_PARAM, {"alpha", NULL, false}}},
+    {"relu6", FE_ACTIVATION, 1, KILN_ACT_RELU6, activation, 1, {X_PARAM}},
+    {"gelu", FE_ACTIVATION, 1, KILN_ACT_GELU, activation, 2,
+     {X_PARAM, {"approximate", NULL, false}}},
+    {"softplus", FE_ACTIVATION, 1, KILN_ACT_SOFTPLUS, activation, 1, {X_PARAM}},
+    {"silu", FE_ACTIVATION, 1, KILN_ACT_SILU, activation, 1, {X_PARAM}},
+    {"swish", FE_ACTIVATION, 1, KILN_ACT_SILU, activation, 1, {X_PARAM}},
+    {"hard_sigmoid", FE_ACTIVATION, 1, KILN_ACT_HARD_SIGMOID, activation, 1, {X_PARAM}},
     {"add", FE_ADD, 2, KILN_ACT_NONE, add, 2, {{"a", NULL, true}, {"b", NULL, true}}},
     FE_CONV_LAYERS
     {"dropout", FE_DROPOUT, 1, KILN_ACT_NONE, dropout, 2, {X_PARAM, {"rate", NULL, true}}},

@@ -17,6 +17,7 @@
  */
 #include "frontend/build.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------- the expansion (plain values) */
@@ -66,7 +67,7 @@ fe_conv2d fe_conv2d_defaults(int64_t filters, int64_t kh, int64_t kw) {
     a.kw = kw;
     a.sh = a.sw = a.dh = a.dw = 1;
     a.act = KILN_ACT_NONE;
-    a.alpha = FE_LEAKY_RELU_ALPHA;
+    a.alpha = FE_ALPHA_DEFAULT;
     a.use_bias = a.trainable = true;
     a.kernel_init.kind = KILN_INIT_GLOROT_UNIFORM;
     a.bias_init.kind = KILN_INIT_ZEROS;

@@ -286,6 +286,18 @@ kiln_value kiln_leaky_relu(kiln_func *f, kiln_value x, double alpha) {
     return build(f, IR_OP_leaky_relu, 1, &x, &a);
 }
 
+kiln_value kiln_erf(kiln_func *f, kiln_value x) { return build(f, IR_OP_erf, 1, &x, NULL); }
+
+kiln_value kiln_activate(kiln_func *f, kiln_value x, kiln_activation act, double alpha) {
+    if (act == KILN_ACT_NONE) return x;
+    int op = (unsigned)act < KILN_ACT_COUNT ? ir_op_lookup(kiln_activation_name(act)) : -1;
+    if (op < 0) return bad();
+    ir_attrs a = ir_attrs_default(op);
+    ir_attrs_set_f(&a, "alpha", alpha);
+    ir_attrs_set_i(&a, "axis", -1);
+    return build(f, op, 1, &x, &a);
+}
+
 kiln_value kiln_cast(kiln_func *f, kiln_value x, kiln_dtype to) {
     ir_attrs a = ir_attrs_default(IR_OP_cast);
     ir_attrs_set_i(&a, "dtype", to);

@@ -48,6 +48,25 @@ ir_scalar s_sigmoid(const ir_node *n, const ir_scalar *x) {
 }
 ir_scalar s_tanh(const ir_node *n, const ir_scalar *x) { return sf(tanhf(F(0))); }
 
+/* The Keras 3 activations; codegen/math.c mirrors each formula. */
+ir_scalar s_erf(const ir_node *n, const ir_scalar *x) { return sf(erff(F(0))); }
+ir_scalar s_elu(const ir_node *n, const ir_scalar *x) {
+    return sf(F(0) > 0.0f ? F(0) : (float)ir_attr_f(n, "alpha") * expm1f(F(0)));
+}
+static float relu6f(float z) { return z < 0.0f ? 0.0f : z > 6.0f ? 6.0f : z; }
+ir_scalar s_relu6(const ir_node *n, const ir_scalar *x) { return sf(relu6f(F(0))); }
+ir_scalar s_gelu(const ir_node *n, const ir_scalar *x) {
+    return sf(0.5f * F(0) * (1.0f + erff(F(0) * 0.70710678f)));
+}
+/* log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|)). */
+ir_scalar s_softplus(const ir_node *n, const ir_scalar *x) {
+    return sf((F(0) > 0.0f ? F(0) : 0.0f) + log1pf(expf(-fabsf(F(0)))));
+}
+ir_scalar s_silu(const ir_node *n, const ir_scalar *x) { return sf(F(0) / (1.0f + expf(-F(0)))); }
+ir_scalar s_hard_sigmoid(const ir_node *n, const ir_scalar *x) {
+    return sf(relu6f(F(0) + 3.0f) / 6.0f);
+}
+
 ir_scalar s_cast(const ir_node *n, const ir_scalar *x) {
     bool from_i = is_int(n, 0), to_i = n->type.dtype == IR_I32;
     if (from_i == to_i) return x[0];

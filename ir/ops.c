@@ -181,8 +181,9 @@ kiln_status ir_broadcast_shapes(const ir_type *a, const ir_type *b, ir_type *out
 
 /* ---------------------------------------------------------- activations */
 
-static const char *const g_act_names[KILN_ACT_COUNT] = {"none", "relu", "leaky_relu",
-                                                        "sigmoid", "tanh", "softmax"};
+static const char *const g_act_names[KILN_ACT_COUNT] = {
+    "none", "relu", "leaky_relu", "sigmoid", "tanh", "softmax",
+    "elu",  "relu6", "gelu",      "softplus", "silu", "hard_sigmoid"};
 
 const char *kiln_activation_name(kiln_activation a) {
     return (unsigned)a < KILN_ACT_COUNT ? g_act_names[a] : "?";
@@ -192,6 +193,7 @@ int kiln_activation_from_name(const char *name) {
     for (int i = 0; i < KILN_ACT_COUNT; i++)
         if (strcmp(g_act_names[i], name) == 0) return i;
     if (strcmp(name, "linear") == 0) return KILN_ACT_NONE; /* Keras' name */
+    if (strcmp(name, "swish") == 0) return KILN_ACT_SILU;  /* Keras' other name */
     return -1;
 }
 

@@ -189,6 +189,54 @@ RULE(grad_tanh) {
     return b->status;
 }
 
+/* The Keras 3 activations. elu, relu6 and hard_sigmoid read z's region off
+ * y; gelu, softplus and silu need z itself (act_input). */
+#define TWO_OVER_SQRT_PI 1.1283791670955126
+#define INV_SQRT_2PI 0.3989422804014327
+RULE(grad_erf) {
+    ir_node *x = X(0);
+    dx[0] = MUL(dy, MUL(K(TWO_OVER_SQRT_PI), EXP(NEG(MUL(x, x)))));
+    return b->status;
+}
+
+RULE(grad_elu) {
+    double alpha = ir_attr_f(n, "alpha");
+    ir_node *z = act_input(b, n, alpha >= 0); /* y > 0 exactly when z > 0 */
+    dx[0] = SELECT(GT(z, K(0)), dy, MUL(dy, ADD(n, K(alpha)))); /* alpha e^z = y + alpha */
+    return b->status;
+}
+
+RULE(grad_relu6) {
+    ir_node *zero = K(0);
+    dx[0] = SELECT(GT(n, zero), SELECT(GT(K(6), n), dy, zero), zero);
+    return b->status;
+}
+
+RULE(grad_hard_sigmoid) {
+    ir_node *zero = K(0);
+    dx[0] = SELECT(GT(n, zero), SELECT(GT(K(1), n), MUL(dy, K(1.0 / 6.0)), zero), zero);
+    return b->status;
+}
+
+RULE(grad_gelu) { /* Phi(z) + z phi(z) */
+    ir_node *z = act_input(b, n, false);
+    ir_node *cdf = MUL(K(0.5), ADD(K(1), ir_b_un(b, IR_OP_erf, MUL(z, K(0.7071067811865476)))));
+    ir_node *pdf = MUL(K(INV_SQRT_2PI), EXP(MUL(MUL(z, z), K(-0.5))));
+    dx[0] = MUL(dy, ADD(cdf, MUL(z, pdf)));
+    return b->status;
+}
+
+RULE(grad_softplus) { /* sigmoid(z) */
+    dx[0] = MUL(dy, ir_b_un(b, IR_OP_sigmoid, act_input(b, n, false)));
+    return b->status;
+}
+
+RULE(grad_silu) { /* s + z s (1 - s) = s + y (1 - s) */
+    ir_node *s = ir_b_un(b, IR_OP_sigmoid, act_input(b, n, false));
+    dx[0] = MUL(dy, ADD(s, MUL(n, SUB(K(1), s))));
+    return b->status;
+}
+
 /* f32 -> f32 is the identity; casts from or to i32 carry no gradient (autodiff
  * never asks for one: integers are not differentiable values). */
 RULE(grad_cast) {

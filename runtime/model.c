@@ -194,23 +194,29 @@ static kiln_status compile_first(kiln_model *mo, const char *now, kiln_diag *d) 
 static kiln_status check_interface(kiln_model *mo, kiln_diag *d) {
     kiln_func *inf = mo->infer.f;
     if (!inf) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "the model has no function @infer");
-    if (inf->n_args != 1 || inf->n_results != 1)
+    if (inf->n_args < 1 || inf->n_args > RT_MAX_INPUTS || inf->n_results != 1)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
-                        "@infer must take one input and return one output");
+                        "@infer must take 1 to %d inputs and return one output", RT_MAX_INPUTS);
     const ir_type *x = &inf->args[0]->type, *y = &inf->results[0]->type;
-    if (x->dtype != IR_F32 || ir_type_batch_axis(x) != 0 || y->dtype != IR_F32 ||
-        ir_type_batch_axis(y) != 0)
+    bool batched = y->dtype == IR_F32 && ir_type_batch_axis(y) == 0;
+    for (int i = 0; i < inf->n_args; i++) {
+        const ir_type *t = &inf->args[i]->type;
+        batched = batched && t->dtype == IR_F32 && ir_type_batch_axis(t) == 0;
+        mo->in_sizes[i] = ir_type_static_numel(t);
+    }
+    if (!batched)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "@infer must map f32[?,...] inputs to f32[?,...] outputs");
+    mo->n_inputs = inf->n_args;
     mo->in_size = ir_type_static_numel(x);
     mo->out_size = ir_type_static_numel(y);
     mo->n_classes = y->rank >= 2 ? y->dims[y->rank - 1] : 1;
     kiln_func *lf = mo->train.f ? mo->train.f : mo->loss.f;
     if (lf) {
-        if (lf->n_args != 2 || lf->n_results < 1)
+        if (lf->n_args != mo->n_inputs + 1 || lf->n_results < 1)
             return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                             "@%s must take inputs and labels and return the loss", lf->name);
-        const ir_type *lab = &lf->args[1]->type;
+        const ir_type *lab = &lf->args[mo->n_inputs]->type;
         mo->sparse_labels = lab->dtype == IR_I32;
         if (!mo->sparse_labels && lab->rank >= 2) mo->n_classes = lab->dims[lab->rank - 1];
         mo->has_accuracy = lf->n_results >= 2;
@@ -281,6 +287,10 @@ int kiln_model_threads(const kiln_model *mo) {
     return openblas_get_num_threads();
 }
 int64_t kiln_model_input_size(const kiln_model *mo) { return mo->in_size; }
+int kiln_model_input_count(const kiln_model *mo) { return mo ? mo->n_inputs : 0; }
+int64_t kiln_model_input_size_at(const kiln_model *mo, int i) {
+    return mo && i >= 0 && i < mo->n_inputs ? mo->in_sizes[i] : -1;
+}
 int64_t kiln_model_output_size(const kiln_model *mo) { return mo->out_size; }
 int kiln_model_history_count(const kiln_model *mo) { return mo->n_hist; }
 
@@ -389,8 +399,20 @@ static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds,
                     mo->infer.f->args[0]->name, ir_type_str(x, ib, sizeof ib));
 }
 
+/* A dataset holds one input. */
+static kiln_status one_input(const kiln_model *mo, kiln_diag *d) {
+    if (mo->n_inputs == 1) return KILN_OK;
+    return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                    "the model has %d inputs and a dataset holds one: a model with several inputs "
+                    "predicts (kiln_model_predict_inputs; kiln predict --input once per input) but "
+                    "does not yet train or evaluate",
+                    mo->n_inputs);
+}
+
 kiln_status rt_model_check_data(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
-    kiln_status st = rt_dataset_check_input(ds, mo->in_size, d);
+    kiln_status st = one_input(mo, d);
+    if (st) return st;
+    st = rt_dataset_check_input(ds, mo->in_size, d);
     if (!st) st = check_input_shape(mo, ds, d);
     if (st) return st;
     rt_y_mode mode;
@@ -401,7 +423,8 @@ kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *d
                                      kiln_diag *d) {
     if (!mo || !ds) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no model or dataset");
     if (need_labels) return rt_model_check_data(mo, ds->rt, d);
-    kiln_status st = rt_dataset_check_input(ds->rt, mo->in_size, d);
+    kiln_status st = one_input(mo, d);
+    if (!st) st = rt_dataset_check_input(ds->rt, mo->in_size, d);
     return st ? st : check_input_shape(mo, ds->rt, d);
 }
 
@@ -451,8 +474,26 @@ kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batc
 
 kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float *out,
                                kiln_diag *d) {
-    if (n < 0 || (n && (!x || !out)))
+    if (!mo) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_predict: no model");
+    if (mo->n_inputs != 1)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_model_predict: the model has %d inputs; use "
+                        "kiln_model_predict_inputs", mo->n_inputs);
+    return kiln_model_predict_inputs(mo, &x, 1, n, out, d);
+}
+
+kiln_status kiln_model_predict_inputs(kiln_model *mo, const float *const *x, int n_inputs,
+                                      int64_t n, float *out, kiln_diag *d) {
+    if (!mo || n < 0 || (n && (!x || !out)))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_predict: bad arguments");
+    if (n_inputs != mo->n_inputs)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "the model has %d input%s, %d %s given", mo->n_inputs,
+                        mo->n_inputs == 1 ? "" : "s", n_inputs, n_inputs == 1 ? "was" : "were");
+    for (int i = 0; i < n_inputs && n; i++)
+        if (!x[i])
+            return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_predict: input %d is NULL",
+                            i + 1);
     const int64_t chunk = 1 << 16;
     kiln_status cst = compile_fn(mo, &mo->infer, d);
     if (cst) return cst;
@@ -460,7 +501,8 @@ kiln_status kiln_model_predict(kiln_model *mo, const float *x, int64_t n, float 
         int64_t rows = rt_batch_rows(n, chunk, s);
         kiln_status st = reserve(mo, rows < mo->cap ? mo->cap : rows, d);
         if (st) return st;
-        void *args[1] = {(void *)(x + s * chunk * mo->in_size)};
+        void *args[RT_MAX_INPUTS];
+        for (int i = 0; i < n_inputs; i++) args[i] = (void *)(x[i] + s * chunk * mo->in_sizes[i]);
         void *results[1] = {out + s * chunk * mo->out_size};
         if ((st = rt_model_run(mo, &mo->infer, rows, args, results, d))) return st;
     }

@@ -25,6 +25,10 @@ struct kiln_dataset {
 typedef kiln_status (*rt_compile_fn)(void *ctx, kiln_module *m, const char *const *funcs, int n,
                                      cg_program **out, kiln_diag *d);
 
+/* Inputs of a model: one trains and evaluates from datasets; several
+ * predict (kiln_model_predict_inputs). */
+#define RT_MAX_INPUTS 16
+
 typedef struct rt_model_config {
     kiln_backend backend;
     int threads;           /* OpenBLAS threads; 0: keep the default */
@@ -66,7 +70,9 @@ struct kiln_model {
     char *ws;
     int64_t ws_bytes;
     /* The model's interface. */
-    int64_t in_size, out_size, n_classes;
+    int64_t in_size, out_size, n_classes; /* in_size: of the first input */
+    int n_inputs;                         /* @infer's inputs (RT_MAX_INPUTS at most) */
+    int64_t in_sizes[RT_MAX_INPUTS];
     bool sparse_labels, has_accuracy;
     /* Where training stands (saved in checkpoints). */
     int64_t step, epoch;

@@ -472,7 +472,8 @@ int cmd_eval(int argc, char **argv) {
 
 static const cli_opt predict_opts[] = {
     {"--load", "CKPT", "the weights (required)"},
-    {"--input", "FILE", "inputs: a NumPy .npy file, or IDX (gzipped or not) (required)"},
+    {"--input", "FILE", "inputs: a NumPy .npy file, or IDX (gzipped or not) (required; once per "
+                        "input of the model, in the order of its 'input' lines)"},
     {"--output", "FILE", "FILE.npy: the outputs as a NumPy array [n, outputs]; other names: "
                          "'class p0 p1 ...' per sample (default stdout: class)"},
     {"--threads", "N", "threads for OpenBLAS and Kiln"},
@@ -481,6 +482,70 @@ static const cli_opt predict_opts[] = {
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--help", NULL, "show this help"},
 };
+
+/* Every value of a repeated option (cli_get keeps the last), in order. */
+static int all_values(int argc, char **argv, const char *name, const char **out, int max) {
+    size_t len = strlen(name);
+    int n = 0;
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], name) == 0 && i + 1 < argc)
+            v = argv[++i];
+        else if (strncmp(argv[i], name, len) == 0 && argv[i][len] == '=')
+            v = argv[i] + len + 1;
+        if (v && n < max) out[n] = v;
+        if (v) n++;
+    }
+    return n;
+}
+
+/* Predictions of a model with several inputs, one file each: *y gets
+ * [n, outputs] (the caller frees it). Errors of its own are printed; the
+ * library's are in s->d. */
+static kiln_status predict_inputs(session *s, const char **files, int k, float **y, int64_t *n) {
+    kiln_dataset *ds[16] = {0};
+    float *x[16] = {0};
+    *y = NULL;
+    kiln_status st = KILN_OK;
+    int want = kiln_model_input_count(s->model);
+    if (k != want) {
+        fprintf(stderr, "kiln predict: error: the model has %d input%s, --input was given %d time%s\n",
+                want, want == 1 ? "" : "s", k, k == 1 ? "" : "s");
+        return KILN_ERR_INVALID;
+    }
+    for (int i = 0; i < k && !st; i++) {
+        st = kiln_dataset_load_files(files[i], NULL, &ds[i], s->d);
+        if (st) break;
+        int64_t c = kiln_dataset_count(ds[i]), per = kiln_dataset_sample_size(ds[i]);
+        if (i == 0) *n = c;
+        if (c != *n || per != kiln_model_input_size_at(s->model, i)) {
+            fprintf(stderr,
+                    "kiln predict: error: %s: %lld samples of %lld values; input %d of the model "
+                    "takes samples of %lld values%s\n",
+                    files[i], (long long)c, (long long)per, i + 1,
+                    (long long)kiln_model_input_size_at(s->model, i),
+                    c != *n ? " and every --input file the same number of samples" : "");
+            st = KILN_ERR_SHAPE;
+            break;
+        }
+        x[i] = malloc(sizeof(float) * (size_t)(c * per > 0 ? c * per : 1));
+        if (!x[i]) st = KILN_ERR_NOMEM;
+        if (!st) st = kiln_dataset_read(ds[i], 0, c, x[i], s->d);
+    }
+    int64_t out = kiln_model_output_size(s->model);
+    if (!st && !(*y = malloc(sizeof(float) * (size_t)(out * (*n ? *n : 1))))) st = KILN_ERR_NOMEM;
+    if (st == KILN_ERR_NOMEM) fprintf(stderr, "kiln predict: error: out of memory\n");
+    if (!st) st = kiln_model_predict_inputs(s->model, (const float *const *)x, k, *n, *y, s->d);
+    for (int i = 0; i < k; i++) {
+        free(x[i]);
+        kiln_dataset_dispose(ds[i]);
+    }
+    if (st) {
+        free(*y);
+        *y = NULL;
+    }
+    return st;
+}
 
 int cmd_predict(int argc, char **argv) {
     cli_args a;
@@ -499,14 +564,24 @@ int cmd_predict(int argc, char **argv) {
     session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
-    st = kiln_dataset_load_files(input, NULL, &s.test, s.d);
-    if (st) return session_fail(&s, st);
-    int64_t n = kiln_dataset_count(s.test), out = kiln_model_output_size(s.model);
-    if ((st = kiln_model_check_dataset(s.model, s.test, 0, s.d))) return session_fail(&s, st);
-    float *y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
-    if (!y || (st = kiln_model_predict_dataset(s.model, s.test, y, s.d))) {
-        free(y);
-        return session_fail(&s, st ? st : KILN_ERR_NOMEM);
+    const char *inputs[16];
+    int k = all_values(argc, argv, "--input", inputs, 16);
+    int64_t n = 0, out = kiln_model_output_size(s.model);
+    float *y = NULL;
+    if (k > 1 || kiln_model_input_count(s.model) > 1) {
+        st = predict_inputs(&s, inputs, k, &y, &n);
+        if (st && kiln_diag_error_count(s.d)) return session_fail(&s, st);
+        if (st) return session_end(&s), 1;
+    } else {
+        st = kiln_dataset_load_files(input, NULL, &s.test, s.d);
+        if (st) return session_fail(&s, st);
+        n = kiln_dataset_count(s.test);
+        if ((st = kiln_model_check_dataset(s.model, s.test, 0, s.d))) return session_fail(&s, st);
+        y = malloc(sizeof(float) * (size_t)(out * (n ? n : 1)));
+        if (!y || (st = kiln_model_predict_dataset(s.model, s.test, y, s.d))) {
+            free(y);
+            return session_fail(&s, st ? st : KILN_ERR_NOMEM);
+        }
     }
     const char *path = cli_get(&a, "--output");
     size_t pl = path ? strlen(path) : 0;

@@ -248,6 +248,7 @@ KILN_API kiln_value kiln_relu(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_leaky_relu(kiln_func *f, kiln_value x, double alpha);
 KILN_API kiln_value kiln_sigmoid(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_tanh(kiln_func *f, kiln_value x);
+KILN_API kiln_value kiln_erf(kiln_func *f, kiln_value x);
 KILN_API kiln_value kiln_cast(kiln_func *f, kiln_value x, kiln_dtype to);
 KILN_API kiln_value kiln_softmax(kiln_func *f, kiln_value x, int axis);
 KILN_API kiln_value kiln_log_softmax(kiln_func *f, kiln_value x, int axis);
@@ -288,12 +289,24 @@ typedef enum kiln_activation {
     KILN_ACT_SIGMOID,
     KILN_ACT_TANH,
     KILN_ACT_SOFTMAX,
+    /* Keras 3's: elu (alpha 1), relu6, gelu (exact, erf), softplus,
+     * silu (also named swish), hard_sigmoid (relu6(x + 3) / 6) */
+    KILN_ACT_ELU,
+    KILN_ACT_RELU6,
+    KILN_ACT_GELU,
+    KILN_ACT_SOFTPLUS,
+    KILN_ACT_SILU,
+    KILN_ACT_HARD_SIGMOID,
     KILN_ACT_COUNT
 } kiln_activation;
 
-/* Name of an activation ("relu", ...) and the reverse; -1 if unknown. */
+/* Name of an activation ("relu", ...) and the reverse ("linear" is none,
+ * "swish" silu); -1 if unknown. */
 KILN_API const char *kiln_activation_name(kiln_activation a);
 KILN_API int kiln_activation_from_name(const char *name);
+/* act(x): KILN_ACT_NONE gives x; alpha is leaky_relu's slope and elu's
+ * alpha (ignored by the others); softmax is over the last axis. */
+KILN_API kiln_value kiln_activate(kiln_func *f, kiln_value x, kiln_activation act, double alpha);
 
 /* ------------------------------------------------------- building models
  * Keras' two ways to define a model, on the IR the .kiln front end builds:
@@ -391,7 +404,8 @@ KILN_API void kiln_sequential_dispose(kiln_sequential *s);
  * (glorot_uniform) and <name>.bias f32[units] (zeros). */
 KILN_API kiln_status kiln_sequential_dense(kiln_sequential *s, const char *name, int64_t units,
                                            kiln_activation act, kiln_diag *d);
-/* Activation(act): softmax over the last axis, leaky_relu with slope 0.3. */
+/* Activation(act): softmax over the last axis, leaky_relu with slope 0.2, elu
+ * with alpha 1 (Keras 3's defaults). */
 KILN_API kiln_status kiln_sequential_activation(kiln_sequential *s, const char *name,
                                                 kiln_activation act, kiln_diag *d);
 /* Flatten(): [batch, product of the other axes]. */
@@ -755,6 +769,13 @@ KILN_API kiln_status kiln_model_check_dataset(const kiln_model *model, const kil
 /* Outputs for n samples of x (row-major [n, input]) into out ([n, output]). */
 KILN_API kiln_status kiln_model_predict(kiln_model *model, const float *x, int64_t n, float *out,
                                         kiln_diag *d);
+/* The same for a model with several inputs (in the order of the model
+ * file's `input` lines): x[i] holds n samples of input i, row-major. */
+KILN_API kiln_status kiln_model_predict_inputs(kiln_model *model, const float *const *x,
+                                               int n_inputs, int64_t n, float *out, kiln_diag *d);
+/* The number of inputs of the model and the size of one sample of input i. */
+KILN_API int kiln_model_input_count(const kiln_model *model);
+KILN_API int64_t kiln_model_input_size_at(const kiln_model *model, int i);
 /* Outputs for every sample of a dataset into out ([count, output]). */
 KILN_API kiln_status kiln_model_predict_dataset(kiln_model *model, const kiln_dataset *ds,
                                                 float *out, kiln_diag *d);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh — fuzz one target with libFuzzer for N minutes.
 #
-#   tests/fuzz/run.sh TARGET MINUTES [JOBS]     TARGET: kiln | kir | safetensors | idx | onnx
+#   tests/fuzz/run.sh TARGET MINUTES [JOBS]     TARGET: kiln | kir | safetensors | idx | onnx | npy | csv
 #   tests/fuzz/run.sh --merge TARGET            minimize what was found into the corpus
 #
 # Builds build-fuzz/ (clang-14, -DKILN_FUZZ=ON: ASan + UBSan + libFuzzer
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 build=${KILN_FUZZ_BUILD:-$root/build-fuzz}
-targets="kiln kir safetensors idx onnx"
+targets="kiln kir safetensors idx onnx npy csv"
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 merge=0

@@ -216,6 +216,73 @@ START_TEST(keras3_leaky_relu) {
 }
 END_TEST
 
+/* Keras 3's other activations with their defaults (elu alpha 1, gelu
+ * exact), as dense's activation= (identity kernel) plus as a layer: the
+ * output is 2 act(x) for x in {-2, 0.5}, through the JIT, against
+ * keras.activations' formulas in double. */
+START_TEST(keras3_activations) {
+    static const struct {
+        const char *act, *layer;
+        double at_m2, at_half; /* act(-2), act(0.5) */
+    } cases[] = {
+        {"elu", "elu(x)", -0.8646647167633873, 0.5},
+        {"elu(alpha=0.5)", "elu(x, alpha=0.5)", -0.43233235838169365, 0.5},
+        {"relu6", "relu6(x)", 0, 0.5},
+        {"gelu", "gelu(x, approximate=false)", -0.04550026389635842, 0.34573123063700656},
+        {"softplus", "softplus(x)", 0.1269280110429725, 0.9740769841801067},
+        {"silu", "silu(x)", -0.2384058440442351, 0.3112296656009273},
+        {"swish", "swish(x)", -0.2384058440442351, 0.3112296656009273},
+        {"hard_sigmoid", "hard_sigmoid(x)", 1.0 / 6.0, 3.5 / 6.0},
+    };
+    kiln_diag *d = kiln_diag_create();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char src[512];
+        snprintf(src, sizeof src,
+                 "input x : f32[?, 1]\n"
+                 "a = dense(x, 1, activation=%s, kernel_initializer=constant(1))\n"
+                 "b = %s\n"
+                 "o = add(a, b)\noutput o\n",
+                 cases[i].act, cases[i].layer);
+        kiln_model *mo = make_model(src);
+        float x[2] = {-2, 0.5f}, y[2];
+        ck_assert_int_eq(kiln_model_predict(mo, x, 2, y, d), KILN_OK);
+        for (int k = 0; k < 2; k++) {
+            double want = 2 * (k ? cases[i].at_half : cases[i].at_m2);
+            ck_assert_msg(fabs(y[k] - want) < 2e-6, "%s(%g): got %.9g, want %.9g", cases[i].act,
+                          x[k], y[k] / 2, want / 2);
+        }
+        kiln_model_dispose(mo);
+    }
+    kiln_diag_dispose(d);
+}
+END_TEST
+
+/* Keyword mistakes get a suggestion; gelu's tanh form is refused by name. */
+START_TEST(keras3_activation_errors) {
+    static const struct {
+        const char *act, *msg;
+    } cases[] = {
+        {"leaky_relu(negative_slop=0.1)", "unknown argument 'negative_slop' for leaky_relu; did you mean 'negative_slope'?"},
+        {"elu(alph=0.5)", "unknown argument 'alph' for elu; did you mean 'alpha'?"},
+        {"gelu(approximate=true)", "gelu: approximate=true (the tanh form) is not supported"},
+        {"hard_sigmod", "unknown activation 'hard_sigmod'; did you mean 'hard_sigmoid'?"},
+        {"leaky_relu(alpha=-1)", "'alpha' must be at least 0, got -1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char src[256];
+        snprintf(src, sizeof src, "input x : f32[?, 2]\np = dense(x, 2, activation=%s)\noutput p\n",
+                 cases[i].act);
+        kiln_diag *d = kiln_diag_create();
+        kiln_module *m = NULL;
+        ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "t.kiln", &m, d), KILN_ERR_INVALID);
+        ck_assert_msg(strstr(kiln_diag_message(d), cases[i].msg), "%s: %s", cases[i].act,
+                      kiln_diag_message(d));
+        kiln_module_dispose(m);
+        kiln_diag_dispose(d);
+    }
+}
+END_TEST
+
 Suite *arrays_suite(void);
 Suite *arrays_suite(void) {
     Suite *s = suite_create("arrays");
@@ -225,6 +292,8 @@ Suite *arrays_suite(void) {
     tcase_add_test(tc, binary_classifier_on_int_labels);
     tcase_add_test(tc, bad_arrays_are_refused);
     tcase_add_test(tc, keras3_leaky_relu);
+    tcase_add_test(tc, keras3_activations);
+    tcase_add_test(tc, keras3_activation_errors);
     tcase_add_test(tc, binary_fashion_mnist_class0_vs_rest);
     suite_add_tcase(s, tc);
     return s;

@@ -240,6 +240,9 @@ static kiln_value unary(kiln_func *f, const char *op, kiln_value x) {
     if (!strcmp(op, "leaky_relu")) return kiln_leaky_relu(f, x, 0.2);
     if (!strcmp(op, "sigmoid")) return kiln_sigmoid(f, x);
     if (!strcmp(op, "tanh")) return kiln_tanh(f, x);
+    if (!strcmp(op, "erf")) return kiln_erf(f, x);
+    int act = kiln_activation_from_name(op);
+    if (act > 0) return kiln_activate(f, x, (kiln_activation)act, 0.7);
     ck_abort_msg("no unary %s", op);
     return x;
 }
@@ -266,6 +269,13 @@ UNARY_CASE(relu, -2, 2)
 UNARY_CASE(leaky_relu, -2, 2)
 UNARY_CASE(sigmoid, -20, 20)
 UNARY_CASE(tanh, -6, 6)
+UNARY_CASE(erf, -5, 5)
+UNARY_CASE(elu, -8, 3)
+UNARY_CASE(relu6, -2, 8)
+UNARY_CASE(gelu, -8, 8)
+UNARY_CASE(softplus, -30, 30)
+UNARY_CASE(silu, -20, 20)
+UNARY_CASE(hard_sigmoid, -5, 5)
 
 static bool build_pow(kiln_module *m, int v, gen *g) {
     static const double e[] = {2, 3, -1, 0.5, -0.5, 1.7, -2.3, 0};
@@ -956,6 +966,13 @@ static const codegen_case g_cases[] = {
     {"avg_pool2d", build_avg_pool2d},
     {"max_pool2d_grad", build_max_pool2d_grad},
     {"avg_pool2d_grad", build_avg_pool2d_grad},
+    {"erf", build_erf},
+    {"elu", build_elu},
+    {"relu6", build_relu6},
+    {"gelu", build_gelu},
+    {"softplus", build_softplus},
+    {"silu", build_silu},
+    {"hard_sigmoid", build_hard_sigmoid},
 };
 
 static const int64_t g_batches[] = {1, 7, 33, 128};

@@ -462,6 +462,20 @@ BUILD(b_avgpool_2s1_same, pool2d(f, IR_OP_avg_pool2d, x[0], 2, 1, 1))
 BUILD(b_dropout, dropout_(f, x[0], x[1], 0.3))
 BUILD(b_bn_train, batch_norm_(f, x, true))
 BUILD(b_bn_moving, batch_norm_(f, x, false))
+BUILD(b_erf, kiln_erf(f, x[0]))
+BUILD(b_elu, kiln_activate(f, x[0], KILN_ACT_ELU, 1.0))
+BUILD(b_elu_half, kiln_activate(f, x[0], KILN_ACT_ELU, 0.5))
+BUILD(b_relu6, kiln_activate(f, x[0], KILN_ACT_RELU6, 0))
+BUILD(b_gelu, kiln_activate(f, x[0], KILN_ACT_GELU, 0))
+BUILD(b_softplus, kiln_activate(f, x[0], KILN_ACT_SOFTPLUS, 0))
+BUILD(b_silu, kiln_activate(f, x[0], KILN_ACT_SILU, 0))
+BUILD(b_hard_sigmoid, kiln_activate(f, x[0], KILN_ACT_HARD_SIGMOID, 0))
+BUILD(b_dense_elu, dense(f, x[0], x[1], x[2], KILN_ACT_ELU, 1.0))
+BUILD(b_dense_gelu, dense(f, x[0], x[1], x[2], KILN_ACT_GELU, 0))
+BUILD(b_dense_softplus, dense(f, x[0], x[1], x[2], KILN_ACT_SOFTPLUS, 0))
+BUILD(b_dense_silu, dense(f, x[0], x[1], x[2], KILN_ACT_SILU, 0))
+BUILD(b_dense_relu6, dense(f, x[0], x[1], x[2], KILN_ACT_RELU6, 0))
+BUILD(b_dense_hard_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_HARD_SIGMOID, 0))
 
 /* Explicit pads [top, left, bottom, right] (ONNX's) on a window op. */
 static kiln_value padded(kiln_func *f, int op, const kiln_value *x, int s, const int64_t *pads) {
@@ -620,6 +634,27 @@ static const gcase g_cases[] = {
     {"avg_pool2d", "3x3 pads [2,0,1,1], stride 1", b_avgpool_pads, 1,
      {F_(G_ANY, 4, Q, 4, 5, 1)}, EPS},
     {"allreduce_wait", "one process", b_allreduce_wait, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    /* Keras 3 activations (issue 15): the ops, then as dense's epilogue */
+    {"erf", "[?,3]", b_erf, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"elu", "alpha 1, away from 0", b_elu, 1, {F_(G_AWAY0, 2, Q, 3)}, EPS},
+    {"elu", "alpha 0.5", b_elu_half, 1, {F_(G_AWAY0, 2, Q, 3)}, EPS},
+    {"relu6", "away from 0", b_relu6, 1, {F_(G_AWAY0, 2, Q, 3)}, EPS},
+    {"gelu", "[?,3]", b_gelu, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"softplus", "[?,3]", b_softplus, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"silu", "[?,3]", b_silu, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"hard_sigmoid", "[?,3]", b_hard_sigmoid, 1, {F_(G_ANY, 2, Q, 3)}, EPS},
+    {"dense", "elu", b_dense_elu, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
+    {"dense", "gelu (z recomputed)", b_dense_gelu, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
+    {"dense", "softplus (z recomputed)", b_dense_softplus, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
+    {"dense", "silu (z recomputed)", b_dense_silu, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
+    {"dense", "relu6", b_dense_relu6, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
+    {"dense", "hard_sigmoid", b_dense_hard_sigmoid, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
 };
 /* clang-format on */
 
