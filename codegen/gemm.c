@@ -447,6 +447,93 @@ static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t 
     (void)c;
 }
 
+/* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
+ * (emit.c): these functions alone get the host's features. */
+static void wide_features(cg_ctx *c, LLVMValueRef fn, int W) {
+    if (W != 16 || has_feature(c->features, "avx512f") || !host_target(c->o)) return;
+    char *host = LLVMGetHostCPUFeatures();
+    LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, host,
+                                                   (unsigned)strlen(host));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+    LLVMDisposeMessage(host);
+}
+
+/* What the panel tasks share: the call's sizes and pointers. */
+enum { CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS, CTX_FIELDS };
+
+static LLVMTypeRef ctx_type(cg_ctx *c) {
+    LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef f[CTX_FIELDS] = {c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64,
+                                 c->t_i64, fp,       fp,       fp,       fp};
+    return LLVMStructTypeInContext(c->ctx, f, CTX_FIELDS, 0);
+}
+
+static LLVMValueRef ctx_field(cg_ctx *c, LLVMValueRef ctx, int i) {
+    LLVMTypeRef st = ctx_type(c);
+    LLVMValueRef p = LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)i, "");
+    return LLVMBuildLoad2(c->b, LLVMStructGetTypeAtIndex(st, (unsigned)i), p, "");
+}
+
+/* void task(i8* ctx, i64 p): panel p of columns, every K block and row. */
+static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+    LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef pt[2] = {c->t_i8p, c->t_i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, pt, 2, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    wide_features(c, fn, W);
+
+    gemm_gen q;
+    memset(&q, 0, sizeof q);
+    q.c = c;
+    q.g = g;
+    q.W = W;
+    q.NV = 2;
+    q.NR = q.NV * W;
+    q.MR = GEMM_MR;
+    q.vt = LLVMVectorType(c->t_f32, (unsigned)W);
+    q.vti = LLVMVectorType(c->t_i32, (unsigned)W);
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(ctx_type(c), 0), "");
+    /* Constants where the call site has them. */
+    q.M = ctx_field(c, ctx, CTX_M);
+    q.N = LLVMIsAConstantInt(g->N) ? g->N : ctx_field(c, ctx, CTX_N);
+    q.K = LLVMIsAConstantInt(g->K) ? g->K : ctx_field(c, ctx, CTX_K);
+    q.lda = ctx_field(c, ctx, CTX_LDA);
+    q.ldb = ctx_field(c, ctx, CTX_LDB);
+    q.ldc = ctx_field(c, ctx, CTX_LDC);
+    q.A = ctx_field(c, ctx, CTX_A);
+    q.B = ctx_field(c, ctx, CTX_B);
+    q.C = ctx_field(c, ctx, CTX_C);
+    q.bias = g->bias ? ctx_field(c, ctx, CTX_BIAS) : NULL;
+    LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
+    LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
+    LLVMSetAlignment(buf, 64);
+    q.buf = LLVMBuildBitCast(c->b, buf, fp, "");
+
+    /* K == 0: no block runs; C = act(beta C + bias) is one pass of the
+     * store with zero sums: a K block of length 0, which the loops allow. */
+    LLVMValueRef kzero = LLVMBuildICmp(c->b, LLVMIntEQ, q.K, cg_i64(c, 0), "");
+    LLVMValueRef kblocks_end = LLVMBuildSelect(c->b, kzero, cg_i64(c, 1), q.K, "");
+
+    /* The panel's columns: with N known and a multiple of NR all full, with
+     * N < NR masked; else told apart at run time (one copy of the FMA
+     * loops, two of the stores). */
+    long long nconst = LLVMIsAConstantInt(q.N) ? LLVMConstIntGetSExtValue(q.N) : -1;
+    q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
+    q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
+    q.cols = nconst >= 0 && nconst % q.NR == 0 ? COLS_FULL
+             : nconst > 0 && nconst < q.NR     ? COLS_PART
+                                               : COLS_ANY;
+    if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
+    emit_panel(&q, kblocks_end);
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+/* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias): the panels of C as
+ * tasks of kiln_parallel_for (codegen/pool.h), each on one thread. */
 static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
     LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
@@ -457,77 +544,33 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     /* Called, not inlined: one copy per signature however many call
      * sites (the JIT's compile time), and a call costs nothing beside it. */
     cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline");
-    for (unsigned p = 4; p <= 10; p += 2) cg_add_attr(c, fn, p, "nocapture");
-    cg_add_attr(c, fn, 4, "readonly");
-    cg_add_attr(c, fn, 6, "readonly");
-    cg_add_attr(c, fn, 8, "noalias");
-    cg_add_attr(c, fn, 10, "readonly");
-    /* 16 lanes on a host with AVX-512 whose module targets AVX2 (emit.c):
-     * this function alone gets the host's features. */
-    if (W == 16 && !has_feature(c->features, "avx512f") && host_target(c->o)) {
-        char *host = LLVMGetHostCPUFeatures();
-        LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, host,
-                                                       (unsigned)strlen(host));
-        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
-        LLVMDisposeMessage(host);
-    }
 
     /* Build it with the context's builder, then return to the caller. */
     LLVMValueRef saved_fn = c->fn;
     LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
+    char tname[192];
+    snprintf(tname, sizeof tname, "%s.panel", name);
+    LLVMValueRef task = build_task_fn(c, g, tname, W);
+
     c->fn = fn;
-    gemm_gen q;
-    memset(&q, 0, sizeof q);
-    q.c = c;
-    q.g = g;
-    q.W = W;
-    q.NV = W == 4 ? 2 : 2;
-    q.NR = q.NV * W;
-    q.MR = GEMM_MR;
-    q.vt = LLVMVectorType(c->t_f32, (unsigned)W);
-    q.vti = LLVMVectorType(c->t_i32, (unsigned)W);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
-    /* Constants where the call site has them. */
-    q.M = LLVMGetParam(fn, 0);
-    q.N = LLVMIsAConstantInt(g->N) ? g->N : LLVMGetParam(fn, 1);
-    q.K = LLVMIsAConstantInt(g->K) ? g->K : LLVMGetParam(fn, 2);
-    q.A = LLVMGetParam(fn, 3);
-    q.lda = LLVMGetParam(fn, 4);
-    q.B = LLVMGetParam(fn, 5);
-    q.ldb = LLVMGetParam(fn, 6);
-    q.C = LLVMGetParam(fn, 7);
-    q.ldc = LLVMGetParam(fn, 8);
-    q.bias = g->bias ? LLVMGetParam(fn, 9) : NULL;
-    LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
-    LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
-    LLVMSetAlignment(buf, 64);
-    q.buf = LLVMBuildBitCast(c->b, buf, fp, "");
-
-    /* K == 0: no block runs; C = act(beta C + bias) is one pass of the
-     * store with zero sums. Rare (empty products): done with a K block
-     * of length 0, which the tile loops allow. */
-    LLVMValueRef kzero = LLVMBuildICmp(c->b, LLVMIntEQ, q.K, cg_i64(c, 0), "");
-    LLVMValueRef kblocks_end = LLVMBuildSelect(c->b, kzero, cg_i64(c, 1), q.K, "");
-
-    /* Panels: with N known and a multiple of NR, all full; with N < NR
-     * one masked panel; else one loop telling them apart at run time (one
-     * copy of the FMA loops, two of the stores). */
-    long long nconst = LLVMIsAConstantInt(q.N) ? LLVMConstIntGetSExtValue(q.N) : -1;
-    if (nconst > 0 && nconst < q.NR) {
-        q.jp = cg_i64(c, 0);
-        q.nc = q.N;
-        q.cols = COLS_PART;
-        emit_panel(&q, kblocks_end);
-    } else {
-        cg_loop lj;
-        q.jp = cg_loop_begin(c, &lj, cg_i64(c, 0), q.N, q.NR);
-        q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
-        q.cols = nconst >= 0 && nconst % q.NR == 0 ? COLS_FULL : COLS_ANY;
-        if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
-        emit_panel(&q, kblocks_end);
-        lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
-        cg_loop_end(c, &lj, NULL);
-    }
+    LLVMTypeRef st = ctx_type(c);
+    LLVMValueRef ctx = LLVMBuildAlloca(c->b, st, "ctx");
+    static const int param_field[10] = {CTX_M,   CTX_N, CTX_K,   CTX_A, CTX_LDA,
+                                        CTX_B,   CTX_LDB, CTX_C, CTX_LDC, CTX_BIAS};
+    for (int i = 0; i < 10; i++)
+        LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i),
+                       LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)param_field[i], ""));
+    LLVMValueRef N = LLVMGetParam(fn, 1);
+    LLVMValueRef panels = LLVMBuildSDiv(c->b, LLVMBuildNSWAdd(c->b, N, cg_i64(c, 2 * W - 1), ""),
+                                        cg_i64(c, 2 * W), "");
+    LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
+    LLVMTypeRef pf[3] = {task_ptr, c->t_i8p, c->t_i64};
+    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
+    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
+    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
+    LLVMValueRef args[3] = {task, LLVMBuildBitCast(c->b, ctx, c->t_i8p, ""), panels};
+    LLVMBuildCall2(c->b, pfty, pfor, args, 3, "");
     LLVMBuildRetVoid(c->b);
 
     c->fn = saved_fn;

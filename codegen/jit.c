@@ -17,6 +17,7 @@
  */
 #include "codegen/cache.h"
 #include "codegen/lower.h"
+#include "codegen/pool.h"
 #include "ir/collective.h"
 
 #include <cblas.h>
@@ -52,6 +53,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
         {"cblas_sgemm", (void (*)(void))cblas_sgemm},
         {"cblas_sgemv", (void (*)(void))cblas_sgemv},
         {"kiln_allreduce_mean_f32", (void (*)(void))kiln_allreduce_mean_f32},
+        {"kiln_parallel_for", (void (*)(void))kiln_parallel_for},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {

@@ -2,7 +2,8 @@
  * test_gemm.c — Kiln's GEMM kernels (codegen/gemm.c) against a naive
  * double-precision product: every transpose, ragged M, N, K (1 to 300, and
  * past one K block), each vector width (4: portable, 8: AVX2, 16: AVX-512),
- * the fused dense epilogue (bias and each activation), dynamic M and K.
+ * the fused dense epilogue (bias and each activation), dynamic M and K;
+ * on 1 and 2 threads of Kiln's pool, bit-identical.
  */
 #include <check.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "codegen/cg.h"
+#include "codegen/pool.h"
 #include "passes/pass.h"
 
 typedef struct shape {
@@ -116,16 +118,26 @@ static void check_shape(shape s, int width, const char *act) {
     unsigned seed = (unsigned)(s.M * 131 + s.N * 17 + s.K + width);
     size_t mk = (size_t)s.M * s.K, kn = (size_t)s.K * s.N, mn = (size_t)s.M * s.N;
     float *A = rnd(mk, &seed), *B = rnd(kn, &seed), *bias = rnd((size_t)s.N, &seed);
-    float *C = malloc(mn * sizeof(float) + 4);
+    float *C = malloc(mn * sizeof(float) + 4), *C2 = malloc(mn * sizeof(float) + 4);
     double *R = malloc(mn * sizeof(double) + 8), *mag = malloc(mn * sizeof(double) + 8);
     for (int f = 0; f < 5; f++) {
         int ta = f == 1 || f == 3, tb = f == 2 || f == 3;
         int64_t batch = f == 1 ? s.K : f == 3 ? 1 : s.M;
         char name[4] = {'f', (char)('0' + f), 0};
         void *args[3] = {A, B, bias}, *res[1] = {C};
+        /* 2 threads, then 1: the same bits (each tile is one thread's). */
+        ck_assert_int_eq(kiln_pool_set_threads(2), 2);
         for (size_t i = 0; i < mn; i++) C[i] = NAN; /* beta 0: never read */
         ck_assert_msg(cg_program_run(p, name, batch, args, res, NULL, NULL, d) == KILN_OK, "%s",
                       kiln_diag_message(d));
+        memcpy(C2, C, mn * sizeof(float));
+        kiln_pool_set_threads(1);
+        for (size_t i = 0; i < mn; i++) C[i] = NAN;
+        ck_assert_msg(cg_program_run(p, name, batch, args, res, NULL, NULL, d) == KILN_OK, "%s",
+                      kiln_diag_message(d));
+        ck_assert_msg(memcmp(C, C2, mn * sizeof(float)) == 0,
+                      "%s M=%d N=%d K=%d width %d: 1 and 2 threads differ", name, s.M, s.N, s.K,
+                      width);
         reference(ta, tb, s, A, B, f == 4 ? bias : NULL, act, R, mag);
         for (size_t i = 0; i < mn; i++) {
             double tol = 1e-5 * (mag[i] + 1);
@@ -139,6 +151,7 @@ static void check_shape(shape s, int width, const char *act) {
     free(B);
     free(bias);
     free(C);
+    free(C2);
     free(R);
     free(mag);
     cg_program_dispose(p);
