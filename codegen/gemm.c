@@ -434,7 +434,7 @@ bool cg_gemm_use_kiln(const cg_options *o) {
 }
 
 /* The function's signature key: what it is specialized to. */
-static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t n) {
+static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
     long long kc = -1, nc = -1;
     if (LLVMIsAConstantInt(g->K)) kc = LLVMConstIntGetSExtValue(g->K);
     if (LLVMIsAConstantInt(g->N)) nc = LLVMConstIntGetSExtValue(g->N);
@@ -444,7 +444,6 @@ static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t 
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
     snprintf(key, n, "kiln.gemm.%c%c.k%lld.n%lld.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
              kc, nc, g->beta, W, act);
-    (void)c;
 }
 
 /* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
@@ -581,7 +580,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
 void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
     int W = cg_gemm_width(c->o, c->features);
     char name[160];
-    gemm_key(c, g, W, name, sizeof name);
+    gemm_key(g, W, name, sizeof name);
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) fn = build_gemm_fn(c, g, name, W);
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);

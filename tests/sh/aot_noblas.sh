@@ -46,3 +46,15 @@ for f in b128 b1; do
     END { printf "'$f' kiln vs openblas: worst %.3g x tolerance, %d rows, %d class differences\n", worst, NR, cls
           exit !(NR == 10000 && worst <= 1 && cls == 0) }' || fail "$f: the backends differ"
 done
+
+# A backend that does not exist is a usage error (status 2), on each verb.
+for verb in compile train eval predict; do
+  set +e
+  out=(); [ "$verb" = compile ] && out=(-o x.so); [ "$verb" = predict ] && out=(--input x.idx)
+  "$kiln" $verb "$model" "${out[@]}" --gemm mkl > usage.log 2>&1
+  rc=$?
+  set -e
+  [ "$rc" = 2 ] && grep -q "error: --gemm expects 'kiln' or 'openblas', got 'mkl'" usage.log ||
+    fail "$verb --gemm mkl: status $rc: $(cat usage.log)"
+done
+echo "ok: --gemm mkl refused"

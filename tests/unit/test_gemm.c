@@ -167,11 +167,39 @@ START_TEST(test_gemm_shapes) {
 }
 END_TEST
 
+/* The C API refuses a backend that does not exist, naming it. */
+START_TEST(test_gemm_api_unknown) {
+    const char *text = "module @g\nfunc @infer(%x : f32[?,2]) -> f32[?,2] {\n  return %x\n}\n";
+    kiln_diag *d = kiln_diag_create();
+    kiln_module *m = NULL;
+    ck_assert_int_eq(kiln_module_parse(text, strlen(text), "g.kir", &m, d), KILN_OK);
+    kiln_model_opts mo = {KILN_BACKEND_JIT, 1, 1, (kiln_gemm)7};
+    kiln_model *model = NULL;
+    ck_assert_int_eq(kiln_model_create(m, &mo, &model, d), KILN_ERR_INVALID);
+    ck_assert_ptr_null(model);
+    ck_assert_msg(strstr(kiln_diag_message(d), "unknown GEMM backend 7") != NULL, "%s",
+                  kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    d = kiln_diag_create();
+    ck_assert_int_eq(kiln_module_parse(text, strlen(text), "g.kir", &m, d), KILN_OK);
+    kiln_aot_opts ao;
+    memset(&ao, 0, sizeof ao);
+    ao.output = "/nonexistent/lib.so";
+    ao.gemm = (kiln_gemm)3;
+    ck_assert_int_eq(kiln_compile_aot(m, &ao, d), KILN_ERR_INVALID);
+    ck_assert_msg(strstr(kiln_diag_message(d), "unknown GEMM backend 3") != NULL, "%s",
+                  kiln_diag_message(d));
+    kiln_module_dispose(m);
+    kiln_diag_dispose(d);
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("gemm");
     TCase *tc = tcase_create("kernels");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_gemm_shapes, 0, N_FIXED + N_RANDOM);
+    tcase_add_test(tc, test_gemm_api_unknown);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
