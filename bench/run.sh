@@ -95,7 +95,7 @@ data=/usr/share/datasets/fashion-mnist
 
 # ------------------------------------------------------------------- build
 bin=$build_dir/bin
-targets=(kiln_cli bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile)
+targets=(kiln_cli bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile bench_gemm)
 if [ "$build" = 1 ]; then
   if [ ! -f "$build_dir/CMakeCache.txt" ]; then
     cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=OFF > /dev/null
@@ -108,7 +108,7 @@ if [ "$build" = 1 ]; then
   cmake --build "$build_dir" -j"$(nproc)" --target "${targets[@]}" > "$build_dir/bench-build.log" 2>&1 ||
     { tail -30 "$build_dir/bench-build.log" >&2; echo "bench/run.sh: build failed" >&2; exit 1; }
 fi
-for t in kiln bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile; do
+for t in kiln bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile bench_gemm; do
   [ -x "$bin/$t" ] || { echo "bench/run.sh: $bin/$t is missing (build first)" >&2; exit 1; }
 done
 
@@ -304,7 +304,7 @@ fi
 
 stage_load mpi; bench/mpi.sh --build-dir "$build_dir" --reps "$ct_reps" --out "$out/mpi" || echo "   bench/mpi.sh failed: see $out/mpi"
 [ "$quick" = 1 ] || { echo "== binary classifier (bench/binary.sh)"; bench/binary.sh "$bin/kiln" 3 5 | tee "$log/binary.txt" || echo "   bench/binary.sh: not within noise (see above)"; }
-
+bench/gemm.sh --bin "$bin" --data "$data" --epochs "$ct_epochs" --reps "$ct_reps" | tee "$out/gemm.txt" # Kiln's GEMM vs OpenBLAS (issue 18)
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}

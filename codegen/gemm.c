@@ -28,6 +28,9 @@ typedef struct gemm_gen {
     LLVMValueRef buf; /* the packed panel, KC x NR floats */
     /* the current panel / block */
     LLVMValueRef jp, nc, kb, kc, first, last;
+    /* Whether the panel's columns are all of C's (COLS_FULL), fewer
+     * (COLS_PART: masked), or either, told at run time (COLS_ANY, N dynamic). */
+    enum { COLS_FULL, COLS_PART, COLS_ANY } cols;
 } gemm_gen;
 
 /* ------------------------------------------------------------- helpers */
@@ -115,38 +118,56 @@ static LLVMBasicBlockRef block(gemm_gen *q, const char *name) {
     return LLVMAppendBasicBlockInContext(q->c->ctx, q->c->fn, name);
 }
 
+/* Emits body(q, masked) for the panel's column mode: once, or twice
+ * behind a run-time test of nc == NR. */
+static void by_cols(gemm_gen *q, const char *name, void (*body)(gemm_gen *q, bool masked, void *),
+                    void *ctx) {
+    cg_ctx *c = q->c;
+    if (q->cols != COLS_ANY) {
+        body(q, q->cols == COLS_PART, ctx);
+        return;
+    }
+    LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntEQ, q->nc, cg_i64(c, q->NR), "");
+    LLVMBasicBlockRef b_full = block(q, name), b_part = block(q, name), b_done = block(q, name);
+    LLVMBuildCondBr(c->b, full, b_full, b_part);
+    LLVMPositionBuilderAtEnd(c->b, b_full);
+    body(q, false, ctx);
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_part);
+    body(q, true, ctx);
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_done);
+}
+
 /* ------------------------------------------------------------- packing */
+
+/* Rows of B are contiguous: NV vector copies per k, masked on the last
+ * panel (zeros beyond nc). */
+static void pack_rows(gemm_gen *q, bool part, void *ctx) {
+    cg_ctx *c = q->c;
+    (void)ctx;
+    LLVMValueRef mask[4];
+    for (int v = 0; v < q->NV && part; v++)
+        mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
+    cg_loop l;
+    LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
+    LLVMValueRef src = add(q, mul(q, add(q, q->kb, k), q->ldb), q->jp);
+    LLVMValueRef dst = mul(q, k, cg_i64(c, q->NR));
+    for (int v = 0; v < q->NV; v++) {
+        LLVMValueRef off = cg_i64(c, v * q->W);
+        LLVMValueRef x = part ? loadv_masked(q, q->B, add(q, src, off), mask[v])
+                              : loadv(q, q->B, add(q, src, off), 4);
+        storev(q, x, q->buf, add(q, dst, off), 32);
+    }
+    l.hints = CG_LOOP_NO_VECTORIZE;
+    cg_loop_end(c, &l, NULL);
+}
 
 /* buf[k*NR + j] = op(B)[kb+k, jp+j] for k < kc, j < NR; zero for j >= nc. */
 static void emit_pack(gemm_gen *q) {
     cg_ctx *c = q->c;
     if (!q->g->tb) {
-        /* Rows of B are contiguous: NV vector copies per k, masked on
-         * the last panel (zeros beyond nc). */
-        LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntEQ, q->nc, cg_i64(c, q->NR), "");
-        LLVMBasicBlockRef b_full = block(q, "pack.full"), b_part = block(q, "pack.part"),
-                          b_done = block(q, "pack.done");
-        LLVMBuildCondBr(c->b, full, b_full, b_part);
-        for (int part = 0; part < 2; part++) {
-            LLVMPositionBuilderAtEnd(c->b, part ? b_part : b_full);
-            LLVMValueRef mask[4];
-            for (int v = 0; v < q->NV && part; v++)
-                mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
-            cg_loop l;
-            LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
-            LLVMValueRef src = add(q, mul(q, add(q, q->kb, k), q->ldb), q->jp);
-            LLVMValueRef dst = mul(q, k, cg_i64(c, q->NR));
-            for (int v = 0; v < q->NV; v++) {
-                LLVMValueRef off = cg_i64(c, v * q->W);
-                LLVMValueRef x = part ? loadv_masked(q, q->B, add(q, src, off), mask[v])
-                                      : loadv(q, q->B, add(q, src, off), 4);
-                storev(q, x, q->buf, add(q, dst, off), 32);
-            }
-            l.hints = CG_LOOP_NO_VECTORIZE;
-            cg_loop_end(c, &l, NULL);
-            LLVMBuildBr(c->b, b_done);
-        }
-        LLVMPositionBuilderAtEnd(c->b, b_done);
+        by_cols(q, "pack", pack_rows, NULL);
         return;
     }
     /* Transposed B [N,K]: column j of the panel is row jp+j of B,
@@ -278,6 +299,17 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
         }
 }
 
+typedef struct tile_out {
+    int mr;
+    LLVMValueRef i;
+    LLVMValueRef (*acc)[4];
+} tile_out;
+
+static void tile_store(gemm_gen *q, bool masked, void *ctx) {
+    tile_out *t = ctx;
+    emit_tile_store(q, t->mr, t->i, t->acc, masked);
+}
+
 /* One mr x NR tile of C at row i over the current K block. */
 static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     cg_ctx *c = q->c;
@@ -298,7 +330,7 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
         LLVMValueRef a = splat(q, cg_load(c, c->t_f32, q->A, aidx));
         for (int v = 0; v < q->NV; v++) next[r][v] = cg_fma(c, a, b[v], acc[r][v]);
     }
-    l.hints = CG_LOOP_NO_VECTORIZE | (mr < q->MR ? CG_LOOP_NO_UNROLL : 0);
+    l.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     LLVMValueRef flat[GEMM_MR * 2 * 4];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) flat[r * q->NV + v] = next[r][v];
@@ -307,17 +339,8 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     /* The loop may not run (kc == 0 never happens: blocks are non-empty). */
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) out[r][v] = l.exits[r * q->NV + v];
-    LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntEQ, q->nc, cg_i64(c, q->NR), "");
-    LLVMBasicBlockRef b_full = block(q, "tile.full"), b_part = block(q, "tile.part"),
-                      b_done = block(q, "tile.done");
-    LLVMBuildCondBr(c->b, full, b_full, b_part);
-    LLVMPositionBuilderAtEnd(c->b, b_full);
-    emit_tile_store(q, mr, i, out, false);
-    LLVMBuildBr(c->b, b_done);
-    LLVMPositionBuilderAtEnd(c->b, b_part);
-    emit_tile_store(q, mr, i, out, true);
-    LLVMBuildBr(c->b, b_done);
-    LLVMPositionBuilderAtEnd(c->b, b_done);
+    tile_out t = {mr, i, out};
+    by_cols(q, "tile.store", tile_store, &t);
 }
 
 /* The rows of one (panel, K block): MR at a time, then the M mod MR rest
@@ -330,17 +353,36 @@ static void emit_rows(gemm_gen *q) {
     emit_tile(q, q->MR, i);
     li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     cg_loop_end(c, &li, NULL);
+    /* The rest (< MR rows) as tiles of 4, 2 and 1 rows, by its bits. */
     LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
-    LLVMBasicBlockRef b_done = block(q, "rows.done");
-    LLVMValueRef sw = LLVMBuildSwitch(c->b, rest, b_done, (unsigned)q->MR - 1);
-    for (int mr = 1; mr < q->MR; mr++) {
-        LLVMBasicBlockRef bb = block(q, "rows.rest");
-        LLVMAddCase(sw, cg_i64(c, mr), bb);
-        LLVMPositionBuilderAtEnd(c->b, bb);
-        emit_tile(q, mr, mfull);
-        LLVMBuildBr(c->b, b_done);
+    LLVMValueRef at = mfull;
+    for (int mr = 4; mr >= 1; mr /= 2) {
+        if (mr >= q->MR) continue;
+        LLVMValueRef bit = LLVMBuildAnd(c->b, rest, cg_i64(c, mr), "");
+        LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, bit, cg_i64(c, 0), ""), b_tile,
+                        b_next);
+        LLVMPositionBuilderAtEnd(c->b, b_tile);
+        emit_tile(q, mr, at);
+        LLVMBuildBr(c->b, b_next);
+        LLVMPositionBuilderAtEnd(c->b, b_next);
+        at = add(q, at, bit);
     }
-    LLVMPositionBuilderAtEnd(c->b, b_done);
+}
+
+/* One panel of columns (q->jp, q->nc): its K blocks, each packed, then
+ * every row of C. */
+static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
+    cg_ctx *c = q->c;
+    cg_loop lk;
+    q->kb = cg_loop_begin(c, &lk, cg_i64(c, 0), kblocks_end, GEMM_KC);
+    q->kc = imin(q, cg_i64(c, GEMM_KC), LLVMBuildNSWSub(c->b, q->K, q->kb, ""));
+    q->first = LLVMBuildICmp(c->b, LLVMIntEQ, q->kb, cg_i64(c, 0), "");
+    q->last = LLVMBuildICmp(c->b, LLVMIntSGE, add(q, q->kb, cg_i64(c, GEMM_KC)), q->K, "");
+    emit_pack(q);
+    emit_rows(q);
+    lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    cg_loop_end(c, &lk, NULL);
 }
 
 /* ------------------------------------------------------------ function */
@@ -392,7 +434,7 @@ bool cg_gemm_use_kiln(const cg_options *o) {
 }
 
 /* The function's signature key: what it is specialized to. */
-static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t n) {
+static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
     long long kc = -1, nc = -1;
     if (LLVMIsAConstantInt(g->K)) kc = LLVMConstIntGetSExtValue(g->K);
     if (LLVMIsAConstantInt(g->N)) nc = LLVMConstIntGetSExtValue(g->N);
@@ -402,9 +444,95 @@ static void gemm_key(cg_ctx *c, const cg_gemm_call *g, int W, char *key, size_t 
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
     snprintf(key, n, "kiln.gemm.%c%c.k%lld.n%lld.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
              kc, nc, g->beta, W, act);
-    (void)c;
 }
 
+/* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
+ * (emit.c): these functions alone get the host's features. */
+static void wide_features(cg_ctx *c, LLVMValueRef fn, int W) {
+    if (W != 16 || has_feature(c->features, "avx512f") || !host_target(c->o)) return;
+    char *host = LLVMGetHostCPUFeatures();
+    LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, host,
+                                                   (unsigned)strlen(host));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+    LLVMDisposeMessage(host);
+}
+
+/* What the panel tasks share: the call's sizes and pointers. */
+enum { CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS, CTX_FIELDS };
+
+static LLVMTypeRef ctx_type(cg_ctx *c) {
+    LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef f[CTX_FIELDS] = {c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64,
+                                 c->t_i64, fp,       fp,       fp,       fp};
+    return LLVMStructTypeInContext(c->ctx, f, CTX_FIELDS, 0);
+}
+
+static LLVMValueRef ctx_field(cg_ctx *c, LLVMValueRef ctx, int i) {
+    LLVMTypeRef st = ctx_type(c);
+    LLVMValueRef p = LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)i, "");
+    return LLVMBuildLoad2(c->b, LLVMStructGetTypeAtIndex(st, (unsigned)i), p, "");
+}
+
+/* void task(i8* ctx, i64 p): panel p of columns, every K block and row. */
+static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+    LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
+    LLVMTypeRef pt[2] = {c->t_i8p, c->t_i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, pt, 2, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    wide_features(c, fn, W);
+
+    gemm_gen q;
+    memset(&q, 0, sizeof q);
+    q.c = c;
+    q.g = g;
+    q.W = W;
+    q.NV = 2;
+    q.NR = q.NV * W;
+    q.MR = GEMM_MR;
+    q.vt = LLVMVectorType(c->t_f32, (unsigned)W);
+    q.vti = LLVMVectorType(c->t_i32, (unsigned)W);
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(ctx_type(c), 0), "");
+    /* Constants where the call site has them. */
+    q.M = ctx_field(c, ctx, CTX_M);
+    q.N = LLVMIsAConstantInt(g->N) ? g->N : ctx_field(c, ctx, CTX_N);
+    q.K = LLVMIsAConstantInt(g->K) ? g->K : ctx_field(c, ctx, CTX_K);
+    q.lda = ctx_field(c, ctx, CTX_LDA);
+    q.ldb = ctx_field(c, ctx, CTX_LDB);
+    q.ldc = ctx_field(c, ctx, CTX_LDC);
+    q.A = ctx_field(c, ctx, CTX_A);
+    q.B = ctx_field(c, ctx, CTX_B);
+    q.C = ctx_field(c, ctx, CTX_C);
+    q.bias = g->bias ? ctx_field(c, ctx, CTX_BIAS) : NULL;
+    LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
+    LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
+    LLVMSetAlignment(buf, 64);
+    q.buf = LLVMBuildBitCast(c->b, buf, fp, "");
+
+    /* K == 0: no block runs; C = act(beta C + bias) is one pass of the
+     * store with zero sums: a K block of length 0, which the loops allow. */
+    LLVMValueRef kzero = LLVMBuildICmp(c->b, LLVMIntEQ, q.K, cg_i64(c, 0), "");
+    LLVMValueRef kblocks_end = LLVMBuildSelect(c->b, kzero, cg_i64(c, 1), q.K, "");
+
+    /* The panel's columns: with N known and a multiple of NR all full, with
+     * N < NR masked; else told apart at run time (one copy of the FMA
+     * loops, two of the stores). */
+    long long nconst = LLVMIsAConstantInt(q.N) ? LLVMConstIntGetSExtValue(q.N) : -1;
+    q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
+    q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
+    q.cols = nconst >= 0 && nconst % q.NR == 0 ? COLS_FULL
+             : nconst > 0 && nconst < q.NR     ? COLS_PART
+                                               : COLS_ANY;
+    if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
+    emit_panel(&q, kblocks_end);
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+/* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias): the panels of C as
+ * tasks of kiln_parallel_for (codegen/pool.h), each on one thread. */
 static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
     LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
@@ -412,72 +540,36 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
-    for (unsigned p = 4; p <= 10; p += 2) cg_add_attr(c, fn, p, "nocapture");
-    cg_add_attr(c, fn, 4, "readonly");
-    cg_add_attr(c, fn, 6, "readonly");
-    cg_add_attr(c, fn, 8, "noalias");
-    cg_add_attr(c, fn, 10, "readonly");
-    /* 16 lanes on a host with AVX-512 whose module targets AVX2 (emit.c):
-     * this function alone gets the host's features. */
-    if (W == 16 && !has_feature(c->features, "avx512f") && host_target(c->o)) {
-        char *host = LLVMGetHostCPUFeatures();
-        LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, "target-features", 15, host,
-                                                       (unsigned)strlen(host));
-        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
-        LLVMDisposeMessage(host);
-    }
+    /* Called, not inlined: one copy per signature however many call
+     * sites (the JIT's compile time), and a call costs nothing beside it. */
+    cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "noinline");
 
     /* Build it with the context's builder, then return to the caller. */
     LLVMValueRef saved_fn = c->fn;
     LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(c->b);
+    char tname[192];
+    snprintf(tname, sizeof tname, "%s.panel", name);
+    LLVMValueRef task = build_task_fn(c, g, tname, W);
+
     c->fn = fn;
-    gemm_gen q;
-    memset(&q, 0, sizeof q);
-    q.c = c;
-    q.g = g;
-    q.W = W;
-    q.NV = W == 4 ? 2 : 2;
-    q.NR = q.NV * W;
-    q.MR = GEMM_MR;
-    q.vt = LLVMVectorType(c->t_f32, (unsigned)W);
-    q.vti = LLVMVectorType(c->t_i32, (unsigned)W);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
-    /* Constants where the call site has them. */
-    q.M = LLVMGetParam(fn, 0);
-    q.N = LLVMIsAConstantInt(g->N) ? g->N : LLVMGetParam(fn, 1);
-    q.K = LLVMIsAConstantInt(g->K) ? g->K : LLVMGetParam(fn, 2);
-    q.A = LLVMGetParam(fn, 3);
-    q.lda = LLVMGetParam(fn, 4);
-    q.B = LLVMGetParam(fn, 5);
-    q.ldb = LLVMGetParam(fn, 6);
-    q.C = LLVMGetParam(fn, 7);
-    q.ldc = LLVMGetParam(fn, 8);
-    q.bias = g->bias ? LLVMGetParam(fn, 9) : NULL;
-    LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
-    LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
-    LLVMSetAlignment(buf, 64);
-    q.buf = LLVMBuildBitCast(c->b, buf, fp, "");
-
-    /* K == 0: no block runs; C = act(beta C + bias) is one pass of the
-     * store with zero sums. Rare (empty products): done with a K block
-     * of length 0, which the tile loops allow. */
-    LLVMValueRef kzero = LLVMBuildICmp(c->b, LLVMIntEQ, q.K, cg_i64(c, 0), "");
-    LLVMValueRef kblocks_end = LLVMBuildSelect(c->b, kzero, cg_i64(c, 1), q.K, "");
-
-    cg_loop lj;
-    q.jp = cg_loop_begin(c, &lj, cg_i64(c, 0), q.N, q.NR);
-    q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
-    cg_loop lk;
-    q.kb = cg_loop_begin(c, &lk, cg_i64(c, 0), kblocks_end, GEMM_KC);
-    q.kc = imin(&q, cg_i64(c, GEMM_KC), LLVMBuildNSWSub(c->b, q.K, q.kb, ""));
-    q.first = LLVMBuildICmp(c->b, LLVMIntEQ, q.kb, cg_i64(c, 0), "");
-    q.last = LLVMBuildICmp(c->b, LLVMIntSGE, add(&q, q.kb, cg_i64(c, GEMM_KC)), q.K, "");
-    emit_pack(&q);
-    emit_rows(&q);
-    lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
-    cg_loop_end(c, &lk, NULL);
-    lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
-    cg_loop_end(c, &lj, NULL);
+    LLVMTypeRef st = ctx_type(c);
+    LLVMValueRef ctx = LLVMBuildAlloca(c->b, st, "ctx");
+    static const int param_field[10] = {CTX_M,   CTX_N, CTX_K,   CTX_A, CTX_LDA,
+                                        CTX_B,   CTX_LDB, CTX_C, CTX_LDC, CTX_BIAS};
+    for (int i = 0; i < 10; i++)
+        LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i),
+                       LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)param_field[i], ""));
+    LLVMValueRef N = LLVMGetParam(fn, 1);
+    LLVMValueRef panels = LLVMBuildSDiv(c->b, LLVMBuildNSWAdd(c->b, N, cg_i64(c, 2 * W - 1), ""),
+                                        cg_i64(c, 2 * W), "");
+    LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
+    LLVMTypeRef pf[3] = {task_ptr, c->t_i8p, c->t_i64};
+    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
+    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
+    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
+    LLVMValueRef args[3] = {task, LLVMBuildBitCast(c->b, ctx, c->t_i8p, ""), panels};
+    LLVMBuildCall2(c->b, pfty, pfor, args, 3, "");
     LLVMBuildRetVoid(c->b);
 
     c->fn = saved_fn;
@@ -488,7 +580,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
 void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
     int W = cg_gemm_width(c->o, c->features);
     char name[160];
-    gemm_key(c, g, W, name, sizeof name);
+    gemm_key(g, W, name, sizeof name);
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) fn = build_gemm_fn(c, g, name, W);
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);

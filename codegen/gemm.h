@@ -11,16 +11,17 @@
  * time: the transposes, K and N when they are constants, beta, the epilogue
  * and the vector width. Its loops, outermost first:
  *
- *   for each panel of NR columns of C (the last one masked):
+ *   for each panel of NR columns of C (the last one masked), a task of
+ *   kiln_parallel_for (pool.h) — one thread computes all of it:
  *     for each block of KC rows of B:
  *       pack B[kb.., jp..] into a KC x NR buffer on the stack (zero padded)
- *       for each tile of MR rows of C:     (the last MR-1 rows: a variant per count)
+ *       for each tile of MR rows of C:     (the last M mod MR rows: tiles of 4, 2, 1)
  *         MR x NR accumulators in registers, one FMA per (row, vector) per k,
  *         A read in place (a broadcast per row and k; transposed A: rows adjacent)
  *         store: + beta C (+ the earlier K blocks), then bias and activation
  *
  * Register blocks: 6 x 16 for 8-wide AVX2 (12 accumulators, 2 vectors of
- * B, 1 broadcast: 15 of 16 ymm), 6 x 32 for 16-wide AVX-512, 4 x 8 for the
+ * B, 1 broadcast: 15 of 16 ymm), 6 x 32 for 16-wide AVX-512, 6 x 8 for the
  * portable 4-wide fallback (llvm.fmuladd, so no FMA unit is assumed).
  */
 #ifndef KILN_CODEGEN_GEMM_H
@@ -52,8 +53,9 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g);
  * host, 8 with AVX2, 4 otherwise. */
 int cg_gemm_width(const cg_options *o, const char *features);
 
-/* Whether the GEMM of a call site with these compile-time facts uses
- * Kiln's kernel (else OpenBLAS): the rule of README "GEMM backends". */
+/* Whether GEMMs compiled with `o` use Kiln's kernel (else OpenBLAS):
+ * o->gemm, else KILN_GEMM from the environment, else the rule of README
+ * "GEMM backends" (Kiln's kernel for every GEMM). */
 bool cg_gemm_use_kiln(const cg_options *o);
 
 #endif

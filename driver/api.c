@@ -38,6 +38,11 @@ kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, cons
                                   kiln_model **out, kiln_diag *d) {
     *out = NULL;
     if (!m) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "kiln_model_create: no module");
+    if (o && (unsigned)o->gemm > KILN_GEMM_OPENBLAS) {
+        kiln_module_dispose(m);
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_model_create: unknown GEMM backend %d", (int)o->gemm);
+    }
     /* After kiln_distributed_init, models train on the ranks. */
     bool dist = rt_dist_active();
     drv_opts passes = {.target = DRV_IR,
@@ -56,9 +61,8 @@ kiln_status kiln_model_create_now(kiln_module *m, const kiln_model_opts *o, cons
     /* The compile callback's context: the GEMM backend (static storage,
      * as the model compiles functions lazily). */
     static const kiln_gemm gemms[3] = {KILN_GEMM_AUTO, KILN_GEMM_KILN, KILN_GEMM_OPENBLAS};
-    kiln_gemm g = o ? o->gemm : KILN_GEMM_AUTO;
     c.compile = jit_func;
-    c.compile_ctx = (void *)&gemms[(unsigned)g <= KILN_GEMM_OPENBLAS ? g : 0];
+    c.compile_ctx = (void *)&gemms[o ? o->gemm : KILN_GEMM_AUTO];
     c.compile_now = now;
     return rt_model_create(m, &c, out, d);
 }
@@ -70,6 +74,9 @@ kiln_status kiln_compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag *
     if ((unsigned)o->emit > KILN_AOT_ASM)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "kiln_compile_aot: unknown emit kind %d", (int)o->emit);
+    if ((unsigned)o->gemm > KILN_GEMM_OPENBLAS)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_compile_aot: unknown GEMM backend %d", (int)o->gemm);
     if (o->no_embed && o->load)
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
                         "kiln_compile_aot: weights loaded at run time cannot also be embedded "

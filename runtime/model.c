@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codegen/pool.h"
 #include "ir/collective.h"
 #include "runtime/checkpoint.h"
 #include "runtime/dist.h"
@@ -238,7 +239,10 @@ kiln_status rt_model_create(kiln_module *m, const rt_model_config *c, kiln_model
     mo->compile_ctx = c->compile_ctx;
     mo->seed = c->seed;
     mo->distributed = c->distributed;
-    if (c->threads > 0) openblas_set_num_threads(c->threads);
+    if (c->threads > 0) {
+        openblas_set_num_threads(c->threads);
+        kiln_pool_set_threads(c->threads); /* Kiln's GEMM kernels */
+    }
     bind_fn(mo, &mo->infer, "infer");
     bind_fn(mo, &mo->loss, "loss");
     bind_fn(mo, &mo->train, "train_step");

@@ -1548,7 +1548,10 @@ START_TEST(test_object_file) {
                      "\x7f"
                      "ELF",
                      4) == 0);
-    snprintf(cmd, sizeof cmd, "cc -shared -Wl,-z,defs -o %s %s -lopenblas -lm", so, obj);
+    /* The support archive brings kiln_parallel_for (Kiln's GEMM kernels). */
+    snprintf(cmd, sizeof cmd,
+             "cc -shared -Wl,-z,defs -o %s %s " KILN_BINARY_DIR "/lib/libkiln_aotrt.a -lopenblas -lm",
+             so, obj);
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
     void *lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
     ck_assert_msg(lib != NULL, "%s", dlerror());

@@ -1,0 +1,134 @@
+/*
+ * pool.c — the worker pool of pool.h. A loop is published as a job: its
+ * descriptor (function, context, task count) and a claim counter whose high
+ * 32 bits are the job's number and low 32 bits the next task. Every thread
+ * claims tasks with one atomic add and stops at a claim of another job or
+ * past the end; the caller runs tasks too, then waits only for the tasks
+ * others claimed (a worker that wakes late finds nothing left). Workers spin
+ * on the job number for a short while, then sleep on a condition variable;
+ * they are never stopped (they sleep between loops, as OpenBLAS's do).
+ */
+#include "codegen/pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+enum { POOL_MAX = 256, POOL_SPIN = 4000 };
+
+static struct {
+    pthread_mutex_t call; /* one loop at a time */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done_cv;
+    int threads; /* in effect, the caller's included */
+    int started; /* workers created */
+    _Atomic(kiln_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int_fast64_t n;
+    atomic_uint_fast64_t claim; /* job << 32 | next task */
+    atomic_int_fast64_t done;   /* tasks finished in the current job */
+    atomic_uint job;            /* the current job's number */
+} g_pool = {.call = PTHREAD_MUTEX_INITIALIZER,
+            .mu = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .done_cv = PTHREAD_COND_INITIALIZER,
+            .threads = 1};
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Claims and runs tasks of the current job until none is left. */
+static void run_tasks(void) {
+    for (;;) {
+        uint_fast64_t v = atomic_fetch_add(&g_pool.claim, 1);
+        uint32_t job = (uint32_t)(v >> 32);
+        int64_t i = (int64_t)(v & 0xffffffffu);
+        kiln_task_fn fn = atomic_load(&g_pool.fn);
+        void *ctx = atomic_load(&g_pool.ctx);
+        int64_t n = atomic_load(&g_pool.n);
+        /* A claim on a finished job (the descriptor may be a newer one's). */
+        if ((uint32_t)(atomic_load(&g_pool.claim) >> 32) != job || i >= n) return;
+        fn(ctx, i);
+        if (atomic_fetch_add(&g_pool.done, 1) + 1 == n) {
+            pthread_mutex_lock(&g_pool.mu);
+            pthread_cond_signal(&g_pool.done_cv);
+            pthread_mutex_unlock(&g_pool.mu);
+        }
+    }
+}
+
+static void *worker(void *arg) {
+    (void)arg;
+    unsigned seen = 0;
+    for (;;) {
+        for (int s = 0; s < POOL_SPIN && atomic_load(&g_pool.job) == seen; s++) cpu_relax();
+        if (atomic_load(&g_pool.job) == seen) {
+            pthread_mutex_lock(&g_pool.mu);
+            while (atomic_load(&g_pool.job) == seen) pthread_cond_wait(&g_pool.wake, &g_pool.mu);
+            pthread_mutex_unlock(&g_pool.mu);
+        }
+        seen = atomic_load(&g_pool.job);
+        run_tasks();
+    }
+    return NULL;
+}
+
+int kiln_pool_set_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > POOL_MAX) n = POOL_MAX;
+    pthread_mutex_lock(&g_pool.call);
+    while (g_pool.started < n - 1) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &a, worker, NULL);
+        pthread_attr_destroy(&a);
+        if (rc) break;
+        g_pool.started++;
+    }
+    /* Every started worker takes part in a parallel loop: after a larger
+     * count, any count >= 2 keeps them all (1 runs loops on the caller). */
+    g_pool.threads = n == 1 ? 1 : g_pool.started + 1;
+    int r = g_pool.threads;
+    pthread_mutex_unlock(&g_pool.call);
+    return r;
+}
+
+int kiln_pool_threads(void) {
+    pthread_mutex_lock(&g_pool.call);
+    int r = g_pool.threads;
+    pthread_mutex_unlock(&g_pool.call);
+    return r;
+}
+
+void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {
+    if (n <= 0) return;
+    pthread_mutex_lock(&g_pool.call);
+    if (g_pool.threads <= 1 || n == 1 || n > 0x7fffffff) {
+        pthread_mutex_unlock(&g_pool.call);
+        for (int64_t i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
+    unsigned job = atomic_load(&g_pool.job) + 1;
+    atomic_store(&g_pool.fn, fn);
+    atomic_store(&g_pool.ctx, ctx);
+    atomic_store(&g_pool.n, n);
+    atomic_store(&g_pool.done, 0);
+    atomic_store(&g_pool.claim, (uint_fast64_t)job << 32);
+    pthread_mutex_lock(&g_pool.mu);
+    atomic_store(&g_pool.job, job);
+    pthread_cond_broadcast(&g_pool.wake);
+    pthread_mutex_unlock(&g_pool.mu);
+    run_tasks();
+    for (int s = 0; s < POOL_SPIN && atomic_load(&g_pool.done) < n; s++) cpu_relax();
+    if (atomic_load(&g_pool.done) < n) {
+        pthread_mutex_lock(&g_pool.mu);
+        while (atomic_load(&g_pool.done) < n) pthread_cond_wait(&g_pool.done_cv, &g_pool.mu);
+        pthread_mutex_unlock(&g_pool.mu);
+    }
+    pthread_mutex_unlock(&g_pool.call);
+}

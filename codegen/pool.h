@@ -1,0 +1,32 @@
+/*
+ * pool.h — Kiln's worker threads: the parallel loop the generated GEMM
+ * kernels call (codegen/gemm.c), one persistent pool per process.
+ *
+ * It lives in codegen/ (plain C, no LLVM) because the generated code calls
+ * it: the JIT resolves kiln_parallel_for to this library's copy (jit.c), and
+ * `kiln compile` links a copy into every shared object through the AOT
+ * support archive. The runtime sets the thread count (--threads).
+ *
+ * Tasks write disjoint outputs and each is computed by one thread in a fixed
+ * order, so results do not depend on the number of threads.
+ */
+#ifndef KILN_CODEGEN_POOL_H
+#define KILN_CODEGEN_POOL_H
+
+#include <stdint.h>
+
+typedef void (*kiln_task_fn)(void *ctx, int64_t task);
+
+/* Runs fn(ctx, i) for every i in [0, n), on the calling thread and the
+ * pool's workers (spinning briefly for work, then sleeping). One loop at a
+ * time: concurrent callers take turns. */
+void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n);
+
+/* Threads of the parallel loop, the caller's included (1..256; default 1);
+ * workers start here and are never stopped. Returns the count in effect:
+ * fewer than asked when a thread cannot be created, the workers started
+ * before plus one when a count >= 2 is lower than an earlier one. */
+int kiln_pool_set_threads(int n);
+int kiln_pool_threads(void);
+
+#endif
