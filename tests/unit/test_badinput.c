@@ -585,7 +585,7 @@ START_TEST(image_layers) {
     char want[512], p[128];
     path_in(p, sizeof p, "u8");
     snprintf(want, sizeof want,
-             "kiln: error: %s: images are 2x2, the model's input 'x' is f32[?,1,4,1]\n", p);
+             "img.kiln:2:7: error: %s: images are 2x2, the model's input 'x' is f32[?,1,4,1]\n", p);
     ck_assert_str_eq(kiln_diag_message(d), want);
     kiln_dataset_dispose(ds);
     kiln_model_dispose(mo);
