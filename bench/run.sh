@@ -302,6 +302,8 @@ if [ "$callgrind" = 1 ]; then
   fi
 fi
 
+bench/cnn.sh --build-dir "$build_dir" --no-build --out "$out/cnn" --reps "$ct_reps" $([ "$quick" = 1 ] && echo --steps 20) || echo "== bench/cnn.sh failed: see $out/cnn"
+
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}
