@@ -3,8 +3,11 @@
  * API only: what a C program that links libkiln gets.
  *
  *   bench_kiln_run [--model FILE.kiln] [--data DIR] [--threads N] [--epochs N]
- *                  [--seed N] [--batch N] [--infer-calls N] [--tput-reps N]
+ *                  [--steps N] [--seed N] [--batch N] [--infer-calls N] [--tput-reps N]
  *                  [--no-infer] [--max-steps N] [--distributed]
+ *
+ * --steps N stops training after N steps (a convnet's epoch is long: its
+ * epoch time is then the median step x the steps of an epoch).
  *
  * 1. kiln_model_create: the pipeline and the JIT of the train step
  *    (compile_ms is the JIT's own figure, create_ms the whole call; neither
@@ -63,25 +66,39 @@ static double peak_rss_mb(void) {
 
 /* Step times, from the fit callback (p->seconds counts from the epoch's start). */
 typedef struct step_log {
-    double *t;
+    double *t, *cpu; /* wall and process CPU seconds of each full-batch step */
     long n, cap;
-    double last; /* p->seconds at the previous step */
+    double last;     /* p->seconds at the previous step */
+    double cpu_last; /* process CPU time at the previous step */
     int64_t batch;
 } step_log;
+
+/* CPU seconds of the whole process (every thread): on a machine shared with
+ * other jobs, wall time measures the share the scheduler gave. */
+static double cpu_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static void on_progress(const kiln_progress *p, int end, void *user) {
     step_log *sl = user;
     if (!end) {
-        double dt = p->seconds - (p->step == 1 ? 0 : sl->last);
+        double dt = p->seconds - (p->step == 1 ? 0 : sl->last), c = cpu_s();
+        double dc = c - sl->cpu_last;
         sl->last = p->seconds;
+        sl->cpu_last = c;
         if (p->samples != p->step * sl->batch) return; /* the short last batch */
         if (sl->n == sl->cap) {
             long cap = sl->cap ? 2 * sl->cap : 4096;
             double *t = realloc(sl->t, sizeof *t * (size_t)cap);
-            if (!t) return;
-            sl->t = t;
+            double *u = t ? realloc(sl->cpu, sizeof *u * (size_t)cap) : NULL;
+            if (t) sl->t = t;
+            if (!u) return;
+            sl->cpu = u;
             sl->cap = cap;
         }
+        sl->cpu[sl->n] = dc;
         sl->t[sl->n++] = dt;
         return;
     }
@@ -142,6 +159,8 @@ int main(int argc, char **argv) {
             threads = atoi(v);
         else if (!strcmp(a, "--epochs"))
             epochs = atoi(v);
+        else if (!strcmp(a, "--steps"))
+            max_steps = atoll(v);
         else if (!strcmp(a, "--seed"))
             seed = atoll(v);
         else if (!strcmp(a, "--batch"))
@@ -190,7 +209,7 @@ int main(int argc, char **argv) {
     fo.batch_size = batch;
     fo.shuffle_seed = seed;
     fo.max_steps = max_steps;
-    step_log sl = {NULL, 0, 0, 0, batch};
+    step_log sl = {NULL, NULL, 0, 0, 0, cpu_s(), batch};
     fo.callback = on_progress;
     fo.user = &sl;
     if (kiln_model_fit(mo, train, &fo, d)) return fail(d, "kiln_model_fit");
@@ -202,7 +221,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ne; i++) ep[i] = eps[i] = kiln_model_history(mo, i).seconds;
     double ep_med = median(eps, ne), ep_min = eps[0];
     int64_t n_train = kiln_dataset_count(train);
-    double step_med = median(sl.t, (int)sl.n);
+    double step_med = median(sl.t, (int)sl.n), step_cpu_med = median(sl.cpu, (int)sl.n);
     printf(
         "train: median epoch %.3f s (min %.3f), %.0f samples/s, %.3f ms/step; median step %.1f us "
         "(x %lld = %.3f s)\n",
@@ -262,7 +281,8 @@ int main(int argc, char **argv) {
         kiln_version(), kiln_model_threads(mo), seed, batch, compile_ms, compile_ms_total,
         create_ms, load_s, (long long)steps);
     for (int i = 0; i < ne; i++) printf("%s%.6f", i ? ", " : "", ep[i]);
-    printf("], \"epoch_s_median\": %.6f, \"train_sps_median\": %.1f, \"step_s_median\": %.9f, "
+    printf("], \"step_cpu_s_median\": %.9f", step_cpu_med);
+    printf(", \"epoch_s_median\": %.6f, \"train_sps_median\": %.1f, \"step_s_median\": %.9f, "
            "\"epoch_s_steady\": %.6f, \"train_loss_last\": %.6f, \"train_acc_last\": %.6f, "
            "\"test_loss\": %.6f, \"test_acc\": %.6f, ",
            ep_med, (double)n_train / ep_med, step_med, step_med * (double)steps, last.loss,
@@ -281,6 +301,7 @@ int main(int argc, char **argv) {
     free(ep);
     free(eps);
     free(sl.t);
+    free(sl.cpu);
     kiln_dataset_dispose(train);
     kiln_dataset_dispose(test);
     kiln_model_dispose(mo);

@@ -305,6 +305,8 @@ fi
 stage_load mpi; bench/mpi.sh --build-dir "$build_dir" --reps "$ct_reps" --out "$out/mpi" || echo "   bench/mpi.sh failed: see $out/mpi"
 [ "$quick" = 1 ] || { echo "== binary classifier (bench/binary.sh)"; bench/binary.sh "$bin/kiln" 3 5 | tee "$log/binary.txt" || echo "   bench/binary.sh: not within noise (see above)"; }
 bench/gemm.sh --bin "$bin" --data "$data" --epochs "$ct_epochs" --reps "$ct_reps" | tee "$out/gemm.txt" # Kiln's GEMM vs OpenBLAS (issue 18)
+bench/cnn.sh --build-dir "$build_dir" --no-build --out "$out/cnn" --reps "$ct_reps" $([ "$quick" = 1 ] && echo --steps 20) || echo "== bench/cnn.sh failed: see $out/cnn"
+
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}

@@ -172,6 +172,8 @@ static kiln_status statement(fe_build *c, const fe_stmt *s) {
         if ((st = define(c, s, FE_SYM_INPUT, &sym))) return st;
         if (!(sym->node = ir_func_add_arg(c->infer, s->name, &s->type, c->d)))
             return c->d->first ? c->d->first : KILN_ERR_INVALID;
+        /* Where data that does not fit this input is reported. */
+        sym->node->loc = (ir_loc){c->file, s->name_line, s->name_col};
         return KILN_OK;
     case FE_S_LABEL:
         return define(c, s, FE_SYM_LABEL, &sym);

@@ -257,9 +257,11 @@ static kiln_status dropout(fe_build *c, const layer_spec *ls, const fe_expr **v,
     double rate = 0;
     kiln_status st = fe_get_float(c, v[1], "rate", IR_R_ANY, &rate);
     if (st) return st;
+    char ts[IR_TYPE_STR_MAX];
     if (!(rate >= 0 && rate < 1))
         return fe_err(c, KILN_ERR_INVALID, v[1]->line, v[1]->col,
-                      "dropout: 'rate' must be in [0, 1), got %g", rate);
+                      "dropout '%s' on %s: 'rate' must be in [0, 1), got %g", name,
+                      ir_type_str(&x[0]->type, ts, sizeof ts), rate);
     return fe_expanded(c, fe_dropout_ir(&c->b, name, x[0], rate, out));
 }
 
@@ -270,11 +272,14 @@ static kiln_status batch_normalization(fe_build *c, const layer_spec *ls, const 
     kiln_status st = KILN_OK;
     if (v[1]) st = fe_get_int(c, v[1], "axis", -KILN_MAX_RANK, KILN_MAX_RANK - 1, &axis);
     int rank = x[0]->type.rank;
+    char ts[IR_TYPE_STR_MAX];
     if (!st && v[1] && axis != -1 && axis != rank - 1)
         return fe_err(c, KILN_ERR_INVALID, v[1]->line, v[1]->col,
-                      "batch_normalization: axis %lld %s; only the last axis (-1) is supported",
-                      (long long)axis,
-                      axis < -rank || axis >= rank ? "does not exist in the input" : "is not last");
+                      "batch_normalization '%s': axis %lld %s %s; only the last axis (-1) is "
+                      "supported",
+                      name, (long long)axis,
+                      axis < -rank || axis >= rank ? "does not exist in the input" : "is not the last of",
+                      ir_type_str(&x[0]->type, ts, sizeof ts));
     if (!st && v[2]) st = fe_get_float(c, v[2], "momentum", IR_R_UNIT, &a.momentum);
     if (!st && v[3]) st = fe_get_float(c, v[3], "epsilon", IR_R_POSITIVE, &a.epsilon);
     if (!st && v[4]) st = fe_get_bool(c, v[4], "center", &a.center);

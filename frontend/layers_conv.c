@@ -169,20 +169,36 @@ kiln_status fe_reshape_ir(ir_builder *b, const char *name, ir_node *x, int rank,
 
 /* ------------------------------------------------- the calls of the language */
 
-/* An integer or a list of two, each in [lo, hi]. */
-static kiln_status get_pair(fe_build *c, const fe_expr *e, const char *what, int64_t lo,
-                            int64_t hi, int64_t out[2]) {
-    if (e->kind != FE_E_LIST) {
-        kiln_status st = fe_get_int(c, e, what, lo, hi, &out[0]);
-        out[1] = out[0];
-        return st;
+/* The layer an argument error is about: "conv2d 'c' on f32[?,4,4,1]". */
+typedef struct layer_ctx {
+    const char *kind, *name;
+    const ir_node *x;
+} layer_ctx;
+
+/* An integer or a list of two, each in [lo, hi]; errors name the layer
+ * and its input. */
+static kiln_status get_pair(fe_build *c, const layer_ctx *l, const fe_expr *e, const char *what,
+                            int64_t lo, int64_t hi, int64_t out[2]) {
+    char ts[IR_TYPE_STR_MAX];
+    const char *in = ir_type_str(&l->x->type, ts, sizeof ts);
+    const fe_expr *it[2] = {e, e};
+    if (e->kind == FE_E_LIST) {
+        if (e->n_items != 2)
+            return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
+                          "%s '%s' on %s: '%s' must be an integer or a list of two, got %d values",
+                          l->kind, l->name, in, what, e->n_items);
+        it[0] = e->items;
+        it[1] = e->items->next;
     }
-    if (e->n_items != 2)
-        return fe_err(c, KILN_ERR_INVALID, e->line, e->col,
-                      "'%s' must be an integer or a list of two, got %d values", what,
-                      e->n_items);
-    kiln_status st = fe_get_int(c, e->items, what, lo, hi, &out[0]);
-    return st ? st : fe_get_int(c, e->items->next, what, lo, hi, &out[1]);
+    for (int k = 0; k < 2; k++) {
+        kiln_status st = fe_get_int(c, it[k], what, INT64_MIN, INT64_MAX, &out[k]);
+        if (st) return st;
+        if (out[k] < lo || out[k] > hi)
+            return fe_err(c, KILN_ERR_INVALID, it[k]->line, it[k]->col,
+                          "%s '%s' on %s: '%s' must be between %lld and %lld, got %lld", l->kind,
+                          l->name, in, what, (long long)lo, (long long)hi, (long long)out[k]);
+    }
+    return KILN_OK;
 }
 
 static kiln_status get_padding(fe_build *c, const fe_expr *e, bool *same) {
@@ -200,12 +216,13 @@ static kiln_status get_padding(fe_build *c, const fe_expr *e, bool *same) {
 kiln_status fe_conv2d_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                            const char *name, ir_node **out) {
     int64_t filters, ks[2], s[2] = {1, 1}, dl[2] = {1, 1};
+    layer_ctx l = {ls->name, name, x[0]};
     kiln_status st = fe_get_int(c, v[1], "filters", 1, IR_MAX_DIM - 1, &filters);
-    if (!st) st = get_pair(c, v[2], "kernel_size", 1, MAX_WIN, ks);
+    if (!st) st = get_pair(c, &l, v[2], "kernel_size", 1, MAX_WIN, ks);
     fe_conv2d a = fe_conv2d_defaults(filters, ks[0], ks[1]);
-    if (!st && v[3]) st = get_pair(c, v[3], "strides", 1, MAX_WIN, s);
+    if (!st && v[3]) st = get_pair(c, &l, v[3], "strides", 1, MAX_WIN, s);
     if (!st && v[4]) st = get_padding(c, v[4], &a.same);
-    if (!st && v[5]) st = get_pair(c, v[5], "dilation_rate", 1, MAX_WIN, dl);
+    if (!st && v[5]) st = get_pair(c, &l, v[5], "dilation_rate", 1, MAX_WIN, dl);
     if (!st && v[6]) st = fe_get_activation(c, v[6], &a.act, &a.alpha);
     if (!st && v[7]) st = fe_get_bool(c, v[7], "use_bias", &a.use_bias);
     if (!st && v[8]) st = fe_get_init(c, v[8], "kernel_initializer", &a.kernel_init);
@@ -220,9 +237,10 @@ kiln_status fe_pool2d_call(fe_build *c, const layer_spec *ls, const fe_expr **v,
                            const char *name, ir_node **out) {
     int64_t pool[2] = {2, 2}, s[2];
     bool same = false;
-    kiln_status st = v[1] ? get_pair(c, v[1], "pool_size", 1, MAX_WIN, pool) : KILN_OK;
+    layer_ctx l = {ls->name, name, x[0]};
+    kiln_status st = v[1] ? get_pair(c, &l, v[1], "pool_size", 1, MAX_WIN, pool) : KILN_OK;
     s[0] = pool[0], s[1] = pool[1]; /* Keras: strides default to pool_size */
-    if (!st && v[2]) st = get_pair(c, v[2], "strides", 1, MAX_WIN, s);
+    if (!st && v[2]) st = get_pair(c, &l, v[2], "strides", 1, MAX_WIN, s);
     if (!st && v[3]) st = get_padding(c, v[3], &same);
     if (st) return st;
     return fe_expanded(c, fe_pool2d_ir(&c->b, name, (fe_layer_kind)ls->kind, x[0], pool, s, same,

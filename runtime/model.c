@@ -380,8 +380,8 @@ void rt_model_batch_args(const kiln_model *mo, void *args[2]) {
 /* An image input (f32[?,h,w,c]) takes images of exactly its shape: an
  * IDX file of h x w images (c = 1) or h x w x c; f32[?,1,h,w] takes h x w. A matrix input f32[?,n]
  * takes any sample of n values (images flattened, as Keras' MNIST MLP). */
-static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
-    const ir_type *x = &mo->infer.f->args[0]->type;
+static kiln_status check_input_shape(const ir_node *arg, const rt_dataset *ds, kiln_diag *d) {
+    const ir_type *x = &arg->type;
     int r = x->rank - 1, q = ds->sample_rank;
     if (r < 2) return KILN_OK;
     const int64_t *m = x->dims + 1;
@@ -398,9 +398,20 @@ static kiln_status check_input_shape(const kiln_model *mo, const rt_dataset *ds,
     for (int i = 0; i < q && o < sizeof sb; i++)
         o += (size_t)snprintf(sb + o, sizeof sb - o, "%s%lld", i ? "x" : "",
                               (long long)ds->sample_dims[i]);
-    return ir_error(d, KILN_ERR_SHAPE, ir_loc_none(),
+    /* At the input's declaration when the model came from a file. */
+    return ir_error(d, KILN_ERR_SHAPE, arg->loc,
                     "%s: images are %s, the model's input '%s' is %s", ds->images_path, sb,
-                    mo->infer.f->args[0]->name, ir_type_str(x, ib, sizeof ib));
+                    arg->name, ir_type_str(x, ib, sizeof ib));
+}
+
+kiln_status kiln_module_check_dataset(const kiln_module *m, const kiln_dataset *ds,
+                                      kiln_diag *d) {
+    if (!m || !ds) return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no module or dataset");
+    const kiln_func *f = kiln_module_func(m, "infer");
+    if (!f || f->n_args < 1) return KILN_OK; /* nothing to check against */
+    int64_t in = ir_type_numel(&f->args[0]->type, 1);
+    kiln_status st = rt_dataset_check_input(ds->rt, in, d);
+    return st ? st : check_input_shape(f->args[0], ds->rt, d);
 }
 
 /* A dataset holds one input. */
@@ -415,9 +426,8 @@ static kiln_status one_input(const kiln_model *mo, kiln_diag *d) {
 
 kiln_status rt_model_check_data(const kiln_model *mo, const rt_dataset *ds, kiln_diag *d) {
     kiln_status st = one_input(mo, d);
-    if (st) return st;
-    st = rt_dataset_check_input(ds, mo->in_size, d);
-    if (!st) st = check_input_shape(mo, ds, d);
+    if (!st) st = rt_dataset_check_input(ds, mo->in_size, d);
+    if (!st) st = check_input_shape(mo->infer.f->args[0], ds, d);
     if (st) return st;
     rt_y_mode mode;
     return rt_dataset_y_mode(ds, mo->sparse_labels, mo->n_classes, &mode, d);
@@ -429,7 +439,7 @@ kiln_status kiln_model_check_dataset(const kiln_model *mo, const kiln_dataset *d
     if (need_labels) return rt_model_check_data(mo, ds->rt, d);
     kiln_status st = one_input(mo, d);
     if (!st) st = rt_dataset_check_input(ds->rt, mo->in_size, d);
-    return st ? st : check_input_shape(mo, ds->rt, d);
+    return st ? st : check_input_shape(mo->infer.f->args[0], ds->rt, d);
 }
 
 kiln_status kiln_model_evaluate(kiln_model *mo, kiln_dataset *dset, int64_t batch, int verbose,

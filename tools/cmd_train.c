@@ -142,8 +142,11 @@ static kiln_status cli_training(const cli_args *a, const char *verb, kiln_module
     return kiln_module_set_training(m, &t, d);
 }
 
+static kiln_status open_data(session *s, const cli_args *a, bool test, kiln_dataset **out);
+
 /* Loads and compiles the model with --backend, --threads, --seed, --load
- * (checked by model_opts_ok). */
+ * (checked by model_opts_ok); for train, loads the training data in
+ * between and checks it against the model before anything is compiled. */
 static kiln_status open_model(session *s, const cli_args *a, const char *path, bool need_load) {
     const char *backend = cli_get(a, "--backend");
     kiln_model_opts mo = {0};
@@ -177,6 +180,14 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     if (st) {
         kiln_module_dispose(m);
         return st;
+    }
+    if (strcmp(s->verb, "train") == 0) {
+        st = open_data(s, a, false, &s->train);
+        if (!st) st = kiln_module_check_dataset(m, s->train, s->d);
+        if (st) {
+            kiln_module_dispose(m);
+            return st;
+        }
     }
     st = kiln_model_create_now(m, &mo, now, &s->model, s->d);
     if (st) return st;
@@ -395,9 +406,7 @@ int cmd_train(int argc, char **argv) {
 
     session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
     s.distributed = cli_flag(&a, "--distributed");
-    kiln_status st = open_model(&s, &a, a.pos[0], false);
-    if (st) return session_fail(&s, st);
-    st = open_data(&s, &a, false, &s.train);
+    kiln_status st = open_model(&s, &a, a.pos[0], false); /* and the training data */
     if (st) return session_fail(&s, st);
     if (kiln_model_compile_ms(s.model) > 0)
         printf("compiled %s in %.0f ms\n", kiln_module_name(kiln_model_module(s.model)),

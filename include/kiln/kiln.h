@@ -761,6 +761,13 @@ KILN_API kiln_progress kiln_model_history(const kiln_model *model, int i);
 KILN_API kiln_status kiln_model_evaluate(kiln_model *model, kiln_dataset *ds, int64_t batch_size,
                                          int verbose, double *loss, double *accuracy,
                                          kiln_diag *d);
+/* Checks a dataset against a module before anything is compiled: samples
+ * of @infer's input size, and of its shape when it is an image (f32[?, h,
+ * w, c] takes h x w (x c) images); the error is placed at the input's
+ * declaration ("m.kiln:4:1: error: ...: images are 28x28, the model's input
+ * 'x' is f32[?,14,56,1]"). A module without @infer passes. */
+KILN_API kiln_status kiln_module_check_dataset(const kiln_module *m, const kiln_dataset *ds,
+                                               kiln_diag *d);
 /* Checks that a dataset fits the model: samples of the model's input size
  * ("images are 28x28 = 784 values, the model expects 100") and, when
  * need_labels, labels in range for its classes. */

@@ -9,6 +9,20 @@ train=("$kiln" train tiny.kiln --backend interp --no-eval --data)
 
 expect 1 "kiln: error: size/train-images-idx3-ubyte: images are 3x3 = 9 values, the model expects 4" \
   "${train[@]}" size
+# An image model takes images of its input's shape, checked before anything
+# is compiled (no "compiled" line), at the input's declaration.
+cat >img.kiln <<'KILN'
+model img
+input x : f32[?, 1, 9, 1]
+label y : f32[?, 3]
+c = conv2d(x, 2, 1, activation=relu)
+p = dense(flatten(c), 3, activation=softmax)
+output p
+loss categorical_crossentropy(p, y)
+KILN
+expect 1 "img.kiln:2:7: error: size/train-images-idx3-ubyte: images are 3x3, the model's input 'x' is f32[?,1,9,1]" \
+  "$kiln" train img.kiln --no-eval --data size
+grep -q compiled "$T/.out" && { fails=$((fails + 1)); echo "FAIL: compiled before the data check"; }
 expect 1 "kiln: error: label/train-labels-idx1-ubyte: label 5 of sample 7 is out of range: the model has 3 classes (0..2)" \
   "${train[@]}" label
 expect 1 "kiln: error: nan/train-images-idx3-ubyte: value 1 of image 6 is NaN" "${train[@]}" nan

@@ -526,31 +526,51 @@ END_TEST
 START_TEST(image_layers) {
     static const struct {
         const char *body, *want;
+        kiln_status st;
     } cases[] = {
-        {"c = conv2d(x, 4, 5)\n", "img.kiln:2:5: error: conv2d 'c': the window 5x5 is larger than "
-                                  "the input f32[?,4,4,1] (padding valid)"},
+        {"c = conv2d(x, 4, 5)\n",
+         "img.kiln:2:5: error: conv2d 'c': the window 5x5 is larger than the input f32[?,4,4,1] "
+         "(padding valid)",
+         KILN_ERR_SHAPE},
         {"c = conv2d(x, 4, 3, strides=0)\n",
-         "img.kiln:2:29: error: 'strides' must be between 1 and 1048576, got 0"},
+         "img.kiln:2:29: error: conv2d 'c' on f32[?,4,4,1]: 'strides' must be between 1 and "
+         "1048576, got 0",
+         KILN_ERR_INVALID},
         {"c = max_pooling2d(x, 0)\n",
-         "img.kiln:2:22: error: 'pool_size' must be between 1 and 1048576, got 0"},
-        {"c = max_pooling2d(x, [3, 5])\n", "img.kiln:2:5: error: max_pooling2d 'c': the window "
-                                           "3x5 is larger than the input f32[?,4,4,1] (padding "
-                                           "valid)"},
+         "img.kiln:2:22: error: max_pooling2d 'c' on f32[?,4,4,1]: 'pool_size' must be between 1 "
+         "and 1048576, got 0",
+         KILN_ERR_INVALID},
+        {"c = max_pooling2d(x, [3, 5])\n",
+         "img.kiln:2:5: error: max_pooling2d 'c': the window 3x5 is larger than the input "
+         "f32[?,4,4,1] (padding valid)",
+         KILN_ERR_SHAPE},
         {"c = conv2d(x, 4, 2, strides=2, dilation_rate=2)\n",
          "img.kiln:2:5: error: conv2d 'c': strides > 1 and dilation_rate > 1 cannot be combined "
-         "(as in Keras)"},
-        {"c = reshape(x, [5, 2])\n", "img.kiln:2:5: error: reshape 'c': target_shape holds 10 "
-                                     "values a sample, the input 16, got f32[?,4,4,1]"},
-        {"c = conv2d(flatten(x), 4, 2)\n", "img.kiln:2:5: error: conv2d 'c': the input must be an "
-                                           "image [?, h, w, c], got f32[?,16]"},
+         "(as in Keras)",
+         KILN_ERR_INVALID},
+        {"c = reshape(x, [5, 2])\n",
+         "img.kiln:2:5: error: reshape 'c': target_shape holds 10 values a sample, the input 16, "
+         "got f32[?,4,4,1]",
+         KILN_ERR_SHAPE},
+        {"c = conv2d(flatten(x), 4, 2)\n",
+         "img.kiln:2:5: error: conv2d 'c': the input must be an image [?, h, w, c], got f32[?,16]",
+         KILN_ERR_SHAPE},
+        {"c = average_pooling2d(x, 2, strides=[1, 0])\n",
+         "img.kiln:2:41: error: average_pooling2d 'c' on f32[?,4,4,1]: 'strides' must be between "
+         "1 and 1048576, got 0",
+         KILN_ERR_INVALID},
+        {"c = batch_normalization(x, axis=4)\n",
+         "img.kiln:2:33: error: batch_normalization 'c': axis 4 does not exist in the input "
+         "f32[?,4,4,1]; only the last axis (-1) is supported",
+         KILN_ERR_INVALID},
+        {"c = dropout(x, 1.5)\n",
+         "img.kiln:2:16: error: dropout 'c' on f32[?,4,4,1]: 'rate' must be in [0, 1), got 1.5",
+         KILN_ERR_INVALID},
     };
     for (size_t i = 0; i < KILN_ARRAY_LEN(cases); i++) {
         char text[256];
         snprintf(text, sizeof text, "input x : f32[?, 4, 4, 1]\n%soutput c\n", cases[i].body);
-        refuse(kiln_model_file_parse, "img.kiln", text, i == 1 || i == 2 || i == 4
-                                                             ? KILN_ERR_INVALID
-                                                             : KILN_ERR_SHAPE,
-               cases[i].want, 3, 100000);
+        refuse(kiln_model_file_parse, "img.kiln", text, cases[i].st, cases[i].want, 3, 100000);
     }
     /* Images of the right size but another shape than the model's input. */
     make_data();
@@ -565,7 +585,7 @@ START_TEST(image_layers) {
     char want[512], p[128];
     path_in(p, sizeof p, "u8");
     snprintf(want, sizeof want,
-             "kiln: error: %s: images are 2x2, the model's input 'x' is f32[?,1,4,1]\n", p);
+             "img.kiln:2:7: error: %s: images are 2x2, the model's input 'x' is f32[?,1,4,1]\n", p);
     ck_assert_str_eq(kiln_diag_message(d), want);
     kiln_dataset_dispose(ds);
     kiln_model_dispose(mo);

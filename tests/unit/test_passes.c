@@ -1492,7 +1492,7 @@ START_TEST(dropout_rate_out_of_range_is_refused) {
     ck_assert_int_eq(kiln_model_file_parse(src, strlen(src), "r.kiln", &m, g_d), KILN_ERR_INVALID);
     ck_assert_ptr_null(m);
     const char *msg = kiln_diag_message(g_d);
-    ck_assert_msg(strstr(msg, "r.kiln:3:16: error: dropout: 'rate' must be in [0, 1), got 1"),
+    ck_assert_msg(strstr(msg, "r.kiln:3:16: error: dropout 'd' on f32[?,6]: 'rate' must be in [0, 1), got 1"),
                   "%s", msg);
 }
 END_TEST
