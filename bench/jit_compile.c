@@ -40,6 +40,9 @@
 #include "kiln/kiln.h"
 #include "passes/pass.h"
 
+/* llvm-c/Support.h (the bench is built without LLVM's include path). */
+void LLVMParseCommandLineOptions(int argc, const char *const *argv, const char *overview);
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -222,6 +225,10 @@ int main(int argc, char **argv) {
             concurrent = true;
         else if (!strcmp(argv[i], "--opt") && i + 1 < argc)
             opt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--time-passes")) {
+            const char *args[2] = {"bench_jit_compile", "-time-passes"};
+            LLVMParseCommandLineOptions(2, args, NULL);
+        }
         else
             model = argv[i];
     }

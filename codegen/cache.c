@@ -190,9 +190,13 @@ bool cg_cache_store(const cg_cache_cfg *c, const cg_cache_key *key, const cg_mod
     char why[4400];
     bool ok = cg_cache_write(c, key, entry, len, why, sizeof why);
     ir_free(entry);
-    if (!ok && atomic_exchange(&g_warned, 1) == 0)
-        ir_warning(d, ir_loc_none(), "compile cache: %s; compiling in memory", why);
+    if (!ok) cg_cache_warn_once(d, why, "compiling in memory");
     return ok;
+}
+
+void cg_cache_warn_once(kiln_diag *d, const char *why, const char *then) {
+    if (atomic_exchange(&g_warned, 1) == 0)
+        ir_warning(d, ir_loc_none(), "compile cache: %s; %s", why, then);
 }
 
 /* -------------------------------------------------------- the public API */
