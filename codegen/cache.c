@@ -11,6 +11,7 @@
 
 #include <elf.h>
 #include <link.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm/Config/llvm-config.h>
 #include <pthread.h>
@@ -109,33 +110,56 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
     return cg_cache_key_for_build(m, o, cg_cache_build_identity(), key, d);
 }
 
-kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
-                                   cg_cache_key *key, kiln_diag *d) {
+/* Starts the hash of a key: what every entry's code depends on besides its
+ * IR (the versions and build of Kiln and LLVM, the target, the opt level). */
+static kiln_status hash_start(cg_sha256 *h, const cg_options *o, const char *build,
+                              kiln_diag *d) {
     char *triple, *cpu, *features;
     kiln_status st = cg_target_strings(o, &triple, &cpu, &features, d);
     if (st) return st;
-    cg_sha256 h;
-    cg_sha256_init(&h);
+    cg_sha256_init(h);
     char opt[64];
     snprintf(opt, sizeof opt, "O%d format %d", o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3,
              CG_CACHE_FORMAT);
-    hash_str(&h, "kiln", KILN_VERSION_STRING);
+    hash_str(h, "kiln", KILN_VERSION_STRING);
     /* The build of Kiln: any rebuilt library (a changed lowering) has
      * another build-id, so its keys differ from an older build's. */
-    hash_str(&h, "build", build);
-    hash_str(&h, "llvm", LLVM_VERSION_STRING);
+    hash_str(h, "build", build);
+    hash_str(h, "llvm", LLVM_VERSION_STRING);
     /* Bumped whenever codegen emits other code for the same IR (between
      * releases too): 2 = identical loops shared (outline.c). Only matters
      * for builds without a build-id (the key then has the version). */
-    hash_str(&h, "codegen", "2");
-    hash_str(&h, "triple", triple);
-    hash_str(&h, "cpu", cpu);
-    hash_str(&h, "features", features);
-    hash_str(&h, "opt", opt);
-    hash_str(&h, "only", o->only_func);
+    hash_str(h, "codegen", "2");
+    hash_str(h, "triple", triple);
+    hash_str(h, "cpu", cpu);
+    hash_str(h, "features", features);
+    hash_str(h, "opt", opt);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);
+    return KILN_OK;
+}
+
+kiln_status cg_cache_key_of_module(LLVMModuleRef mod, const cg_options *o, cg_cache_key *key,
+                                   kiln_diag *d) {
+    cg_sha256 h;
+    kiln_status st = hash_start(&h, o, cg_cache_build_identity(), d);
+    if (st) return st;
+    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+    if (!bc) return ir_oom(d);
+    hash_str(&h, "module", "");
+    cg_sha256_update(&h, LLVMGetBufferStart(bc), LLVMGetBufferSize(bc));
+    LLVMDisposeMemoryBuffer(bc);
+    cg_sha256_final(&h, key->b);
+    return KILN_OK;
+}
+
+kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
+                                   cg_cache_key *key, kiln_diag *d) {
+    cg_sha256 h;
+    kiln_status st = hash_start(&h, o, build, d);
+    if (st) return st;
+    hash_str(&h, "only", o->only_func);
     ir_sb sb;
     ir_sb_init(&sb);
     ir_print_module_header(&sb, m);

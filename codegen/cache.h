@@ -136,6 +136,12 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
 kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
                                    cg_cache_key *key, kiln_diag *d);
 
+/* The key of an LLVM module about to be optimized and compiled with `o`
+ * (the AOT compiler's: glue and embedded weights included): the SHA-256 of
+ * its bitcode, with the versions, build, target and opt level as above. */
+kiln_status cg_cache_key_of_module(LLVMModuleRef mod, const cg_options *o, cg_cache_key *key,
+                                   kiln_diag *d);
+
 /* What identifies this build of Kiln in cache keys, so that a rebuilt
  * library never loads code compiled by an older build: "build-id:<hex>",
  * the GNU build-id (NT_GNU_BUILD_ID note, linked with -Wl,--build-id) of the

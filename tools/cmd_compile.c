@@ -3,6 +3,7 @@
  * object and C header (kiln_compile_aot).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools/cli.h"
@@ -20,6 +21,7 @@ static const cli_opt compile_opts[] = {
     {"--emit", "so|obj|llvm|asm", "what -o gets (default: so)"},
     {"--cpu", "CPU", "target CPU, e.g. x86-64-v3 (default: this machine)"},
     {"--cc", "CC", "C compiler used as the linker driver"},
+    {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--help", NULL, "show this help"},
 };
 
@@ -38,6 +40,7 @@ int cmd_compile(int argc, char **argv) {
                 "--help')\n");
         return 2;
     }
+    if (cli_flag(&a, "--no-cache")) setenv("KILN_CACHE", "0", 1); /* the library reads it */
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
     o.output = cli_get(&a, "-o");

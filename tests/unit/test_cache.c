@@ -23,6 +23,7 @@
 
 #include <zlib.h>
 
+#include "codegen/aot.h"
 #include "codegen/cache.h"
 #include "passes/pass.h"
 #include "runtime/data.h"
@@ -644,6 +645,64 @@ START_TEST(model_create_now_matches_lazy) {
 }
 END_TEST
 
+/* ------------------------------------------------ AOT (codegen/aot.c) */
+
+/* cg_aot_compile of `m` to an object file; its bytes (ir_free). */
+static char *aot_object(kiln_module *m, void *const *globals, const char *expect, size_t *len) {
+    cg_cache_status status = CG_CACHE_OFF;
+    cg_aot_options o;
+    memset(&o, 0, sizeof o);
+    o.output = tu_tmp_path("aot.o");
+    o.prefix = "tiny";
+    o.embed = globals != NULL;
+    o.emit = CG_AOT_OBJ;
+    o.cache = &status;
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(cg_aot_compile(m, globals, &o, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_str_eq(kiln_diag_message(d), "");
+    ck_assert_str_eq(cg_cache_status_name(status), expect);
+    kiln_diag_dispose(d);
+    char *buf;
+    ck_assert_int_eq(ir_read_file(o.output, &buf, len, NULL), KILN_OK);
+    return buf;
+}
+
+START_TEST(aot_object_from_the_cache) {
+    kiln_module *m = tiny();
+    size_t n1, n2, n3;
+    char *a = aot_object(m, NULL, "miss", &n1);
+    char *b = aot_object(m, NULL, "hit", &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_mem_eq(a, b, n1);
+    /* A forged entry is compiled again, to the same object. */
+    forge_entry(m, the_entry(), FLIP_OBJECT);
+    char *c = aot_object(m, NULL, "miss", &n3);
+    ck_assert_uint_eq(n1, n3);
+    ck_assert_mem_eq(a, c, n1);
+    ir_free(b);
+    ir_free(c);
+    /* Embedded weights are in the key: other values, other code. */
+    void *g[16] = {0};
+    ck_assert_int_le(m->n_globals, 16);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < m->n_globals; i++) {
+            size_t bytes = (size_t)ir_type_numel(&m->globals[i]->type, 1) * 4;
+            g[i] = ir_malloc(bytes + 4);
+            memset(g[i], pass ? 0x3f : 0, bytes + 4);
+        }
+        size_t n;
+        char *e = aot_object(m, g, "miss", &n);
+        ir_free(e);
+        ir_free(aot_object(m, g, "hit", &n));
+        for (int i = 0; i < m->n_globals; i++) ir_free(g[i]);
+    }
+    setenv("KILN_CACHE", "0", 1);
+    ir_free(aot_object(m, NULL, "off", &n3));
+    ir_free(a);
+    kiln_module_dispose(m);
+}
+END_TEST
+
 /* ------------------------------------- decompressed data (runtime/data.c) */
 
 enum { DATA_ROWS = 600, DATA_COLS = 1000 }; /* int16: 1.2 MB, above the 1 MB floor */
@@ -829,6 +888,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, info_and_clear);
     tcase_add_test(t, config_from_environment);
     tcase_add_test(t, compile_each_concurrently);
+    tcase_add_test(t, aot_object_from_the_cache);
     tcase_add_test(t, data_copy_hit_and_off);
     tcase_add_loop_test(t, data_forged_entries_are_reread, 0, 7);
     tcase_add_test(t, data_fuzz_seeds_decode);
