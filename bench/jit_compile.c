@@ -20,6 +20,9 @@
  *
  * --opt N compiles with LLVM's default<ON> pipeline (1..3) instead of O3.
  *
+ * --time-passes: LLVM's own timing of every pass (printed after each
+ * optimization pipeline).
+ *
  * --perf describes the JIT code to perf:  perf record -k 1 -o p.data
  * bench_jit_compile --perf --reps 1 --steps 5000;  perf inject --jit -i
  * p.data -o pj.data;  perf report -i pj.data

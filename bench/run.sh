@@ -302,6 +302,7 @@ if [ "$callgrind" = 1 ]; then
   fi
 fi
 
+bench/compile.sh "$build_dir" "$compile_reps" > "$log/compile.log" 2>&1 || echo "   (bench/compile.sh failed: see $log/compile.log)"
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}
