@@ -50,6 +50,13 @@ KILN_CACHE_DIR="$tmp/file/kiln" "$kiln" train "$model" --max-steps 1 --threads 1
 grep -q "^kiln: warning: compile cache: $tmp/file/kiln: .*; compiling in memory$" "$tmp/err" ||
   fail "warning: $(cat "$tmp/err")"
 
+# Room for the compiled code but not for the 47 MB of images: one warning.
+KILN_CACHE_DIR="$tmp/small" KILN_CACHE_MAX_MB=1 "$kiln" train "$model" --max-steps 1 --no-eval \
+  --threads 1 > /dev/null 2> "$tmp/err" || fail "training failed with a small cache"
+[ "$(grep -c . "$tmp/err")" = 1 ] || fail "expected one line on stderr, got: $(cat "$tmp/err")"
+grep -q "^kiln: warning: compile cache: $tmp/small: .*exceeds the cache size limit (1 MB); reading the data without it$" \
+  "$tmp/err" || fail "warning: $(cat "$tmp/err")"
+
 set +e
 "$kiln" cache bogus 2> "$tmp/err"; rc=$?
 set -e
