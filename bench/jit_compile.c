@@ -20,6 +20,9 @@
  *
  * --opt N compiles with LLVM's default<ON> pipeline (1..3) instead of O3.
  *
+ * --time-passes: LLVM's own timing of every pass (printed after each
+ * optimization pipeline).
+ *
  * --perf describes the JIT code to perf:  perf record -k 1 -o p.data
  * bench_jit_compile --perf --reps 1 --steps 5000;  perf inject --jit -i
  * p.data -o pj.data;  perf report -i pj.data
@@ -39,6 +42,9 @@
 #include "codegen/cg.h"
 #include "kiln/kiln.h"
 #include "passes/pass.h"
+
+/* llvm-c/Support.h (the bench is built without LLVM's include path). */
+void LLVMParseCommandLineOptions(int argc, const char *const *argv, const char *overview);
 
 static double now_ms(void) {
     struct timespec ts;
@@ -222,6 +228,10 @@ int main(int argc, char **argv) {
             concurrent = true;
         else if (!strcmp(argv[i], "--opt") && i + 1 < argc)
             opt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--time-passes")) {
+            const char *args[2] = {"bench_jit_compile", "-time-passes"};
+            LLVMParseCommandLineOptions(2, args, NULL);
+        }
         else
             model = argv[i];
     }

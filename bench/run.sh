@@ -306,7 +306,7 @@ stage_load mpi; bench/mpi.sh --build-dir "$build_dir" --reps "$ct_reps" --out "$
 [ "$quick" = 1 ] || { echo "== binary classifier (bench/binary.sh)"; bench/binary.sh "$bin/kiln" 3 5 | tee "$log/binary.txt" || echo "   bench/binary.sh: not within noise (see above)"; }
 bench/gemm.sh --bin "$bin" --data "$data" --epochs "$ct_epochs" --reps "$ct_reps" | tee "$out/gemm.txt" # Kiln's GEMM vs OpenBLAS (issue 18)
 bench/cnn.sh --build-dir "$build_dir" --no-build --out "$out/cnn" --reps "$ct_reps" $([ "$quick" = 1 ] && echo --steps 20) || echo "== bench/cnn.sh failed: see $out/cnn"
-
+bench/compile.sh "$build_dir" "$compile_reps" > "$log/compile.log" 2>&1 || echo "   (bench/compile.sh failed: see $log/compile.log)"
 # --------------------------------------------------------------- report
 echo
 "$PY" bench/report.py "$out" ${results:+--results "$results"}

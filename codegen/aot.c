@@ -363,19 +363,66 @@ static bool calls_blas(LLVMModuleRef mod) {
     return false;
 }
 
+/* The object code of `mod` (*obj, LLVMDisposeMemoryBuffer): from the
+ * compile cache when it holds this module's, else optimized, emitted and
+ * stored there (JIT's discipline: a bad entry is a miss; a directory that
+ * cannot take it, one warning). */
+static kiln_status object_code(const aot_plan *pl, LLVMModuleRef mod, const cg_options *co,
+                               LLVMMemoryBufferRef *obj, kiln_diag *d) {
+    *obj = NULL;
+    cg_cache_status status = CG_CACHE_OFF;
+    cg_cache_cfg cfg;
+    cg_cache_key key;
+    cg_cache_config(&cfg);
+    kiln_status st = KILN_OK;
+    if (cfg.enabled) {
+        st = cg_cache_key_of_module(mod, co, &key, d);
+        status = CG_CACHE_MISS;
+    }
+    cg_module_info *info = NULL;
+    char *buf = NULL;
+    const void *bytes;
+    size_t len;
+    if (!st && status == CG_CACHE_MISS && cg_cache_lookup(&cfg, &key, &info, &buf, &bytes, &len)) {
+        status = CG_CACHE_HIT;
+        *obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, len, "kiln.o");
+        if (!*obj) st = ir_oom(d);
+        cg_module_info_dispose(info);
+        ir_free(buf);
+    } else if (!st) {
+        st = cg_optimize_module(mod, co, d);
+        if (!st) st = cg_emit_object_buffer(mod, co, obj, d);
+        if (!st && status == CG_CACHE_MISS)
+            cg_cache_store(&cfg, &key, pl->info, LLVMGetBufferStart(*obj), LLVMGetBufferSize(*obj),
+                           d);
+    }
+    if (pl->o->cache) *pl->o->cache = status;
+    return st;
+}
+
 static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options *co, kiln_diag *d) {
     const cg_aot_options *o = pl->o;
     kiln_status st = KILN_OK;
+    if (o->cache) *o->cache = CG_CACHE_OFF;
     if (o->emit == CG_AOT_LLVM || o->emit == CG_AOT_ASM) {
         ir_sb sb;
         ir_sb_init(&sb);
-        st = o->emit == CG_AOT_LLVM ? cg_emit_llvm_text(mod, &sb, d)
-                                    : cg_emit_asm_text(mod, co, &sb, d);
+        st = cg_optimize_module(mod, co, d);
+        if (!st)
+            st = o->emit == CG_AOT_LLVM ? cg_emit_llvm_text(mod, &sb, d)
+                                        : cg_emit_asm_text(mod, co, &sb, d);
         if (!st) st = write_file(o->output, sb.buf ? sb.buf : "", sb.len, d);
         ir_sb_free(&sb);
         return st;
     }
-    if (o->emit == CG_AOT_OBJ) return cg_emit_object(mod, co, o->output, d);
+    LLVMMemoryBufferRef code = NULL;
+    st = object_code(pl, mod, co, &code, d);
+    if (st) return st;
+    if (o->emit == CG_AOT_OBJ) {
+        st = write_file(o->output, LLVMGetBufferStart(code), LLVMGetBufferSize(code), d);
+        LLVMDisposeMemoryBuffer(code);
+        return st;
+    }
     /* A shared object: the object goes to a private directory first. */
     const char *tmp = getenv("TMPDIR");
     ir_sb dir, obj, ar;
@@ -385,18 +432,21 @@ static kiln_status emit(const aot_plan *pl, LLVMModuleRef mod, const cg_options 
     ir_sb_printf(&dir, "%s/kiln-aot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (dir.oom) {
         ir_sb_free(&dir);
+        LLVMDisposeMemoryBuffer(code);
         return ir_oom(d);
     }
     if (!mkdtemp(dir.buf)) {
         st = ir_error(d, KILN_ERR_IO, ir_loc_none(), "aot: cannot create a directory %s: %s",
                       dir.buf, strerror(errno));
         ir_sb_free(&dir);
+        LLVMDisposeMemoryBuffer(code);
         return st;
     }
     ir_sb_printf(&obj, "%s/%s.o", dir.buf, pl->p);
     ir_sb_printf(&ar, "%s/libkiln_aotrt.a", dir.buf);
     if (obj.oom || ar.oom) st = ir_oom(d);
-    if (!st) st = cg_emit_object(mod, co, obj.buf, d);
+    if (!st) st = write_file(obj.buf, LLVMGetBufferStart(code), LLVMGetBufferSize(code), d);
+    LLVMDisposeMemoryBuffer(code);
     if (!st) st = write_file(ar.buf, (const char *)kiln_aotrt_archive, kiln_aotrt_archive_size, d);
     if (!st) st = link_so(pl, dir.buf, obj.buf, ar.buf, calls_blas(mod), d);
     if (obj.buf) remove(obj.buf);
@@ -441,8 +491,7 @@ kiln_status cg_aot_compile(kiln_module *m, void *const *globals, const cg_aot_op
     if (!st) st = plan_build(&pl, d);
     if (!st) st = aot_glue(&pl, ctx, mod, d);
     if (!st) st = cg_verify_llvm(mod, "aot: the generated glue", d);
-    if (!st) st = cg_optimize_module(mod, &co, d);
-    if (!st) st = emit(&pl, mod, &co, d);
+    if (!st) st = emit(&pl, mod, &co, d); /* optimizes, unless the cache has the code */
     if (!st && o->header) {
         ir_sb sb;
         ir_sb_init(&sb);

@@ -33,6 +33,7 @@
 #define KILN_CODEGEN_AOT_H
 
 #include "codegen/aot_abi.h"
+#include "codegen/cache.h"
 #include "codegen/cg.h"
 
 typedef enum cg_aot_emit { CG_AOT_SO, CG_AOT_OBJ, CG_AOT_LLVM, CG_AOT_ASM } cg_aot_emit;
@@ -50,6 +51,10 @@ typedef struct cg_aot_options {
     /* Checkpoint metadata that P_save writes (the runtime's format). */
     int format_version;
     uint64_t structure_hash;
+    /* Out (may be NULL): whether the object code of a .so or .o came from
+     * the compile cache (keyed by the module's bitcode, glue and embedded
+     * weights included: cg_cache_key_of_module); off for text outputs. */
+    cg_cache_status *cache;
 } cg_aot_options;
 
 /* Compiles module `m` (through its pipeline) ahead of time. `globals[i]`

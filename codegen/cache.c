@@ -12,6 +12,7 @@
 
 #include <elf.h>
 #include <link.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm/Config/llvm-config.h>
 #include <pthread.h>
@@ -110,38 +111,61 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
     return cg_cache_key_for_build(m, o, cg_cache_build_identity(), key, d);
 }
 
-kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
-                                   cg_cache_key *key, kiln_diag *d) {
+/* Starts the hash of a key: what every entry's code depends on besides its
+ * IR (the versions and build of Kiln and LLVM, the target, the opt level). */
+static kiln_status hash_start(cg_sha256 *h, const cg_options *o, const char *build,
+                              kiln_diag *d) {
     char *triple, *cpu, *features;
     kiln_status st = cg_target_strings(o, &triple, &cpu, &features, d);
     if (st) return st;
-    cg_sha256 h;
-    cg_sha256_init(&h);
+    cg_sha256_init(h);
     char opt[64];
     snprintf(opt, sizeof opt, "O%d format %d", o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3,
              CG_CACHE_FORMAT);
-    hash_str(&h, "kiln", KILN_VERSION_STRING);
+    hash_str(h, "kiln", KILN_VERSION_STRING);
     /* The build of Kiln: any rebuilt library (a changed lowering) has
      * another build-id, so its keys differ from an older build's. */
-    hash_str(&h, "build", build);
-    hash_str(&h, "llvm", LLVM_VERSION_STRING);
+    hash_str(h, "build", build);
+    hash_str(h, "llvm", LLVM_VERSION_STRING);
     /* Bumped whenever codegen emits other code for the same IR (between
      * releases too): 2 = identical loops shared (outline.c). Only matters
      * for builds without a build-id (the key then has the version). */
-    hash_str(&h, "codegen", "2");
-    hash_str(&h, "triple", triple);
-    hash_str(&h, "cpu", cpu);
-    hash_str(&h, "features", features);
+    hash_str(h, "codegen", "2");
+    hash_str(h, "triple", triple);
+    hash_str(h, "cpu", cpu);
+    hash_str(h, "features", features);
     /* The GEMM backend and width may come from the environment (gemm.h). */
     char gemm[32];
     snprintf(gemm, sizeof gemm, "%s/%d", cg_gemm_use_kiln(o) ? "kiln" : "openblas",
              cg_gemm_width(o, features));
-    hash_str(&h, "gemm", gemm);
-    hash_str(&h, "opt", opt);
-    hash_str(&h, "only", o->only_func);
+    hash_str(h, "gemm", gemm);
+    hash_str(h, "opt", opt);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);
+    return KILN_OK;
+}
+
+kiln_status cg_cache_key_of_module(LLVMModuleRef mod, const cg_options *o, cg_cache_key *key,
+                                   kiln_diag *d) {
+    cg_sha256 h;
+    kiln_status st = hash_start(&h, o, cg_cache_build_identity(), d);
+    if (st) return st;
+    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
+    if (!bc) return ir_oom(d);
+    hash_str(&h, "module", "");
+    cg_sha256_update(&h, LLVMGetBufferStart(bc), LLVMGetBufferSize(bc));
+    LLVMDisposeMemoryBuffer(bc);
+    cg_sha256_final(&h, key->b);
+    return KILN_OK;
+}
+
+kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
+                                   cg_cache_key *key, kiln_diag *d) {
+    cg_sha256 h;
+    kiln_status st = hash_start(&h, o, build, d);
+    if (st) return st;
+    hash_str(&h, "only", o->only_func);
     ir_sb sb;
     ir_sb_init(&sb);
     ir_print_module_header(&sb, m);
@@ -196,9 +220,13 @@ bool cg_cache_store(const cg_cache_cfg *c, const cg_cache_key *key, const cg_mod
     char why[4400];
     bool ok = cg_cache_write(c, key, entry, len, why, sizeof why);
     ir_free(entry);
-    if (!ok && atomic_exchange(&g_warned, 1) == 0)
-        ir_warning(d, ir_loc_none(), "compile cache: %s; compiling in memory", why);
+    if (!ok) cg_cache_warn_once(d, why, "compiling in memory");
     return ok;
+}
+
+void cg_cache_warn_once(kiln_diag *d, const char *why, const char *then) {
+    if (atomic_exchange(&g_warned, 1) == 0)
+        ir_warning(d, ir_loc_none(), "compile cache: %s; %s", why, then);
 }
 
 /* -------------------------------------------------------- the public API */

@@ -103,6 +103,16 @@ bool cg_cache_read(const cg_cache_cfg *c, const cg_cache_key *key, char **buf, s
 bool cg_cache_write(const cg_cache_cfg *c, const cg_cache_key *key, const void *entry, size_t len,
                     char *why, size_t why_cap);
 
+/* The same for an entry given as n_parts pieces written one after the
+ * other (a large payload need not be copied into one buffer). */
+bool cg_cache_write_parts(const cg_cache_cfg *c, const cg_cache_key *key, const void *const *parts,
+                          const size_t *lens, int n_parts, char *why, size_t why_cap);
+
+/* Adds the warning "compile cache: <why>; <then>" to d, once per process
+ * (the first directory that cannot take an entry says so; the rest of the
+ * run carries on without the cache, quietly). */
+void cg_cache_warn_once(kiln_diag *d, const char *why, const char *then);
+
 /* Entries and bytes in the directory; with `remove`, deletes every entry
  * (and stale temporary files). */
 void cg_cache_scan(const cg_cache_cfg *c, bool remove, int64_t *entries, int64_t *bytes);
@@ -125,6 +135,12 @@ kiln_status cg_cache_key_of(kiln_module *m, const cg_options *o, cg_cache_key *k
 /* The same for the build identified by `build` (tests: another build). */
 kiln_status cg_cache_key_for_build(kiln_module *m, const cg_options *o, const char *build,
                                    cg_cache_key *key, kiln_diag *d);
+
+/* The key of an LLVM module about to be optimized and compiled with `o`
+ * (the AOT compiler's: glue and embedded weights included): the SHA-256 of
+ * its bitcode, with the versions, build, target and opt level as above. */
+kiln_status cg_cache_key_of_module(LLVMModuleRef mod, const cg_options *o, cg_cache_key *key,
+                                   kiln_diag *d);
 
 /* What identifies this build of Kiln in cache keys, so that a rebuilt
  * library never loads code compiled by an older build: "build-id:<hex>",

@@ -418,6 +418,13 @@ static void evict(const cg_cache_cfg *c) {
 
 bool cg_cache_write(const cg_cache_cfg *c, const cg_cache_key *key, const void *entry, size_t len,
                     char *why, size_t why_cap) {
+    return cg_cache_write_parts(c, key, &entry, &len, 1, why, why_cap);
+}
+
+bool cg_cache_write_parts(const cg_cache_cfg *c, const cg_cache_key *key, const void *const *parts,
+                          const size_t *lens, int n_parts, char *why, size_t why_cap) {
+    size_t len = 0;
+    for (int i = 0; i < n_parts; i++) len += lens[i];
     if ((int64_t)len > c->max_bytes) {
         snprintf(why, why_cap, "%s: the entry (%zu bytes) exceeds the cache size limit (%lld MB)",
                  c->dir, len, (long long)(c->max_bytes >> 20));
@@ -438,7 +445,8 @@ bool cg_cache_write(const cg_cache_cfg *c, const cg_cache_key *key, const void *
     FILE *f = fdopen(fd, "wb");
     if (!f) close(fd);
     errno = 0;
-    bool ok = f && fwrite(entry, 1, len, f) == len;
+    bool ok = f != NULL;
+    for (int i = 0; ok && i < n_parts; i++) ok = fwrite(parts[i], 1, lens[i], f) == lens[i];
     int saved = errno ? errno : EIO;
     if (f && fclose(f) != 0 && ok) {
         ok = false;

@@ -58,6 +58,17 @@ kiln_status rt_idx_load(const char *path, rt_idx *out, kiln_diag *d);
 kiln_status rt_idx_parse(const void *buf, size_t len, const char *name, rt_idx *out,
                          kiln_diag *d);
 void rt_idx_free(rt_idx *a);
+/* rt_idx_load, saying whether the data came from the decompressed copy
+ * that the compile cache's directory keeps of a gzipped file inflating to
+ * 1 MB or more (data.c; `hit` may be NULL). */
+kiln_status rt_idx_load_cached(const char *path, rt_idx *out, bool *hit, kiln_diag *d);
+/* A decompressed copy of a gzipped IDX file as the cache keeps it (its
+ * header, format and checks: data.c), from memory (the fuzz target): any
+ * key is taken. KILN_ERR_PARSE when it is not a whole, intact entry. */
+kiln_status rt_idx_cache_decode(const void *buf, size_t len, const char *name, rt_idx *out,
+                                kiln_diag *d);
+/* The checksum such an entry carries for `payload` (the IDX content). */
+uint64_t rt_idx_cache_checksum(const void *payload, size_t len);
 
 /* -------------------------------------------------------------- datasets */
 

@@ -3,6 +3,7 @@
  * object and C header (kiln_compile_aot).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools/cli.h"
@@ -22,6 +23,7 @@ static const cli_opt compile_opts[] = {
     {"--cc", "CC", "C compiler used as the linker driver"},
     {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default, no BLAS needed) or "
                                 "OpenBLAS (linked)"},
+    {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
     {"--help", NULL, "show this help"},
 };
 
@@ -40,6 +42,7 @@ int cmd_compile(int argc, char **argv) {
                 "--help')\n");
         return 2;
     }
+    if (cli_flag(&a, "--no-cache")) setenv("KILN_CACHE", "0", 1); /* the library reads it */
     kiln_aot_opts o;
     memset(&o, 0, sizeof o);
     o.output = cli_get(&a, "-o");

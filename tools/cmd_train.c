@@ -297,7 +297,15 @@ static bool is_csv(const char *path) {
 static kiln_status open_data(session *s, const cli_args *a, bool test, kiln_dataset **out) {
     const char *data = cli_get(a, "--data");
     if (!data) data = DEFAULT_DATA;
-    if (!is_csv(data)) return kiln_dataset_load(data, test ? "test" : "train", out, s->d);
+    if (!is_csv(data)) {
+        kiln_status st = kiln_dataset_load(data, test ? "test" : "train", out, s->d);
+        /* Warnings (a cache directory that cannot take the decompressed data). */
+        if (!st && kiln_diag_error_count(s->d) == 0) {
+            fputs(kiln_diag_message(s->d), stderr);
+            kiln_diag_clear(s->d);
+        }
+        return st;
+    }
     const char *label = cli_get(a, "--label-column");
     const char *path = test && strcmp(s->verb, "train") == 0 ? cli_get(a, "--test") : data;
     return path ? kiln_dataset_load_csv(path, label, out, s->d) : KILN_OK;

@@ -794,7 +794,9 @@ KILN_API kiln_status kiln_model_get_weights(const kiln_model *model, const char 
 
 /* ----------------------------------------------------------- compile cache
  * The JIT keeps the native code of every compiled function on disk, so the
- * next run with the same model, settings, CPU and versions skips LLVM. In
+ * next run with the same model, settings, CPU and versions skips LLVM; the
+ * data loader keeps there a decompressed copy of each large gzipped IDX file
+ * (until the file changes), so the next run skips zlib. In
  * $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln; at most
  * $KILN_CACHE_MAX_MB megabytes (default 256, least recently used entries
  * go first); KILN_CACHE=0 turns it off. A directory that cannot be written
@@ -802,7 +804,7 @@ KILN_API kiln_status kiln_model_get_weights(const kiln_model *model, const char 
 typedef struct kiln_cache_stats {
     char dir[4096];    /* the directory (may not exist yet) */
     int enabled;       /* 0 with KILN_CACHE=0 */
-    int64_t entries;   /* compiled functions stored */
+    int64_t entries;   /* compiled functions and decompressed data files stored */
     int64_t bytes;     /* their total size */
     int64_t max_bytes; /* the bound */
 } kiln_cache_stats;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The compile cache from the command line: a second `kiln train` hits what
-# the first one stored ("cache" in --report), --no-cache bypasses it,
+# the first one stored ("cache" in --report) and reads the images from their
+# decompressed copy (the same losses), --no-cache bypasses it,
 # `kiln cache` / `cache dir` / `cache clear` show and empty it, and a cache
 # directory that cannot be created costs one warning line, not the run.
 # Usage: cache_cli.sh KILN BUILD_DIR SOURCE_DIR
@@ -33,10 +34,12 @@ if len(losses) != 1:
     sys.exit("FAIL: the losses differ: %r" % losses)
 PY
 
+# Two entries: train_step's object and the decompressed training images
+# (the labels inflate to less than 1 MB and are not kept).
 info=$("$kiln" cache info)
 echo "$info" | grep -q "^location   $tmp/cache$" || fail "cache info: $info"
-echo "$info" | grep -q "^entries    1$" || fail "cache info: $info"
-"$kiln" cache clear | grep -q "^removed 1 entries" || fail "cache clear"
+echo "$info" | grep -q "^entries    2$" || fail "cache info: $info"
+"$kiln" cache clear | grep -q "^removed 2 entries" || fail "cache clear"
 "$kiln" cache | grep -q "^entries    0$" || fail "not empty after clear"
 
 # A directory that cannot be created: one warning, the run goes on.
@@ -46,6 +49,13 @@ KILN_CACHE_DIR="$tmp/file/kiln" "$kiln" train "$model" --max-steps 1 --threads 1
 [ "$(grep -c . "$tmp/err")" = 1 ] || fail "expected one line on stderr, got: $(cat "$tmp/err")"
 grep -q "^kiln: warning: compile cache: $tmp/file/kiln: .*; compiling in memory$" "$tmp/err" ||
   fail "warning: $(cat "$tmp/err")"
+
+# Room for the compiled code but not for the 47 MB of images: one warning.
+KILN_CACHE_DIR="$tmp/small" KILN_CACHE_MAX_MB=1 "$kiln" train "$model" --max-steps 1 --no-eval \
+  --threads 1 > /dev/null 2> "$tmp/err" || fail "training failed with a small cache"
+[ "$(grep -c . "$tmp/err")" = 1 ] || fail "expected one line on stderr, got: $(cat "$tmp/err")"
+grep -q "^kiln: warning: compile cache: $tmp/small: .*exceeds the cache size limit (1 MB); reading the data without it$" \
+  "$tmp/err" || fail "warning: $(cat "$tmp/err")"
 
 set +e
 "$kiln" cache bogus 2> "$tmp/err"; rc=$?

@@ -4,8 +4,10 @@
  * compile they replace, forged entries (corrupt, truncated, foreign
  * version, another CPU's) that are recompiled and never run, a directory
  * that cannot be written or is full, LRU eviction, two processes filling
- * one entry, kiln_cache_info / kiln_cache_clear, and compiling several
- * functions at once (cg_jit_compile_each).
+ * one entry, kiln_cache_info / kiln_cache_clear, compiling several
+ * functions at once (cg_jit_compile_each), and the decompressed copies of
+ * gzipped IDX files kept in the same directory (hit, changed file, forged
+ * entries, a directory that refuses).
  *
  * Each test points KILN_CACHE_DIR at its own temporary directory.
  */
@@ -19,8 +21,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
+#include "codegen/aot.h"
 #include "codegen/cache.h"
 #include "passes/pass.h"
+#include "runtime/data.h"
 #include "testutil.h"
 
 static const char TINY[] = "model tiny\n"
@@ -639,6 +645,229 @@ START_TEST(model_create_now_matches_lazy) {
 }
 END_TEST
 
+/* ------------------------------------------------ AOT (codegen/aot.c) */
+
+/* cg_aot_compile of `m` to an object file; its bytes (ir_free). */
+static char *aot_object(kiln_module *m, void *const *globals, const char *expect, size_t *len) {
+    cg_cache_status status = CG_CACHE_OFF;
+    cg_aot_options o;
+    memset(&o, 0, sizeof o);
+    o.output = tu_tmp_path("aot.o");
+    o.prefix = "tiny";
+    o.embed = globals != NULL;
+    o.emit = CG_AOT_OBJ;
+    o.cache = &status;
+    kiln_diag *d = kiln_diag_create();
+    ck_assert_msg(cg_aot_compile(m, globals, &o, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_str_eq(kiln_diag_message(d), "");
+    ck_assert_str_eq(cg_cache_status_name(status), expect);
+    kiln_diag_dispose(d);
+    char *buf;
+    ck_assert_int_eq(ir_read_file(o.output, &buf, len, NULL), KILN_OK);
+    return buf;
+}
+
+START_TEST(aot_object_from_the_cache) {
+    kiln_module *m = tiny();
+    size_t n1, n2, n3;
+    char *a = aot_object(m, NULL, "miss", &n1);
+    char *b = aot_object(m, NULL, "hit", &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_mem_eq(a, b, n1);
+    /* A forged entry is compiled again, to the same object. */
+    forge_entry(m, the_entry(), FLIP_OBJECT);
+    char *c = aot_object(m, NULL, "miss", &n3);
+    ck_assert_uint_eq(n1, n3);
+    ck_assert_mem_eq(a, c, n1);
+    ir_free(b);
+    ir_free(c);
+    /* Embedded weights are in the key: other values, other code. */
+    void *g[16] = {0};
+    ck_assert_int_le(m->n_globals, 16);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < m->n_globals; i++) {
+            size_t bytes = (size_t)ir_type_numel(&m->globals[i]->type, 1) * 4;
+            g[i] = ir_malloc(bytes + 4);
+            memset(g[i], pass ? 0x3f : 0, bytes + 4);
+        }
+        size_t n;
+        char *e = aot_object(m, g, "miss", &n);
+        ir_free(e);
+        ir_free(aot_object(m, g, "hit", &n));
+        for (int i = 0; i < m->n_globals; i++) ir_free(g[i]);
+    }
+    setenv("KILN_CACHE", "0", 1);
+    ir_free(aot_object(m, NULL, "off", &n3));
+    ir_free(a);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* ------------------------------------- decompressed data (runtime/data.c) */
+
+enum { DATA_ROWS = 600, DATA_COLS = 1000 }; /* int16: 1.2 MB, above the 1 MB floor */
+
+static int16_t data_value(int i, int salt) {
+    return (int16_t)((i * 31 + salt) % 30000 - 15000);
+}
+
+/* A gzipped IDX file of int16 (big-endian, so the byte order is exercised). */
+static void write_data_file(const char *path, int salt) {
+    gzFile f = gzopen(path, "wb1");
+    ck_assert_ptr_nonnull(f);
+    uint8_t head[12] = {0, 0, 0x0B, 2, 0, 0, DATA_ROWS >> 8, DATA_ROWS & 0xff,
+                        0, 0, DATA_COLS >> 8, DATA_COLS & 0xff};
+    gzwrite(f, head, sizeof head);
+    static uint8_t be[2 * DATA_ROWS * DATA_COLS];
+    for (int i = 0; i < DATA_ROWS * DATA_COLS; i++) {
+        uint16_t v = (uint16_t)data_value(i, salt);
+        be[2 * i] = (uint8_t)(v >> 8);
+        be[2 * i + 1] = (uint8_t)v;
+    }
+    ck_assert_int_eq(gzwrite(f, be, sizeof be), (int)sizeof be);
+    ck_assert_int_eq(gzclose(f), Z_OK);
+}
+
+/* Loads `path`, checks it holds the values of `salt`, and whether it was a
+ * hit; returns the diag's text (static copy). */
+static const char *load_data(const char *path, int salt, bool want_hit) {
+    static char msg[4096];
+    kiln_diag *d = kiln_diag_create();
+    rt_idx a;
+    bool hit = !want_hit;
+    ck_assert_msg(rt_idx_load_cached(path, &a, &hit, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_msg(hit == want_hit, "expected a %s", want_hit ? "hit" : "miss");
+    ck_assert_int_eq(a.type, RT_IDX_I16);
+    ck_assert_int_eq(a.rank, 2);
+    ck_assert_int_eq(a.dims[0], DATA_ROWS);
+    ck_assert_int_eq(a.dims[1], DATA_COLS);
+    const int16_t *v = a.data;
+    for (int i = 0; i < DATA_ROWS * DATA_COLS; i++)
+        if (v[i] != data_value(i, salt))
+            ck_abort_msg("element %d: %d, want %d", i, v[i], data_value(i, salt));
+    rt_idx_free(&a);
+    snprintf(msg, sizeof msg, "%s", kiln_diag_message(d));
+    kiln_diag_dispose(d);
+    return msg;
+}
+
+START_TEST(data_copy_hit_and_off) {
+    const char *path = tu_tmp_path("d.idx.gz");
+    write_data_file(path, 0);
+    ck_assert_str_eq(load_data(path, 0, false), "");
+    ck_assert_int_eq(count_files(tu_tmp_path("cache"), ".kco"), 1);
+    ck_assert_str_eq(load_data(path, 0, true), "");
+    setenv("KILN_CACHE", "0", 1);
+    load_data(path, 0, false); /* off: inflated, not looked up */
+    unsetenv("KILN_CACHE");
+    /* The file changes: a miss with the new values, never the old copy. */
+    write_data_file(path, 5);
+    ck_assert_str_eq(load_data(path, 5, false), "");
+    ck_assert_str_eq(load_data(path, 5, true), "");
+}
+END_TEST
+
+typedef enum dforge {
+    D_FLIP_DATA,
+    D_FLIP_DIM,
+    D_TRUNCATE,
+    D_FOREIGN,
+    D_GARBAGE,
+    D_EMPTY,
+    D_OTHER_KEY
+} dforge;
+
+/* Corrupt, truncated, foreign-format or another file's entries: detected,
+ * inflated again, rewritten. */
+START_TEST(data_forged_entries_are_reread) {
+    static const dforge cases[] = {D_FLIP_DATA, D_FLIP_DIM, D_TRUNCATE, D_FOREIGN,
+                                   D_GARBAGE,   D_EMPTY,    D_OTHER_KEY};
+    dforge how = cases[_i];
+    const char *path = tu_tmp_path("d.idx.gz");
+    write_data_file(path, 1);
+    load_data(path, 1, false);
+    char entry[4200];
+    snprintf(entry, sizeof entry, "%s", the_entry());
+    char *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(ir_read_file(entry, &buf, &len, NULL), KILN_OK);
+    if (how == D_FLIP_DATA) {
+        buf[len - 1000] ^= 0x01; /* one bit of one value: only the checksum tells */
+    } else if (how == D_FLIP_DIM) {
+        buf[64 + 7] = DATA_COLS & 0xff; /* 600x1000 -> 1000x1000: too short */
+        buf[64 + 6] = DATA_COLS >> 8;
+    } else if (how == D_TRUNCATE) {
+        len -= 4096;
+    } else if (how == D_FOREIGN) {
+        buf[8]++;
+    } else if (how == D_GARBAGE) {
+        memset(buf, 'x', len);
+    } else if (how == D_EMPTY) {
+        len = 0;
+    } else {
+        /* A whole, valid entry of another file, under this file's name. */
+        const char *other = tu_tmp_path("other.idx.gz");
+        write_data_file(other, 9);
+        remove(entry);
+        load_data(other, 9, false);
+        ir_free(buf);
+        ck_assert_int_eq(ir_read_file(the_entry(), &buf, &len, NULL), KILN_OK);
+        remove(the_entry());
+    }
+    FILE *f = fopen(entry, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    ir_free(buf);
+    ck_assert_str_eq(load_data(path, 1, false), ""); /* detected: inflated again */
+    ck_assert_str_eq(load_data(path, 1, true), "");  /* ... and the entry rewritten */
+    /* The fuzz target's reader refuses the forged bytes the same way. */
+    if (how != D_OTHER_KEY) {
+        ck_assert_int_eq(ir_read_file(entry, &buf, &len, NULL), KILN_OK);
+        rt_idx a;
+        ck_assert_int_eq(rt_idx_cache_decode(buf, len, "e", &a, NULL), KILN_OK);
+        rt_idx_free(&a);
+        ir_free(buf);
+    }
+}
+END_TEST
+
+/* The fuzz corpus's seeds are whole entries (so the fuzzer starts past the
+ * checksum): written by tests/fuzz, read back here. */
+START_TEST(data_fuzz_seeds_decode) {
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus/datacache/seed-entry-%d",
+                 KILN_SOURCE_DIR, i);
+        char *buf;
+        size_t len;
+        ck_assert_int_eq(ir_read_file(path, &buf, &len, NULL), KILN_OK);
+        rt_idx a;
+        kiln_diag *d = kiln_diag_create();
+        ck_assert_msg(rt_idx_cache_decode(buf + 1, len - 1, "seed", &a, d) == KILN_OK, "%s: %s",
+                      path, kiln_diag_message(d));
+        rt_idx_free(&a);
+        kiln_diag_dispose(d);
+        ir_free(buf);
+    }
+}
+END_TEST
+
+START_TEST(data_unwritable_directory_warns) {
+    FILE *f = fopen(tu_tmp_path("file"), "w");
+    fclose(f);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/kiln", tu_tmp_path("file"));
+    setenv("KILN_CACHE_DIR", dir, 1);
+    const char *path = tu_tmp_path("d.idx.gz");
+    write_data_file(path, 2);
+    const char *msg = load_data(path, 2, false);
+    ck_assert_msg(strncmp(msg, "kiln: warning: compile cache: ", 30) == 0, "%s", msg);
+    ck_assert_ptr_nonnull(strstr(msg, "reading the data without it\n"));
+    ck_assert_str_eq(load_data(path, 2, false), ""); /* once per process */
+}
+END_TEST
+
 static Suite *cache_suite(void) {
     Suite *s = suite_create("cache");
     TCase *t = tcase_create("cache");
@@ -659,6 +888,11 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, info_and_clear);
     tcase_add_test(t, config_from_environment);
     tcase_add_test(t, compile_each_concurrently);
+    tcase_add_test(t, aot_object_from_the_cache);
+    tcase_add_test(t, data_copy_hit_and_off);
+    tcase_add_loop_test(t, data_forged_entries_are_reread, 0, 7);
+    tcase_add_test(t, data_fuzz_seeds_decode);
+    tcase_add_test(t, data_unwritable_directory_warns);
     suite_add_tcase(s, t);
     return s;
 }
