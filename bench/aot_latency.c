@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kiln/kiln.h"
+#include "bench_util.h"
 
 #ifndef KILN_SOURCE_DIR
 #define KILN_SOURCE_DIR "."
@@ -26,17 +27,6 @@
 typedef int (*create_fn)(int64_t, void **);
 typedef int (*infer_fn)(void *, int64_t, const float *, float *);
 typedef void (*destroy_fn)(void *);
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { ROUNDS = 15 };
 
@@ -47,11 +37,11 @@ static double median_us(void (*fn)(void *), void *ctx, long reps, double *best) 
     double t[ROUNDS];
     for (long i = 0; i < reps / 10 + 1; i++) fn(ctx); /* warm up */
     for (int r = 0; r < ROUNDS; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         for (long i = 0; i < reps; i++) fn(ctx);
-        t[r] = (now_s() - t0) * 1e6 / (double)reps;
+        t[r] = (bench_now() - t0) * 1e6 / (double)reps;
     }
-    qsort(t, ROUNDS, sizeof t[0], cmp_double);
+    qsort(t, ROUNDS, sizeof t[0], bench_cmp_double);
     *best = t[0];
     return t[ROUNDS / 2];
 }

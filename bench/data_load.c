@@ -17,6 +17,7 @@
 
 #include "kiln/kiln.h"
 #include "runtime/data.h"
+#include "bench_util.h"
 
 static double clock_ms(clockid_t id) {
     struct timespec ts;
@@ -24,14 +25,9 @@ static double clock_ms(clockid_t id) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void report(const char *what, double *wall, double *cpu, int n) {
-    qsort(wall, (size_t)n, sizeof *wall, cmp_double);
-    qsort(cpu, (size_t)n, sizeof *cpu, cmp_double);
+    qsort(wall, (size_t)n, sizeof *wall, bench_cmp_double);
+    qsort(cpu, (size_t)n, sizeof *cpu, bench_cmp_double);
     printf("  %s (%d loads): wall median %.1f ms, min %.1f ms; CPU median %.1f ms, min %.1f ms\n",
            what, n, wall[n / 2], wall[0], cpu[n / 2], cpu[0]);
 }

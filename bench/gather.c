@@ -27,16 +27,12 @@
 #include <time.h>
 
 #include "runtime/data.h"
+#include "bench_util.h"
 
 static double now_us(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Bit-identical to (float)s[i] / 255.0f: q = u*r, then one Newton step on
@@ -143,7 +139,7 @@ int main(int argc, char **argv) {
     printf("{\"batch\": %d, \"batches\": %ld, \"exact_fma_bit_identical\": %s", batch, nt,
            fma_ok ? "true" : "false");
     for (int k = 0; k < N_WAYS; k++) {
-        qsort(t[k], (size_t)nt, sizeof(double), cmp_double);
+        qsort(t[k], (size_t)nt, sizeof(double), bench_cmp_double);
         printf(", \"%s_us\": %.3f", names[k], t[k][nt / 2]);
     }
     printf("}\n");

@@ -23,36 +23,26 @@
 
 #include "codegen/cg.h"
 #include "passes/pass.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* Median seconds per call of fn(arg) over `samples` samples. */
 static double timeit(void (*fn)(void *), void *arg, int samples) {
-    double t0 = now();
+    double t0 = bench_now();
     long calls = 0;
-    while (now() - t0 < 0.05) {
+    while (bench_now() - t0 < 0.05) {
         fn(arg);
         calls++;
     }
-    double per = (now() - t0) / (double)calls;
+    double per = (bench_now() - t0) / (double)calls;
     long inner = (long)(2e-3 / per) + 1;
     double v[101];
     if (samples > 101) samples = 101;
     for (int i = 0; i < samples; i++) {
-        double a = now();
+        double a = bench_now();
         for (long j = 0; j < inner; j++) fn(arg);
-        v[i] = (now() - a) / (double)inner;
+        v[i] = (bench_now() - a) / (double)inner;
     }
-    qsort(v, (size_t)samples, sizeof(double), cmp_double);
+    qsort(v, (size_t)samples, sizeof(double), bench_cmp_double);
     return v[samples / 2];
 }
 

@@ -31,19 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench_util.h"
 
 #define STEPS_PER_EPOCH 469
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static float *fbuf(size_t n, unsigned *seed) {
     float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
@@ -89,22 +79,22 @@ static void run_seq(const seq *s) {
 
 /* Min and median seconds per call of run_seq(s) over `samples` samples. */
 static void timeit(const seq *s, int samples, double *tmin, double *tmed) {
-    double t0 = now();
+    double t0 = bench_now();
     long calls = 0;
-    while (now() - t0 < 0.1) {
+    while (bench_now() - t0 < 0.1) {
         run_seq(s);
         calls++;
     }
-    double per = (now() - t0) / (double)calls;
+    double per = (bench_now() - t0) / (double)calls;
     long inner = (long)(2e-3 / per) + 1;
     double *v = malloc(sizeof(double) * (size_t)samples);
     if (!v) exit(1);
     for (int i = 0; i < samples; i++) {
-        double a = now();
+        double a = bench_now();
         for (long j = 0; j < inner; j++) run_seq(s);
-        v[i] = (now() - a) / (double)inner;
+        v[i] = (bench_now() - a) / (double)inner;
     }
-    qsort(v, (size_t)samples, sizeof(double), cmp_double);
+    qsort(v, (size_t)samples, sizeof(double), bench_cmp_double);
     *tmin = v[0];
     *tmed = v[samples / 2];
     free(v);

@@ -42,6 +42,7 @@
 #include "codegen/cg.h"
 #include "kiln/kiln.h"
 #include "passes/pass.h"
+#include "bench_util.h"
 
 /* llvm-c/Support.h (the bench is built without LLVM's include path). */
 void LLVMParseCommandLineOptions(int argc, const char *const *argv, const char *overview);
@@ -56,11 +57,6 @@ static double cpu_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static kiln_module *seed_model(void) {
@@ -101,7 +97,7 @@ static kiln_module *seed_model(void) {
 
 /* Median and minimum of n compile times (sorts ms). */
 static void print_times(const char *what, double *ms, int n) {
-    qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+    qsort(ms, (size_t)n, sizeof *ms, bench_cmp_double);
     printf("  %s (%d runs): median %.1f ms, min %.1f ms\n", what, n, ms[n / 2], ms[0]);
 }
 
@@ -280,8 +276,8 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 3; k++)
             if (ph[k] < best[k]) best[k] = ph[k];
     }
-    qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
-    qsort(cpu, (size_t)reps, sizeof *cpu, cmp_double);
+    qsort(ms, (size_t)reps, sizeof *ms, bench_cmp_double);
+    qsort(cpu, (size_t)reps, sizeof *cpu, bench_cmp_double);
     printf("JIT compile of train_step, no cache (%d runs): median %.1f ms, min %.1f ms (target <= 150 ms)\n",
            reps, ms[reps / 2], ms[0]);
     printf("  CPU time of the compile: median %.1f ms, min %.1f ms\n", cpu[reps / 2], cpu[0]);

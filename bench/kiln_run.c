@@ -39,22 +39,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* Sorts v and returns its median. */
 static double median(double *v, int n) {
     if (n <= 0) return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -119,7 +109,7 @@ static int throughput(kiln_model *mo, const float *x, int64_t n, int64_t in, flo
     double *r = malloc(sizeof(double) * (size_t)(reps + 1));
     if (!r) return 1;
     for (int k = -2; k < reps; k++) { /* two warm-up passes */
-        double t0 = now_s();
+        double t0 = bench_now();
         for (int64_t i = 0; i < n; i += batch) {
             int64_t nb = n - i < batch ? n - i : batch;
             if (kiln_model_predict(mo, x + i * in, nb, out + i * outsz, d)) {
@@ -127,7 +117,7 @@ static int throughput(kiln_model *mo, const float *x, int64_t n, int64_t in, flo
                 return 1;
             }
         }
-        if (k >= 0) r[k] = (double)n / (now_s() - t0);
+        if (k >= 0) r[k] = (double)n / (bench_now() - t0);
     }
     *med = median(r, reps);
     *max = r[reps - 1];
@@ -188,19 +178,19 @@ int main(int argc, char **argv) {
     if (kiln_model_file_load(model_path, &m, d)) return fail(d, "loading the model");
     kiln_model_opts mo_opts = {KILN_BACKEND_JIT, threads, seed, KILN_GEMM_AUTO};
     kiln_model *mo = NULL;
-    double t0 = now_s();
+    double t0 = bench_now();
     if (kiln_model_create(m, &mo_opts, &mo, d)) return fail(d, "kiln_model_create");
-    double create_ms = (now_s() - t0) * 1e3, compile_ms = kiln_model_compile_ms(mo);
+    double create_ms = (bench_now() - t0) * 1e3, compile_ms = kiln_model_compile_ms(mo);
     double rss_create = peak_rss_mb();
     printf("kiln %s, model %s: compiled in %.1f ms (create %.1f ms), %d thread(s)\n",
            kiln_version(), kiln_module_name(kiln_model_module(mo)), compile_ms, create_ms,
            kiln_model_threads(mo));
 
     kiln_dataset *train = NULL, *test = NULL;
-    t0 = now_s();
+    t0 = bench_now();
     if (kiln_dataset_load(data, "train", &train, d) || kiln_dataset_load(data, "test", &test, d))
         return fail(d, "loading the data");
-    double load_s = now_s() - t0;
+    double load_s = bench_now() - t0;
     double rss_load = peak_rss_mb();
 
     kiln_fit_opts fo;
@@ -250,11 +240,11 @@ int main(int argc, char **argv) {
                 return fail(d, "kiln_model_predict");
         for (int i = 0; i < infer_calls; i++) {
             const float *xi = x + (i % n_lat) * in;
-            double a = now_s();
+            double a = bench_now();
             kiln_model_predict(mo, xi, 1, out, d);
-            lat[i] = now_s() - a;
+            lat[i] = bench_now() - a;
         }
-        qsort(lat, (size_t)infer_calls, sizeof *lat, cmp_double);
+        qsort(lat, (size_t)infer_calls, sizeof *lat, bench_cmp_double);
         b1_med = lat[infer_calls / 2] * 1e6;
         b1_min = lat[0] * 1e6;
         b1_p90 = lat[(int)(infer_calls * 0.9)] * 1e6;

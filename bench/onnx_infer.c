@@ -19,23 +19,13 @@
 #include <unistd.h>
 
 #include "kiln/kiln.h"
+#include "bench_util.h"
 
 typedef int (*create_fn)(int64_t, void **);
 typedef int (*infer_fn)(void *, int64_t, const float *, float *);
 typedef void (*destroy_fn)(void *);
 
 enum { ROUNDS = 15 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct run {
     kiln_model *model;
@@ -59,11 +49,11 @@ static double latency_us(run *r, long calls) {
     double t[ROUNDS];
     for (long i = 0; i < calls / 10 + 1; i++) call(r, 1);
     for (int k = 0; k < ROUNDS; k++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         for (long i = 0; i < calls; i++) call(r, 1);
-        t[k] = (now_s() - t0) * 1e6 / (double)calls;
+        t[k] = (bench_now() - t0) * 1e6 / (double)calls;
     }
-    qsort(t, ROUNDS, sizeof t[0], cmp_double);
+    qsort(t, ROUNDS, sizeof t[0], bench_cmp_double);
     return t[ROUNDS / 2];
 }
 
@@ -73,11 +63,11 @@ static double throughput(run *r, int64_t batch, int reps) {
     if (!t) exit(1);
     call(r, batch);
     for (int k = 0; k < reps; k++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         call(r, batch);
-        t[k] = now_s() - t0;
+        t[k] = bench_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    qsort(t, (size_t)reps, sizeof t[0], bench_cmp_double);
     double s = (double)batch / t[reps / 2];
     free(t);
     return s;

@@ -23,6 +23,7 @@
 #define KILN_AOT_HEADER "mnist_mlp.h"
 #endif
 #include KILN_AOT_HEADER
+#include "../bench_util.h"
 
 #ifndef KILN_AOT_PREFIX
 #define KILN_AOT_PREFIX mnist_mlp
@@ -32,17 +33,6 @@
 #define P(n)           AOT_CAT(KILN_AOT_PREFIX, n)
 
 enum { IN = 784, OUT = 10, BIG = 10000 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Reads up to `max` images of an IDX file (gzipped or not) scaled to [0, 1]. */
 static long load_images(const char *path, float *x, long max) {
@@ -92,18 +82,18 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 300; i++) P(infer)(m, 1, x + (i % n_lat) * IN, out);
     for (int i = 0; i < calls; i++) {
         const float *xi = x + (i % n_lat) * IN;
-        double a = now_s();
+        double a = bench_now();
         st |= P(infer)(m, 1, xi, out);
-        lat[i] = now_s() - a;
+        lat[i] = bench_now() - a;
     }
-    qsort(lat, (size_t)calls, sizeof *lat, cmp_double);
+    qsort(lat, (size_t)calls, sizeof *lat, bench_cmp_double);
     double rates[15];
     for (int k = -2; k < 15; k++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         st |= P(infer)(m, n, x, out);
-        if (k >= 0) rates[k] = (double)n / (now_s() - t0);
+        if (k >= 0) rates[k] = (double)n / (bench_now() - t0);
     }
-    qsort(rates, 15, sizeof *rates, cmp_double);
+    qsort(rates, 15, sizeof *rates, bench_cmp_double);
     if (st) {
         fprintf(stderr, "aot_bench: infer failed: %s\n", P(last_error)(m));
         return 1;
