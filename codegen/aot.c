@@ -321,7 +321,7 @@ static kiln_status link_so(const aot_plan *pl, const char *dir, const char *obj,
         char *argv[] = {(char *)cc,      "-shared", "-Wl,-z,defs",     opt_vs.buf,
                         opt_soname.buf,  "-o",      (char *)o->output, (char *)obj,
                         (char *)archive, "-lm",     "-lopenblas",      NULL};
-        if (!blas) argv[11] = NULL;
+        if (!blas) argv[10] = NULL;
         int rc = run_tool(argv, path_log.buf);
         if (rc != 0) {
             char *log = NULL;
