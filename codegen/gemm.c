@@ -17,6 +17,9 @@
 #include <string.h>
 
 enum { GEMM_MR = 6, GEMM_KC = 512 };
+/* The kernels are blocked and vectorized as emitted: LLVM's vectorizer and
+ * unroller have nothing to add there, only compile time to spend. */
+#define GEMM_LOOP_HINTS (CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL)
 
 typedef struct gemm_gen {
     cg_ctx *c;
@@ -160,6 +163,7 @@ static void pack_rows(gemm_gen *q, bool part, void *ctx) {
         storev(q, x, q->buf, add(q, dst, off), 32);
     }
     l.hints = CG_LOOP_NO_VECTORIZE;
+    l.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &l, NULL);
 }
 
@@ -190,6 +194,7 @@ static void emit_pack(gemm_gen *q) {
             cg_store(c, LLVMBuildExtractElement(c->b, x, cg_i32(c, e), ""), q->buf, dst);
         }
         lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
     {
@@ -198,6 +203,7 @@ static void emit_pack(gemm_gen *q) {
         LLVMValueRef dst = add(q, mul(q, k, cg_i64(c, q->NR)), j);
         cg_store(c, cg_load(c, c->t_f32, q->B, add(q, row, k)), q->buf, dst);
         lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
     LLVMBuildBr(c->b, b_next);
@@ -207,11 +213,13 @@ static void emit_pack(gemm_gen *q) {
         LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), q->kc, 1);
         cg_store(c, LLVMConstReal(c->t_f32, 0.0), q->buf, add(q, mul(q, k, cg_i64(c, q->NR)), j));
         lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+        lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
     LLVMBuildBr(c->b, b_next);
     LLVMPositionBuilderAtEnd(c->b, b_next);
     lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    lj.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lj, NULL);
 }
 
@@ -334,6 +342,7 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     LLVMValueRef flat[GEMM_MR * 2 * 4];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) flat[r * q->NV + v] = next[r][v];
+    l.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &l, flat);
     LLVMValueRef out[GEMM_MR * 2][4];
     /* The loop may not run (kc == 0 never happens: blocks are non-empty). */
@@ -352,6 +361,7 @@ static void emit_rows(gemm_gen *q) {
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
     emit_tile(q, q->MR, i);
     li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
     /* The rest (< MR rows) as tiles of 4, 2 and 1 rows, by its bits. */
     LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
@@ -382,6 +392,7 @@ static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
     emit_pack(q);
     emit_rows(q);
     lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
+    lk.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lk, NULL);
 }
 
