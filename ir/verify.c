@@ -6,7 +6,10 @@
  *   - each node's stored type equals what shape inference gives now;
  *   - arities, void values never used as operands, assign targets globals;
  *   - region bodies hold only elementwise ops and assigns, and the region's
- *     operand list is exactly the set of outside values its body reads.
+ *     operand list is exactly the set of outside values its body reads;
+ *   - an allreduce_mean that starts its bucket's collective without waiting
+ *     (wait=false) is read by an allreduce_wait later in the function (else
+ *     the collective would still be writing when its result is read).
  */
 #include "ir/ir.h"
 
@@ -162,6 +165,21 @@ kiln_status ir_verify_func(const kiln_func *f, kiln_diag *d) {
         check_node(&v, n, NULL);
         if (n->serial >= 0 && n->serial < v.limit && n->type.dtype != IR_VOID)
             v.defined[n->serial] = 1;
+    }
+    for (int i = 0; i < f->n_nodes; i++) {
+        const ir_node *n = f->nodes[i];
+        if (n->op != IR_OP_allreduce_mean || n->attrs.op != n->op || !ir_attr_i(n, "flush") ||
+            ir_attr_i(n, "wait"))
+            continue;
+        bool waited = false;
+        for (int j = i + 1; j < f->n_nodes && !waited; j++)
+            waited = f->nodes[j]->op == IR_OP_allreduce_wait && f->nodes[j]->n_in == 1 &&
+                     f->nodes[j]->in[0] == n;
+        if (!waited)
+            problem(&v, n,
+                    "allreduce_mean {wait=false} is never waited for (add an allreduce_wait of "
+                    "its result before the result is used)",
+                    NULL);
     }
     for (int i = 0; i < f->n_results; i++)
         if (!is_defined(&v, f->results[i]) || f->results[i]->type.dtype == IR_VOID)
