@@ -40,9 +40,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A communicator of kiln_comm_from_fint: Kiln's duplicate of the
+ * program's, and this rank's place in it. */
+struct kiln_comm {
+    MPI_Comm comm;
+    int rank, size;
+};
+
 static struct {
     bool active, we_init;
-    int rank, size;
+    int rank, size; /* in comm */
+    MPI_Comm comm;  /* the one collectives run over: MPI_COMM_WORLD or a kiln_comm's */
     ir_collective coll;
     char error[MPI_MAX_ERROR_STRING + 128];
     pthread_t watchdog;
@@ -54,6 +62,9 @@ static struct {
         double n, bytes, start_s, wait_s;
     } stats; /* the allreduce shim's calls (KILN_DIST_STATS) */
 } g;
+
+static const kiln_comm *g_default_comm; /* kiln_distributed_set_comm's */
+static void use_comm(const kiln_comm *c);
 
 static double mono_s(void) {
     struct timespec ts;
@@ -117,11 +128,11 @@ static int sum_now(sum_req *s) {
         int chunk = (int)(s->n - at < DIST_CHUNK ? s->n - at : DIST_CHUNK);
         float *b = s->buf + at;
         if (g.size == 2) {
-            rc = MPI_Allreduce(MPI_IN_PLACE, b, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            rc = MPI_Allreduce(MPI_IN_PLACE, b, chunk, MPI_FLOAT, MPI_SUM, g.comm);
         } else {
             rc = MPI_Reduce(g.rank == 0 ? MPI_IN_PLACE : b, b, chunk, MPI_FLOAT, MPI_SUM, 0,
-                            MPI_COMM_WORLD);
-            if (rc == MPI_SUCCESS) rc = MPI_Bcast(b, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD);
+                            g.comm);
+            if (rc == MPI_SUCCESS) rc = MPI_Bcast(b, chunk, MPI_FLOAT, 0, g.comm);
         }
     }
     s->done = 1;
@@ -138,12 +149,12 @@ static int post(sum_req *s) {
         MPI_Request *r = &s->r[s->n_req++];
         float *b = s->buf + at;
         if (g.size == 2)
-            rc = MPI_Iallreduce(MPI_IN_PLACE, b, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+            rc = MPI_Iallreduce(MPI_IN_PLACE, b, chunk, MPI_FLOAT, MPI_SUM, g.comm, r);
         else if (s->phase == 0)
             rc = MPI_Ireduce(g.rank == 0 ? MPI_IN_PLACE : b, b, chunk, MPI_FLOAT, MPI_SUM, 0,
-                             MPI_COMM_WORLD, r);
+                             g.comm, r);
         else
-            rc = MPI_Ibcast(b, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD, r);
+            rc = MPI_Ibcast(b, chunk, MPI_FLOAT, 0, g.comm, r);
     }
     return rc;
 }
@@ -232,6 +243,7 @@ kiln_status kiln_distributed_init(kiln_diag *d) {
         g.we_init = true;
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    g.comm = MPI_COMM_WORLD;
     MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g.size);
     const char *t = getenv("KILN_DIST_TIMEOUT");
@@ -259,6 +271,8 @@ kiln_status kiln_distributed_init(kiln_diag *d) {
 
 void kiln_distributed_finalize(void) {
     if (!g.active) return;
+    use_comm(NULL);
+    g_default_comm = NULL;
     ir_collective_set(NULL);
     while (g_flight) { /* left by a failed run (MPI's requests go with MPI) */
         sum_req *s = g_flight;
@@ -275,6 +289,69 @@ void kiln_distributed_finalize(void) {
     int fin = 0;
     MPI_Finalized(&fin);
     if (g.we_init && !fin) MPI_Finalize();
+}
+
+/* Collectives over c's ranks from now on (NULL: MPI_COMM_WORLD's). */
+static void use_comm(const kiln_comm *c) {
+    g.comm = c ? c->comm : MPI_COMM_WORLD;
+    MPI_Comm_rank(g.comm, &g.rank);
+    MPI_Comm_size(g.comm, &g.size);
+    g.coll.rank = g.rank;
+    g.coll.size = g.size;
+}
+
+kiln_status kiln_comm_from_fint(int64_t fint, kiln_comm **out, kiln_diag *d) {
+    *out = NULL;
+    if (!g.active)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_comm_from_fint: call kiln_distributed_init first");
+    MPI_Comm c = MPI_Comm_f2c((MPI_Fint)fint);
+    if (c == MPI_COMM_NULL)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_comm_from_fint: MPI_COMM_NULL is not a communicator to train over");
+    kiln_comm *k = calloc(1, sizeof *k);
+    if (!k) return ir_oom(d);
+    /* Kiln's own duplicate: its collectives never meet the program's
+     * messages on the same communicator. */
+    enter("MPI_Comm_dup");
+    int rc = MPI_Comm_dup(c, &k->comm);
+    if (leave(rc, "MPI_Comm_dup")) {
+        free(k);
+        return ir_error(d, KILN_ERR_IO, ir_loc_none(), "distributed: %s", g.error);
+    }
+    MPI_Comm_set_errhandler(k->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(k->comm, &k->rank);
+    MPI_Comm_size(k->comm, &k->size);
+    *out = k;
+    return KILN_OK;
+}
+
+void kiln_comm_free(kiln_comm *c) {
+    if (!c) return;
+    if (g_default_comm == c) g_default_comm = NULL;
+    if (g.active && g.comm == c->comm) use_comm(g_default_comm);
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Comm_free(&c->comm);
+    free(c);
+}
+
+int kiln_comm_rank(const kiln_comm *c) { return c ? c->rank : rt_dist_rank(); }
+int kiln_comm_size(const kiln_comm *c) { return c ? c->size : rt_dist_size(); }
+
+kiln_status kiln_distributed_set_comm(const kiln_comm *c, kiln_diag *d) {
+    if (!g.active)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_distributed_set_comm: call kiln_distributed_init first");
+    g_default_comm = c;
+    use_comm(c);
+    return KILN_OK;
+}
+
+const kiln_comm *rt_dist_use(const kiln_comm *c) {
+    const kiln_comm *was = g_default_comm;
+    if (g.active) use_comm(c ? c : was);
+    return was;
 }
 
 void kiln_distributed_abort(int code) {
@@ -298,7 +375,7 @@ kiln_status rt_dist_bcast(void *buf, size_t bytes, kiln_diag *d) {
     int rc = MPI_SUCCESS;
     for (size_t at = 0; at < bytes && rc == MPI_SUCCESS;) {
         int chunk = bytes - at > (1u << 30) ? 1 << 30 : (int)(bytes - at);
-        rc = MPI_Bcast((char *)buf + at, chunk, MPI_BYTE, 0, MPI_COMM_WORLD);
+        rc = MPI_Bcast((char *)buf + at, chunk, MPI_BYTE, 0, g.comm);
         at += (size_t)chunk;
     }
     if (leave(rc, "broadcast"))
@@ -310,8 +387,8 @@ kiln_status rt_dist_sum(double *v, int n, kiln_diag *d) {
     if (!g.active) return KILN_OK;
     enter("allreduce");
     int rc = MPI_Reduce(g.rank == 0 ? MPI_IN_PLACE : v, v, n, MPI_DOUBLE, MPI_SUM, 0,
-                        MPI_COMM_WORLD);
-    if (rc == MPI_SUCCESS) rc = MPI_Bcast(v, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+                        g.comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Bcast(v, n, MPI_DOUBLE, 0, g.comm);
     if (leave(rc, "allreduce"))
         return ir_error(d, KILN_ERR_IO, ir_loc_none(), "distributed: %s", g.error);
     return KILN_OK;
@@ -339,5 +416,16 @@ kiln_status rt_dist_sum(double *v, int n, kiln_diag *d) { return KILN_OK; }
 int kiln_distributed_rank(void) { return 0; }
 int kiln_distributed_size(void) { return 1; }
 int kiln_have_mpi(void) { return 0; }
+kiln_status kiln_comm_from_fint(int64_t fint, kiln_comm **out, kiln_diag *d) {
+    *out = NULL;
+    return kiln_distributed_init(d);
+}
+void kiln_comm_free(kiln_comm *c) { (void)c; }
+int kiln_comm_rank(const kiln_comm *c) { return 0; }
+int kiln_comm_size(const kiln_comm *c) { return 1; }
+kiln_status kiln_distributed_set_comm(const kiln_comm *c, kiln_diag *d) {
+    return kiln_distributed_init(d);
+}
+const kiln_comm *rt_dist_use(const kiln_comm *c) { return NULL; }
 
 #endif

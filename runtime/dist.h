@@ -19,6 +19,10 @@ int rt_dist_size(void);
 kiln_status rt_dist_bcast(void *buf, size_t bytes, kiln_diag *d);
 /* Sums v[0..n) over the ranks (doubles, every rank gets the result). */
 kiln_status rt_dist_sum(double *v, int n, kiln_diag *d);
+/* Collectives run over c (NULL: the default communicator,
+ * kiln_distributed_set_comm's or MPI_COMM_WORLD) until the next call;
+ * returns the default, which a caller passes back to restore it. */
+const kiln_comm *rt_dist_use(const kiln_comm *c);
 /* The error of a failed collective, as a status with the message. */
 kiln_status rt_dist_check(kiln_diag *d);
 

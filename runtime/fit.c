@@ -299,8 +299,19 @@ kiln_status kiln_model_fit(kiln_model *mo, kiln_dataset *train, const kiln_fit_o
                            kiln_diag *d) {
     kiln_fit_opts defaults;
     memset(&defaults, 0, sizeof defaults);
+    if (!o) o = &defaults;
+    if (o->comm && !mo->distributed)
+        return ir_error(d, KILN_ERR_INVALID, ir_loc_none(),
+                        "kiln_model_fit: a communicator for a model not created for distributed "
+                        "training (call kiln_distributed_init before kiln_model_create)");
+    /* Distributed over o->comm's ranks for this fit, then the default's. */
+    const kiln_comm *was = mo->distributed && o->comm ? rt_dist_use(o->comm) : NULL;
     fit_run r;
-    kiln_status st = fit_setup(mo, train, o ? o : &defaults, &r, d);
+    kiln_status st = fit_setup(mo, train, o, &r, d);
     for (int e = 0; !st && e < r.epochs && !r.stop; e++) st = fit_epoch(mo, &r, e, d);
+    if (mo->distributed && o->comm) {
+        if (!st) st = rt_dist_check(d); /* nothing left in flight on o->comm */
+        rt_dist_use(was);
+    }
     return st;
 }

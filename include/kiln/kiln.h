@@ -663,8 +663,8 @@ typedef struct kiln_model_opts {
 } kiln_model_opts;
 
 /* ---------------------------------------------------- distributed training
- * Data-parallel over Open MPI's MPI_COMM_WORLD, under mpirun (README:
- * "Training on several machines"). After kiln_distributed_init, models are
+ * Data-parallel over Open MPI (MPI_COMM_WORLD, or a kiln_comm: below),
+ * under mpirun (README: "Training on several machines"). After kiln_distributed_init, models are
  * created for it: kiln_model_create runs the "train-distributed" pipeline
  * (gradients, loss and accuracy averaged over the ranks), and
  * kiln_model_fit starts from rank 0's weights, shards every global batch
@@ -687,6 +687,24 @@ KILN_API int kiln_distributed_rank(void);
 KILN_API int kiln_distributed_size(void);
 /* Whether this Kiln was built with MPI. */
 KILN_API int kiln_have_mpi(void);
+
+/* A communicator to train over, for programs that run several trainings
+ * side by side (e.g. MPI_COMM_WORLD split into groups) or share the world
+ * with other work. kiln.h needs no mpi.h: include <kiln/kiln_mpi.h> and
+ * call kiln_comm_from_mpi(MPI_Comm, ...), or pass MPI_Comm_c2f(comm)
+ * here. After kiln_distributed_init; collective over the communicator's
+ * ranks (Kiln duplicates it, MPI_Comm_dup, so its messages never meet the
+ * program's). Free with kiln_comm_free before kiln_distributed_finalize. */
+typedef struct kiln_comm kiln_comm;
+KILN_API kiln_status kiln_comm_from_fint(int64_t fint, kiln_comm **out, kiln_diag *d);
+KILN_API void kiln_comm_free(kiln_comm *c);
+/* This process's rank in c and c's number of ranks (NULL: the default's). */
+KILN_API int kiln_comm_rank(const kiln_comm *c);
+KILN_API int kiln_comm_size(const kiln_comm *c);
+/* The default communicator of fit, evaluate and kiln_distributed_rank/size
+ * (NULL: MPI_COMM_WORLD, the default after kiln_distributed_init);
+ * kiln_fit_opts.comm chooses one for one fit. */
+KILN_API kiln_status kiln_distributed_set_comm(const kiln_comm *c, kiln_diag *d);
 
 /* Compiles module `m` (taking ownership of it, also on failure): runs the
  * "train" pipeline when it has a loss function and an optimizer, else
@@ -740,6 +758,10 @@ typedef struct kiln_fit_opts {
     int64_t checkpoint_every;     /* ... steps (> 0) or epochs (< 0: every -N epochs) */
     kiln_progress_fn callback;
     void *user;
+    /* Distributed: the ranks that train this model together (each group of
+     * a split world trains its own copy); NULL: the default communicator
+     * (kiln_distributed_set_comm, else MPI_COMM_WORLD). */
+    const kiln_comm *comm;
 } kiln_fit_opts;
 
 /* Trains on `train` (Keras' fit). Training continues from the model's state
