@@ -87,6 +87,8 @@ static bucket *filling(void) {
     return &g_bk.b[i];
 }
 
+/* Stages in[0..n), scaled by this rank's share (one pass: the copy is the
+ * scaling), for out. */
 static int stage(const float *in, float *out, int64_t n) {
     bucket *k = filling();
     if (!k) return 1;
@@ -99,7 +101,12 @@ static int stage(const float *in, float *out, int64_t n) {
     }
     if (!IR_GROW(k->parts, k->cap_parts, k->n_parts + 1)) return 1;
     k->parts[k->n_parts++] = (struct part){out, k->n, n};
-    memcpy(k->buf + k->n, in, (size_t)n * sizeof *in);
+    float *to = k->buf + k->n;
+    float w = (float)g_weight; /* in f32: the loop vectorizes (exact for 1/2, 1/4, ...) */
+    if (g_weight == 1)
+        memcpy(to, in, (size_t)n * sizeof *in);
+    else
+        for (int64_t i = 0; i < n; i++) to[i] = in[i] * w;
     k->n += n;
     return 0;
 }
@@ -114,9 +121,14 @@ static void finish(bucket *k) {
 }
 
 int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode) {
-    if (out != in) memmove(out, in, (size_t)n * sizeof *out);
-    if (!g_coll || g_coll->size <= 1) return 0;
-    if (g_failed || stage(out, out, n)) { /* after a failure the ranks no longer agree */
+    if (!g_coll || g_coll->size <= 1) {
+        if (out != in) memmove(out, in, (size_t)n * sizeof *out);
+        return 0;
+    }
+    /* Staged straight from in, scaled on the way (out is written when the
+     * bucket's collective has ended: one copy in, one out). */
+    if (g_failed || stage(in, out, n)) { /* after a failure the ranks no longer agree */
+        if (out != in) memmove(out, in, (size_t)n * sizeof *out);
         g_failed = 1;
         reset_buckets();
         return 1;
@@ -124,9 +136,8 @@ int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode
     if (mode == KILN_ALLREDUCE_JOIN) return 0;
     bucket *k = &g_bk.b[g_bk.fill - 1];
     g_bk.fill = 0;
-    if (g_weight != 1)
-        for (int64_t i = 0; i < k->n; i++) k->buf[i] = (float)(k->buf[i] * g_weight);
     if (g_coll->start(g_coll->ctx, k->buf, k->n, &k->req)) {
+        if (out != in) memmove(out, in, (size_t)n * sizeof *out);
         g_failed = 1;
         reset_buckets();
         return 1;
