@@ -67,6 +67,66 @@ def allreduce(f):
     return (float(m.group(1)) * 1e-6, float(m.group(2)) * 1e-6) if m else None
 
 
+def result(text):
+    """(median step wall s, median step CPU s) from a RESULT line."""
+    m = re.search(r'"step_cpu_s_median": ([0-9.e-]+).*"step_s_median": ([0-9.e-]+)', text)
+    return (float(m.group(2)), float(m.group(1))) if m else None
+
+
+def medians(pattern):
+    """(wall, CPU) medians of the median steps in the logs matching pattern."""
+    rs = [r for r in (result(read(f)) for f in sorted(glob.glob(f"{out}/{pattern}"))) if r]
+    return (med(r[0] for r in rs), med(r[1] for r in rs)) if rs else None
+
+
+def coll(mode, f):
+    m = re.search(r"median ([0-9.]+) us, min ([0-9.]+) us", read(f"{out}/allreduce_{mode}_{f}.log"))
+    return (float(m.group(1)) * 1e-6, float(m.group(2)) * 1e-6) if m else None
+
+
+def local(f):
+    m = re.search(r"one bucket: ([0-9.]+) us CPU", read(f"{out}/local_{f}.log"))
+    return float(m.group(1)) * 1e-6 if m else None
+
+
+def breakdown():
+    """What a seed-MLP step is made of, at 1 process and per rank of 2."""
+    a128, a64 = medians("mnist_mlp_np1_r*.log"), medians("mnist_mlp_b64_r*.log")
+    s128, s64 = medians("mlp_sgd_b128_r*.log"), medians("mlp_sgd_b64_r*.log")
+    two = medians("mnist_mlp_np2_r*.log")
+    if not (a128 and a64 and s128 and s64):
+        return
+    us = lambda t: f"{t * 1e6:.0f} us"
+    print("#### What a seed-MLP step is made of (global batch 128, 1 thread per rank)\n")
+    print("Medians of the runs' median steps, wall / CPU (one process: CPU is the work itself).\n")
+    print("| part | 1 process, batch 128 | a rank of 2, batch 64 |")
+    print("|---|---|---|")
+    print(f"| step with SGD (forward, backward, a 1-FMA update) | {us(s128[0])} / {us(s128[1])} | {us(s64[0])} / {us(s64[1])} |")
+    print(f"| Adam instead of SGD, all 109k weights (Adam step - SGD step) | {us(a128[0] - s128[0])} / {us(a128[1] - s128[1])} | {us(a64[0] - s64[0])} / {us(a64[1] - s64[1])} |")
+    print(f"| = the step alone (Adam) | {us(a128[0])} / {us(a128[1])} | {us(a64[0])} / {us(a64[1])} |")
+    bk = [(g, coll("raw", g), coll("scatter", g), local(g)) for g in (8908, 100480)]
+    if all(r and s and l for _, r, s, l in bk):
+        raw = sum(r[0] for _, r, _, _ in bk)
+        sh = sum(l for _, _, _, l in bk)
+        print(f"| the shim's copies and scaling, both buckets (--mode local, CPU) | | {us(sh)} |")
+        print(f"| MPI_Allreduce of the buckets alone, 35.6 + 401.9 KB (median wall) | | {us(bk[0][1][0])} + {us(bk[1][1][0])} |")
+        print(f"| = a rank's step from its parts | | {us(a64[0] + sh + raw)} |")
+        if two:
+            print(f"| measured 2-rank step (rank 0, median) | | {us(two[0])} / {us(two[1])} CPU |")
+        print(f"\nFrom the parts: 2 ranks = **{a128[0] / (a64[0] + sh + raw):.2f}x** one process; 1.7x needs a 2-rank "
+              f"step of {us(a128[0] / 1.7)}, i.e. {us(a128[0] / 1.7 - a64[0])} for all communication.")
+        print("\nA sharded optimizer (ZeRO stage 1: reduce-scatter, each rank updates 1/2 of the weights, "
+              "allgather) instead of the allreduce, per bucket (median wall, 2 ranks):\n")
+        print("| bucket | MPI_Allreduce | reduce-scatter + allgather | Adam saved (half of its share) | net |")
+        print("|---|---|---|---|---|")
+        adam = a64[0] - s64[0]
+        for g, r, s_, _ in bk:
+            save = adam / 2 * g / 109388
+            print(f"| {g * 4 / 1e3:.1f} KB | {us(r[0])} | {us(s_[0])} | {us(save)} | "
+                  f"{'+' if s_[0] - r[0] - save > 0 else '-'}{us(abs(s_[0] - r[0] - save))} per step |")
+    print()
+
+
 def fit(points):
     xs, ys = zip(*points)
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -161,3 +221,6 @@ for name, M in MODELS.items():
         b90 = next((b for b in range(1, 1 << 16) if step(t0, k, b, M["buckets"], bw, alpha)[0] >= 0.9), None)
         print(f"| {net} | **{b90}** (90%) | {(t0 + k * b90) * 1e6:.0f} us | | global batch {N * b90} |" if b90 else f"| {net} | never 90% | | | |")
     print()
+
+
+breakdown()
