@@ -10,7 +10,9 @@
  * 1 + group, and the group's rank 0 saves OUT_PREFIX.g<group>.st. With
  * --single G one process trains what group G trains and saves
  * OUT_PREFIX.single<G>.st. The groups shuffle differently, so a fit that
- * ran over the whole world would match neither single run.
+ * ran over the whole world would match neither single run. A model
+ * created before kiln_distributed_init (so not distributed) is refused a
+ * communicator ("refused: ..." on stdout).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +36,13 @@ int main(int argc, char **argv) {
     int group = single ? atoi(argv[5]) : 0, size = 1, rank = 0;
     kiln_comm *comm = NULL;
     MPI_Comm mine = MPI_COMM_NULL;
+    kiln_model *early = NULL; /* created before kiln_distributed_init: not distributed */
     if (!single) {
         MPI_Init(&argc, &argv);
+        kiln_module *em;
+        kiln_model_opts eo = {.threads = 1};
+        if (kiln_model_file_load(argv[1], &em, d) || kiln_model_create(em, &eo, &early, d))
+            return fail("the early model", d);
         if (kiln_distributed_init(d)) return fail("kiln_distributed_init", d);
         int world;
         MPI_Comm_rank(MPI_COMM_WORLD, &world);
@@ -58,6 +65,19 @@ int main(int argc, char **argv) {
     if (kiln_dataset_load(argv[2], "train", &train, d)) return fail(argv[2], d);
     kiln_fit_opts fo = {.batch_size = 128, .max_steps = 30, .shuffle_seed = 1 + group,
                         .comm = comm};
+    if (early) { /* a communicator for a model that trains alone: refused */
+        kiln_fit_opts one = {.max_steps = 1, .comm = comm};
+        if (kiln_model_fit(early, train, &one, d) == KILN_OK ||
+            !strstr(kiln_diag_message(d), "not created for distributed training")) {
+            fprintf(stderr, "comm_groups: the early model's fit was not refused: %s\n",
+                    kiln_diag_message(d));
+            return 1;
+        }
+        const char *msg = kiln_diag_message(d);
+        printf("group %d, rank %d: refused: %.*s\n", group, rank, (int)strcspn(msg, "\n"), msg);
+        kiln_model_dispose(early);
+        kiln_diag_clear(d);
+    }
     if (kiln_model_fit(model, train, &fo, d)) return fail("kiln_model_fit", d);
     char path[4096];
     snprintf(path, sizeof path, single ? "%s.single%d.st" : "%s.g%d.st", argv[3], group);

@@ -5,6 +5,7 @@
 # 128, its own shuffle seed), and each group ends with the weights and
 # optimizer state of one process trained alike, to 1e-5. The groups
 # shuffle differently, so a fit over the whole world would match neither.
+# A model created before kiln_distributed_init is refused a communicator.
 # Arguments (from ctest): KILN_BINARY BUILD_DIR SOURCE_DIR. Run only when
 # Kiln is built with MPI (tests/CMakeLists.txt).
 set -euo pipefail
@@ -21,6 +22,9 @@ ASAN_OPTIONS=$rank_asan mpirun --allow-run-as-root --oversubscribe -x ASAN_OPTIO
   "$PROG" "$MODEL" "$DATA" "$T/w" | sort > "$T/groups.log"
 cat "$T/groups.log"
 [ "$(grep -c 'of 2: trained' "$T/groups.log")" -eq 4 ]
+# A model created before kiln_distributed_init trains alone: fit refuses it
+# a communicator, on every rank.
+[ "$(grep -c 'refused: .*kiln_model_fit: a communicator for a model not created for distributed training' "$T/groups.log")" -eq 4 ]
 "$PROG" "$MODEL" "$DATA" "$T/w" --single 0
 "$PROG" "$MODEL" "$DATA" "$T/w" --single 1
 echo "group 0 (2 ranks) vs 1 process:"; $DIFF "$T/w.single0.st" "$T/w.g0.st" 1e-5
