@@ -57,10 +57,11 @@ enum { KILN_ALLREDUCE_JOIN = 0, KILN_ALLREDUCE_REDUCE = 1, KILN_ALLREDUCE_START 
 
 /* out[0..n) = the weighted mean of in[0..n) over the ranks (in may be
  * out). Called by the interpreter and by generated code; returns 0 or
- * nonzero after a failure (then out is in's copy, unreduced). JOIN only
- * stages in: out is written when the bucket's collective has ended, by the
- * next REDUCE call, or after a START by the first kiln_allreduce_wait_f32
- * on any of the bucket's outs. */
+ * nonzero after a failure (then this call's out is in's copy, unreduced,
+ * and the outs the bucket's earlier JOINs staged are not written). JOIN
+ * only stages in, scaled by this rank's weight: out is written when the
+ * bucket's collective has ended, by the next REDUCE call, or after a START
+ * by the first kiln_allreduce_wait_f32 on any of the bucket's outs. */
 int kiln_allreduce_mean_f32(const float *in, float *out, int64_t n, int32_t mode);
 /* Waits for the started bucket that holds `in` (an out of
  * kiln_allreduce_mean_f32; nothing to wait for if there is none), writes
