@@ -444,17 +444,27 @@ bool cg_gemm_use_kiln(const cg_options *o) {
     return true;
 }
 
-/* The function's signature key: what it is specialized to. */
+/* The panels' columns as the call site tells them: with N known and a
+ * multiple of NR all full, with N < NR one masked panel; else told apart
+ * at run time (one copy of the FMA loops, two of the stores). */
+static int gemm_cols(const cg_gemm_call *g, int NR) {
+    long long nconst = LLVMIsAConstantInt(g->N) ? LLVMConstIntGetSExtValue(g->N) : -1;
+    return nconst >= 0 && nconst % NR == 0 ? COLS_FULL
+           : nconst > 0 && nconst < NR     ? COLS_PART
+                                           : COLS_ANY;
+}
+
+/* The function's signature key: what it is specialized to. K and N are
+ * not (run-time loop bounds: the register-blocked loops are the same), only
+ * the column mode N implies, so the seed step's 8 GEMMs share 5 functions. */
 static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
-    long long kc = -1, nc = -1;
-    if (LLVMIsAConstantInt(g->K)) kc = LLVMConstIntGetSExtValue(g->K);
-    if (LLVMIsAConstantInt(g->N)) nc = LLVMConstIntGetSExtValue(g->N);
+    static const char *const cols[] = {"full", "part", "any"};
     char act[64] = "";
     if (g->act)
         snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
-    snprintf(key, n, "kiln.gemm.%c%c.k%lld.n%lld.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
-             kc, nc, g->beta, W, act);
+    snprintf(key, n, "kiln.gemm.%c%c.%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
+             cols[gemm_cols(g, 2 * W)], g->beta, W, act);
 }
 
 /* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
@@ -506,10 +516,10 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     c->fn = fn;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(ctx_type(c), 0), "");
-    /* Constants where the call site has them. */
+    /* Sizes at run time: one function serves every K and N of a kind. */
     q.M = ctx_field(c, ctx, CTX_M);
-    q.N = LLVMIsAConstantInt(g->N) ? g->N : ctx_field(c, ctx, CTX_N);
-    q.K = LLVMIsAConstantInt(g->K) ? g->K : ctx_field(c, ctx, CTX_K);
+    q.N = ctx_field(c, ctx, CTX_N);
+    q.K = ctx_field(c, ctx, CTX_K);
     q.lda = ctx_field(c, ctx, CTX_LDA);
     q.ldb = ctx_field(c, ctx, CTX_LDB);
     q.ldc = ctx_field(c, ctx, CTX_LDC);
@@ -530,12 +540,9 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     /* The panel's columns: with N known and a multiple of NR all full, with
      * N < NR masked; else told apart at run time (one copy of the FMA
      * loops, two of the stores). */
-    long long nconst = LLVMIsAConstantInt(q.N) ? LLVMConstIntGetSExtValue(q.N) : -1;
     q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
     q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
-    q.cols = nconst >= 0 && nconst % q.NR == 0 ? COLS_FULL
-             : nconst > 0 && nconst < q.NR     ? COLS_PART
-                                               : COLS_ANY;
+    q.cols = gemm_cols(g, q.NR);
     if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
     emit_panel(&q, kblocks_end);
     LLVMBuildRetVoid(c->b);
