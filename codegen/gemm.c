@@ -31,6 +31,9 @@ typedef struct gemm_gen {
     LLVMValueRef buf; /* the packed panel, KC x NR floats */
     /* the current panel / block */
     LLVMValueRef jp, nc, kb, kc, first, last;
+    /* The tile being emitted: NULL when all its rows are C's, else how many
+     * are (1..MR-1, at run time; the last tile of the rows). */
+    LLVMValueRef rows;
     /* Whether the panel's columns are all of C's (COLS_FULL), fewer
      * (COLS_PART: masked), or either, told at run time (COLS_ANY, N dynamic). */
     enum { COLS_FULL, COLS_PART, COLS_ANY } cols;
@@ -225,6 +228,15 @@ static void emit_pack(gemm_gen *q) {
 
 /* ------------------------------------------------------- micro-kernel */
 
+/* Row r of the tile at row i: i + r, or in the last tile i + min(r, rows - 1)
+ * (rows beyond C's compute a copy of its last row, never stored). */
+static LLVMValueRef tile_row(gemm_gen *q, LLVMValueRef i, int r) {
+    cg_ctx *c = q->c;
+    if (!q->rows || r == 0) return add(q, i, cg_i64(c, r));
+    LLVMValueRef last = LLVMBuildNSWSub(c->b, q->rows, cg_i64(c, 1), "");
+    return add(q, i, imin(q, cg_i64(c, r), last));
+}
+
 /* The store of an mr x NR tile at row i: acc (+ C unless this is the first
  * K block with beta 0), then on the last block the epilogue; masked columns
  * on the last panel. */
@@ -237,7 +249,7 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
         for (int v = 0; v < q->NV; v++)
             mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
     LLVMValueRef rowp[GEMM_MR * 2];
-    for (int r = 0; r < mr; r++) rowp[r] = add(q, mul(q, add(q, i, cg_i64(c, r)), q->ldc), q->jp);
+    for (int r = 0; r < mr; r++) rowp[r] = add(q, mul(q, tile_row(q, i, r), q->ldc), q->jp);
 #define LD(base, idx, v) (masked ? loadv_masked(q, base, idx, mask[v]) : loadv(q, base, idx, 4))
     /* + C: earlier K blocks (scale 1), or beta C on the first. */
     LLVMValueRef load_c = LLVMBuildNot(c->b, q->first, "");
@@ -297,7 +309,16 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
             }
     }
 #undef LD
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < mr; r++) {
+        /* In the last tile, rows r < rows only. */
+        LLVMBasicBlockRef b_next = NULL;
+        if (q->rows && r > 0) {
+            LLVMBasicBlockRef b_row = block(q, "tile.row");
+            b_next = block(q, "tile.row.done");
+            LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, cg_i64(c, r), q->rows, ""),
+                            b_row, b_next);
+            LLVMPositionBuilderAtEnd(c->b, b_row);
+        }
         for (int v = 0; v < q->NV; v++) {
             LLVMValueRef idx = add(q, rowp[r], cg_i64(c, v * q->W));
             if (masked)
@@ -305,6 +326,11 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
             else
                 storev(q, t[r][v], q->C, idx, 4);
         }
+        if (b_next) {
+            LLVMBuildBr(c->b, b_next);
+            LLVMPositionBuilderAtEnd(c->b, b_next);
+        }
+    }
 }
 
 typedef struct tile_out {
@@ -325,6 +351,12 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     LLVMValueRef acc[GEMM_MR * 2][4], next[GEMM_MR * 2][4];
     /* A's element (i+r, kb+k): row-major A[i+r, kb+k], or A[kb+k, i+r]. */
     LLVMValueRef abase = g->ta ? add(q, mul(q, q->kb, q->lda), i) : add(q, mul(q, i, q->lda), q->kb);
+    /* Row r's offset from row i (clamped in the last tile), before the loop. */
+    LLVMValueRef roff[GEMM_MR * 2];
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef dr = LLVMBuildNSWSub(c->b, tile_row(q, i, r), i, "");
+        roff[r] = g->ta ? dr : mul(q, dr, q->lda);
+    }
     cg_loop l;
     LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
     for (int r = 0; r < mr; r++)
@@ -334,7 +366,7 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     for (int v = 0; v < q->NV; v++) b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
     LLVMValueRef arow = g->ta ? add(q, abase, mul(q, k, q->lda)) : add(q, abase, k);
     for (int r = 0; r < mr; r++) {
-        LLVMValueRef aidx = g->ta ? add(q, arow, cg_i64(c, r)) : add(q, arow, mul(q, cg_i64(c, r), q->lda));
+        LLVMValueRef aidx = add(q, arow, roff[r]);
         LLVMValueRef a = splat(q, cg_load(c, c->t_f32, q->A, aidx));
         for (int v = 0; v < q->NV; v++) next[r][v] = cg_fma(c, a, b[v], acc[r][v]);
     }
@@ -363,21 +395,18 @@ static void emit_rows(gemm_gen *q) {
     li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
-    /* The rest (< MR rows) as tiles of 4, 2 and 1 rows, by its bits. */
+    /* The rest (< MR rows): one more tile of MR rows, its rows beyond C's
+     * reading C's last row and not stored (one copy of the loops, not a
+     * tile per size). */
     LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
-    LLVMValueRef at = mfull;
-    for (int mr = 4; mr >= 1; mr /= 2) {
-        if (mr >= q->MR) continue;
-        LLVMValueRef bit = LLVMBuildAnd(c->b, rest, cg_i64(c, mr), "");
-        LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
-        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, bit, cg_i64(c, 0), ""), b_tile,
-                        b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_tile);
-        emit_tile(q, mr, at);
-        LLVMBuildBr(c->b, b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_next);
-        at = add(q, at, bit);
-    }
+    LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cg_i64(c, 0), ""), b_tile, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_tile);
+    q->rows = rest;
+    emit_tile(q, q->MR, mfull);
+    q->rows = NULL;
+    LLVMBuildBr(c->b, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_next);
 }
 
 /* One panel of columns (q->jp, q->nc): its K blocks, each packed, then
@@ -551,11 +580,15 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
 
 /* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias): the panels of C as
  * tasks of kiln_parallel_for (codegen/pool.h), each on one thread. */
-static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+/* The function's type in the context of c. */
+static LLVMTypeRef gemm_fn_type(cg_ctx *c) {
     LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
-    LLVMTypeRef fty = LLVMFunctionType(c->t_void, pt, 10, 0);
-    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    return LLVMFunctionType(c->t_void, pt, 10, 0);
+}
+
+static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, gemm_fn_type(c));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
     /* Called, not inlined: one copy per signature however many call
@@ -591,7 +624,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMBuildRetVoid(c->b);
 
     c->fn = saved_fn;
-    LLVMPositionBuilderAtEnd(c->b, saved_bb);
+    if (saved_bb) LLVMPositionBuilderAtEnd(c->b, saved_bb);
     return fn;
 }
 
@@ -600,7 +633,15 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
     char name[160];
     gemm_key(g, W, name, sizeof name);
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
-    if (!fn) fn = build_gemm_fn(c, g, name, W);
+    if (!fn && c->kern) {
+        /* Defined in the kernels' module (once), declared here. */
+        if (!LLVMGetNamedFunction(c->kern->mod, name))
+            LLVMSetLinkage(build_gemm_fn(c->kern, g, name, W), LLVMExternalLinkage);
+        fn = LLVMAddFunction(c->mod, name, gemm_fn_type(c));
+        cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    } else if (!fn) {
+        fn = build_gemm_fn(c, g, name, W);
+    }
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
     LLVMValueRef args[10] = {g->M,
                              g->N,
