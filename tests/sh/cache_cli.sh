@@ -59,6 +59,19 @@ KILN_CACHE_DIR="$tmp/small" KILN_CACHE_MAX_MB=1 "$kiln" train "$model" --max-ste
 grep -q "^kiln: warning: compile cache: $tmp/small: .*exceeds the cache size limit (1 MB); reading the data without it$" \
   "$tmp/err" || fail "warning: $(cat "$tmp/err")"
 
+# kiln compile --report: miss, then hit, then off with --no-cache.
+for want in miss hit off; do
+  flag=; [ $want = off ] && flag=--no-cache
+  KILN_CACHE_DIR="$tmp/aot" "$kiln" compile "$model" -o "$tmp/libm.so" --report "$tmp/c.json" $flag ||
+    fail "kiln compile ($want)"
+  /usr/bin/python3 - "$tmp/c.json" "$want" <<'PY' || fail "compile report: $(cat "$tmp/c.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["cache"] == {"object": sys.argv[2]}, r
+assert r["model"] == "mnist_mlp" and r["compile_ms"] > 0, r
+PY
+done
+
 set +e
 "$kiln" cache bogus 2> "$tmp/err"; rc=$?
 set -e
