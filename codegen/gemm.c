@@ -2,12 +2,14 @@
  * gemm.c — Kiln's GEMM micro-kernels, generated as LLVM IR (see gemm.h for
  * the loop nest). One internal function per distinct call signature:
  *
- *   define internal void @kiln.gemm.nt.k784.n128.b0.w8(i64 %M, i64 %N, i64 %K,
- *          float* %A, i64 %lda, float* %B, i64 %ldb, float* noalias %C,
+ *   define void @kiln.gemm.nt.full.b0.w8(i64 %M, i64 %N, i64 %K,
+ *          float* %A, i64 %lda, float* %B, i64 %ldb, float* %C,
  *          i64 %ldc, float* %bias)
  *
- * K and N known at compile time become constants inside (the panel loop,
- * the K blocks and the column masks fold); M is always a run-time value.
+ * ("full": N a multiple of the panel width, so no column masks; "part":
+ * N below it, one masked panel; "any": told apart at run time.) M, N and K
+ * are run-time values: specializing on K and N bought no speed and cost a
+ * function per shape in compile time.
  */
 #include "codegen/gemm.h"
 #include <llvm-c/TargetMachine.h>
@@ -165,7 +167,6 @@ static void pack_rows(gemm_gen *q, bool part, void *ctx) {
                               : loadv(q, q->B, add(q, src, off), 4);
         storev(q, x, q->buf, add(q, dst, off), 32);
     }
-    l.hints = CG_LOOP_NO_VECTORIZE;
     l.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &l, NULL);
 }
@@ -196,7 +197,6 @@ static void emit_pack(gemm_gen *q) {
             LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, e)), cg_i64(c, q->NR)), j);
             cg_store(c, LLVMBuildExtractElement(c->b, x, cg_i32(c, e), ""), q->buf, dst);
         }
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
@@ -205,7 +205,6 @@ static void emit_pack(gemm_gen *q) {
         LLVMValueRef k = cg_loop_begin(c, &lk, kv, q->kc, 1);
         LLVMValueRef dst = add(q, mul(q, k, cg_i64(c, q->NR)), j);
         cg_store(c, cg_load(c, c->t_f32, q->B, add(q, row, k)), q->buf, dst);
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
@@ -215,13 +214,11 @@ static void emit_pack(gemm_gen *q) {
         cg_loop lk;
         LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), q->kc, 1);
         cg_store(c, LLVMConstReal(c->t_f32, 0.0), q->buf, add(q, mul(q, k, cg_i64(c, q->NR)), j));
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
     LLVMBuildBr(c->b, b_next);
     LLVMPositionBuilderAtEnd(c->b, b_next);
-    lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     lj.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lj, NULL);
 }
@@ -370,7 +367,6 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
         LLVMValueRef a = splat(q, cg_load(c, c->t_f32, q->A, aidx));
         for (int v = 0; v < q->NV; v++) next[r][v] = cg_fma(c, a, b[v], acc[r][v]);
     }
-    l.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     LLVMValueRef flat[GEMM_MR * 2 * 4];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) flat[r * q->NV + v] = next[r][v];
@@ -392,7 +388,6 @@ static void emit_rows(gemm_gen *q) {
     cg_loop li;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
     emit_tile(q, q->MR, i);
-    li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
     /* The rest (< MR rows): one more tile of MR rows, its rows beyond C's
@@ -420,7 +415,6 @@ static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
     q->last = LLVMBuildICmp(c->b, LLVMIntSGE, add(q, q->kb, cg_i64(c, GEMM_KC)), q->K, "");
     emit_pack(q);
     emit_rows(q);
-    lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     lk.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lk, NULL);
 }
