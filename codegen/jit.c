@@ -188,19 +188,67 @@ static void *kern_job_run(void *arg) {
     return NULL;
 }
 
+/* An entry of Kiln's GEMM kernels' object: one pseudo-function,
+ * KERNELS_NAME, whose symbol says whether the object is the kernels' or a
+ * placeholder byte (the compile had none; an entry holds at least one
+ * function and one byte). Stored under two keys: derived from the
+ * functions' (kernels_key: a hit needs no module) and the kernels' module's
+ * own (cg_cache_key_of_module: another model, or another function, with the
+ * same kinds of GEMM reuses them). */
+#define KERNELS_NAME ".kernels"
+
+static bool kernels_store(const cg_cache_cfg *cfg, const cg_cache_key *key, const void *obj,
+                          size_t len, kiln_diag *d) {
+    cg_func_info kf = {.name = KERNELS_NAME, .symbol = len ? "kiln.gemm" : "none"};
+    cg_module_info ki = {&kf, 1};
+    return cg_cache_store(cfg, key, &ki, len ? obj : "", len ? len : 1, d);
+}
+
+/* A stored kernels' object: *buf (ir_free) holds it at *obj, *len bytes
+ * (0: the compile had none). */
+static bool kernels_lookup(const cg_cache_cfg *cfg, const cg_cache_key *key, char **buf,
+                           const void **obj, size_t *len) {
+    cg_module_info *kinfo = NULL;
+    if (!cg_cache_lookup(cfg, key, &kinfo, buf, obj, len)) return false;
+    bool ok = kinfo->n_funcs == 1 && !strcmp(kinfo->funcs[0].name, KERNELS_NAME);
+    if (ok && !strcmp(kinfo->funcs[0].symbol, "none")) *len = 0;
+    cg_module_info_dispose(kinfo);
+    if (!ok) {
+        ir_free(*buf);
+        *buf = NULL;
+    }
+    return ok;
+}
+
 /* Builds, optimizes and emits the objects of `m` (o->only_func): the
  * functions' with O3, Kiln's GEMM kernels' (if any) with their own
  * lighter pipeline, at the same time on another thread; times the phases
  * into p->phase_ms. */
 static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_options *o,
-                                  LLVMMemoryBufferRef *obj, LLVMMemoryBufferRef *kobj,
-                                  kiln_diag *d) {
+                                  const cg_cache_cfg *cfg, LLVMMemoryBufferRef *obj,
+                                  LLVMMemoryBufferRef *kobj, kiln_diag *d) {
     double t0 = now_ms();
     LLVMContextRef ctx = LLVMContextCreate(), kctx = LLVMContextCreate();
     LLVMModuleRef mod = NULL;
     kern_job kj = {.o = o, .d = kiln_diag_create()};
     kiln_status st = kj.d ? cg_build_modules(m, o, ctx, kctx, &mod, &kj.mod, &p->info, d)
                           : ir_oom(d);
+    /* Kernels of these kinds compiled before (cfg: the cache is on). */
+    cg_cache_key kkey;
+    bool keyed = false;
+    if (!st && kj.mod && cfg) {
+        keyed = cg_cache_key_of_module(kj.mod, o, &kkey, kj.d) == KILN_OK;
+        char *kbuf = NULL;
+        const void *kbytes;
+        size_t klen;
+        if (keyed && kernels_lookup(cfg, &kkey, &kbuf, &kbytes, &klen) && klen) {
+            kj.obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(kbytes, klen, "kiln.kernels.o");
+            LLVMDisposeModule(kj.mod);
+            kj.mod = NULL;
+            keyed = false; /* stored already */
+        }
+        ir_free(kbuf);
+    }
     double t1 = now_ms();
     pthread_t thread;
     bool threaded = !st && kj.mod && pthread_create(&thread, NULL, kern_job_run, &kj) == 0;
@@ -217,6 +265,8 @@ static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_option
         kiln_diag_dispose(kj.d);
     }
     if (!st && kj.st) st = kj.st;
+    if (!st && keyed && kj.obj)
+        kernels_store(cfg, &kkey, LLVMGetBufferStart(kj.obj), LLVMGetBufferSize(kj.obj), d);
     *kobj = kj.obj;
     if (mod) LLVMDisposeModule(mod);
     if (kj.mod) LLVMDisposeModule(kj.mod);
@@ -231,10 +281,7 @@ static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_option
 }
 
 /* The key of the entry holding the kernels' object of the compile keyed
- * `key`. Its description is one pseudo-function, KERNELS_NAME, whose symbol
- * says whether the object is the kernels' or a placeholder byte (the
- * compile had none): entries hold at least one function and one byte. */
-#define KERNELS_NAME ".kernels"
+ * `key` (kernels_store). */
 static cg_cache_key kernels_key(const cg_cache_key *key) {
     cg_sha256 h;
     cg_sha256_init(&h);
@@ -251,16 +298,8 @@ static bool try_hit(cg_program *p, const cg_cache_cfg *cfg, const cg_cache_key *
                     const cg_options *o) {
     char *buf = NULL, *kbuf = NULL;
     objects ob;
-    cg_module_info *kinfo = NULL;
     cg_cache_key kkey = kernels_key(key);
-    if (!cg_cache_lookup(cfg, &kkey, &kinfo, &kbuf, &ob.kern, &ob.kern_len)) return false;
-    bool ok = kinfo->n_funcs == 1 && !strcmp(kinfo->funcs[0].name, KERNELS_NAME);
-    if (ok && !strcmp(kinfo->funcs[0].symbol, "none")) ob.kern_len = 0;
-    cg_module_info_dispose(kinfo);
-    if (!ok) {
-        ir_free(kbuf);
-        return false;
-    }
+    if (!kernels_lookup(cfg, &kkey, &kbuf, &ob.kern, &ob.kern_len)) return false;
     if (!cg_cache_lookup(cfg, key, &p->info, &buf, &ob.obj, &ob.len)) {
         ir_free(kbuf);
         return false;
@@ -302,16 +341,14 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
         p->phase_ms[2] = now_ms() - t0;
     } else if (!st) {
         LLVMMemoryBufferRef obj = NULL, kobj = NULL;
-        st = compile_object(p, m, &opts, &obj, &kobj, d);
+        st = compile_object(p, m, &opts, p->cache == CG_CACHE_MISS ? &cfg : NULL, &obj, &kobj, d);
         double t2 = now_ms();
         objects ob = {obj ? LLVMGetBufferStart(obj) : NULL, kobj ? LLVMGetBufferStart(kobj) : NULL,
                       obj ? LLVMGetBufferSize(obj) : 0, kobj ? LLVMGetBufferSize(kobj) : 0};
         if (!st && p->cache == CG_CACHE_MISS) {
             /* The kernels first: a reader finds both or not the functions'. */
-            cg_func_info kf = {.name = KERNELS_NAME, .symbol = ob.kern_len ? "kiln.gemm" : "none"};
-            cg_module_info ki = {&kf, 1};
             cg_cache_key kkey = kernels_key(&key);
-            if (cg_cache_store(&cfg, &kkey, &ki, ob.kern_len ? ob.kern : "", ob.kern_len ? ob.kern_len : 1, d))
+            if (kernels_store(&cfg, &kkey, ob.kern, ob.kern_len, d))
                 cg_cache_store(&cfg, &key, p->info, ob.obj, ob.len, d);
         }
         if (!st) st = jit_load(p, &opts, &ob, d);

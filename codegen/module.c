@@ -510,9 +510,9 @@ kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef
     if ((st = ctx_init(&c, m, o, ctx, m->name, d))) return st;
     bool split = kctx && kern_out;
     if (split) {
-        char kname[256];
-        snprintf(kname, sizeof kname, "%s.kernels", m->name);
-        if ((st = ctx_init(&k, m, o, kctx, kname, d))) {
+        /* One name for every model's: the module's bitcode keys its cache
+         * entry (jit.c), so kernels of the same kinds are compiled once. */
+        if ((st = ctx_init(&k, m, o, kctx, "kiln.kernels", d))) {
             ctx_done(&c);
             LLVMDisposeModule(c.mod);
             return st;

@@ -34,13 +34,14 @@ if len(losses) != 1:
     sys.exit("FAIL: the losses differ: %r" % losses)
 PY
 
-# Three entries: train_step's object, its GEMM kernels' object and the
+# Four entries: train_step's object, its GEMM kernels' object (under a key
+# derived from train_step's and under the kernels' module's own) and the
 # decompressed training images (the labels inflate to less than 1 MB and
 # are not kept).
 info=$("$kiln" cache info)
 echo "$info" | grep -q "^location   $tmp/cache$" || fail "cache info: $info"
-echo "$info" | grep -q "^entries    3$" || fail "cache info: $info"
-"$kiln" cache clear | grep -q "^removed 3 entries" || fail "cache clear"
+echo "$info" | grep -q "^entries    4$" || fail "cache info: $info"
+"$kiln" cache clear | grep -q "^removed 4 entries" || fail "cache clear"
 "$kiln" cache | grep -q "^entries    0$" || fail "not empty after clear"
 
 # A directory that cannot be created: one warning, the run goes on.
