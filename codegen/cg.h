@@ -124,6 +124,15 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
                             LLVMModuleRef *out, cg_module_info **info, kiln_diag *d);
 void cg_module_info_dispose(cg_module_info *info);
 
+/* The same with Kiln's GEMM kernels (gemm.h) in a module of their own,
+ * built in `kctx` (a context other than `ctx`, so the two modules can be
+ * optimized and compiled on two threads): *out declares them, *kern defines
+ * them with external linkage (NULL when the functions call none). kctx NULL:
+ * as cg_build_module. */
+kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                             LLVMContextRef kctx, LLVMModuleRef *out, LLVMModuleRef *kern,
+                             cg_module_info **info, kiln_diag *d);
+
 /* Runs LLVM's verifier on `mod`; on failure reports "<what> is invalid:
  * <LLVM's message>" as KILN_ERR_BACKEND. */
 kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d);
@@ -131,6 +140,13 @@ kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d);
 /* Runs LLVM's default<O3> pipeline (o->opt_level) with the target machine
  * of `o` (vectorizes for the host's AVX2/FMA). */
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
+
+/* The lighter pipeline of Kiln's GEMM kernels (a module of cg_build_modules):
+ * they are emitted blocked and vectorized. */
+kiln_status cg_optimize_kernels(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
+/* Emits the kernels' module as an object at their native-code level. */
+kiln_status cg_emit_kernels_object(LLVMModuleRef mod, const cg_options *o,
+                                   LLVMMemoryBufferRef *out, kiln_diag *d);
 
 /* A target machine for `o` (host CPU and features unless overridden;
  * PIC when o->pic). Every invocation should be paired with
@@ -222,6 +238,10 @@ double cg_program_compile_ms(const cg_program *p);
  * pipeline, and instruction selection to materialization. On a compile
  * cache hit the first two are 0 and the third is the whole load. */
 void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native);
+/* Wall milliseconds of the optimization and native code of Kiln's GEMM
+ * kernels, on a thread of their own during the other two phases (0: none
+ * compiled); *cpu_ms (if not NULL) the CPU time of that thread. */
+double cg_program_kernels_ms(const cg_program *p, double *cpu_ms);
 /* The compile cache's part: "hit", "miss" (compiled and stored) or "off". */
 const char *cg_program_cache_status(const cg_program *p);
 

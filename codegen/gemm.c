@@ -2,12 +2,14 @@
  * gemm.c — Kiln's GEMM micro-kernels, generated as LLVM IR (see gemm.h for
  * the loop nest). One internal function per distinct call signature:
  *
- *   define internal void @kiln.gemm.nt.k784.n128.b0.w8(i64 %M, i64 %N, i64 %K,
- *          float* %A, i64 %lda, float* %B, i64 %ldb, float* noalias %C,
+ *   define void @kiln.gemm.nt.full.b0.w8(i64 %M, i64 %N, i64 %K,
+ *          float* %A, i64 %lda, float* %B, i64 %ldb, float* %C,
  *          i64 %ldc, float* %bias)
  *
- * K and N known at compile time become constants inside (the panel loop,
- * the K blocks and the column masks fold); M is always a run-time value.
+ * ("full": N a multiple of the panel width, so no column masks; "part":
+ * N below it, one masked panel; "any": told apart at run time.) M, N and K
+ * are run-time values: specializing on K and N bought no speed and cost a
+ * function per shape in compile time.
  */
 #include "codegen/gemm.h"
 #include <llvm-c/TargetMachine.h>
@@ -31,6 +33,9 @@ typedef struct gemm_gen {
     LLVMValueRef buf; /* the packed panel, KC x NR floats */
     /* the current panel / block */
     LLVMValueRef jp, nc, kb, kc, first, last;
+    /* The tile being emitted: NULL when all its rows are C's, else how many
+     * are (1..MR-1, at run time; the last tile of the rows). */
+    LLVMValueRef rows;
     /* Whether the panel's columns are all of C's (COLS_FULL), fewer
      * (COLS_PART: masked), or either, told at run time (COLS_ANY, N dynamic). */
     enum { COLS_FULL, COLS_PART, COLS_ANY } cols;
@@ -162,7 +167,6 @@ static void pack_rows(gemm_gen *q, bool part, void *ctx) {
                               : loadv(q, q->B, add(q, src, off), 4);
         storev(q, x, q->buf, add(q, dst, off), 32);
     }
-    l.hints = CG_LOOP_NO_VECTORIZE;
     l.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &l, NULL);
 }
@@ -193,7 +197,6 @@ static void emit_pack(gemm_gen *q) {
             LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, e)), cg_i64(c, q->NR)), j);
             cg_store(c, LLVMBuildExtractElement(c->b, x, cg_i32(c, e), ""), q->buf, dst);
         }
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
@@ -202,7 +205,6 @@ static void emit_pack(gemm_gen *q) {
         LLVMValueRef k = cg_loop_begin(c, &lk, kv, q->kc, 1);
         LLVMValueRef dst = add(q, mul(q, k, cg_i64(c, q->NR)), j);
         cg_store(c, cg_load(c, c->t_f32, q->B, add(q, row, k)), q->buf, dst);
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
@@ -212,18 +214,25 @@ static void emit_pack(gemm_gen *q) {
         cg_loop lk;
         LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), q->kc, 1);
         cg_store(c, LLVMConstReal(c->t_f32, 0.0), q->buf, add(q, mul(q, k, cg_i64(c, q->NR)), j));
-        lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
     }
     LLVMBuildBr(c->b, b_next);
     LLVMPositionBuilderAtEnd(c->b, b_next);
-    lj.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     lj.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lj, NULL);
 }
 
 /* ------------------------------------------------------- micro-kernel */
+
+/* Row r of the tile at row i: i + r, or in the last tile i + min(r, rows - 1)
+ * (rows beyond C's compute a copy of its last row, never stored). */
+static LLVMValueRef tile_row(gemm_gen *q, LLVMValueRef i, int r) {
+    cg_ctx *c = q->c;
+    if (!q->rows || r == 0) return add(q, i, cg_i64(c, r));
+    LLVMValueRef last = LLVMBuildNSWSub(c->b, q->rows, cg_i64(c, 1), "");
+    return add(q, i, imin(q, cg_i64(c, r), last));
+}
 
 /* The store of an mr x NR tile at row i: acc (+ C unless this is the first
  * K block with beta 0), then on the last block the epilogue; masked columns
@@ -237,7 +246,7 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
         for (int v = 0; v < q->NV; v++)
             mask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
     LLVMValueRef rowp[GEMM_MR * 2];
-    for (int r = 0; r < mr; r++) rowp[r] = add(q, mul(q, add(q, i, cg_i64(c, r)), q->ldc), q->jp);
+    for (int r = 0; r < mr; r++) rowp[r] = add(q, mul(q, tile_row(q, i, r), q->ldc), q->jp);
 #define LD(base, idx, v) (masked ? loadv_masked(q, base, idx, mask[v]) : loadv(q, base, idx, 4))
     /* + C: earlier K blocks (scale 1), or beta C on the first. */
     LLVMValueRef load_c = LLVMBuildNot(c->b, q->first, "");
@@ -297,7 +306,16 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
             }
     }
 #undef LD
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < mr; r++) {
+        /* In the last tile, rows r < rows only. */
+        LLVMBasicBlockRef b_next = NULL;
+        if (q->rows && r > 0) {
+            LLVMBasicBlockRef b_row = block(q, "tile.row");
+            b_next = block(q, "tile.row.done");
+            LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, cg_i64(c, r), q->rows, ""),
+                            b_row, b_next);
+            LLVMPositionBuilderAtEnd(c->b, b_row);
+        }
         for (int v = 0; v < q->NV; v++) {
             LLVMValueRef idx = add(q, rowp[r], cg_i64(c, v * q->W));
             if (masked)
@@ -305,6 +323,11 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
             else
                 storev(q, t[r][v], q->C, idx, 4);
         }
+        if (b_next) {
+            LLVMBuildBr(c->b, b_next);
+            LLVMPositionBuilderAtEnd(c->b, b_next);
+        }
+    }
 }
 
 typedef struct tile_out {
@@ -325,6 +348,12 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     LLVMValueRef acc[GEMM_MR * 2][4], next[GEMM_MR * 2][4];
     /* A's element (i+r, kb+k): row-major A[i+r, kb+k], or A[kb+k, i+r]. */
     LLVMValueRef abase = g->ta ? add(q, mul(q, q->kb, q->lda), i) : add(q, mul(q, i, q->lda), q->kb);
+    /* Row r's offset from row i (clamped in the last tile), before the loop. */
+    LLVMValueRef roff[GEMM_MR * 2];
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef dr = LLVMBuildNSWSub(c->b, tile_row(q, i, r), i, "");
+        roff[r] = g->ta ? dr : mul(q, dr, q->lda);
+    }
     cg_loop l;
     LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
     for (int r = 0; r < mr; r++)
@@ -334,11 +363,10 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     for (int v = 0; v < q->NV; v++) b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
     LLVMValueRef arow = g->ta ? add(q, abase, mul(q, k, q->lda)) : add(q, abase, k);
     for (int r = 0; r < mr; r++) {
-        LLVMValueRef aidx = g->ta ? add(q, arow, cg_i64(c, r)) : add(q, arow, mul(q, cg_i64(c, r), q->lda));
+        LLVMValueRef aidx = add(q, arow, roff[r]);
         LLVMValueRef a = splat(q, cg_load(c, c->t_f32, q->A, aidx));
         for (int v = 0; v < q->NV; v++) next[r][v] = cg_fma(c, a, b[v], acc[r][v]);
     }
-    l.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     LLVMValueRef flat[GEMM_MR * 2 * 4];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) flat[r * q->NV + v] = next[r][v];
@@ -360,24 +388,20 @@ static void emit_rows(gemm_gen *q) {
     cg_loop li;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
     emit_tile(q, q->MR, i);
-    li.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
-    /* The rest (< MR rows) as tiles of 4, 2 and 1 rows, by its bits. */
+    /* The rest (< MR rows): one more tile of MR rows, its rows beyond C's
+     * reading C's last row and not stored (one copy of the loops, not a
+     * tile per size). */
     LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
-    LLVMValueRef at = mfull;
-    for (int mr = 4; mr >= 1; mr /= 2) {
-        if (mr >= q->MR) continue;
-        LLVMValueRef bit = LLVMBuildAnd(c->b, rest, cg_i64(c, mr), "");
-        LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
-        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, bit, cg_i64(c, 0), ""), b_tile,
-                        b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_tile);
-        emit_tile(q, mr, at);
-        LLVMBuildBr(c->b, b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_next);
-        at = add(q, at, bit);
-    }
+    LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cg_i64(c, 0), ""), b_tile, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_tile);
+    q->rows = rest;
+    emit_tile(q, q->MR, mfull);
+    q->rows = NULL;
+    LLVMBuildBr(c->b, b_next);
+    LLVMPositionBuilderAtEnd(c->b, b_next);
 }
 
 /* One panel of columns (q->jp, q->nc): its K blocks, each packed, then
@@ -391,7 +415,6 @@ static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
     q->last = LLVMBuildICmp(c->b, LLVMIntSGE, add(q, q->kb, cg_i64(c, GEMM_KC)), q->K, "");
     emit_pack(q);
     emit_rows(q);
-    lk.hints = CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL;
     lk.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lk, NULL);
 }
@@ -444,17 +467,27 @@ bool cg_gemm_use_kiln(const cg_options *o) {
     return true;
 }
 
-/* The function's signature key: what it is specialized to. */
+/* The panels' columns as the call site tells them: with N known and a
+ * multiple of NR all full, with N < NR one masked panel; else told apart
+ * at run time (one copy of the FMA loops, two of the stores). */
+static int gemm_cols(const cg_gemm_call *g, int NR) {
+    long long nconst = LLVMIsAConstantInt(g->N) ? LLVMConstIntGetSExtValue(g->N) : -1;
+    return nconst >= 0 && nconst % NR == 0 ? COLS_FULL
+           : nconst > 0 && nconst < NR     ? COLS_PART
+                                           : COLS_ANY;
+}
+
+/* The function's signature key: what it is specialized to. K and N are
+ * not (run-time loop bounds: the register-blocked loops are the same), only
+ * the column mode N implies, so the seed step's 8 GEMMs share 5 functions. */
 static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
-    long long kc = -1, nc = -1;
-    if (LLVMIsAConstantInt(g->K)) kc = LLVMConstIntGetSExtValue(g->K);
-    if (LLVMIsAConstantInt(g->N)) nc = LLVMConstIntGetSExtValue(g->N);
+    static const char *const cols[] = {"full", "part", "any"};
     char act[64] = "";
     if (g->act)
         snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
-    snprintf(key, n, "kiln.gemm.%c%c.k%lld.n%lld.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
-             kc, nc, g->beta, W, act);
+    snprintf(key, n, "kiln.gemm.%c%c.%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
+             cols[gemm_cols(g, 2 * W)], g->beta, W, act);
 }
 
 /* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
@@ -506,10 +539,10 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     c->fn = fn;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(ctx_type(c), 0), "");
-    /* Constants where the call site has them. */
+    /* Sizes at run time: one function serves every K and N of a kind. */
     q.M = ctx_field(c, ctx, CTX_M);
-    q.N = LLVMIsAConstantInt(g->N) ? g->N : ctx_field(c, ctx, CTX_N);
-    q.K = LLVMIsAConstantInt(g->K) ? g->K : ctx_field(c, ctx, CTX_K);
+    q.N = ctx_field(c, ctx, CTX_N);
+    q.K = ctx_field(c, ctx, CTX_K);
     q.lda = ctx_field(c, ctx, CTX_LDA);
     q.ldb = ctx_field(c, ctx, CTX_LDB);
     q.ldc = ctx_field(c, ctx, CTX_LDC);
@@ -530,12 +563,9 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     /* The panel's columns: with N known and a multiple of NR all full, with
      * N < NR masked; else told apart at run time (one copy of the FMA
      * loops, two of the stores). */
-    long long nconst = LLVMIsAConstantInt(q.N) ? LLVMConstIntGetSExtValue(q.N) : -1;
     q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
     q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
-    q.cols = nconst >= 0 && nconst % q.NR == 0 ? COLS_FULL
-             : nconst > 0 && nconst < q.NR     ? COLS_PART
-                                               : COLS_ANY;
+    q.cols = gemm_cols(g, q.NR);
     if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
     emit_panel(&q, kblocks_end);
     LLVMBuildRetVoid(c->b);
@@ -544,11 +574,15 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
 
 /* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias): the panels of C as
  * tasks of kiln_parallel_for (codegen/pool.h), each on one thread. */
-static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+/* The function's type in the context of c. */
+static LLVMTypeRef gemm_fn_type(cg_ctx *c) {
     LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
-    LLVMTypeRef fty = LLVMFunctionType(c->t_void, pt, 10, 0);
-    LLVMValueRef fn = LLVMAddFunction(c->mod, name, fty);
+    return LLVMFunctionType(c->t_void, pt, 10, 0);
+}
+
+static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, gemm_fn_type(c));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
     /* Called, not inlined: one copy per signature however many call
@@ -584,7 +618,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMBuildRetVoid(c->b);
 
     c->fn = saved_fn;
-    LLVMPositionBuilderAtEnd(c->b, saved_bb);
+    if (saved_bb) LLVMPositionBuilderAtEnd(c->b, saved_bb);
     return fn;
 }
 
@@ -593,7 +627,15 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
     char name[160];
     gemm_key(g, W, name, sizeof name);
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
-    if (!fn) fn = build_gemm_fn(c, g, name, W);
+    if (!fn && c->kern) {
+        /* Defined in the kernels' module (once), declared here. */
+        if (!LLVMGetNamedFunction(c->kern->mod, name))
+            LLVMSetLinkage(build_gemm_fn(c->kern, g, name, W), LLVMExternalLinkage);
+        fn = LLVMAddFunction(c->mod, name, gemm_fn_type(c));
+        cg_add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind");
+    } else if (!fn) {
+        fn = build_gemm_fn(c, g, name, W);
+    }
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
     LLVMValueRef args[10] = {g->M,
                              g->N,

@@ -7,15 +7,20 @@
  *
  * op(A) is A [M,K] (lda >= K) or, transposed, A [K,M] (lda >= M); op(B) is
  * B [K,N] or, transposed, B [N,K]. Each call site gets (or shares, when
- * alike) one internal function specialized to what is known at compile
- * time: the transposes, K and N when they are constants, beta, the epilogue
- * and the vector width. Its loops, outermost first:
+ * alike) one function specialized to the transposes, whether N's panels
+ * are all full, one masked, or told apart at run time, beta, the epilogue
+ * and the vector width; M, N and K are run-time values (the seed step's 8
+ * GEMMs share 5 functions). In the JIT the functions go to a module of
+ * their own, optimized with a short pipeline on a second thread
+ * (cg_build_modules, cg_optimize_kernels). Its loops, outermost first:
  *
  *   for each panel of NR columns of C (the last one masked), a task of
  *   kiln_parallel_for (pool.h) — one thread computes all of it:
  *     for each block of KC rows of B:
  *       pack B[kb.., jp..] into a KC x NR buffer on the stack (zero padded)
- *       for each tile of MR rows of C:     (the last M mod MR rows: tiles of 4, 2, 1)
+ *       for each tile of MR rows of C:     (the last M mod MR rows: one more tile of
+ *                                           MR, its extra rows reading C's last and
+ *                                           not stored)
  *         MR x NR accumulators in registers, one FMA per (row, vector) per k,
  *         A read in place (a broadcast per row and k; transposed A: rows adjacent)
  *         store: + beta C (+ the earlier K blocks), then bias and activation

@@ -36,7 +36,9 @@ struct cg_program {
     cg_module_info *info;
     cg_entry_fn *entries;
     double compile_ms;
-    double phase_ms[3]; /* build, optimize, native code (or the cache hit) */
+    double phase_ms[4]; /* build, optimize, native code (or the cache hit), and the
+                           kernels' optimization + native code on a thread of their own */
+    double kernels_cpu_ms; /* the CPU time of the last */
     cg_cache_status cache;
 };
 
@@ -122,17 +124,30 @@ static kiln_status jit_create(cg_program *p, const cg_options *o, LLVMOrcJITDyli
     return KILN_OK;
 }
 
-/* Links the object into a fresh JIT and looks up (materializes) every
+/* The objects of one compile: the functions', then (kern_len > 0) Kiln's
+ * GEMM kernels' (cg_build_modules). */
+typedef struct objects {
+    const void *obj, *kern;
+    size_t len, kern_len;
+} objects;
+
+/* Links the objects into a fresh JIT and looks up (materializes) every
  * entry point of p->info. */
-static kiln_status jit_load(cg_program *p, const cg_options *o, const void *obj, size_t len,
-                            kiln_diag *d) {
+static kiln_status jit_load(cg_program *p, const cg_options *o, const objects *ob, kiln_diag *d) {
     LLVMOrcJITDylibRef jd = NULL;
     kiln_status st = jit_create(p, o, &jd, d);
     if (st) return st;
-    LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, len, "kiln.o");
-    if (!buf) return ir_oom(d);
-    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(p->jit, jd, buf); /* takes buf */
-    if (err) return cg_llvm_error(d, "adding the object to the JIT", err);
+    for (int i = 0; i < 2; i++) {
+        const void *bytes = i ? ob->kern : ob->obj;
+        size_t len = i ? ob->kern_len : ob->len;
+        if (i && !len) break;
+        LLVMMemoryBufferRef buf =
+            LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, len, i ? "kiln.kernels.o" : "kiln.o");
+        if (!buf) return ir_oom(d);
+        LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(p->jit, jd, buf); /* takes buf */
+        if (err) return cg_llvm_error(d, "adding the object to the JIT", err);
+    }
+    LLVMErrorRef err;
     p->entries = ir_calloc((size_t)p->info->n_funcs + 1, sizeof *p->entries);
     if (!p->entries) return ir_oom(d);
     for (int i = 0; i < p->info->n_funcs; i++) {
@@ -144,38 +159,156 @@ static kiln_status jit_load(cg_program *p, const cg_options *o, const void *obj,
     return KILN_OK;
 }
 
-/* Builds, optimizes and emits the object of `m` (o->only_func); times the
- * three phases into p->phase_ms. */
+static void diag_merge(kiln_diag *to, const kiln_diag *from);
+
+/* The kernels' module, optimized and emitted on a thread of its own (its
+ * LLVM context is not the functions'). */
+typedef struct kern_job {
+    LLVMModuleRef mod;
+    const cg_options *o;
+    LLVMMemoryBufferRef obj;
+    kiln_diag *d;
+    kiln_status st;
+    double ms, cpu_ms;
+} kern_job;
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void *kern_job_run(void *arg) {
+    kern_job *j = arg;
+    double t0 = now_ms(), c0 = thread_cpu_ms();
+    j->st = cg_optimize_kernels(j->mod, j->o, j->d);
+    if (!j->st) j->st = cg_emit_kernels_object(j->mod, j->o, &j->obj, j->d);
+    j->ms = now_ms() - t0;
+    j->cpu_ms = thread_cpu_ms() - c0;
+    return NULL;
+}
+
+/* An entry of Kiln's GEMM kernels' object: one pseudo-function,
+ * KERNELS_NAME, whose symbol says whether the object is the kernels' or a
+ * placeholder byte (the compile had none; an entry holds at least one
+ * function and one byte). Stored under two keys: derived from the
+ * functions' (kernels_key: a hit needs no module) and the kernels' module's
+ * own (cg_cache_key_of_module: another model, or another function, with the
+ * same kinds of GEMM reuses them). */
+#define KERNELS_NAME ".kernels"
+
+static bool kernels_store(const cg_cache_cfg *cfg, const cg_cache_key *key, const void *obj,
+                          size_t len, kiln_diag *d) {
+    cg_func_info kf = {.name = KERNELS_NAME, .symbol = len ? "kiln.gemm" : "none"};
+    cg_module_info ki = {&kf, 1};
+    return cg_cache_store(cfg, key, &ki, len ? obj : "", len ? len : 1, d);
+}
+
+/* A stored kernels' object: *buf (ir_free) holds it at *obj, *len bytes
+ * (0: the compile had none). */
+static bool kernels_lookup(const cg_cache_cfg *cfg, const cg_cache_key *key, char **buf,
+                           const void **obj, size_t *len) {
+    cg_module_info *kinfo = NULL;
+    if (!cg_cache_lookup(cfg, key, &kinfo, buf, obj, len)) return false;
+    bool ok = kinfo->n_funcs == 1 && !strcmp(kinfo->funcs[0].name, KERNELS_NAME);
+    if (ok && !strcmp(kinfo->funcs[0].symbol, "none")) *len = 0;
+    cg_module_info_dispose(kinfo);
+    if (!ok) {
+        ir_free(*buf);
+        *buf = NULL;
+    }
+    return ok;
+}
+
+/* Builds, optimizes and emits the objects of `m` (o->only_func): the
+ * functions' with O3, Kiln's GEMM kernels' (if any) with their own
+ * lighter pipeline, at the same time on another thread; times the phases
+ * into p->phase_ms. */
 static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_options *o,
-                                  LLVMMemoryBufferRef *obj, kiln_diag *d) {
+                                  const cg_cache_cfg *cfg, LLVMMemoryBufferRef *obj,
+                                  LLVMMemoryBufferRef *kobj, kiln_diag *d) {
     double t0 = now_ms();
-    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMContextRef ctx = LLVMContextCreate(), kctx = LLVMContextCreate();
     LLVMModuleRef mod = NULL;
-    kiln_status st = cg_build_module(m, o, ctx, &mod, &p->info, d);
+    kern_job kj = {.o = o, .d = kiln_diag_create()};
+    kiln_status st = kj.d ? cg_build_modules(m, o, ctx, kctx, &mod, &kj.mod, &p->info, d)
+                          : ir_oom(d);
+    /* Kernels of these kinds compiled before (cfg: the cache is on). */
+    cg_cache_key kkey;
+    bool keyed = false;
+    if (!st && kj.mod && cfg) {
+        keyed = cg_cache_key_of_module(kj.mod, o, &kkey, kj.d) == KILN_OK;
+        char *kbuf = NULL;
+        const void *kbytes;
+        size_t klen;
+        if (keyed && kernels_lookup(cfg, &kkey, &kbuf, &kbytes, &klen) && klen) {
+            kj.obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(kbytes, klen, "kiln.kernels.o");
+            LLVMDisposeModule(kj.mod);
+            kj.mod = NULL;
+            keyed = false; /* stored already */
+        }
+        ir_free(kbuf);
+    }
     double t1 = now_ms();
+    pthread_t thread;
+    bool threaded = !st && kj.mod && pthread_create(&thread, NULL, kern_job_run, &kj) == 0;
     if (!st) st = cg_optimize_module(mod, o, d);
     double t2 = now_ms();
     if (!st) st = cg_emit_object_buffer(mod, o, obj, d);
+    double t3 = now_ms();
+    if (threaded)
+        pthread_join(thread, NULL);
+    else if (!st && kj.mod)
+        kern_job_run(&kj); /* no thread to be had: here, after */
+    if (kj.d) {
+        diag_merge(d, kj.d);
+        kiln_diag_dispose(kj.d);
+    }
+    if (!st && kj.st) st = kj.st;
+    if (!st && keyed && kj.obj)
+        kernels_store(cfg, &kkey, LLVMGetBufferStart(kj.obj), LLVMGetBufferSize(kj.obj), d);
+    *kobj = kj.obj;
     if (mod) LLVMDisposeModule(mod);
+    if (kj.mod) LLVMDisposeModule(kj.mod);
     LLVMContextDispose(ctx);
+    LLVMContextDispose(kctx);
     p->phase_ms[0] = t1 - t0;
     p->phase_ms[1] = t2 - t1;
-    p->phase_ms[2] = now_ms() - t2; /* native code; linking is added later */
+    p->phase_ms[2] = t3 - t2; /* native code; linking is added later */
+    p->phase_ms[3] = kj.ms;
+    p->kernels_cpu_ms = kj.cpu_ms;
     return st;
+}
+
+/* The key of the entry holding the kernels' object of the compile keyed
+ * `key` (kernels_store). */
+static cg_cache_key kernels_key(const cg_cache_key *key) {
+    cg_sha256 h;
+    cg_sha256_init(&h);
+    cg_sha256_update(&h, key->b, sizeof key->b);
+    cg_sha256_update(&h, "kernels", 7);
+    cg_cache_key k;
+    cg_sha256_final(&h, k.b);
+    return k;
 }
 
 /* The cache's side of a compile: a verified entry loaded into the JIT.
  * Anything wrong on the way (a bad object) discards it: a miss. */
 static bool try_hit(cg_program *p, const cg_cache_cfg *cfg, const cg_cache_key *key,
                     const cg_options *o) {
-    char *buf = NULL;
-    const void *obj;
-    size_t len;
-    if (!cg_cache_lookup(cfg, key, &p->info, &buf, &obj, &len)) return false;
+    char *buf = NULL, *kbuf = NULL;
+    objects ob;
+    cg_cache_key kkey = kernels_key(key);
+    if (!kernels_lookup(cfg, &kkey, &kbuf, &ob.kern, &ob.kern_len)) return false;
+    if (!cg_cache_lookup(cfg, key, &p->info, &buf, &ob.obj, &ob.len)) {
+        ir_free(kbuf);
+        return false;
+    }
     kiln_diag *quiet = kiln_diag_create();
-    kiln_status st = jit_load(p, o, obj, len, quiet);
+    kiln_status st = quiet ? jit_load(p, o, &ob, quiet) : KILN_ERR_NOMEM;
     kiln_diag_dispose(quiet);
     ir_free(buf);
+    ir_free(kbuf);
     if (!st) return true;
     LLVMErrorRef err = p->jit ? LLVMOrcDisposeLLJIT(p->jit) : NULL;
     if (err) LLVMConsumeError(err);
@@ -207,14 +340,20 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
         p->cache = CG_CACHE_HIT;
         p->phase_ms[2] = now_ms() - t0;
     } else if (!st) {
-        LLVMMemoryBufferRef obj = NULL;
-        st = compile_object(p, m, &opts, &obj, d);
+        LLVMMemoryBufferRef obj = NULL, kobj = NULL;
+        st = compile_object(p, m, &opts, p->cache == CG_CACHE_MISS ? &cfg : NULL, &obj, &kobj, d);
         double t2 = now_ms();
-        const char *bytes = obj ? LLVMGetBufferStart(obj) : NULL;
-        size_t len = obj ? LLVMGetBufferSize(obj) : 0;
-        if (!st && p->cache == CG_CACHE_MISS) cg_cache_store(&cfg, &key, p->info, bytes, len, d);
-        if (!st) st = jit_load(p, &opts, bytes, len, d);
+        objects ob = {obj ? LLVMGetBufferStart(obj) : NULL, kobj ? LLVMGetBufferStart(kobj) : NULL,
+                      obj ? LLVMGetBufferSize(obj) : 0, kobj ? LLVMGetBufferSize(kobj) : 0};
+        if (!st && p->cache == CG_CACHE_MISS) {
+            /* The kernels first: a reader finds both or not the functions'. */
+            cg_cache_key kkey = kernels_key(&key);
+            if (kernels_store(&cfg, &kkey, ob.kern, ob.kern_len, d))
+                cg_cache_store(&cfg, &key, p->info, ob.obj, ob.len, d);
+        }
+        if (!st) st = jit_load(p, &opts, &ob, d);
         if (obj) LLVMDisposeMemoryBuffer(obj);
+        if (kobj) LLVMDisposeMemoryBuffer(kobj);
         p->phase_ms[2] += now_ms() - t2;
     }
     if (st) {
@@ -323,6 +462,11 @@ void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, d
     *build = p->phase_ms[0];
     *optimize = p->phase_ms[1];
     *native = p->phase_ms[2];
+}
+
+double cg_program_kernels_ms(const cg_program *p, double *cpu_ms) {
+    if (cpu_ms) *cpu_ms = p->kernels_cpu_ms;
+    return p->phase_ms[3];
 }
 
 kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch, void *const *args,

@@ -445,47 +445,80 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
 
 /* ------------------------------------------------------------- the module */
 
+/* A builder context over a new module named `name` in `ctx`, with the
+ * target's triple and data layout. */
+static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                            const char *name, kiln_diag *d) {
+    memset(c, 0, sizeof *c);
+    LLVMTargetMachineRef tm;
+    kiln_status st = cg_target_machine(o, &tm, d);
+    if (st) return st;
+    c->ctx = ctx;
+    c->o = o;
+    c->d = d;
+    c->m = m;
+    c->limit = m->next_serial;
+    c->t_void = LLVMVoidTypeInContext(ctx);
+    c->t_i1 = LLVMInt1TypeInContext(ctx);
+    c->t_i8 = LLVMInt8TypeInContext(ctx);
+    c->t_i32 = LLVMInt32TypeInContext(ctx);
+    c->t_i64 = LLVMInt64TypeInContext(ctx);
+    c->t_f32 = LLVMFloatTypeInContext(ctx);
+    c->t_f64 = LLVMDoubleTypeInContext(ctx);
+    c->t_i8p = LLVMPointerType(c->t_i8, 0);
+    c->cpu = LLVMGetTargetMachineCPU(tm);
+    c->features = LLVMGetTargetMachineFeatureString(tm);
+    c->mod = LLVMModuleCreateWithNameInContext(name, ctx);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(c->mod, dl);
+    LLVMDisposeTargetData(dl);
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(c->mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeTargetMachine(tm);
+    c->b = LLVMCreateBuilderInContext(ctx);
+    return KILN_OK;
+}
+
+/* Frees what ctx_init made but the module. */
+static void ctx_done(cg_ctx *c) {
+    if (c->b) LLVMDisposeBuilder(c->b);
+    LLVMDisposeMessage((char *)c->cpu);
+    LLVMDisposeMessage((char *)c->features);
+}
+
 kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
                             LLVMModuleRef *out, cg_module_info **info_out, kiln_diag *d) {
+    return cg_build_modules(m, o, ctx, NULL, out, NULL, info_out, d);
+}
+
+kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                             LLVMContextRef kctx, LLVMModuleRef *out, LLVMModuleRef *kern_out,
+                             cg_module_info **info_out, kiln_diag *d) {
     cg_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!o) o = &defaults;
     *out = NULL;
+    if (kern_out) *kern_out = NULL;
     if (info_out) *info_out = NULL;
     kiln_status st = ir_verify_module(m, d);
     if (st) return st;
     if (o->only_func && !kiln_module_func(m, o->only_func))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", o->only_func);
-    LLVMTargetMachineRef tm;
-    if ((st = cg_target_machine(o, &tm, d))) return st;
 
-    cg_ctx c;
-    memset(&c, 0, sizeof c);
-    c.ctx = ctx;
-    c.o = o;
-    c.d = d;
-    c.m = m;
-    c.limit = m->next_serial;
-    c.t_void = LLVMVoidTypeInContext(ctx);
-    c.t_i1 = LLVMInt1TypeInContext(ctx);
-    c.t_i8 = LLVMInt8TypeInContext(ctx);
-    c.t_i32 = LLVMInt32TypeInContext(ctx);
-    c.t_i64 = LLVMInt64TypeInContext(ctx);
-    c.t_f32 = LLVMFloatTypeInContext(ctx);
-    c.t_f64 = LLVMDoubleTypeInContext(ctx);
-    c.t_i8p = LLVMPointerType(c.t_i8, 0);
-    char *cpu = LLVMGetTargetMachineCPU(tm), *features = LLVMGetTargetMachineFeatureString(tm);
-    c.cpu = cpu;
-    c.features = features;
-    c.mod = LLVMModuleCreateWithNameInContext(m->name, ctx);
-    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(c.mod, dl);
-    LLVMDisposeTargetData(dl);
-    char *triple = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(c.mod, triple);
-    LLVMDisposeMessage(triple);
-    LLVMDisposeTargetMachine(tm);
-    c.b = LLVMCreateBuilderInContext(ctx);
+    cg_ctx c, k;
+    if ((st = ctx_init(&c, m, o, ctx, m->name, d))) return st;
+    bool split = kctx && kern_out;
+    if (split) {
+        /* One name for every model's: the module's bitcode keys its cache
+         * entry (jit.c), so kernels of the same kinds are compiled once. */
+        if ((st = ctx_init(&k, m, o, kctx, "kiln.kernels", d))) {
+            ctx_done(&c);
+            LLVMDisposeModule(c.mod);
+            return st;
+        }
+        c.kern = &k;
+    }
     c.val = ir_calloc((size_t)c.limit + 1, sizeof *c.val);
     c.temps = ir_calloc((size_t)c.limit + 1, sizeof *c.temps);
     cg_module_info *info = ir_calloc(1, sizeof *info);
@@ -505,18 +538,25 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
         st = build_func(&c, f, fi, info->n_funcs == 1);
     }
     if (!st) st = cg_verify_llvm(c.mod, "codegen: the generated LLVM IR", d);
-    LLVMDisposeBuilder(c.b);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(features);
+    if (!st && split) st = cg_verify_llvm(k.mod, "codegen: the generated kernels", d);
+    ctx_done(&c);
     ir_free(c.val);
     ir_free(c.temps);
     cg_loops_free(c.loops);
+    /* No kernel: no module of kernels. */
+    bool kern_empty = split && !LLVMGetFirstFunction(k.mod);
+    if (split) ctx_done(&k);
+    if (st || kern_empty) {
+        if (split) LLVMDisposeModule(k.mod);
+        split = false;
+    }
     if (st) {
         LLVMDisposeModule(c.mod);
         cg_module_info_dispose(info);
         return st;
     }
     *out = c.mod;
+    if (split) *kern_out = k.mod;
     if (info_out)
         *info_out = info;
     else

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codegen/aot.h"
+#include "codegen/cache.h"
 #include "driver/driver.h"
 #include "runtime/checkpoint.h"
 #include "runtime/runtime.h"
@@ -60,7 +61,10 @@ static kiln_status compile_aot(kiln_module *m, const kiln_aot_opts *o, kiln_diag
         co.gemm = o->gemm;
         co.format_version = RT_CKPT_FORMAT_VERSION;
         co.structure_hash = rt_ckpt_structure_hash(m);
+        cg_cache_status cache = CG_CACHE_OFF;
+        co.cache = &cache;
         st = cg_aot_compile(m, globals, &co, d);
+        if (o->cache) *o->cache = cg_cache_status_name(cache);
     }
     rt_globals_free(m, globals);
     ir_free(prefix);

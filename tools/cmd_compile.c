@@ -2,9 +2,11 @@
  * cmd_compile.c — `kiln compile`: a model file or .kir module to a shared
  * object and C header (kiln_compile_aot).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tools/cli.h"
 
@@ -24,8 +26,31 @@ static const cli_opt compile_opts[] = {
     {"--gemm", "kiln|openblas", "matrix products: Kiln's kernels (default, no BLAS needed) or "
                                 "OpenBLAS (linked)"},
     {"--no-cache", NULL, "compile without the compile cache (see 'kiln cache')"},
+    {"--report", "FILE", "write a JSON report: compile_ms and the compile cache's hit or miss"},
     {"--help", NULL, "show this help"},
 };
+
+/* The --report JSON, as train's (compile_ms, and the cache's part under
+ * "cache": the library's object code is one entry, "object"):
+ *   {"model": "...", "output": "...", "compile_ms": 512.3, "cache": {"object": "hit"}} */
+static bool write_report(const char *path, const kiln_module *m, const char *output, double ms,
+                         const char *cache) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "kiln compile: error: %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    char *name = kiln_json_string(kiln_module_name(m)), *out = kiln_json_string(output);
+    fprintf(f, "{\"model\": %s, \"output\": %s, \"compile_ms\": %.1f, \"cache\": {\"object\": \"%s\"}}\n",
+            name ? name : "null", out ? out : "null", ms, cache);
+    kiln_free(name);
+    kiln_free(out);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "kiln compile: error: %s: write failed\n", path);
+        return false;
+    }
+    return true;
+}
 
 int cmd_compile(int argc, char **argv) {
     cli_args a;
@@ -82,11 +107,21 @@ int cmd_compile(int argc, char **argv) {
                 "kiln compile: error: --weights file loads the weights at run time; drop --load\n");
         return 2;
     }
+    const char *cache = "off";
+    o.cache = &cache;
     kiln_diag *d = kiln_diag_create();
     kiln_module *m = NULL;
     kiln_status st = cli_load_model(a.pos[0], &m, d);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!st) st = kiln_compile_aot(m, &o, d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (st) cli_report(d, st);
+    const char *report = cli_get(&a, "--report");
+    if (!st && report) {
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (!write_report(report, m, o.output, ms, cache)) st = KILN_ERR_IO;
+    }
     kiln_module_dispose(m);
     kiln_diag_dispose(d);
     return st ? 1 : 0;

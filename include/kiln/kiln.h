@@ -554,6 +554,10 @@ typedef struct kiln_aot_opts {
     const char *cpu;    /* target CPU ("x86-64-v3", ...); NULL: this machine's */
     const char *cc;     /* the linker driver; NULL: the C compiler Kiln was built with */
     kiln_gemm gemm;     /* KILN_GEMM_OPENBLAS links libopenblas; else the .so needs only libc, libm */
+    /* If not NULL, set to "hit" (the object code came from the compile
+     * cache), "miss" (compiled and stored) or "off" (no cache, or a text
+     * output): a static string. */
+    const char **cache;
 } kiln_aot_opts;
 
 /* Compiles `m` ahead of time: runs the "train" pipeline (o->train) or the

@@ -34,12 +34,14 @@ if len(losses) != 1:
     sys.exit("FAIL: the losses differ: %r" % losses)
 PY
 
-# Two entries: train_step's object and the decompressed training images
-# (the labels inflate to less than 1 MB and are not kept).
+# Four entries: train_step's object, its GEMM kernels' object (under a key
+# derived from train_step's and under the kernels' module's own) and the
+# decompressed training images (the labels inflate to less than 1 MB and
+# are not kept).
 info=$("$kiln" cache info)
 echo "$info" | grep -q "^location   $tmp/cache$" || fail "cache info: $info"
-echo "$info" | grep -q "^entries    2$" || fail "cache info: $info"
-"$kiln" cache clear | grep -q "^removed 2 entries" || fail "cache clear"
+echo "$info" | grep -q "^entries    4$" || fail "cache info: $info"
+"$kiln" cache clear | grep -q "^removed 4 entries" || fail "cache clear"
 "$kiln" cache | grep -q "^entries    0$" || fail "not empty after clear"
 
 # A directory that cannot be created: one warning, the run goes on.
@@ -57,6 +59,19 @@ KILN_CACHE_DIR="$tmp/small" KILN_CACHE_MAX_MB=1 "$kiln" train "$model" --max-ste
 [ "$(grep -c . "$tmp/err")" = 1 ] || fail "expected one line on stderr, got: $(cat "$tmp/err")"
 grep -q "^kiln: warning: compile cache: $tmp/small: .*exceeds the cache size limit (1 MB); reading the data without it$" \
   "$tmp/err" || fail "warning: $(cat "$tmp/err")"
+
+# kiln compile --report: miss, then hit, then off with --no-cache.
+for want in miss hit off; do
+  flag=; [ $want = off ] && flag=--no-cache
+  KILN_CACHE_DIR="$tmp/aot" "$kiln" compile "$model" -o "$tmp/libm.so" --report "$tmp/c.json" $flag ||
+    fail "kiln compile ($want)"
+  /usr/bin/python3 - "$tmp/c.json" "$want" <<'PY' || fail "compile report: $(cat "$tmp/c.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["cache"] == {"object": sys.argv[2]}, r
+assert r["model"] == "mnist_mlp" and r["compile_ms"] > 0, r
+PY
+done
 
 set +e
 "$kiln" cache bogus 2> "$tmp/err"; rc=$?

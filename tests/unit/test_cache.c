@@ -173,6 +173,20 @@ static const char *the_entry(void) {
     return path;
 }
 
+/* The entry of function `func`'s object (beside it are its GEMM kernels'). */
+static const char *func_entry(kiln_module *m, const char *func) {
+    static char path[4200];
+    cg_options o;
+    memset(&o, 0, sizeof o);
+    o.only_func = func;
+    cg_cache_key key;
+    ck_assert_int_eq(cg_cache_key_of(m, &o, &key, NULL), KILN_OK);
+    cg_cache_cfg c;
+    cg_cache_config(&c);
+    cg_cache_path(&c, &key, path, sizeof path);
+    return path;
+}
+
 /* ------------------------------------------------------------ hits */
 
 START_TEST(miss_then_hit_runs_the_same) {
@@ -239,6 +253,36 @@ START_TEST(key_follows_what_determines_the_code) {
     ck_assert_mem_ne(t1.b, t2.b, sizeof t1.b);
     free(text);
     kiln_module_dispose(m2);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* Kiln's GEMM kernels are cached under their own module's key too: a
+ * function with the same kinds of GEMM (here infer after loss: the same
+ * dense) loads them instead of compiling them, and runs as a fresh compile. */
+START_TEST(kernels_reused_across_functions) {
+    kiln_module *m = tiny();
+    kiln_diag *d = kiln_diag_create();
+    cg_program *l = compile(m, "loss", "miss", d);
+    ck_assert_double_gt(cg_program_kernels_ms(l, NULL), 0);
+    cg_program *a = compile(m, "infer", "miss", d);
+    ck_assert_double_eq(cg_program_kernels_ms(a, NULL), 0); /* loaded, not compiled */
+    cg_options o;
+    memset(&o, 0, sizeof o);
+    o.only_func = "infer";
+    o.no_cache = true;
+    cg_program *b = NULL;
+    ck_assert_msg(cg_jit_compile(m, &o, &b, d) == KILN_OK, "%s", kiln_diag_message(d));
+    ck_assert_double_gt(cg_program_kernels_ms(b, NULL), 0);
+    ck_assert_str_eq(kiln_diag_message(d), "");
+    float ya[15], yb[15];
+    run_infer(m, a, ya);
+    run_infer(m, b, yb);
+    ck_assert_mem_eq(ya, yb, sizeof ya);
+    cg_program_dispose(l);
+    cg_program_dispose(a);
+    cg_program_dispose(b);
+    kiln_diag_dispose(d);
     kiln_module_dispose(m);
 }
 END_TEST
@@ -343,7 +387,7 @@ START_TEST(forged_entries_are_recompiled) {
     float want[15], got[15];
     run_infer(m, p, want);
     cg_program_dispose(p);
-    const char *path = the_entry();
+    const char *path = func_entry(m, "infer");
     forge_entry(m, path, how);
     /* Detected and recompiled: a miss, never a hit on the forged bytes. */
     p = compile(m, "infer", "miss", d);
@@ -551,13 +595,16 @@ START_TEST(info_and_clear) {
     kiln_cache_stats cs;
     ck_assert_int_eq(kiln_cache_info(&cs, NULL), KILN_OK);
     ck_assert_str_eq(cs.dir, tu_tmp_path("cache"));
-    ck_assert_int_eq(cs.entries, 2);
+    /* Two entries a compile, the functions' object and the GEMM kernels',
+     * and the kernels once more under their module's own key (both
+     * functions have the same dense: one entry). */
+    ck_assert_int_eq(cs.entries, 5);
     ck_assert_int_gt(cs.bytes, 1000);
     ck_assert_int_eq(cs.max_bytes, (int64_t)256 << 20);
     ck_assert_int_eq(cs.enabled, 1);
     int64_t removed = -1;
     ck_assert_int_eq(kiln_cache_clear(&removed, NULL), KILN_OK);
-    ck_assert_int_eq(removed, 2);
+    ck_assert_int_eq(removed, 5);
     ck_assert_int_eq(kiln_cache_info(&cs, NULL), KILN_OK);
     ck_assert_int_eq(cs.entries, 0);
     cg_program_dispose(compile(m, "infer", "miss", NULL));
@@ -878,6 +925,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, miss_then_hit_runs_the_same);
     tcase_add_test(t, key_follows_what_determines_the_code);
     tcase_add_test(t, key_has_the_build_id);
+    tcase_add_test(t, kernels_reused_across_functions);
     tcase_add_test(t, cache_off);
     tcase_add_loop_test(t, forged_entries_are_recompiled, 0, 6);
     tcase_add_test(t, decode_reports_what_is_wrong);
