@@ -40,6 +40,10 @@ static void cpu_relax(void) {
 #endif
 }
 
+/* Set while this thread runs a task: a parallel loop inside a task (a
+ * convolution chunk's GEMM, lower_conv.c) runs on this thread alone. */
+static _Thread_local int g_in_task;
+
 /* Claims and runs tasks of the current job until none is left. */
 static void run_tasks(void) {
     for (;;) {
@@ -51,7 +55,9 @@ static void run_tasks(void) {
         int64_t n = atomic_load(&g_pool.n);
         /* A claim on a finished job (the descriptor may be a newer one's). */
         if ((uint32_t)(atomic_load(&g_pool.claim) >> 32) != job || i >= n) return;
+        g_in_task = 1;
         fn(ctx, i);
+        g_in_task = 0;
         if (atomic_fetch_add(&g_pool.done, 1) + 1 == n) {
             pthread_mutex_lock(&g_pool.mu);
             pthread_cond_signal(&g_pool.done_cv);
@@ -107,10 +113,16 @@ int kiln_pool_threads(void) {
 
 void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {
     if (n <= 0) return;
+    if (g_in_task) {
+        for (int64_t i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
     pthread_mutex_lock(&g_pool.call);
     if (g_pool.threads <= 1 || n == 1 || n > 0x7fffffff) {
         pthread_mutex_unlock(&g_pool.call);
+        g_in_task = 1;
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
+        g_in_task = 0;
         return;
     }
     unsigned job = atomic_load(&g_pool.job) + 1;
