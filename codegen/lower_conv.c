@@ -555,7 +555,7 @@ static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
 /* Max pooling's gradient, channel by channel: the first maximum of the
  * window (in row-major tap order, as the interpreter) takes dy. */
 static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
-                          LLVMValueRef dx) {
+                          LLVMValueRef dx, bool mask) {
     ir_win *g = &w->g;
     cg_loop lc;
     LLVMValueRef ch = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
@@ -581,6 +581,10 @@ static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef 
     cg_loop_end(c, &ly, ny);
     LLVMValueRef target = ly.exits[1];
     LLVMValueRef g_out = cg_load(c, c->t_f32, dy, add(c, w->yoff, ch));
+    if (mask) { /* relu's derivative at the maximum (ir/conv.c) */
+        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, ly.exits[0], cg_fc(c, c->t_f32, 0.0), "");
+        g_out = LLVMBuildSelect(c->b, pos, g_out, cg_fc(c, c->t_f32, 0.0), "");
+    }
     cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, target), g_out, ""), dx, target);
     cg_loop_end(c, &lc, NULL);
 }
@@ -599,7 +603,7 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
     zero_images(c, &k, dx, &n->type);
     pixels_begin(c, &w);
     if (n->op == IR_OP_max_pool2d_grad) {
-        max_pool_grad(c, &w, x, dy, dx);
+        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0);
     } else {
         row r = {NULL, at(c, dy, w.yoff), NULL, cell_count(c, &w), n, NULL, CG_RED_NONE};
         taps_begin(c, &w);

@@ -372,6 +372,9 @@ static void pool(const ir_node *n, const ir_tensor *xt, const float *dy, float *
     ir_win g;
     ir_win_of(n, &g);
     bool is_max = n->op == IR_OP_max_pool2d || n->op == IR_OP_max_pool2d_grad;
+    /* relu_mask: the gradient reaches only positive maxima (a relu before
+     * the pool: its derivative, applied here, grad_conv2d). */
+    bool mask = n->op == IR_OP_max_pool2d_grad && ir_attr_i(n, "relu_mask");
     const float *x = xt->data;
     int64_t nb = batch_of(xt);
     if (dx) memset(dx, 0, (size_t)(nb * g.h * g.w * g.c) * sizeof *dx);
@@ -384,7 +387,7 @@ static void pool(const ir_node *n, const ir_tensor *xt, const float *dy, float *
                     if (!dx) {
                         y[o] = is_max ? r.max : (float)(r.sum / (double)r.count);
                     } else if (is_max) {
-                        dx[r.at] += dy[o];
+                        if (!mask || x[r.at] > 0) dx[r.at] += dy[o];
                     } else {
                         float share = dy[o] / (float)r.count;
                         for (int64_t ky = 0, iy; ky < g.kh; ky++)

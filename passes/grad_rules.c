@@ -512,6 +512,15 @@ RULE(grad_conv2d) {
     ir_node *dz = dy;
     bool one = true;
     pass_grad_fn rule = act ? pass_grad_rule(act) : NULL;
+    /* relu then max pooling (the convnet's block): dy is the pooling's
+     * gradient, which routes it to each window's maximum; relu's
+     * derivative there (the maximum > 0) is one test in that kernel, not
+     * another pass over the image (max_pool2d_grad's relu_mask). */
+    if (act == IR_OP_relu && ir_attr_f(n, "alpha") == 0 && dy->op == IR_OP_max_pool2d_grad &&
+        dy->in[0] == n && !ir_attr_i(dy, "relu_mask")) {
+        ir_attrs_set_i(&dy->attrs, "relu_mask", 1);
+        rule = NULL;
+    }
     if (rule && rule(b, n, dy, &one, &dz)) return b->status;
     if (need[1]) {
         ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_filter);

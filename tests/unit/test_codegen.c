@@ -754,6 +754,8 @@ static bool build_pool_op(kiln_module *m, int v, int op) {
     bool grad = op == IR_OP_max_pool2d_grad || op == IR_OP_avg_pool2d_grad;
     if (grad) in[1] = node_of(f, image(f, "dy", oh, ow, w->c));
     ir_attrs a = win_attrs(op, w);
+    /* relu's derivative folded into max pooling's (grad_conv2d) */
+    if (op == IR_OP_max_pool2d_grad && v % 2) ir_attrs_set_i(&a, "relu_mask", 1);
     out_node(f, op_node(f, op, grad ? 2 : 1, in, &a));
     return true;
 }
