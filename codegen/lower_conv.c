@@ -209,6 +209,8 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
     return KILN_OK;
 }
 
+static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w);
+
 /* ---------------------------------------------------------------- tasks
  * The image-parallel form of a window op (ir/conv.h): a function
  *
@@ -449,6 +451,30 @@ static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef ou
     row r = {cg_cast_ptr(c, out, c->t_f32), at(c, cg_cast_ptr(c, ws, c->t_f32), cg_i64(c, part_off)),
              NULL, cg_i64(c, m.slot), n, NULL, CG_RED_NONE};
     cg_row_loop(c, cg_i64(c, m.K * m.g.co), CG_RED_NONE, sum_parts_body, &r);
+    return KILN_OK;
+}
+
+/* The bias gradient: each task sums its images' rows of dz into its
+ * partial (co floats), then the partials are added in task order. */
+kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    const ir_type *t = &n->in[0]->type;
+    int64_t co = t->dims[3], slot = (co + 15) / 16 * 16, per = t->dims[1] * t->dims[2];
+    LLVMValueRef ws = cg_node_ws(c, n);
+    task k;
+    LLVMValueRef ptrs[2] = {ws, in[0]};
+    task_begin(c, &k, t->dims[0], 2, ptrs);
+    LLVMValueRef part = at(c, k.p[0], mul(c, k.t, cg_i64(c, slot)));
+    cg_memset0(c, part, cg_i64(c, co * 4));
+    cg_loop l;
+    LLVMValueRef r = cg_loop_begin(c, &l, mul(c, k.b0, cg_i64(c, per)), mul(c, k.b1, cg_i64(c, per)), 1);
+    row rr = {part, at(c, k.p[1], mul(c, r, cg_i64(c, co))), NULL, NULL, n, NULL, CG_RED_SUM};
+    cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, pool_body, &rr);
+    cg_loop_end(c, &l, NULL);
+    task_end(c, &k);
+    row sum = {cg_cast_ptr(c, out, c->t_f32), cg_cast_ptr(c, ws, c->t_f32), NULL, cg_i64(c, slot), n,
+               NULL, CG_RED_NONE};
+    cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, sum_parts_body, &sum);
     return KILN_OK;
 }
 

@@ -111,6 +111,12 @@ void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
     *per_sample = 0;
 }
 
+void ws_conv2d_grad_bias(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    int64_t co = n->in[0]->type.dims[n->in[0]->type.rank - 1];
+    *fixed = IR_CONV_TASKS * ((co + 15) / 16 * 16) * 4;
+    *per_sample = 0;
+}
+
 /* ------------------------------------------------------ shape inference */
 
 static kiln_status win_err(const ir_node *n, kiln_diag *d, const char *what, const ir_type *a,
@@ -234,6 +240,13 @@ kiln_status infer_conv2d_grad_filter(ir_node *n, kiln_diag *d) {
     return KILN_OK;
 }
 
+kiln_status infer_conv2d_grad_bias(ir_node *n, kiln_diag *d) {
+    const ir_type *t = &n->in[0]->type;
+    if (!image_ok(t)) return win_err(n, d, "expects an f32 NHWC image [?,h,w,c], got", t, NULL);
+    n->type = ir_type_make(IR_F32, 1, &t->dims[3]);
+    return KILN_OK;
+}
+
 kiln_status infer_pool2d(ir_node *n, kiln_diag *d) {
     ir_win g;
     kiln_status st = check_win(n, d, &n->in[0]->type, &g);
@@ -337,6 +350,21 @@ kiln_status k_conv2d_grad_filter(ir_interp *ip, const ir_node *n, ir_tensor *out
         }
     float *dk = out->data;
     for (int64_t e = 0; e < total; e++) dk[e] = (float)acc[e];
+    free(acc);
+    return KILN_OK;
+}
+
+kiln_status k_conv2d_grad_bias(ir_interp *ip, const ir_node *n, ir_tensor *out,
+                               const ir_tensor *in) {
+    const ir_type *t = &n->in[0]->type;
+    int64_t co = t->dims[3], rows = batch_of(&in[0]) * t->dims[1] * t->dims[2];
+    const float *dz = in[0].data;
+    double *acc = calloc((size_t)co + 1, sizeof *acc);
+    if (!acc) return no_mem(ip);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < co; j++) acc[j] += dz[r * co + j];
+    float *db = out->data;
+    for (int64_t j = 0; j < co; j++) db[j] = (float)acc[j];
     free(acc);
     return KILN_OK;
 }

@@ -52,5 +52,7 @@ int64_t ir_win_im2col_floats(const ir_win *g);
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad);
 /* The ws column of the conv rows: IR_CONV_TASKS slots, fixed bytes. */
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+/* conv2d_grad_bias: IR_CONV_TASKS partial sums of co floats (64-byte multiples). */
+void ws_conv2d_grad_bias(const ir_node *n, int64_t *fixed, int64_t *per_sample);
 
 #endif

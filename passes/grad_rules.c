@@ -506,7 +506,8 @@ static ir_attrs window_attrs(const ir_node *n, int op) {
 }
 
 /* y = act(conv(x, K) + bias): dz as dense's; dK = conv2d_grad_filter(x, dz),
- * dbias = dz summed over batch, rows and columns, dx = conv2d_grad_input. */
+ * dbias = conv2d_grad_bias(dz) (dz summed over batch, rows and columns),
+ * dx = conv2d_grad_input. */
 RULE(grad_conv2d) {
     int act = (int)ir_attr_i(n, "activation");
     ir_node *dz = dy;
@@ -527,7 +528,10 @@ RULE(grad_conv2d) {
         ir_node *in[3] = {X(0), dz, X(1)};
         dx[1] = ir_b_op(b, IR_OP_conv2d_grad_filter, 3, in, &a);
     }
-    if (need[2]) dx[2] = ir_b_reduce(b, IR_OP_reduce_sum, dz, 3, (const int64_t[]){0, 1, 2}, false);
+    if (need[2]) {
+        ir_attrs a = ir_attrs_default(IR_OP_conv2d_grad_bias);
+        dx[2] = ir_b_op(b, IR_OP_conv2d_grad_bias, 1, &dz, &a);
+    }
     if (need[0]) {
         ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_input);
         ir_node *in[3] = {dz, X(1), X(0)};
