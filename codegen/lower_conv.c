@@ -265,8 +265,10 @@ static void task_begin(cg_ctx *c, task *k, int64_t images, int np, const LLVMVal
     }
     k->t = LLVMGetParam(k->fn, 1);
     LLVMValueRef n = cg_dim(c, images), T = cg_i64(c, IR_CONV_TASKS);
-    k->b0 = LLVMBuildSDiv(c->b, mul(c, k->t, n), T, "");
-    k->b1 = LLVMBuildSDiv(c->b, mul(c, add(c, k->t, cg_i64(c, 1)), n), T, "");
+    /* ceil(t·n/T): a batch smaller than T fills the first tasks. */
+    LLVMValueRef round = cg_i64(c, IR_CONV_TASKS - 1);
+    k->b0 = LLVMBuildSDiv(c->b, add(c, mul(c, k->t, n), round), T, "");
+    k->b1 = LLVMBuildSDiv(c->b, add(c, mul(c, add(c, k->t, cg_i64(c, 1)), n), round), T, "");
 }
 
 /* Closes the task function and calls it through the pool. */
