@@ -12,7 +12,10 @@
  * gradient, channels for pooling.
  */
 #include "codegen/lower.h"
+#include "codegen/gemm.h"
 #include "ir/conv.h"
+
+#include <string.h>
 
 static LLVMValueRef mul(cg_ctx *c, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildNSWMul(c->b, a, b, "");
@@ -46,11 +49,13 @@ typedef struct win_loops {
     cg_loop lb, ly, lx, lky, lkx;
     LLVMValueRef b, oy, ox, ky, kx, iy, ix;
     LLVMValueRef yoff, xoff, koff; /* element offsets: output pixel, input pixel, kernel tap */
+    LLVMValueRef b0, b1;           /* the images, [0, n) when NULL */
 } win_loops;
 
 static void pixels_begin(cg_ctx *c, win_loops *w) {
     ir_win *g = &w->g;
-    w->b = cg_loop_begin(c, &w->lb, cg_i64(c, 0), cg_dim(c, g->n), 1);
+    w->b = w->b0 ? cg_loop_begin(c, &w->lb, w->b0, w->b1, 1)
+                 : cg_loop_begin(c, &w->lb, cg_i64(c, 0), cg_dim(c, g->n), 1);
     w->oy = cg_loop_begin(c, &w->ly, cg_i64(c, 0), cg_i64(c, g->oh), 1);
     w->ox = cg_loop_begin(c, &w->lx, cg_i64(c, 0), cg_i64(c, g->ow), 1);
     LLVMValueRef pix = add(c, mul(c, add(c, mul(c, w->b, cg_i64(c, g->oh)), w->oy), cg_i64(c, g->ow)), w->ox);
@@ -132,6 +137,7 @@ static LLVMValueRef at(cg_ctx *c, LLVMValueRef p, LLVMValueRef off) {
 static kiln_status direct_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
+    w.b0 = w.b1 = NULL;
     LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
     LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
     LLVMValueRef co = cg_i64(c, w.g.co);
@@ -159,6 +165,7 @@ static kiln_status direct_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef o
                                      const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
+    w.b0 = w.b1 = NULL;
     LLVMValueRef dz = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
     LLVMValueRef dx = cg_cast_ptr(c, out, c->t_f32);
     LLVMValueRef co = cg_i64(c, w.g.co);
@@ -183,6 +190,7 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
                                       const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
+    w.b0 = w.b1 = NULL;
     LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), dz = cg_cast_ptr(c, in[1], c->t_f32);
     LLVMValueRef dk = cg_cast_ptr(c, out, c->t_f32);
     LLVMValueRef co = cg_i64(c, w.g.co);
@@ -201,41 +209,135 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
     return KILN_OK;
 }
 
+static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w);
+
+/* ---------------------------------------------------------------- tasks
+ * The image-parallel form of a window op (ir/conv.h): a function
+ *
+ *   void @kiln.task(i8* ctx, i64 t)     ; images [t·n/T, (t+1)·n/T)
+ *
+ * run for t in [0, IR_CONV_TASKS) by kiln_parallel_for (codegen/pool.h);
+ * ctx holds the batch and the buffers the body reads. A GEMM inside a task
+ * runs on the task's thread (a nested parallel loop is serial). */
+enum { TASK_PTRS = 6 };
+
+typedef struct task {
+    LLVMValueRef fn, ctx; /* ctx: the caller's struct */
+    LLVMTypeRef st;
+    LLVMValueRef p[TASK_PTRS]; /* in the task: the buffers, f32* */
+    LLVMValueRef t, b0, b1;    /* the task's number and images */
+    LLVMValueRef saved_fn, saved_batch, saved_err;
+    LLVMBasicBlockRef saved_bb;
+} task;
+
+/* Emits the task's context (batch and ptrs[0..np)) at the builder, then
+ * opens the task function, leaving the builder in it. */
+static void task_begin(cg_ctx *c, task *k, int64_t images, int np, const LLVMValueRef *ptrs) {
+    LLVMTypeRef f[1 + TASK_PTRS];
+    f[0] = c->t_i64;
+    for (int i = 0; i < np; i++) f[1 + i] = c->t_i8p;
+    k->st = LLVMStructTypeInContext(c->ctx, f, (unsigned)(1 + np), 0);
+    k->ctx = LLVMBuildAlloca(c->b, k->st, "task.ctx");
+    LLVMBuildStore(c->b, c->batch, LLVMBuildStructGEP2(c->b, k->st, k->ctx, 0, ""));
+    for (int i = 0; i < np; i++)
+        LLVMBuildStore(c->b, cg_cast_ptr(c, ptrs[i], c->t_i8),
+                       LLVMBuildStructGEP2(c->b, k->st, k->ctx, (unsigned)(1 + i), ""));
+
+    LLVMTypeRef pt[2] = {c->t_i8p, c->t_i64};
+    k->fn = LLVMAddFunction(c->mod, "kiln.task", LLVMFunctionType(c->t_void, pt, 2, 0));
+    LLVMSetLinkage(k->fn, LLVMInternalLinkage);
+    cg_kernel_plan none;
+    memset(&none, 0, sizeof none);
+    cg_kernel_attrs(c, k->fn, &none);
+    k->saved_fn = c->fn;
+    k->saved_batch = c->batch;
+    k->saved_err = c->err;
+    k->saved_bb = LLVMGetInsertBlock(c->b);
+    c->fn = k->fn;
+    c->err = NULL;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, k->fn, "entry"));
+    LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(k->fn, 0), LLVMPointerType(k->st, 0), "");
+    c->batch = LLVMBuildLoad2(c->b, c->t_i64, LLVMBuildStructGEP2(c->b, k->st, ctx, 0, ""), "");
+    for (int i = 0; i < np; i++) {
+        LLVMValueRef v = LLVMBuildLoad2(c->b, c->t_i8p,
+                                        LLVMBuildStructGEP2(c->b, k->st, ctx, (unsigned)(1 + i), ""), "");
+        k->p[i] = cg_cast_ptr(c, v, c->t_f32);
+    }
+    k->t = LLVMGetParam(k->fn, 1);
+    LLVMValueRef n = cg_dim(c, images), T = cg_i64(c, IR_CONV_TASKS);
+    /* ceil(t·n/T): a batch smaller than T fills the first tasks. */
+    LLVMValueRef round = cg_i64(c, IR_CONV_TASKS - 1);
+    k->b0 = LLVMBuildSDiv(c->b, add(c, mul(c, k->t, n), round), T, "");
+    k->b1 = LLVMBuildSDiv(c->b, add(c, mul(c, add(c, k->t, cg_i64(c, 1)), n), round), T, "");
+}
+
+/* Closes the task function and calls it through the pool. */
+static void task_end(cg_ctx *c, task *k) {
+    LLVMBuildRetVoid(c->b);
+    c->fn = k->saved_fn;
+    c->batch = k->saved_batch;
+    c->err = k->saved_err;
+    LLVMPositionBuilderAtEnd(c->b, k->saved_bb);
+    LLVMTypeRef pf[3] = {LLVMPointerType(LLVMGlobalGetValueType(k->fn), 0), c->t_i8p, c->t_i64};
+    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
+    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
+    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
+    LLVMValueRef args[3] = {k->fn, LLVMBuildBitCast(c->b, k->ctx, c->t_i8p, ""),
+                            cg_i64(c, IR_CONV_TASKS)};
+    LLVMBuildCall2(c->b, pfty, pfor, args, 3, "");
+}
+
+/* Zeroes the task's images of an image buffer of type t. */
+static void zero_images(cg_ctx *c, const task *k, LLVMValueRef p, const ir_type *t) {
+    int64_t per = 4;
+    for (int a = 1; a < t->rank; a++) per *= t->dims[a];
+    LLVMValueRef start = at(c, p, mul(c, k->b0, cg_i64(c, per / 4)));
+    cg_memset0(c, start, mul(c, LLVMBuildNSWSub(c->b, k->b1, k->b0, ""), cg_i64(c, per)));
+}
+
 /* ------------------------------------------------------ im2col + sgemm
  * The convolution as matrix products over the M = batch·oh·ow output
- * pixels: the columns of a chunk of pixels (each pixel's kh·kw·in inputs,
- * zeros where the window leaves the image) are gathered into a buffer
- * (the node's workspace, ws_conv2d; ir/conv.h sizes the chunk so that
- * columns and output tile fit in L2 together), and then
+ * pixels, in the tasks above: each task walks its images' pixels in chunks
+ * whose columns (each pixel's kh·kw·in inputs, zeros where the window
+ * leaves the image) are gathered into its slot's buffer (ir/conv.h sizes
+ * the chunk so that columns and output tile fit in L2 together), then
  *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
- * where the forward's epilogue (bias, then the fused activation of
- * fuse-conv-act) runs over the tile the GEMM has just written, row by row
- * in vectors, before the next chunk: one pass over memory, not three.
+ * where the epilogue (bias, then the fused activation of fuse-conv-act) is
+ * the GEMM's own with Kiln's kernels (applied in registers), or with
+ * OpenBLAS a pass over the tile the GEMM has just written, while hot;
  *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
- *   filter grad   dk[K, co]     += col^T · dz[rows, co]
+ *                 (a task's images only: tasks write disjoint pixels of dx)
+ *   filter grad   part[K, co]   += col^T · dz[rows, co]    (the task's slot)
+ *                 dk = part_0 + part_1 + ... in task order, afterwards.
  */
 typedef struct im2col {
     ir_win g;
-    int64_t K, chunk;
+    int64_t K, chunk, slot;
     bool same;
-    LLVMValueRef buf; /* f32* */
+    LLVMValueRef buf; /* f32*: the task's column buffer */
     cg_loop lr;
     LLVMValueRef r0, rows; /* the chunk: pixels [r0, r0 + rows) */
 } im2col;
 
 static bool im2col_fits(const ir_win *g) { return ir_win_im2col_floats(g) > 0; }
 
-/* Opens the loop over chunks; the builder is left in its body. */
-static void chunks_begin(cg_ctx *c, im2col *m, const ir_node *n) {
+static void im2col_init(im2col *m, const ir_node *n) {
     ir_win_of(n, &m->g);
     m->K = m->g.kh * m->g.kw * m->g.c;
     const int64_t *pd;
     m->same = ir_attr_i(n, "padding") != 0 || ir_attr_ints(n, "pads", &pd) > 0;
     m->chunk = ir_win_im2col_rows(&m->g);
-    m->buf = cg_cast_ptr(c, cg_node_ws(c, n), c->t_f32);
-    LLVMValueRef total = mul(c, cg_dim(c, m->g.n), cg_i64(c, m->g.oh * m->g.ow));
-    m->r0 = cg_loop_begin(c, &m->lr, cg_i64(c, 0), total, m->chunk);
-    m->rows = imin(c, cg_i64(c, m->chunk), LLVMBuildNSWSub(c->b, total, m->r0, ""));
+    m->slot = ir_win_task_floats(&m->g, n->op == IR_OP_conv2d_grad_filter);
+}
+
+/* In task k (ws: the workspace, its p[0]): its slot's column buffer; opens
+ * the loop over the chunks of its pixels, leaving the builder in its body. */
+static void chunks_begin(cg_ctx *c, im2col *m, const task *k) {
+    m->buf = at(c, k->p[0], mul(c, k->t, cg_i64(c, m->slot)));
+    LLVMValueRef per = cg_i64(c, m->g.oh * m->g.ow);
+    LLVMValueRef end = mul(c, k->b1, per);
+    m->r0 = cg_loop_begin(c, &m->lr, mul(c, k->b0, per), end, m->chunk);
+    m->rows = imin(c, cg_i64(c, m->chunk), LLVMBuildNSWSub(c->b, end, m->r0, ""));
 }
 
 /* gather: buf[r - r0][tap·c + ci] = x[pixel of tap]; else (scatter)
@@ -270,47 +372,111 @@ static void im2col_rows(cg_ctx *c, im2col *m, LLVMValueRef x, bool gather) {
 static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                const LLVMValueRef *in) {
     im2col m;
-    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), y = cg_cast_ptr(c, out, c->t_f32);
-    chunks_begin(c, &m, n);
+    task k;
+    im2col_init(&m, n);
+    LLVMValueRef ptrs[5] = {cg_node_ws(c, n), in[0], in[1], in[2], out};
+    task_begin(c, &k, m.g.n, 5, ptrs);
+    LLVMValueRef x = k.p[1], kern = k.p[2], bias = k.p[3], y = k.p[4];
+    chunks_begin(c, &m, &k);
     im2col_rows(c, &m, x, true);
     LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
     LLVMValueRef yc = at(c, y, mul(c, m.r0, co));
-    cg_sgemm(c, false, false, m.rows, co, K, m.buf, K, in[1], co, 0.0, yc, co);
     int act = (int)ir_attr_i(n, "activation");
-    row r = {NULL, cg_cast_ptr(c, in[2], c->t_f32), NULL, NULL, n,
-             act ? cg_scalar_lowering(act) : NULL, CG_RED_NONE};
-    cg_loop l;
-    LLVMValueRef i = cg_loop_begin(c, &l, cg_i64(c, 0), m.rows, 1);
-    r.acc = at(c, yc, mul(c, i, co));
-    cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
-    cg_loop_end(c, &l, NULL);
+    if (cg_gemm_use_kiln(c->o)) {
+        cg_gemm_call g = {.M = m.rows, .N = co, .K = K, .A = m.buf, .lda = K, .B = kern,
+                          .ldb = co, .C = yc, .ldc = co, .beta = 0.0, .bias = bias,
+                          .act_node = n, .act = act};
+        cg_gemm_kiln(c, &g);
+    } else {
+        cg_sgemm(c, false, false, m.rows, co, K, m.buf, K, kern, co, 0.0, yc, co);
+        row r = {NULL, bias, NULL, NULL, n, act ? cg_scalar_lowering(act) : NULL, CG_RED_NONE};
+        cg_loop l;
+        LLVMValueRef i = cg_loop_begin(c, &l, cg_i64(c, 0), m.rows, 1);
+        r.acc = at(c, yc, mul(c, i, co));
+        cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
+        cg_loop_end(c, &l, NULL);
+    }
     cg_loop_end(c, &m.lr, NULL);
+    task_end(c, &k);
     return KILN_OK;
 }
 
 static kiln_status gemm_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                    const LLVMValueRef *in) {
     im2col m;
-    zero(c, out, &n->type);
-    chunks_begin(c, &m, n);
+    task k;
+    im2col_init(&m, n);
+    LLVMValueRef ptrs[4] = {cg_node_ws(c, n), in[0], in[1], out};
+    task_begin(c, &k, m.g.n, 4, ptrs);
+    LLVMValueRef dz = k.p[1], kern = k.p[2], dx = k.p[3];
+    zero_images(c, &k, dx, &n->type);
+    chunks_begin(c, &m, &k);
     LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
-    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[0], c->t_f32), mul(c, m.r0, co));
-    cg_sgemm(c, false, true, m.rows, K, co, dzc, co, in[1], co, 0.0, m.buf, K);
-    im2col_rows(c, &m, cg_cast_ptr(c, out, c->t_f32), false);
+    LLVMValueRef dzc = at(c, dz, mul(c, m.r0, co));
+    cg_sgemm(c, false, true, m.rows, K, co, dzc, co, kern, co, 0.0, m.buf, K);
+    im2col_rows(c, &m, dx, false);
     cg_loop_end(c, &m.lr, NULL);
+    task_end(c, &k);
     return KILN_OK;
+}
+
+/* dk[j] = part_0[j] + part_1[j] + ... (src: part_0, s: the slot stride) */
+static LLVMValueRef sum_parts_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    row *r = v;
+    LLVMValueRef y = cg_loadv(c, c->t_f32, w, r->src, j);
+    for (int t = 1; t < IR_CONV_TASKS; t++)
+        y = LLVMBuildFAdd(c->b, y, cg_loadv(c, c->t_f32, w, r->src, add(c, j, mul(c, r->s, cg_i64(c, t)))), "");
+    cg_storev(c, y, w, r->acc, j);
+    return NULL;
 }
 
 static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                     const LLVMValueRef *in) {
     im2col m;
-    zero(c, out, &n->type);
-    chunks_begin(c, &m, n);
-    im2col_rows(c, &m, cg_cast_ptr(c, in[0], c->t_f32), true);
+    task k;
+    im2col_init(&m, n);
+    LLVMValueRef ws = cg_node_ws(c, n);
+    LLVMValueRef ptrs[3] = {ws, in[0], in[1]};
+    task_begin(c, &k, m.g.n, 3, ptrs);
+    LLVMValueRef x = k.p[1], dz = k.p[2];
     LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
-    LLVMValueRef dzc = at(c, cg_cast_ptr(c, in[1], c->t_f32), mul(c, m.r0, co));
-    cg_sgemm(c, true, false, K, co, m.rows, m.buf, K, dzc, co, 1.0, out, co);
+    int64_t part_off = ir_win_im2col_floats(&m.g);
+    LLVMValueRef part = at(c, k.p[0], add(c, mul(c, k.t, cg_i64(c, m.slot)), cg_i64(c, part_off)));
+    cg_memset0(c, part, cg_i64(c, m.K * m.g.co * 4));
+    chunks_begin(c, &m, &k);
+    im2col_rows(c, &m, x, true);
+    LLVMValueRef dzc = at(c, dz, mul(c, m.r0, co));
+    cg_sgemm(c, true, false, K, co, m.rows, m.buf, K, dzc, co, 1.0, part, co);
     cg_loop_end(c, &m.lr, NULL);
+    task_end(c, &k);
+    /* The partial sums in task order: the same bits for any thread count. */
+    row r = {cg_cast_ptr(c, out, c->t_f32), at(c, cg_cast_ptr(c, ws, c->t_f32), cg_i64(c, part_off)),
+             NULL, cg_i64(c, m.slot), n, NULL, CG_RED_NONE};
+    cg_row_loop(c, cg_i64(c, m.K * m.g.co), CG_RED_NONE, sum_parts_body, &r);
+    return KILN_OK;
+}
+
+/* The bias gradient: each task sums its images' rows of dz into its
+ * partial (co floats), then the partials are added in task order. */
+kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    const ir_type *t = &n->in[0]->type;
+    int64_t co = t->dims[3], slot = (co + 15) / 16 * 16, per = t->dims[1] * t->dims[2];
+    LLVMValueRef ws = cg_node_ws(c, n);
+    task k;
+    LLVMValueRef ptrs[2] = {ws, in[0]};
+    task_begin(c, &k, t->dims[0], 2, ptrs);
+    LLVMValueRef part = at(c, k.p[0], mul(c, k.t, cg_i64(c, slot)));
+    cg_memset0(c, part, cg_i64(c, co * 4));
+    cg_loop l;
+    LLVMValueRef r = cg_loop_begin(c, &l, mul(c, k.b0, cg_i64(c, per)), mul(c, k.b1, cg_i64(c, per)), 1);
+    row rr = {part, at(c, k.p[1], mul(c, r, cg_i64(c, co))), NULL, NULL, n, NULL, CG_RED_SUM};
+    cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, pool_body, &rr);
+    cg_loop_end(c, &l, NULL);
+    task_end(c, &k);
+    row sum = {cg_cast_ptr(c, out, c->t_f32), cg_cast_ptr(c, ws, c->t_f32), NULL, cg_i64(c, slot), n,
+               NULL, CG_RED_NONE};
+    cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, sum_parts_body, &sum);
     return KILN_OK;
 }
 
@@ -372,7 +538,12 @@ kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     ir_win_of(n, &w.g);
     w.g.co = w.g.c;
     bool is_max = n->op == IR_OP_max_pool2d;
-    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), y = cg_cast_ptr(c, out, c->t_f32);
+    task k;
+    LLVMValueRef ptrs[2] = {in[0], out};
+    task_begin(c, &k, w.g.n, 2, ptrs);
+    LLVMValueRef x = k.p[0], y = k.p[1];
+    w.b0 = k.b0;
+    w.b1 = k.b1;
     LLVMValueRef ch = cg_i64(c, w.g.c);
     pixels_begin(c, &w);
     LLVMValueRef yrow = at(c, y, w.yoff);
@@ -397,6 +568,7 @@ kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
         cg_row_loop(c, ch, CG_RED_NONE, scale_body, &r);
     }
     pixels_end(c, &w);
+    task_end(c, &k);
     return KILN_OK;
 }
 
@@ -411,7 +583,7 @@ static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
 /* Max pooling's gradient, channel by channel: the first maximum of the
  * window (in row-major tap order, as the interpreter) takes dy. */
 static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
-                          LLVMValueRef dx) {
+                          LLVMValueRef dx, bool mask) {
     ir_win *g = &w->g;
     cg_loop lc;
     LLVMValueRef ch = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
@@ -437,6 +609,10 @@ static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef 
     cg_loop_end(c, &ly, ny);
     LLVMValueRef target = ly.exits[1];
     LLVMValueRef g_out = cg_load(c, c->t_f32, dy, add(c, w->yoff, ch));
+    if (mask) { /* relu's derivative at the maximum (ir/conv.c) */
+        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, ly.exits[0], cg_fc(c, c->t_f32, 0.0), "");
+        g_out = LLVMBuildSelect(c->b, pos, g_out, cg_fc(c, c->t_f32, 0.0), "");
+    }
     cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, target), g_out, ""), dx, target);
     cg_loop_end(c, &lc, NULL);
 }
@@ -446,12 +622,16 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
     win_loops w;
     ir_win_of(n, &w.g);
     w.g.co = w.g.c;
-    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), dy = cg_cast_ptr(c, in[1], c->t_f32);
-    LLVMValueRef dx = cg_cast_ptr(c, out, c->t_f32);
-    zero(c, out, &n->type);
+    task k;
+    LLVMValueRef ptrs[3] = {in[0], in[1], out};
+    task_begin(c, &k, w.g.n, 3, ptrs);
+    LLVMValueRef x = k.p[0], dy = k.p[1], dx = k.p[2];
+    w.b0 = k.b0;
+    w.b1 = k.b1;
+    zero_images(c, &k, dx, &n->type);
     pixels_begin(c, &w);
     if (n->op == IR_OP_max_pool2d_grad) {
-        max_pool_grad(c, &w, x, dy, dx);
+        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0);
     } else {
         row r = {NULL, at(c, dy, w.yoff), NULL, cell_count(c, &w), n, NULL, CG_RED_NONE};
         taps_begin(c, &w);
@@ -460,5 +640,6 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
         taps_end(c, &w);
     }
     pixels_end(c, &w);
+    task_end(c, &k);
     return KILN_OK;
 }

@@ -40,6 +40,21 @@ static void cpu_relax(void) {
 #endif
 }
 
+/* Set (non-NULL) while this thread runs a task: a parallel loop inside a
+ * task (a convolution chunk's GEMM, lower_conv.c) runs on this thread
+ * alone. A pthread key, not _Thread_local: TLS in a shared object calls
+ * __tls_get_addr, and AOT libraries need only libc and libm. Without the
+ * key (creation failed) every loop runs serially. */
+static pthread_key_t g_task_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+static bool g_key_ok;
+
+static void key_init(void) { g_key_ok = pthread_key_create(&g_task_key, NULL) == 0; }
+
+static void set_in_task(bool on) {
+    if (g_key_ok) pthread_setspecific(g_task_key, on ? (void *)&g_key_ok : NULL);
+}
+
 /* Claims and runs tasks of the current job until none is left. */
 static void run_tasks(void) {
     for (;;) {
@@ -51,7 +66,9 @@ static void run_tasks(void) {
         int64_t n = atomic_load(&g_pool.n);
         /* A claim on a finished job (the descriptor may be a newer one's). */
         if ((uint32_t)(atomic_load(&g_pool.claim) >> 32) != job || i >= n) return;
+        set_in_task(true);
         fn(ctx, i);
+        set_in_task(false);
         if (atomic_fetch_add(&g_pool.done, 1) + 1 == n) {
             pthread_mutex_lock(&g_pool.mu);
             pthread_cond_signal(&g_pool.done_cv);
@@ -107,10 +124,17 @@ int kiln_pool_threads(void) {
 
 void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {
     if (n <= 0) return;
+    pthread_once(&g_key_once, key_init);
+    if (!g_key_ok || pthread_getspecific(g_task_key)) {
+        for (int64_t i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
     pthread_mutex_lock(&g_pool.call);
     if (g_pool.threads <= 1 || n == 1 || n > 0x7fffffff) {
         pthread_mutex_unlock(&g_pool.call);
+        set_in_task(true);
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
+        set_in_task(false);
         return;
     }
     unsigned job = atomic_load(&g_pool.job) + 1;

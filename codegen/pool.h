@@ -19,7 +19,9 @@ typedef void (*kiln_task_fn)(void *ctx, int64_t task);
 
 /* Runs fn(ctx, i) for every i in [0, n), on the calling thread and the
  * pool's workers (spinning briefly for work, then sleeping). One loop at a
- * time: concurrent callers take turns. */
+ * time: concurrent callers take turns. Called from inside a task (nested),
+ * it runs the loop on the task's thread, in order: the GEMM of a
+ * convolution chunk that is itself a task (lower_conv.c). */
 void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n);
 
 /* Threads of the parallel loop, the caller's included (1..256; default 1);

@@ -98,10 +98,22 @@ int64_t ir_win_im2col_floats(const ir_win *g) {
     return ir_win_im2col_rows(g) * g->kh * g->kw * g->c;
 }
 
+int64_t ir_win_task_floats(const ir_win *g, bool filter_grad) {
+    int64_t f = ir_win_im2col_floats(g);
+    if (f && filter_grad) f += g->kh * g->kw * g->c * g->co;
+    return (f + 15) / 16 * 16;
+}
+
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
     ir_win g;
     ir_win_of(n, &g);
-    *fixed = ir_win_im2col_floats(&g) * 4;
+    *fixed = IR_CONV_TASKS * ir_win_task_floats(&g, n->op == IR_OP_conv2d_grad_filter) * 4;
+    *per_sample = 0;
+}
+
+void ws_conv2d_grad_bias(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
+    int64_t co = n->in[0]->type.dims[n->in[0]->type.rank - 1];
+    *fixed = IR_CONV_TASKS * ((co + 15) / 16 * 16) * 4;
     *per_sample = 0;
 }
 
@@ -228,6 +240,13 @@ kiln_status infer_conv2d_grad_filter(ir_node *n, kiln_diag *d) {
     return KILN_OK;
 }
 
+kiln_status infer_conv2d_grad_bias(ir_node *n, kiln_diag *d) {
+    const ir_type *t = &n->in[0]->type;
+    if (!image_ok(t)) return win_err(n, d, "expects an f32 NHWC image [?,h,w,c], got", t, NULL);
+    n->type = ir_type_make(IR_F32, 1, &t->dims[3]);
+    return KILN_OK;
+}
+
 kiln_status infer_pool2d(ir_node *n, kiln_diag *d) {
     ir_win g;
     kiln_status st = check_win(n, d, &n->in[0]->type, &g);
@@ -335,6 +354,21 @@ kiln_status k_conv2d_grad_filter(ir_interp *ip, const ir_node *n, ir_tensor *out
     return KILN_OK;
 }
 
+kiln_status k_conv2d_grad_bias(ir_interp *ip, const ir_node *n, ir_tensor *out,
+                               const ir_tensor *in) {
+    const ir_type *t = &n->in[0]->type;
+    int64_t co = t->dims[3], rows = batch_of(&in[0]) * t->dims[1] * t->dims[2];
+    const float *dz = in[0].data;
+    double *acc = calloc((size_t)co + 1, sizeof *acc);
+    if (!acc) return no_mem(ip);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < co; j++) acc[j] += dz[r * co + j];
+    float *db = out->data;
+    for (int64_t j = 0; j < co; j++) db[j] = (float)acc[j];
+    free(acc);
+    return KILN_OK;
+}
+
 /* One pooling window of image b at (oy, ox), channel ch: its maximum and
  * the offset in x of the first cell holding it, its sum and cell count. */
 typedef struct pool_cell {
@@ -366,6 +400,9 @@ static void pool(const ir_node *n, const ir_tensor *xt, const float *dy, float *
     ir_win g;
     ir_win_of(n, &g);
     bool is_max = n->op == IR_OP_max_pool2d || n->op == IR_OP_max_pool2d_grad;
+    /* relu_mask: the gradient reaches only positive maxima (a relu before
+     * the pool: its derivative, applied here, grad_conv2d). */
+    bool mask = n->op == IR_OP_max_pool2d_grad && ir_attr_i(n, "relu_mask");
     const float *x = xt->data;
     int64_t nb = batch_of(xt);
     if (dx) memset(dx, 0, (size_t)(nb * g.h * g.w * g.c) * sizeof *dx);
@@ -378,7 +415,7 @@ static void pool(const ir_node *n, const ir_tensor *xt, const float *dy, float *
                     if (!dx) {
                         y[o] = is_max ? r.max : (float)(r.sum / (double)r.count);
                     } else if (is_max) {
-                        dx[r.at] += dy[o];
+                        if (!mask || x[r.at] > 0) dx[r.at] += dy[o];
                     } else {
                         float share = dy[o] / (float)r.count;
                         for (int64_t ky = 0, iy; ky < g.kh; ky++)

@@ -40,7 +40,19 @@ ir_type ir_win_out_type(const ir_win *g);
 #define IR_IM2COL_FLOATS (1 << 16)
 int64_t ir_win_im2col_rows(const ir_win *g);
 int64_t ir_win_im2col_floats(const ir_win *g);
-/* The ws column of the conv rows: that buffer, fixed bytes. */
+
+/* The window ops run as IR_CONV_TASKS tasks of the worker pool, task t
+ * taking the images [t·n/T, (t+1)·n/T) (T = IR_CONV_TASKS), each task on
+ * one thread with a slot of the workspace of its own: its column buffer
+ * and, for the filter gradient, its partial sum (K·co floats), summed over
+ * the tasks in task order afterwards. The count is fixed at compile time,
+ * not the thread count: results are the same bits for any --threads, in
+ * the JIT and in a .so. ir_win_task_floats: one slot, 64-byte multiple. */
+#define IR_CONV_TASKS 8
+int64_t ir_win_task_floats(const ir_win *g, bool filter_grad);
+/* The ws column of the conv rows: IR_CONV_TASKS slots, fixed bytes. */
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);
+/* conv2d_grad_bias: IR_CONV_TASKS partial sums of co floats (64-byte multiples). */
+void ws_conv2d_grad_bias(const ir_node *n, int64_t *fixed, int64_t *per_sample);
 
 #endif

@@ -506,19 +506,32 @@ static ir_attrs window_attrs(const ir_node *n, int op) {
 }
 
 /* y = act(conv(x, K) + bias): dz as dense's; dK = conv2d_grad_filter(x, dz),
- * dbias = dz summed over batch, rows and columns, dx = conv2d_grad_input. */
+ * dbias = conv2d_grad_bias(dz) (dz summed over batch, rows and columns),
+ * dx = conv2d_grad_input. */
 RULE(grad_conv2d) {
     int act = (int)ir_attr_i(n, "activation");
     ir_node *dz = dy;
     bool one = true;
     pass_grad_fn rule = act ? pass_grad_rule(act) : NULL;
+    /* relu then max pooling (the convnet's block): dy is the pooling's
+     * gradient, which routes it to each window's maximum; relu's
+     * derivative there (the maximum > 0) is one test in that kernel, not
+     * another pass over the image (max_pool2d_grad's relu_mask). */
+    if (act == IR_OP_relu && ir_attr_f(n, "alpha") == 0 && dy->op == IR_OP_max_pool2d_grad &&
+        dy->in[0] == n && !ir_attr_i(dy, "relu_mask")) {
+        ir_attrs_set_i(&dy->attrs, "relu_mask", 1);
+        rule = NULL;
+    }
     if (rule && rule(b, n, dy, &one, &dz)) return b->status;
     if (need[1]) {
         ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_filter);
         ir_node *in[3] = {X(0), dz, X(1)};
         dx[1] = ir_b_op(b, IR_OP_conv2d_grad_filter, 3, in, &a);
     }
-    if (need[2]) dx[2] = ir_b_reduce(b, IR_OP_reduce_sum, dz, 3, (const int64_t[]){0, 1, 2}, false);
+    if (need[2]) {
+        ir_attrs a = ir_attrs_default(IR_OP_conv2d_grad_bias);
+        dx[2] = ir_b_op(b, IR_OP_conv2d_grad_bias, 1, &dz, &a);
+    }
     if (need[0]) {
         ir_attrs a = window_attrs(n, IR_OP_conv2d_grad_input);
         ir_node *in[3] = {dz, X(1), X(0)};

@@ -754,7 +754,20 @@ static bool build_pool_op(kiln_module *m, int v, int op) {
     bool grad = op == IR_OP_max_pool2d_grad || op == IR_OP_avg_pool2d_grad;
     if (grad) in[1] = node_of(f, image(f, "dy", oh, ow, w->c));
     ir_attrs a = win_attrs(op, w);
+    /* relu's derivative folded into max pooling's (grad_conv2d) */
+    if (op == IR_OP_max_pool2d_grad && v % 2) ir_attrs_set_i(&a, "relu_mask", 1);
     out_node(f, op_node(f, op, grad ? 2 : 1, in, &a));
+    return true;
+}
+
+/* conv2d_grad_bias(dz): the pooling shapes' images as dz. */
+static bool build_conv2d_grad_bias(kiln_module *m, int v, gen *g) {
+    if (v >= (int)KILN_ARRAY_LEN(g_pool_specs)) return false;
+    const wspec *w = &g_pool_specs[v];
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *dz = node_of(f, image(f, "dz", w->h, w->w, w->c));
+    ir_attrs a = ir_attrs_default(IR_OP_conv2d_grad_bias);
+    out_node(f, op_node(f, IR_OP_conv2d_grad_bias, 1, &dz, &a));
     return true;
 }
 
@@ -973,6 +986,7 @@ static const codegen_case g_cases[] = {
     {"softplus", build_softplus},
     {"silu", build_silu},
     {"hard_sigmoid", build_hard_sigmoid},
+    {"conv2d_grad_bias", build_conv2d_grad_bias},
 };
 
 static const int64_t g_batches[] = {1, 7, 33, 128};

@@ -487,6 +487,8 @@ static kiln_value padded(kiln_func *f, int op, const kiln_value *x, int s, const
 }
 BUILD(b_conv_pads, padded(f, IR_OP_conv2d, x, 2, (const int64_t[]){1, 2, 1, 0}))
 BUILD(b_maxpool_pads, padded(f, IR_OP_max_pool2d, x, 2, (const int64_t[]){1, 1, 2, 0}))
+/* relu then max pooling: relu's derivative moves into max_pool2d_grad */
+BUILD(b_conv_relu_maxpool, pool2d(f, IR_OP_max_pool2d, conv(f, x, 1, 1, 0, KILN_ACT_RELU), 2, 2, 0))
 BUILD(b_avgpool_pads, padded(f, IR_OP_avg_pool2d, x, 1, (const int64_t[]){2, 0, 1, 1}))
 
 /* The finite-difference step: large enough that the f32 loss's rounding
@@ -655,6 +657,9 @@ static const gcase g_cases[] = {
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
     {"dense", "hard_sigmoid", b_dense_hard_sigmoid, 3,
      {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_ANY, 1, 3)}, EPS},
+    /* relu's derivative inside max pooling's gradient (relu_mask) */
+    {"conv2d", "relu, then 2x2 max pooling", b_conv_relu_maxpool, 3,
+     {F_(G_ANY, 4, Q, 6, 6, 2), F_(G_ANY, 4, 3, 3, 2, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
 };
 /* clang-format on */
 

@@ -434,6 +434,10 @@ static const icase g_cases[] = {
      {V(-0.2689414213699951, 0, 1.7615941559557646)}},
     {.op = IR_OP_hard_sigmoid, "hard_sigmoid = relu6(x + 3) / 6", F1("hard_sigmoid(%x)", "f32[4]", "f32[4]"), 1,
      {V(-4, 0, 1.5, 4)}, {V(0, 0.5, 0.75, 1)}},
+    /* dz [2 images, 1x2 pixels, 2 channels] summed per channel */
+    {.op = IR_OP_conv2d_grad_bias, "conv2d_grad_bias, batch 2",
+     F1("conv2d_grad_bias(%x)", "f32[?,1,2,2]", "f32[2]"), 2, {V(1, 2, 3, 4, 5, 6, 7, -8)},
+     {V(16, 4)}},
 };
 /* clang-format on */
 /* ----------------------------------------------------------- the runner */
