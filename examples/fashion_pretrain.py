@@ -1,8 +1,10 @@
-"""Pretrains a small convnet on Fashion-MNIST classes 0-4 and exports it:
-    torch_pretrain.py OUT_DIR [STEPS]
+"""examples/fashion_pretrain.py — the pretrained half of the fine-tuning
+example (examples/fashion_finetune.kiln is the other): PyTorch trains a
+small convnet on Fashion-MNIST's classes 0-4 only and exports it to ONNX:
+    /usr/bin/python3 examples/fashion_pretrain.py OUT_DIR [STEPS]
 The body (Conv(1,16,3)+relu, MaxPool 2, Conv(16,32,3)+relu, MaxPool 2,
 torch.flatten, Linear(800,64)+relu) feeds a 5-class head Linear(64,5).
-Writes OUT_DIR/pretrained.onnx (opset 13, dynamic batch, input 'x'
+Writes OUT_DIR/fashion_body.onnx (opset 13, dynamic batch, input 'x'
 [?, 1, 28, 28]), OUT_DIR/feature.txt (the ONNX name of the body's output,
 the input of the head's Gemm), OUT_DIR/body.npz (the body's weights as
 PyTorch holds them) and prints the 5-class test accuracy."""
@@ -62,9 +64,9 @@ net.eval()
 with torch.no_grad():
     acc = (net(xt).argmax(1) == yt).float().mean().item()
 print(f"pretrained on classes 0-4: {steps} steps, test accuracy {acc:.4f}")
-torch.onnx.export(net, xs[:2], f"{out}/pretrained.onnx", input_names=["x"], output_names=["y"],
+torch.onnx.export(net, xs[:2], f"{out}/fashion_body.onnx", input_names=["x"], output_names=["y"],
                   opset_version=13, dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-m = onnx.load(f"{out}/pretrained.onnx")
+m = onnx.load(f"{out}/fashion_body.onnx")
 gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
 open(f"{out}/feature.txt", "w").write(gemms[-1].input[0])
 np.savez(f"{out}/body.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
