@@ -122,6 +122,14 @@ kiln_status ox_b_pool(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_global_pool(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_batch_norm(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n);
+/* Reshape, Transpose, Cast of a small host constant, folded (onnx_more.c):
+ * true when done (*st its status). */
+bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st);
+/* Concat of operands not all 1-D int constants (onnx_conv.c). */
+kiln_status ox_concat_run(ox_ctx *c, const Onnx__NodeProto *n);
+/* pad(x) by the counts (Kiln's layout of x), filled with value. */
+ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value);
 /* Gemm/MatMul of a `flat` operand k by a constant weight operand w: the
  * NHWC flattening and the weight with its rows (columns when trans_w) in
  * (h, w, c) order, a parameter under the weight's name. false (nothing
