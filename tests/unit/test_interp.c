@@ -434,6 +434,12 @@ static const icase g_cases[] = {
      {V(-0.2689414213699951, 0, 1.7615941559557646)}},
     {.op = IR_OP_hard_sigmoid, "hard_sigmoid = relu6(x + 3) / 6", F1("hard_sigmoid(%x)", "f32[4]", "f32[4]"), 1,
      {V(-4, 0, 1.5, 4)}, {V(0, 0.5, 0.75, 1)}},
+    /* x = [[1, 2, 3], [4, 5, 6]]: one 9 ahead of each row, the last column cropped */
+    {.op = IR_OP_pad, "pad and crop", F1("pad(%x) {before=[0,1], after=[0,-1], value=9}", "f32[?,3]", "f32[?,3]"),
+     2, {V(1, 2, 3, 4, 5, 6)}, {V(9, 1, 2, 9, 4, 5)}},
+    /* a row of -1 above, two columns of -1 right of a [2, 2] */
+    {.op = IR_OP_pad, "pad rank 2", F1("pad(%x) {before=[1,0], after=[0,2], value=-1}", "f32[2,2]", "f32[3,4]"),
+     1, {V(1, 2, 3, 4)}, {V(-1, -1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1)}},
 };
 /* clang-format on */
 /* ----------------------------------------------------------- the runner */
