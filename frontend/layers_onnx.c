@@ -110,6 +110,9 @@ kiln_status fe_onnx_call(fe_build *c, const layer_spec *ls, const fe_expr **v, i
     if (rc != 0 || !S_ISREG(sb.st_mode)) {
         st = fe_err(c, KILN_ERR_IO, v[1]->line, v[1]->col, "cannot read ONNX file '%s': %s",
                     path, rc != 0 ? strerror(err) : "not a regular file");
+    } else if ((uint64_t)sb.st_size > OX_MAX_FILE_BYTES) { /* refused before reading */
+        st = fe_err(c, KILN_ERR_LIMIT, v[1]->line, v[1]->col,
+                    "ONNX file '%s' is larger than 2 GiB", path);
     } else if ((st = ir_read_file_max(path, OX_MAX_FILE_BYTES, &bytes, &len, &mine))) {
         st = fe_err(c, st, v[1]->line, v[1]->col, "cannot read ONNX file '%s'%s", path,
                     st == KILN_ERR_LIMIT ? ": larger than 2 GiB" : "");

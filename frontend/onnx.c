@@ -628,14 +628,22 @@ static const char *base_name(const char *path, ir_arena *a) {
     return ir_arena_strndup(a, s, n);
 }
 
-static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
+/* The model has a graph of a bounded size; c->opset is its default opset. */
+static kiln_status check_graph(ox_ctx *c, const Onnx__ModelProto *mp) {
     const Onnx__GraphProto *g = mp->graph;
     if (!g) return ox_fail(c, KILN_ERR_INVALID, "the model has no graph");
     if (g->n_node > OX_MAX_NODES)
         return ox_fail(c, KILN_ERR_LIMIT, "the graph has %zu nodes (at most %d)", g->n_node,
                        OX_MAX_NODES);
     c->opset = default_opset(mp);
-    kiln_status st = check_ops(c, g, NULL);
+    return KILN_OK;
+}
+
+static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
+    kiln_status st = check_graph(c, mp);
+    if (st) return st;
+    const Onnx__GraphProto *g = mp->graph;
+    st = check_ops(c, g, NULL);
     if (st) return st;
     c->m = kiln_module_create("onnx");
     if (!c->m) return ir_oom(c->d);
@@ -833,12 +841,9 @@ static kiln_status bind_input(ox_ctx *c, const Onnx__GraphProto *g, ir_node *x, 
 }
 
 static kiln_status embed_model(ox_ctx *c, const Onnx__ModelProto *mp, ir_node *x, ox_embed *e) {
+    kiln_status st = check_graph(c, mp);
+    if (st) return st;
     const Onnx__GraphProto *g = mp->graph;
-    if (!g) return ox_fail(c, KILN_ERR_INVALID, "the model has no graph");
-    if (g->n_node > OX_MAX_NODES)
-        return ox_fail(c, KILN_ERR_LIMIT, "the graph has %zu nodes (at most %d)", g->n_node,
-                       OX_MAX_NODES);
-    c->opset = default_opset(mp);
     const char *out = e->output;
     if (!out) {
         if (g->n_output != 1 || !g->output[0]->name)
@@ -849,7 +854,7 @@ static kiln_status embed_model(ox_ctx *c, const Onnx__ModelProto *mp, ir_node *x
     }
     bool *need = ir_calloc(g->n_node ? g->n_node : 1, sizeof *need), found = false;
     if (!need) return ir_oom(c->d);
-    kiln_status st = slice(c, g, out, need, &found);
+    st = slice(c, g, out, need, &found);
     if (!st && !found) {
         e->bad_output = true;
         st = unknown_output(c, g, out);
