@@ -236,7 +236,7 @@ bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st) {
         for (int j = 0; j < (int)s->n; j++) {
             d[j] = s->i[j] == 0 ? (j < k->rank ? k->dims[j] : 0) : s->i[j];
             if (d[j] == -1 && infer < 0) infer = j;
-            else if (d[j] < 0) return false;
+            else if (d[j] < 0 || d[j] > k->n) return false; /* (0: no data to reshape) */
             else known *= d[j];
         }
         if (infer >= 0) d[infer] = known ? k->n / known : 0;
@@ -272,9 +272,12 @@ bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st) {
             to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
             return false;
         if (!(t = ox_const_new(c, !to_f, k->rank, k->dims))) return (*st = ir_oom(c->d)), true;
-        for (int64_t e = 0; e < k->n; e++)
+        for (int64_t e = 0; e < k->n; e++) {
+            if (!to_f && !k->is_int && !(k->f[e] > -9e18f && k->f[e] < 9e18f))
+                return false; /* NaN, Inf or beyond int64: left to the run-time cast */
             if (to_f) t->f[e] = k->is_int ? (float)k->i[e] : k->f[e];
             else t->i[e] = k->is_int ? k->i[e] : (int64_t)k->f[e];
+        }
     } else {
         return false;
     }
@@ -319,6 +322,7 @@ kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n) {
         int64_t p = cnt[3] >= 0 ? sv[3][j] : 1;
         if (a < 0) a += r;
         if (a < 0 || a >= r || p == 0) return ox_fail(c, KILN_ERR_INVALID, "bad axis or step");
+        if (p > IR_MAX_DIM || p < -IR_MAX_DIM) p = p > 0 ? IR_MAX_DIM : -IR_MAX_DIM; /* one element */
         int64_t dim = dims[a];
         if (dim == KILN_BATCH) {
             if (s == 0 && p == 1 && e >= INT32_MAX) continue; /* the whole batch */

@@ -239,7 +239,8 @@ static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
         if (v == -1 && infer < 0) infer = k;
         else if (v == OX_BATCH && !batch) batch = true;
         else if (v < 0) return ox_fail(c, KILN_ERR_INVALID, "bad shape entry %lld", (long long)s->i[k]);
-        else known *= v ? v : 1;
+        else if (v >= IR_MAX_DIM || (known *= v ? v : 1) > IR_MAX_ELEMS) /* (fuzzer find) */
+            return ox_fail(c, KILN_ERR_LIMIT, "shape entry %lld: more than 2^31 elements", (long long)v);
         d[k] = v;
     }
     bool xb = ir_type_batch_axis(xt) >= 0;

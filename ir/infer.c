@@ -462,6 +462,13 @@ kiln_status infer_pad(ir_node *n, kiln_diag *d) {
                         "pad: 'before' and 'after' need %d counts each (the operand's rank), got "
                         "%d and %d",
                         x->rank, nb, na);
+    double v = ir_attr_f(n, "value");
+    bool fits = x->dtype == IR_I32 ? v >= -2147483648.0 && v <= 2147483647.0 && v == (double)(int32_t)v
+                                   : v - v != 0 /* Inf, NaN */ ||
+                                         (v <= 3.4028234663852886e38 && v >= -3.4028234663852886e38);
+    if (!fits)
+        return ir_error(d, KILN_ERR_SHAPE, n->loc, "pad: the value %g does not fit the operand's %s", v,
+                        ir_dtype_name((ir_dtype)x->dtype));
     int64_t dims[KILN_MAX_RANK], elems = 1;
     for (int a = 0; a < x->rank; a++) {
         int64_t xd = x->dims[a];
