@@ -183,6 +183,14 @@ kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n) {
         if (st) return st;
         if (v->n != 1) return ox_fail(c, KILN_ERR_INVALID, "value must hold one element");
     }
+    if (numel > (1 << 20)) { /* too big to hold at import time: a run-time fill (fuzzer find) */
+        if (s->n > KILN_MAX_RANK) return ox_fail(c, KILN_ERR_LIMIT, "rank %lld", (long long)s->n);
+        bool vi = v && v->is_int;
+        if (vi && (v->i[0] < INT32_MIN || v->i[0] > INT32_MAX))
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "a value beyond int32");
+        return ox_set(c, OUT0(n), ir_b_const(&c->b, vi ? IR_I32 : IR_F32,
+                                             vi ? (double)v->i[0] : v ? v->f[0] : 0, (int)s->n, s->i));
+    }
     ox_tensor *t = ox_const_new(c, v ? v->is_int : false, (int)s->n, s->i);
     if (!t) return ir_oom(c->d);
     for (int64_t k = 0; k < t->n; k++) {
