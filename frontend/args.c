@@ -21,6 +21,9 @@ const char *fe_expr_str(const fe_expr *e, char *buf, size_t n) {
     case FE_E_LIST:
         snprintf(buf, n, "a list");
         break;
+    case FE_E_STRING:
+        snprintf(buf, n, "\"%.40s%s\"", e->name, strlen(e->name) > 40 ? "..." : "");
+        break;
     case FE_E_NUMBER:
         if (e->is_int)
             snprintf(buf, n, "%lld", (long long)e->ival);

@@ -14,7 +14,7 @@
 
 #include "frontend/lex.h"
 
-typedef enum fe_expr_kind { FE_E_NAME, FE_E_NUMBER, FE_E_CALL, FE_E_LIST } fe_expr_kind;
+typedef enum fe_expr_kind { FE_E_NAME, FE_E_NUMBER, FE_E_CALL, FE_E_LIST, FE_E_STRING } fe_expr_kind;
 
 typedef struct fe_expr fe_expr;
 
@@ -29,7 +29,7 @@ typedef struct fe_arg {
 struct fe_expr {
     fe_expr_kind kind;
     int line, col;    /* the first token (a call: its name) */
-    const char *name; /* FE_E_NAME, FE_E_CALL */
+    const char *name; /* FE_E_NAME, FE_E_CALL; FE_E_STRING: its text, unquoted */
     double num;       /* FE_E_NUMBER */
     int64_t ival;     /* FE_E_NUMBER written as an integer */
     bool is_int;

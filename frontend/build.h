@@ -155,6 +155,9 @@ kiln_status fe_pool2d_call(fe_build *c, const layer_spec *ls, const fe_expr **v,
                            const char *name, ir_node **out);
 kiln_status fe_global_pool_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                                 const char *name, ir_node **out);
+/* onnx(x, "file.onnx", output=, trainable=, freeze=): layers_onnx.c */
+kiln_status fe_onnx_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
+                         const char *name, ir_node **out);
 kiln_status fe_reshape_call(fe_build *c, const layer_spec *ls, const fe_expr **v, ir_node **x,
                             const char *name, ir_node **out);
 /* clang-format off */

@@ -35,6 +35,7 @@ typedef enum fe_layer_kind {
     FE_RESHAPE,
     FE_DROPOUT,
     FE_BATCH_NORM,
+    FE_ONNX, /* an imported ONNX graph (layers_onnx.c) */
     FE_N_KINDS
 } fe_layer_kind;
 

@@ -44,6 +44,7 @@ static const struct {
     [FE_RESHAPE] = {"reshape", "Reshape"},
     [FE_DROPOUT] = {"dropout", "Dropout"},
     [FE_BATCH_NORM] = {"batch_normalization", "BatchNormalization"},
+    [FE_ONNX] = {"onnx", "ONNX"},
 };
 
 const char *fe_auto_name(fe_namer *nm, fe_layer_kind kind, char *buf) {
@@ -318,6 +319,9 @@ static const layer_spec g_layers[] = {
     {"batch_normalization", FE_BATCH_NORM, 1, KILN_ACT_NONE, batch_normalization, 6,
      {X_PARAM, {"axis", NULL, false}, {"momentum", NULL, false}, {"epsilon", NULL, false},
       {"center", NULL, false}, {"scale", NULL, false}}},
+    {"onnx", FE_ONNX, 1, KILN_ACT_NONE, fe_onnx_call, 5,
+     {X_PARAM, {"file", NULL, true}, {"output", NULL, false}, {"trainable", NULL, false},
+      {"freeze", NULL, false}}},
 };
 /* clang-format on */
 

@@ -1,8 +1,9 @@
 /*
  * lex.c — the lexer of the .kiln language, and errors that show where.
  *
- * Tokens: names [A-Za-z_][A-Za-z0-9_]*, numbers (128, 0.001, 1e-7, .5), and
- * the single characters ( ) [ ] { } , = : ? -. Spaces, tabs and newlines
+ * Tokens: names [A-Za-z_][A-Za-z0-9_]*, numbers (128, 0.001, 1e-7, .5),
+ * strings ("body.onnx": one line, \" and \\ the only escapes), and the
+ * single characters ( ) [ ] { } , = : ? -. Spaces, tabs and newlines
  * separate tokens and mean nothing else; '#' starts a comment that runs to
  * the end of the line. Columns count bytes from 1, a tab as one.
  */
@@ -99,6 +100,12 @@ const char *fe_token_str(const fe_token *t, char *buf, size_t n) {
     case FE_TK_EOF:
         snprintf(buf, n, "end of file");
         break;
+    case FE_TK_STRING:
+        if (t->len > 42)
+            snprintf(buf, n, "%.41s...\"", t->s);
+        else
+            snprintf(buf, n, "%.*s", (int)t->len, t->s);
+        break;
     case FE_TK_NAME:
     case FE_TK_NUMBER:
         if (t->len > 40)
@@ -177,6 +184,47 @@ static kiln_status read_number(fe_lexer *lx, fe_token *t) {
     return KILN_OK;
 }
 
+/* string -> '"' { any byte but '"', '\\', newline | '\\' ('"' | '\\') } '"' */
+static kiln_status read_string(fe_lexer *lx, fe_token *t) {
+    const char *s = lx->src->text;
+    size_t n = lx->src->len, i = lx->pos + 1, bytes = 0;
+    for (;; i++, bytes++) {
+        if (i >= n || s[i] == '\n' || s[i] == '\r')
+            return fe_error(lx->src, lx->d, KILN_ERR_PARSE, t->loc.line, t->loc.col,
+                            "unterminated string: a string ends with '\"' on its line");
+        if (s[i] == '"') break;
+        if (bytes == FE_MAX_STRING)
+            return fe_error(lx->src, lx->d, KILN_ERR_LIMIT, t->loc.line, t->loc.col,
+                            "string longer than %d bytes", FE_MAX_STRING);
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) /* a message quoting it stays one line */
+            return fe_error(lx->src, lx->d, KILN_ERR_PARSE, t->loc.line,
+                            t->loc.col + (int)(i - lx->pos), "unexpected byte 0x%02x in a string",
+                            (unsigned char)s[i]);
+        if (s[i] != '\\') continue;
+        if (i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\')) {
+            i++;
+            continue;
+        }
+        return fe_error(lx->src, lx->d, KILN_ERR_PARSE, t->loc.line,
+                        t->loc.col + (int)(i - lx->pos),
+                        "unknown escape in a string (only \\\" and \\\\ are escapes)");
+    }
+    t->kind = FE_TK_STRING;
+    t->len = i + 1 - lx->pos;
+    lx->pos = i + 1;
+    return KILN_OK;
+}
+
+size_t fe_string_value(const fe_token *t, char *buf) {
+    size_t k = 0;
+    for (size_t i = 1; i + 1 < t->len; i++) {
+        if (t->s[i] == '\\') i++;
+        buf[k++] = t->s[i];
+    }
+    buf[k] = 0;
+    return k;
+}
+
 kiln_status fe_lex_next(fe_lexer *lx, fe_token *t) {
     const char *s = lx->src->text;
     size_t n = lx->src->len;
@@ -223,7 +271,8 @@ kiln_status fe_lex_next(fe_lexer *lx, fe_token *t) {
         lx->pos++;
         return KILN_OK;
     }
-    if (c == '"' || c == '\'')
+    if (c == '"') return read_string(lx, t);
+    if (c == '\'')
         return fe_error(lx->src, lx->d, KILN_ERR_PARSE, t->loc.line, t->loc.col,
                         "unexpected quote: names are written without quotes (activation=relu)");
     if (c >= 32 && c < 127)

@@ -30,6 +30,13 @@ kiln_status ox_tensor_read(const void *bytes, size_t len, const char *what, ox_t
                     "%s: this Kiln was built without ONNX support", what);
 }
 
+kiln_status ox_import_into(const void *bytes, size_t len, const char *file, ir_builder *b,
+                           ir_node *x, ox_embed *e, kiln_diag *d) {
+    e->out = NULL;
+    return ir_error(d, KILN_ERR_UNSUPPORTED, ir_loc_none(),
+                    "%s: this Kiln was built without ONNX support", file);
+}
+
 kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
                       kiln_diag *d) {
     *out = NULL;
@@ -333,6 +340,11 @@ ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *k, bool trainabl
     ir_type t = ir_type_make(dt, k->rank, k->dims);
     kiln_init init = {KILN_INIT_ZEROS, 0, 0};
     ir_global *g = ir_module_global(c->m, name);
+    if (g && g->index < c->first_global) {
+        ox_fail(c, KILN_ERR_INVALID, "initializer '%s' has the name of a parameter the model "
+                                     "already has", name);
+        return NULL;
+    }
     if (g) return g->ref;
     g = ir_module_add_global(c->m, IR_GLOBAL_PARAM, name, &t, init, c->d);
     if (!g) return NULL;
@@ -509,12 +521,13 @@ static int64_t default_opset(const Onnx__ModelProto *mp) {
 }
 
 /* Every node's op is known at this opset, or one message lists them all. */
-static kiln_status check_ops(ox_ctx *c, const Onnx__GraphProto *g) {
+static kiln_status check_ops(ox_ctx *c, const Onnx__GraphProto *g, const bool *need) {
     ir_sb sb;
     ir_sb_init(&sb);
     int bad = 0;
     for (size_t k = 0; k < g->n_node; k++) {
         const Onnx__NodeProto *n = g->node[k];
+        if (need && !need[k]) continue;
         const char *why = NULL;
         bool std = !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
         if (std && n->op_type && ox_op_find(n->op_type, c->opset, &why)) continue;
@@ -533,7 +546,7 @@ static kiln_status check_ops(ox_ctx *c, const Onnx__GraphProto *g) {
     return st;
 }
 
-static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
+static kiln_status add_initializers(ox_ctx *c, const Onnx__GraphProto *g) {
     for (size_t k = 0; k < g->n_initializer; k++) {
         const Onnx__TensorProto *t = g->initializer[k];
         if (!t->name || !*t->name) return ox_fail(c, KILN_ERR_INVALID, "initializer %zu has no name", k);
@@ -542,6 +555,12 @@ static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
         if (st || (st = ox_set_const(c, t->name, v))) return st;
         ox_lookup(c, t->name)->initializer = true;
     }
+    return KILN_OK;
+}
+
+static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
+    kiln_status st = add_initializers(c, g);
+    if (st) return st;
     for (size_t k = 0; k < g->n_input; k++) {
         const Onnx__ValueInfoProto *vi = g->input[k];
         if (!vi->name || !*vi->name) return ox_fail(c, KILN_ERR_INVALID, "graph input %zu has no name", k);
@@ -557,10 +576,12 @@ static kiln_status add_inputs(ox_ctx *c, const Onnx__GraphProto *g) {
     return KILN_OK;
 }
 
-static kiln_status build_graph(ox_ctx *c, const Onnx__GraphProto *g) {
-    kiln_status st = add_inputs(c, g);
+/* The nodes of g in order (only those need[] marks, when given). */
+static kiln_status build_nodes(ox_ctx *c, const Onnx__GraphProto *g, const bool *need) {
+    kiln_status st = KILN_OK;
     for (size_t k = 0; !st && k < g->n_node; k++) {
         const Onnx__NodeProto *n = g->node[k];
+        if (need && !need[k]) continue;
         c->node = n;
         ox_build_fn fn = ox_op_find(n->op_type, c->opset, NULL);
         int before = c->d->errors;
@@ -570,19 +591,30 @@ static kiln_status build_graph(ox_ctx *c, const Onnx__GraphProto *g) {
         c->b.status = KILN_OK;
     }
     c->node = NULL;
+    return st;
+}
+
+/* Value `name` as a run-time node in ONNX's layout (NULL with a message). */
+static ir_node *value_node(ox_ctx *c, const char *name) {
+    ox_val *v = ox_lookup(c, name);
+    if (!v) {
+        ox_fail(c, KILN_ERR_INVALID, "graph output '%s' is not computed", name);
+        return NULL;
+    }
+    if (v->node) return v->node;
+    Onnx__NodeProto fake = ONNX__NODE_PROTO__INIT;
+    char *in[1] = {(char *)name};
+    fake.n_input = 1;
+    fake.input = in;
+    return ox_in(c, &fake, 0);
+}
+
+static kiln_status build_graph(ox_ctx *c, const Onnx__GraphProto *g) {
+    kiln_status st = add_inputs(c, g);
+    if (!st) st = build_nodes(c, g, NULL);
     for (size_t k = 0; !st && k < g->n_output; k++) {
-        const char *name = g->output[k]->name ? g->output[k]->name : "";
-        ox_val *v = ox_lookup(c, name);
-        if (!v) return ox_fail(c, KILN_ERR_INVALID, "graph output '%s' is not computed", name);
-        ir_node *r = v->node;
-        if (!r) {
-            Onnx__NodeProto fake = ONNX__NODE_PROTO__INIT;
-            char *in[1] = {(char *)name};
-            fake.n_input = 1;
-            fake.input = in;
-            r = ox_in(c, &fake, 0);
-            if (!r) return c->b.status ? c->b.status : KILN_ERR_INVALID;
-        }
+        ir_node *r = value_node(c, g->output[k]->name ? g->output[k]->name : "");
+        if (!r) return c->b.status ? c->b.status : KILN_ERR_INVALID;
         st = ir_func_add_result(c->f, r, c->d);
     }
     return st;
@@ -596,14 +628,22 @@ static const char *base_name(const char *path, ir_arena *a) {
     return ir_arena_strndup(a, s, n);
 }
 
-static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
+/* The model has a graph of a bounded size; c->opset is its default opset. */
+static kiln_status check_graph(ox_ctx *c, const Onnx__ModelProto *mp) {
     const Onnx__GraphProto *g = mp->graph;
     if (!g) return ox_fail(c, KILN_ERR_INVALID, "the model has no graph");
     if (g->n_node > OX_MAX_NODES)
         return ox_fail(c, KILN_ERR_LIMIT, "the graph has %zu nodes (at most %d)", g->n_node,
                        OX_MAX_NODES);
     c->opset = default_opset(mp);
-    kiln_status st = check_ops(c, g);
+    return KILN_OK;
+}
+
+static kiln_status import_model(ox_ctx *c, const Onnx__ModelProto *mp) {
+    kiln_status st = check_graph(c, mp);
+    if (st) return st;
+    const Onnx__GraphProto *g = mp->graph;
+    st = check_ops(c, g, NULL);
     if (st) return st;
     c->m = kiln_module_create("onnx");
     if (!c->m) return ir_oom(c->d);
@@ -674,19 +714,197 @@ static kiln_status check_nesting(const uint8_t *data, size_t len, const char *fi
     return KILN_OK;
 }
 
+/* The ModelProto of the bytes (free with onnx__model_proto__free_unpacked),
+ * or NULL with a message. */
+static Onnx__ModelProto *unpack_model(const void *bytes, size_t len, const char *file,
+                                      kiln_diag *d, kiln_status *st) {
+    *st = KILN_ERR_LIMIT;
+    if (len > OX_MAX_FILE_BYTES) {
+        ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: an ONNX file may hold at most 2 GiB", file);
+        return NULL;
+    }
+    if (check_nesting(bytes, len, file, d)) return NULL;
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
+    *st = mp ? KILN_OK : KILN_ERR_PARSE;
+    if (!mp)
+        ir_error(d, KILN_ERR_PARSE, ir_loc_none(), "%s: not a serialized ONNX ModelProto", file);
+    return mp;
+}
+
+/* ---------------------------------------------------- inside a model file */
+
+/* The nodes that compute `out`, walking back from it (need[k] for node k);
+ * false when no node, input or initializer is named `out`. */
+static kiln_status slice(ox_ctx *c, const Onnx__GraphProto *g, const char *out, bool *need,
+                         bool *found) {
+    size_t total = 1, cap = 64;
+    for (size_t k = 0; k < g->n_node; k++) total += g->node[k]->n_input;
+    while (cap < 2 * total) cap *= 2;
+    const char **set = ir_calloc(cap, sizeof *set);
+    if (!set) return ir_oom(c->d);
+#define SLOT(nm) for (h = name_hash(nm) & (cap - 1); set[h] && strcmp(set[h], nm); h = (h + 1) & (cap - 1))
+    uint64_t h;
+    SLOT(out);
+    set[h] = out;
+    *found = false;
+    for (size_t k = g->n_node; k-- > 0;) {
+        const Onnx__NodeProto *n = g->node[k];
+        for (size_t j = 0; j < n->n_output && !need[k]; j++) {
+            if (!n->output[j]) continue;
+            SLOT(n->output[j]);
+            need[k] = set[h] != NULL;
+        }
+        if (!need[k]) continue;
+        *found = true;
+        for (size_t j = 0; j < n->n_input; j++) {
+            if (!n->input[j] || !*n->input[j]) continue;
+            SLOT(n->input[j]);
+            set[h] = n->input[j];
+        }
+    }
+#undef SLOT
+    ir_free(set);
+    for (size_t k = 0; !*found && k < g->n_input; k++)
+        *found = g->input[k]->name && !strcmp(g->input[k]->name, out);
+    for (size_t k = 0; !*found && k < g->n_initializer; k++)
+        *found = g->initializer[k]->name && !strcmp(g->initializer[k]->name, out);
+    return KILN_OK;
+}
+
+/* "unknown value 'x'; did you mean 'y'?" over the values nodes compute. */
+static kiln_status unknown_output(ox_ctx *c, const Onnx__GraphProto *g, const char *out) {
+    size_t n = 0;
+    for (size_t k = 0; k < g->n_node; k++) n += g->node[k]->n_output;
+    const char **names = ir_malloc(sizeof *names * (n + 1));
+    if (!names) return ir_oom(c->d);
+    int m = 0;
+    for (size_t k = 0; k < g->n_node; k++)
+        for (size_t j = 0; j < g->node[k]->n_output; j++)
+            if (g->node[k]->output[j] && *g->node[k]->output[j]) names[m++] = g->node[k]->output[j];
+    const char *best = m ? ir_closest_name(out, names, m) : NULL;
+    char msg[600];
+    snprintf(msg, sizeof msg, "no node computes a value named '%.200s'%s%.200s%s", out,
+             best ? "; did you mean '" : m ? "" : " (the graph has no nodes)", best ? best : "",
+             best ? "'?" : "");
+    ir_free(names);
+    return ox_fail(c, KILN_ERR_INVALID, "%s", msg);
+}
+
+/* Binds the graph's first input (not an initializer) to x: the same type,
+ * or an image given in NHWC for ONNX's NCHW. Other inputs must be unused. */
+static kiln_status bind_input(ox_ctx *c, const Onnx__GraphProto *g, ir_node *x, const bool *need,
+                              ox_embed *e) {
+    const Onnx__ValueInfoProto *first = NULL;
+    for (size_t k = 0; k < g->n_input; k++) {
+        const Onnx__ValueInfoProto *vi = g->input[k];
+        if (!vi->name || !*vi->name) return ox_fail(c, KILN_ERR_INVALID, "graph input %zu has no name", k);
+        if (ox_lookup(c, vi->name)) continue; /* an initializer listed as an input */
+        if (!first) {
+            first = vi;
+            continue;
+        }
+        for (size_t j = 0; j < g->n_node; j++)
+            for (size_t i = 0; need[j] && i < g->node[j]->n_input; i++)
+                if (g->node[j]->input[i] && !strcmp(g->node[j]->input[i], vi->name))
+                    return ox_fail(c, KILN_ERR_UNSUPPORTED,
+                                   "the graph's input '%s' is needed too; onnx() feeds only the "
+                                   "first, '%s'",
+                                   vi->name, first->name);
+    }
+    if (!first) return ox_fail(c, KILN_ERR_INVALID, "the graph has no input");
+    ir_type t;
+    kiln_status st = input_type(c, first, &t);
+    if (st) return st;
+    const ir_type *xt = &x->type;
+    if (ir_type_eq(xt, &t)) return ox_set(c, first->name, x);
+    int64_t nhwc[4] = {t.dims[0], t.dims[2], t.dims[3], t.dims[1]};
+    ir_type tn = ir_type_make((ir_dtype)t.dtype, t.rank, nhwc);
+    if (t.rank == 4 && ir_type_eq(xt, &tn)) {
+        if ((st = ox_set(c, first->name, x))) return st;
+        ox_val *v = ox_lookup(c, first->name);
+        v->node = NULL; /* held in NHWC: convolutions take it as it is */
+        v->nhwc = x;
+        return KILN_OK;
+    }
+    char a[IR_TYPE_STR_MAX], b[IR_TYPE_STR_MAX], n[IR_TYPE_STR_MAX];
+    e->bad_input = true;
+    if (t.rank == 4)
+        return ox_fail(c, KILN_ERR_SHAPE,
+                       "the graph's input '%s' is %s (NCHW; %s in NHWC), the value given is %s",
+                       first->name, ir_type_str(&t, a, sizeof a), ir_type_str(&tn, n, sizeof n),
+                       ir_type_str(xt, b, sizeof b));
+    return ox_fail(c, KILN_ERR_SHAPE, "the graph's input '%s' is %s, the value given is %s%s",
+                   first->name, ir_type_str(&t, a, sizeof a), ir_type_str(xt, b, sizeof b),
+                   t.rank && t.dims[0] != KILN_BATCH && xt->rank && xt->dims[0] == KILN_BATCH
+                       ? " (export it with a dynamic batch: dynamic_axes={'x': {0: 'batch'}})"
+                       : "");
+}
+
+static kiln_status embed_model(ox_ctx *c, const Onnx__ModelProto *mp, ir_node *x, ox_embed *e) {
+    kiln_status st = check_graph(c, mp);
+    if (st) return st;
+    const Onnx__GraphProto *g = mp->graph;
+    const char *out = e->output;
+    if (!out) {
+        if (g->n_output != 1 || !g->output[0]->name)
+            return ox_fail(c, KILN_ERR_INVALID,
+                           "the graph has %zu outputs: name the value to use with output=\"...\"",
+                           g->n_output);
+        out = g->output[0]->name;
+    }
+    bool *need = ir_calloc(g->n_node ? g->n_node : 1, sizeof *need), found = false;
+    if (!need) return ir_oom(c->d);
+    st = slice(c, g, out, need, &found);
+    if (!st && !found) {
+        e->bad_output = true;
+        st = unknown_output(c, g, out);
+    }
+    if (!st) st = check_ops(c, g, need);
+    if (!st) st = add_initializers(c, g);
+    if (!st) st = bind_input(c, g, x, need, e);
+    if (!st) st = build_nodes(c, g, need);
+    ir_free(need);
+    if (st) return st;
+    e->out = value_node(c, out);
+    return e->out ? KILN_OK : c->b.status ? c->b.status : KILN_ERR_INVALID;
+}
+
+kiln_status ox_import_into(const void *bytes, size_t len, const char *file, ir_builder *b,
+                           ir_node *x, ox_embed *e, kiln_diag *d) {
+    e->out = NULL;
+    e->bad_output = e->bad_input = false;
+    kiln_status st;
+    Onnx__ModelProto *mp = unpack_model(bytes, len, file, d, &st);
+    if (!mp) return st;
+    ox_ctx c;
+    memset(&c, 0, sizeof c);
+    c.file = file;
+    c.d = d;
+    c.m = b->f->m;
+    c.f = b->f;
+    c.b = *b;
+    c.b.d = d;
+    c.b.status = KILN_OK;
+    c.first_global = c.m->n_globals;
+    c.n_dropout = 1 << 20; /* apart from the model file's dropout layers */
+    ir_arena_init(&c.scratch);
+    int before = d->errors;
+    st = embed_model(&c, mp, x, e);
+    if (st && d->errors == before) ir_error(d, st, ir_loc_none(), "%s: %s", file, kiln_status_string(st));
+    onnx__model_proto__free_unpacked(mp, NULL);
+    ir_arena_free(&c.scratch);
+    ir_free(c.vals);
+    ir_free(c.index);
+    return st;
+}
+
 kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
                       kiln_diag *d) {
     *out = NULL;
     const char *file = filename ? filename : "<onnx>";
-    if (len > OX_MAX_FILE_BYTES)
-        return ir_error(d, KILN_ERR_LIMIT, ir_loc_none(), "%s: an ONNX file may hold at most 2 GiB",
-                        file);
-    kiln_status nest = check_nesting(bytes, len, file, d);
-    if (nest) return nest;
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, bytes);
-    if (!mp)
-        return ir_error(d, KILN_ERR_PARSE, ir_loc_none(), "%s: not a serialized ONNX ModelProto",
-                        file);
+    kiln_status st;
+    Onnx__ModelProto *mp = unpack_model(bytes, len, file, d, &st);
+    if (!mp) return st;
     kiln_diag mine;
     memset(&mine, 0, sizeof mine);
     ox_ctx c;
@@ -694,7 +912,7 @@ kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_
     c.file = file;
     c.d = &mine;
     ir_arena_init(&c.scratch);
-    kiln_status st = import_model(&c, mp);
+    st = import_model(&c, mp);
     onnx__model_proto__free_unpacked(mp, NULL);
     ir_arena_free(&c.scratch);
     ir_free(c.vals);

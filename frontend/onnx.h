@@ -48,6 +48,23 @@ void ox_tensor_free(ox_tensor *t);
 kiln_status ox_import(const void *bytes, size_t len, const char *filename, kiln_module **out,
                       kiln_diag *d);
 
+/* An ONNX graph inside a model file's function (the `onnx(x, "file.onnx")`
+ * layer of the .kiln language, frontend/layers_onnx.c): the nodes that
+ * compute `output` (NULL: the graph's one output) from the graph's input,
+ * bound to x, are built through b (its function, at its location); the
+ * initializers they use become parameters of b's module under their ONNX
+ * names, holding the file's data. x may be the graph's input in ONNX's
+ * layout or, for an image, in Kiln's NHWC. Messages go to d, without a
+ * location (the caller gives them the call's). */
+typedef struct ox_embed {
+    const char *output;
+    ir_node *out;    /* the value at `output`, in ONNX's layout */
+    bool bad_output; /* the error is about the output's name */
+    bool bad_input;  /* the error is about x */
+} ox_embed;
+kiln_status ox_import_into(const void *bytes, size_t len, const char *file, ir_builder *b,
+                           ir_node *x, ox_embed *e, kiln_diag *d);
+
 #ifdef KILN_HAVE_ONNX
 #include <onnx/onnx.pb-c.h> /* generated at build time (CMakeLists.txt) */
 
@@ -81,6 +98,7 @@ typedef struct ox_ctx {
     const Onnx__NodeProto *node;
     int64_t opset;
     int n_dropout; /* dropout nodes so far (their `node` attribute) */
+    int first_global; /* globals below this index were the model's before the import */
 } ox_ctx;
 
 typedef kiln_status (*ox_build_fn)(ox_ctx *c, const Onnx__NodeProto *n);
@@ -104,6 +122,14 @@ kiln_status ox_b_pool(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_global_pool(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_batch_norm(ox_ctx *c, const Onnx__NodeProto *n);
 kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n);
+kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n);
+/* Reshape, Transpose, Cast of a small host constant, folded (onnx_more.c):
+ * true when done (*st its status). */
+bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st);
+/* Concat of operands not all 1-D int constants (onnx_conv.c). */
+kiln_status ox_concat_run(ox_ctx *c, const Onnx__NodeProto *n);
+/* pad(x) by the counts (Kiln's layout of x), filled with value. */
+ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value);
 /* Gemm/MatMul of a `flat` operand k by a constant weight operand w: the
  * NHWC flattening and the weight with its rows (columns when trans_w) in
  * (h, w, c) order, a parameter under the weight's name. false (nothing

@@ -273,30 +273,116 @@ kiln_status ox_b_batch_norm(ox_ctx *c, const Onnx__NodeProto *n) {
 
 /* Pad: only the padding of nothing (PyTorch writes one before avg_pool2d),
  * the identity. Kiln has no pad op: a Conv's or pool's own pads do that. */
+/* NCHW axis of NHWC axis j: an image held in NHWC has dims[j] = nchw[nhwc_axis[j]]. */
+static const int nhwc_axis[4] = {0, 2, 3, 1};
+
+ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value) {
+    ir_attrs a = ir_attrs_default(IR_OP_pad);
+    ir_attrs_set_ints(&a, "before", x->type.rank, before);
+    ir_attrs_set_ints(&a, "after", x->type.rank, after);
+    ir_attrs_set_f(&a, "value", value);
+    return ir_b_op(&c->b, IR_OP_pad, 1, &x, &a);
+}
+
 kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n) {
     const Onnx__AttributeProto *m = ox_attr(n, "mode");
     if (m && m->has_s && !(m->s.len == 8 && !memcmp(m->s.data, "constant", 8)))
-        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Pad mode '%.*s'", (int)(m->s.len > 20 ? 20 : m->s.len),
-                       (const char *)m->s.data);
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Pad mode '%.*s' (only 'constant')",
+                       (int)(m->s.len > 20 ? 20 : m->s.len), (const char *)m->s.data);
     const int64_t *p = NULL;
     int np = -1;
+    double value = 0;
     if (c->opset < 11) {
         np = ox_attr_ints(n, c->opset < 2 ? "paddings" : "pads", &p);
+        value = ox_attr_f(n, "value", 0);
     } else {
         const ox_tensor *t = ox_in_const(c, n, 1);
         if (!t || !t->is_int) return ox_fail(c, KILN_ERR_UNSUPPORTED, "pads must be a constant");
         if (ox_has_in(n, 3)) return ox_fail(c, KILN_ERR_UNSUPPORTED, "the axes operand");
         np = (int)(t->n > 64 ? 64 : t->n);
         p = t->i;
+        if (ox_has_in(n, 2)) {
+            const ox_tensor *v = ox_in_const(c, n, 2);
+            if (!v || v->n != 1)
+                return ox_fail(c, KILN_ERR_UNSUPPORTED, "constant_value must be a constant scalar");
+            value = v->is_int ? (double)v->i[0] : v->f[0];
+        }
     }
-    for (int k = 0; k < np; k++)
-        if (p[k]) return ox_fail(c, KILN_ERR_UNSUPPORTED, "Pad of more than nothing (pads of Conv and pooling are)");
+    bool any = false;
+    for (int k = 0; k < np; k++) any |= p[k] != 0;
     bool l;
     ir_node *x = ox_in_keep(c, n, 0, &l);
-    if (x && l) return ox_set_as(c, OUT0(n), x, true);
-    ox_val *v = ox_has_in(n, 0) ? ox_lookup(c, n->input[0]) : NULL;
-    if (v && v->k && !v->node) return ox_set_const(c, OUT0(n), v->k);
-    return x ? ox_set(c, OUT0(n), x) : KILN_ERR_INVALID;
+    if (!any) { /* nothing to pad (PyTorch writes one before avg_pool2d) */
+        if (x && l) return ox_set_as(c, OUT0(n), x, true);
+        ox_val *v = ox_has_in(n, 0) ? ox_lookup(c, n->input[0]) : NULL;
+        if (v && v->k && !v->node) return ox_set_const(c, OUT0(n), v->k);
+        return x ? ox_set(c, OUT0(n), x) : KILN_ERR_INVALID;
+    }
+    if (!x) return KILN_ERR_INVALID;
+    int r = x->type.rank;
+    if (np != 2 * r)
+        return ox_fail(c, KILN_ERR_INVALID, "%d pads for an operand of rank %d", np, r);
+    int64_t before[KILN_MAX_RANK], after[KILN_MAX_RANK];
+    for (int j = 0; j < r; j++) { /* held in NHWC: the NCHW counts permuted */
+        int a = l ? nhwc_axis[j] : j;
+        before[j] = p[a];
+        after[j] = p[r + a];
+        if (x->type.dims[j] == KILN_BATCH && (before[j] || after[j]))
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "padding the batch axis");
+    }
+    return ox_set_as(c, OUT0(n), ox_pad(c, x, before, after, value), l);
+}
+
+/* Concat of run-time tensors: each placed by a pad to the result's extent
+ * along the axis (zeros elsewhere) and the pads summed. Images held in NHWC
+ * stay so. */
+kiln_status ox_concat_run(ox_ctx *c, const Onnx__NodeProto *n) {
+    int k_n = (int)n->n_input;
+    if (k_n < 1) return ox_fail(c, KILN_ERR_INVALID, "no operands");
+    bool all_nhwc = true, l;
+    for (int k = 0; k < k_n && all_nhwc; k++) {
+        ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
+        all_nhwc = v && !v->node && v->nhwc;
+    }
+    ir_node *x0 = all_nhwc ? ox_in_keep(c, n, 0, &l) : ox_in(c, n, 0);
+    if (!x0) return KILN_ERR_INVALID;
+    int r = x0->type.rank;
+    int64_t axis = ox_attr_i(n, "axis", c->opset < 4 ? 1 : INT64_MIN);
+    if (axis == INT64_MIN) return ox_fail(c, KILN_ERR_INVALID, "the axis attribute is missing");
+    if (axis < -r || axis >= r) return ox_fail(c, KILN_ERR_INVALID, "axis %lld for rank %d", (long long)axis, r);
+    if (axis < 0) axis += r;
+    if (all_nhwc) axis = axis == 1 ? 3 : axis == 0 ? 0 : axis - 1; /* N, C, H, W -> N, H, W, C */
+    if (x0->type.dims[axis] == KILN_BATCH)
+        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Concat along the batch axis");
+    ir_node *xs[64];
+    if (k_n > 64) return ox_fail(c, KILN_ERR_UNSUPPORTED, "Concat of more than 64 operands");
+    int64_t total = 0;
+    char ta[IR_TYPE_STR_MAX], tb[IR_TYPE_STR_MAX];
+    for (int k = 0; k < k_n; k++) {
+        xs[k] = all_nhwc ? ox_in_keep(c, n, k, &l) : ox_in(c, n, k);
+        if (!xs[k]) return KILN_ERR_INVALID;
+        const ir_type *t = &xs[k]->type;
+        bool fits = t->rank == r && t->dtype == x0->type.dtype;
+        for (int a = 0; a < r && fits; a++) fits = a == axis || t->dims[a] == x0->type.dims[a];
+        if (!fits)
+            return ox_fail(c, KILN_ERR_SHAPE, "operands %s and %s do not concatenate on axis %lld",
+                           ir_type_str(&x0->type, ta, sizeof ta), ir_type_str(t, tb, sizeof tb),
+                           (long long)axis);
+        total += t->dims[axis];
+    }
+    if (total >= IR_MAX_DIM) return ox_fail(c, KILN_ERR_LIMIT, "the result is too large");
+    ir_node *y = NULL;
+    int64_t at = 0;
+    for (int k = 0; k < k_n; k++) {
+        int64_t before[KILN_MAX_RANK] = {0}, after[KILN_MAX_RANK] = {0}, d = xs[k]->type.dims[axis];
+        before[axis] = at;
+        after[axis] = total - at - d;
+        at += d;
+        ir_node *pk = k_n == 1 ? xs[k] : ox_pad(c, xs[k], before, after, 0);
+        y = y ? ir_b_bin(&c->b, IR_OP_add, y, pk) : pk;
+        if (!y) return c->b.status ? c->b.status : KILN_ERR_INVALID;
+    }
+    return ox_set_as(c, OUT0(n), y, all_nhwc);
 }
 
 bool ox_flat_matmul(ox_ctx *c, const Onnx__NodeProto *n, int k, int w, bool trans_w,

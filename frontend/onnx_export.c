@@ -754,6 +754,24 @@ static kiln_status ex_broadcast_to(ex_ctx *c, const ir_node *n, ex_val *v) {
     return c->st;
 }
 
+/* Pad in Kiln's order: pads [before..., after...] (negative ones crop, as
+ * ONNX's do), the value of the operand's type. */
+static kiln_status ex_pad(ex_ctx *c, const ir_node *n, ex_val *v) {
+    const int64_t *bf, *af;
+    int r = ir_attr_ints(n, "before", &bf);
+    ir_attr_ints(n, "after", &af);
+    int64_t pads[2 * KILN_MAX_RANK];
+    for (int a = 0; a < r; a++) pads[a] = bf[a], pads[r + a] = af[a];
+    double val = ir_attr_f(n, "value");
+    float f = (float)val;
+    int32_t i = (int32_t)val;
+    const char *in[3] = {plain(c, n->in[0]), init_i64(c, "pads", 2 * r, pads),
+                         n->type.dtype == IR_I32 ? init(c, "value", T_INT32, 0, NULL, &i)
+                                                 : init(c, "value", T_FLOAT, 0, NULL, &f)};
+    v->plain = out_of(node(c, "Pad", 3, in, "pad"));
+    return c->st;
+}
+
 static kiln_status ex_one_hot(ex_ctx *c, const ir_node *n, ex_val *v) {
     int64_t depth = ir_attr_i(n, "depth");
     float vals[2] = {0, 1};
@@ -817,6 +835,7 @@ static ex_fn ex_find(int op) {
     case IR_OP_batch_norm: return ex_batch_norm;
     case IR_OP_conv2d: return ex_conv2d;
     case IR_OP_max_pool2d: case IR_OP_avg_pool2d: return ex_pool;
+    case IR_OP_pad: return ex_pad;
     default: return NULL;
     }
 }

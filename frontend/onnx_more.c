@@ -183,6 +183,14 @@ kiln_status ox_b_constant_of_shape(ox_ctx *c, const Onnx__NodeProto *n) {
         if (st) return st;
         if (v->n != 1) return ox_fail(c, KILN_ERR_INVALID, "value must hold one element");
     }
+    if (numel > (1 << 20)) { /* too big to hold at import time: a run-time fill (fuzzer find) */
+        if (s->n > KILN_MAX_RANK) return ox_fail(c, KILN_ERR_LIMIT, "rank %lld", (long long)s->n);
+        bool vi = v && v->is_int;
+        if (vi && (v->i[0] < INT32_MIN || v->i[0] > INT32_MAX))
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "a value beyond int32");
+        return ox_set(c, OUT0(n), ir_b_const(&c->b, vi ? IR_I32 : IR_F32,
+                                             vi ? (double)v->i[0] : v ? v->f[0] : 0, (int)s->n, s->i));
+    }
     ox_tensor *t = ox_const_new(c, v ? v->is_int : false, (int)s->n, s->i);
     if (!t) return ir_oom(c->d);
     for (int64_t k = 0; k < t->n; k++) {
@@ -211,3 +219,154 @@ kiln_status ox_b_expand(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 #endif
+
+/* ---- host constants: what PyTorch's F.pad computes its pads with
+ * (Reshape, Slice with step -1, Transpose, Cast of small constants) is
+ * folded at import time, as shape arithmetic is. */
+
+/* Operand 0 when it is a host constant small enough to fold, else NULL. */
+static const ox_tensor *small_const(ox_ctx *c, const Onnx__NodeProto *n) {
+    const ox_tensor *k = ox_in_const(c, n, 0);
+    ox_val *v = k ? ox_lookup(c, n->input[0]) : NULL;
+    return k && !v->initializer && k->n <= 4096 ? k : NULL;
+}
+
+bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st) {
+    const ox_tensor *k = small_const(c, n);
+    if (!k) return false;
+    *st = KILN_OK;
+    ox_tensor *t = NULL;
+    if (!strcmp(n->op_type, "Reshape")) {
+        const ox_tensor *s = ox_in_const(c, n, 1);
+        if (!s || !s->is_int || s->rank != 1 || s->n > KILN_MAX_RANK) return false;
+        int64_t d[KILN_MAX_RANK], known = 1;
+        int infer = -1;
+        for (int j = 0; j < (int)s->n; j++) {
+            d[j] = s->i[j] == 0 ? (j < k->rank ? k->dims[j] : 0) : s->i[j];
+            if (d[j] == -1 && infer < 0) infer = j;
+            else if (d[j] < 0 || d[j] > k->n) return false; /* (0: no data to reshape) */
+            else known *= d[j];
+        }
+        if (infer >= 0) d[infer] = known ? k->n / known : 0;
+        int64_t m = 1;
+        for (int j = 0; j < (int)s->n; j++) m *= d[j];
+        if (m != k->n) return false;
+        if (!(t = ox_const_new(c, k->is_int, (int)s->n, d))) return (*st = ir_oom(c->d)), true;
+        memcpy(k->is_int ? (void *)t->i : (void *)t->f, k->is_int ? (void *)k->i : (void *)k->f,
+               (size_t)k->n * (k->is_int ? 8 : 4));
+    } else if (!strcmp(n->op_type, "Transpose")) {
+        const int64_t *p;
+        int np = ox_attr_ints(n, "perm", &p), r = k->rank;
+        if (np >= 0 && np != r) return false;
+        int64_t perm[KILN_MAX_RANK], d[KILN_MAX_RANK], st_[KILN_MAX_RANK], s = 1;
+        for (int j = r - 1; j >= 0; j--) st_[j] = s, s *= k->dims[j];
+        for (int j = 0; j < r; j++) {
+            perm[j] = np >= 0 ? p[j] : r - 1 - j;
+            if (perm[j] < 0 || perm[j] >= r) return false;
+            d[j] = k->dims[perm[j]];
+        }
+        if (!(t = ox_const_new(c, k->is_int, r, d))) return (*st = ir_oom(c->d)), true;
+        int64_t idx[KILN_MAX_RANK] = {0};
+        for (int64_t e = 0; e < t->n; e++) {
+            int64_t off = 0;
+            for (int j = 0; j < r; j++) off += idx[j] * st_[perm[j]];
+            if (k->is_int) t->i[e] = k->i[off]; else t->f[e] = k->f[off];
+            for (int j = r - 1; j >= 0 && ++idx[j] == d[j]; j--) idx[j] = 0;
+        }
+    } else if (!strcmp(n->op_type, "Cast")) {
+        int64_t to = ox_attr_i(n, "to", 0);
+        bool to_f = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+        if (!to_f && to != ONNX__TENSOR_PROTO__DATA_TYPE__INT32 &&
+            to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+            return false;
+        if (!(t = ox_const_new(c, !to_f, k->rank, k->dims))) return (*st = ir_oom(c->d)), true;
+        for (int64_t e = 0; e < k->n; e++) {
+            if (!to_f && !k->is_int && !(k->f[e] > -9e18f && k->f[e] < 9e18f))
+                return false; /* NaN, Inf or beyond int64: left to the run-time cast */
+            if (to_f) t->f[e] = k->is_int ? (float)k->i[e] : k->f[e];
+            else t->i[e] = k->is_int ? k->i[e] : (int64_t)k->f[e];
+        }
+    } else {
+        return false;
+    }
+    *st = ox_set_const(c, n->output[0], t);
+    return true;
+}
+
+/* Slice (opset 10+: starts, ends, axes, steps operands; before: attributes)
+ * of a host constant, folded; of a run-time tensor with steps of 1, a pad
+ * with negative counts (a crop). */
+kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n) {
+    const int64_t *sv[4] = {NULL, NULL, NULL, NULL};
+    int cnt[4] = {-1, -1, -1, -1};
+    static const char *const names[3] = {"starts", "ends", "axes"};
+    for (int j = 0; j < 4; j++) {
+        if (c->opset < 10) {
+            if (j < 3) cnt[j] = ox_attr_ints(n, names[j], &sv[j]);
+            continue;
+        }
+        if (!ox_has_in(n, j + 1)) continue;
+        const ox_tensor *t = ox_in_const(c, n, j + 1);
+        if (!t || !t->is_int || t->rank != 1)
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "Slice's %s must be a constant",
+                           j < 3 ? names[j] : "steps");
+        sv[j] = t->i;
+        cnt[j] = (int)(t->n > 64 ? 64 : t->n);
+    }
+    if (cnt[0] < 0 || cnt[1] != cnt[0] || (cnt[2] >= 0 && cnt[2] != cnt[0]) ||
+        (cnt[3] >= 0 && cnt[3] != cnt[0]))
+        return ox_fail(c, KILN_ERR_INVALID, "starts, ends, axes and steps of different lengths");
+    const ox_tensor *k = ox_in_const(c, n, 0);
+    ir_node *x = k ? NULL : ox_in(c, n, 0);
+    if (!k && !x) return KILN_ERR_INVALID;
+    int r = k ? k->rank : x->type.rank;
+    int64_t start[KILN_MAX_RANK], step[KILN_MAX_RANK], len[KILN_MAX_RANK], dims[KILN_MAX_RANK];
+    for (int a = 0; a < r; a++) {
+        dims[a] = k ? k->dims[a] : x->type.dims[a];
+        start[a] = 0, step[a] = 1, len[a] = dims[a];
+    }
+    for (int j = 0; j < cnt[0]; j++) {
+        int64_t a = cnt[2] >= 0 ? sv[2][j] : j, s = sv[0][j], e = sv[1][j];
+        int64_t p = cnt[3] >= 0 ? sv[3][j] : 1;
+        if (a < 0) a += r;
+        if (a < 0 || a >= r || p == 0) return ox_fail(c, KILN_ERR_INVALID, "bad axis or step");
+        if (p > IR_MAX_DIM || p < -IR_MAX_DIM) p = p > 0 ? IR_MAX_DIM : -IR_MAX_DIM; /* one element */
+        int64_t dim = dims[a];
+        if (dim == KILN_BATCH) {
+            if (s == 0 && p == 1 && e >= INT32_MAX) continue; /* the whole batch */
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "Slice of the batch axis");
+        }
+        if (s < 0) s = s < -dim ? 0 : s + dim;
+        if (e < 0) e = e < -dim ? -1 : e + dim;
+        if (p > 0) {
+            s = s > dim ? dim : s;
+            e = e > dim ? dim : e < 0 ? 0 : e;
+        } else {
+            s = s > dim - 1 ? dim - 1 : s;
+            e = e > dim - 1 ? dim - 1 : e;
+        }
+        int64_t m = p > 0 ? (e - s + p - 1) / p : (s - e + (-p) - 1) / (-p);
+        start[a] = s, step[a] = p, len[a] = m > 0 ? m : 0;
+        if (!len[a]) return ox_fail(c, KILN_ERR_UNSUPPORTED, "an empty Slice");
+    }
+    if (x) {
+        int64_t before[KILN_MAX_RANK], after[KILN_MAX_RANK];
+        for (int a = 0; a < r; a++) {
+            if (step[a] != 1) return ox_fail(c, KILN_ERR_UNSUPPORTED, "Slice of a run-time tensor with steps other than 1");
+            before[a] = dims[a] == KILN_BATCH ? 0 : -start[a];
+            after[a] = dims[a] == KILN_BATCH ? 0 : start[a] + len[a] - dims[a];
+        }
+        return ox_set(c, n->output[0], ox_pad(c, x, before, after, 0));
+    }
+    ox_tensor *t = ox_const_new(c, k->is_int, r, len);
+    if (!t) return ir_oom(c->d);
+    int64_t st_[KILN_MAX_RANK], s = 1, idx[KILN_MAX_RANK] = {0};
+    for (int a = r - 1; a >= 0; a--) st_[a] = s, s *= dims[a];
+    for (int64_t e = 0; e < t->n; e++) {
+        int64_t off = 0;
+        for (int a = 0; a < r; a++) off += (start[a] + idx[a] * step[a]) * st_[a];
+        if (k->is_int) t->i[e] = k->i[off]; else t->f[e] = k->f[off];
+        for (int a = r - 1; a >= 0 && ++idx[a] == len[a]; a--) idx[a] = 0;
+    }
+    return ox_set_const(c, n->output[0], t);
+}

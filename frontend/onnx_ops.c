@@ -212,6 +212,8 @@ static kiln_status b_flatten(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
+    kiln_status fst;
+    if (ox_fold(c, n, &fst)) return fst;
     const ox_tensor *s = ox_in_const(c, n, 1);
     ir_node *h = held_nhwc(c, n), *x = h;
     ir_type ht;
@@ -237,7 +239,8 @@ static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
         if (v == -1 && infer < 0) infer = k;
         else if (v == OX_BATCH && !batch) batch = true;
         else if (v < 0) return ox_fail(c, KILN_ERR_INVALID, "bad shape entry %lld", (long long)s->i[k]);
-        else known *= v ? v : 1;
+        else if (v >= IR_MAX_DIM || (known *= v ? v : 1) > IR_MAX_ELEMS) /* (fuzzer find) */
+            return ox_fail(c, KILN_ERR_LIMIT, "shape entry %lld: more than 2^31 elements", (long long)v);
         d[k] = v;
     }
     bool xb = ir_type_batch_axis(xt) >= 0;
@@ -256,6 +259,8 @@ static kiln_status b_reshape(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_transpose(ox_ctx *c, const Onnx__NodeProto *n) {
+    kiln_status fst;
+    if (ox_fold(c, n, &fst)) return fst;
     ir_node *h = held_nhwc(c, n);
     ir_node *x = h ? h : ox_in(c, n, 0);
     if (!x) return KILN_ERR_INVALID;
@@ -442,16 +447,14 @@ static kiln_status b_gather(ox_ctx *c, const Onnx__NodeProto *n) {
 
 static kiln_status b_concat(ox_ctx *c, const Onnx__NodeProto *n) {
     int64_t len = 0;
-    bool is_int = true;
-    for (int k = 0; k < (int)n->n_input; k++) {
+    bool shape = n->n_input > 0;
+    for (int k = 0; k < (int)n->n_input && shape; k++) {
         const ox_tensor *x = ox_in_const(c, n, k);
-        if (!x || x->rank != 1)
-            return ox_fail(c, KILN_ERR_UNSUPPORTED, "Concat only of 1-D constants (shape arithmetic)");
-        len += x->n;
-        is_int = x->is_int;
+        shape = x && x->rank == 1 && x->is_int;
+        if (shape) len += x->n;
     }
-    if (!is_int || len > KILN_MAX_RANK * 64)
-        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Concat only of 1-D int constants (shape arithmetic)");
+    /* Shape arithmetic is folded; anything else is computed at run time. */
+    if (!shape || len > KILN_MAX_RANK * 64) return ox_concat_run(c, n);
     ox_tensor *t = ox_const_new(c, true, 1, &len);
     if (!t) return ir_oom(c->d);
     int64_t at = 0;
@@ -465,6 +468,8 @@ static kiln_status b_concat(ox_ctx *c, const Onnx__NodeProto *n) {
 }
 
 static kiln_status b_cast(ox_ctx *c, const Onnx__NodeProto *n) {
+    kiln_status fst;
+    if (ox_fold(c, n, &fst)) return fst;
     int64_t to = ox_attr_i(n, "to", 0);
     if (!strcmp(n->op_type, "CastLike")) {
         ir_node *like = ox_in(c, n, 1);
@@ -637,7 +642,7 @@ static const ox_op g_ops[] = {
     {"Conv", 1, LAST, ox_b_conv},        {"MaxPool", 1, LAST, ox_b_pool},
     {"AveragePool", 1, LAST, ox_b_pool}, {"GlobalAveragePool", 1, LAST, ox_b_global_pool},
     {"GlobalMaxPool", 1, LAST, ox_b_global_pool}, {"BatchNormalization", 1, LAST, ox_b_batch_norm},
-    {"Pad", 1, LAST, ox_b_pad},
+    {"Pad", 1, LAST, ox_b_pad},          {"Slice", 1, LAST, ox_b_slice},
 };
 
 ox_build_fn ox_op_find(const char *op_type, int64_t opset, const char **why) {

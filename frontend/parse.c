@@ -155,7 +155,7 @@ static kiln_status list(parser *p, fe_expr *e) {
     return close_bracket(p, ']', '[', open_line, "',' or ']'");
 }
 
-/* value -> NAME | call | ['-'] NUMBER | list */
+/* value -> NAME | call | ['-'] NUMBER | STRING | list */
 static kiln_status value_body(parser *p, fe_expr **out) {
     kiln_status st;
     fe_expr *e;
@@ -175,6 +175,14 @@ static kiln_status value_body(parser *p, fe_expr **out) {
         e->is_int = p->tok.is_int;
         e->ival = neg ? -p->tok.ival : p->tok.ival;
         e->num = neg ? -p->tok.num : p->tok.num;
+        return next(p);
+    }
+    case FE_TK_STRING: {
+        if (!(e = *out = new_expr(p, FE_E_STRING))) return KILN_ERR_NOMEM;
+        char *v = ir_arena_alloc(&p->ast->arena, p->tok.len);
+        if (!v) return ir_oom(p->d);
+        fe_string_value(&p->tok, v);
+        e->name = v;
         return next(p);
     }
     case '[':

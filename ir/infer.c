@@ -450,3 +450,44 @@ bool ir_region_needs_split(const ir_node *n) {
     }
     return false;
 }
+
+kiln_status infer_pad(ir_node *n, kiln_diag *d) {
+    kiln_status st = need_not_void(n, d);
+    if (st) return st;
+    const ir_type *x = ty(n, 0);
+    const int64_t *bf, *af;
+    int nb = ir_attr_ints(n, "before", &bf), na = ir_attr_ints(n, "after", &af);
+    if (nb != x->rank || na != x->rank)
+        return ir_error(d, KILN_ERR_SHAPE, n->loc,
+                        "pad: 'before' and 'after' need %d counts each (the operand's rank), got "
+                        "%d and %d",
+                        x->rank, nb, na);
+    double v = ir_attr_f(n, "value");
+    bool fits = x->dtype == IR_I32 ? v >= -2147483648.0 && v <= 2147483647.0 && v == (double)(int32_t)v
+                                   : v - v != 0 /* Inf, NaN */ ||
+                                         (v <= 3.4028234663852886e38 && v >= -3.4028234663852886e38);
+    if (!fits)
+        return ir_error(d, KILN_ERR_SHAPE, n->loc, "pad: the value %g does not fit the operand's %s", v,
+                        ir_dtype_name((ir_dtype)x->dtype));
+    int64_t dims[KILN_MAX_RANK], elems = 1;
+    for (int a = 0; a < x->rank; a++) {
+        int64_t xd = x->dims[a];
+        if (xd == KILN_BATCH) {
+            if (bf[a] || af[a])
+                return ir_error(d, KILN_ERR_SHAPE, n->loc, "pad: the batch axis %d cannot be padded", a);
+            dims[a] = KILN_BATCH;
+            continue;
+        }
+        if (bf[a] <= -IR_MAX_DIM || af[a] <= -IR_MAX_DIM || bf[a] >= IR_MAX_DIM ||
+            af[a] >= IR_MAX_DIM || xd + bf[a] + af[a] < 1 || xd + bf[a] + af[a] >= IR_MAX_DIM)
+            return ir_error(d, KILN_ERR_SHAPE, n->loc,
+                            "pad: axis %d of %lld padded by %lld and %lld is out of range", a,
+                            (long long)xd, (long long)bf[a], (long long)af[a]);
+        dims[a] = xd + bf[a] + af[a];
+        if (elems > IR_MAX_ELEMS / dims[a])
+            return ir_error(d, KILN_ERR_LIMIT, n->loc, "pad: the result has more than 2^31 elements");
+        elems *= dims[a];
+    }
+    n->type = ir_type_make((ir_dtype)x->dtype, x->rank, dims);
+    return KILN_OK;
+}

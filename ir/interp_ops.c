@@ -494,3 +494,43 @@ kiln_status k_assign(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_t
 kiln_status k_fused(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     return ir_interp_region(ip, n, out, in);
 }
+
+/* ------------------------------------------------------------------- pad */
+
+kiln_status k_pad(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
+    const ir_type *x = &in->type;
+    int r = x->rank;
+    int64_t xstride[KILN_MAX_RANK], s = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        xstride[a] = s;
+        s *= x->dims[a];
+    }
+    const int64_t *bf;
+    ir_attr_ints(n, "before", &bf);
+    double v = ir_attr_f(n, "value");
+    uint32_t fill;
+    float fv = (float)v;
+    int32_t iv = (int32_t)v;
+    if (x->dtype == IR_F32)
+        memcpy(&fill, &fv, 4);
+    else
+        memcpy(&fill, &iv, 4);
+    int64_t total = ir_type_numel(&out->type, 1), idx[KILN_MAX_RANK] = {0};
+    const uint32_t *src = in->data;
+    uint32_t *dst = out->data;
+    for (int64_t e = 0; e < total; e++) {
+        int64_t off = 0;
+        bool inside = true;
+        for (int a = 0; a < r && inside; a++) {
+            int64_t p = idx[a] - bf[a];
+            inside = p >= 0 && p < x->dims[a];
+            off += p * xstride[a];
+        }
+        dst[e] = inside ? src[off] : fill;
+        for (int a = r - 1; a >= 0; a--) {
+            if (++idx[a] < out->type.dims[a]) break;
+            idx[a] = 0;
+        }
+    }
+    return KILN_OK;
+}

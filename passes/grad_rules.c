@@ -365,6 +365,19 @@ RULE(grad_transpose) { /* transpose back with the inverse permutation */
     return b->status;
 }
 
+RULE(grad_pad) { /* crop what was padded (the counts negated), pad what was cropped */
+    const int64_t *bf, *af;
+    int r = ir_attr_ints(n, "before", &bf);
+    ir_attr_ints(n, "after", &af);
+    int64_t nb[KILN_MAX_RANK], na[KILN_MAX_RANK];
+    for (int i = 0; i < r; i++) nb[i] = -bf[i], na[i] = -af[i];
+    ir_attrs a = ir_attrs_default(IR_OP_pad);
+    ir_attrs_set_ints(&a, "before", r, nb);
+    ir_attrs_set_ints(&a, "after", r, na);
+    dx[0] = ir_b_op(b, IR_OP_pad, 1, &dy, &a);
+    return b->status;
+}
+
 /* ------------------------------------------------------------------ losses
  * Each loss is a mean: over the rows (every axis but the last, the classes)
  * for the cross-entropies and nll, over every element for mse and bce. */

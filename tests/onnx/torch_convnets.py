@@ -10,6 +10,9 @@ OUT_DIR/NAME.onnx and OUT_DIR/NAME.npy (PyTorch's outputs on x) for
            Dropout(0.5), Linear(1600,10), softmax
   bnnet    Conv(1,8,3,pad 1) + BatchNorm (trained statistics) + relu,
            Conv(8,8,3,stride 2,pad 1), GlobalAveragePool, Linear(8,10)
+  catnet   two Conv branches (3x3 pad 1, 5x5 pad 2) + relu, torch.cat on the
+           channels (a run-time Concat), F.pad (1, 2, 0, 1) with 0.5 (a real
+           Pad), Conv(8,4,3), GlobalAveragePool, Linear(4,10)
 All with a dynamic batch, opset 13."""
 import sys
 
@@ -66,9 +69,25 @@ class BNNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class CatNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(1, 4, 5, padding=2)
+        self.c = nn.Conv2d(8, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1)
+        h = nn.functional.pad(h, (1, 2, 0, 1), value=0.5)
+        h = nn.functional.adaptive_avg_pool2d(self.c(h), 1)
+        return self.fc(torch.flatten(h, 1))
+
+
 x = torch.rand(50, 1, 28, 28)
 np.save(f"{out}/x.npy", x.numpy())
-for name, model in [("lenet", LeNet()), ("convnet", ConvNet()), ("bnnet", BNNet())]:
+for name, model in [("lenet", LeNet()), ("convnet", ConvNet()), ("bnnet", BNNet()),
+                    ("catnet", CatNet())]:
     if name == "bnnet":  # moving statistics that are not the initial 0 and 1
         model.train()
         with torch.no_grad():

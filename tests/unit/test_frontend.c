@@ -678,6 +678,29 @@ static const struct {
      "t.kiln:2:7: error: 'x' is already defined at line 1\n"
      "    label x : f32[?, 3]\n"
      "          ^\n"},
+    /* strings: the onnx layer's file and names */
+    {M2 "p = onnx(x, \"a\\qb.onnx\")\noutput p\n", KILN_ERR_PARSE,
+     "t.kiln:3:15: error: unknown escape in a string (only \\\" and \\\\ are escapes)\n"
+     "    p = onnx(x, \"a\\qb.onnx\")\n"
+     "                  ^\n"},
+    {M2 "p = onnx(x, \"b.onnx)\noutput p\n", KILN_ERR_PARSE,
+     "t.kiln:3:13: error: unterminated string: a string ends with '\"' on its line\n"
+     "    p = onnx(x, \"b.onnx)\n"
+     "                ^\n"},
+    {M2 "p = onnx(x, \"no such \\\"dir\\\\/m.onnx\")\noutput p\n", KILN_ERR_IO,
+     "t.kiln:3:13: error: cannot read ONNX file 'no such \"dir\\/m.onnx': No such file or "
+     "directory\n"
+     "    p = onnx(x, \"no such \\\"dir\\\\/m.onnx\")\n"
+     "                ^\n"},
+    {M2 "p = onnx(x, b)\noutput p\n", KILN_ERR_INVALID,
+     "t.kiln:3:13: error: 'file' must be a string such as \"model.onnx\", got 'b'\n"
+     "    p = onnx(x, b)\n"
+     "                ^\n"},
+    /* 60 */
+    {M2 "p = dense(x, \"3\")\noutput p\n", KILN_ERR_INVALID,
+     "t.kiln:3:14: error: 'units' must be an integer, got \"3\"\n"
+     "    p = dense(x, \"3\")\n"
+     "                 ^\n"},
 };
 
 START_TEST(test_error_messages) {

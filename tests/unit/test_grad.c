@@ -301,6 +301,15 @@ static kiln_value dense(kiln_func *f, kiln_value x, kiln_value w, kiln_value bia
     return internal_op(f, IR_OP_dense, 3, in, &a);
 }
 
+/* pad(x) by before/after counts (negative: crops), on an [?, 3, 4] operand. */
+static kiln_value pad(kiln_func *f, kiln_value x, const int64_t *bf, const int64_t *af) {
+    ir_attrs a = ir_attrs_default(IR_OP_pad);
+    ir_attrs_set_ints(&a, "before", 3, bf);
+    ir_attrs_set_ints(&a, "after", 3, af);
+    ir_attrs_set_f(&a, "value", 0.5);
+    return internal_op(f, IR_OP_pad, 1, &x, &a);
+}
+
 /* conv2d(x, kernel, bias) with strides s, dilation dl, padding (1: same). */
 static kiln_value conv(kiln_func *f, const kiln_value *x, int s, int dl, int same, int act) {
     ir_attrs a = tu_attrs1(IR_OP_conv2d, "activation", tu_act_op(act));
@@ -447,6 +456,8 @@ BUILD(b_dense_leaky_neg, dense(f, x[0], x[1], x[2], KILN_ACT_LEAKY_RELU, -0.5))
 BUILD(b_dense_sigmoid, dense(f, x[0], x[1], x[2], KILN_ACT_SIGMOID, 0))
 BUILD(b_dense_tanh, dense(f, x[0], x[1], x[2], KILN_ACT_TANH, 0))
 BUILD(b_sce, softmax_ce(f, x[0], x[1]))
+BUILD(b_pad, pad(f, x[0], (const int64_t[]){0, 1, 2}, (const int64_t[]){0, 2, 0}))
+BUILD(b_pad_crop, pad(f, x[0], (const int64_t[]){0, -1, 1}, (const int64_t[]){0, 1, -2}))
 BUILD(b_conv_valid_relu, conv(f, x, 1, 1, 0, KILN_ACT_RELU))
 BUILD(b_conv_same_s2, conv(f, x, 2, 1, 1, KILN_ACT_NONE))
 BUILD(b_conv_same_s1, conv(f, x, 1, 1, 1, KILN_ACT_NONE))
@@ -660,6 +671,8 @@ static const gcase g_cases[] = {
     /* relu's derivative inside max pooling's gradient (relu_mask) */
     {"conv2d", "relu, then 2x2 max pooling", b_conv_relu_maxpool, 3,
      {F_(G_ANY, 4, Q, 6, 6, 2), F_(G_ANY, 4, 3, 3, 2, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
+    {"pad", "[?,3,4] padded", b_pad, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    {"pad", "[?,3,4] padded and cropped", b_pad_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
 };
 /* clang-format on */
 

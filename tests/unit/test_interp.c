@@ -438,6 +438,12 @@ static const icase g_cases[] = {
     {.op = IR_OP_conv2d_grad_bias, "conv2d_grad_bias, batch 2",
      F1("conv2d_grad_bias(%x)", "f32[?,1,2,2]", "f32[2]"), 2, {V(1, 2, 3, 4, 5, 6, 7, -8)},
      {V(16, 4)}},
+    /* x = [[1, 2, 3], [4, 5, 6]]: one 9 ahead of each row, the last column cropped */
+    {.op = IR_OP_pad, "pad and crop", F1("pad(%x) {before=[0,1], after=[0,-1], value=9}", "f32[?,3]", "f32[?,3]"),
+     2, {V(1, 2, 3, 4, 5, 6)}, {V(9, 1, 2, 9, 4, 5)}},
+    /* a row of -1 above, two columns of -1 right of a [2, 2] */
+    {.op = IR_OP_pad, "pad rank 2", F1("pad(%x) {before=[1,0], after=[0,2], value=-1}", "f32[2,2]", "f32[3,4]"),
+     1, {V(1, 2, 3, 4)}, {V(-1, -1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1)}},
 };
 /* clang-format on */
 /* ----------------------------------------------------------- the runner */
