@@ -841,7 +841,7 @@ START_TEST(data_forged_entries_are_reread) {
     if (how == D_FLIP_DATA) {
         buf[len - 1000] ^= 0x01; /* one bit of one value: only the checksum tells */
     } else if (how == D_FLIP_DIM) {
-        buf[64 + 7] = DATA_COLS & 0xff; /* 600x1000 -> 1000x1000: too short */
+        buf[64 + 7] = (char)(DATA_COLS & 0xff); /* 600x1000 -> 1000x1000: too short */
         buf[64 + 6] = DATA_COLS >> 8;
     } else if (how == D_TRUNCATE) {
         len -= 4096;
