@@ -121,6 +121,8 @@ void cg_memset0(cg_ctx *c, LLVMValueRef dst, LLVMValueRef bytes);
 /* Number of elements of `t` with the kernel's batch. */
 LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t);
 LLVMValueRef cg_dim(cg_ctx *c, int64_t dim); /* a dim, '?' -> batch */
+/* stride[a] of `t` laid out row-major, in elements ('?' -> batch). */
+void cg_row_major_strides(cg_ctx *c, const ir_type *t, LLVMValueRef *stride);
 
 /* Counted loops: for (i = start; i < end; i += step). Blocks created in
  * the current function; the builder is left in the body. Loop-carried values

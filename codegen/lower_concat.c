@@ -11,11 +11,8 @@ kiln_status lower_pad(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMV
     int r = x->rank;
     LLVMTypeRef et = cg_elem_type(c, x->dtype);
     LLVMValueRef xp = cg_cast_ptr(c, in[0], et), yp = cg_cast_ptr(c, out, et);
-    LLVMValueRef xstride[KILN_MAX_RANK], s = cg_i64(c, 1);
-    for (int a = r - 1; a >= 0; a--) {
-        xstride[a] = s;
-        s = LLVMBuildNSWMul(c->b, s, cg_dim(c, x->dims[a]), "");
-    }
+    LLVMValueRef xstride[KILN_MAX_RANK];
+    cg_row_major_strides(c, x, xstride);
     const int64_t *bf, *af;
     ir_attr_ints(n, "before", &bf);
     ir_attr_ints(n, "after", &af);

@@ -259,6 +259,16 @@ static bool task_noalias(cg_ctx *c, const LLVMValueRef *ptrs, int np, int i) {
     return false;
 }
 
+/* An internal function of the module with a kernel's function attributes. */
+static LLVMValueRef internal_fn(cg_ctx *c, const char *name, LLVMTypeRef ty) {
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, ty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    cg_kernel_plan none;
+    memset(&none, 0, sizeof none);
+    cg_kernel_attrs(c, fn, &none);
+    return fn;
+}
+
 /* Emits the task's context (batch and ptrs[0..np)) at the builder, then
  * opens the task's body, leaving the builder in it. */
 static void task_begin(cg_ctx *c, task *k, int64_t images, int np, const LLVMValueRef *ptrs) {
@@ -276,12 +286,7 @@ static void task_begin(cg_ctx *c, task *k, int64_t images, int np, const LLVMVal
     LLVMTypeRef pt[2 + TASK_PTRS] = {c->t_i64, c->t_i64};
     LLVMTypeRef f32p = LLVMPointerType(c->t_f32, 0);
     for (int i = 0; i < np; i++) pt[2 + i] = f32p;
-    k->fn = LLVMAddFunction(c->mod, "kiln.task.body",
-                            LLVMFunctionType(c->t_void, pt, (unsigned)(2 + np), 0));
-    LLVMSetLinkage(k->fn, LLVMInternalLinkage);
-    cg_kernel_plan none;
-    memset(&none, 0, sizeof none);
-    cg_kernel_attrs(c, k->fn, &none);
+    k->fn = internal_fn(c, "kiln.task.body", LLVMFunctionType(c->t_void, pt, (unsigned)(2 + np), 0));
     for (int i = 0; i < np; i++) {
         if (task_noalias(c, ptrs, np, i)) cg_add_attr(c, k->fn, (unsigned)(3 + i), "noalias");
         cg_add_attr(c, k->fn, (unsigned)(3 + i), "nocapture");
@@ -313,11 +318,7 @@ static void task_end(cg_ctx *c, task *k) {
 
     LLVMTypeRef wt[2] = {c->t_i8p, c->t_i64};
     LLVMTypeRef wty = LLVMFunctionType(c->t_void, wt, 2, 0);
-    LLVMValueRef w = LLVMAddFunction(c->mod, "kiln.task", wty);
-    LLVMSetLinkage(w, LLVMInternalLinkage);
-    cg_kernel_plan none;
-    memset(&none, 0, sizeof none);
-    cg_kernel_attrs(c, w, &none);
+    LLVMValueRef w = internal_fn(c, "kiln.task", wty);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, w, "entry"));
     LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(w, 0), LLVMPointerType(k->st, 0), "");
     LLVMValueRef args[2 + TASK_PTRS];

@@ -151,6 +151,14 @@ LLVMValueRef cg_numel(cg_ctx *c, const ir_type *t) {
     return n;
 }
 
+void cg_row_major_strides(cg_ctx *c, const ir_type *t, LLVMValueRef *stride) {
+    LLVMValueRef s = cg_i64(c, 1);
+    for (int a = t->rank - 1; a >= 0; a--) {
+        stride[a] = s;
+        s = LLVMBuildNSWMul(c->b, s, cg_dim(c, t->dims[a]), "");
+    }
+}
+
 /* ---------------------------------------------------------------- loops */
 
 LLVMValueRef cg_loop_begin(cg_ctx *c, cg_loop *l, LLVMValueRef start, LLVMValueRef end,

@@ -308,14 +308,20 @@ kiln_status k_reshape(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_
     return KILN_OK;
 }
 
+/* stride[a] of `t` (its batch already in dims) laid out row-major. */
+static void row_major_strides(const ir_type *t, int64_t *stride) {
+    int64_t s = 1;
+    for (int a = t->rank - 1; a >= 0; a--) {
+        stride[a] = s;
+        s *= t->dims[a];
+    }
+}
+
 kiln_status k_transpose(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     const ir_type *x = &in->type;
     int r = x->rank;
-    int64_t xstride[KILN_MAX_RANK], s = 1;
-    for (int a = r - 1; a >= 0; a--) {
-        xstride[a] = s;
-        s *= x->dims[a];
-    }
+    int64_t xstride[KILN_MAX_RANK];
+    row_major_strides(x, xstride);
     const int64_t *perm;
     ir_attr_ints(n, "perm", &perm);
     int64_t total = ir_type_numel(&out->type, 1), idx[KILN_MAX_RANK] = {0};
@@ -500,11 +506,8 @@ kiln_status k_fused(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_te
 kiln_status k_pad(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     const ir_type *x = &in->type;
     int r = x->rank;
-    int64_t xstride[KILN_MAX_RANK], s = 1;
-    for (int a = r - 1; a >= 0; a--) {
-        xstride[a] = s;
-        s *= x->dims[a];
-    }
+    int64_t xstride[KILN_MAX_RANK];
+    row_major_strides(x, xstride);
     const int64_t *bf;
     ir_attr_ints(n, "before", &bf);
     double v = ir_attr_f(n, "value");
