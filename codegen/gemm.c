@@ -36,6 +36,9 @@ typedef struct gemm_gen {
     /* The tile being emitted: NULL when all its rows are C's, else how many
      * are (1..MR-1, at run time; the last tile of the rows). */
     LLVMValueRef rows;
+    /* The small-M path (M <= MR): the kernel reads B [K,N] in place, no
+     * packing (a panel is used by one tile only). */
+    bool direct;
     /* Whether the panel's columns are all of C's (COLS_FULL), fewer
      * (COLS_PART: masked), or either, told at run time (COLS_ANY, N dynamic). */
     enum { COLS_FULL, COLS_PART, COLS_ANY } cols;
@@ -171,6 +174,55 @@ static void pack_rows(gemm_gen *q, bool part, void *ctx) {
     cg_loop_end(c, &l, NULL);
 }
 
+/* One stage of a W x W transpose in registers on the vectors a = x[e] and
+ * b = x[e + d] (e's bit d clear): swaps bit d of the vector index with bit
+ * d of the lane index. */
+static void butterfly(gemm_gen *q, int d, LLVMValueRef a, LLVMValueRef b, LLVMValueRef *lo,
+                      LLVMValueRef *hi) {
+    cg_ctx *c = q->c;
+    int W = q->W;
+    LLVMValueRef ml[16], mh[16];
+    for (int l = 0; l < W; l++) {
+        ml[l] = cg_i32(c, (l & d) ? W + l - d : l);
+        mh[l] = cg_i32(c, (l & d) ? W + l : l + d);
+    }
+    *lo = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(ml, (unsigned)W), "");
+    *hi = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(mh, (unsigned)W), "");
+}
+
+/* The W x W block x[0..W-1] transposed (x[e] lane l becomes x[l] lane e):
+ * log2 W stages of two-input shuffles. */
+static void transpose_block(gemm_gen *q, LLVMValueRef *x) {
+    int W = q->W;
+    for (int d = 1; d < W; d *= 2) {
+        for (int e = 0; e < W; e++) {
+            if (e & d) continue;
+            butterfly(q, d, x[e], x[e | d], &x[e], &x[e | d]);
+        }
+    }
+}
+
+/* Columns v*W .. v*W+W-1 of the panel, K rows k .. k+W-1 of the block, from
+ * transposed B: W row loads (rows past nc read row nc-1, kmask: the lanes
+ * below kc - k, or NULL for all), one transpose, W aligned stores (zero
+ * beyond nc when cmask; rows past kc store zeros the kernel never reads). */
+static void pack_t_block(gemm_gen *q, const LLVMValueRef *rowoff, LLVMValueRef k, int v,
+                         LLVMValueRef kmask, LLVMValueRef cmask) {
+    cg_ctx *c = q->c;
+    LLVMValueRef x[16];
+    for (int e = 0; e < q->W; e++) {
+        LLVMValueRef idx = add(q, rowoff[e], k);
+        x[e] = kmask ? loadv_masked(q, q->B, idx, kmask) : loadv(q, q->B, idx, 4);
+    }
+    transpose_block(q, x);
+    for (int l = 0; l < q->W; l++) {
+        LLVMValueRef y = cmask ? LLVMBuildSelect(c->b, cmask, x[l], cg_fc(c, q->vt, 0.0), "") : x[l];
+        LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, l)), cg_i64(c, q->NR)),
+                               cg_i64(c, v * q->W));
+        storev(q, y, q->buf, dst, 32);
+    }
+}
+
 /* buf[k*NR + j] = op(B)[kb+k, jp+j] for k < kc, j < NR; zero for j >= nc. */
 static void emit_pack(gemm_gen *q) {
     cg_ctx *c = q->c;
@@ -179,48 +231,36 @@ static void emit_pack(gemm_gen *q) {
         return;
     }
     /* Transposed B [N,K]: column j of the panel is row jp+j of B,
-     * contiguous in k; W of its elements per vector load, stored to W rows
-     * of the buffer. Columns beyond nc are zero. */
-    cg_loop lj;
-    LLVMValueRef j = cg_loop_begin(c, &lj, cg_i64(c, 0), cg_i64(c, q->NR), 1);
-    LLVMBasicBlockRef b_col = block(q, "pack.col"), b_zero = block(q, "pack.zero"),
-                      b_next = block(q, "pack.next");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, j, q->nc, ""), b_col, b_zero);
-    LLVMPositionBuilderAtEnd(c->b, b_col);
-    LLVMValueRef row = add(q, mul(q, add(q, q->jp, j), q->ldb), q->kb);
+     * contiguous in k. W x W blocks: W rows' vectors transposed in
+     * registers into W rows of the buffer; the K rest (kc mod W) one more
+     * block with masked loads. With columns past nc (not COLS_FULL), their
+     * loads read row nc-1 and their lanes are stored as zeros. */
+    bool part = q->cols != COLS_FULL;
     LLVMValueRef kv = LLVMBuildAnd(c->b, q->kc, cg_i64(c, ~(long long)(q->W - 1)), "");
-    {
+    LLVMValueRef has_rest = LLVMBuildICmp(c->b, LLVMIntSLT, kv, q->kc, "");
+    LLVMValueRef kmask = lane_mask(q, LLVMBuildNSWSub(c->b, q->kc, kv, ""));
+    LLVMValueRef lastcol = LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, 1), "");
+    for (int v = 0; v < q->NV; v++) {
+        LLVMValueRef rowoff[16];
+        for (int e = 0; e < q->W; e++) {
+            LLVMValueRef j = cg_i64(c, v * q->W + e);
+            if (part) j = imin(q, j, lastcol);
+            rowoff[e] = add(q, mul(q, add(q, q->jp, j), q->ldb), q->kb);
+        }
+        LLVMValueRef cmask =
+            part ? lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), "")) : NULL;
         cg_loop lk;
         LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
-        LLVMValueRef x = loadv(q, q->B, add(q, row, k), 4);
-        for (int e = 0; e < q->W; e++) {
-            LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, e)), cg_i64(c, q->NR)), j);
-            cg_store(c, LLVMBuildExtractElement(c->b, x, cg_i32(c, e), ""), q->buf, dst);
-        }
+        pack_t_block(q, rowoff, k, v, NULL, cmask);
         lk.hints = GEMM_LOOP_HINTS;
         cg_loop_end(c, &lk, NULL);
+        LLVMBasicBlockRef b_rest = block(q, "pack.rest"), b_next = block(q, "pack.next");
+        LLVMBuildCondBr(c->b, has_rest, b_rest, b_next);
+        LLVMPositionBuilderAtEnd(c->b, b_rest);
+        pack_t_block(q, rowoff, kv, v, kmask, cmask);
+        LLVMBuildBr(c->b, b_next);
+        LLVMPositionBuilderAtEnd(c->b, b_next);
     }
-    {
-        cg_loop lk;
-        LLVMValueRef k = cg_loop_begin(c, &lk, kv, q->kc, 1);
-        LLVMValueRef dst = add(q, mul(q, k, cg_i64(c, q->NR)), j);
-        cg_store(c, cg_load(c, c->t_f32, q->B, add(q, row, k)), q->buf, dst);
-        lk.hints = GEMM_LOOP_HINTS;
-        cg_loop_end(c, &lk, NULL);
-    }
-    LLVMBuildBr(c->b, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_zero);
-    {
-        cg_loop lk;
-        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), q->kc, 1);
-        cg_store(c, LLVMConstReal(c->t_f32, 0.0), q->buf, add(q, mul(q, k, cg_i64(c, q->NR)), j));
-        lk.hints = GEMM_LOOP_HINTS;
-        cg_loop_end(c, &lk, NULL);
-    }
-    LLVMBuildBr(c->b, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_next);
-    lj.hints = GEMM_LOOP_HINTS;
-    cg_loop_end(c, &lj, NULL);
 }
 
 /* ------------------------------------------------------- micro-kernel */
@@ -354,13 +394,26 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
         LLVMValueRef dr = LLVMBuildNSWSub(c->b, tile_row(q, i, r), i, "");
         roff[r] = g->ta ? dr : mul(q, dr, q->lda);
     }
+    LLVMValueRef bmask[4] = {0};
+    for (int v = 0; v < q->NV && q->direct && q->cols != COLS_FULL; v++)
+        bmask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
     cg_loop l;
     LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) acc[r][v] = cg_loop_phi(c, &l, cg_fc(c, q->vt, 0.0));
     LLVMValueRef b[4];
-    LLVMValueRef brow = mul(q, k, cg_i64(c, q->NR));
-    for (int v = 0; v < q->NV; v++) b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
+    if (q->direct) {
+        /* Row kb+k of B, columns jp.., masked past nc. */
+        LLVMValueRef brow = add(q, mul(q, add(q, q->kb, k), q->ldb), q->jp);
+        for (int v = 0; v < q->NV; v++) {
+            LLVMValueRef idx = add(q, brow, cg_i64(c, v * q->W));
+            b[v] = bmask[v] ? loadv_masked(q, q->B, idx, bmask[v]) : loadv(q, q->B, idx, 4);
+        }
+    } else {
+        LLVMValueRef brow = mul(q, k, cg_i64(c, q->NR));
+        for (int v = 0; v < q->NV; v++)
+            b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
+    }
     LLVMValueRef arow = g->ta ? add(q, abase, mul(q, k, q->lda)) : add(q, abase, k);
     for (int r = 0; r < mr; r++) {
         LLVMValueRef aidx = add(q, arow, roff[r]);
@@ -404,19 +457,112 @@ static void emit_rows(gemm_gen *q) {
     LLVMPositionBuilderAtEnd(c->b, b_next);
 }
 
-/* One panel of columns (q->jp, q->nc): its K blocks, each packed, then
- * every row of C. */
-static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
+/* The sums of W vectors x[e], reduced: lane e of the result is the sum of
+ * x[e]'s lanes. The stages of transpose_block, each pair summed at once
+ * (the later stages are the same shuffles on the sums). */
+static LLVMValueRef reduce_block(gemm_gen *q, LLVMValueRef *x) {
+    for (int d = 1; d < q->W; d *= 2)
+        for (int e = 0; e < q->W; e += 2 * d) {
+            LLVMValueRef lo, hi;
+            butterfly(q, d, x[e], x[e + d], &lo, &hi);
+            x[e] = LLVMBuildFAdd(q->c->b, lo, hi, "");
+        }
+    return x[0];
+}
+
+/* The small-M path for transposed B [N,K] and row-major A (M <= MR): each
+ * row of C at a time, each of its W-column blocks W dot products along K
+ * (a vector of A's row times one of each B row, W sums per lane), reduced
+ * into one vector; all of K in one pass, then the store and epilogue.
+ * Packing a panel to use it for one row cost more than the product. */
+static void emit_dot(gemm_gen *q) {
+    cg_ctx *c = q->c;
+    q->kb = cg_i64(c, 0);
+    q->kc = q->K;
+    q->first = q->last = LLVMConstInt(c->t_i1, 1, 0);
+    LLVMValueRef kv = LLVMBuildAnd(c->b, q->K, cg_i64(c, ~(long long)(q->W - 1)), "");
+    /* The K rest: masked loads (all lanes off when K is a multiple of W). */
+    LLVMValueRef kmask = lane_mask(q, LLVMBuildNSWSub(c->b, q->K, kv, ""));
+    LLVMValueRef lastcol = LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, 1), "");
+    LLVMValueRef rowoff[4][16];
+    for (int v = 0; v < q->NV; v++)
+        for (int e = 0; e < q->W; e++) {
+            LLVMValueRef j = cg_i64(c, v * q->W + e);
+            if (q->cols != COLS_FULL) j = imin(q, j, lastcol); /* past nc: a copy, not stored */
+            rowoff[v][e] = mul(q, add(q, q->jp, j), q->ldb);
+        }
+    cg_loop li;
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), q->M, 1);
+    LLVMValueRef arow = mul(q, i, q->lda);
+    LLVMValueRef out[1][4];
+    for (int v = 0; v < q->NV; v++) {
+        cg_loop lk;
+        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
+        LLVMValueRef acc[16];
+        for (int e = 0; e < q->W; e++) acc[e] = cg_loop_phi(c, &lk, cg_fc(c, q->vt, 0.0));
+        LLVMValueRef a = loadv(q, q->A, add(q, arow, k), 4);
+        for (int e = 0; e < q->W; e++)
+            acc[e] = cg_fma(c, a, loadv(q, q->B, add(q, rowoff[v][e], k), 4), acc[e]);
+        lk.hints = GEMM_LOOP_HINTS;
+        cg_loop_end(c, &lk, acc);
+        a = loadv_masked(q, q->A, add(q, arow, kv), kmask);
+        for (int e = 0; e < q->W; e++)
+            acc[e] = cg_fma(c, a, loadv_masked(q, q->B, add(q, rowoff[v][e], kv), kmask),
+                            lk.exits[e]);
+        out[0][v] = reduce_block(q, acc);
+    }
+    tile_out t = {1, i, out};
+    by_cols(q, "dot.store", tile_store, &t);
+    li.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &li, NULL);
+}
+
+/* The K blocks of one panel: each packed (unless q->direct), then every
+ * row of C (q->direct: the one tile of M <= MR rows). */
+static void emit_kblocks(gemm_gen *q, LLVMValueRef kblocks_end) {
     cg_ctx *c = q->c;
     cg_loop lk;
     q->kb = cg_loop_begin(c, &lk, cg_i64(c, 0), kblocks_end, GEMM_KC);
     q->kc = imin(q, cg_i64(c, GEMM_KC), LLVMBuildNSWSub(c->b, q->K, q->kb, ""));
     q->first = LLVMBuildICmp(c->b, LLVMIntEQ, q->kb, cg_i64(c, 0), "");
     q->last = LLVMBuildICmp(c->b, LLVMIntSGE, add(q, q->kb, cg_i64(c, GEMM_KC)), q->K, "");
-    emit_pack(q);
-    emit_rows(q);
+    if (q->direct) {
+        q->rows = q->M;
+        emit_tile(q, q->MR, cg_i64(c, 0));
+        q->rows = NULL;
+    } else {
+        emit_pack(q);
+        emit_rows(q);
+    }
     lk.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lk, NULL);
+}
+
+/* One panel of columns (q->jp, q->nc). M <= MR (batch 1, tiny batches):
+ * no packing — B [K,N] read in place by one tile (the same sums in the
+ * same order as packed), transposed B by dot products (emit_dot; with
+ * transposed A too, packed as for larger M). */
+static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
+    cg_ctx *c = q->c;
+    LLVMBasicBlockRef b_small = block(q, "small"), b_big = block(q, "big"),
+                      b_done = block(q, "panel.done");
+    LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLE, q->M, cg_i64(c, q->MR), "");
+    LLVMBuildCondBr(c->b, small, b_small, b_big);
+    LLVMPositionBuilderAtEnd(c->b, b_small);
+    if (q->g->tb && q->g->ta) {
+        emit_kblocks(q, kblocks_end);
+    } else if (q->g->tb) {
+        emit_dot(q);
+    } else {
+        q->direct = true;
+        emit_kblocks(q, kblocks_end);
+        q->direct = false;
+    }
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_big);
+    emit_kblocks(q, kblocks_end);
+    LLVMBuildBr(c->b, b_done);
+    LLVMPositionBuilderAtEnd(c->b, b_done);
 }
 
 /* ------------------------------------------------------------ function */

@@ -1,7 +1,7 @@
 /*
  * test_gemm.c — Kiln's GEMM kernels (codegen/gemm.c) against a naive
  * double-precision product: every transpose, ragged M, N, K (1 to 300, and
- * past one K block), each vector width (4: portable, 8: AVX2, 16: AVX-512),
+ * past one K block; M <= 6, the no-packing paths, with each), each vector width (4: portable, 8: AVX2, 16: AVX-512),
  * the fused dense epilogue (bias and each activation), dynamic M and K;
  * on 1 and 2 threads of Kiln's pool, bit-identical.
  */
@@ -22,7 +22,12 @@ typedef struct shape {
 /* Fixed corners, then seeded random sizes in [1, 300]. */
 static const shape g_fixed[] = {{1, 1, 1},    {1, 300, 7},   {7, 1, 300},  {5, 17, 3},
                                 {13, 33, 65}, {128, 10, 64}, {6, 16, 8},   {300, 300, 300},
-                                {37, 45, 1100}};
+                                {37, 45, 1100},
+                                /* M <= MR (6): B read in place, transposed B by dot
+                                 * products; K past one block, K mod W != 0, columns
+                                 * full, one masked panel, or masked at run time */
+                                {1, 64, 1100}, {4, 45, 1100}, {6, 20, 37},   {2, 96, 13},
+                                {3, 7, 512},   {1, 130, 784}};
 enum { N_FIXED = sizeof g_fixed / sizeof g_fixed[0], N_RANDOM = 7 };
 
 static shape shape_at(int i) {
