@@ -7,7 +7,8 @@
  *
  * Each GEMM is one Kiln function holding one matmul (the shapes of
  * bench_gemm_floor.c: forward Y = X.W, weight gradient dW = X^T.dY, input
- * gradient dX = dY.W^T), compiled three ways: --gemm openblas, --gemm kiln
+ * gradient dX = dY.W^T; and, not counted in the step, the forward GEMMs
+ * with transposed B as an MLP exported by PyTorch has them), compiled three ways: --gemm openblas, --gemm kiln
  * at the width Kiln picks for this host, and kiln forced to 8 lanes
  * (AVX2, the reference machine's width). Timing as bench_gemm_floor:
  * warm-up, then samples of back-to-back calls lasting >= 2 ms; the median.
@@ -85,8 +86,12 @@ static const shape g_shapes[] = {
     {"fwd 64x10", 0, 0, -1, 10, 64},     {"dW 784x128", 1, 0, 784, 128, -1},
     {"dW 128x64", 1, 0, 128, 64, -1},    {"dW 64x10", 1, 0, 64, 10, -1},
     {"dX 64->128", 0, 1, -1, 128, 64},   {"dX 10->64", 0, 1, -1, 64, 10},
+    /* Not of the step: the forward GEMMs of the same MLP exported by
+     * PyTorch (Linear weights [out, in], so transposed B). */
+    {"fwdT 784x128", 0, 1, -1, 128, 784}, {"fwdT 128x64", 0, 1, -1, 64, 128},
+    {"fwdT 64x10", 0, 1, -1, 10, 64},
 };
-enum { N_SHAPES = sizeof g_shapes / sizeof g_shapes[0] };
+enum { N_SHAPES = sizeof g_shapes / sizeof g_shapes[0], N_STEP = 8 };
 
 static void dim(char *s, size_t n, int d) {
     if (d < 0)
@@ -210,8 +215,8 @@ int main(int argc, char **argv) {
     if (p16 > 0) printf(", %.1f GFLOP/s (16 lanes)", p16);
     printf("\nbatch %lld, GFLOP/s (%% of the 8-lane peak), median of %d samples\n",
            (long long)batch, samples);
-    printf("%-12s %5s %5s %5s | %15s | %15s | %15s\n", "gemm", "M", "N", "K", "openblas",
-           "kiln (auto)", "kiln 8-wide");
+    printf("%-12s %5s %5s %5s | %15s | %15s | %15s | %s\n", "gemm", "M", "N", "K", "openblas",
+           "kiln (auto)", "kiln 8-wide", "us per call (same order)");
     double sum[3] = {0, 0, 0};
     for (int i = 0; i < N_SHAPES; i++) {
         const shape *s = &g_shapes[i];
@@ -221,9 +226,9 @@ int main(int argc, char **argv) {
         printf("%-12s %5lld %5lld %5lld", s->name, (long long)M, (long long)N, (long long)K);
         for (int b = 0; b < 3; b++) {
             printf(" | %6.1f (%4.0f%%)", fl / t[b], 100 * fl / t[b] / p8);
-            sum[b] += t[b];
+            if (i < N_STEP) sum[b] += t[b];
         }
-        printf("\n");
+        printf(" | %7.2f %7.2f %7.2f\n", t[0] * 1e6, t[1] * 1e6, t[2] * 1e6);
     }
     printf("%-30s | %12.1f us | %12.1f us | %12.1f us\n", "the 8 GEMMs of a step", sum[0] * 1e6,
            sum[1] * 1e6, sum[2] * 1e6);

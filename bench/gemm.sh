@@ -6,7 +6,8 @@
 # 1. bench_gemm: GFLOP/s of each of the 8 GEMMs of the seed step (batch 128)
 #    through Kiln's JIT with --gemm openblas, --gemm kiln (the width Kiln
 #    picks here) and kiln forced to 8 lanes (AVX2, the reference machine),
-#    beside the measured FMA peak of one core.
+#    beside the measured FMA peak of one core; also the forward GEMMs with
+#    transposed B (a PyTorch export's); then all of them at batch 1.
 # 2. Seed epochs (784-128-64-10, Adam, batch 128): median epoch seconds of
 #    `kiln train` with each backend (and kiln at 8 lanes), and PyTorch, in
 #    alternating repetitions on the same data, at --threads N (default 1).
@@ -34,6 +35,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "== GEMMs of the seed step, 1 thread (load $(cut -d' ' -f1 /proc/loadavg))"
 OPENBLAS_NUM_THREADS=1 "$bin/bench_gemm" --samples 21
+echo "== the same GEMMs at batch 1 (M = 1 where M is the batch: transposed B's dot-product path)"
+OPENBLAS_NUM_THREADS=1 "$bin/bench_gemm" --samples 21 --batch 1
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # Median epoch seconds of one `kiln train` run (JSON report).

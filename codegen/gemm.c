@@ -7,7 +7,9 @@
  *          i64 %ldc, float* %bias)
  *
  * ("full": N a multiple of the panel width, so no column masks; "part":
- * N below it, one masked panel; "any": told apart at run time.) M, N and K
+ * N below it, one masked panel; "any": told apart at run time. Transposed
+ * B only: ".msmall" / ".mbig" when M is a constant <= / > MR, so one path
+ * of emit_panel, else both.) M, N and K
  * are run-time values: specializing on K and N bought no speed and cost a
  * function per shape in compile time.
  */
@@ -36,12 +38,12 @@ typedef struct gemm_gen {
     /* The tile being emitted: NULL when all its rows are C's, else how many
      * are (1..MR-1, at run time; the last tile of the rows). */
     LLVMValueRef rows;
-    /* The small-M path (M <= MR): the kernel reads B [K,N] in place, no
-     * packing (a panel is used by one tile only). */
-    bool direct;
     /* Whether the panel's columns are all of C's (COLS_FULL), fewer
      * (COLS_PART: masked), or either, told at run time (COLS_ANY, N dynamic). */
     enum { COLS_FULL, COLS_PART, COLS_ANY } cols;
+    /* Which paths of emit_panel the function has: M <= MR (no packing),
+     * M > MR (packed), or both behind a run-time test (M dynamic). */
+    enum { ROWS_ANY, ROWS_SMALL, ROWS_BIG } mrows;
 } gemm_gen;
 
 /* ------------------------------------------------------------- helpers */
@@ -202,28 +204,27 @@ static void transpose_block(gemm_gen *q, LLVMValueRef *x) {
     }
 }
 
-/* Columns v*W .. v*W+W-1 of the panel, K rows k .. k+W-1 of the block, from
- * transposed B: W row loads (rows past nc read row nc-1, kmask: the lanes
- * below kc - k, or NULL for all), one transpose, W aligned stores (zero
- * beyond nc when cmask; rows past kc store zeros the kernel never reads). */
-static void pack_t_block(gemm_gen *q, const LLVMValueRef *rowoff, LLVMValueRef k, int v,
-                         LLVMValueRef kmask, LLVMValueRef cmask) {
+/* Columns col0 .. col0+W-1 of the panel, K rows k .. k+W-1 of the block, from
+ * transposed B: W row loads (kmask: the lanes below kc - k), one transpose, W aligned stores (rows past kc: zeros the kernel
+ * never reads). */
+static void pack_t_block(gemm_gen *q, const LLVMValueRef *rowoff, LLVMValueRef k,
+                         LLVMValueRef col0, LLVMValueRef kmask) {
     cg_ctx *c = q->c;
     LLVMValueRef x[16];
     for (int e = 0; e < q->W; e++) {
         LLVMValueRef idx = add(q, rowoff[e], k);
-        x[e] = kmask ? loadv_masked(q, q->B, idx, kmask) : loadv(q, q->B, idx, 4);
+        x[e] = loadv_masked(q, q->B, idx, kmask);
     }
     transpose_block(q, x);
     for (int l = 0; l < q->W; l++) {
-        LLVMValueRef y = cmask ? LLVMBuildSelect(c->b, cmask, x[l], cg_fc(c, q->vt, 0.0), "") : x[l];
-        LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, l)), cg_i64(c, q->NR)),
-                               cg_i64(c, v * q->W));
-        storev(q, y, q->buf, dst, 32);
+        LLVMValueRef dst = add(q, mul(q, add(q, k, cg_i64(c, l)), cg_i64(c, q->NR)), col0);
+        storev(q, x[l], q->buf, dst, 32);
     }
 }
 
-/* buf[k*NR + j] = op(B)[kb+k, jp+j] for k < kc, j < NR; zero for j >= nc. */
+/* buf[k*NR + j] = op(B)[kb+k, jp+j] for k < kc, j < nc; for j >= nc zeros
+ * or (transposed B) copies of column nc-1: those lanes of the sums are
+ * never stored. */
 static void emit_pack(gemm_gen *q) {
     cg_ctx *c = q->c;
     if (!q->g->tb) {
@@ -232,35 +233,28 @@ static void emit_pack(gemm_gen *q) {
     }
     /* Transposed B [N,K]: column j of the panel is row jp+j of B,
      * contiguous in k. W x W blocks: W rows' vectors transposed in
-     * registers into W rows of the buffer; the K rest (kc mod W) one more
-     * block with masked loads. With columns past nc (not COLS_FULL), their
-     * loads read row nc-1 and their lanes are stored as zeros. */
+     * registers into W rows of the buffer. The loads are masked to k < kc
+     * (all lanes but in the last block: one copy of the code for the K
+     * rest too). Columns past nc (not COLS_FULL) read row nc-1. */
     bool part = q->cols != COLS_FULL;
-    LLVMValueRef kv = LLVMBuildAnd(c->b, q->kc, cg_i64(c, ~(long long)(q->W - 1)), "");
-    LLVMValueRef has_rest = LLVMBuildICmp(c->b, LLVMIntSLT, kv, q->kc, "");
-    LLVMValueRef kmask = lane_mask(q, LLVMBuildNSWSub(c->b, q->kc, kv, ""));
+    LLVMValueRef kend = LLVMBuildAnd(c->b, add(q, q->kc, cg_i64(c, q->W - 1)),
+                                     cg_i64(c, ~(long long)(q->W - 1)), "");
     LLVMValueRef lastcol = LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, 1), "");
-    for (int v = 0; v < q->NV; v++) {
-        LLVMValueRef rowoff[16];
-        for (int e = 0; e < q->W; e++) {
-            LLVMValueRef j = cg_i64(c, v * q->W + e);
-            if (part) j = imin(q, j, lastcol);
-            rowoff[e] = add(q, mul(q, add(q, q->jp, j), q->ldb), q->kb);
-        }
-        LLVMValueRef cmask =
-            part ? lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), "")) : NULL;
-        cg_loop lk;
-        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
-        pack_t_block(q, rowoff, k, v, NULL, cmask);
-        lk.hints = GEMM_LOOP_HINTS;
-        cg_loop_end(c, &lk, NULL);
-        LLVMBasicBlockRef b_rest = block(q, "pack.rest"), b_next = block(q, "pack.next");
-        LLVMBuildCondBr(c->b, has_rest, b_rest, b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_rest);
-        pack_t_block(q, rowoff, kv, v, kmask, cmask);
-        LLVMBuildBr(c->b, b_next);
-        LLVMPositionBuilderAtEnd(c->b, b_next);
+    cg_loop lv; /* a loop, not NV copies: the JIT's compile time */
+    LLVMValueRef col0 = cg_loop_begin(c, &lv, cg_i64(c, 0), cg_i64(c, q->NR), q->W);
+    LLVMValueRef rowoff[16];
+    for (int e = 0; e < q->W; e++) {
+        LLVMValueRef j = add(q, col0, cg_i64(c, e));
+        if (part) j = imin(q, j, lastcol);
+        rowoff[e] = add(q, mul(q, add(q, q->jp, j), q->ldb), q->kb);
     }
+    cg_loop lk;
+    LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kend, q->W);
+    pack_t_block(q, rowoff, k, col0, lane_mask(q, LLVMBuildNSWSub(c->b, q->kc, k, "")));
+    lk.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &lk, NULL);
+    lv.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &lv, NULL);
 }
 
 /* ------------------------------------------------------- micro-kernel */
@@ -394,26 +388,13 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
         LLVMValueRef dr = LLVMBuildNSWSub(c->b, tile_row(q, i, r), i, "");
         roff[r] = g->ta ? dr : mul(q, dr, q->lda);
     }
-    LLVMValueRef bmask[4] = {0};
-    for (int v = 0; v < q->NV && q->direct && q->cols != COLS_FULL; v++)
-        bmask[v] = lane_mask(q, LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, v * q->W), ""));
     cg_loop l;
     LLVMValueRef k = cg_loop_begin(c, &l, cg_i64(c, 0), q->kc, 1);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < q->NV; v++) acc[r][v] = cg_loop_phi(c, &l, cg_fc(c, q->vt, 0.0));
     LLVMValueRef b[4];
-    if (q->direct) {
-        /* Row kb+k of B, columns jp.., masked past nc. */
-        LLVMValueRef brow = add(q, mul(q, add(q, q->kb, k), q->ldb), q->jp);
-        for (int v = 0; v < q->NV; v++) {
-            LLVMValueRef idx = add(q, brow, cg_i64(c, v * q->W));
-            b[v] = bmask[v] ? loadv_masked(q, q->B, idx, bmask[v]) : loadv(q, q->B, idx, 4);
-        }
-    } else {
-        LLVMValueRef brow = mul(q, k, cg_i64(c, q->NR));
-        for (int v = 0; v < q->NV; v++)
-            b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
-    }
+    LLVMValueRef brow = mul(q, k, cg_i64(c, q->NR));
+    for (int v = 0; v < q->NV; v++) b[v] = loadv(q, q->buf, add(q, brow, cg_i64(c, v * q->W)), 32);
     LLVMValueRef arow = g->ta ? add(q, abase, mul(q, k, q->lda)) : add(q, abase, k);
     for (int r = 0; r < mr; r++) {
         LLVMValueRef aidx = add(q, arow, roff[r]);
@@ -477,48 +458,56 @@ static LLVMValueRef reduce_block(gemm_gen *q, LLVMValueRef *x) {
  * Packing a panel to use it for one row cost more than the product. */
 static void emit_dot(gemm_gen *q) {
     cg_ctx *c = q->c;
-    q->kb = cg_i64(c, 0);
-    q->kc = q->K;
-    q->first = q->last = LLVMConstInt(c->t_i1, 1, 0);
     LLVMValueRef kv = LLVMBuildAnd(c->b, q->K, cg_i64(c, ~(long long)(q->W - 1)), "");
     /* The K rest: masked loads (all lanes off when K is a multiple of W). */
     LLVMValueRef kmask = lane_mask(q, LLVMBuildNSWSub(c->b, q->K, kv, ""));
-    LLVMValueRef lastcol = LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, 1), "");
-    LLVMValueRef rowoff[4][16];
-    for (int v = 0; v < q->NV; v++)
-        for (int e = 0; e < q->W; e++) {
-            LLVMValueRef j = cg_i64(c, v * q->W + e);
-            if (q->cols != COLS_FULL) j = imin(q, j, lastcol); /* past nc: a copy, not stored */
-            rowoff[v][e] = mul(q, add(q, q->jp, j), q->ldb);
-        }
+    LLVMValueRef jp = q->jp, nc = q->nc;
+    int nv = q->NV;
+    /* The W-column blocks holding columns of C: a loop (not NV copies), each
+     * stored as a panel of its own of one vector. */
+    LLVMValueRef blocks = LLVMBuildSDiv(c->b, add(q, nc, cg_i64(c, q->W - 1)), cg_i64(c, q->W), "");
     cg_loop li;
     LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), q->M, 1);
     LLVMValueRef arow = mul(q, i, q->lda);
-    LLVMValueRef out[1][4];
-    for (int v = 0; v < q->NV; v++) {
-        cg_loop lk;
-        LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
-        LLVMValueRef acc[16];
-        for (int e = 0; e < q->W; e++) acc[e] = cg_loop_phi(c, &lk, cg_fc(c, q->vt, 0.0));
-        LLVMValueRef a = loadv(q, q->A, add(q, arow, k), 4);
-        for (int e = 0; e < q->W; e++)
-            acc[e] = cg_fma(c, a, loadv(q, q->B, add(q, rowoff[v][e], k), 4), acc[e]);
-        lk.hints = GEMM_LOOP_HINTS;
-        cg_loop_end(c, &lk, acc);
-        a = loadv_masked(q, q->A, add(q, arow, kv), kmask);
-        for (int e = 0; e < q->W; e++)
-            acc[e] = cg_fma(c, a, loadv_masked(q, q->B, add(q, rowoff[v][e], kv), kmask),
-                            lk.exits[e]);
-        out[0][v] = reduce_block(q, acc);
+    cg_loop lv;
+    LLVMValueRef vb = cg_loop_begin(c, &lv, cg_i64(c, 0), blocks, 1);
+    q->NV = 1;
+    q->jp = add(q, jp, mul(q, vb, cg_i64(c, q->W)));
+    q->nc = LLVMBuildNSWSub(c->b, nc, mul(q, vb, cg_i64(c, q->W)), "");
+    LLVMValueRef lastcol = LLVMBuildNSWSub(c->b, q->nc, cg_i64(c, 1), "");
+    LLVMValueRef rowoff[16];
+    for (int e = 0; e < q->W; e++) {
+        LLVMValueRef j = cg_i64(c, e);
+        if (q->cols != COLS_FULL) j = imin(q, j, lastcol); /* past nc: a copy, not stored */
+        rowoff[e] = mul(q, add(q, q->jp, j), q->ldb);
     }
-    tile_out t = {1, i, out};
-    by_cols(q, "dot.store", tile_store, &t);
+    cg_loop lk;
+    LLVMValueRef k = cg_loop_begin(c, &lk, cg_i64(c, 0), kv, q->W);
+    LLVMValueRef acc[16];
+    for (int e = 0; e < q->W; e++) acc[e] = cg_loop_phi(c, &lk, cg_fc(c, q->vt, 0.0));
+    LLVMValueRef a = loadv(q, q->A, add(q, arow, k), 4);
+    for (int e = 0; e < q->W; e++)
+        acc[e] = cg_fma(c, a, loadv(q, q->B, add(q, rowoff[e], k), 4), acc[e]);
+    lk.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &lk, acc);
+    a = loadv_masked(q, q->A, add(q, arow, kv), kmask);
+    for (int e = 0; e < q->W; e++)
+        acc[e] = cg_fma(c, a, loadv_masked(q, q->B, add(q, rowoff[e], kv), kmask), lk.exits[e]);
+    /* All of K summed: the first and last K block at once. One copy of the
+     * store, masked unless COLS_FULL (all lanes on when the block is full). */
+    LLVMValueRef out[1][4] = {{reduce_block(q, acc)}};
+    q->first = q->last = LLVMConstInt(c->t_i1, 1, 0);
+    emit_tile_store(q, 1, i, out, q->cols != COLS_FULL);
+    q->NV = nv;
+    q->jp = jp;
+    q->nc = nc;
+    lv.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &lv, NULL);
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
 }
 
-/* The K blocks of one panel: each packed (unless q->direct), then every
- * row of C (q->direct: the one tile of M <= MR rows). */
+/* The K blocks of one panel: each packed, then every row of C. */
 static void emit_kblocks(gemm_gen *q, LLVMValueRef kblocks_end) {
     cg_ctx *c = q->c;
     cg_loop lk;
@@ -526,38 +515,28 @@ static void emit_kblocks(gemm_gen *q, LLVMValueRef kblocks_end) {
     q->kc = imin(q, cg_i64(c, GEMM_KC), LLVMBuildNSWSub(c->b, q->K, q->kb, ""));
     q->first = LLVMBuildICmp(c->b, LLVMIntEQ, q->kb, cg_i64(c, 0), "");
     q->last = LLVMBuildICmp(c->b, LLVMIntSGE, add(q, q->kb, cg_i64(c, GEMM_KC)), q->K, "");
-    if (q->direct) {
-        q->rows = q->M;
-        emit_tile(q, q->MR, cg_i64(c, 0));
-        q->rows = NULL;
-    } else {
-        emit_pack(q);
-        emit_rows(q);
-    }
+    emit_pack(q);
+    emit_rows(q);
     lk.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &lk, NULL);
 }
 
-/* One panel of columns (q->jp, q->nc). M <= MR (batch 1, tiny batches):
- * no packing — B [K,N] read in place by one tile (the same sums in the
- * same order as packed), transposed B by dot products (emit_dot; with
- * transposed A too, packed as for larger M). */
+/* One panel of columns (q->jp, q->nc): the paths q->mrows asks for. */
 static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
     cg_ctx *c = q->c;
+    if (q->mrows != ROWS_ANY) {
+        if (q->mrows == ROWS_SMALL)
+            emit_dot(q);
+        else
+            emit_kblocks(q, kblocks_end);
+        return;
+    }
     LLVMBasicBlockRef b_small = block(q, "small"), b_big = block(q, "big"),
                       b_done = block(q, "panel.done");
-    LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLE, q->M, cg_i64(c, q->MR), "");
-    LLVMBuildCondBr(c->b, small, b_small, b_big);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, q->M, cg_i64(c, q->MR), ""), b_small,
+                    b_big);
     LLVMPositionBuilderAtEnd(c->b, b_small);
-    if (q->g->tb && q->g->ta) {
-        emit_kblocks(q, kblocks_end);
-    } else if (q->g->tb) {
-        emit_dot(q);
-    } else {
-        q->direct = true;
-        emit_kblocks(q, kblocks_end);
-        q->direct = false;
-    }
+    emit_dot(q);
     LLVMBuildBr(c->b, b_done);
     LLVMPositionBuilderAtEnd(c->b, b_big);
     emit_kblocks(q, kblocks_end);
@@ -623,6 +602,17 @@ static int gemm_cols(const cg_gemm_call *g, int NR) {
                                            : COLS_ANY;
 }
 
+/* The row paths the function needs (emit_panel): from M where it is a
+ * constant. Only transposed B with row-major A has a small path: B [K,N]
+ * is packed at the speed of a copy (measured: M = 1 with B read in place
+ * row by row, 4 FMA chains, was no faster — L2-bound at 784 x 128), and
+ * both transposed is rare. */
+static int gemm_rows(const cg_gemm_call *g) {
+    if (g->ta || !g->tb) return ROWS_BIG;
+    if (!LLVMIsAConstantInt(g->M)) return ROWS_ANY;
+    return LLVMConstIntGetSExtValue(g->M) <= GEMM_MR ? ROWS_SMALL : ROWS_BIG;
+}
+
 /* The function's signature key: what it is specialized to. K and N are
  * not (run-time loop bounds: the register-blocked loops are the same), only
  * the column mode N implies, so the seed step's 8 GEMMs share 5 functions. */
@@ -632,8 +622,10 @@ static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
     if (g->act)
         snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
-    snprintf(key, n, "kiln.gemm.%c%c.%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
-             cols[gemm_cols(g, 2 * W)], g->beta, W, act);
+    static const char *const rows[] = {"", ".msmall", ".mbig"};
+    const char *mrows = g->tb && !g->ta ? rows[gemm_rows(g)] : "";
+    snprintf(key, n, "kiln.gemm.%c%c.%s%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
+             cols[gemm_cols(g, 2 * W)], mrows, g->beta, W, act);
 }
 
 /* The 16-lane kernels on a host with AVX-512 whose module targets AVX2
@@ -712,6 +704,7 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
     q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
     q.cols = gemm_cols(g, q.NR);
+    q.mrows = gemm_rows(g);
     if (q.cols == COLS_FULL) q.nc = cg_i64(c, q.NR);
     emit_panel(&q, kblocks_end);
     LLVMBuildRetVoid(c->b);

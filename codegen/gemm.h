@@ -16,8 +16,14 @@
  *
  *   for each panel of NR columns of C (the last one masked), a task of
  *   kiln_parallel_for (pool.h) — one thread computes all of it:
+ *     transposed B [N,K] with M <= MR (batch 1, tiny batches): no packing;
+ *     for each row of C, each W columns: W dot products along K (vectors of
+ *     A's row and of B's rows, masked K rest), reduced by shuffles to one
+ *     vector; then the store (13x a packed panel's speed at M=1, N=128,
+ *     K=64). Otherwise:
  *     for each block of KC rows of B:
- *       pack B[kb.., jp..] into a KC x NR buffer on the stack (zero padded)
+ *       pack B[kb.., jp..] into a KC x NR buffer on the stack (transposed
+ *       B: W x W blocks transposed in registers by shufflevector)
  *       for each tile of MR rows of C:     (the last M mod MR rows: one more tile of
  *                                           MR, its extra rows reading C's last and
  *                                           not stored)

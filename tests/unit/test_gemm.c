@@ -1,7 +1,8 @@
 /*
  * test_gemm.c — Kiln's GEMM kernels (codegen/gemm.c) against a naive
  * double-precision product: every transpose, ragged M, N, K (1 to 300, and
- * past one K block; M <= 6, the no-packing paths, with each), each vector width (4: portable, 8: AVX2, 16: AVX-512),
+ * past one K block; M <= 6: transposed B's dot-product path), each vector
+ * width (4: portable, 8: AVX2, 16: AVX-512),
  * the fused dense epilogue (bias and each activation), dynamic M and K;
  * on 1 and 2 threads of Kiln's pool, bit-identical.
  */
@@ -23,9 +24,10 @@ typedef struct shape {
 static const shape g_fixed[] = {{1, 1, 1},    {1, 300, 7},   {7, 1, 300},  {5, 17, 3},
                                 {13, 33, 65}, {128, 10, 64}, {6, 16, 8},   {300, 300, 300},
                                 {37, 45, 1100},
-                                /* M <= MR (6): B read in place, transposed B by dot
-                                 * products; K past one block, K mod W != 0, columns
-                                 * full, one masked panel, or masked at run time */
+                                /* M <= MR (6): transposed B by dot products (f1's
+                                 * static M: that path alone); K past one block,
+                                 * K mod W != 0, columns full, one masked panel, or
+                                 * masked at run time */
                                 {1, 64, 1100}, {4, 45, 1100}, {6, 20, 37},   {2, 96, 13},
                                 {3, 7, 512},   {1, 130, 784}};
 enum { N_FIXED = sizeof g_fixed / sizeof g_fixed[0], N_RANDOM = 7 };
@@ -46,7 +48,8 @@ static shape shape_at(int i) {
 static const char *const g_acts[] = {"none", "relu", "sigmoid", "tanh"};
 
 /* f0..f3: matmul nn, tn (K the batch), nt, tt (all static); f4: dense with
- * activation `act` (M the batch). */
+ * activation `act` (M the batch); f5: nt with M static (one path of the
+ * kernel: dot products for M <= 6, packed above). */
 static char *module_text(shape s, const char *act) {
     static char buf[4096];
     int M = s.M, N = s.N, K = s.K;
@@ -62,12 +65,15 @@ static char *module_text(shape s, const char *act) {
              "  %%0 = matmul(%%a, %%b) {transpose_a=true, transpose_b=true} : f32[%d,%d]\n"
              "  return %%0\n}\n"
              "func @f4(%%a : f32[?,%d], %%b : f32[%d,%d], %%c : f32[%d]) -> f32[?,%d] {\n"
-             "  %%0 = dense(%%a, %%b, %%c) {activation=%s} : f32[?,%d]\n  return %%0\n}\n",
+             "  %%0 = dense(%%a, %%b, %%c) {activation=%s} : f32[?,%d]\n  return %%0\n}\n"
+             "func @f5(%%a : f32[%d,%d], %%b : f32[%d,%d]) -> f32[%d,%d] {\n"
+             "  %%0 = matmul(%%a, %%b) {transpose_b=true} : f32[%d,%d]\n  return %%0\n}\n",
              K, K, N, N, N,               /* f0 */
              M, N, M, N, M, N,            /* f1 */
              K, N, K, N, N,               /* f2 */
              K, M, N, K, M, N, M, N,      /* f3 */
-             K, K, N, N, N, act, N);      /* f4 */
+             K, K, N, N, N, act, N,       /* f4 */
+             M, K, N, K, M, N, M, N);     /* f5 */
     if (!strcmp(act, "none")) {
         /* dense without an activation attribute */
         char *p = strstr(buf, " {activation=none}");
@@ -125,8 +131,8 @@ static void check_shape(shape s, int width, const char *act) {
     float *A = rnd(mk, &seed), *B = rnd(kn, &seed), *bias = rnd((size_t)s.N, &seed);
     float *C = malloc(mn * sizeof(float) + 4), *C2 = malloc(mn * sizeof(float) + 4);
     double *R = malloc(mn * sizeof(double) + 8), *mag = malloc(mn * sizeof(double) + 8);
-    for (int f = 0; f < 5; f++) {
-        int ta = f == 1 || f == 3, tb = f == 2 || f == 3;
+    for (int f = 0; f < 6; f++) {
+        int ta = f == 1 || f == 3, tb = f == 2 || f == 3 || f == 5;
         int64_t batch = f == 1 ? s.K : f == 3 ? 1 : s.M;
         char name[4] = {'f', (char)('0' + f), 0};
         void *args[3] = {A, B, bias}, *res[1] = {C};
