@@ -389,21 +389,23 @@ bool ox_flat_matmul(ox_ctx *c, const Onnx__NodeProto *n, int k, int w, bool tran
                     ir_node **x, ir_node **weight) {
     ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
     ox_val *wv = ox_has_in(n, w) ? ox_lookup(c, n->input[w]) : NULL;
-    if (!v || v->node || !v->flat || !wv || !wv->k || wv->node || wv->k->is_int || wv->k->rank != 2)
+    if (!v || v->node || !v->flat || !wv || !wv->k || wv->node || wv->transposed || wv->k->is_int ||
+        wv->k->rank != 2)
         return false;
     const ir_type *t = &v->flat->type;
     int64_t h = t->dims[1], wd = t->dims[2], ch = t->dims[3], len = h * wd * ch;
     const ox_tensor *src = wv->k;
     if (src->dims[trans_w ? 1 : 0] != len) return false;
-    ox_tensor *p = ox_const_new(c, false, 2, src->dims);
+    /* [len, out] either way (transB's [out, len] transposed). */
+    int64_t cols = src->dims[trans_w ? 0 : 1], dims[2] = {len, cols};
+    ox_tensor *p = ox_const_new(c, false, 2, dims);
     if (!p) return false;
-    int64_t rows = src->dims[0], cols = src->dims[1];
     for (int64_t y = 0; y < h; y++)
         for (int64_t xx = 0; xx < wd; xx++)
             for (int64_t z = 0; z < ch; z++) {
                 int64_t to = (y * wd + xx) * ch + z, from = (z * h + y) * wd + xx;
                 if (trans_w)
-                    for (int64_t r = 0; r < rows; r++) p->f[r * cols + to] = src->f[r * cols + from];
+                    for (int64_t r = 0; r < cols; r++) p->f[to * cols + r] = src->f[r * len + from];
                 else
                     memcpy(p->f + to * cols, src->f + from * cols, (size_t)cols * 4);
             }

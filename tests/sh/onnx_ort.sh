@@ -2,7 +2,8 @@
 # The peer on the same file: an MLP exported by PyTorch 1.13
 # (tests/onnx/torch_mlp.py) run by `kiln predict` (JIT and interpreter) and
 # by ONNX Runtime (tests/onnx/ort_run.js, 1 thread) agrees to 1e-5 of the
-# output's scale, and ONNX Runtime agrees with PyTorch. Skipped, saying so,
+# output's scale, and ONNX Runtime agrees with PyTorch; the import is fused
+# dense ops and its export runs in ONNX Runtime. Skipped, saying so,
 # only when onnxruntime-node cannot be installed.
 # Usage: onnx_ort.sh KILN BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -44,5 +45,37 @@ for name, other in (("kiln jit", np.load(f"{t}/jit.npy")), ("kiln interp", np.lo
     err = float(np.abs(other.reshape(ort.shape) - ort).max())
     print(f"{name} vs ONNX Runtime: max |difference| = {err:.3g} (scale {scale:.3g})")
     assert err <= 1e-5 * scale, f"{name} differs from ONNX Runtime"
+PY
+# PyTorch's Linear weights are [out, in] (Gemm transB=1); the import holds
+# them as [in, out] under their ONNX names, so each Gemm + Relu is one
+# fused dense, and `kiln export` writes them as held (Gemm transB=0): ONNX's
+# checker and ONNX Runtime take the file, and its import predicts the same.
+"$kiln" dump "$tmp/mlp.onnx" > "$tmp/dump.txt"
+n_dense=$(grep -c ' = dense(' "$tmp/dump.txt" || true)
+grep -q 'transpose' "$tmp/dump.txt" && { echo "FAIL: a transpose left in the imported MLP"; cat "$tmp/dump.txt"; exit 1; }
+[ "$n_dense" -ge 2 ] || { echo "FAIL: $n_dense dense ops after fuse-dense-act"; cat "$tmp/dump.txt"; exit 1; }
+grep -q ' = dense(.*activation=relu' "$tmp/dump.txt" || { echo "FAIL: no dense with relu"; exit 1; }
+"$kiln" export "$tmp/mlp.onnx" -o "$tmp/re.onnx"
+"$kiln" predict "$tmp/re.onnx" --input "$tmp/x.npy" --output "$tmp/re.npy" --threads 1
+NODE_PATH=$node_path node "$src/tests/onnx/ort_run.js" "$tmp/re.onnx" --input "$tmp/x.npy" \
+  --output "$tmp/re_ort.npy"
+/usr/bin/python3 - "$tmp" "$n_dense" <<'PY'
+import sys
+import numpy as np
+import onnx
+t = sys.argv[1]
+src, re = onnx.load(f"{t}/mlp.onnx"), onnx.load(f"{t}/re.onnx")
+onnx.checker.check_model(re, full_check=True)
+w = {i.name: list(i.dims) for i in src.graph.initializer}
+for i in re.graph.initializer:
+    if len(i.dims) == 2:
+        assert list(i.dims) == w[i.name][::-1], (i.name, list(i.dims), w[i.name])
+assert all(a.name != "transB" or a.i == 0 for n in re.graph.node for a in n.attribute)
+jit, ort = np.load(f"{t}/jit.npy"), np.load(f"{t}/ort.npy")
+err = float(np.abs(np.load(f"{t}/re.npy").reshape(jit.shape) - jit).max())
+err2 = float(np.abs(np.load(f"{t}/re_ort.npy").reshape(ort.shape) - ort).max())
+print(f"onnx_ort.sh: {sys.argv[2]} fused dense ops; the export ([in, out] weights, transB=0): "
+      f"kiln {err:.3g} from the import, ONNX Runtime {err2:.3g} from its run of the original")
+assert err == 0 and err2 <= 1e-5 * float(np.abs(ort).max())
 PY
 echo "onnx_ort.sh: ok"
