@@ -389,7 +389,8 @@ static ir_node *transposed_param(ox_ctx *c, ox_val *v) {
 kiln_status ox_const_transposed(ox_ctx *c, const Onnx__NodeProto *n, int k, ir_node **out) {
     *out = NULL;
     ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
-    if (!v || !v->k || v->node || v->permuted || v->k->is_int || v->k->rank != 2) return KILN_OK;
+    if (!v || !v->k || (v->node && !v->transposed) || v->permuted || v->k->is_int || v->k->rank != 2)
+        return KILN_OK;
     if (!(*out = transposed_param(c, v))) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
     return KILN_OK;
 }

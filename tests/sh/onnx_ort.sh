@@ -78,4 +78,39 @@ print(f"onnx_ort.sh: {sys.argv[2]} fused dense ops; the export ([in, out] weight
       f"kiln {err:.3g} from the import, ONNX Runtime {err2:.3g} from its run of the original")
 assert err == 0 and err2 <= 1e-5 * float(np.abs(ort).max())
 PY
+# One initializer W [4, 3] as a Gemm's transB=1 weight, as a MatMul's plain
+# one and again transposed: one parameter W held [3, 4], a transpose of it
+# where the plain layout is needed; outputs as NumPy's.
+/usr/bin/python3 - "$tmp" <<'PY'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+t = sys.argv[1]
+rs = np.random.RandomState(0)
+W, b, x = rs.randn(4, 3).astype(np.float32), rs.randn(4).astype(np.float32), rs.rand(5, 3).astype(np.float32)
+nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "W"], ["y0"]), helper.make_node("Gemm", ["y0", "W"], ["y"], transB=1)]
+g = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+                      [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), f"{t}/shared.onnx")
+np.save(f"{t}/xs.npy", x)
+np.save(f"{t}/ys.npy", (np.maximum(x @ W.T + b, 0) @ W) @ W.T)
+PY
+for backend in jit interp; do
+  "$kiln" predict "$tmp/shared.onnx" --input "$tmp/xs.npy" --output "$tmp/shared_$backend.npy" --backend $backend
+done
+"$kiln" summary "$tmp/shared.onnx" > /dev/null
+"$kiln" dump "$tmp/shared.onnx" | grep -q '^param @W : f32\[3,4\]' || { echo "FAIL: W is not held [3, 4]"; exit 1; }
+/usr/bin/python3 - "$tmp" <<'PY'
+import sys
+import numpy as np
+t = sys.argv[1]
+want = np.load(f"{t}/ys.npy")
+for backend in ("jit", "interp"):
+    err = float(np.abs(np.load(f"{t}/shared_{backend}.npy").reshape(want.shape) - want).max())
+    print(f"onnx_ort.sh: a weight shared by Gemm transB=1 and MatMul, {backend}: max |difference| {err:.3g} (scale {np.abs(want).max():.3g})")
+    assert err <= 1e-6 * float(np.abs(want).max())
+PY
 echo "onnx_ort.sh: ok"
