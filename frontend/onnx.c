@@ -620,6 +620,10 @@ static kiln_status build_nodes(ox_ctx *c, const Onnx__GraphProto *g, const bool 
         c->node = n;
         ox_build_fn fn = ox_op_find(n->op_type, c->opset, NULL);
         int before = c->d->errors;
+        if (!n->n_output || !n->output[0] || !n->output[0][0]) { /* every op Kiln has makes one */
+            st = ox_fail(c, KILN_ERR_INVALID, "the node has no output");
+            break;
+        }
         st = fn(c, n);
         if (!st && c->b.status) st = c->b.status;
         if (st && c->d->errors == before) st = ox_fail(c, st, "%s", kiln_status_string(st));
