@@ -362,11 +362,46 @@ ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *k, bool trainabl
     return g->ref;
 }
 
+static ir_node *transpose2(ox_ctx *c, ir_node *x) {
+    static const int64_t perm[2] = {1, 0};
+    if (!x) return NULL;
+    ir_attrs a = ir_attrs_default(IR_OP_transpose);
+    ir_attrs_set_ints(&a, "perm", 2, perm);
+    return ir_b_op(&c->b, IR_OP_transpose, 1, &x, &a);
+}
+
+/* The parameter under v's name holding the transpose of v's matrix (the
+ * one made before when there is one). */
+static ir_node *transposed_param(ox_ctx *c, ox_val *v) {
+    const ox_tensor *w = v->k;
+    int64_t rows = w->dims[0], cols = w->dims[1], dims[2] = {cols, rows};
+    ox_tensor *t = ox_const_new(c, false, 2, dims);
+    if (!t) {
+        ir_oom(c->d);
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++) t->f[j * rows + r] = w->f[r * cols + j];
+    v->transposed = true;
+    return ox_param(c, v->name, t, v->initializer);
+}
+
+kiln_status ox_const_transposed(ox_ctx *c, const Onnx__NodeProto *n, int k, ir_node **out) {
+    *out = NULL;
+    ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
+    if (!v || !v->k || (v->node && !v->transposed) || v->permuted || v->k->is_int || v->k->rank != 2)
+        return KILN_OK;
+    if (!(*out = transposed_param(c, v))) return c->d->first ? c->d->first : KILN_ERR_NOMEM;
+    return KILN_OK;
+}
+
 /* A host constant as a node: a fill when all elements are equal, else a
- * parameter (an initializer: trainable) under the value's name. */
+ * parameter (an initializer: trainable) under the value's name; a transpose
+ * of the parameter when that holds the value transposed. */
 static ir_node *materialize(ox_ctx *c, ox_val *v) {
     ox_tensor *k = v->k;
     ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
+    if (v->transposed) return transpose2(c, transposed_param(c, v));
     if (v->permuted) {
         ox_fail(c, KILN_ERR_UNSUPPORTED,
                 "initializer '%s' is used both as the weight of a flattened image and otherwise",
@@ -585,6 +620,10 @@ static kiln_status build_nodes(ox_ctx *c, const Onnx__GraphProto *g, const bool 
         c->node = n;
         ox_build_fn fn = ox_op_find(n->op_type, c->opset, NULL);
         int before = c->d->errors;
+        if (!n->n_output || !n->output[0] || !n->output[0][0]) { /* every op Kiln has makes one */
+            st = ox_fail(c, KILN_ERR_INVALID, "the node has no output");
+            break;
+        }
         st = fn(c, n);
         if (!st && c->b.status) st = c->b.status;
         if (st && c->d->errors == before) st = ox_fail(c, st, "%s", kiln_status_string(st));

@@ -77,10 +77,13 @@ typedef struct ox_val {
      * only as its NHWC transpose `nhwc` (node NULL until an op needs NCHW),
      * and a Flatten of such a value only as `flat`, the NHWC node whose
      * flattening has the columns in (h, w, c) order instead of (c, h, w).
-     * `permuted`: k became a parameter in another layout (a Gemm weight
-     * whose rows follow `flat`'s order). */
+     * `permuted`: k became a parameter in another layout (a Conv weight in
+     * [kh, kw, in, out], a Gemm weight whose rows follow `flat`'s order).
+     * `transposed`: k, a Gemm's B of transB=1 ([out, in], PyTorch's Linear),
+     * became the parameter holding its transpose [in, out]; elsewhere the
+     * value is a transpose of that parameter. */
     ir_node *nhwc, *flat;
-    bool permuted;
+    bool permuted, transposed;
 } ox_val;
 
 typedef struct ox_ctx {
@@ -131,11 +134,17 @@ kiln_status ox_concat_run(ox_ctx *c, const Onnx__NodeProto *n);
 /* pad(x) by the counts (Kiln's layout of x), filled with value. */
 ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value);
 /* Gemm/MatMul of a `flat` operand k by a constant weight operand w: the
- * NHWC flattening and the weight with its rows (columns when trans_w) in
- * (h, w, c) order, a parameter under the weight's name. false (nothing
- * built) when the operands are not of that kind. */
+ * NHWC flattening and the weight [in, out] (transposed when trans_w) with
+ * its rows in (h, w, c) order, a parameter under the weight's name. false
+ * (nothing built) when the operands are not of that kind. */
 bool ox_flat_matmul(ox_ctx *c, const Onnx__NodeProto *n, int k, int w, bool trans_w,
                     ir_node **x, ir_node **weight);
+/* Operand k of the node when it is an f32 matrix constant [out, in] not
+ * yet used in its own layout: *out the parameter under its name holding
+ * the transpose [in, out] (made once; the value elsewhere is a transpose
+ * of it), so a Gemm's B of transB=1 (PyTorch's Linear) costs no transpose
+ * at run time. *out NULL (KILN_OK) when the operand is not such a constant. */
+kiln_status ox_const_transposed(ox_ctx *c, const Onnx__NodeProto *n, int k, ir_node **out);
 
 /* For builders (onnx.c). */
 ox_val *ox_lookup(ox_ctx *c, const char *name);

@@ -271,24 +271,36 @@ kiln_status ox_b_batch_norm(ox_ctx *c, const Onnx__NodeProto *n) {
     return ox_set_as(c, OUT0(n), ir_b_op(&c->b, IR_OP_batch_norm, 5, in, &a), nhwc);
 }
 
-/* Pad: only the padding of nothing (PyTorch writes one before avg_pool2d),
- * the identity. Kiln has no pad op: a Conv's or pool's own pads do that. */
 /* NCHW axis of NHWC axis j: an image held in NHWC has dims[j] = nchw[nhwc_axis[j]]. */
 static const int nhwc_axis[4] = {0, 2, 3, 1};
 
-ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value) {
+static ir_node *pad_mode_op(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after,
+                           double value, int64_t mode) {
     ir_attrs a = ir_attrs_default(IR_OP_pad);
     ir_attrs_set_ints(&a, "before", x->type.rank, before);
     ir_attrs_set_ints(&a, "after", x->type.rank, after);
     ir_attrs_set_f(&a, "value", value);
+    ir_attrs_set_i(&a, "mode", mode);
     return ir_b_op(&c->b, IR_OP_pad, 1, &x, &a);
 }
 
+ir_node *ox_pad(ox_ctx *c, ir_node *x, const int64_t *before, const int64_t *after, double value) {
+    return pad_mode_op(c, x, before, after, value, 0);
+}
+
+/* Pad: the IR's pad, modes constant, reflect and edge (ONNX's names; the
+ * IR's enum in the same order). */
 kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n) {
+    static const char *const modes[3] = {"constant", "reflect", "edge"};
     const Onnx__AttributeProto *m = ox_attr(n, "mode");
-    if (m && m->has_s && !(m->s.len == 8 && !memcmp(m->s.data, "constant", 8)))
-        return ox_fail(c, KILN_ERR_UNSUPPORTED, "Pad mode '%.*s' (only 'constant')",
-                       (int)(m->s.len > 20 ? 20 : m->s.len), (const char *)m->s.data);
+    int64_t mode = 0;
+    if (m && m->has_s) {
+        for (mode = 0; mode < 3; mode++)
+            if (m->s.len == strlen(modes[mode]) && !memcmp(m->s.data, modes[mode], m->s.len)) break;
+        if (mode == 3)
+            return ox_fail(c, KILN_ERR_UNSUPPORTED, "Pad mode '%.*s' (only 'constant', 'reflect', 'edge')",
+                           (int)(m->s.len > 20 ? 20 : m->s.len), (const char *)m->s.data);
+    }
     const int64_t *p = NULL;
     int np = -1;
     double value = 0;
@@ -330,7 +342,7 @@ kiln_status ox_b_pad(ox_ctx *c, const Onnx__NodeProto *n) {
         if (x->type.dims[j] == KILN_BATCH && (before[j] || after[j]))
             return ox_fail(c, KILN_ERR_UNSUPPORTED, "padding the batch axis");
     }
-    return ox_set_as(c, OUT0(n), ox_pad(c, x, before, after, value), l);
+    return ox_set_as(c, OUT0(n), pad_mode_op(c, x, before, after, value, mode), l);
 }
 
 /* Concat of run-time tensors: each placed by a pad to the result's extent
@@ -389,21 +401,23 @@ bool ox_flat_matmul(ox_ctx *c, const Onnx__NodeProto *n, int k, int w, bool tran
                     ir_node **x, ir_node **weight) {
     ox_val *v = ox_has_in(n, k) ? ox_lookup(c, n->input[k]) : NULL;
     ox_val *wv = ox_has_in(n, w) ? ox_lookup(c, n->input[w]) : NULL;
-    if (!v || v->node || !v->flat || !wv || !wv->k || wv->node || wv->k->is_int || wv->k->rank != 2)
+    if (!v || v->node || !v->flat || !wv || !wv->k || wv->node || wv->transposed || wv->k->is_int ||
+        wv->k->rank != 2)
         return false;
     const ir_type *t = &v->flat->type;
     int64_t h = t->dims[1], wd = t->dims[2], ch = t->dims[3], len = h * wd * ch;
     const ox_tensor *src = wv->k;
     if (src->dims[trans_w ? 1 : 0] != len) return false;
-    ox_tensor *p = ox_const_new(c, false, 2, src->dims);
+    /* [len, out] either way (transB's [out, len] transposed). */
+    int64_t cols = src->dims[trans_w ? 0 : 1], dims[2] = {len, cols};
+    ox_tensor *p = ox_const_new(c, false, 2, dims);
     if (!p) return false;
-    int64_t rows = src->dims[0], cols = src->dims[1];
     for (int64_t y = 0; y < h; y++)
         for (int64_t xx = 0; xx < wd; xx++)
             for (int64_t z = 0; z < ch; z++) {
                 int64_t to = (y * wd + xx) * ch + z, from = (z * h + y) * wd + xx;
                 if (trans_w)
-                    for (int64_t r = 0; r < rows; r++) p->f[r * cols + to] = src->f[r * cols + from];
+                    for (int64_t r = 0; r < cols; r++) p->f[to * cols + r] = src->f[r * len + from];
                 else
                     memcpy(p->f + to * cols, src->f + from * cols, (size_t)cols * 4);
             }

@@ -768,7 +768,14 @@ static kiln_status ex_pad(ex_ctx *c, const ir_node *n, ex_val *v) {
     const char *in[3] = {plain(c, n->in[0]), init_i64(c, "pads", 2 * r, pads),
                          n->type.dtype == IR_I32 ? init(c, "value", T_INT32, 0, NULL, &i)
                                                  : init(c, "value", T_FLOAT, 0, NULL, &f)};
-    v->plain = out_of(node(c, "Pad", 3, in, "pad"));
+    Onnx__NodeProto *pad = node(c, "Pad", 3, in, "pad");
+    int64_t mode = ir_attr_i(n, "mode");
+    if (mode) { /* ONNX's names: constant (the default), reflect, edge */
+        Onnx__AttributeProto *a = attr(c, pad, "mode", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+        const char *s = mode == 1 ? "reflect" : "edge";
+        if (a) a->has_s = 1, a->s.data = (uint8_t *)s, a->s.len = strlen(s);
+    }
+    v->plain = out_of(pad);
     return c->st;
 }
 

@@ -289,7 +289,7 @@ bool ox_fold(ox_ctx *c, const Onnx__NodeProto *n, kiln_status *st) {
     } else {
         return false;
     }
-    *st = ox_set_const(c, n->output[0], t);
+    *st = ox_set_const(c, OUT0(n), t);
     return true;
 }
 
@@ -356,7 +356,7 @@ kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n) {
             before[a] = dims[a] == KILN_BATCH ? 0 : -start[a];
             after[a] = dims[a] == KILN_BATCH ? 0 : start[a] + len[a] - dims[a];
         }
-        return ox_set(c, n->output[0], ox_pad(c, x, before, after, 0));
+        return ox_set(c, OUT0(n), ox_pad(c, x, before, after, 0));
     }
     ox_tensor *t = ox_const_new(c, k->is_int, r, len);
     if (!t) return ir_oom(c->d);
@@ -368,5 +368,5 @@ kiln_status ox_b_slice(ox_ctx *c, const Onnx__NodeProto *n) {
         if (k->is_int) t->i[e] = k->i[off]; else t->f[e] = k->f[off];
         for (int a = r - 1; a >= 0 && ++idx[a] == len[a]; a--) idx[a] = 0;
     }
-    return ox_set_const(c, n->output[0], t);
+    return ox_set_const(c, OUT0(n), t);
 }

@@ -490,14 +490,23 @@ static kiln_status b_cast(ox_ctx *c, const Onnx__NodeProto *n) {
 
 /* ---- linear algebra, reductions ---- */
 
+/* Gemm. A constant B is held as [in, out] whatever transB says (Kiln's
+ * dense layout: no transpose at run time, and fuse-dense-act applies). */
 static kiln_status b_gemm(ox_ctx *c, const Onnx__NodeProto *n) {
-    ir_node *a, *b;
-    if (ox_attr_i(n, "transA", 0) || !ox_flat_matmul(c, n, 0, 1, ox_attr_i(n, "transB", 0) != 0, &a, &b))
-        a = in_f32(c, n, 0), b = in_f32(c, n, 1);
+    ir_node *a = NULL, *b = NULL;
+    bool ta = ox_attr_i(n, "transA", 0) != 0, tb = ox_attr_i(n, "transB", 0) != 0;
+    if (!ta && ox_flat_matmul(c, n, 0, 1, tb, &a, &b)) {
+        tb = false;
+    } else {
+        kiln_status st = tb ? ox_const_transposed(c, n, 1, &b) : KILN_OK;
+        if (st) return st;
+        if (b) tb = false;
+        a = in_f32(c, n, 0);
+        if (!b) b = in_f32(c, n, 1);
+    }
     if (!a || !b) return KILN_ERR_UNSUPPORTED;
     float alpha = ox_attr_f(n, "alpha", 1), beta = ox_attr_f(n, "beta", 1);
-    ir_node *y = ir_b_matmul(&c->b, a, b, ox_attr_i(n, "transA", 0) != 0,
-                             ox_attr_i(n, "transB", 0) != 0);
+    ir_node *y = ir_b_matmul(&c->b, a, b, ta, tb);
     if (alpha != 1) y = ir_b_bin(&c->b, IR_OP_mul, y, scalar(c, alpha));
     if (ox_has_in(n, 2) && beta != 0) {
         ir_node *cc = in_f32(c, n, 2);

@@ -469,7 +469,7 @@ kiln_status infer_pad(ir_node *n, kiln_diag *d) {
     if (!fits)
         return ir_error(d, KILN_ERR_SHAPE, n->loc, "pad: the value %g does not fit the operand's %s", v,
                         ir_dtype_name((ir_dtype)x->dtype));
-    int64_t dims[KILN_MAX_RANK], elems = 1;
+    int64_t dims[KILN_MAX_RANK], elems = 1, mode = ir_attr_i(n, "mode");
     for (int a = 0; a < x->rank; a++) {
         int64_t xd = x->dims[a];
         if (xd == KILN_BATCH) {
@@ -483,6 +483,11 @@ kiln_status infer_pad(ir_node *n, kiln_diag *d) {
             return ir_error(d, KILN_ERR_SHAPE, n->loc,
                             "pad: axis %d of %lld padded by %lld and %lld is out of range", a,
                             (long long)xd, (long long)bf[a], (long long)af[a]);
+        if (mode == 1 && (bf[a] > xd - 1 || af[a] > xd - 1)) /* a mirror within x */
+            return ir_error(d, KILN_ERR_SHAPE, n->loc,
+                            "pad: axis %d of %lld reflected by %lld and %lld (at most %lld on "
+                            "each side)",
+                            a, (long long)xd, (long long)bf[a], (long long)af[a], (long long)xd - 1);
         dims[a] = xd + bf[a] + af[a];
         if (elems > IR_MAX_ELEMS / dims[a])
             return ir_error(d, KILN_ERR_LIMIT, n->loc, "pad: the result has more than 2^31 elements");

@@ -511,6 +511,7 @@ kiln_status k_pad(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tens
     const int64_t *bf;
     ir_attr_ints(n, "before", &bf);
     double v = ir_attr_f(n, "value");
+    int64_t mode = ir_attr_i(n, "mode"); /* 0 constant, 1 reflect, 2 edge */
     uint32_t fill;
     float fv = (float)v;
     int32_t iv = (int32_t)v;
@@ -525,8 +526,10 @@ kiln_status k_pad(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tens
         int64_t off = 0;
         bool inside = true;
         for (int a = 0; a < r && inside; a++) {
-            int64_t p = idx[a] - bf[a];
-            inside = p >= 0 && p < x->dims[a];
+            int64_t p = idx[a] - bf[a], last = x->dims[a] - 1;
+            if (mode == 1) p = p < 0 ? -p : p > last ? 2 * last - p : p;
+            if (mode == 2) p = p < 0 ? 0 : p > last ? last : p;
+            inside = p >= 0 && p <= last;
             off += p * xstride[a];
         }
         dst[e] = inside ? src[off] : fill;

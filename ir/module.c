@@ -167,6 +167,14 @@ kiln_status kiln_module_set_trainable(kiln_module *m, const char *name, int trai
     return KILN_OK;
 }
 
+int64_t kiln_module_param_count(const kiln_module *m, int64_t *with_data) {
+    int64_t n = 0, k = 0;
+    for (int i = 0; m && i < m->n_globals; i++)
+        if (m->globals[i]->kind == IR_GLOBAL_PARAM) n++, k += m->globals[i]->data != NULL;
+    if (with_data) *with_data = k;
+    return n;
+}
+
 kiln_status ir_module_add_layer(kiln_module *m, const char *name, const char *kind,
                                 const ir_type *out, int64_t params, kiln_diag *d) {
     if (!IR_GROW(m->layers, m->cap_layers, m->n_layers + 1)) return ir_oom(d);

@@ -365,7 +365,65 @@ RULE(grad_transpose) { /* transpose back with the inverse permutation */
     return b->status;
 }
 
+/* A constant (zero) pad of axis a only. */
+static ir_node *pad_axis(ir_builder *b, ir_node *x, int a, int64_t before, int64_t after) {
+    int64_t bf[KILN_MAX_RANK] = {0}, af[KILN_MAX_RANK] = {0};
+    int r = x->type.rank;
+    bf[a] = before;
+    af[a] = after;
+    ir_attrs at = ir_attrs_default(IR_OP_pad);
+    ir_attrs_set_ints(&at, "before", r, bf);
+    ir_attrs_set_ints(&at, "after", r, af);
+    return ir_b_op(b, IR_OP_pad, 1, &x, &at);
+}
+
+/* The gradient of an edge or reflect pad, axis by axis (the pad is one
+ * per axis, composed; so is its adjoint). On axis a, the pad is the mode's
+ * padding by the positive counts, then the crop by the negative ones: the
+ * crop's adjoint zero-pads g back, and the padding's adds to each element
+ * of x the elements of g that copy it: the middle (g cropped), the edge
+ * regions summed into the first and last element (edge), or each mirrored
+ * element moved to its source (reflect: one crop and one pad each). */
+static kiln_status grad_pad_mode(ir_builder *b, ir_node *n, ir_node *g, ir_node **dx) {
+    const int64_t *bf, *af;
+    int r = ir_attr_ints(n, "before", &bf);
+    ir_attr_ints(n, "after", &af);
+    bool reflect = ir_attr_i(n, "mode") == 1;
+    for (int a = 0; a < r && g; a++) {
+        if (!bf[a] && !af[a]) continue;
+        int64_t d = n->in[0]->type.dims[a], pb = bf[a] > 0 ? bf[a] : 0, pa = af[a] > 0 ? af[a] : 0;
+        if (bf[a] < 0 || af[a] < 0) g = pad_axis(b, g, a, pb - bf[a], pa - af[a]);
+        if (!g) break;
+        int64_t D = d + pb + pa; /* g's extent on axis a */
+        ir_node *acc = pad_axis(b, g, a, -pb, -pa);
+        if (!reflect) {
+            for (int side = 0; side < 2 && acc; side++) {
+                int64_t k = side ? pa : pb;
+                if (!k) continue;
+                ir_node *edge = side ? pad_axis(b, g, a, -(D - k), 0) : pad_axis(b, g, a, 0, -(D - k));
+                edge = edge ? sum_axis(b, edge, a, true) : NULL;
+                edge = edge ? pad_axis(b, edge, a, side ? d - 1 : 0, side ? 0 : d - 1) : NULL;
+                acc = edge ? ir_b_bin(b, IR_OP_add, acc, edge) : NULL;
+            }
+        } else {
+            for (int64_t k = 1; k <= pb + pa && acc; k++) {
+                bool after = k > pb;
+                int64_t j = after ? k - pb : k;                /* the distance from x's edge */
+                int64_t from = after ? pb + d - 1 + j : pb - j; /* g's element */
+                int64_t to = after ? d - 1 - j : j;             /* x's element it copies */
+                ir_node *e = pad_axis(b, g, a, -from, -(D - from - 1));
+                e = e ? pad_axis(b, e, a, to, d - 1 - to) : NULL;
+                acc = e ? ir_b_bin(b, IR_OP_add, acc, e) : NULL;
+            }
+        }
+        g = acc;
+    }
+    dx[0] = g;
+    return b->status;
+}
+
 RULE(grad_pad) { /* crop what was padded (the counts negated), pad what was cropped */
+    if (ir_attr_i(n, "mode")) return grad_pad_mode(b, n, dy, dx);
     const int64_t *bf, *af;
     int r = ir_attr_ints(n, "before", &bf);
     ir_attr_ints(n, "after", &af);

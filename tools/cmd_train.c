@@ -26,6 +26,7 @@ typedef struct session {
     int64_t threads;
     int distributed; /* train --distributed */
     const char *hint; /* a note printed after the error */
+    int usage;        /* the error is the command line's: exit status 2 */
 } session;
 
 static void session_end(session *s) {
@@ -37,7 +38,7 @@ static void session_end(session *s) {
 }
 
 static int session_fail(session *s, kiln_status st) {
-    cli_report(s->d, st);
+    if (!s->usage) cli_report(s->d, st); /* a usage error is printed already */
     if (s->hint) fprintf(stderr, "kiln: note: %s\n", s->hint);
     /* The other ranks would wait for this one in their next collective. */
     if (kiln_distributed_size() > 1) {
@@ -45,13 +46,14 @@ static int session_fail(session *s, kiln_status st) {
         fflush(stderr);
         kiln_distributed_abort(1);
     }
+    int status = s->usage ? 2 : 1;
     session_end(s);
-    return 1;
+    return status;
 }
 
 /* The options open_model reads, checked before any work is done: a bad one
  * is a usage error (one line, exit status 2), like an unknown option. */
-static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
+static bool model_opts_ok(const cli_args *a, const char *verb) {
     const char *backend = cli_get(a, "--backend");
     if (backend && strcmp(backend, "jit") != 0 && strcmp(backend, "interp") != 0) {
         fprintf(stderr, "kiln %s: error: --backend expects 'jit' or 'interp', got '%s'\n", verb,
@@ -63,10 +65,6 @@ static bool model_opts_ok(const cli_args *a, const char *verb, bool need_load) {
     if (!cli_int(a, "--threads", 1, 256, &v) || !cli_int(a, "--seed", 0, INT64_MAX, &v) ||
         !cli_gemm(a, verb, &g))
         return false;
-    if (need_load && !cli_get(a, "--load") && !(a->n_pos && cli_is_onnx(a->pos[0]))) {
-        fprintf(stderr, "kiln %s: error: --load CKPT is required\n", verb);
-        return false;
-    }
     return true;
 }
 
@@ -144,8 +142,28 @@ static kiln_status cli_training(const cli_args *a, const char *verb, kiln_module
 
 static kiln_status open_data(session *s, const cli_args *a, bool test, kiln_dataset **out);
 
-/* Loads and compiles the model with --backend, --threads, --seed, --load
- * (checked by model_opts_ok); for train, loads the training data in
+/* --load is optional for a model with weights of its own (an ONNX file, or
+ * a .kiln file importing one): parameters without start fresh, said in a
+ * note. */
+static kiln_status check_load(session *s, const cli_args *a, const char *path,
+                              const kiln_module *m, bool need_load) {
+    int64_t with_data, n = kiln_module_param_count(m, &with_data);
+    if (!need_load || cli_get(a, "--load") || cli_is_onnx(path)) return KILN_OK;
+    if (!with_data) {
+        fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
+        s->usage = 1;
+        return KILN_ERR_INVALID;
+    }
+    if (with_data < n)
+        fprintf(stderr,
+                "kiln %s: note: %lld of %lld parameters are freshly initialized (not from an "
+                "ONNX file); --load CKPT gives them trained values\n",
+                s->verb, (long long)(n - with_data), (long long)n);
+    return KILN_OK;
+}
+
+/* Loads and compiles the model with --backend, --threads, --seed (checked
+ * by model_opts_ok), --load (check_load); for train, loads the training data in
  * between and checks it against the model before anything is compiled. */
 static kiln_status open_model(session *s, const cli_args *a, const char *path, bool need_load) {
     const char *backend = cli_get(a, "--backend");
@@ -177,6 +195,7 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     kiln_status st = s->distributed ? kiln_distributed_init(s->d) : KILN_OK;
     if (!st) st = cli_load_model(path, &m, s->d);
     if (!st) st = cli_training(a, s->verb, m, s->d);
+    if (!st) st = check_load(s, a, path, m, need_load);
     if (st) {
         kiln_module_dispose(m);
         return st;
@@ -198,10 +217,6 @@ static kiln_status open_model(session *s, const cli_args *a, const char *path, b
     fputs(kiln_diag_message(s->d), stderr);
     kiln_diag_clear(s->d);
     const char *load = cli_get(a, "--load");
-    if (need_load && !load && !cli_is_onnx(path)) {
-        fprintf(stderr, "kiln %s: error: --load CKPT is required\n", s->verb);
-        return KILN_ERR_INVALID;
-    }
     if (load) {
         kiln_load_mode mode = cli_flag(a, "--finetune") ? KILN_LOAD_FINETUNE : KILN_LOAD_STRICT;
         st = kiln_model_load(s->model, load, mode, s->d);
@@ -379,7 +394,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "kiln train: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "train", false) || !data_opts_ok(&a, "train")) return 2;
+    if (!model_opts_ok(&a, "train") || !data_opts_ok(&a, "train")) return 2;
     kiln_fit_opts fo = {0};
     int64_t epochs = 0, batch = 0, max_steps = 0, seed = 0;
     if (!cli_int(&a, "--epochs", 1, KILN_MAX_EPOCHS, &epochs) ||
@@ -412,7 +427,7 @@ int cmd_train(int argc, char **argv) {
     fo.continue_on_nonfinite = cli_flag(&a, "--continue-on-nan");
     fo.verbose = 1;
 
-    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
+    session s = {"train", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL, 0};
     s.distributed = cli_flag(&a, "--distributed");
     kiln_status st = open_model(&s, &a, a.pos[0], false); /* and the training data */
     if (st) return session_fail(&s, st);
@@ -443,7 +458,8 @@ int cmd_train(int argc, char **argv) {
 /* ----------------------------------------------------------------- eval */
 
 static const cli_opt eval_opts[] = {
-    {"--load", "CKPT", "the weights to evaluate (required)"},
+    {"--load", "CKPT", "the weights to evaluate (required unless the model has its own: "
+                       "an ONNX file, or a .kiln file importing one)"},
     {"--loss", "NAME", "evaluate a model without a loss (ONNX) with this one"},
     {"--data", "DIR", "dataset: a directory of IDX files or x_train.npy, y_train.npy, x_test.npy, "
                       "y_test.npy, or a .npz of these (default " DEFAULT_DATA "), or FILE.csv"},
@@ -469,10 +485,10 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "kiln eval: error: expected one model file\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "eval", true) || !data_opts_ok(&a, "eval")) return 2;
+    if (!model_opts_ok(&a, "eval") || !data_opts_ok(&a, "eval")) return 2;
     int64_t batch = 128;
     if (!cli_int(&a, "--batch-size", 1, 1 << 24, &batch)) return 2;
-    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
+    session s = {"eval", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL, 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     double loss, acc;
@@ -488,7 +504,8 @@ int cmd_eval(int argc, char **argv) {
 /* -------------------------------------------------------------- predict */
 
 static const cli_opt predict_opts[] = {
-    {"--load", "CKPT", "the weights (required)"},
+    {"--load", "CKPT", "the weights (required unless the model has its own: an ONNX file, or "
+                       "a .kiln file importing one)"},
     {"--input", "FILE", "inputs: a NumPy .npy file, or IDX (gzipped or not) (required; once per "
                         "input of the model, in the order of its 'input' lines)"},
     {"--output", "FILE", "FILE.npy: the outputs as a NumPy array [n, outputs]; other names: "
@@ -577,8 +594,8 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "kiln predict: error: expected a model file and --input IDX\n");
         return 2;
     }
-    if (!model_opts_ok(&a, "predict", true)) return 2;
-    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL};
+    if (!model_opts_ok(&a, "predict")) return 2;
+    session s = {"predict", kiln_diag_create(), NULL, NULL, NULL, "jit", 0, 0, NULL, 0};
     kiln_status st = open_model(&s, &a, a.pos[0], true);
     if (st) return session_fail(&s, st);
     const char *inputs[16];

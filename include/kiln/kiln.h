@@ -191,6 +191,11 @@ typedef struct kiln_init {
 KILN_API kiln_status kiln_module_add_param(kiln_module *m, const char *name, kiln_dtype dt,
                                            int rank, const int64_t *dims, kiln_init init,
                                            kiln_diag *d);
+/* The number of parameters; *with_data (may be NULL) gets how many of them
+ * hold their own values (an ONNX file's initializers, kiln_onnx_import and
+ * the .kiln language's onnx(...); see kiln_module_load_weights): the ones
+ * a model starts from without a checkpoint. */
+KILN_API int64_t kiln_module_param_count(const kiln_module *m, int64_t *with_data);
 /* Freezes (trainable = 0) or unfreezes a parameter. */
 KILN_API kiln_status kiln_module_set_trainable(kiln_module *m, const char *name, int trainable,
                                                kiln_diag *d);

@@ -13,6 +13,9 @@ OUT_DIR/NAME.onnx and OUT_DIR/NAME.npy (PyTorch's outputs on x) for
   catnet   two Conv branches (3x3 pad 1, 5x5 pad 2) + relu, torch.cat on the
            channels (a run-time Concat), F.pad (1, 2, 0, 1) with 0.5 (a real
            Pad), Conv(8,4,3), GlobalAveragePool, Linear(4,10)
+  padnet   Conv(1,4,3)+relu, F.pad (2, 1, 1, 2) reflect and (1, 1, 2, 0)
+           replicate (Pad modes reflect and edge), Conv(4,4,3,stride 2)+relu,
+           GlobalAveragePool, Linear(4,10)
 All with a dynamic batch, opset 13."""
 import sys
 
@@ -84,10 +87,24 @@ class CatNet(nn.Module):
         return self.fc(torch.flatten(h, 1))
 
 
+class PadNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3)
+        self.c = nn.Conv2d(4, 4, 3, stride=2)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = nn.functional.pad(torch.relu(self.a(x)), (2, 1, 1, 2), mode="reflect")
+        h = nn.functional.pad(h, (1, 1, 2, 0), mode="replicate")
+        h = nn.functional.adaptive_avg_pool2d(torch.relu(self.c(h)), 1)
+        return self.fc(torch.flatten(h, 1))
+
+
 x = torch.rand(50, 1, 28, 28)
 np.save(f"{out}/x.npy", x.numpy())
 for name, model in [("lenet", LeNet()), ("convnet", ConvNet()), ("bnnet", BNNet()),
-                    ("catnet", CatNet())]:
+                    ("catnet", CatNet()), ("padnet", PadNet())]:
     if name == "bnnet":  # moving statistics that are not the initial 0 and 1
         model.train()
         with torch.no_grad():

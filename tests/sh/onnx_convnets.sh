@@ -4,7 +4,9 @@
 # the Keras "simple MNIST convnet" (Flatten, Dropout) and a net with
 # BatchNormalization, a stride-2 Conv with explicit pads and
 # GlobalAveragePool, and one with torch.cat of two conv branches and F.pad
-# (a run-time Concat and a real Pad, both kept in NHWC) predict what PyTorch 1.13 predicts, to 1e-5 of the
+# (a run-time Concat and a real Pad, both kept in NHWC), and one with F.pad
+# reflect and replicate (Pad modes reflect and edge, also kept in NHWC)
+# predict what PyTorch 1.13 predicts, to 1e-5 of the
 # output's scale, through `kiln predict --input x.npy --output y.npy` (JIT
 # and interpreter) and the AOT .so of `kiln compile` (called through ctypes).
 # Usage: onnx_convnets.sh KILN BUILD_DIR SOURCE_DIR
@@ -16,7 +18,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 /usr/bin/python3 "$src/tests/onnx/torch_convnets.py" "$tmp" 2> "$tmp/torch.log" || { cat "$tmp/torch.log"; exit 1; }
-for m in lenet convnet bnnet catnet; do
+for m in lenet convnet bnnet catnet padnet; do
   for backend in jit interp; do
     "$kiln" predict "$tmp/$m.onnx" --input "$tmp/x.npy" --output "$tmp/$m.$backend.npy" \
       --backend $backend --threads 1
@@ -49,4 +51,9 @@ n=$("$kiln" dump "$tmp/convnet.onnx" --function infer | grep -c ' = transpose(' 
 [ "$n" -eq 1 ] || { echo "onnx_convnets.sh: convnet has $n transposes, expected 1"; exit 1; }
 n=$("$kiln" dump "$tmp/catnet.onnx" --function infer | grep -c ' = transpose(' || true)
 [ "$n" -eq 1 ] || { echo "onnx_convnets.sh: catnet has $n transposes, expected 1"; exit 1; }
+n=$("$kiln" dump "$tmp/padnet.onnx" --function infer | grep -c ' = transpose(' || true)
+[ "$n" -eq 1 ] || { echo "onnx_convnets.sh: padnet has $n transposes, expected 1"; exit 1; }
+"$kiln" dump "$tmp/padnet.onnx" --function infer | grep -q 'mode=reflect' &&
+  "$kiln" dump "$tmp/padnet.onnx" --function infer | grep -q 'mode=edge' ||
+  { echo "onnx_convnets.sh: padnet's pads are not reflect and edge"; exit 1; }
 echo "onnx_convnets.sh: ok"

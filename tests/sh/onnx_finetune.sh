@@ -25,7 +25,8 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-$py "$src/examples/fashion_pretrain.py" "$tmp" 300 2> torch.log || { cat torch.log; exit 1; }
+$py "$src/examples/fashion_pretrain.py" "$tmp" 300 > torch.out 2> torch.log || { cat torch.log; exit 1; }
+cat torch.out
 cp "$src/examples/fashion_finetune.kiln" ft.kiln
 feature=$(cat feature.txt)
 grep -qF "output=\"$feature\"" ft.kiln ||
@@ -51,7 +52,8 @@ grep -q "Non-trainable params: 56,064 " frozen.summary || { echo "FAIL: summary"
 grep -q "body (ONNX)" ft.summary || { echo "FAIL: summary has no ONNX row"; cat ft.summary; exit 1; }
 
 # The checkpoints against PyTorch's weights in Kiln's layout: conv kernels
-# [kh, kw, in, out]; fc1's columns in (h, w, c) order (Kiln flattens NHWC).
+# [kh, kw, in, out]; fc1's [out, in] transposed to [in, out] (Kiln's dense
+# layout), its rows in (h, w, c) order (Kiln flattens NHWC).
 $py - "$tmp" <<'PY'
 import json, struct, sys
 import numpy as np
@@ -65,7 +67,7 @@ def read(path):
 w = dict(np.load(f"{t}/body.npz"))
 kiln = {"conv1.weight": w["conv1.weight"].transpose(2, 3, 1, 0), "conv1.bias": w["conv1.bias"],
         "conv2.weight": w["conv2.weight"].transpose(2, 3, 1, 0), "conv2.bias": w["conv2.bias"],
-        "fc1.weight": w["fc1.weight"].reshape(64, 32, 5, 5).transpose(0, 2, 3, 1).reshape(64, 800),
+        "fc1.weight": w["fc1.weight"].reshape(64, 32, 5, 5).transpose(2, 3, 1, 0).reshape(800, 64),
         "fc1.bias": w["fc1.bias"]}
 for name, frozen in (("ft", ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]),
                      ("frozen", list(kiln))):
@@ -101,6 +103,64 @@ print(f"onnx_finetune.sh: exported fine-tuned model in ONNX Runtime vs kiln pred
 assert err <= 1e-5, err
 PY
 fi
+
+# A .kiln file that imports a whole pretrained model has its weights, as the
+# .onnx has: eval, predict and compile need no --load. The 5-class net on
+# the test images of classes 0-4: Kiln's accuracy is PyTorch's, and the JIT
+# and the AOT .so equal the softmax of `kiln predict fashion_body.onnx`.
+cat > whole.kiln <<'KILN'
+input x : f32[?, 28, 28, 1]
+label y : i32[?]
+p = softmax(onnx(x, "fashion_body.onnx"))
+output p
+loss sparse_categorical_crossentropy(p, y)
+train {
+  metrics = [accuracy]
+}
+KILN
+$py - "$fm" <<'PY'
+import gzip, sys
+import numpy as np
+def idx(name, off):
+    return np.frombuffer(gzip.open(f"{sys.argv[1]}/{name}.gz").read(), np.uint8, offset=off)
+x = (idx("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
+y = idx("t10k-labels-idx1-ubyte", 8).astype(np.int32)
+k = y < 5
+np.savez("c5.npz", x_train=x[k][:10], y_train=y[k][:10], x_test=x[k], y_test=y[k])
+np.save("x5.npy", x[k][:200])
+np.save("x5_nchw.npy", x[k][:200].transpose(0, 3, 1, 2).copy())
+PY
+"$kiln" eval whole.kiln --data c5.npz > whole.log
+torch_acc=$(sed -n 's/^pretrained on classes 0-4: .* test accuracy \([0-9.]*\)$/\1/p' torch.out)
+a=$(acc whole.log)
+echo "onnx_finetune.sh: whole.kiln without --load: test accuracy $a on classes 0-4 (PyTorch: $torch_acc)"
+[ -n "$a" ] && [ "$a" = "$torch_acc" ] || { echo "FAIL: accuracy $a, PyTorch's $torch_acc"; exit 1; }
+"$kiln" predict whole.kiln --input x5.npy --output whole.npy --threads 1
+"$kiln" predict fashion_body.onnx --input x5_nchw.npy --output logits.npy --threads 1
+"$kiln" compile whole.kiln -o libwhole.so --name whole
+$py - <<'PY'
+import ctypes
+import numpy as np
+x = np.load("x5.npy")
+z = np.load("logits.npy").astype(np.float64)
+want = np.exp(z - z.max(1, keepdims=True))
+want /= want.sum(1, keepdims=True)
+lib = ctypes.CDLL("./libwhole.so")
+h = ctypes.c_void_p()
+assert lib.whole_create(ctypes.c_int64(len(x)), ctypes.byref(h)) == 0
+aot = np.zeros(want.shape, np.float32)
+fp = ctypes.POINTER(ctypes.c_float)
+assert lib.whole_infer(h, ctypes.c_int64(len(x)), x.ctypes.data_as(fp), aot.ctypes.data_as(fp)) == 0
+lib.whole_destroy(h)
+for name, got in (("predict", np.load("whole.npy")), ("aot", aot)):
+    err = float(np.abs(got - want).max())
+    print(f"onnx_finetune.sh: whole.kiln {name} without --load vs the .onnx's: max |difference| {err:.3g}")
+    assert got.shape == want.shape and err <= 1e-5, (name, got.shape, err)
+PY
+# With a new head: it starts fresh, and a note says so.
+"$kiln" predict ft.kiln --input x5.npy --output /dev/null 2> note.log
+grep -qF "kiln predict: note: 2 of 8 parameters are freshly initialized (not from an ONNX file); --load CKPT gives them trained values" note.log ||
+  { echo "FAIL: no note about the fresh head"; cat note.log; exit 1; }
 
 # Messages: file:line:col, the ONNX node and op type where one is at fault.
 expect() { # expect FILE.kiln 'message'

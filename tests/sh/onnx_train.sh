@@ -3,7 +3,8 @@
 # fine-tuned on a slice of Fashion-MNIST by `kiln train model.onnx --loss
 # sparse_categorical_crossentropy --optimizer 'adam(lr=...)'` (its Dropout
 # active in train_step), and its test accuracy (`kiln eval model.onnx
-# --loss ...`) rises from chance; the checkpoint holds the ONNX names and
+# --loss ...`) rises from chance; the checkpoint holds the ONNX names (in
+# Kiln's layout: conv kernels [kh, kw, in, out], the Linear [in, out]) and
 # `kiln predict --load` uses it. Bad --loss / --optimizer are usage errors.
 # Usage: onnx_train.sh KILN BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -43,7 +44,7 @@ awk -v a="$a0" -v b="$a1" 'BEGIN { exit !(a < 0.25 && b >= 0.6) }' || { echo "FA
 import json, struct, sys
 b = open(sys.argv[1], "rb").read()
 h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
-need = {"conv1.weight": [3, 3, 1, 32], "conv2.weight": [3, 3, 32, 64], "dense.weight": [10, 1600], "dense.bias": [10]}
+need = {"conv1.weight": [3, 3, 1, 32], "conv2.weight": [3, 3, 32, 64], "dense.weight": [1600, 10], "dense.bias": [10]}
 for k, s in need.items():
     assert h[k]["shape"] == s, (k, h.get(k))
 PY

@@ -736,16 +736,19 @@ static bool build_conv_op(kiln_module *m, int v, int op) {
     return true;
 }
 
-/* pad: padded on every axis but the batch, cropped, an i32 operand. */
+/* pad: padded on every axis but the batch, cropped, an i32 operand;
+ * mode reflect (f32) and edge (i32), padded and cropped. */
 static bool build_pad(kiln_module *m, int v, gen *g) {
-    static const int64_t bf[][3] = {{0, 2, 1}, {0, -1, 3}, {0, 0, 0}}, af[][3] = {{0, 1, 0}, {0, 2, -4}, {0, 3, 1}};
-    if (v > 2) return false;
+    static const int64_t bf[][3] = {{0, 2, 1}, {0, -1, 3}, {0, 0, 0}, {0, 4, -2}, {0, 3, 2}},
+                         af[][3] = {{0, 1, 0}, {0, 2, -4}, {0, 3, 1}, {0, -1, 6}, {0, 5, -3}};
+    if (v > 4) return false;
     kiln_func *f = kiln_func_create(m, "f");
-    ir_node *x = node_of(f, in3(f, "x", v == 2 ? KILN_I32 : KILN_F32, B, 5, 7));
+    ir_node *x = node_of(f, in3(f, "x", v == 2 || v == 4 ? KILN_I32 : KILN_F32, B, 5, 7));
     ir_attrs a = ir_attrs_default(IR_OP_pad);
     ir_attrs_set_ints(&a, "before", 3, bf[v]);
     ir_attrs_set_ints(&a, "after", 3, af[v]);
     ir_attrs_set_f(&a, "value", v == 0 ? -1.5 : 7);
+    ir_attrs_set_i(&a, "mode", v < 3 ? 0 : v - 2);
     out_node(f, op_node(f, IR_OP_pad, 1, &x, &a));
     return true;
 }

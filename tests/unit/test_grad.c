@@ -458,6 +458,20 @@ BUILD(b_dense_tanh, dense(f, x[0], x[1], x[2], KILN_ACT_TANH, 0))
 BUILD(b_sce, softmax_ce(f, x[0], x[1]))
 BUILD(b_pad, pad(f, x[0], (const int64_t[]){0, 1, 2}, (const int64_t[]){0, 2, 0}))
 BUILD(b_pad_crop, pad(f, x[0], (const int64_t[]){0, -1, 1}, (const int64_t[]){0, 1, -2}))
+
+/* pad in mode reflect (1) or edge (2): the gradient adds the copies back. */
+static kiln_value pad_mode(kiln_func *f, kiln_value x, const int64_t *bf, const int64_t *af,
+                           int64_t mode) {
+    ir_attrs a = ir_attrs_default(IR_OP_pad);
+    ir_attrs_set_ints(&a, "before", 3, bf);
+    ir_attrs_set_ints(&a, "after", 3, af);
+    ir_attrs_set_i(&a, "mode", mode);
+    return internal_op(f, IR_OP_pad, 1, &x, &a);
+}
+BUILD(b_pad_reflect, pad_mode(f, x[0], (const int64_t[]){0, 2, 1}, (const int64_t[]){0, 1, 3}, 1))
+BUILD(b_pad_edge, pad_mode(f, x[0], (const int64_t[]){0, 2, 1}, (const int64_t[]){0, 3, 0}, 2))
+BUILD(b_pad_reflect_crop, pad_mode(f, x[0], (const int64_t[]){0, -1, 2}, (const int64_t[]){0, 2, -1}, 1))
+BUILD(b_pad_edge_crop, pad_mode(f, x[0], (const int64_t[]){0, 1, -2}, (const int64_t[]){0, -1, 3}, 2))
 BUILD(b_conv_valid_relu, conv(f, x, 1, 1, 0, KILN_ACT_RELU))
 BUILD(b_conv_same_s2, conv(f, x, 2, 1, 1, KILN_ACT_NONE))
 BUILD(b_conv_same_s1, conv(f, x, 1, 1, 1, KILN_ACT_NONE))
@@ -673,6 +687,10 @@ static const gcase g_cases[] = {
      {F_(G_ANY, 4, Q, 6, 6, 2), F_(G_ANY, 4, 3, 3, 2, 3), F_(G_ANY, 1, 3)}, EPS_KINK},
     {"pad", "[?,3,4] padded", b_pad, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
     {"pad", "[?,3,4] padded and cropped", b_pad_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    {"pad", "[?,3,4] reflect", b_pad_reflect, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    {"pad", "[?,3,4] edge", b_pad_edge, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    {"pad", "[?,3,4] reflect and cropped", b_pad_reflect_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    {"pad", "[?,3,4] edge and cropped", b_pad_edge_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
 };
 /* clang-format on */
 

@@ -444,6 +444,12 @@ static const icase g_cases[] = {
     /* a row of -1 above, two columns of -1 right of a [2, 2] */
     {.op = IR_OP_pad, "pad rank 2", F1("pad(%x) {before=[1,0], after=[0,2], value=-1}", "f32[2,2]", "f32[3,4]"),
      1, {V(1, 2, 3, 4)}, {V(-1, -1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1)}},
+    /* x = [1, 2, 3] per row: reflect 2 ahead, 1 behind (PyTorch's ReflectionPad1d((2, 1))) */
+    {.op = IR_OP_pad, "pad reflect", F1("pad(%x) {before=[0,2], after=[0,1], mode=reflect}", "f32[?,3]", "f32[?,6]"),
+     1, {V(1, 2, 3)}, {V(3, 2, 1, 2, 3, 2)}},
+    /* edge (PyTorch's replicate) 1 ahead, 2 behind, the first cropped on the other axis */
+    {.op = IR_OP_pad, "pad edge", F1("pad(%x) {before=[-1,1], after=[0,2], mode=edge}", "f32[2,2]", "f32[1,5]"),
+     1, {V(1, 2, 3, 4)}, {V(3, 3, 4, 4, 4)}},
 };
 /* clang-format on */
 /* ----------------------------------------------------------- the runner */
