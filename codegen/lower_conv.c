@@ -634,41 +634,81 @@ static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
     return NULL;
 }
 
-/* Max pooling's gradient, channel by channel: the first maximum of the
- * window (in row-major tap order, as the interpreter) takes dy. */
-static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
-                          LLVMValueRef dx, bool mask) {
-    ir_win *g = &w->g;
-    cg_loop lc;
-    LLVMValueRef ch = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
-    LLVMValueRef lo, hi, lo2, hi2;
-    LLVMValueRef by = tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &lo, &hi);
-    LLVMValueRef bx = tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &lo2, &hi2);
+/* Max pooling's gradient at one output pixel, 8 channels a vector: the
+ * first maximum of the window (row-major tap order, as the interpreter:
+ * a later tap takes it only when strictly greater) takes dy; the others get
+ * nothing. The window is scanned once for the maximum and its tap number,
+ * then each tap's dx gets dy where it won (added: windows may overlap; or
+ * stored when they do not: `store`). */
+typedef struct mpg {
+    const win_loops *w;
+    LLVMValueRef x, dy, dx;
+    LLVMValueRef by, bx, lo, hi, lo2, hi2; /* the window's taps inside the image */
+    bool mask, store;
+} mpg;
+
+/* x's offset of tap (ky, kx) of the pixel, plus j */
+static LLVMValueRef mpg_off(cg_ctx *c, const mpg *m, LLVMValueRef ky, LLVMValueRef kx, LLVMValueRef j) {
+    const ir_win *g = &m->w->g;
+    LLVMValueRef row0 = add(c, mul(c, m->w->b, cg_i64(c, g->h)), add(c, m->by, ky));
+    return add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, m->bx, kx)), cg_i64(c, g->c)), j);
+}
+
+static LLVMValueRef mpg_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    const mpg *m = v;
+    const ir_win *g = &m->w->g;
+    LLVMTypeRef ft = w == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)w);
+    LLVMValueRef kw = cg_i64(c, g->kw);
+    /* The maximum and its tap (ky·kw + kx), from the first tap on. */
+    LLVMValueRef first = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, m->lo, m->lo2, j));
+    LLVMValueRef code0 = add(c, mul(c, m->lo, kw), m->lo2);
+    LLVMValueRef at0 = cg_splat(c, LLVMBuildTrunc(c->b, code0, c->t_i32, ""), w);
     cg_loop ly, lx;
-    LLVMValueRef ky = cg_loop_begin(c, &ly, lo, hi, 1);
-    LLVMValueRef best0 = cg_loop_phi(c, &ly, cg_fc(c, c->t_f32, 0.0));
-    LLVMValueRef at0 = cg_loop_phi(c, &ly, cg_i64(c, -1));
-    LLVMValueRef kx = cg_loop_begin(c, &lx, lo2, hi2, 1);
-    LLVMValueRef best = cg_loop_phi(c, &lx, best0), atv = cg_loop_phi(c, &lx, at0);
-    LLVMValueRef row0 = add(c, mul(c, w->b, cg_i64(c, g->h)), add(c, by, ky));
-    LLVMValueRef o = add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, bx, kx)),
-                                cg_i64(c, g->c)), ch);
-    LLVMValueRef v = cg_load(c, c->t_f32, x, o);
-    LLVMValueRef take = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, atv, cg_i64(c, 0), ""),
-                                    LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""), "");
-    LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, take, v, best, ""),
-                          LLVMBuildSelect(c->b, take, o, atv, "")};
+    LLVMValueRef ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    LLVMValueRef best0 = cg_loop_phi(c, &ly, first), atv0 = cg_loop_phi(c, &ly, at0);
+    LLVMValueRef kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef best = cg_loop_phi(c, &lx, best0), atv = cg_loop_phi(c, &lx, atv0);
+    LLVMValueRef xv = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, ky, kx, j));
+    LLVMValueRef take = LLVMBuildFCmp(c->b, LLVMRealOGT, xv, best, "");
+    LLVMValueRef code = cg_splat(c, LLVMBuildTrunc(c->b, add(c, mul(c, ky, kw), kx), c->t_i32, ""), w);
+    LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, take, xv, best, ""),
+                          LLVMBuildSelect(c->b, take, code, atv, "")};
     cg_loop_end(c, &lx, nx);
     LLVMValueRef ny[2] = {lx.exits[0], lx.exits[1]};
     cg_loop_end(c, &ly, ny);
-    LLVMValueRef target = ly.exits[1];
-    LLVMValueRef g_out = cg_load(c, c->t_f32, dy, add(c, w->yoff, ch));
-    if (mask) { /* relu's derivative at the maximum (ir/conv.c) */
-        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, ly.exits[0], cg_fc(c, c->t_f32, 0.0), "");
-        g_out = LLVMBuildSelect(c->b, pos, g_out, cg_fc(c, c->t_f32, 0.0), "");
-    }
-    cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, target), g_out, ""), dx, target);
-    cg_loop_end(c, &lc, NULL);
+    LLVMValueRef top = ly.exits[0], won = ly.exits[1];
+    LLVMValueRef gv = cg_loadv(c, c->t_f32, w, m->dy, add(c, m->w->yoff, j));
+    LLVMValueRef zero = cg_fc(c, ft, 0.0);
+    if (m->mask) /* relu's derivative at the maximum (ir/conv.c) */
+        gv = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, top, zero, ""), gv, zero, "");
+    /* Every tap: dx += dy where it won. dx is never -0 (a sum from +0), so
+     * adding +0 elsewhere leaves its bits as the interpreter's. */
+    ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef o = mpg_off(c, m, ky, kx, j);
+    code = cg_splat(c, LLVMBuildTrunc(c->b, add(c, mul(c, ky, kw), kx), c->t_i32, ""), w);
+    LLVMValueRef share = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, won, code, ""), gv, zero, "");
+    if (!m->store) share = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, m->dx, o), share, "");
+    cg_storev(c, share, w, m->dx, o);
+    cg_loop_end(c, &lx, NULL);
+    cg_loop_end(c, &ly, NULL);
+    return NULL;
+}
+
+static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
+                          LLVMValueRef dx, bool mask, bool store) {
+    ir_win *g = &w->g;
+    mpg m = {.w = w, .x = x, .dy = dy, .dx = dx, .mask = mask, .store = store};
+    m.by = tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &m.lo, &m.hi);
+    m.bx = tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &m.lo2, &m.hi2);
+    cg_row_loop(c, cg_i64(c, g->c), CG_RED_NONE, mpg_body, &m);
+}
+
+/* Whether max pooling's windows tile the image: each input pixel in
+ * exactly one window (dx needs no zeroing, its taps no adds). */
+static bool windows_tile(const ir_win *g) {
+    return g->pt == 0 && g->pl == 0 && g->sh == g->kh && g->sw == g->kw && g->oh * g->sh == g->h &&
+           g->ow * g->sw == g->w;
 }
 
 kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
@@ -682,10 +722,11 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
     LLVMValueRef x = k.p[0], dy = k.p[1], dx = k.p[2];
     w.b0 = k.b0;
     w.b1 = k.b1;
-    zero_images(c, &k, dx, &n->type);
+    bool is_max = n->op == IR_OP_max_pool2d_grad, tiles = is_max && windows_tile(&w.g);
+    if (!tiles) zero_images(c, &k, dx, &n->type);
     pixels_begin(c, &w);
-    if (n->op == IR_OP_max_pool2d_grad) {
-        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0);
+    if (is_max) {
+        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0, tiles);
     } else {
         row r = {NULL, at(c, dy, w.yoff), NULL, cell_count(c, &w), n, NULL, CG_RED_NONE};
         taps_begin(c, &w);
