@@ -8,6 +8,7 @@
  * interpreter's bit for bit.
  */
 #include "codegen/lower.h"
+#include "codegen/task.h"
 #include "ir/philox.h"
 
 /* ---------------------------------------------------------------- dropout */
@@ -78,27 +79,55 @@ static LLVMValueRef drop_body(cg_ctx *c, void *ctx, LLVMValueRef idx, int w) {
     return NULL;
 }
 
+/* The element index of row `row`'s first element (a sharded dropout's
+ * rows count from the rank's first row: kiln_collective_first_row). */
+static int64_t row_numel(const ir_type *t) {
+    int64_t r = 1;
+    for (int a = 1; a < t->rank; a++) r *= t->dims[a];
+    return r;
+}
+
+static LLVMValueRef drop_base(cg_ctx *c, const ir_node *n, LLVMValueRef row) {
+    if (ir_attr_i(n, "shard")) {
+        LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
+        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
+        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
+        row = LLVMBuildAdd(c->b, row, LLVMBuildCall2(c->b, fty, f, NULL, 0, ""), "");
+    }
+    LLVMValueRef per_row = cg_i64(c, row_numel(&n->type));
+    return LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");
+}
+
+/* Over the rows as tasks of the pool (task.h; each element's mask depends
+ * on its index alone, so any split gives the same bits). */
 kiln_status lower_dropout(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     drop_ctx k;
     uint64_t seed = (uint64_t)ir_attr_i(n, "seed");
-    k.x = cg_cast_ptr(c, in[0], c->t_f32);
-    k.y = cg_cast_ptr(c, out, c->t_f32);
-    k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, in[1], c->t_i32), cg_i64(c, 0));
     k.key[0] = (uint32_t)seed;
     k.key[1] = (uint32_t)(seed >> 32);
     k.node = (uint32_t)ir_attr_i(n, "node");
     k.rate = (float)ir_attr_f(n, "rate");
     k.scale = (float)(1.0 / (1.0 - ir_attr_f(n, "rate")));
-    k.base = cg_i32(c, 0);
-    if (ir_attr_i(n, "shard")) { /* rows from the rank's first row (kiln_collective_first_row) */
-        LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
-        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
-        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
-        LLVMValueRef row = LLVMBuildCall2(c->b, fty, f, NULL, 0, "");
-        LLVMValueRef per_row = cg_i64(c, ir_type_numel(&n->type, 1));
-        k.base = LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");
+    if (n->type.rank == 0) {
+        k.x = cg_cast_ptr(c, in[0], c->t_f32);
+        k.y = cg_cast_ptr(c, out, c->t_f32);
+        k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, in[1], c->t_i32), cg_i64(c, 0));
+        k.base = drop_base(c, n, cg_i64(c, 0));
+        cg_row_loop(c, cg_i64(c, 1), CG_RED_NONE, drop_body, &k);
+        return KILN_OK;
     }
-    cg_row_loop(c, cg_numel(c, &n->type), CG_RED_NONE, drop_body, &k);
+    cg_task t;
+    LLVMValueRef ptrs[3] = {in[0], in[1], out};
+    cg_task_begin(c, &t, CG_TASKS_UPTO, n->type.dims[0], 3, ptrs);
+    LLVMValueRef per_row = cg_i64(c, row_numel(&n->type));
+    LLVMValueRef first = LLVMBuildNSWMul(c->b, t.b0, per_row, "");
+    k.x = cg_gep(c, c->t_f32, t.p[0], first);
+    k.y = cg_gep(c, c->t_f32, t.p[2], first);
+    k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, t.p[1], c->t_i32), cg_i64(c, 0));
+    k.base = drop_base(c, n, t.b0);
+    LLVMValueRef len = LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, t.b1, t.b0, ""), per_row, "");
+    cg_row_loop(c, len, CG_RED_NONE, drop_body, &k);
+    cg_task_end(c, &t);
     return KILN_OK;
 }
 
