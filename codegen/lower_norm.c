@@ -21,14 +21,29 @@ typedef struct drop_ctx {
     float rate, scale;
 } drop_ctx;
 
-/* hi and lo words of m * v (u32 lanes). */
+/* hi and lo words of m * v (u32 lanes). Vectors: the 32x32->64 products of
+ * the even and of the odd lanes as <w/2 x i64> multiplies of zero-extended
+ * halves (x86: pmuludq, no widening or narrowing shuffles), their high words
+ * interleaved back; the low words one <w x i32> multiply. */
 static void mulhilo(cg_ctx *c, uint32_t m, LLVMValueRef v, int w, LLVMValueRef *hi,
                     LLVMValueRef *lo) {
-    LLVMTypeRef t64 = w == 1 ? c->t_i64 : LLVMVectorType(c->t_i64, (unsigned)w);
-    LLVMTypeRef t32 = w == 1 ? c->t_i32 : LLVMVectorType(c->t_i32, (unsigned)w);
-    LLVMValueRef p = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, v, t64, ""), cg_ic(c, t64, m), "");
-    *lo = LLVMBuildTrunc(c->b, p, t32, "");
-    *hi = LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, p, cg_ic(c, t64, 32), ""), t32, "");
+    if (w == 1) {
+        LLVMValueRef p = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, v, c->t_i64, ""), cg_i64(c, m), "");
+        *lo = LLVMBuildTrunc(c->b, p, c->t_i32, "");
+        *hi = LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, p, cg_i64(c, 32), ""), c->t_i32, "");
+        return;
+    }
+    LLVMTypeRef t32 = LLVMVectorType(c->t_i32, (unsigned)w);
+    LLVMTypeRef t64 = LLVMVectorType(c->t_i64, (unsigned)(w / 2));
+    LLVMValueRef v64 = LLVMBuildBitCast(c->b, v, t64, ""), m64 = cg_ic(c, t64, m);
+    LLVMValueRef even = LLVMBuildMul(c->b, LLVMBuildAnd(c->b, v64, cg_ic(c, t64, 0xffffffffLL), ""), m64, "");
+    LLVMValueRef odd = LLVMBuildMul(c->b, LLVMBuildLShr(c->b, v64, cg_ic(c, t64, 32), ""), m64, "");
+    LLVMValueRef e32 = LLVMBuildBitCast(c->b, LLVMBuildLShr(c->b, even, cg_ic(c, t64, 32), ""), t32, "");
+    LLVMValueRef o32 = LLVMBuildBitCast(c->b, odd, t32, "");
+    LLVMValueRef mask[CG_VW];
+    for (int l = 0; l < w; l++) mask[l] = cg_i32(c, l % 2 ? w + l : l);
+    *hi = LLVMBuildShuffleVector(c->b, e32, o32, LLVMConstVector(mask, (unsigned)w), "");
+    *lo = LLVMBuildMul(c->b, v, cg_ic(c, t32, m), "");
 }
 
 /* Word 0 of Philox4x32-10({i, 0, step, node}, key), per lane. */
