@@ -444,14 +444,6 @@ static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
     return NULL;
 }
 
-/* acc[j] = acc[j] / s  (or src[j] / s into acc when src is set) */
-static LLVMValueRef scale_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
-    row *r = v;
-    LLVMValueRef a = cg_loadv(c, c->t_f32, w, r->dst, j);
-    cg_storev(c, LLVMBuildFDiv(c->b, a, cg_splat(c, r->s, w), ""), w, r->acc, j);
-    return NULL;
-}
-
 /* The number of window cells inside the image, as f32. */
 static LLVMValueRef cell_count(cg_ctx *c, const win_loops *w) {
     const ir_win *g = &w->g;
@@ -460,6 +452,47 @@ static LLVMValueRef cell_count(cg_ctx *c, const win_loops *w) {
     tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &lo2, &hi2);
     LLVMValueRef cnt = mul(c, LLVMBuildNSWSub(c->b, hi, lo, ""), LLVMBuildNSWSub(c->b, hi2, lo2, ""));
     return LLVMBuildSIToFP(c->b, cnt, c->t_f32, "");
+}
+
+typedef struct mpg {
+    const win_loops *w;
+    LLVMValueRef x, dy, dx;                /* pooling forward: dx is y */
+    LLVMValueRef by, bx, lo, hi, lo2, hi2; /* the window's taps inside the image */
+    LLVMValueRef count;                    /* average pooling: the cells, f32 */
+    bool mask, store, max;
+} mpg;
+
+/* x's offset of tap (ky, kx) of the pixel, plus j */
+static LLVMValueRef mpg_off(cg_ctx *c, const mpg *m, LLVMValueRef ky, LLVMValueRef kx, LLVMValueRef j) {
+    const ir_win *g = &m->w->g;
+    LLVMValueRef row0 = add(c, mul(c, m->w->b, cg_i64(c, g->h)), add(c, m->by, ky));
+    return add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, m->bx, kx)), cg_i64(c, g->c)), j);
+}
+
+/* Pooling forward at one output pixel, 8 channels a vector, the window
+ * folded in registers in row-major tap order: max from the first tap on
+ * (a later tap taking it when greater, as the interpreter), or the sum
+ * from +0 divided by the cells inside the image. */
+static LLVMValueRef pool_fwd_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    const mpg *m = v;
+    LLVMTypeRef ft = w == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)w);
+    LLVMValueRef init = m->max ? cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, m->lo, m->lo2, j))
+                               : cg_fc(c, ft, 0.0);
+    cg_loop ly, lx;
+    LLVMValueRef ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    LLVMValueRef acc0 = cg_loop_phi(c, &ly, init);
+    LLVMValueRef kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef acc = cg_loop_phi(c, &lx, acc0);
+    LLVMValueRef xv = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, ky, kx, j));
+    LLVMValueRef nx = m->max ? LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, xv, acc, ""), xv, acc, "")
+                             : LLVMBuildFAdd(c->b, acc, xv, "");
+    cg_loop_end(c, &lx, &nx);
+    LLVMValueRef ny = lx.exits[0];
+    cg_loop_end(c, &ly, &ny);
+    LLVMValueRef y = ly.exits[0];
+    if (!m->max) y = LLVMBuildFDiv(c->b, y, cg_splat(c, m->count, w), "");
+    cg_storev(c, y, w, m->dx, add(c, m->w->yoff, j));
+    return NULL;
 }
 
 kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
@@ -473,29 +506,12 @@ kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     LLVMValueRef x = k.p[0], y = k.p[1];
     w.b0 = k.b0;
     w.b1 = k.b1;
-    LLVMValueRef ch = cg_i64(c, w.g.c);
     pixels_begin(c, &w);
-    LLVMValueRef yrow = at(c, y, w.yoff);
-    /* Start from the first valid cell: every window holds one. */
-    row r = {yrow, NULL, yrow, NULL, n, NULL, is_max ? CG_RED_MAX : CG_RED_SUM};
-    if (is_max) {
-        LLVMValueRef lo, hi, lo2, hi2;
-        LLVMValueRef by = tap_range(c, w.oy, w.g.sh, 1, w.g.pt, w.g.h, w.g.kh, &lo, &hi);
-        LLVMValueRef bx = tap_range(c, w.ox, w.g.sw, 1, w.g.pl, w.g.w, w.g.kw, &lo2, &hi2);
-        LLVMValueRef row0 = add(c, mul(c, w.b, cg_i64(c, w.g.h)), add(c, by, lo));
-        LLVMValueRef first = mul(c, add(c, mul(c, row0, cg_i64(c, w.g.w)), add(c, bx, lo2)), ch);
-        cg_memmove(c, yrow, at(c, x, first), mul(c, ch, cg_i64(c, 4)));
-    } else {
-        cg_memset0(c, yrow, mul(c, ch, cg_i64(c, 4)));
-    }
-    taps_begin(c, &w);
-    r.src = at(c, x, w.xoff);
-    cg_row_loop(c, ch, CG_RED_NONE, pool_body, &r);
-    taps_end(c, &w);
-    if (!is_max) {
-        r.s = cell_count(c, &w);
-        cg_row_loop(c, ch, CG_RED_NONE, scale_body, &r);
-    }
+    mpg m = {.w = &w, .x = x, .dx = y, .max = is_max};
+    m.by = tap_range(c, w.oy, w.g.sh, 1, w.g.pt, w.g.h, w.g.kh, &m.lo, &m.hi);
+    m.bx = tap_range(c, w.ox, w.g.sw, 1, w.g.pl, w.g.w, w.g.kw, &m.lo2, &m.hi2);
+    if (!is_max) m.count = cell_count(c, &w);
+    cg_row_loop(c, cg_i64(c, w.g.c), CG_RED_NONE, pool_fwd_body, &m);
     pixels_end(c, &w);
     cg_task_end(c, &k);
     return KILN_OK;
@@ -515,20 +531,6 @@ static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
  * nothing. The window is scanned once for the maximum and its tap number,
  * then each tap's dx gets dy where it won (added: windows may overlap; or
  * stored when they do not: `store`). */
-typedef struct mpg {
-    const win_loops *w;
-    LLVMValueRef x, dy, dx;
-    LLVMValueRef by, bx, lo, hi, lo2, hi2; /* the window's taps inside the image */
-    bool mask, store;
-} mpg;
-
-/* x's offset of tap (ky, kx) of the pixel, plus j */
-static LLVMValueRef mpg_off(cg_ctx *c, const mpg *m, LLVMValueRef ky, LLVMValueRef kx, LLVMValueRef j) {
-    const ir_win *g = &m->w->g;
-    LLVMValueRef row0 = add(c, mul(c, m->w->b, cg_i64(c, g->h)), add(c, m->by, ky));
-    return add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, m->bx, kx)), cg_i64(c, g->c)), j);
-}
-
 static LLVMValueRef mpg_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
     const mpg *m = v;
     const ir_win *g = &m->w->g;
