@@ -13,6 +13,7 @@
  */
 #include "codegen/lower.h"
 #include "codegen/gemm.h"
+#include "codegen/task.h"
 #include "ir/conv.h"
 
 #include <string.h>
@@ -212,137 +213,11 @@ static kiln_status direct_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef 
 static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w);
 
 /* ---------------------------------------------------------------- tasks
- * The image-parallel form of a window op (ir/conv.h): two functions,
- *
- *   void @kiln.task(i8* ctx, i64 t)     ; loads the batch and buffers, calls
- *   void @kiln.task.body(i64 batch, i64 t, f32* p0, ...)
- *                                       ; images [t·n/T, (t+1)·n/T)
- *
- * @kiln.task runs for t in [0, IR_CONV_TASKS) by kiln_parallel_for
- * (codegen/pool.h); ctx holds the batch and the buffers. The body takes the
- * buffers as parameters, noalias where the kernel's own are (below), so its
- * loops are optimized as the kernel's would be: read through the context
- * struct instead, they lost that fact and the convnet's batch-1 inference
- * took 38 us instead of 31. A GEMM inside a task runs on the task's thread
- * (a nested parallel loop is serial). */
-enum { TASK_PTRS = 6 };
-
-typedef struct task {
-    LLVMValueRef fn, ctx; /* fn: the body; ctx: the caller's struct */
-    LLVMTypeRef st;
-    int np;
-    LLVMValueRef p[TASK_PTRS]; /* in the body: the buffers, f32* */
-    LLVMValueRef t, b0, b1;    /* the task's number and images */
-    LLVMValueRef saved_fn, saved_batch, saved_err;
-    LLVMBasicBlockRef saved_bb;
-} task;
-
-/* The kernel parameter a buffer pointer is derived from (through GEPs and
- * casts), or NULL. */
-static LLVMValueRef base_param(LLVMValueRef v) {
-    while (v && (LLVMIsAGetElementPtrInst(v) || LLVMIsABitCastInst(v)))
-        v = LLVMGetOperand(v, 0);
-    return v && LLVMIsAArgument(v) ? v : NULL;
-}
-
-/* Whether ptrs[i] may be noalias in the body: derived from a noalias
- * parameter of the kernel that no other of ptrs[0..np) is derived from. */
-static bool task_noalias(cg_ctx *c, const LLVMValueRef *ptrs, int np, int i) {
-    LLVMValueRef p = base_param(ptrs[i]);
-    if (!p) return false;
-    for (int j = 0; j < np; j++)
-        if (j != i && base_param(ptrs[j]) == p) return false;
-    unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
-    unsigned n = LLVMCountParams(c->fn);
-    for (unsigned a = 0; a < n; a++)
-        if (LLVMGetParam(c->fn, a) == p) return LLVMGetEnumAttributeAtIndex(c->fn, a + 1, kind) != NULL;
-    return false;
-}
-
-/* An internal function of the module with a kernel's function attributes. */
-static LLVMValueRef internal_fn(cg_ctx *c, const char *name, LLVMTypeRef ty) {
-    LLVMValueRef fn = LLVMAddFunction(c->mod, name, ty);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    cg_kernel_plan none;
-    memset(&none, 0, sizeof none);
-    cg_kernel_attrs(c, fn, &none);
-    return fn;
-}
-
-/* Emits the task's context (batch and ptrs[0..np)) at the builder, then
- * opens the task's body, leaving the builder in it. */
-static void task_begin(cg_ctx *c, task *k, int64_t images, int np, const LLVMValueRef *ptrs) {
-    LLVMTypeRef f[1 + TASK_PTRS];
-    f[0] = c->t_i64;
-    for (int i = 0; i < np; i++) f[1 + i] = c->t_i8p;
-    k->np = np;
-    k->st = LLVMStructTypeInContext(c->ctx, f, (unsigned)(1 + np), 0);
-    k->ctx = LLVMBuildAlloca(c->b, k->st, "task.ctx");
-    LLVMBuildStore(c->b, c->batch, LLVMBuildStructGEP2(c->b, k->st, k->ctx, 0, ""));
-    for (int i = 0; i < np; i++)
-        LLVMBuildStore(c->b, cg_cast_ptr(c, ptrs[i], c->t_i8),
-                       LLVMBuildStructGEP2(c->b, k->st, k->ctx, (unsigned)(1 + i), ""));
-
-    LLVMTypeRef pt[2 + TASK_PTRS] = {c->t_i64, c->t_i64};
-    LLVMTypeRef f32p = LLVMPointerType(c->t_f32, 0);
-    for (int i = 0; i < np; i++) pt[2 + i] = f32p;
-    k->fn = internal_fn(c, "kiln.task.body", LLVMFunctionType(c->t_void, pt, (unsigned)(2 + np), 0));
-    for (int i = 0; i < np; i++) {
-        if (task_noalias(c, ptrs, np, i)) cg_add_attr(c, k->fn, (unsigned)(3 + i), "noalias");
-        cg_add_attr(c, k->fn, (unsigned)(3 + i), "nocapture");
-    }
-    k->saved_fn = c->fn;
-    k->saved_batch = c->batch;
-    k->saved_err = c->err;
-    k->saved_bb = LLVMGetInsertBlock(c->b);
-    c->fn = k->fn;
-    c->err = NULL;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, k->fn, "entry"));
-    c->batch = LLVMGetParam(k->fn, 0);
-    k->t = LLVMGetParam(k->fn, 1);
-    for (int i = 0; i < np; i++) k->p[i] = LLVMGetParam(k->fn, (unsigned)(2 + i));
-    LLVMValueRef n = cg_dim(c, images), T = cg_i64(c, IR_CONV_TASKS);
-    /* ceil(t·n/T): a batch smaller than T fills the first tasks. */
-    LLVMValueRef round = cg_i64(c, IR_CONV_TASKS - 1);
-    k->b0 = LLVMBuildSDiv(c->b, add(c, mul(c, k->t, n), round), T, "");
-    k->b1 = LLVMBuildSDiv(c->b, add(c, mul(c, add(c, k->t, cg_i64(c, 1)), n), round), T, "");
-}
-
-/* Closes the body, builds @kiln.task around it and calls that through the
- * pool. */
-static void task_end(cg_ctx *c, task *k) {
-    LLVMBuildRetVoid(c->b);
-    c->fn = k->saved_fn;
-    c->batch = k->saved_batch;
-    c->err = k->saved_err;
-
-    LLVMTypeRef wt[2] = {c->t_i8p, c->t_i64};
-    LLVMTypeRef wty = LLVMFunctionType(c->t_void, wt, 2, 0);
-    LLVMValueRef w = internal_fn(c, "kiln.task", wty);
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, w, "entry"));
-    LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(w, 0), LLVMPointerType(k->st, 0), "");
-    LLVMValueRef args[2 + TASK_PTRS];
-    args[0] = LLVMBuildLoad2(c->b, c->t_i64, LLVMBuildStructGEP2(c->b, k->st, ctx, 0, ""), "");
-    args[1] = LLVMGetParam(w, 1);
-    for (int i = 0; i < k->np; i++) {
-        LLVMValueRef v = LLVMBuildLoad2(c->b, c->t_i8p,
-                                        LLVMBuildStructGEP2(c->b, k->st, ctx, (unsigned)(1 + i), ""), "");
-        args[2 + i] = cg_cast_ptr(c, v, c->t_f32);
-    }
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(k->fn), k->fn, args, (unsigned)(2 + k->np), "");
-    LLVMBuildRetVoid(c->b);
-
-    LLVMPositionBuilderAtEnd(c->b, k->saved_bb);
-    LLVMTypeRef pf[3] = {LLVMPointerType(wty, 0), c->t_i8p, c->t_i64};
-    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
-    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
-    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
-    LLVMValueRef call[3] = {w, LLVMBuildBitCast(c->b, k->ctx, c->t_i8p, ""), cg_i64(c, IR_CONV_TASKS)};
-    LLVMBuildCall2(c->b, pfty, pfor, call, 3, "");
-}
+ * The image-parallel form of a window op (ir/conv.h): tasks of the worker
+ * pool over the images (codegen/task.h). */
 
 /* Zeroes the task's images of an image buffer of type t. */
-static void zero_images(cg_ctx *c, const task *k, LLVMValueRef p, const ir_type *t) {
+static void zero_images(cg_ctx *c, const cg_task *k, LLVMValueRef p, const ir_type *t) {
     int64_t per = 4;
     for (int a = 1; a < t->rank; a++) per *= t->dims[a];
     LLVMValueRef start = at(c, p, mul(c, k->b0, cg_i64(c, per / 4)));
@@ -386,7 +261,7 @@ static void im2col_init(im2col *m, const ir_node *n) {
 
 /* In task k (ws: the workspace, its p[0]): its slot's column buffer; opens
  * the loop over the chunks of its pixels, leaving the builder in its body. */
-static void chunks_begin(cg_ctx *c, im2col *m, const task *k) {
+static void chunks_begin(cg_ctx *c, im2col *m, const cg_task *k) {
     m->buf = at(c, k->p[0], mul(c, k->t, cg_i64(c, m->slot)));
     LLVMValueRef per = cg_i64(c, m->g.oh * m->g.ow);
     LLVMValueRef end = mul(c, k->b1, per);
@@ -426,10 +301,10 @@ static void im2col_rows(cg_ctx *c, im2col *m, LLVMValueRef x, bool gather) {
 static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                const LLVMValueRef *in) {
     im2col m;
-    task k;
+    cg_task k;
     im2col_init(&m, n);
     LLVMValueRef ptrs[5] = {cg_node_ws(c, n), in[0], in[1], in[2], out};
-    task_begin(c, &k, m.g.n, 5, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_UPTO, m.g.n, 5, ptrs);
     LLVMValueRef x = k.p[1], kern = k.p[2], bias = k.p[3], y = k.p[4];
     chunks_begin(c, &m, &k);
     im2col_rows(c, &m, x, true);
@@ -451,17 +326,17 @@ static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
         cg_loop_end(c, &l, NULL);
     }
     cg_loop_end(c, &m.lr, NULL);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     return KILN_OK;
 }
 
 static kiln_status gemm_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                    const LLVMValueRef *in) {
     im2col m;
-    task k;
+    cg_task k;
     im2col_init(&m, n);
     LLVMValueRef ptrs[4] = {cg_node_ws(c, n), in[0], in[1], out};
-    task_begin(c, &k, m.g.n, 4, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_UPTO, m.g.n, 4, ptrs);
     LLVMValueRef dz = k.p[1], kern = k.p[2], dx = k.p[3];
     zero_images(c, &k, dx, &n->type);
     chunks_begin(c, &m, &k);
@@ -470,7 +345,7 @@ static kiln_status gemm_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out
     cg_sgemm(c, false, true, m.rows, K, co, dzc, co, kern, co, 0.0, m.buf, K);
     im2col_rows(c, &m, dx, false);
     cg_loop_end(c, &m.lr, NULL);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     return KILN_OK;
 }
 
@@ -487,11 +362,11 @@ static LLVMValueRef sum_parts_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
 static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                     const LLVMValueRef *in) {
     im2col m;
-    task k;
+    cg_task k;
     im2col_init(&m, n);
     LLVMValueRef ws = cg_node_ws(c, n);
     LLVMValueRef ptrs[3] = {ws, in[0], in[1]};
-    task_begin(c, &k, m.g.n, 3, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_FIXED, m.g.n, 3, ptrs);
     LLVMValueRef x = k.p[1], dz = k.p[2];
     LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
     int64_t part_off = ir_win_im2col_floats(&m.g);
@@ -502,7 +377,7 @@ static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef ou
     LLVMValueRef dzc = at(c, dz, mul(c, m.r0, co));
     cg_sgemm(c, true, false, K, co, m.rows, m.buf, K, dzc, co, 1.0, part, co);
     cg_loop_end(c, &m.lr, NULL);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     /* The partial sums in task order: the same bits for any thread count. */
     row r = {cg_cast_ptr(c, out, c->t_f32), at(c, cg_cast_ptr(c, ws, c->t_f32), cg_i64(c, part_off)),
              NULL, cg_i64(c, m.slot), n, NULL, CG_RED_NONE};
@@ -517,9 +392,9 @@ kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out
     const ir_type *t = &n->in[0]->type;
     int64_t co = t->dims[3], slot = (co + 15) / 16 * 16, per = t->dims[1] * t->dims[2];
     LLVMValueRef ws = cg_node_ws(c, n);
-    task k;
+    cg_task k;
     LLVMValueRef ptrs[2] = {ws, in[0]};
-    task_begin(c, &k, t->dims[0], 2, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_FIXED, t->dims[0], 2, ptrs);
     LLVMValueRef part = at(c, k.p[0], mul(c, k.t, cg_i64(c, slot)));
     cg_memset0(c, part, cg_i64(c, co * 4));
     cg_loop l;
@@ -527,7 +402,7 @@ kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out
     row rr = {part, at(c, k.p[1], mul(c, r, cg_i64(c, co))), NULL, NULL, n, NULL, CG_RED_SUM};
     cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, pool_body, &rr);
     cg_loop_end(c, &l, NULL);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     row sum = {cg_cast_ptr(c, out, c->t_f32), cg_cast_ptr(c, ws, c->t_f32), NULL, cg_i64(c, slot), n,
                NULL, CG_RED_NONE};
     cg_row_loop(c, cg_i64(c, co), CG_RED_NONE, sum_parts_body, &sum);
@@ -569,14 +444,6 @@ static LLVMValueRef pool_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
     return NULL;
 }
 
-/* acc[j] = acc[j] / s  (or src[j] / s into acc when src is set) */
-static LLVMValueRef scale_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
-    row *r = v;
-    LLVMValueRef a = cg_loadv(c, c->t_f32, w, r->dst, j);
-    cg_storev(c, LLVMBuildFDiv(c->b, a, cg_splat(c, r->s, w), ""), w, r->acc, j);
-    return NULL;
-}
-
 /* The number of window cells inside the image, as f32. */
 static LLVMValueRef cell_count(cg_ctx *c, const win_loops *w) {
     const ir_win *g = &w->g;
@@ -587,42 +454,66 @@ static LLVMValueRef cell_count(cg_ctx *c, const win_loops *w) {
     return LLVMBuildSIToFP(c->b, cnt, c->t_f32, "");
 }
 
+typedef struct mpg {
+    const win_loops *w;
+    LLVMValueRef x, dy, dx;                /* pooling forward: dx is y */
+    LLVMValueRef by, bx, lo, hi, lo2, hi2; /* the window's taps inside the image */
+    LLVMValueRef count;                    /* average pooling: the cells, f32 */
+    bool mask, store, max;
+} mpg;
+
+/* x's offset of tap (ky, kx) of the pixel, plus j */
+static LLVMValueRef mpg_off(cg_ctx *c, const mpg *m, LLVMValueRef ky, LLVMValueRef kx, LLVMValueRef j) {
+    const ir_win *g = &m->w->g;
+    LLVMValueRef row0 = add(c, mul(c, m->w->b, cg_i64(c, g->h)), add(c, m->by, ky));
+    return add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, m->bx, kx)), cg_i64(c, g->c)), j);
+}
+
+/* Pooling forward at one output pixel, 8 channels a vector, the window
+ * folded in registers in row-major tap order: max from the first tap on
+ * (a later tap taking it when greater, as the interpreter), or the sum
+ * from +0 divided by the cells inside the image. */
+static LLVMValueRef pool_fwd_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    const mpg *m = v;
+    LLVMTypeRef ft = w == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)w);
+    LLVMValueRef init = m->max ? cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, m->lo, m->lo2, j))
+                               : cg_fc(c, ft, 0.0);
+    cg_loop ly, lx;
+    LLVMValueRef ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    LLVMValueRef acc0 = cg_loop_phi(c, &ly, init);
+    LLVMValueRef kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef acc = cg_loop_phi(c, &lx, acc0);
+    LLVMValueRef xv = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, ky, kx, j));
+    LLVMValueRef nx = m->max ? LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, xv, acc, ""), xv, acc, "")
+                             : LLVMBuildFAdd(c->b, acc, xv, "");
+    cg_loop_end(c, &lx, &nx);
+    LLVMValueRef ny = lx.exits[0];
+    cg_loop_end(c, &ly, &ny);
+    LLVMValueRef y = ly.exits[0];
+    if (!m->max) y = LLVMBuildFDiv(c->b, y, cg_splat(c, m->count, w), "");
+    cg_storev(c, y, w, m->dx, add(c, m->w->yoff, j));
+    return NULL;
+}
+
 kiln_status lower_pool2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     win_loops w;
     ir_win_of(n, &w.g);
     w.g.co = w.g.c;
     bool is_max = n->op == IR_OP_max_pool2d;
-    task k;
+    cg_task k;
     LLVMValueRef ptrs[2] = {in[0], out};
-    task_begin(c, &k, w.g.n, 2, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_UPTO, w.g.n, 2, ptrs);
     LLVMValueRef x = k.p[0], y = k.p[1];
     w.b0 = k.b0;
     w.b1 = k.b1;
-    LLVMValueRef ch = cg_i64(c, w.g.c);
     pixels_begin(c, &w);
-    LLVMValueRef yrow = at(c, y, w.yoff);
-    /* Start from the first valid cell: every window holds one. */
-    row r = {yrow, NULL, yrow, NULL, n, NULL, is_max ? CG_RED_MAX : CG_RED_SUM};
-    if (is_max) {
-        LLVMValueRef lo, hi, lo2, hi2;
-        LLVMValueRef by = tap_range(c, w.oy, w.g.sh, 1, w.g.pt, w.g.h, w.g.kh, &lo, &hi);
-        LLVMValueRef bx = tap_range(c, w.ox, w.g.sw, 1, w.g.pl, w.g.w, w.g.kw, &lo2, &hi2);
-        LLVMValueRef row0 = add(c, mul(c, w.b, cg_i64(c, w.g.h)), add(c, by, lo));
-        LLVMValueRef first = mul(c, add(c, mul(c, row0, cg_i64(c, w.g.w)), add(c, bx, lo2)), ch);
-        cg_memmove(c, yrow, at(c, x, first), mul(c, ch, cg_i64(c, 4)));
-    } else {
-        cg_memset0(c, yrow, mul(c, ch, cg_i64(c, 4)));
-    }
-    taps_begin(c, &w);
-    r.src = at(c, x, w.xoff);
-    cg_row_loop(c, ch, CG_RED_NONE, pool_body, &r);
-    taps_end(c, &w);
-    if (!is_max) {
-        r.s = cell_count(c, &w);
-        cg_row_loop(c, ch, CG_RED_NONE, scale_body, &r);
-    }
+    mpg m = {.w = &w, .x = x, .dx = y, .max = is_max};
+    m.by = tap_range(c, w.oy, w.g.sh, 1, w.g.pt, w.g.h, w.g.kh, &m.lo, &m.hi);
+    m.bx = tap_range(c, w.ox, w.g.sw, 1, w.g.pl, w.g.w, w.g.kw, &m.lo2, &m.hi2);
+    if (!is_max) m.count = cell_count(c, &w);
+    cg_row_loop(c, cg_i64(c, w.g.c), CG_RED_NONE, pool_fwd_body, &m);
     pixels_end(c, &w);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     return KILN_OK;
 }
 
@@ -634,41 +525,67 @@ static LLVMValueRef share_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
     return NULL;
 }
 
-/* Max pooling's gradient, channel by channel: the first maximum of the
- * window (in row-major tap order, as the interpreter) takes dy. */
-static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
-                          LLVMValueRef dx, bool mask) {
-    ir_win *g = &w->g;
-    cg_loop lc;
-    LLVMValueRef ch = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
-    LLVMValueRef lo, hi, lo2, hi2;
-    LLVMValueRef by = tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &lo, &hi);
-    LLVMValueRef bx = tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &lo2, &hi2);
+/* Max pooling's gradient at one output pixel, 8 channels a vector: the
+ * first maximum of the window (row-major tap order, as the interpreter:
+ * a later tap takes it only when strictly greater) takes dy; the others get
+ * nothing. The window is scanned once for the maximum and its tap number,
+ * then each tap's dx gets dy where it won (added: windows may overlap; or
+ * stored when they do not: `store`). */
+static LLVMValueRef mpg_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
+    const mpg *m = v;
+    const ir_win *g = &m->w->g;
+    LLVMTypeRef ft = w == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)w);
+    LLVMValueRef kw = cg_i64(c, g->kw);
+    /* The maximum and its tap (ky·kw + kx), from the first tap on. */
+    LLVMValueRef first = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, m->lo, m->lo2, j));
+    LLVMValueRef code0 = add(c, mul(c, m->lo, kw), m->lo2);
+    LLVMValueRef at0 = cg_splat(c, LLVMBuildTrunc(c->b, code0, c->t_i32, ""), w);
     cg_loop ly, lx;
-    LLVMValueRef ky = cg_loop_begin(c, &ly, lo, hi, 1);
-    LLVMValueRef best0 = cg_loop_phi(c, &ly, cg_fc(c, c->t_f32, 0.0));
-    LLVMValueRef at0 = cg_loop_phi(c, &ly, cg_i64(c, -1));
-    LLVMValueRef kx = cg_loop_begin(c, &lx, lo2, hi2, 1);
-    LLVMValueRef best = cg_loop_phi(c, &lx, best0), atv = cg_loop_phi(c, &lx, at0);
-    LLVMValueRef row0 = add(c, mul(c, w->b, cg_i64(c, g->h)), add(c, by, ky));
-    LLVMValueRef o = add(c, mul(c, add(c, mul(c, row0, cg_i64(c, g->w)), add(c, bx, kx)),
-                                cg_i64(c, g->c)), ch);
-    LLVMValueRef v = cg_load(c, c->t_f32, x, o);
-    LLVMValueRef take = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, atv, cg_i64(c, 0), ""),
-                                    LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""), "");
-    LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, take, v, best, ""),
-                          LLVMBuildSelect(c->b, take, o, atv, "")};
+    LLVMValueRef ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    LLVMValueRef best0 = cg_loop_phi(c, &ly, first), atv0 = cg_loop_phi(c, &ly, at0);
+    LLVMValueRef kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef best = cg_loop_phi(c, &lx, best0), atv = cg_loop_phi(c, &lx, atv0);
+    LLVMValueRef xv = cg_loadv(c, c->t_f32, w, m->x, mpg_off(c, m, ky, kx, j));
+    LLVMValueRef take = LLVMBuildFCmp(c->b, LLVMRealOGT, xv, best, "");
+    LLVMValueRef code = cg_splat(c, LLVMBuildTrunc(c->b, add(c, mul(c, ky, kw), kx), c->t_i32, ""), w);
+    LLVMValueRef nx[2] = {LLVMBuildSelect(c->b, take, xv, best, ""),
+                          LLVMBuildSelect(c->b, take, code, atv, "")};
     cg_loop_end(c, &lx, nx);
     LLVMValueRef ny[2] = {lx.exits[0], lx.exits[1]};
     cg_loop_end(c, &ly, ny);
-    LLVMValueRef target = ly.exits[1];
-    LLVMValueRef g_out = cg_load(c, c->t_f32, dy, add(c, w->yoff, ch));
-    if (mask) { /* relu's derivative at the maximum (ir/conv.c) */
-        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, ly.exits[0], cg_fc(c, c->t_f32, 0.0), "");
-        g_out = LLVMBuildSelect(c->b, pos, g_out, cg_fc(c, c->t_f32, 0.0), "");
-    }
-    cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, c->t_f32, dx, target), g_out, ""), dx, target);
-    cg_loop_end(c, &lc, NULL);
+    LLVMValueRef top = ly.exits[0], won = ly.exits[1];
+    LLVMValueRef gv = cg_loadv(c, c->t_f32, w, m->dy, add(c, m->w->yoff, j));
+    LLVMValueRef zero = cg_fc(c, ft, 0.0);
+    if (m->mask) /* relu's derivative at the maximum (ir/conv.c) */
+        gv = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, top, zero, ""), gv, zero, "");
+    /* Every tap: dx += dy where it won. dx is never -0 (a sum from +0), so
+     * adding +0 elsewhere leaves its bits as the interpreter's. */
+    ky = cg_loop_begin(c, &ly, m->lo, m->hi, 1);
+    kx = cg_loop_begin(c, &lx, m->lo2, m->hi2, 1);
+    LLVMValueRef o = mpg_off(c, m, ky, kx, j);
+    code = cg_splat(c, LLVMBuildTrunc(c->b, add(c, mul(c, ky, kw), kx), c->t_i32, ""), w);
+    LLVMValueRef share = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, won, code, ""), gv, zero, "");
+    if (!m->store) share = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, m->dx, o), share, "");
+    cg_storev(c, share, w, m->dx, o);
+    cg_loop_end(c, &lx, NULL);
+    cg_loop_end(c, &ly, NULL);
+    return NULL;
+}
+
+static void max_pool_grad(cg_ctx *c, win_loops *w, LLVMValueRef x, LLVMValueRef dy,
+                          LLVMValueRef dx, bool mask, bool store) {
+    ir_win *g = &w->g;
+    mpg m = {.w = w, .x = x, .dy = dy, .dx = dx, .mask = mask, .store = store};
+    m.by = tap_range(c, w->oy, g->sh, 1, g->pt, g->h, g->kh, &m.lo, &m.hi);
+    m.bx = tap_range(c, w->ox, g->sw, 1, g->pl, g->w, g->kw, &m.lo2, &m.hi2);
+    cg_row_loop(c, cg_i64(c, g->c), CG_RED_NONE, mpg_body, &m);
+}
+
+/* Whether max pooling's windows tile the image: each input pixel in
+ * exactly one window (dx needs no zeroing, its taps no adds). */
+static bool windows_tile(const ir_win *g) {
+    return g->pt == 0 && g->pl == 0 && g->sh == g->kh && g->sw == g->kw && g->oh * g->sh == g->h &&
+           g->ow * g->sw == g->w;
 }
 
 kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
@@ -676,16 +593,17 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
     win_loops w;
     ir_win_of(n, &w.g);
     w.g.co = w.g.c;
-    task k;
+    cg_task k;
     LLVMValueRef ptrs[3] = {in[0], in[1], out};
-    task_begin(c, &k, w.g.n, 3, ptrs);
+    cg_task_begin(c, &k, CG_TASKS_UPTO, w.g.n, 3, ptrs);
     LLVMValueRef x = k.p[0], dy = k.p[1], dx = k.p[2];
     w.b0 = k.b0;
     w.b1 = k.b1;
-    zero_images(c, &k, dx, &n->type);
+    bool is_max = n->op == IR_OP_max_pool2d_grad, tiles = is_max && windows_tile(&w.g);
+    if (!tiles) zero_images(c, &k, dx, &n->type);
     pixels_begin(c, &w);
-    if (n->op == IR_OP_max_pool2d_grad) {
-        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0);
+    if (is_max) {
+        max_pool_grad(c, &w, x, dy, dx, ir_attr_i(n, "relu_mask") != 0, tiles);
     } else {
         row r = {NULL, at(c, dy, w.yoff), NULL, cell_count(c, &w), n, NULL, CG_RED_NONE};
         taps_begin(c, &w);
@@ -694,6 +612,6 @@ kiln_status lower_pool2d_grad(cg_ctx *c, const ir_node *n, LLVMValueRef out,
         taps_end(c, &w);
     }
     pixels_end(c, &w);
-    task_end(c, &k);
+    cg_task_end(c, &k);
     return KILN_OK;
 }

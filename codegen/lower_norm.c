@@ -8,6 +8,7 @@
  * interpreter's bit for bit.
  */
 #include "codegen/lower.h"
+#include "codegen/task.h"
 #include "ir/philox.h"
 
 /* ---------------------------------------------------------------- dropout */
@@ -20,14 +21,29 @@ typedef struct drop_ctx {
     float rate, scale;
 } drop_ctx;
 
-/* hi and lo words of m * v (u32 lanes). */
+/* hi and lo words of m * v (u32 lanes). Vectors: the 32x32->64 products of
+ * the even and of the odd lanes as <w/2 x i64> multiplies of zero-extended
+ * halves (x86: pmuludq, no widening or narrowing shuffles), their high words
+ * interleaved back; the low words one <w x i32> multiply. */
 static void mulhilo(cg_ctx *c, uint32_t m, LLVMValueRef v, int w, LLVMValueRef *hi,
                     LLVMValueRef *lo) {
-    LLVMTypeRef t64 = w == 1 ? c->t_i64 : LLVMVectorType(c->t_i64, (unsigned)w);
-    LLVMTypeRef t32 = w == 1 ? c->t_i32 : LLVMVectorType(c->t_i32, (unsigned)w);
-    LLVMValueRef p = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, v, t64, ""), cg_ic(c, t64, m), "");
-    *lo = LLVMBuildTrunc(c->b, p, t32, "");
-    *hi = LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, p, cg_ic(c, t64, 32), ""), t32, "");
+    if (w == 1) {
+        LLVMValueRef p = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, v, c->t_i64, ""), cg_i64(c, m), "");
+        *lo = LLVMBuildTrunc(c->b, p, c->t_i32, "");
+        *hi = LLVMBuildTrunc(c->b, LLVMBuildLShr(c->b, p, cg_i64(c, 32), ""), c->t_i32, "");
+        return;
+    }
+    LLVMTypeRef t32 = LLVMVectorType(c->t_i32, (unsigned)w);
+    LLVMTypeRef t64 = LLVMVectorType(c->t_i64, (unsigned)(w / 2));
+    LLVMValueRef v64 = LLVMBuildBitCast(c->b, v, t64, ""), m64 = cg_ic(c, t64, m);
+    LLVMValueRef even = LLVMBuildMul(c->b, LLVMBuildAnd(c->b, v64, cg_ic(c, t64, 0xffffffffLL), ""), m64, "");
+    LLVMValueRef odd = LLVMBuildMul(c->b, LLVMBuildLShr(c->b, v64, cg_ic(c, t64, 32), ""), m64, "");
+    LLVMValueRef e32 = LLVMBuildBitCast(c->b, LLVMBuildLShr(c->b, even, cg_ic(c, t64, 32), ""), t32, "");
+    LLVMValueRef o32 = LLVMBuildBitCast(c->b, odd, t32, "");
+    LLVMValueRef mask[CG_VW];
+    for (int l = 0; l < w; l++) mask[l] = cg_i32(c, l % 2 ? w + l : l);
+    *hi = LLVMBuildShuffleVector(c->b, e32, o32, LLVMConstVector(mask, (unsigned)w), "");
+    *lo = LLVMBuildMul(c->b, v, cg_ic(c, t32, m), "");
 }
 
 /* Word 0 of Philox4x32-10({i, 0, step, node}, key), per lane. */
@@ -78,27 +94,55 @@ static LLVMValueRef drop_body(cg_ctx *c, void *ctx, LLVMValueRef idx, int w) {
     return NULL;
 }
 
+/* The element index of row `row`'s first element (a sharded dropout's
+ * rows count from the rank's first row: kiln_collective_first_row). */
+static int64_t row_numel(const ir_type *t) {
+    int64_t r = 1;
+    for (int a = 1; a < t->rank; a++) r *= t->dims[a];
+    return r;
+}
+
+static LLVMValueRef drop_base(cg_ctx *c, const ir_node *n, LLVMValueRef row) {
+    if (ir_attr_i(n, "shard")) {
+        LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
+        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
+        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
+        row = LLVMBuildAdd(c->b, row, LLVMBuildCall2(c->b, fty, f, NULL, 0, ""), "");
+    }
+    LLVMValueRef per_row = cg_i64(c, row_numel(&n->type));
+    return LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");
+}
+
+/* Over the rows as tasks of the pool (task.h; each element's mask depends
+ * on its index alone, so any split gives the same bits). */
 kiln_status lower_dropout(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
     drop_ctx k;
     uint64_t seed = (uint64_t)ir_attr_i(n, "seed");
-    k.x = cg_cast_ptr(c, in[0], c->t_f32);
-    k.y = cg_cast_ptr(c, out, c->t_f32);
-    k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, in[1], c->t_i32), cg_i64(c, 0));
     k.key[0] = (uint32_t)seed;
     k.key[1] = (uint32_t)(seed >> 32);
     k.node = (uint32_t)ir_attr_i(n, "node");
     k.rate = (float)ir_attr_f(n, "rate");
     k.scale = (float)(1.0 / (1.0 - ir_attr_f(n, "rate")));
-    k.base = cg_i32(c, 0);
-    if (ir_attr_i(n, "shard")) { /* rows from the rank's first row (kiln_collective_first_row) */
-        LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
-        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
-        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
-        LLVMValueRef row = LLVMBuildCall2(c->b, fty, f, NULL, 0, "");
-        LLVMValueRef per_row = cg_i64(c, ir_type_numel(&n->type, 1));
-        k.base = LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");
+    if (n->type.rank == 0) {
+        k.x = cg_cast_ptr(c, in[0], c->t_f32);
+        k.y = cg_cast_ptr(c, out, c->t_f32);
+        k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, in[1], c->t_i32), cg_i64(c, 0));
+        k.base = drop_base(c, n, cg_i64(c, 0));
+        cg_row_loop(c, cg_i64(c, 1), CG_RED_NONE, drop_body, &k);
+        return KILN_OK;
     }
-    cg_row_loop(c, cg_numel(c, &n->type), CG_RED_NONE, drop_body, &k);
+    cg_task t;
+    LLVMValueRef ptrs[3] = {in[0], in[1], out};
+    cg_task_begin(c, &t, CG_TASKS_UPTO, n->type.dims[0], 3, ptrs);
+    LLVMValueRef per_row = cg_i64(c, row_numel(&n->type));
+    LLVMValueRef first = LLVMBuildNSWMul(c->b, t.b0, per_row, "");
+    k.x = cg_gep(c, c->t_f32, t.p[0], first);
+    k.y = cg_gep(c, c->t_f32, t.p[2], first);
+    k.step = cg_load(c, c->t_i32, cg_cast_ptr(c, t.p[1], c->t_i32), cg_i64(c, 0));
+    k.base = drop_base(c, n, t.b0);
+    LLVMValueRef len = LLVMBuildNSWMul(c->b, LLVMBuildNSWSub(c->b, t.b1, t.b0, ""), per_row, "");
+    cg_row_loop(c, len, CG_RED_NONE, drop_body, &k);
+    cg_task_end(c, &t);
     return KILN_OK;
 }
 

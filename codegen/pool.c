@@ -14,6 +14,41 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/* -DKILN_POOL_PROFILE: per task function, at exit on stderr: calls, tasks,
+ * wall µs a call, the tasks' summed µs, the longest task's, and the µs
+ * since the previous loop ended (the serial code before it). */
+#ifdef KILN_POOL_PROFILE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static int64_t prof_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+typedef struct { void *fn; int64_t calls, n, wall, work, gap, maxtask; } prof_ent;
+static prof_ent prof[64];
+static int prof_n;
+static int64_t prof_last;
+static _Atomic int64_t prof_work_acc, prof_max_acc;
+static void prof_dump(void) {
+    fprintf(stderr, "pool profile: fn calls n wall_us/call work_us/call maxtask_us gap_before_us/call\n");
+    for (int i = 0; i < prof_n; i++) {
+        prof_ent *e = &prof[i];
+        double c = (double)e->calls;
+        fprintf(stderr, "pool %p %lld %lld %.1f %.1f %.1f %.1f\n", e->fn, (long long)e->calls, (long long)e->n,
+                e->wall / c / 1e3, e->work / c / 1e3, e->maxtask / c / 1e3, e->gap / c / 1e3);
+    }
+}
+static prof_ent *prof_get(void *fn) {
+    for (int i = 0; i < prof_n; i++) if (prof[i].fn == fn) return &prof[i];
+    if (!prof_n) atexit(prof_dump);
+    if (prof_n == 64) return &prof[63];
+    prof[prof_n].fn = fn;
+    return &prof[prof_n++];
+}
+#endif
+
 enum { POOL_MAX = 256, POOL_SPIN = 4000 };
 
 static struct {
@@ -67,7 +102,16 @@ static void run_tasks(void) {
         /* A claim on a finished job (the descriptor may be a newer one's). */
         if ((uint32_t)(atomic_load(&g_pool.claim) >> 32) != job || i >= n) return;
         set_in_task(true);
+#ifdef KILN_POOL_PROFILE
+        int64_t t0 = prof_ns();
+#endif
         fn(ctx, i);
+#ifdef KILN_POOL_PROFILE
+        int64_t dt = prof_ns() - t0;
+        atomic_fetch_add(&prof_work_acc, dt);
+        int64_t m = atomic_load(&prof_max_acc);
+        while (dt > m && !atomic_compare_exchange_weak(&prof_max_acc, &m, dt)) {}
+#endif
         set_in_task(false);
         if (atomic_fetch_add(&g_pool.done, 1) + 1 == n) {
             pthread_mutex_lock(&g_pool.mu);
@@ -129,12 +173,32 @@ void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
         return;
     }
+#ifdef KILN_POOL_PROFILE
+    int64_t pt0 = prof_ns();
+    prof_ent *pe = prof_get((void *)fn);
+    pe->calls++;
+    pe->n += n;
+    if (prof_last) pe->gap += pt0 - prof_last;
+    atomic_store(&prof_work_acc, 0);
+    atomic_store(&prof_max_acc, 0);
+#define PROF_END()                                                              \
+    do {                                                                        \
+        int64_t pt1 = prof_ns();                                                \
+        pe->wall += pt1 - pt0;                                                  \
+        pe->work += atomic_load(&prof_work_acc);                                \
+        pe->maxtask += atomic_load(&prof_max_acc);                              \
+        prof_last = pt1;                                                        \
+    } while (0)
+#else
+#define PROF_END() ((void)0)
+#endif
     pthread_mutex_lock(&g_pool.call);
     if (g_pool.threads <= 1 || n == 1 || n > 0x7fffffff) {
         pthread_mutex_unlock(&g_pool.call);
         set_in_task(true);
         for (int64_t i = 0; i < n; i++) fn(ctx, i);
         set_in_task(false);
+        PROF_END();
         return;
     }
     unsigned job = atomic_load(&g_pool.job) + 1;
@@ -155,4 +219,5 @@ void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {
         pthread_mutex_unlock(&g_pool.mu);
     }
     pthread_mutex_unlock(&g_pool.call);
+    PROF_END();
 }

@@ -41,13 +41,14 @@ ir_type ir_win_out_type(const ir_win *g);
 int64_t ir_win_im2col_rows(const ir_win *g);
 int64_t ir_win_im2col_floats(const ir_win *g);
 
-/* The window ops run as IR_CONV_TASKS tasks of the worker pool, task t
- * taking the images [t·n/T, (t+1)·n/T) (T = IR_CONV_TASKS), each task on
- * one thread with a slot of the workspace of its own: its column buffer
- * and, for the filter gradient, its partial sum (K·co floats), summed over
- * the tasks in task order afterwards. The count is fixed at compile time,
- * not the thread count: results are the same bits for any --threads, in
- * the JIT and in a .so. ir_win_task_floats: one slot, 64-byte multiple. */
+/* The window ops run as tasks of the worker pool over ranges of images
+ * (codegen/task.h: at most IR_CONV_TASKS = T; the filter and bias gradients
+ * always T), each task on one thread with a slot of the workspace of its
+ * own: its column buffer and, for the filter gradient, its partial sum
+ * (K·co floats), summed over the tasks in task order afterwards. The split
+ * depends on the batch, not the thread count: results are the same bits for
+ * any --threads, in the JIT and in a .so. ir_win_task_floats: one slot,
+ * 64-byte multiple. */
 #define IR_CONV_TASKS 8
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad);
 /* The ws column of the conv rows: IR_CONV_TASKS slots, fixed bytes. */
