@@ -124,14 +124,23 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
                             LLVMModuleRef *out, cg_module_info **info, kiln_diag *d);
 void cg_module_info_dispose(cg_module_info *info);
 
-/* The same with Kiln's GEMM kernels (gemm.h) in a module of their own,
- * built in `kctx` (a context other than `ctx`, so the two modules can be
- * optimized and compiled on two threads): *out declares them, *kern defines
- * them with external linkage (NULL when the functions call none). kctx NULL:
- * as cg_build_module. */
+/* Kiln's GEMM kernels (gemm.h) in modules of their own: mod[i] in ctx[i], a
+ * context of its own, so that each can be optimized and compiled on any
+ * thread while the others are. */
+typedef struct cg_kernel_modules {
+    int n;
+    LLVMModuleRef *mod; /* an entry may be set to NULL once disposed */
+    LLVMContextRef *ctx;
+} cg_kernel_modules;
+void cg_kernel_modules_dispose(cg_kernel_modules *km);
+
+/* cg_build_module with Kiln's GEMM kernels in modules of their own (one per
+ * node that defines new kernels), into *kern: *out declares them, they
+ * define them with external linkage (kern->n == 0 when the functions call
+ * none). kern NULL: as cg_build_module. On error *kern is empty. */
 kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                             LLVMContextRef kctx, LLVMModuleRef *out, LLVMModuleRef *kern,
-                             cg_module_info **info, kiln_diag *d);
+                             cg_kernel_modules *kern, LLVMModuleRef *out, cg_module_info **info,
+                             kiln_diag *d);
 
 /* Runs LLVM's verifier on `mod`; on failure reports "<what> is invalid:
  * <LLVM's message>" as KILN_ERR_BACKEND. */
@@ -239,9 +248,14 @@ double cg_program_compile_ms(const cg_program *p);
  * cache hit the first two are 0 and the third is the whole load. */
 void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native);
 /* Wall milliseconds of the optimization and native code of Kiln's GEMM
- * kernels, on a thread of their own during the other two phases (0: none
- * compiled); *cpu_ms (if not NULL) the CPU time of that thread. */
+ * kernels, summed over their modules (0: none compiled, all loaded from the
+ * compile cache); they run on helper threads during the other two phases,
+ * and on the compiling thread after them. *cpu_ms (if not NULL): their CPU
+ * time. */
 double cg_program_kernels_ms(const cg_program *p, double *cpu_ms);
+/* How many kernel modules were compiled; *on_main (if not NULL): how many
+ * of them on the compiling thread. */
+int cg_program_kernel_modules(const cg_program *p, int *on_main);
 /* The compile cache's part: "hit", "miss" (compiled and stored) or "off". */
 const char *cg_program_cache_status(const cg_program *p);
 
