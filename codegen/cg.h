@@ -150,12 +150,16 @@ kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d);
  * of `o` (vectorizes for the host's AVX2/FMA). */
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
 
-/* The lighter pipeline of Kiln's GEMM kernels (a module of cg_build_modules):
- * they are emitted blocked and vectorized. */
-kiln_status cg_optimize_kernels(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
-/* Emits the kernels' module as an object at their native-code level. */
-kiln_status cg_emit_kernels_object(LLVMModuleRef mod, const cg_options *o,
-                                   LLVMMemoryBufferRef *out, kiln_diag *d);
+/* cg_optimize_module, then the object into *out, with one target machine
+ * (each makes its own subtargets, at 1-3 ms apiece); *optimize_ms (if not
+ * NULL): the time until the object's code generation began. */
+kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                              double *optimize_ms, kiln_diag *d);
+/* Optimizes a kernel module of cg_build_modules with the kernels' lighter
+ * pipeline (they are emitted blocked and vectorized) and emits its object
+ * into *out. */
+kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                               kiln_diag *d);
 
 /* A target machine for `o` (host CPU and features unless overridden;
  * PIC when o->pic). Every invocation should be paired with

@@ -257,8 +257,7 @@ static void kern_job_run(const kern_queue *q, kern_job *j) {
         ir_free(buf);
     }
     if (!loaded) {
-        j->st = cg_optimize_kernels(j->mod, q->o, j->d);
-        if (!j->st) j->st = cg_emit_kernels_object(j->mod, q->o, &j->obj, j->d);
+        j->st = cg_compile_kernels(j->mod, q->o, &j->obj, j->d);
         if (!j->st && j->keyed)
             kernels_store(q->cfg, &j->key, KERNELS_OBJECT, LLVMGetBufferStart(j->obj),
                           LLVMGetBufferSize(j->obj), j->d);
@@ -362,10 +361,9 @@ static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_option
     int nt = 0;
     for (int want = st ? 0 : kern_threads(q->n); nt < want; nt++)
         if (pthread_create(&threads[nt], NULL, kern_worker, q) != 0) break;
-    if (!st) st = cg_optimize_module(mod, o, d);
-    double t2 = now_ms();
-    if (!st) st = cg_emit_object_buffer(mod, o, obj, d);
-    double t3 = now_ms();
+    double opt_ms = 0;
+    if (!st) st = cg_compile_module(mod, o, obj, &opt_ms, d);
+    double t3 = now_ms(), t2 = t1 + opt_ms;
     if (mod) LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);
     if (st) atomic_store(&q->next, q->n); /* no more */

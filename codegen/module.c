@@ -370,7 +370,7 @@ typedef struct kern_state {
 } kern_state;
 
 static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                            const char *name, kiln_diag *d);
+                            const char *name, const cg_ctx *like, kiln_diag *d);
 static void ctx_done(cg_ctx *c);
 
 /* Gives c->kern an empty module for the next node's kernels. */
@@ -380,7 +380,7 @@ static kiln_status kern_begin(cg_ctx *c, kern_state *ks) {
         LLVMContextRef kctx = LLVMContextCreate();
         /* One name for every kernel module: its bitcode keys its cache
          * entry (jit.c), so kernels of the same kinds are compiled once. */
-        kiln_status st = ctx_init(&ks->k, c->m, c->o, kctx, "kiln.kernels", c->d);
+        kiln_status st = ctx_init(&ks->k, c->m, c->o, kctx, "kiln.kernels", c, c->d);
         if (st) {
             LLVMContextDispose(kctx);
             return st;
@@ -523,12 +523,13 @@ static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_i
 /* ------------------------------------------------------------- the module */
 
 /* A builder context over a new module named `name` in `ctx`, with the
- * target's triple and data layout. */
+ * target's triple and data layout: those of `like`'s module if given (no
+ * target machine to make), else of a target machine for o. */
 static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                            const char *name, kiln_diag *d) {
+                            const char *name, const cg_ctx *like, kiln_diag *d) {
     memset(c, 0, sizeof *c);
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
+    LLVMTargetMachineRef tm = NULL;
+    kiln_status st = like ? KILN_OK : cg_target_machine(o, &tm, d);
     if (st) return st;
     c->ctx = ctx;
     c->o = o;
@@ -543,16 +544,23 @@ static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVM
     c->t_f32 = LLVMFloatTypeInContext(ctx);
     c->t_f64 = LLVMDoubleTypeInContext(ctx);
     c->t_i8p = LLVMPointerType(c->t_i8, 0);
-    c->cpu = LLVMGetTargetMachineCPU(tm);
-    c->features = LLVMGetTargetMachineFeatureString(tm);
     c->mod = LLVMModuleCreateWithNameInContext(name, ctx);
-    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(c->mod, dl);
-    LLVMDisposeTargetData(dl);
-    char *triple = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(c->mod, triple);
-    LLVMDisposeMessage(triple);
-    LLVMDisposeTargetMachine(tm);
+    if (like) {
+        c->cpu = LLVMCreateMessage(like->cpu);
+        c->features = LLVMCreateMessage(like->features);
+        LLVMSetDataLayout(c->mod, LLVMGetDataLayoutStr(like->mod));
+        LLVMSetTarget(c->mod, LLVMGetTarget(like->mod));
+    } else {
+        c->cpu = LLVMGetTargetMachineCPU(tm);
+        c->features = LLVMGetTargetMachineFeatureString(tm);
+        LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+        LLVMSetModuleDataLayout(c->mod, dl);
+        LLVMDisposeTargetData(dl);
+        char *triple = LLVMGetTargetMachineTriple(tm);
+        LLVMSetTarget(c->mod, triple);
+        LLVMDisposeMessage(triple);
+        LLVMDisposeTargetMachine(tm);
+    }
     c->b = LLVMCreateBuilderInContext(ctx);
     return KILN_OK;
 }
@@ -584,7 +592,7 @@ kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", o->only_func);
 
     cg_ctx c;
-    if ((st = ctx_init(&c, m, o, ctx, m->name, d))) return st;
+    if ((st = ctx_init(&c, m, o, ctx, m->name, NULL, d))) return st;
     kern_state ks_, *ks = NULL;
     if (kern) {
         memset(&ks_, 0, sizeof ks_);
