@@ -129,7 +129,7 @@ void cg_module_info_dispose(cg_module_info *info);
  * thread while the others are. */
 typedef struct cg_kernel_modules {
     int n;
-    LLVMModuleRef *mod; /* an entry may be set to NULL once disposed */
+    LLVMModuleRef *mod; /* entries (and ctx's) may be set to NULL: taken over */
     LLVMContextRef *ctx;
 } cg_kernel_modules;
 void cg_kernel_modules_dispose(cg_kernel_modules *km);

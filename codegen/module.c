@@ -421,7 +421,7 @@ static void kern_abort(kern_state *ks) {
 void cg_kernel_modules_dispose(cg_kernel_modules *km) {
     for (int i = 0; i < km->n; i++) {
         if (km->mod[i]) LLVMDisposeModule(km->mod[i]);
-        LLVMContextDispose(km->ctx[i]);
+        if (km->ctx[i]) LLVMContextDispose(km->ctx[i]);
     }
     ir_free(km->mod);
     ir_free(km->ctx);
