@@ -532,7 +532,7 @@ static void *compile_job_run(void *arg) {
 
 /* Appends what `from` holds to `to`. */
 static void diag_merge(kiln_diag *to, const kiln_diag *from) {
-    if (!to) return;
+    if (!to || !from) return;
     if (from->text.len) ir_sb_putn(&to->text, from->text.buf, from->text.len);
     if (from->text.oom) to->text.oom = true;
     if (!from->errors) return;
