@@ -162,19 +162,6 @@ static kiln_status emit_with(LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMCod
     return st;
 }
 
-kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
-    cg_options defaults;
-    memset(&defaults, 0, sizeof defaults);
-    if (!o) o = &defaults;
-    if (o->no_opt) return KILN_OK;
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
-    if (st) return st;
-    st = run_passes(mod, o, tm, NULL, d);
-    LLVMDisposeTargetMachine(tm);
-    return st;
-}
-
 static kiln_status emit_buffer(LLVMModuleRef mod, const cg_options *o, LLVMCodeGenFileType kind,
                                LLVMMemoryBufferRef *out, kiln_diag *d) {
     LLVMTargetMachineRef tm;
@@ -191,24 +178,32 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Optimization and native code with one target machine: each makes its own
- * subtargets (a kernel module needs two: the panels have the host's
- * features), at 1-3 ms apiece. */
+/* Optimization and (out != NULL) native code with one target machine: each
+ * makes its own subtargets (a kernel module needs two: the panels have the
+ * host's features), at 1-3 ms apiece. */
 static kiln_status compile_with(LLVMModuleRef mod, const cg_options *o, const char *pipeline,
                                 LLVMMemoryBufferRef *out, double *optimize_ms, kiln_diag *d) {
     cg_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!o) o = &defaults;
-    *out = NULL;
+    if (!out) {
+        if (o->no_opt) return KILN_OK;
+    } else {
+        *out = NULL;
+    }
     double t0 = now_ms();
     LLVMTargetMachineRef tm;
     kiln_status st = cg_target_machine(o, &tm, d);
     if (st) return st;
     if (!o->no_opt) st = run_passes(mod, o, tm, pipeline, d);
     if (optimize_ms) *optimize_ms = now_ms() - t0;
-    if (!st) st = emit_with(tm, mod, LLVMObjectFile, out, d);
+    if (!st && out) st = emit_with(tm, mod, LLVMObjectFile, out, d);
     LLVMDisposeTargetMachine(tm);
     return st;
+}
+
+kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
+    return compile_with(mod, o, NULL, NULL, NULL, d);
 }
 
 kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,

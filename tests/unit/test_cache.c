@@ -334,6 +334,13 @@ END_TEST
 
 typedef enum forge { FLIP_OBJECT, TRUNCATE, FOREIGN_VERSION, OTHER_CPU, GARBAGE, EMPTY } forge;
 
+/* @infer compiled into the empty cache (a miss) and run: *want. */
+static void first_infer(kiln_module *m, float want[15], kiln_diag *d) {
+    cg_program *p = compile(m, "infer", "miss", d);
+    run_infer(m, p, want);
+    cg_program_dispose(p);
+}
+
 /* Rewrites the entry file `path` the way `how` says. */
 static void forge_entry(kiln_module *m, const char *path, forge how) {
     char *buf = NULL;
@@ -383,10 +390,9 @@ START_TEST(forged_entries_are_recompiled) {
     forge how = cases[_i];
     kiln_module *m = tiny();
     kiln_diag *d = kiln_diag_create();
-    cg_program *p = compile(m, "infer", "miss", d);
     float want[15], got[15];
-    run_infer(m, p, want);
-    cg_program_dispose(p);
+    first_infer(m, want, d);
+    cg_program *p;
     const char *path = func_entry(m, "infer");
     forge_entry(m, path, how);
     /* Detected and recompiled: a miss, never a hit on the forged bytes. */
@@ -435,10 +441,9 @@ static int kernel_object_entries(char paths[8][4200]) {
 START_TEST(kernel_module_entry_bad_or_gone) {
     kiln_module *m = tiny();
     kiln_diag *d = kiln_diag_create();
-    cg_program *p = compile(m, "infer", "miss", d);
     float want[15], got[15];
-    run_infer(m, p, want);
-    cg_program_dispose(p);
+    first_infer(m, want, d);
+    cg_program *p;
     for (int how = 0; how < 2; how++) {
         char paths[8][4200];
         ck_assert_int_eq(kernel_object_entries(paths), 1); /* infer's one dense */
