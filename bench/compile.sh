@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/compile.sh — compile time and the compile cache (issue 17): for the
 # seed MLP and the convnet, the compile of train_step without the cache
-# (with the phase split: module, O3, native code, and Kiln's GEMM kernels
-# compiled meanwhile on a second thread; the seed also with --gemm openblas,
+# (with the phase split: module, O3, native code, and Kiln's GEMM kernel
+# modules compiled meanwhile on a helper thread and after on the compiling
+# one, with each side's CPU time; the seed also with --gemm openblas,
 # which has no kernels to compile), cold (empty cache: compile + store) and
 # warm (hit); then the load of Fashion-MNIST's training images, inflated by
 # zlib or from the data cache's copy.

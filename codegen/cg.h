@@ -124,14 +124,23 @@ kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef 
                             LLVMModuleRef *out, cg_module_info **info, kiln_diag *d);
 void cg_module_info_dispose(cg_module_info *info);
 
-/* The same with Kiln's GEMM kernels (gemm.h) in a module of their own,
- * built in `kctx` (a context other than `ctx`, so the two modules can be
- * optimized and compiled on two threads): *out declares them, *kern defines
- * them with external linkage (NULL when the functions call none). kctx NULL:
- * as cg_build_module. */
+/* Kiln's GEMM kernels (gemm.h) in modules of their own: mod[i] in ctx[i], a
+ * context of its own, so that each can be optimized and compiled on any
+ * thread while the others are. */
+typedef struct cg_kernel_modules {
+    int n;
+    LLVMModuleRef *mod; /* entries (and ctx's) may be set to NULL: taken over */
+    LLVMContextRef *ctx;
+} cg_kernel_modules;
+void cg_kernel_modules_dispose(cg_kernel_modules *km);
+
+/* cg_build_module with Kiln's GEMM kernels in modules of their own (one per
+ * node that defines new kernels), into *kern: *out declares them, they
+ * define them with external linkage (kern->n == 0 when the functions call
+ * none). kern NULL: as cg_build_module. On error *kern is empty. */
 kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                             LLVMContextRef kctx, LLVMModuleRef *out, LLVMModuleRef *kern,
-                             cg_module_info **info, kiln_diag *d);
+                             cg_kernel_modules *kern, LLVMModuleRef *out, cg_module_info **info,
+                             kiln_diag *d);
 
 /* Runs LLVM's verifier on `mod`; on failure reports "<what> is invalid:
  * <LLVM's message>" as KILN_ERR_BACKEND. */
@@ -141,12 +150,16 @@ kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d);
  * of `o` (vectorizes for the host's AVX2/FMA). */
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
 
-/* The lighter pipeline of Kiln's GEMM kernels (a module of cg_build_modules):
- * they are emitted blocked and vectorized. */
-kiln_status cg_optimize_kernels(LLVMModuleRef mod, const cg_options *o, kiln_diag *d);
-/* Emits the kernels' module as an object at their native-code level. */
-kiln_status cg_emit_kernels_object(LLVMModuleRef mod, const cg_options *o,
-                                   LLVMMemoryBufferRef *out, kiln_diag *d);
+/* cg_optimize_module, then the object into *out, with one target machine
+ * (each makes its own subtargets, at 1-3 ms apiece); *optimize_ms (if not
+ * NULL): the time until the object's code generation began. */
+kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                              double *optimize_ms, kiln_diag *d);
+/* Optimizes a kernel module of cg_build_modules with the kernels' lighter
+ * pipeline (they are emitted blocked and vectorized) and emits its object
+ * into *out. */
+kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                               kiln_diag *d);
 
 /* A target machine for `o` (host CPU and features unless overridden;
  * PIC when o->pic). Every invocation should be paired with
@@ -239,9 +252,14 @@ double cg_program_compile_ms(const cg_program *p);
  * cache hit the first two are 0 and the third is the whole load. */
 void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, double *native);
 /* Wall milliseconds of the optimization and native code of Kiln's GEMM
- * kernels, on a thread of their own during the other two phases (0: none
- * compiled); *cpu_ms (if not NULL) the CPU time of that thread. */
+ * kernels, summed over their modules (0: none compiled, all loaded from the
+ * compile cache); they run on helper threads during the other two phases,
+ * and on the compiling thread after them. *cpu_ms (if not NULL): their CPU
+ * time. */
 double cg_program_kernels_ms(const cg_program *p, double *cpu_ms);
+/* How many kernel modules were compiled; *on_main (if not NULL): how many
+ * of them on the compiling thread. */
+int cg_program_kernel_modules(const cg_program *p, int *on_main);
 /* The compile cache's part: "hit", "miss" (compiled and stored) or "off". */
 const char *cg_program_cache_status(const cg_program *p);
 

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* Kiln's GEMM kernels (gemm.c) are emitted blocked, vectorized and
  * unrolled: O3 has little to add there but compile time. What they need:
@@ -127,77 +128,97 @@ kiln_status cg_target_machine(const cg_options *o, LLVMTargetMachineRef *out, ki
     return target_machine(o, LLVMCodeGenLevelDefault, out, d);
 }
 
-kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
-    cg_options defaults;
-    memset(&defaults, 0, sizeof defaults);
-    if (!o) o = &defaults;
-    if (o->no_opt) return KILN_OK;
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
-    if (st) return st;
+/* Runs `pipeline` on mod (NULL: the default<O3> of o->opt_level, with the
+ * vectorizers and unrolling on). */
+static kiln_status run_passes(LLVMModuleRef mod, const cg_options *o, LLVMTargetMachineRef tm,
+                              const char *pipeline, kiln_diag *d) {
+    char deflt[32];
     int level = o->opt_level >= 1 && o->opt_level <= 3 ? o->opt_level : 3;
-    char pipeline[32];
-    snprintf(pipeline, sizeof pipeline, "default<O%d>", level);
+    snprintf(deflt, sizeof deflt, "default<O%d>", level);
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-    LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
-    LLVMErrorRef err = LLVMRunPasses(mod, pipeline, tm, po);
-    LLVMDisposePassBuilderOptions(po);
-    LLVMDisposeTargetMachine(tm);
-    if (err) return cg_llvm_error(d, "optimization failed", err);
-    return KILN_OK;
-}
-
-
-kiln_status cg_optimize_kernels(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
-    cg_options defaults;
-    memset(&defaults, 0, sizeof defaults);
-    if (!o) o = &defaults;
-    if (o->no_opt) return KILN_OK;
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
-    if (st) return st;
-    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef err = LLVMRunPasses(mod, KERNEL_PIPELINE, tm, po);
-    LLVMDisposePassBuilderOptions(po);
-    LLVMDisposeTargetMachine(tm);
-    if (err) return cg_llvm_error(d, "optimizing the kernels failed", err);
-    return KILN_OK;
-}
-
-static kiln_status emit_buffer_at(LLVMModuleRef mod, const cg_options *o, LLVMCodeGenOptLevel level,
-                                  LLVMCodeGenFileType kind, LLVMMemoryBufferRef *out,
-                                  kiln_diag *d) {
-    LLVMTargetMachineRef tm;
-    kiln_status st = target_machine(o, level, &tm, d);
-    if (st) return st;
-    char *err = NULL;
-    LLVMBool bad = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, kind, &err, out);
-    LLVMDisposeTargetMachine(tm);
-    if (bad) {
-        st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: emitting %s failed: %s",
-                      kind == LLVMObjectFile ? "an object" : "assembly", err ? err : "unknown");
-        LLVMDisposeMessage(err);
-        *out = NULL;
+    if (!pipeline) {
+        LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+        LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+        LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
+        LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
     }
+    LLVMErrorRef err = LLVMRunPasses(mod, pipeline ? pipeline : deflt, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (err)
+        return cg_llvm_error(d, pipeline ? "optimizing the kernels failed" : "optimization failed",
+                             err);
+    return KILN_OK;
+}
+
+static kiln_status emit_with(LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMCodeGenFileType kind,
+                             LLVMMemoryBufferRef *out, kiln_diag *d) {
+    char *err = NULL;
+    if (!LLVMTargetMachineEmitToMemoryBuffer(tm, mod, kind, &err, out)) return KILN_OK;
+    kiln_status st = ir_error(d, KILN_ERR_BACKEND, ir_loc_none(), "codegen: emitting %s failed: %s",
+                              kind == LLVMObjectFile ? "an object" : "assembly",
+                              err ? err : "unknown");
+    LLVMDisposeMessage(err);
+    *out = NULL;
     return st;
 }
 
 static kiln_status emit_buffer(LLVMModuleRef mod, const cg_options *o, LLVMCodeGenFileType kind,
                                LLVMMemoryBufferRef *out, kiln_diag *d) {
-    return emit_buffer_at(mod, o, LLVMCodeGenLevelDefault, kind, out, d);
+    LLVMTargetMachineRef tm;
+    kiln_status st = cg_target_machine(o, &tm, d);
+    if (st) return st;
+    st = emit_with(tm, mod, kind, out, d);
+    LLVMDisposeTargetMachine(tm);
+    return st;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Optimization and (out != NULL) native code with one target machine: each
+ * makes its own subtargets (a kernel module needs two: the panels have the
+ * host's features), at 1-3 ms apiece. */
+static kiln_status compile_with(LLVMModuleRef mod, const cg_options *o, const char *pipeline,
+                                LLVMMemoryBufferRef *out, double *optimize_ms, kiln_diag *d) {
+    cg_options defaults;
+    memset(&defaults, 0, sizeof defaults);
+    if (!o) o = &defaults;
+    if (!out) {
+        if (o->no_opt) return KILN_OK;
+    } else {
+        *out = NULL;
+    }
+    double t0 = now_ms();
+    LLVMTargetMachineRef tm;
+    kiln_status st = cg_target_machine(o, &tm, d);
+    if (st) return st;
+    if (!o->no_opt) st = run_passes(mod, o, tm, pipeline, d);
+    if (optimize_ms) *optimize_ms = now_ms() - t0;
+    if (!st && out) st = emit_with(tm, mod, LLVMObjectFile, out, d);
+    LLVMDisposeTargetMachine(tm);
+    return st;
+}
+
+kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
+    return compile_with(mod, o, NULL, NULL, NULL, d);
+}
+
+kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                              double *optimize_ms, kiln_diag *d) {
+    return compile_with(mod, o, NULL, out, optimize_ms, d);
+}
+
+kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
+                               kiln_diag *d) {
+    return compile_with(mod, o, KERNEL_PIPELINE, out, NULL, d);
 }
 
 kiln_status cg_emit_object_buffer(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
                                   kiln_diag *d) {
     return emit_buffer(mod, o, LLVMObjectFile, out, d);
-}
-
-kiln_status cg_emit_kernels_object(LLVMModuleRef mod, const cg_options *o,
-                                   LLVMMemoryBufferRef *out, kiln_diag *d) {
-    return emit_buffer_at(mod, o, LLVMCodeGenLevelDefault, LLVMObjectFile, out, d);
 }
 
 kiln_status cg_emit_object(LLVMModuleRef mod, const cg_options *o, const char *path, kiln_diag *d) {

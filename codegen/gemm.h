@@ -12,7 +12,7 @@
  * and the vector width; M, N and K are run-time values (the seed step's 8
  * GEMMs share 5 functions). In the JIT the functions go to a module of
  * their own, optimized with a short pipeline on a second thread
- * (cg_build_modules, cg_optimize_kernels). Its loops, outermost first:
+ * (cg_build_modules, cg_compile_kernels). Its loops, outermost first:
  *
  *   for each panel of NR columns of C (the last one masked), a task of
  *   kiln_parallel_for (pool.h) — one thread computes all of it:

@@ -28,8 +28,11 @@
 #include <llvm-c/OrcEE.h>
 #include <llvm-c/TargetMachine.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct cg_program {
     LLVMOrcLLJITRef jit;
@@ -37,8 +40,10 @@ struct cg_program {
     cg_entry_fn *entries;
     double compile_ms;
     double phase_ms[4]; /* build, optimize, native code (or the cache hit), and the
-                           kernels' optimization + native code on a thread of their own */
+                           kernels' optimization + native code, summed over their modules */
     double kernels_cpu_ms; /* the CPU time of the last */
+    int kern_compiled, kern_on_main; /* kernel modules compiled, and of them on the
+                                        compiling thread */
     cg_cache_status cache;
 };
 
@@ -124,11 +129,14 @@ static kiln_status jit_create(cg_program *p, const cg_options *o, LLVMOrcJITDyli
     return KILN_OK;
 }
 
-/* The objects of one compile: the functions', then (kern_len > 0) Kiln's
- * GEMM kernels' (cg_build_modules). */
+/* The objects of one compile: the functions', then Kiln's GEMM kernels'
+ * (one per kernel module of cg_build_modules). */
 typedef struct objects {
-    const void *obj, *kern;
-    size_t len, kern_len;
+    const void *obj;
+    size_t len;
+    int n_kern;
+    const void **kern;
+    size_t *kern_len;
 } objects;
 
 /* Links the objects into a fresh JIT and looks up (materializes) every
@@ -137,10 +145,9 @@ static kiln_status jit_load(cg_program *p, const cg_options *o, const objects *o
     LLVMOrcJITDylibRef jd = NULL;
     kiln_status st = jit_create(p, o, &jd, d);
     if (st) return st;
-    for (int i = 0; i < 2; i++) {
-        const void *bytes = i ? ob->kern : ob->obj;
-        size_t len = i ? ob->kern_len : ob->len;
-        if (i && !len) break;
+    for (int i = 0; i <= ob->n_kern; i++) {
+        const void *bytes = i ? ob->kern[i - 1] : ob->obj;
+        size_t len = i ? ob->kern_len[i - 1] : ob->len;
         LLVMMemoryBufferRef buf =
             LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, len, i ? "kiln.kernels.o" : "kiln.o");
         if (!buf) return ir_oom(d);
@@ -161,57 +168,38 @@ static kiln_status jit_load(cg_program *p, const cg_options *o, const objects *o
 
 static void diag_merge(kiln_diag *to, const kiln_diag *from);
 
-/* The kernels' module, optimized and emitted on a thread of its own (its
- * LLVM context is not the functions'). */
-typedef struct kern_job {
-    LLVMModuleRef mod;
-    const cg_options *o;
-    LLVMMemoryBufferRef obj;
-    kiln_diag *d;
-    kiln_status st;
-    double ms, cpu_ms;
-} kern_job;
-
-static double thread_cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void *kern_job_run(void *arg) {
-    kern_job *j = arg;
-    double t0 = now_ms(), c0 = thread_cpu_ms();
-    j->st = cg_optimize_kernels(j->mod, j->o, j->d);
-    if (!j->st) j->st = cg_emit_kernels_object(j->mod, j->o, &j->obj, j->d);
-    j->ms = now_ms() - t0;
-    j->cpu_ms = thread_cpu_ms() - c0;
-    return NULL;
-}
-
-/* An entry of Kiln's GEMM kernels' object: one pseudo-function,
- * KERNELS_NAME, whose symbol says whether the object is the kernels' or a
- * placeholder byte (the compile had none; an entry holds at least one
- * function and one byte). Stored under two keys: derived from the
- * functions' (kernels_key: a hit needs no module) and the kernels' module's
- * own (cg_cache_key_of_module: another model, or another function, with the
- * same kinds of GEMM reuses them). */
+/* Entries of Kiln's GEMM kernels: one pseudo-function, KERNELS_NAME, whose
+ * symbol says what the object is:
+ * - KERNELS_OBJECT: the object of one kernel module, stored under the
+ *   module's own key (cg_cache_key_of_module), so another function or model
+ *   with the same kinds of GEMM loads it instead of compiling it;
+ * - KERNELS_LIST: the keys of a compile's kernel modules, 32 bytes each,
+ *   stored under a key derived from the functions' (kernels_key: a hit
+ *   needs no module), or KERNELS_NONE and a placeholder byte when the
+ *   compile had none (an entry holds at least one function and one byte). */
 #define KERNELS_NAME ".kernels"
+#define KERNELS_OBJECT "kiln.gemm"
+#define KERNELS_LIST "kiln.gemm.keys"
+#define KERNELS_NONE "none"
 
-static bool kernels_store(const cg_cache_cfg *cfg, const cg_cache_key *key, const void *obj,
-                          size_t len, kiln_diag *d) {
-    cg_func_info kf = {.name = KERNELS_NAME, .symbol = len ? "kiln.gemm" : "none"};
+static bool kernels_store(const cg_cache_cfg *cfg, const cg_cache_key *key, const char *symbol,
+                          const void *obj, size_t len, kiln_diag *d) {
+    cg_func_info kf = {.name = KERNELS_NAME, .symbol = len ? (char *)symbol : KERNELS_NONE};
     cg_module_info ki = {&kf, 1};
     return cg_cache_store(cfg, key, &ki, len ? obj : "", len ? len : 1, d);
 }
 
-/* A stored kernels' object: *buf (ir_free) holds it at *obj, *len bytes
- * (0: the compile had none). */
-static bool kernels_lookup(const cg_cache_cfg *cfg, const cg_cache_key *key, char **buf,
-                           const void **obj, size_t *len) {
+/* A stored entry of `symbol`'s kind: *buf (ir_free) holds it at *obj, *len
+ * bytes (0: KERNELS_NONE). */
+static bool kernels_lookup(const cg_cache_cfg *cfg, const cg_cache_key *key, const char *symbol,
+                           char **buf, const void **obj, size_t *len) {
     cg_module_info *kinfo = NULL;
     if (!cg_cache_lookup(cfg, key, &kinfo, buf, obj, len)) return false;
     bool ok = kinfo->n_funcs == 1 && !strcmp(kinfo->funcs[0].name, KERNELS_NAME);
-    if (ok && !strcmp(kinfo->funcs[0].symbol, "none")) *len = 0;
+    if (ok && !strcmp(kinfo->funcs[0].symbol, KERNELS_NONE))
+        *len = 0;
+    else if (ok)
+        ok = !strcmp(kinfo->funcs[0].symbol, symbol);
     cg_module_info_dispose(kinfo);
     if (!ok) {
         ir_free(*buf);
@@ -220,68 +208,185 @@ static bool kernels_lookup(const cg_cache_cfg *cfg, const cg_cache_key *key, cha
     return ok;
 }
 
-/* Builds, optimizes and emits the objects of `m` (o->only_func): the
- * functions' with O3, Kiln's GEMM kernels' (if any) with their own
- * lighter pipeline, at the same time on another thread; times the phases
- * into p->phase_ms. */
-static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_options *o,
-                                  const cg_cache_cfg *cfg, LLVMMemoryBufferRef *obj,
-                                  LLVMMemoryBufferRef *kobj, kiln_diag *d) {
-    double t0 = now_ms();
-    LLVMContextRef ctx = LLVMContextCreate(), kctx = LLVMContextCreate();
-    LLVMModuleRef mod = NULL;
-    kern_job kj = {.o = o, .d = kiln_diag_create()};
-    kiln_status st = kj.d ? cg_build_modules(m, o, ctx, kctx, &mod, &kj.mod, &p->info, d)
-                          : ir_oom(d);
-    /* Kernels of these kinds compiled before (cfg: the cache is on). */
-    cg_cache_key kkey;
-    bool keyed = false;
-    if (!st && kj.mod && cfg) {
-        keyed = cg_cache_key_of_module(kj.mod, o, &kkey, kj.d) == KILN_OK;
-        char *kbuf = NULL;
-        const void *kbytes;
-        size_t klen;
-        if (keyed && kernels_lookup(cfg, &kkey, &kbuf, &kbytes, &klen) && klen) {
-            kj.obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(kbytes, klen, "kiln.kernels.o");
-            LLVMDisposeModule(kj.mod);
-            kj.mod = NULL;
-            keyed = false; /* stored already */
+/* One of Kiln's GEMM kernel modules: loaded from the cache, or optimized
+ * with its own pipeline and emitted. */
+typedef struct kern_job {
+    LLVMModuleRef mod;
+    LLVMContextRef ctx;
+    LLVMMemoryBufferRef obj;
+    cg_cache_key key;
+    bool keyed; /* key holds the module's */
+    bool on_main; /* done by the compiling thread */
+    int size;     /* instructions */
+    kiln_diag *d;
+    kiln_status st;
+    double ms, cpu_ms; /* 0 when loaded */
+} kern_job;
+
+/* The kernel modules of a compile, taken in turn by whichever thread is
+ * free: helper threads from the start, the compiling thread once its own
+ * module (the functions') is done. */
+typedef struct kern_queue {
+    kern_job *jobs;
+    int n;
+    atomic_int next;
+    const cg_options *o;
+    const cg_cache_cfg *cfg; /* NULL: the cache is off */
+} kern_queue;
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void kern_job_run(const kern_queue *q, kern_job *j) {
+    double t0 = now_ms(), c0 = thread_cpu_ms();
+    bool loaded = false;
+    if (q->cfg) {
+        /* Kernels of these kinds compiled before. */
+        j->keyed = cg_cache_key_of_module(j->mod, q->o, &j->key, j->d) == KILN_OK;
+        char *buf = NULL;
+        const void *bytes;
+        size_t len;
+        if (j->keyed && kernels_lookup(q->cfg, &j->key, KERNELS_OBJECT, &buf, &bytes, &len) &&
+            len) {
+            j->obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, len, "kiln.kernels.o");
+            loaded = j->obj != NULL;
         }
-        ir_free(kbuf);
+        ir_free(buf);
     }
+    if (!loaded) {
+        j->st = cg_compile_kernels(j->mod, q->o, &j->obj, j->d);
+        if (!j->st && j->keyed)
+            kernels_store(q->cfg, &j->key, KERNELS_OBJECT, LLVMGetBufferStart(j->obj),
+                          LLVMGetBufferSize(j->obj), j->d);
+    }
+    /* Its context is no other thread's: freed here. */
+    LLVMDisposeModule(j->mod);
+    LLVMContextDispose(j->ctx);
+    j->mod = NULL;
+    j->ctx = NULL;
+    if (!loaded) {
+        j->ms = now_ms() - t0;
+        j->cpu_ms = thread_cpu_ms() - c0;
+    }
+}
+
+static void kern_queue_drain(kern_queue *q, bool on_main) {
+    for (int i; (i = atomic_fetch_add(&q->next, 1)) < q->n;) {
+        q->jobs[i].on_main = on_main;
+        kern_job_run(q, &q->jobs[i]);
+    }
+}
+
+static void *kern_worker(void *arg) {
+    kern_queue_drain(arg, false);
+    return NULL;
+}
+
+static void kern_queue_free(kern_queue *q) {
+    for (int i = 0; i < q->n; i++) {
+        kern_job *j = &q->jobs[i];
+        if (j->mod) LLVMDisposeModule(j->mod);
+        if (j->ctx) LLVMContextDispose(j->ctx);
+        if (j->obj) LLVMDisposeMemoryBuffer(j->obj);
+        kiln_diag_dispose(j->d);
+    }
+    ir_free(q->jobs);
+    q->jobs = NULL;
+    q->n = 0;
+}
+
+/* The number of instructions of `mod`: what its compile costs. */
+static int module_size(LLVMModuleRef mod) {
+    int n = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) n++;
+    return n;
+}
+
+static int by_size_desc(const void *a, const void *b) {
+    const kern_job *x = a, *y = b;
+    return (y->size > x->size) - (y->size < x->size);
+}
+
+/* The jobs of the kernel modules km (which they take over), the largest
+ * first: the last taken are the short ones, so that the threads finish at
+ * about the same time. */
+static kiln_status kern_queue_init(kern_queue *q, cg_kernel_modules *km, kiln_diag *d) {
+    q->jobs = ir_calloc((size_t)km->n + 1, sizeof *q->jobs);
+    if (!q->jobs) return ir_oom(d);
+    q->n = km->n;
+    for (int i = 0; i < km->n; i++) {
+        q->jobs[i].mod = km->mod[i];
+        q->jobs[i].ctx = km->ctx[i];
+        q->jobs[i].size = module_size(km->mod[i]);
+        km->mod[i] = NULL;
+        km->ctx[i] = NULL;
+        if (!(q->jobs[i].d = kiln_diag_create())) return ir_oom(d);
+    }
+    qsort(q->jobs, (size_t)q->n, sizeof *q->jobs, by_size_desc);
+    return KILN_OK;
+}
+
+/* Helper threads for the kernels: one fewer than the processors (the
+ * compiling thread is one), at most KERN_THREADS. */
+#define KERN_THREADS 3
+
+static int kern_threads(int jobs) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus > 1 ? (int)cpus - 1 : 0;
+    if (n > KERN_THREADS) n = KERN_THREADS;
+    return n < jobs ? n : jobs;
+}
+
+/* Builds, optimizes and emits the objects of `m` (o->only_func): the
+ * functions' with O3 on this thread, Kiln's GEMM kernels' (q, cached under
+ * their modules' own keys when cfg) with their own lighter pipeline, on
+ * helper threads meanwhile and on this one after; times the phases into
+ * p->phase_ms. */
+static kiln_status compile_object(cg_program *p, kiln_module *m, const cg_options *o,
+                                  LLVMMemoryBufferRef *obj, kern_queue *q, kiln_diag *d) {
+    double t0 = now_ms();
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = NULL;
+    cg_kernel_modules km;
+    kiln_status st = cg_build_modules(m, o, ctx, &km, &mod, &p->info, d);
+    if (!st) st = kern_queue_init(q, &km, d);
+    cg_kernel_modules_dispose(&km);
     double t1 = now_ms();
-    pthread_t thread;
-    bool threaded = !st && kj.mod && pthread_create(&thread, NULL, kern_job_run, &kj) == 0;
-    if (!st) st = cg_optimize_module(mod, o, d);
-    double t2 = now_ms();
-    if (!st) st = cg_emit_object_buffer(mod, o, obj, d);
-    double t3 = now_ms();
-    if (threaded)
-        pthread_join(thread, NULL);
-    else if (!st && kj.mod)
-        kern_job_run(&kj); /* no thread to be had: here, after */
-    if (kj.d) {
-        diag_merge(d, kj.d);
-        kiln_diag_dispose(kj.d);
-    }
-    if (!st && kj.st) st = kj.st;
-    if (!st && keyed && kj.obj)
-        kernels_store(cfg, &kkey, LLVMGetBufferStart(kj.obj), LLVMGetBufferSize(kj.obj), d);
-    *kobj = kj.obj;
+    pthread_t threads[KERN_THREADS];
+    int nt = 0;
+    for (int want = st ? 0 : kern_threads(q->n); nt < want; nt++)
+        if (pthread_create(&threads[nt], NULL, kern_worker, q) != 0) break;
+    double opt_ms = 0;
+    if (!st) st = cg_compile_module(mod, o, obj, &opt_ms, d);
+    double t3 = now_ms(), t2 = t1 + opt_ms;
     if (mod) LLVMDisposeModule(mod);
-    if (kj.mod) LLVMDisposeModule(kj.mod);
     LLVMContextDispose(ctx);
-    LLVMContextDispose(kctx);
+    if (st) atomic_store(&q->next, q->n); /* no more */
+    kern_queue_drain(q, true); /* what the helpers have not taken (all of it without one) */
+    for (int i = 0; i < nt; i++) pthread_join(threads[i], NULL);
+    p->phase_ms[3] = p->kernels_cpu_ms = 0;
+    for (int i = 0; i < q->n; i++) {
+        kern_job *j = &q->jobs[i];
+        diag_merge(d, j->d);
+        if (!st && j->st) st = j->st;
+        p->phase_ms[3] += j->ms;
+        p->kernels_cpu_ms += j->cpu_ms;
+        p->kern_compiled += j->ms > 0;
+        p->kern_on_main += j->ms > 0 && j->on_main;
+    }
     p->phase_ms[0] = t1 - t0;
     p->phase_ms[1] = t2 - t1;
     p->phase_ms[2] = t3 - t2; /* native code; linking is added later */
-    p->phase_ms[3] = kj.ms;
-    p->kernels_cpu_ms = kj.cpu_ms;
     return st;
 }
 
-/* The key of the entry holding the kernels' object of the compile keyed
- * `key` (kernels_store). */
+/* The key of the entry listing the kernels' modules of the compile keyed
+ * `key` (KERNELS_LIST). */
 static cg_cache_key kernels_key(const cg_cache_key *key) {
     cg_sha256 h;
     cg_sha256_init(&h);
@@ -292,24 +397,61 @@ static cg_cache_key kernels_key(const cg_cache_key *key) {
     return k;
 }
 
-/* The cache's side of a compile: a verified entry loaded into the JIT.
- * Anything wrong on the way (a bad object) discards it: a miss. */
+/* Stores the list of q's kernel modules' keys under kernels_key(key);
+ * false when a key is missing (the compile is then not stored). */
+static bool kernels_list_store(const cg_cache_cfg *cfg, const cg_cache_key *key,
+                               const kern_queue *q, kiln_diag *d) {
+    uint8_t *keys = ir_malloc((size_t)q->n * CG_SHA256_BYTES + 1);
+    bool ok = keys != NULL;
+    for (int i = 0; i < q->n && ok; i++) {
+        ok = q->jobs[i].keyed;
+        memcpy(keys + (size_t)i * CG_SHA256_BYTES, q->jobs[i].key.b, CG_SHA256_BYTES);
+    }
+    cg_cache_key kkey = kernels_key(key);
+    if (ok) ok = kernels_store(cfg, &kkey, KERNELS_LIST, keys, (size_t)q->n * CG_SHA256_BYTES, d);
+    ir_free(keys);
+    return ok;
+}
+
+/* The cache's side of a compile: a verified entry loaded into the JIT,
+ * with the kernel modules its list names. Anything wrong on the way (a
+ * missing or bad entry, a bad object) discards it: a miss. */
 static bool try_hit(cg_program *p, const cg_cache_cfg *cfg, const cg_cache_key *key,
                     const cg_options *o) {
-    char *buf = NULL, *kbuf = NULL;
-    objects ob;
+    char *buf = NULL, *lbuf = NULL, **kbufs = NULL;
+    const void *list;
+    size_t list_len;
+    objects ob = {0};
     cg_cache_key kkey = kernels_key(key);
-    if (!kernels_lookup(cfg, &kkey, &kbuf, &ob.kern, &ob.kern_len)) return false;
-    if (!cg_cache_lookup(cfg, key, &p->info, &buf, &ob.obj, &ob.len)) {
-        ir_free(kbuf);
-        return false;
+    if (!kernels_lookup(cfg, &kkey, KERNELS_LIST, &lbuf, &list, &list_len)) return false;
+    bool ok = list_len % CG_SHA256_BYTES == 0;
+    int n = (int)(list_len / CG_SHA256_BYTES);
+    if (ok) {
+        kbufs = ir_calloc((size_t)n + 1, sizeof *kbufs);
+        ob.kern = ir_calloc((size_t)n + 1, sizeof *ob.kern);
+        ob.kern_len = ir_calloc((size_t)n + 1, sizeof *ob.kern_len);
+        ok = kbufs && ob.kern && ob.kern_len;
     }
-    kiln_diag *quiet = kiln_diag_create();
-    kiln_status st = quiet ? jit_load(p, o, &ob, quiet) : KILN_ERR_NOMEM;
-    kiln_diag_dispose(quiet);
+    for (int i = 0; i < n && ok; i++) {
+        cg_cache_key k;
+        memcpy(k.b, (const uint8_t *)list + (size_t)i * CG_SHA256_BYTES, CG_SHA256_BYTES);
+        ok = kernels_lookup(cfg, &k, KERNELS_OBJECT, &kbufs[i], &ob.kern[i], &ob.kern_len[i]) &&
+             ob.kern_len[i];
+        ob.n_kern = i + 1;
+    }
+    if (ok) ok = cg_cache_lookup(cfg, key, &p->info, &buf, &ob.obj, &ob.len);
+    if (ok) {
+        kiln_diag *quiet = kiln_diag_create();
+        ok = quiet && jit_load(p, o, &ob, quiet) == KILN_OK;
+        kiln_diag_dispose(quiet);
+    }
+    for (int i = 0; kbufs && i < n; i++) ir_free(kbufs[i]);
+    ir_free(kbufs);
+    ir_free(ob.kern);
+    ir_free(ob.kern_len);
     ir_free(buf);
-    ir_free(kbuf);
-    if (!st) return true;
+    ir_free(lbuf);
+    if (ok) return true;
     LLVMErrorRef err = p->jit ? LLVMOrcDisposeLLJIT(p->jit) : NULL;
     if (err) LLVMConsumeError(err);
     p->jit = NULL;
@@ -340,20 +482,27 @@ kiln_status cg_jit_compile(kiln_module *m, const cg_options *o, cg_program **out
         p->cache = CG_CACHE_HIT;
         p->phase_ms[2] = now_ms() - t0;
     } else if (!st) {
-        LLVMMemoryBufferRef obj = NULL, kobj = NULL;
-        st = compile_object(p, m, &opts, p->cache == CG_CACHE_MISS ? &cfg : NULL, &obj, &kobj, d);
+        LLVMMemoryBufferRef obj = NULL;
+        kern_queue q = {.o = &opts, .cfg = p->cache == CG_CACHE_MISS ? &cfg : NULL};
+        st = compile_object(p, m, &opts, &obj, &q, d);
         double t2 = now_ms();
-        objects ob = {obj ? LLVMGetBufferStart(obj) : NULL, kobj ? LLVMGetBufferStart(kobj) : NULL,
-                      obj ? LLVMGetBufferSize(obj) : 0, kobj ? LLVMGetBufferSize(kobj) : 0};
-        if (!st && p->cache == CG_CACHE_MISS) {
-            /* The kernels first: a reader finds both or not the functions'. */
-            cg_cache_key kkey = kernels_key(&key);
-            if (kernels_store(&cfg, &kkey, ob.kern, ob.kern_len, d))
-                cg_cache_store(&cfg, &key, p->info, ob.obj, ob.len, d);
+        objects ob = {obj ? LLVMGetBufferStart(obj) : NULL, obj ? LLVMGetBufferSize(obj) : 0,
+                      q.n, NULL, NULL};
+        ob.kern = ir_calloc((size_t)q.n + 1, sizeof *ob.kern);
+        ob.kern_len = ir_calloc((size_t)q.n + 1, sizeof *ob.kern_len);
+        if (!st && (!ob.kern || !ob.kern_len)) st = ir_oom(d);
+        for (int i = 0; i < q.n && !st; i++) {
+            ob.kern[i] = LLVMGetBufferStart(q.jobs[i].obj);
+            ob.kern_len[i] = LLVMGetBufferSize(q.jobs[i].obj);
         }
+        /* The kernels' list first: a reader finds both or not the functions'. */
+        if (!st && p->cache == CG_CACHE_MISS && kernels_list_store(&cfg, &key, &q, d))
+            cg_cache_store(&cfg, &key, p->info, ob.obj, ob.len, d);
         if (!st) st = jit_load(p, &opts, &ob, d);
         if (obj) LLVMDisposeMemoryBuffer(obj);
-        if (kobj) LLVMDisposeMemoryBuffer(kobj);
+        ir_free(ob.kern);
+        ir_free(ob.kern_len);
+        kern_queue_free(&q);
         p->phase_ms[2] += now_ms() - t2;
     }
     if (st) {
@@ -383,7 +532,7 @@ static void *compile_job_run(void *arg) {
 
 /* Appends what `from` holds to `to`. */
 static void diag_merge(kiln_diag *to, const kiln_diag *from) {
-    if (!to) return;
+    if (!to || !from) return;
     if (from->text.len) ir_sb_putn(&to->text, from->text.buf, from->text.len);
     if (from->text.oom) to->text.oom = true;
     if (!from->errors) return;
@@ -467,6 +616,11 @@ void cg_program_phase_ms(const cg_program *p, double *build, double *optimize, d
 double cg_program_kernels_ms(const cg_program *p, double *cpu_ms) {
     if (cpu_ms) *cpu_ms = p->kernels_cpu_ms;
     return p->phase_ms[3];
+}
+
+int cg_program_kernel_modules(const cg_program *p, int *on_main) {
+    if (on_main) *on_main = p->kern_on_main;
+    return p->kern_compiled;
 }
 
 kiln_status cg_program_run(const cg_program *p, const char *name, int64_t batch, void *const *args,

@@ -82,9 +82,9 @@ struct cg_ctx {
     LLVMTypeRef ty_sgemm, ty_sgemv;
     const char *cpu, *features;
     cg_loops *loops; /* outline.c */
-    /* Where Kiln's GEMM kernels are built (gemm.c): a module of their own in
-     * another LLVM context (cg_build_modules), declared in this one; NULL:
-     * this module. */
+    /* Where Kiln's GEMM kernels are built (gemm.c): the current node's
+     * module of kernels, in another LLVM context (cg_build_modules),
+     * declared in this one; NULL: this module. */
     struct cg_ctx *kern;
 };
 

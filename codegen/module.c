@@ -357,7 +357,81 @@ out:
     return st;
 }
 
-static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool first) {
+/* --------------------------------------------------- the kernels' modules */
+
+/* Where Kiln's GEMM kernels (gemm.c) go when they have modules of their own
+ * (cg_build_modules): each node that defines new ones gets a new module, in
+ * an LLVM context of its own, so that they are optimized and compiled at
+ * the same time, on any thread (jit.c). k is the module being filled. */
+typedef struct kern_state {
+    cg_kernel_modules *out;
+    cg_ctx k;
+    bool open; /* k holds a module (and its context) */
+} kern_state;
+
+static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVMContextRef ctx,
+                            const char *name, const cg_ctx *like, kiln_diag *d);
+static void ctx_done(cg_ctx *c);
+
+/* Gives c->kern an empty module for the next node's kernels. */
+static kiln_status kern_begin(cg_ctx *c, kern_state *ks) {
+    if (!ks) return KILN_OK;
+    if (!ks->open) {
+        LLVMContextRef kctx = LLVMContextCreate();
+        /* One name for every kernel module: its bitcode keys its cache
+         * entry (jit.c), so kernels of the same kinds are compiled once. */
+        kiln_status st = ctx_init(&ks->k, c->m, c->o, kctx, "kiln.kernels", c, c->d);
+        if (st) {
+            LLVMContextDispose(kctx);
+            return st;
+        }
+        ks->open = true;
+    }
+    c->kern = &ks->k;
+    return KILN_OK;
+}
+
+/* After a node: the kernels it defined (if any) become a module of ks->out. */
+static kiln_status kern_end(kern_state *ks) {
+    if (!ks || !ks->open || !LLVMGetFirstFunction(ks->k.mod)) return KILN_OK;
+    cg_kernel_modules *km = ks->out;
+    kiln_status st = cg_verify_llvm(ks->k.mod, "codegen: the generated kernels", ks->k.d);
+    LLVMModuleRef *mods = st ? NULL : ir_realloc(km->mod, sizeof *mods * ((size_t)km->n + 1));
+    if (mods) km->mod = mods;
+    LLVMContextRef *ctxs = mods ? ir_realloc(km->ctx, sizeof *ctxs * ((size_t)km->n + 1)) : NULL;
+    if (ctxs) km->ctx = ctxs;
+    if (!st && !ctxs) st = ir_oom(ks->k.d);
+    if (st) return st; /* still open: kern_abort frees it */
+    km->mod[km->n] = ks->k.mod;
+    km->ctx[km->n++] = ks->k.ctx;
+    ctx_done(&ks->k);
+    ks->open = false;
+    return KILN_OK;
+}
+
+/* Frees the module being filled (empty, or left by an error). */
+static void kern_abort(kern_state *ks) {
+    if (!ks->open) return;
+    ctx_done(&ks->k);
+    LLVMDisposeModule(ks->k.mod);
+    LLVMContextDispose(ks->k.ctx);
+    ks->open = false;
+}
+
+void cg_kernel_modules_dispose(cg_kernel_modules *km) {
+    for (int i = 0; i < km->n; i++) {
+        if (km->mod[i]) LLVMDisposeModule(km->mod[i]);
+        if (km->ctx[i]) LLVMContextDispose(km->ctx[i]);
+    }
+    ir_free(km->mod);
+    ir_free(km->ctx);
+    memset(km, 0, sizeof *km);
+}
+
+/* ------------------------------------------------------------ functions */
+
+static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_info *fi,
+                              bool first) {
     cg_layout lay;
     kiln_status st = cg_layout_func(f, &lay, c->d);
     if (st) return st;
@@ -415,7 +489,10 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
     st = count_loops(c, f);
     for (int i = 0; i < f->n_nodes && !st; i++) {
         ir_node *n = f->nodes[i];
-        if (has_kernel(&lay, n)) st = build_kernel(c, e, n, i, fi->symbol, fi);
+        if (!has_kernel(&lay, n)) continue;
+        st = kern_begin(c, ks);
+        if (!st) st = build_kernel(c, e, n, i, fi->symbol, fi);
+        if (!st) st = kern_end(ks);
     }
     /* Results not computed in place: copy. */
     for (int i = 0; i < f->n_results && !st; i++) {
@@ -446,12 +523,13 @@ static kiln_status build_func(cg_ctx *c, kiln_func *f, cg_func_info *fi, bool fi
 /* ------------------------------------------------------------- the module */
 
 /* A builder context over a new module named `name` in `ctx`, with the
- * target's triple and data layout. */
+ * target's triple and data layout: those of `like`'s module if given (no
+ * target machine to make), else of a target machine for o. */
 static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                            const char *name, kiln_diag *d) {
+                            const char *name, const cg_ctx *like, kiln_diag *d) {
     memset(c, 0, sizeof *c);
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
+    LLVMTargetMachineRef tm = NULL;
+    kiln_status st = like ? KILN_OK : cg_target_machine(o, &tm, d);
     if (st) return st;
     c->ctx = ctx;
     c->o = o;
@@ -466,16 +544,23 @@ static kiln_status ctx_init(cg_ctx *c, kiln_module *m, const cg_options *o, LLVM
     c->t_f32 = LLVMFloatTypeInContext(ctx);
     c->t_f64 = LLVMDoubleTypeInContext(ctx);
     c->t_i8p = LLVMPointerType(c->t_i8, 0);
-    c->cpu = LLVMGetTargetMachineCPU(tm);
-    c->features = LLVMGetTargetMachineFeatureString(tm);
     c->mod = LLVMModuleCreateWithNameInContext(name, ctx);
-    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(c->mod, dl);
-    LLVMDisposeTargetData(dl);
-    char *triple = LLVMGetTargetMachineTriple(tm);
-    LLVMSetTarget(c->mod, triple);
-    LLVMDisposeMessage(triple);
-    LLVMDisposeTargetMachine(tm);
+    if (like) {
+        c->cpu = LLVMCreateMessage(like->cpu);
+        c->features = LLVMCreateMessage(like->features);
+        LLVMSetDataLayout(c->mod, LLVMGetDataLayoutStr(like->mod));
+        LLVMSetTarget(c->mod, LLVMGetTarget(like->mod));
+    } else {
+        c->cpu = LLVMGetTargetMachineCPU(tm);
+        c->features = LLVMGetTargetMachineFeatureString(tm);
+        LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+        LLVMSetModuleDataLayout(c->mod, dl);
+        LLVMDisposeTargetData(dl);
+        char *triple = LLVMGetTargetMachineTriple(tm);
+        LLVMSetTarget(c->mod, triple);
+        LLVMDisposeMessage(triple);
+        LLVMDisposeTargetMachine(tm);
+    }
     c->b = LLVMCreateBuilderInContext(ctx);
     return KILN_OK;
 }
@@ -489,35 +574,30 @@ static void ctx_done(cg_ctx *c) {
 
 kiln_status cg_build_module(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
                             LLVMModuleRef *out, cg_module_info **info_out, kiln_diag *d) {
-    return cg_build_modules(m, o, ctx, NULL, out, NULL, info_out, d);
+    return cg_build_modules(m, o, ctx, NULL, out, info_out, d);
 }
 
 kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
-                             LLVMContextRef kctx, LLVMModuleRef *out, LLVMModuleRef *kern_out,
+                             cg_kernel_modules *kern, LLVMModuleRef *out,
                              cg_module_info **info_out, kiln_diag *d) {
     cg_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!o) o = &defaults;
     *out = NULL;
-    if (kern_out) *kern_out = NULL;
+    if (kern) memset(kern, 0, sizeof *kern);
     if (info_out) *info_out = NULL;
     kiln_status st = ir_verify_module(m, d);
     if (st) return st;
     if (o->only_func && !kiln_module_func(m, o->only_func))
         return ir_error(d, KILN_ERR_INVALID, ir_loc_none(), "no function named '%s'", o->only_func);
 
-    cg_ctx c, k;
-    if ((st = ctx_init(&c, m, o, ctx, m->name, d))) return st;
-    bool split = kctx && kern_out;
-    if (split) {
-        /* One name for every model's: the module's bitcode keys its cache
-         * entry (jit.c), so kernels of the same kinds are compiled once. */
-        if ((st = ctx_init(&k, m, o, kctx, "kiln.kernels", d))) {
-            ctx_done(&c);
-            LLVMDisposeModule(c.mod);
-            return st;
-        }
-        c.kern = &k;
+    cg_ctx c;
+    if ((st = ctx_init(&c, m, o, ctx, m->name, NULL, d))) return st;
+    kern_state ks_, *ks = NULL;
+    if (kern) {
+        memset(&ks_, 0, sizeof ks_);
+        ks_.out = kern;
+        ks = &ks_;
     }
     c.val = ir_calloc((size_t)c.limit + 1, sizeof *c.val);
     c.temps = ir_calloc((size_t)c.limit + 1, sizeof *c.temps);
@@ -535,28 +615,21 @@ kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef
             st = ir_oom(d);
             break;
         }
-        st = build_func(&c, f, fi, info->n_funcs == 1);
+        st = build_func(&c, ks, f, fi, info->n_funcs == 1);
     }
     if (!st) st = cg_verify_llvm(c.mod, "codegen: the generated LLVM IR", d);
-    if (!st && split) st = cg_verify_llvm(k.mod, "codegen: the generated kernels", d);
     ctx_done(&c);
     ir_free(c.val);
     ir_free(c.temps);
     cg_loops_free(c.loops);
-    /* No kernel: no module of kernels. */
-    bool kern_empty = split && !LLVMGetFirstFunction(k.mod);
-    if (split) ctx_done(&k);
-    if (st || kern_empty) {
-        if (split) LLVMDisposeModule(k.mod);
-        split = false;
-    }
+    if (ks) kern_abort(ks);
     if (st) {
+        if (kern) cg_kernel_modules_dispose(kern);
         LLVMDisposeModule(c.mod);
         cg_module_info_dispose(info);
         return st;
     }
     *out = c.mod;
-    if (split) *kern_out = k.mod;
     if (info_out)
         *info_out = info;
     else

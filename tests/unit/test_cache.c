@@ -334,6 +334,13 @@ END_TEST
 
 typedef enum forge { FLIP_OBJECT, TRUNCATE, FOREIGN_VERSION, OTHER_CPU, GARBAGE, EMPTY } forge;
 
+/* @infer compiled into the empty cache (a miss) and run: *want. */
+static void first_infer(kiln_module *m, float want[15], kiln_diag *d) {
+    cg_program *p = compile(m, "infer", "miss", d);
+    run_infer(m, p, want);
+    cg_program_dispose(p);
+}
+
 /* Rewrites the entry file `path` the way `how` says. */
 static void forge_entry(kiln_module *m, const char *path, forge how) {
     char *buf = NULL;
@@ -383,10 +390,9 @@ START_TEST(forged_entries_are_recompiled) {
     forge how = cases[_i];
     kiln_module *m = tiny();
     kiln_diag *d = kiln_diag_create();
-    cg_program *p = compile(m, "infer", "miss", d);
     float want[15], got[15];
-    run_infer(m, p, want);
-    cg_program_dispose(p);
+    first_infer(m, want, d);
+    cg_program *p;
     const char *path = func_entry(m, "infer");
     forge_entry(m, path, how);
     /* Detected and recompiled: a miss, never a hit on the forged bytes. */
@@ -397,6 +403,64 @@ START_TEST(forged_entries_are_recompiled) {
     /* ... and the entry was written again, whole. */
     p = compile(m, "infer", "hit", d);
     cg_program_dispose(p);
+    ck_assert_str_eq(kiln_diag_message(d), "");
+    kiln_diag_dispose(d);
+    kiln_module_dispose(m);
+}
+END_TEST
+
+/* The entries holding a GEMM kernel module's object (the pseudo-function
+ * ".kernels" with the symbol "kiln.gemm"): their paths, at most 8. */
+static int kernel_object_entries(char paths[8][4200]) {
+    DIR *dp = opendir(tu_tmp_path("cache"));
+    ck_assert_ptr_nonnull(dp);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)) && n < 8) {
+        if (!strstr(e->d_name, ".kco")) continue;
+        snprintf(paths[n], 4200, "%s/%s", tu_tmp_path("cache"), e->d_name);
+        char *buf = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(ir_read_file(paths[n], &buf, &len, NULL), KILN_OK);
+        cg_module_info *info = NULL;
+        const void *obj;
+        size_t obj_len;
+        if (cg_cache_entry_decode(buf, len, NULL, "e", &info, &obj, &obj_len, NULL) == KILN_OK &&
+            info->n_funcs == 1 && !strcmp(info->funcs[0].symbol, "kiln.gemm"))
+            n++;
+        cg_module_info_dispose(info);
+        ir_free(buf);
+    }
+    closedir(dp);
+    return n;
+}
+
+/* A compile's entry names its kernel modules' entries: one of those
+ * corrupt or gone makes the compile a miss (never a hit without them),
+ * which compiles and stores it again. */
+START_TEST(kernel_module_entry_bad_or_gone) {
+    kiln_module *m = tiny();
+    kiln_diag *d = kiln_diag_create();
+    float want[15], got[15];
+    first_infer(m, want, d);
+    cg_program *p;
+    for (int how = 0; how < 2; how++) {
+        char paths[8][4200];
+        ck_assert_int_eq(kernel_object_entries(paths), 1); /* infer's one dense */
+        if (how == 0)
+            forge_entry(m, paths[0], FLIP_OBJECT);
+        else
+            ck_assert_int_eq(remove(paths[0]), 0);
+        p = compile(m, "infer", "miss", d);
+        ck_assert_double_gt(cg_program_kernels_ms(p, NULL), 0); /* compiled again */
+        run_infer(m, p, got);
+        ck_assert_mem_eq(want, got, sizeof want);
+        cg_program_dispose(p);
+        p = compile(m, "infer", "hit", d);
+        run_infer(m, p, got);
+        ck_assert_mem_eq(want, got, sizeof want);
+        cg_program_dispose(p);
+    }
     ck_assert_str_eq(kiln_diag_message(d), "");
     kiln_diag_dispose(d);
     kiln_module_dispose(m);
@@ -928,6 +992,7 @@ static Suite *cache_suite(void) {
     tcase_add_test(t, kernels_reused_across_functions);
     tcase_add_test(t, cache_off);
     tcase_add_loop_test(t, forged_entries_are_recompiled, 0, 6);
+    tcase_add_test(t, kernel_module_entry_bad_or_gone);
     tcase_add_test(t, decode_reports_what_is_wrong);
     tcase_add_test(t, unwritable_directory_warns_once);
     tcase_add_test(t, full_cache_warns_and_compiles);
