@@ -606,10 +606,13 @@ static int gemm_cols(const cg_gemm_call *g, int NR) {
  * constant. Only transposed B with row-major A has a small path: B [K,N]
  * is packed at the speed of a copy (measured: M = 1 with B read in place
  * row by row, 4 FMA chains, was no faster — L2-bound at 784 x 128), and
- * both transposed is rare. */
+ * both transposed is rare. A dynamic M that is the training batch takes
+ * the blocked path alone: the small path would only serve batches of 6 or
+ * fewer and costs the train step's compile ~20 ms (the dX kernel's code
+ * doubles). */
 static int gemm_rows(const cg_gemm_call *g) {
     if (g->ta || !g->tb) return ROWS_BIG;
-    if (!LLVMIsAConstantInt(g->M)) return ROWS_ANY;
+    if (!LLVMIsAConstantInt(g->M)) return g->m_batch ? ROWS_BIG : ROWS_ANY;
     return LLVMConstIntGetSExtValue(g->M) <= GEMM_MR ? ROWS_SMALL : ROWS_BIG;
 }
 
@@ -761,7 +764,10 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     return fn;
 }
 
-void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *g) {
+void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *call) {
+    cg_gemm_call gc = *call;
+    const cg_gemm_call *g = &gc;
+    gc.m_batch = c->f && c->f->name && !strcmp(c->f->name, "train_step");
     int W = cg_gemm_width(c->o, c->features);
     char name[160];
     gemm_key(g, W, name, sizeof name);

@@ -52,6 +52,9 @@ typedef struct cg_gemm_call {
     LLVMValueRef bias;
     const ir_node *act_node;
     int act;
+    /* Set by cg_gemm_kiln: a dynamic M is the training batch (the train
+     * step's GEMMs), so no small-M path is built for it. */
+    bool m_batch;
 } cg_gemm_call;
 
 /* Emits a call of Kiln's kernel for `g` at c->b (every size >= 0; K == 0
