@@ -59,6 +59,16 @@ static LLVMValueRef imin(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(b_, LLVMBuildICmp(b_, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
+static LLVMValueRef imax(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    LLVMBuilderRef b_ = q->c->b;
+    return LLVMBuildSelect(b_, LLVMBuildICmp(b_, LLVMIntSGT, a, b, ""), a, b, "");
+}
+/* ceil(a / b) for a >= 0, b > 0 */
+static LLVMValueRef cdiv(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef bm1 = LLVMBuildNSWSub(q->c->b, b, LLVMConstInt(LLVMTypeOf(b), 1, 0), "");
+    return LLVMBuildSDiv(q->c->b, add(q, a, bm1), b, "");
+}
+
 static LLVMValueRef splat(gemm_gen *q, LLVMValueRef s) {
     cg_ctx *c = q->c;
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(q->vt), s, cg_i32(c, 0), "");
@@ -768,23 +778,19 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
     gemm_gen q = {.c = c};
     LLVMValueRef one = cg_i64(c, 1);
-    LLVMValueRef panels = LLVMBuildSDiv(c->b, add(&q, N, cg_i64(c, 2 * W - 1)), cg_i64(c, 2 * W), "");
-    panels = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, panels, one, ""), panels, one, "");
+    /* Panels of columns (none when N == 0; divisors are at least 1). */
+    LLVMValueRef npanels = cdiv(&q, N, cg_i64(c, 2 * W)), panels = imax(&q, npanels, one);
     /* Row blocks: GEMM_TASKS / panels (rounded up), at most M / GEMM_RB_MIN,
-     * at least 1; their rows a multiple of MR (M rounded up to MR alone). */
-    LLVMValueRef want = LLVMBuildSDiv(c->b, add(&q, panels, cg_i64(c, GEMM_TASKS - 1)), panels, "");
-    LLVMValueRef rblocks = imin(&q, want, LLVMBuildSDiv(c->b, M, cg_i64(c, GEMM_RB_MIN), ""));
-    rblocks = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rblocks, one, ""), rblocks, one, "");
-    LLVMValueRef rows = LLVMBuildSDiv(c->b, add(&q, M, LLVMBuildNSWSub(c->b, rblocks, one, "")), rblocks, "");
-    LLVMValueRef rb = mul(&q, LLVMBuildSDiv(c->b, add(&q, rows, cg_i64(c, GEMM_MR - 1)), cg_i64(c, GEMM_MR), ""),
-                          cg_i64(c, GEMM_MR));
-    rb = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rb, cg_i64(c, 0), ""), rb,
-                         cg_i64(c, GEMM_MR), "");
+     * at least 1; their rows a multiple of MR (MR when M == 0). */
+    LLVMValueRef want = cdiv(&q, cg_i64(c, GEMM_TASKS), panels);
+    LLVMValueRef rblocks =
+        imax(&q, imin(&q, want, LLVMBuildSDiv(c->b, M, cg_i64(c, GEMM_RB_MIN), "")), one);
+    LLVMValueRef mr = cg_i64(c, GEMM_MR);
+    LLVMValueRef rb = imax(&q, mul(&q, cdiv(&q, cdiv(&q, M, rblocks), mr), mr), mr);
     LLVMBuildStore(c->b, panels, LLVMBuildStructGEP2(c->b, st, ctx, CTX_PANELS, ""));
     LLVMBuildStore(c->b, rb, LLVMBuildStructGEP2(c->b, st, ctx, CTX_RB, ""));
-    /* Tasks: panels x the row blocks M needs (none when M == 0). */
-    LLVMValueRef nrb = LLVMBuildSDiv(c->b, add(&q, M, LLVMBuildNSWSub(c->b, rb, one, "")), rb, "");
-    LLVMValueRef ntasks = mul(&q, panels, nrb);
+    /* Tasks: panels x the row blocks M needs (none when M or N is 0). */
+    LLVMValueRef ntasks = mul(&q, npanels, cdiv(&q, M, rb));
     LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLT, mul(&q, mul(&q, M, N), K),
                                        cg_i64(c, GEMM_SERIAL_MAC), "");
     LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
