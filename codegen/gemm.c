@@ -59,6 +59,16 @@ static LLVMValueRef imin(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(b_, LLVMBuildICmp(b_, LLVMIntSLT, a, b, ""), a, b, "");
 }
 
+static LLVMValueRef imax(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    LLVMBuilderRef b_ = q->c->b;
+    return LLVMBuildSelect(b_, LLVMBuildICmp(b_, LLVMIntSGT, a, b, ""), a, b, "");
+}
+/* ceil(a / b) for a >= 0, b > 0 */
+static LLVMValueRef cdiv(gemm_gen *q, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef bm1 = LLVMBuildNSWSub(q->c->b, b, LLVMConstInt(LLVMTypeOf(b), 1, 0), "");
+    return LLVMBuildSDiv(q->c->b, add(q, a, bm1), b, "");
+}
+
 static LLVMValueRef splat(gemm_gen *q, LLVMValueRef s) {
     cg_ctx *c = q->c;
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(q->vt), s, cg_i32(c, 0), "");
@@ -643,12 +653,23 @@ static void wide_features(cg_ctx *c, LLVMValueRef fn, int W) {
 }
 
 /* What the panel tasks share: the call's sizes and pointers. */
-enum { CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS, CTX_FIELDS };
+enum {
+    CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS,
+    CTX_PANELS, CTX_RB, /* panels of columns; rows of a row block */
+    CTX_FIELDS
+};
+
+/* The split into tasks (build_gemm_fn): at least GEMM_TASKS tasks where
+ * there are fewer panels, with row blocks of at least GEMM_RB_MIN rows; a
+ * product of fewer than GEMM_SERIAL_MAC multiply-adds runs on the caller
+ * (waking a worker cost more than it). Neither depends on the thread count,
+ * and a row block computes each of its elements as the whole M would. */
+enum { GEMM_TASKS = 4, GEMM_RB_MIN = 4 * GEMM_MR, GEMM_SERIAL_MAC = 1 << 18 };
 
 static LLVMTypeRef ctx_type(cg_ctx *c) {
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
-    LLVMTypeRef f[CTX_FIELDS] = {c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64,
-                                 c->t_i64, fp,       fp,       fp,       fp};
+    LLVMTypeRef f[CTX_FIELDS] = {c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64,
+                                 fp,       fp,       fp,       fp,       c->t_i64, c->t_i64};
     return LLVMStructTypeInContext(c->ctx, f, CTX_FIELDS, 0);
 }
 
@@ -658,7 +679,8 @@ static LLVMValueRef ctx_field(cg_ctx *c, LLVMValueRef ctx, int i) {
     return LLVMBuildLoad2(c->b, LLVMStructGetTypeAtIndex(st, (unsigned)i), p, "");
 }
 
-/* void task(i8* ctx, i64 p): panel p of columns, every K block and row. */
+/* void task(i8* ctx, i64 t): panel t mod panels of columns, row block
+ * t / panels, every K block. */
 static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef pt[2] = {c->t_i8p, c->t_i64};
@@ -681,15 +703,21 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef ctx = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(ctx_type(c), 0), "");
     /* Sizes at run time: one function serves every K and N of a kind. */
-    q.M = ctx_field(c, ctx, CTX_M);
     q.N = ctx_field(c, ctx, CTX_N);
     q.K = ctx_field(c, ctx, CTX_K);
     q.lda = ctx_field(c, ctx, CTX_LDA);
     q.ldb = ctx_field(c, ctx, CTX_LDB);
     q.ldc = ctx_field(c, ctx, CTX_LDC);
-    q.A = ctx_field(c, ctx, CTX_A);
     q.B = ctx_field(c, ctx, CTX_B);
-    q.C = ctx_field(c, ctx, CTX_C);
+    /* The row block: rows m0 .. m0+M-1 of op(A) and C. */
+    LLVMValueRef panels = ctx_field(c, ctx, CTX_PANELS), rb = ctx_field(c, ctx, CTX_RB);
+    LLVMValueRef t = LLVMGetParam(fn, 1);
+    LLVMValueRef m0 = mul(&q, LLVMBuildSDiv(c->b, t, panels, ""), rb);
+    q.M = imin(&q, rb, LLVMBuildNSWSub(c->b, ctx_field(c, ctx, CTX_M), m0, ""));
+    LLVMValueRef aoff = g->ta ? m0 : mul(&q, m0, q.lda);
+    q.A = LLVMBuildGEP2(c->b, c->t_f32, ctx_field(c, ctx, CTX_A), &aoff, 1, "");
+    LLVMValueRef coff = mul(&q, m0, q.ldc);
+    q.C = LLVMBuildGEP2(c->b, c->t_f32, ctx_field(c, ctx, CTX_C), &coff, 1, "");
     q.bias = g->bias ? ctx_field(c, ctx, CTX_BIAS) : NULL;
     LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
     LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
@@ -704,7 +732,7 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     /* The panel's columns: with N known and a multiple of NR all full, with
      * N < NR masked; else told apart at run time (one copy of the FMA
      * loops, two of the stores). */
-    q.jp = mul(&q, LLVMGetParam(fn, 1), cg_i64(c, q.NR));
+    q.jp = mul(&q, LLVMBuildSRem(c->b, t, panels, ""), cg_i64(c, q.NR));
     q.nc = imin(&q, cg_i64(c, q.NR), LLVMBuildNSWSub(c->b, q.N, q.jp, ""));
     q.cols = gemm_cols(g, q.NR);
     q.mrows = gemm_rows(g);
@@ -747,16 +775,47 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     for (int i = 0; i < 10; i++)
         LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i),
                        LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)param_field[i], ""));
-    LLVMValueRef N = LLVMGetParam(fn, 1);
-    LLVMValueRef panels = LLVMBuildSDiv(c->b, LLVMBuildNSWAdd(c->b, N, cg_i64(c, 2 * W - 1), ""),
-                                        cg_i64(c, 2 * W), "");
+    LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
+    gemm_gen q = {.c = c};
+    LLVMValueRef one = cg_i64(c, 1);
+    /* Panels of columns (none when N == 0; divisors are at least 1). */
+    LLVMValueRef npanels = cdiv(&q, N, cg_i64(c, 2 * W)), panels = imax(&q, npanels, one);
+    /* Row blocks: GEMM_TASKS / panels (rounded up), at most M / GEMM_RB_MIN,
+     * at least 1; their rows a multiple of MR (MR when M == 0). */
+    LLVMValueRef want = cdiv(&q, cg_i64(c, GEMM_TASKS), panels);
+    LLVMValueRef rblocks =
+        imax(&q, imin(&q, want, LLVMBuildSDiv(c->b, M, cg_i64(c, GEMM_RB_MIN), "")), one);
+    LLVMValueRef mr = cg_i64(c, GEMM_MR);
+    LLVMValueRef rb = imax(&q, mul(&q, cdiv(&q, cdiv(&q, M, rblocks), mr), mr), mr);
+    LLVMBuildStore(c->b, panels, LLVMBuildStructGEP2(c->b, st, ctx, CTX_PANELS, ""));
+    LLVMBuildStore(c->b, rb, LLVMBuildStructGEP2(c->b, st, ctx, CTX_RB, ""));
+    /* Tasks: panels x the row blocks M needs (none when M or N is 0). */
+    LLVMValueRef ntasks = mul(&q, npanels, cdiv(&q, M, rb));
+    LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLT, mul(&q, mul(&q, M, N), K),
+                                       cg_i64(c, GEMM_SERIAL_MAC), "");
     LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
     LLVMTypeRef pf[3] = {task_ptr, c->t_i8p, c->t_i64};
     LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
     LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
     if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
-    LLVMValueRef args[3] = {task, LLVMBuildBitCast(c->b, ctx, c->t_i8p, ""), panels};
+    LLVMValueRef ctx8 = LLVMBuildBitCast(c->b, ctx, c->t_i8p, "");
+    LLVMBasicBlockRef b_ser = LLVMAppendBasicBlockInContext(c->ctx, fn, "serial"),
+                      b_par = LLVMAppendBasicBlockInContext(c->ctx, fn, "parallel"),
+                      b_ret = LLVMAppendBasicBlockInContext(c->ctx, fn, "ret");
+    LLVMBuildCondBr(c->b, small, b_ser, b_par);
+    LLVMPositionBuilderAtEnd(c->b, b_ser);
+    cg_loop lt;
+    LLVMValueRef ti = cg_loop_begin(c, &lt, cg_i64(c, 0), ntasks, 1);
+    LLVMValueRef targs[2] = {ctx8, ti};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(task), task, targs, 2, "");
+    lt.hints = GEMM_LOOP_HINTS;
+    cg_loop_end(c, &lt, NULL);
+    LLVMBuildBr(c->b, b_ret);
+    LLVMPositionBuilderAtEnd(c->b, b_par);
+    LLVMValueRef args[3] = {task, ctx8, ntasks};
     LLVMBuildCall2(c->b, pfty, pfor, args, 3, "");
+    LLVMBuildBr(c->b, b_ret);
+    LLVMPositionBuilderAtEnd(c->b, b_ret);
     LLVMBuildRetVoid(c->b);
 
     c->fn = saved_fn;

@@ -4,7 +4,9 @@
 # the worker pool (codegen/lower_conv.c), the filter gradient's per-task
 # partial sums added in task order. For examples/fashion_cnn.kiln (conv,
 # max pooling, dropout) and examples/fashion_bn_cnn.kiln (batch
-# normalization, global average pooling):
+# normalization, global average pooling), and the seed MLP
+# (examples/mnist_mlp.kiln: its GEMMs with fewer column panels than tasks
+# split over row blocks too, codegen/gemm.c):
 #   1. `kiln train --max-steps 3` at --threads 1, 2 and 3 (an odd count:
 #      tasks do not divide evenly) saves byte-identical checkpoints (weights,
 #      Adam's moments, the step), which differ from the one after 1 step;
@@ -18,7 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 fail() { echo "FAIL: $*"; exit 1; }
 
-for name in fashion_cnn fashion_bn_cnn; do
+for name in fashion_cnn fashion_bn_cnn mnist_mlp; do
   model="$src/examples/$name.kiln"
   "$kiln" train "$model" --seed 3 --max-steps 1 --no-eval --save "$name.step1.st" > /dev/null
   for t in 1 2 3; do

@@ -29,7 +29,12 @@ static const shape g_fixed[] = {{1, 1, 1},    {1, 300, 7},   {7, 1, 300},  {5, 1
                                  * K mod W != 0, columns full, one masked panel, or
                                  * masked at run time */
                                 {1, 64, 1100}, {4, 45, 1100}, {6, 20, 37},   {2, 96, 13},
-                                {3, 7, 512},   {1, 130, 784}};
+                                {3, 7, 512},   {1, 130, 784},
+                                /* Fewer panels than tasks: row blocks (gemm.c), a
+                                 * shorter last one, at 1 and 2 threads: one panel,
+                                 * 4 blocks; 3 panels (16 wide) over 2 K blocks;
+                                 * 2 blocks of 30 and 19 rows */
+                                {300, 10, 100}, {130, 70, 600}, {49, 33, 1100}};
 enum { N_FIXED = sizeof g_fixed / sizeof g_fixed[0], N_RANDOM = 7 };
 
 static shape shape_at(int i) {
