@@ -32,6 +32,10 @@ typedef struct gemm_gen {
     LLVMTypeRef vt, fp, vti;
     /* parameters */
     LLVMValueRef M, N, K, A, lda, B, ldb, C, ldc, bias;
+    /* The whole product's rows (M is the task's row block): it chooses
+     * emit_panel's path, so every row is summed as the whole M would be
+     * whatever the split. */
+    LLVMValueRef Mall;
     LLVMValueRef buf; /* the packed panel, KC x NR floats */
     /* the current panel / block */
     LLVMValueRef jp, nc, kb, kc, first, last;
@@ -543,7 +547,7 @@ static void emit_panel(gemm_gen *q, LLVMValueRef kblocks_end) {
     }
     LLVMBasicBlockRef b_small = block(q, "small"), b_big = block(q, "big"),
                       b_done = block(q, "panel.done");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, q->M, cg_i64(c, q->MR), ""), b_small,
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, q->Mall, cg_i64(c, q->MR), ""), b_small,
                     b_big);
     LLVMPositionBuilderAtEnd(c->b, b_small);
     emit_dot(q);
@@ -662,8 +666,10 @@ enum {
 /* The split into tasks (build_gemm_fn): at least GEMM_TASKS tasks where
  * there are fewer panels, with row blocks of at least GEMM_RB_MIN rows; a
  * product of fewer than GEMM_SERIAL_MAC multiply-adds runs on the caller
- * (waking a worker cost more than it). Neither depends on the thread count,
- * and a row block computes each of its elements as the whole M would. */
+ * (waking a worker cost more than it), and so does every product where no
+ * second thread is there (kiln_pool_width), by panels alone. Results do not
+ * depend on the split: a row block computes each of its elements as the
+ * whole M would (the same path, the same K order). */
 enum { GEMM_TASKS = 4, GEMM_RB_MIN = 4 * GEMM_MR, GEMM_SERIAL_MAC = 1 << 18 };
 
 static LLVMTypeRef ctx_type(cg_ctx *c) {
@@ -713,7 +719,8 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMValueRef panels = ctx_field(c, ctx, CTX_PANELS), rb = ctx_field(c, ctx, CTX_RB);
     LLVMValueRef t = LLVMGetParam(fn, 1);
     LLVMValueRef m0 = mul(&q, LLVMBuildSDiv(c->b, t, panels, ""), rb);
-    q.M = imin(&q, rb, LLVMBuildNSWSub(c->b, ctx_field(c, ctx, CTX_M), m0, ""));
+    q.Mall = ctx_field(c, ctx, CTX_M);
+    q.M = imin(&q, rb, LLVMBuildNSWSub(c->b, q.Mall, m0, ""));
     LLVMValueRef aoff = g->ta ? m0 : mul(&q, m0, q.lda);
     q.A = LLVMBuildGEP2(c->b, c->t_f32, ctx_field(c, ctx, CTX_A), &aoff, 1, "");
     LLVMValueRef coff = mul(&q, m0, q.ldc);
@@ -780,9 +787,22 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMValueRef one = cg_i64(c, 1);
     /* Panels of columns (none when N == 0; divisors are at least 1). */
     LLVMValueRef npanels = cdiv(&q, N, cg_i64(c, 2 * W)), panels = imax(&q, npanels, one);
+    /* Serial: a small product, or no second thread to run it (one thread,
+     * or inside a task: a convolution chunk's GEMM) — panels only then,
+     * each B panel packed once. */
+    LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLT, mul(&q, mul(&q, M, N), K),
+                                       cg_i64(c, GEMM_SERIAL_MAC), "");
+    LLVMTypeRef wty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
+    LLVMValueRef wfn = LLVMGetNamedFunction(c->mod, "kiln_pool_width");
+    if (!wfn) wfn = LLVMAddFunction(c->mod, "kiln_pool_width", wty);
+    LLVMValueRef width = LLVMBuildCall2(c->b, wty, wfn, NULL, 0, "");
+    LLVMValueRef serial =
+        LLVMBuildOr(c->b, small, LLVMBuildICmp(c->b, LLVMIntSLE, width, one, ""), "");
     /* Row blocks: GEMM_TASKS / panels (rounded up), at most M / GEMM_RB_MIN,
-     * at least 1; their rows a multiple of MR (MR when M == 0). */
-    LLVMValueRef want = cdiv(&q, cg_i64(c, GEMM_TASKS), panels);
+     * at least 1 (1 when serial); their rows a multiple of MR (MR when
+     * M == 0). */
+    LLVMValueRef want =
+        LLVMBuildSelect(c->b, serial, one, cdiv(&q, cg_i64(c, GEMM_TASKS), panels), "");
     LLVMValueRef rblocks =
         imax(&q, imin(&q, want, LLVMBuildSDiv(c->b, M, cg_i64(c, GEMM_RB_MIN), "")), one);
     LLVMValueRef mr = cg_i64(c, GEMM_MR);
@@ -791,8 +811,6 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMBuildStore(c->b, rb, LLVMBuildStructGEP2(c->b, st, ctx, CTX_RB, ""));
     /* Tasks: panels x the row blocks M needs (none when M or N is 0). */
     LLVMValueRef ntasks = mul(&q, npanels, cdiv(&q, M, rb));
-    LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLT, mul(&q, mul(&q, M, N), K),
-                                       cg_i64(c, GEMM_SERIAL_MAC), "");
     LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
     LLVMTypeRef pf[3] = {task_ptr, c->t_i8p, c->t_i64};
     LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
@@ -802,7 +820,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMBasicBlockRef b_ser = LLVMAppendBasicBlockInContext(c->ctx, fn, "serial"),
                       b_par = LLVMAppendBasicBlockInContext(c->ctx, fn, "parallel"),
                       b_ret = LLVMAppendBasicBlockInContext(c->ctx, fn, "ret");
-    LLVMBuildCondBr(c->b, small, b_ser, b_par);
+    LLVMBuildCondBr(c->b, serial, b_ser, b_par);
     LLVMPositionBuilderAtEnd(c->b, b_ser);
     cg_loop lt;
     LLVMValueRef ti = cg_loop_begin(c, &lt, cg_i64(c, 0), ntasks, 1);

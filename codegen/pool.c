@@ -63,11 +63,13 @@ static struct {
     atomic_uint_fast64_t claim; /* job << 32 | next task */
     atomic_int_fast64_t done;   /* tasks finished in the current job */
     atomic_uint job;            /* the current job's number */
+    atomic_int_fast64_t width;  /* threads, read without the lock (kiln_pool_width) */
 } g_pool = {.call = PTHREAD_MUTEX_INITIALIZER,
             .mu = PTHREAD_MUTEX_INITIALIZER,
             .wake = PTHREAD_COND_INITIALIZER,
             .done_cv = PTHREAD_COND_INITIALIZER,
-            .threads = 1};
+            .threads = 1,
+            .width = 1};
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -154,6 +156,7 @@ int kiln_pool_set_threads(int n) {
     /* Every started worker takes part in a parallel loop: after a larger
      * count, any count >= 2 keeps them all (1 runs loops on the caller). */
     g_pool.threads = n == 1 ? 1 : g_pool.started + 1;
+    atomic_store(&g_pool.width, g_pool.threads);
     int r = g_pool.threads;
     pthread_mutex_unlock(&g_pool.call);
     return r;
@@ -164,6 +167,12 @@ int kiln_pool_threads(void) {
     int r = g_pool.threads;
     pthread_mutex_unlock(&g_pool.call);
     return r;
+}
+
+int64_t kiln_pool_width(void) {
+    pthread_once(&g_key_once, key_init);
+    if (!g_key_ok || pthread_getspecific(g_task_key)) return 1;
+    return atomic_load_explicit(&g_pool.width, memory_order_relaxed);
 }
 
 void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n) {

@@ -30,5 +30,9 @@ void kiln_parallel_for(kiln_task_fn fn, void *ctx, int64_t n);
  * before plus one when a count >= 2 is lower than an earlier one. */
 int kiln_pool_set_threads(int n);
 int kiln_pool_threads(void);
+/* Threads a kiln_parallel_for called here would use: 1 inside a task or
+ * with one thread, else the pool's count. The GEMM kernels split rows too
+ * only when this is above 1 (a row block repacks B). */
+int64_t kiln_pool_width(void);
 
 #endif
