@@ -792,10 +792,8 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
      * each B panel packed once. */
     LLVMValueRef small = LLVMBuildICmp(c->b, LLVMIntSLT, mul(&q, mul(&q, M, N), K),
                                        cg_i64(c, GEMM_SERIAL_MAC), "");
-    LLVMTypeRef wty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
-    LLVMValueRef wfn = LLVMGetNamedFunction(c->mod, "kiln_pool_width");
-    if (!wfn) wfn = LLVMAddFunction(c->mod, "kiln_pool_width", wty);
-    LLVMValueRef width = LLVMBuildCall2(c->b, wty, wfn, NULL, 0, "");
+    LLVMValueRef width =
+        cg_call_runtime(c, "kiln_pool_width", LLVMFunctionType(c->t_i64, NULL, 0, 0), NULL, 0);
     LLVMValueRef serial =
         LLVMBuildOr(c->b, small, LLVMBuildICmp(c->b, LLVMIntSLE, width, one, ""), "");
     /* Row blocks: GEMM_TASKS / panels (rounded up), at most M / GEMM_RB_MIN,
@@ -811,11 +809,6 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMBuildStore(c->b, rb, LLVMBuildStructGEP2(c->b, st, ctx, CTX_RB, ""));
     /* Tasks: panels x the row blocks M needs (none when M or N is 0). */
     LLVMValueRef ntasks = mul(&q, npanels, cdiv(&q, M, rb));
-    LLVMTypeRef task_ptr = LLVMPointerType(LLVMGlobalGetValueType(task), 0);
-    LLVMTypeRef pf[3] = {task_ptr, c->t_i8p, c->t_i64};
-    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
-    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
-    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
     LLVMValueRef ctx8 = LLVMBuildBitCast(c->b, ctx, c->t_i8p, "");
     LLVMBasicBlockRef b_ser = LLVMAppendBasicBlockInContext(c->ctx, fn, "serial"),
                       b_par = LLVMAppendBasicBlockInContext(c->ctx, fn, "parallel"),
@@ -830,8 +823,7 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     cg_loop_end(c, &lt, NULL);
     LLVMBuildBr(c->b, b_ret);
     LLVMPositionBuilderAtEnd(c->b, b_par);
-    LLVMValueRef args[3] = {task, ctx8, ntasks};
-    LLVMBuildCall2(c->b, pfty, pfor, args, 3, "");
+    cg_parallel_for(c, task, ctx8, ntasks);
     LLVMBuildBr(c->b, b_ret);
     LLVMPositionBuilderAtEnd(c->b, b_ret);
     LLVMBuildRetVoid(c->b);

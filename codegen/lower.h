@@ -124,6 +124,14 @@ LLVMValueRef cg_dim(cg_ctx *c, int64_t dim); /* a dim, '?' -> batch */
 /* stride[a] of `t` laid out row-major, in elements ('?' -> batch). */
 void cg_row_major_strides(cg_ctx *c, const ir_type *t, LLVMValueRef *stride);
 
+/* A call of the runtime's function `name` (declared in the module on first
+ * use): the JIT binds it (jit.c), a .so links it from the support archive. */
+LLVMValueRef cg_call_runtime(cg_ctx *c, const char *name, LLVMTypeRef fty, LLVMValueRef *args,
+                             unsigned n);
+/* kiln_parallel_for(task, ctx, n) (pool.h): task is a void (i8*, i64)
+ * function of the module, ctx an i8*. */
+void cg_parallel_for(cg_ctx *c, LLVMValueRef task, LLVMValueRef ctx, LLVMValueRef n);
+
 /* Counted loops: for (i = start; i < end; i += step). Blocks created in
  * the current function; the builder is left in the body. Loop-carried values
  * are phis made with cg_loop_phi and closed by cg_loop_end. */

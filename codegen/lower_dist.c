@@ -16,11 +16,9 @@ static void call_shim(cg_ctx *c, const char *name, const ir_node *n, LLVMValueRe
     LLVMTypeRef params[4] = {p, p, c->t_i64, c->t_i32};
     unsigned n_args = mode < 0 ? 3 : 4;
     LLVMTypeRef fty = LLVMFunctionType(c->t_i32, params, n_args, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
-    if (!f) f = LLVMAddFunction(c->mod, name, fty);
     LLVMValueRef args[4] = {cg_cast_ptr(c, in, c->t_f32), cg_cast_ptr(c, out, c->t_f32),
                             cg_numel(c, &n->type), cg_i32(c, mode)};
-    LLVMBuildCall2(c->b, fty, f, args, n_args, "");
+    cg_call_runtime(c, name, fty, args, n_args);
 }
 
 kiln_status lower_allreduce_mean(cg_ctx *c, const ir_node *n, LLVMValueRef out,

@@ -94,20 +94,19 @@ static LLVMValueRef drop_body(cg_ctx *c, void *ctx, LLVMValueRef idx, int w) {
     return NULL;
 }
 
-/* The element index of row `row`'s first element (a sharded dropout's
- * rows count from the rank's first row: kiln_collective_first_row). */
+/* Elements of a row (one index of the leading axis). */
 static int64_t row_numel(const ir_type *t) {
     int64_t r = 1;
     for (int a = 1; a < t->rank; a++) r *= t->dims[a];
     return r;
 }
 
+/* The element index of row `row`'s first element (a sharded dropout's
+ * rows count from the rank's first row: kiln_collective_first_row). */
 static LLVMValueRef drop_base(cg_ctx *c, const ir_node *n, LLVMValueRef row) {
     if (ir_attr_i(n, "shard")) {
         LLVMTypeRef fty = LLVMFunctionType(c->t_i64, NULL, 0, 0);
-        LLVMValueRef f = LLVMGetNamedFunction(c->mod, "kiln_collective_first_row");
-        if (!f) f = LLVMAddFunction(c->mod, "kiln_collective_first_row", fty);
-        row = LLVMBuildAdd(c->b, row, LLVMBuildCall2(c->b, fty, f, NULL, 0, ""), "");
+        row = LLVMBuildAdd(c->b, row, cg_call_runtime(c, "kiln_collective_first_row", fty, NULL, 0), "");
     }
     LLVMValueRef per_row = cg_i64(c, row_numel(&n->type));
     return LLVMBuildTrunc(c->b, LLVMBuildMul(c->b, row, per_row, ""), c->t_i32, "");

@@ -120,10 +120,5 @@ void cg_task_end(cg_ctx *c, cg_task *k) {
     LLVMBuildRetVoid(c->b);
 
     LLVMPositionBuilderAtEnd(c->b, k->saved_bb);
-    LLVMTypeRef pf[3] = {LLVMPointerType(wty, 0), c->t_i8p, c->t_i64};
-    LLVMTypeRef pfty = LLVMFunctionType(c->t_void, pf, 3, 0);
-    LLVMValueRef pfor = LLVMGetNamedFunction(c->mod, "kiln_parallel_for");
-    if (!pfor) pfor = LLVMAddFunction(c->mod, "kiln_parallel_for", pfty);
-    LLVMValueRef call[3] = {w, LLVMBuildBitCast(c->b, k->ctx, c->t_i8p, ""), k->ntasks};
-    LLVMBuildCall2(c->b, pfty, pfor, call, 3, "");
+    cg_parallel_for(c, w, LLVMBuildBitCast(c->b, k->ctx, c->t_i8p, ""), k->ntasks);
 }

@@ -159,6 +159,19 @@ void cg_row_major_strides(cg_ctx *c, const ir_type *t, LLVMValueRef *stride) {
     }
 }
 
+LLVMValueRef cg_call_runtime(cg_ctx *c, const char *name, LLVMTypeRef fty, LLVMValueRef *args,
+                             unsigned n) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    if (!f) f = LLVMAddFunction(c->mod, name, fty);
+    return LLVMBuildCall2(c->b, fty, f, args, n, "");
+}
+
+void cg_parallel_for(cg_ctx *c, LLVMValueRef task, LLVMValueRef ctx, LLVMValueRef n) {
+    LLVMTypeRef pf[3] = {LLVMPointerType(LLVMGlobalGetValueType(task), 0), c->t_i8p, c->t_i64};
+    LLVMValueRef args[3] = {task, ctx, n};
+    cg_call_runtime(c, "kiln_parallel_for", LLVMFunctionType(c->t_void, pf, 3, 0), args, 3);
+}
+
 /* ---------------------------------------------------------------- loops */
 
 LLVMValueRef cg_loop_begin(cg_ctx *c, cg_loop *l, LLVMValueRef start, LLVMValueRef end,

@@ -362,11 +362,10 @@ ir_node *ox_param(ox_ctx *c, const char *name, const ox_tensor *k, bool trainabl
     return g->ref;
 }
 
-static ir_node *transpose2(ox_ctx *c, ir_node *x) {
-    static const int64_t perm[2] = {1, 0};
+static ir_node *transpose(ox_ctx *c, ir_node *x, int rank, const int64_t *perm) {
     if (!x) return NULL;
     ir_attrs a = ir_attrs_default(IR_OP_transpose);
-    ir_attrs_set_ints(&a, "perm", 2, perm);
+    ir_attrs_set_ints(&a, "perm", rank, perm);
     return ir_b_op(&c->b, IR_OP_transpose, 1, &x, &a);
 }
 
@@ -401,7 +400,8 @@ kiln_status ox_const_transposed(ox_ctx *c, const Onnx__NodeProto *n, int k, ir_n
 static ir_node *materialize(ox_ctx *c, ox_val *v) {
     ox_tensor *k = v->k;
     ir_dtype dt = k->is_int ? IR_I32 : IR_F32;
-    if (v->transposed) return transpose2(c, transposed_param(c, v));
+    static const int64_t swap[2] = {1, 0};
+    if (v->transposed) return transpose(c, transposed_param(c, v), 2, swap);
     if (v->permuted) {
         ox_fail(c, KILN_ERR_UNSUPPORTED,
                 "initializer '%s' is used both as the weight of a flattened image and otherwise",
@@ -424,10 +424,7 @@ static ir_node *materialize(ox_ctx *c, ox_val *v) {
 static const int64_t to_nchw[4] = {0, 3, 1, 2}, to_nhwc[4] = {0, 2, 3, 1};
 
 static ir_node *transpose4(ox_ctx *c, ir_node *x, const int64_t *perm) {
-    if (!x) return NULL;
-    ir_attrs a = ir_attrs_default(IR_OP_transpose);
-    ir_attrs_set_ints(&a, "perm", 4, perm);
-    return ir_b_op(&c->b, IR_OP_transpose, 1, &x, &a);
+    return transpose(c, x, 4, perm);
 }
 
 /* The NCHW value of an entry known only in NHWC (or as its flattening). */
