@@ -554,6 +554,45 @@ static bool build_matmul(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* matmul_mask(a, b, h): each transpose the backward uses, relu's mask
+ * (alpha 0) and leaky_relu's; the last variant wide (several panels, the
+ * last one masked). h's random signs mask about half the elements. */
+static bool build_matmul_mask(kiln_module *m, int v, gen *g) {
+    if (v > 3) return false;
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *in[3];
+    ir_attrs a = ir_attrs_default(IR_OP_matmul_mask);
+    switch (v) {
+    case 0: /* x W, W a parameter */
+        param(m, "w", 2, (int64_t[]){37, 19});
+        in[0] = node_of(f, in2(f, "x", KILN_F32, B, 37));
+        in[1] = gref(m, "w");
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 19));
+        break;
+    case 1: /* dz W^T (the seed step's form), leaky_relu's */
+        in[0] = node_of(f, in2(f, "dz", KILN_F32, B, 37));
+        in[1] = node_of(f, in2(f, "w", KILN_F32, 19, 37));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 19));
+        ir_attrs_set_i(&a, "transpose_b", 1);
+        ir_attrs_set_f(&a, "alpha", 0.3);
+        break;
+    case 2: /* x^T dy over the batch */
+        in[0] = node_of(f, in2(f, "x", KILN_F32, B, 17));
+        in[1] = node_of(f, in2(f, "dy", KILN_F32, B, 23));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, 17, 23));
+        ir_attrs_set_i(&a, "transpose_a", 1);
+        break;
+    default:
+        in[0] = node_of(f, in2(f, "dz", KILN_F32, B, 64));
+        in[1] = node_of(f, in2(f, "w", KILN_F32, 130, 64));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 130));
+        ir_attrs_set_i(&a, "transpose_b", 1);
+        break;
+    }
+    out_node(f, op_node(f, IR_OP_matmul_mask, 3, in, &a));
+    return true;
+}
+
 /* One process: the identity, through the shim's call. */
 static bool build_allreduce_mean(kiln_module *m, int v, gen *g) {
     if (v > 1) return false;
@@ -1007,6 +1046,7 @@ static const codegen_case g_cases[] = {
     {"hard_sigmoid", build_hard_sigmoid},
     {"conv2d_grad_bias", build_conv2d_grad_bias},
     {"pad", build_pad},
+    {"matmul_mask", build_matmul_mask},
 };
 
 static const int64_t g_batches[] = {1, 7, 33, 128};

@@ -587,7 +587,7 @@ START_TEST(test_load) {
     kiln_module *m = NULL;
     kiln_diag *d = kiln_diag_create();
     ck_assert_int_eq(kiln_module_load(tu_src_path("tests/data/every_op.kir"), &m, d), KILN_OK);
-    ck_assert_int_eq(m->n_funcs, 9); /* + @conv (issue 14), @keras_acts (issue 15), @pads (16) */
+    ck_assert_int_eq(m->n_funcs, 10); /* + @conv, @keras_acts, @pads, @masked (issues 14-18) */
     ck_assert_int_eq(m->n_globals, 11);
     kiln_module_dispose(m);
     ck_assert_int_eq(kiln_module_load("/nonexistent/x.kir", &m, d), KILN_ERR_IO);
