@@ -633,17 +633,19 @@ static int gemm_rows(const cg_gemm_call *g) {
     return LLVMConstIntGetSExtValue(g->M) <= GEMM_MR ? ROWS_SMALL : ROWS_BIG;
 }
 
-/* The function's signature key: what it is specialized to. K and N are
+/* The function's signature key: what it is specialized to (alphas as the
+ * f32 constants the code holds: 9 digits tell every float apart). K and N are
  * not (run-time loop bounds: the register-blocked loops are the same), only
  * the column mode N implies, so the seed step's 8 GEMMs share 5 functions. */
 static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
     static const char *const cols[] = {"full", "part", "any"};
     char act[64] = "";
     if (g->act)
-        snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
+        snprintf(act, sizeof act, ".%s%.9g", ir_op_name(g->act),
+                 (float)ir_attr_f(g->act_node, "alpha"));
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
     if (g->mask)
-        snprintf(act + strlen(act), sizeof act - strlen(act), ".mask%g", g->mask_alpha);
+        snprintf(act + strlen(act), sizeof act - strlen(act), ".mask%.9g", (float)g->mask_alpha);
     static const char *const rows[] = {"", ".msmall", ".mbig"};
     const char *mrows = g->tb && !g->ta ? rows[gemm_rows(g)] : "";
     snprintf(key, n, "kiln.gemm.%c%c.%s%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
