@@ -14,14 +14,9 @@
  * lasting >= 2 ms each), the two forms of a shape measured alternately.
  */
 #define _GNU_SOURCE
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "codegen/cg.h"
-#include "codegen/pool.h"
-#include "passes/pass.h"
+#include "bench_jit.h"
 #include "bench_util.h"
+#include "codegen/pool.h"
 
 /* dX [?,N] = dZ [?,K] . W [N,K]^T, masked by h [?,N]. */
 static const struct {
@@ -51,18 +46,6 @@ static char *module_text(void) {
     return buf;
 }
 
-typedef struct run {
-    cg_entry_fn fn;
-    int64_t batch;
-    void *args[3], *res[1];
-    char *ws;
-} run;
-
-static void call(void *arg) {
-    run *r = arg;
-    r->fn(r->batch, r->args, r->res, NULL, r->ws);
-}
-
 static double timeit(void (*fn)(void *), void *arg) {
     double t0 = bench_now();
     long calls = 0;
@@ -76,47 +59,30 @@ static double timeit(void (*fn)(void *), void *arg) {
     return (bench_now() - a) / (double)inner;
 }
 
-static float *fbuf(size_t n, int salt) {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    if (!p) exit(1);
-    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 7 + (size_t)salt) % 17) * 0.01f - 0.08f;
-    return p;
-}
-
-static run make_run(cg_program *p, const char *name, int64_t batch, float **in, float *out) {
-    run r = {cg_program_entry(p, name), batch, {in[0], in[1], in[2]}, {out}, NULL};
-    r.ws = aligned_alloc(64, (size_t)(cg_program_workspace_bytes(p, name, batch) + 64) / 64 * 64);
-    return r;
-}
-
 /* Median µs per call of each shape's two forms, compiled with `o`. */
 static int measure(const cg_options *o, int64_t batch, int samples, double (*us)[2]) {
-    kiln_diag *d = kiln_diag_create();
-    const char *text = module_text();
-    kiln_module *m = NULL;
-    cg_program *p = NULL;
-    kiln_status st = kiln_module_parse(text, strlen(text), "mask.kir", &m, d);
-    if (!st) st = pass_run_pipeline(m, "fuse-elementwise,plan-memory", NULL, d);
-    if (!st) st = cg_jit_compile(m, o, &p, d);
-    if (st) {
-        fprintf(stderr, "bench_matmul_mask: %s\n", kiln_diag_message(d));
-        kiln_module_dispose(m);
-        kiln_diag_dispose(d);
+    kiln_module *m;
+    cg_program *p;
+    if (bench_jit_compile("bench_matmul_mask", module_text(), "fuse-elementwise,plan-memory", o,
+                          &m, &p))
         return 1;
-    }
+    if (samples > 101) samples = 101;
     for (int i = 0; i < N_SHAPES; i++) {
         int64_t N = g_shapes[i].N, K = g_shapes[i].K;
-        float *in[3] = {fbuf((size_t)(batch * K), 1), fbuf((size_t)(N * K), 2),
-                        fbuf((size_t)(batch * N), 3)};
-        float *out = fbuf((size_t)(batch * N), 4);
-        char sep[16], fused[16];
-        snprintf(sep, sizeof sep, "sep%d", i);
-        snprintf(fused, sizeof fused, "fused%d", i);
-        run r[2] = {make_run(p, sep, batch, in, out), make_run(p, fused, batch, in, out)};
+        float *in[3] = {bench_fbuf((size_t)(batch * K)), bench_fbuf((size_t)(N * K)),
+                        bench_fbuf((size_t)(batch * N))};
+        float *out = bench_fbuf((size_t)(batch * N));
+        bench_jit_run r[2];
+        for (int f = 0; f < 2; f++) {
+            char name[16];
+            snprintf(name, sizeof name, f ? "fused%d" : "sep%d", i);
+            r[f] = bench_jit_entry(p, name, batch);
+            for (int k = 0; k < 3; k++) r[f].args[k] = in[k];
+            r[f].res[0] = out;
+        }
         double v[2][101];
-        if (samples > 101) samples = 101;
         for (int s = 0; s < samples; s++)
-            for (int f = 0; f < 2; f++) v[f][s] = timeit(call, &r[f]);
+            for (int f = 0; f < 2; f++) v[f][s] = timeit(bench_jit_call, &r[f]);
         for (int f = 0; f < 2; f++) {
             qsort(v[f], (size_t)samples, sizeof(double), bench_cmp_double);
             us[i][f] = v[f][samples / 2] * 1e6;
@@ -127,24 +93,13 @@ static int measure(const cg_options *o, int64_t batch, int samples, double (*us)
     }
     cg_program_dispose(p);
     kiln_module_dispose(m);
-    kiln_diag_dispose(d);
     return 0;
 }
 
 int main(int argc, char **argv) {
     int samples = 21;
     int64_t batch = 128;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--samples") && i + 1 < argc)
-            samples = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
-            batch = atoll(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_matmul_mask [--samples N] [--batch N]\n");
-            return 2;
-        }
-    }
-    if (samples < 1) samples = 1;
+    if (bench_jit_args(argc, argv, "bench_matmul_mask", &samples, &batch)) return 2;
     kiln_pool_set_threads(1);
     cg_options kn = {.gemm = KILN_GEMM_KILN, .no_cache = true};
     cg_options k8 = {.gemm = KILN_GEMM_KILN, .gemm_width = 8, .no_cache = true};
