@@ -25,6 +25,10 @@
  *              batch-scaled buffers, mem_offset for the others): intermediate
  *              values, region temps, node workspaces and the 16-byte error
  *              record (mem_err). Codegen refuses an unplanned function.
+ *              A function plan-memory chunked (mem_chunk = ws_chunk > 0:
+ *              its rows are independent) runs min(batch, ws_chunk) rows at
+ *              a time through the same workspace, so it needs only
+ *              ws_fixed + ws_per_sample * min(batch, ws_chunk) bytes.
  *
  * Buffers of different roles must not overlap (args, results, globals and the
  * workspace are distinct memory). The return value is 0 (KILN_OK) or a
@@ -94,7 +98,8 @@ typedef struct cg_func_info {
     char *name;   /* the Kiln function's name */
     char *symbol; /* its entry point: "kiln_" + name */
     int n_args, n_results;
-    int64_t ws_fixed, ws_per_sample;   /* workspace = ws_fixed + ws_per_sample * batch */
+    int64_t ws_fixed, ws_per_sample;   /* workspace = ws_fixed + ws_per_sample * batch, */
+    int64_t ws_chunk;                  /* batch capped at ws_chunk rows if > 0 (mem_chunk) */
     int64_t err_fixed, err_per_sample; /* error record at err_fixed + err_per_sample * batch */
     cg_fail_site *fails;
     int n_fails;

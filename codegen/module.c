@@ -80,6 +80,7 @@ void cg_module_info_dispose(cg_module_info *info) {
 }
 
 int64_t cg_workspace_bytes(const cg_func_info *fi, int64_t batch) {
+    if (fi->ws_chunk > 0 && batch > fi->ws_chunk) batch = fi->ws_chunk;
     return fi->ws_fixed + fi->ws_per_sample * batch;
 }
 
@@ -118,12 +119,82 @@ void cg_kernel_attrs(cg_ctx *c, LLVMValueRef fn, const cg_kernel_plan *kp) {
 
 /* ------------------------------------------------------- the entry point */
 
+/* Bytes from one row of a function's argument or result to the next, or 0
+ * for one without a batch axis (the same data for every chunk). */
+static int64_t row_stride(const ir_type *t) {
+    return ir_type_batch_axis(t) >= 0
+               ? ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype)
+               : 0;
+}
+
+/* Calls the body over the batch in chunks of `chunk` rows (plan-memory's
+ * mem_chunk): each call gets argument and result pointers moved to its
+ * first row and the same workspace, whose batch part then holds one chunk.
+ * A batch of at most one chunk (or a bad one, which the body refuses) is
+ * one call. Returns the first non-zero status, or 0. */
+static LLVMValueRef call_in_chunks(cg_ctx *c, LLVMBuilderRef b, LLVMValueRef fn,
+                                   LLVMValueRef body, LLVMTypeRef fty, const kiln_func *f,
+                                   int64_t chunk) {
+    LLVMValueRef batch = LLVMGetParam(fn, 0), p[5];
+    for (unsigned i = 0; i < 5; i++) p[i] = LLVMGetParam(fn, i);
+    LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(c->ctx, fn, "whole");
+    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunk");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunk.next");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "done");
+    int na = f->n_args > 0 ? f->n_args : 1, nr = f->n_results > 0 ? f->n_results : 1;
+    LLVMValueRef av = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, na), "args.chunk");
+    LLVMValueRef rv = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, nr), "results.chunk");
+    LLVMBasicBlockRef top = LLVMGetInsertBlock(b);
+    LLVMValueRef one = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLE, batch, cg_i64(c, chunk), ""),
+                                   LLVMBuildICmp(b, LLVMIntSGT, batch, cg_i64(c, INT32_MAX), ""), "");
+    LLVMBuildCondBr(b, one, whole, loop);
+
+    LLVMPositionBuilderAtEnd(b, whole);
+    LLVMValueRef r_whole = LLVMBuildCall2(b, fty, body, p, 5, "");
+    LLVMBuildBr(b, done);
+
+    LLVMPositionBuilderAtEnd(b, loop);
+    LLVMValueRef row = LLVMBuildPhi(b, c->t_i64, "row");
+    LLVMValueRef left = LLVMBuildNSWSub(b, batch, row, "");
+    LLVMValueRef big = LLVMBuildICmp(b, LLVMIntSGT, left, cg_i64(c, chunk), "");
+    LLVMValueRef n = LLVMBuildSelect(b, big, cg_i64(c, chunk), left, "rows");
+    for (int k = 0; k < f->n_args + f->n_results; k++) {
+        bool arg = k < f->n_args;
+        int i = arg ? k : k - f->n_args;
+        LLVMValueRef base = arg ? p[1] : p[2], dst = arg ? av : rv, idx = cg_i64(c, i);
+        const ir_type *t = arg ? &f->args[i]->type : &f->results[i]->type;
+        LLVMValueRef at = LLVMBuildLoad2(b, c->t_i8p, LLVMBuildGEP2(b, c->t_i8p, base, &idx, 1, ""), "");
+        LLVMValueRef off = LLVMBuildNSWMul(b, row, cg_i64(c, row_stride(t)), "");
+        at = LLVMBuildGEP2(b, c->t_i8, at, &off, 1, "");
+        LLVMBuildStore(b, at, LLVMBuildGEP2(b, c->t_i8p, dst, &idx, 1, ""));
+    }
+    LLVMValueRef q[5] = {n, av, rv, p[3], p[4]};
+    LLVMValueRef r_chunk = LLVMBuildCall2(b, fty, body, q, 5, "");
+    LLVMValueRef after = LLVMBuildNSWAdd(b, row, n, "");
+    LLVMValueRef failed = LLVMBuildICmp(b, LLVMIntNE, r_chunk, cg_i32(c, 0), "");
+    LLVMBuildCondBr(b, failed, done, next);
+    LLVMPositionBuilderAtEnd(b, next);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, after, batch, ""), loop, done);
+    LLVMValueRef row_in[2] = {cg_i64(c, 0), after};
+    LLVMBasicBlockRef row_from[2] = {top, next};
+    LLVMAddIncoming(row, row_in, row_from, 2);
+
+    LLVMPositionBuilderAtEnd(b, done);
+    LLVMValueRef r = LLVMBuildPhi(b, c->t_i32, "status");
+    LLVMValueRef r_in[3] = {r_whole, r_chunk, cg_i32(c, 0)};
+    LLVMBasicBlockRef r_from[3] = {whole, loop, next};
+    LLVMAddIncoming(r, r_in, r_from, 3);
+    return r;
+}
+
 /* The exported entry point runs the body with denormals flushed to zero
  * (MXCSR FTZ and DAZ) and restores the caller's mode on return. Training
  * produces denormals (Adam's second moment of tiny gradients), and x86 takes
  * a microcode assist on each: they halved the speed of the update loops.
- * TensorFlow, and so Keras, trains with the same flags set. */
-static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const char *symbol, LLVMTypeRef fty) {
+ * TensorFlow, and so Keras, trains with the same flags set. A function that
+ * plan-memory chunked runs the body once per chunk of rows. */
+static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const char *symbol, LLVMTypeRef fty,
+                           const kiln_func *f) {
     LLVMValueRef fn = LLVMAddFunction(c->mod, symbol, fty);
     add_fn_attrs(c, fn);
     LLVMTypeRef csr_ty = LLVMFunctionType(c->t_void, &c->t_i8p, 1, 0);
@@ -141,9 +212,14 @@ static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const char *symbol, LLV
     LLVMValueRef mode = LLVMBuildLoad2(b, c->t_i32, saved, "");
     LLVMBuildStore(b, LLVMBuildOr(b, mode, cg_i32(c, 0x8040), ""), flushed); /* FTZ | DAZ */
     LLVMBuildCall2(b, csr_ty, ld, &flushed_p, 1, "");
-    LLVMValueRef args[5];
-    for (unsigned i = 0; i < 5; i++) args[i] = LLVMGetParam(fn, i);
-    LLVMValueRef r = LLVMBuildCall2(b, fty, body, args, 5, "");
+    LLVMValueRef r;
+    if (f->mem_chunk > 0) {
+        r = call_in_chunks(c, b, fn, body, fty, f, f->mem_chunk);
+    } else {
+        LLVMValueRef args[5];
+        for (unsigned i = 0; i < 5; i++) args[i] = LLVMGetParam(fn, i);
+        r = LLVMBuildCall2(b, fty, body, args, 5, "");
+    }
     LLVMBuildCall2(b, csr_ty, ld, &saved_p, 1, "");
     LLVMBuildRet(b, r);
     LLVMDisposeBuilder(b);
@@ -439,6 +515,7 @@ static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_i
     c->lay = &lay;
     fi->ws_fixed = lay.ws_fixed;
     fi->ws_per_sample = lay.ws_per_sample;
+    fi->ws_chunk = f->mem_chunk;
     fi->err_fixed = lay.err.a;
     fi->err_per_sample = lay.err.b;
     fi->n_args = f->n_args;
@@ -512,7 +589,7 @@ static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_i
         else
             LLVMBuildRet(e->b, cg_i32(c, 0));
     }
-    if (!st) wrap_denormals(c, e->fn, fi->symbol, fty);
+    if (!st) wrap_denormals(c, e->fn, fi->symbol, fty, f);
     LLVMDisposeBuilder(e->b);
     ir_free(e);
     cg_layout_free(&lay);
