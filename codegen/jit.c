@@ -65,6 +65,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
         {"kiln_collective_first_row", (void (*)(void))kiln_collective_first_row},
         {"kiln_parallel_for", (void (*)(void))kiln_parallel_for},
         {"kiln_pool_width", (void (*)(void))kiln_pool_width},
+        {"kiln_pool_scratch", (void (*)(void))kiln_pool_scratch},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {

@@ -49,8 +49,10 @@
  * mem_fixed + mem_per_sample * N bytes: the intermediate values of a chunk
  * stay in cache instead of streaming the whole batch's through memory
  * (at batch 10,000 the convnet's were 1.08 GB), and the planned offsets
- * hold unchanged for the chunk's batch. The interpreter runs whole batches,
- * so it checks the chunked code.
+ * hold unchanged for the chunk's batch. With more than one thread the
+ * chunks are the tasks of a parallel loop, each in its thread's own arena
+ * (kiln_pool_scratch). The interpreter runs whole batches, so it checks the
+ * chunked code.
  *
  * Alignment: fixed offsets are multiples of 64 bytes (a cache line, and
  * mem_fixed is rounded to 64, so the batch part starts on one too). A batch

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codegen/cg.h"
+#include "codegen/pool.h"
 #include "driver/driver.h"
 #include "passes/pass.h"
 #include "testutil.h"
@@ -1061,14 +1062,21 @@ static void run_case(const codegen_case *cc) {
             }
             kiln_status st = cg_jit_compile(m, NULL, &p, d);
             ck_assert_msg(st == KILN_OK, "%s/%d: %s", cc->op, v, kiln_diag_message(d));
-            for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
-                char where[96];
-                double e = diff_run(m, "f", p, g_batches[bi], 1000 + (uint64_t)bi, &g, where,
-                                    sizeof where);
-                ck_assert_msg(e <= 1, "%s variant %d%s, batch %lld: %s differs, %g x tolerance",
-                              cc->op, v, planned == 2 ? " (in chunks of 3)" : " (planned)",
-                              (long long)g_batches[bi], where, e);
+            /* Chunks run in order at 1 thread, as parallel tasks at 2. */
+            for (int threads = 1; threads <= (planned == 2 ? 2 : 1); threads++) {
+                kiln_pool_set_threads(threads);
+                for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
+                    char where[96];
+                    double e = diff_run(m, "f", p, g_batches[bi], 1000 + (uint64_t)bi, &g, where,
+                                        sizeof where);
+                    ck_assert_msg(e <= 1,
+                                  "%s variant %d%s, batch %lld, %d thread(s): %s differs, %g x "
+                                  "tolerance",
+                                  cc->op, v, planned == 2 ? " (in chunks of 3)" : " (planned)",
+                                  (long long)g_batches[bi], threads, where, e);
+                }
             }
+            kiln_pool_set_threads(1);
             cg_program_dispose(p);
             kiln_diag_dispose(d);
             kiln_module_dispose(m);
