@@ -542,8 +542,8 @@ out:
 /* --------------------------------------------------- the kernels' modules */
 
 /* Where Kiln's GEMM kernels (gemm.c) go when they have modules of their own
- * (cg_build_modules): each node that defines new ones gets a new module, in
- * an LLVM context of its own, so that they are optimized and compiled at
+ * (cg_build_modules): consecutive nodes' kernels fill a module (kern_end
+ * says when it is full), in an LLVM context of its own, so that they are optimized and compiled at
  * the same time, on any thread (jit.c). k is the module being filled. */
 typedef struct kern_state {
     cg_kernel_modules *out;
@@ -573,8 +573,8 @@ static kiln_status kern_begin(cg_ctx *c, kern_state *ks) {
     return KILN_OK;
 }
 
-/* After a node: the kernels it defined (if any) become a module of ks->out. */
-static kiln_status kern_end(kern_state *ks) {
+/* The module being filled becomes one of ks->out (when it has kernels). */
+static kiln_status kern_close(kern_state *ks) {
     if (!ks || !ks->open || !LLVMGetFirstFunction(ks->k.mod)) return KILN_OK;
     cg_kernel_modules *km = ks->out;
     kiln_status st = cg_verify_llvm(ks->k.mod, "codegen: the generated kernels", ks->k.d);
@@ -589,6 +589,17 @@ static kiln_status kern_end(kern_state *ks) {
     ctx_done(&ks->k);
     ks->open = false;
     return KILN_OK;
+}
+
+/* After a node: the module takes the next nodes' kernels too until it has
+ * KERN_MODULE_MIN instructions. A module costs ~4 ms of compile beyond its
+ * code (pipelines, streamer, context): the seed step's five kernel nodes
+ * make two modules, which the compiling threads still share. */
+enum { KERN_MODULE_MIN = 1500 };
+
+static kiln_status kern_end(kern_state *ks) {
+    if (!ks || !ks->open || cg_module_size(ks->k.mod) < KERN_MODULE_MIN) return KILN_OK;
+    return kern_close(ks);
 }
 
 /* Frees the module being filled (empty, or left by an error). */
@@ -805,6 +816,7 @@ kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef
     ir_free(c.val);
     ir_free(c.temps);
     cg_loops_free(c.loops);
+    if (ks && !st) st = kern_close(ks); /* the last nodes' kernels */
     if (ks) kern_abort(ks);
     if (st) {
         if (kern) cg_kernel_modules_dispose(kern);
