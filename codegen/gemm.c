@@ -431,28 +431,21 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     by_cols(q, "tile.store", tile_store, &t);
 }
 
-/* The rows of one (panel, K block): MR at a time, then the M mod MR rest
- * with a variant of its own size. */
+/* The rows of one (panel, K block): MR at a time, one loop for all of them:
+ * each tile's rows are min(MR, M - i), the rows beyond C's reading C's last
+ * row and not stored. One copy of the tile's code, not one for the full
+ * tiles and one for the rest: the kernels' native code is most of the
+ * cold compile, and the clamped rows cost nothing measurable (their
+ * offsets are computed once per tile, outside the K loop). */
 static void emit_rows(gemm_gen *q) {
     cg_ctx *c = q->c;
-    LLVMValueRef mfull = mul(q, LLVMBuildSDiv(c->b, q->M, cg_i64(c, q->MR), ""), cg_i64(c, q->MR));
     cg_loop li;
-    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), q->M, q->MR);
+    q->rows = imin(q, cg_i64(c, q->MR), LLVMBuildNSWSub(c->b, q->M, i, ""));
     emit_tile(q, q->MR, i);
+    q->rows = NULL;
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
-    /* The rest (< MR rows): one more tile of MR rows, its rows beyond C's
-     * reading C's last row and not stored (one copy of the loops, not a
-     * tile per size). */
-    LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
-    LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cg_i64(c, 0), ""), b_tile, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_tile);
-    q->rows = rest;
-    emit_tile(q, q->MR, mfull);
-    q->rows = NULL;
-    LLVMBuildBr(c->b, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_next);
 }
 
 /* The sums of W vectors x[e], reduced: lane e of the result is the sum of

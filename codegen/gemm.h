@@ -24,9 +24,9 @@
  *     for each block of KC rows of B:
  *       pack B[kb.., jp..] into a KC x NR buffer on the stack (transposed
  *       B: W x W blocks transposed in registers by shufflevector)
- *       for each tile of MR rows of C:     (the last M mod MR rows: one more tile of
- *                                           MR, its extra rows reading C's last and
- *                                           not stored)
+ *       for each tile of MR rows of C:     (one loop; the last, M mod MR rows, a
+ *                                           tile of MR whose extra rows read C's
+ *                                           last and are not stored)
  *         MR x NR accumulators in registers, one FMA per (row, vector) per k,
  *         A read in place (a broadcast per row and k; transposed A: rows adjacent)
  *         store: + beta C (+ the earlier K blocks), then bias and activation

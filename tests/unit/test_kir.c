@@ -516,6 +516,13 @@ static const bad_case g_bad[] = {
     /* 43 */
     {"module @m\nparam @w : f32[?,2] = zeros\n",
      "bad.kir:2:12: error: parameters and state need static dimensions", KILN_ERR_SHAPE},
+    /* 44: chunks of a function that mixes the batch's rows */
+    {"module @m\nfunc @f(%x : f32[?,2]) -> f32[?,2] mem(fixed=64, per_sample=16, err=0, "
+     "chunk=4) {\n  %0 = softmax(%x) {axis=0} : f32[?,2] mem(b:0)\n  return %0\n}\n",
+     "bad.kir:2:6: error: @f: chunk=4, but softmax mixes the rows of the batch", KILN_ERR_INVALID},
+    /* 45 */
+    {"module @m\nfunc @f(%x : f32[?,2]) -> f32[?,2] mem(fixed=64, per_sample=16, chunk=0) {\n",
+     "bad.kir:2:71: error: chunk of 0 rows must be in [1, 2^31)", KILN_ERR_INVALID},
 };
 
 static void check_bad(int i, const char *text, size_t len) {
