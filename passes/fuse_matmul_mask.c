@@ -57,54 +57,40 @@ static ir_node *mask_of(const ir_node *s) {
     return h->type.dtype == IR_F32 && ir_type_eq(&h->type, &s->type) ? h : NULL;
 }
 
-static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
-    int *uses = ir_func_use_counts(f);
-    if (!uses) return ir_oom(d);
-    kiln_status st = KILN_OK;
-    int fused = 0;
-    /* aux = 1 marks the products and leaky_relu's muls folded away. */
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->aux = 0;
-    for (int i = 0; i < f->n_nodes; i++) {
-        ir_node *s = f->nodes[i];
-        if (s->op != IR_OP_select) continue;
-        ir_node *mm = s->in[1], *rest = s->in[2], *h = mask_of(s);
-        if (!h || mm->op != IR_OP_matmul || mm->aux || !ir_type_eq(&mm->type, &s->type)) continue;
-        double alpha = 0;
-        ir_node *mul = NULL;
-        if (is_plus_zero(rest)) {
-            if (uses[mm->serial] != 1) continue;
-        } else {
-            /* leaky_relu's: rest = mm * alpha, alpha nonzero as an f32. */
-            ir_node *k = rest->op == IR_OP_mul ? other_operand(rest, mm) : NULL;
-            if (!k || !scalar_const(k, &alpha) || (float)alpha == 0.0f ||
-                uses[rest->serial] != 1 || uses[mm->serial] != 2 || rest->aux)
-                continue;
-            mul = rest;
-        }
-        ir_attrs at = ir_attrs_default(IR_OP_matmul_mask);
-        ir_attrs_set_i(&at, "transpose_a", ir_attr_i(mm, "transpose_a"));
-        ir_attrs_set_i(&at, "transpose_b", ir_attr_i(mm, "transpose_b"));
-        ir_attrs_set_f(&at, "alpha", alpha);
-        ir_node *in[3] = {mm->in[0], mm->in[1], h};
-        /* The product's and the mask's checks passed, so only memory fails. */
-        ir_node *n = ir_node_create(f->m, IR_OP_matmul_mask, 3, in, &at, s->loc, d);
-        if (!n) {
-            st = d && d->first ? d->first : KILN_ERR_NOMEM;
-            break;
-        }
-        ir_func_replace_uses(f, s, n);
-        f->nodes[i] = n;
-        mm->aux = 1;
-        if (mul) mul->aux = 1;
-        fused++;
+/* s = select(greater(h, +0), mm, 0 or mm * alpha) with the product mm read
+ * by nothing else becomes matmul_mask(a, b, h); mm (and the mul) marked. */
+static kiln_status fuse_node(kiln_func *f, ir_node *s, const int *uses, ir_node **out,
+                             kiln_diag *d) {
+    if (s->op != IR_OP_select) return KILN_OK;
+    ir_node *mm = s->in[1], *rest = s->in[2], *h = mask_of(s);
+    if (!h || mm->op != IR_OP_matmul || mm->aux || !ir_type_eq(&mm->type, &s->type))
+        return KILN_OK;
+    double alpha = 0;
+    ir_node *mul = NULL;
+    if (is_plus_zero(rest)) {
+        if (uses[mm->serial] != 1) return KILN_OK;
+    } else {
+        /* leaky_relu's: rest = mm * alpha, alpha nonzero as an f32. */
+        ir_node *k = rest->op == IR_OP_mul ? other_operand(rest, mm) : NULL;
+        if (!k || !scalar_const(k, &alpha) || (float)alpha == 0.0f || uses[rest->serial] != 1 ||
+            uses[mm->serial] != 2 || rest->aux)
+            return KILN_OK;
+        mul = rest;
     }
-    if (fused) {
-        ir_func_remove_marked(f);
-        ir_func_unplan(f);
-    }
-    ir_free(uses);
-    return st;
+    ir_attrs at = ir_attrs_default(IR_OP_matmul_mask);
+    ir_attrs_set_i(&at, "transpose_a", ir_attr_i(mm, "transpose_a"));
+    ir_attrs_set_i(&at, "transpose_b", ir_attr_i(mm, "transpose_b"));
+    ir_attrs_set_f(&at, "alpha", alpha);
+    ir_node *in[3] = {mm->in[0], mm->in[1], h};
+    /* The product's and the mask's checks passed, so only memory fails. */
+    *out = ir_node_create(f->m, IR_OP_matmul_mask, 3, in, &at, s->loc, d);
+    if (!*out) return d && d->first ? d->first : KILN_ERR_NOMEM;
+    mm->aux = 1;
+    if (mul) mul->aux = 1;
+    return KILN_OK;
 }
+
+static kiln_status fuse_func(kiln_func *f, kiln_diag *d) { return pass_rewrite_nodes(f, fuse_node, d); }
 
 kiln_status pass_fuse_matmul_mask(kiln_module *m, kiln_diag *d) {
     return pass_each_func(m, fuse_func, d);

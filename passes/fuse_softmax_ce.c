@@ -38,38 +38,23 @@ static int producer_for(int op) {
 }
 
 
-static kiln_status fuse_func(kiln_func *f, kiln_diag *d) {
-    int *uses = ir_func_use_counts(f);
-    if (!uses) return ir_oom(d);
-    kiln_status st = KILN_OK;
-    int fused = 0;
-    /* aux = 1 marks the softmax nodes folded away, removed at the end. */
-    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->aux = 0;
-    for (int i = 0; i < f->n_nodes; i++) {
-        ir_node *loss = f->nodes[i];
-        int want = producer_for(loss->op);
-        ir_node *p = want >= 0 ? loss->in[0] : NULL;
-        if (!p || p->op != want || uses[p->serial] != 1) continue;
-        if (ir_attr_i(p, "axis") != p->type.rank - 1) continue; /* axis is normalized by infer */
-        ir_node *in[2] = {p->in[0], loss->in[1]};
-        /* The loss's own checks (shapes, one-hot or labels) are the fused op's,
-         * so only memory can fail here. */
-        ir_node *n = ir_node_create(f->m, IR_OP_softmax_cross_entropy, 2, in, NULL, loss->loc, d);
-        if (!n) {
-            st = d && d->first ? d->first : KILN_ERR_NOMEM;
-            break;
-        }
-        ir_func_replace_uses(f, loss, n);
-        f->nodes[i] = n;
-        p->aux = 1;
-        fused++;
-    }
-    if (fused) {
-        ir_func_remove_marked(f);
-        ir_func_unplan(f);
-    }
-    ir_free(uses);
-    return st;
+/* A loss of a softmax (log_softmax for nll) over the last axis that nothing
+ * else reads becomes softmax_cross_entropy; the softmax is marked. */
+static kiln_status fuse_node(kiln_func *f, ir_node *loss, const int *uses, ir_node **out,
+                             kiln_diag *d) {
+    int want = producer_for(loss->op);
+    ir_node *p = want >= 0 ? loss->in[0] : NULL;
+    if (!p || p->op != want || uses[p->serial] != 1) return KILN_OK;
+    if (ir_attr_i(p, "axis") != p->type.rank - 1) return KILN_OK; /* normalized by infer */
+    ir_node *in[2] = {p->in[0], loss->in[1]};
+    /* The loss's own checks (shapes, one-hot or labels) are the fused op's,
+     * so only memory can fail here. */
+    *out = ir_node_create(f->m, IR_OP_softmax_cross_entropy, 2, in, NULL, loss->loc, d);
+    if (!*out) return d && d->first ? d->first : KILN_ERR_NOMEM;
+    p->aux = 1;
+    return KILN_OK;
 }
+
+static kiln_status fuse_func(kiln_func *f, kiln_diag *d) { return pass_rewrite_nodes(f, fuse_node, d); }
 
 kiln_status pass_fuse_softmax_ce(kiln_module *m, kiln_diag *d) { return pass_each_func(m, fuse_func, d); }

@@ -77,6 +77,28 @@ kiln_status pass_each_func(kiln_module *m, kiln_status (*fn)(kiln_func *f, kiln_
     return KILN_OK;
 }
 
+kiln_status pass_rewrite_nodes(kiln_func *f, pass_rewrite_fn fn, kiln_diag *d) {
+    int *uses = ir_func_use_counts(f);
+    if (!uses) return ir_oom(d);
+    kiln_status st = KILN_OK;
+    int changed = 0;
+    for (int i = 0; i < f->n_nodes; i++) f->nodes[i]->aux = 0;
+    for (int i = 0; i < f->n_nodes && !st; i++) {
+        ir_node *n = NULL;
+        st = fn(f, f->nodes[i], uses, &n, d);
+        if (st || !n) continue;
+        ir_func_replace_uses(f, f->nodes[i], n);
+        f->nodes[i] = n;
+        changed++;
+    }
+    if (changed) {
+        ir_func_remove_marked(f);
+        ir_func_unplan(f);
+    }
+    ir_free(uses);
+    return st;
+}
+
 void pass_print_module(ir_sb *sb, const kiln_module *m, pass_format fmt, const char *only) {
     if (fmt == PASS_FMT_DOT) {
         ir_print_dot(sb, m, only);

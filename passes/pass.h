@@ -54,6 +54,16 @@ void pass_print_module(ir_sb *sb, const kiln_module *m, pass_format fmt, const c
 kiln_status pass_each_func(kiln_module *m, kiln_status (*fn)(kiln_func *f, kiln_diag *d),
                            kiln_diag *d);
 
+/* A peephole rewrite of f's top-level nodes, in order: fn looks at node n
+ * (uses[] counts each value's readers before any rewrite) and either leaves
+ * it (*out = NULL) or returns in *out a new node that takes n's uses and its
+ * place, marking the nodes it folded in with aux = 1 (aux is 0 on entry).
+ * The marked nodes are removed at the end and, if anything changed, the
+ * memory plan is dropped. Stops at fn's first error. */
+typedef kiln_status (*pass_rewrite_fn)(kiln_func *f, ir_node *n, const int *uses, ir_node **out,
+                                       kiln_diag *d);
+kiln_status pass_rewrite_nodes(kiln_func *f, pass_rewrite_fn fn, kiln_diag *d);
+
 /* The passes (one file each). */
 kiln_status pass_verify(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_dense_act(kiln_module *m, kiln_diag *d);
