@@ -863,3 +863,10 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *call) {
                              g->bias ? cg_cast_ptr(c, g->bias, c->t_f32) : LLVMConstNull(fp)};
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(fn), fn, args, 10, "");
 }
+
+/* Code of the main module written for cg_gemm_width's lanes (lower_conv.c's
+ * direct convolution): its function gets the host's features where the
+ * kernels' do, so 16 lanes are AVX-512 registers, not pairs of ymm. */
+void cg_gemm_wide_fn(cg_ctx *c, LLVMValueRef fn, int W) {
+    wide_features(c, fn, W);
+}

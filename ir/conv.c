@@ -107,7 +107,9 @@ int64_t ir_win_task_floats(const ir_win *g, bool filter_grad) {
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
     ir_win g;
     ir_win_of(n, &g);
-    *fixed = IR_CONV_TASKS * ir_win_task_floats(&g, n->op == IR_OP_conv2d_grad_filter) * 4;
+    /* conv2d's forward is a direct convolution in registers (no columns). */
+    bool filter = n->op == IR_OP_conv2d_grad_filter;
+    *fixed = n->op == IR_OP_conv2d ? 0 : IR_CONV_TASKS * ir_win_task_floats(&g, filter) * 4;
     *per_sample = 0;
 }
 

@@ -29,7 +29,8 @@ void ir_win_of(const ir_node *n, ir_win *g);
 /* The output of n's window op: [n, oh, ow, co]. */
 ir_type ir_win_out_type(const ir_win *g);
 
-/* im2col + sgemm lowering of the conv rows: the columns of a chunk of
+/* im2col + sgemm lowering of the conv gradient rows (conv2d's forward is a
+ * direct convolution in registers, codegen/lower_conv.c): the columns of a chunk of
  * output pixels (K = kh·kw·in floats each) go through a buffer, and the
  * chunk's GEMM output (co floats a pixel) gets its epilogue (bias,
  * activation) right after the GEMM. A chunk's columns and output together
