@@ -355,11 +355,8 @@ static void dconv_block(cg_ctx *c, const dconv *d, LLVMValueRef ox0, int64_t sox
         int nv = d->nvec - v0 < d->G ? d->nvec - v0 : d->G;
         LLVMValueRef acc[32];
         for (int p = 0; p < np; p++)
-            for (int v = 0; v < nv; v++) {
-                int lanes = dconv_lanes(d, v0 + v);
-                acc[p * nv + v] = cg_fc(
-                    c, lanes == 1 ? c->t_f32 : LLVMVectorType(c->t_f32, (unsigned)lanes), 0.0);
-            }
+            for (int v = 0; v < nv; v++)
+                acc[p * nv + v] = cg_fc(c, cg_vec(c, c->t_f32, dconv_lanes(d, v0 + v)), 0.0);
         cg_loop ly;
         LLVMValueRef ky = cg_loop_begin(c, &ly, d->lo, d->hi, 1);
         for (int a = 0; a < np * nv; a++) acc[a] = cg_loop_phi(c, &ly, acc[a]);
