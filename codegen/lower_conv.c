@@ -484,6 +484,100 @@ static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef ou
     return KILN_OK;
 }
 
+/* The filter gradient of few input channels (IR_CONV_DIRECT_IN), in
+ * registers: each task sums over its images' output pixels
+ *   part[tap][v] += x[pixel's input at tap] · dz[pixel][v]
+ * for a group of taps (tap = (ky·kw + kx)·in + ci) times a group of vectors
+ * of co, all in registers, stored to its slot once at the end — no column
+ * buffer, no GEMM whose M (kh·kw·in = 9 on one channel) is too short for
+ * its tiles. The partials are then added in task order as gemm_grad_filter's.
+ * Taps that leave the image (padding) read zero through a select. */
+static kiln_status reg_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    int W = cg_gemm_width(c->o, c->features);
+    int nvec = (int)((g.co + W - 1) / W), budget = W == 16 ? 24 : 12;
+    int G = nvec < 2 ? nvec : 2, T = (int)(g.kh * g.kw * g.c), TG = budget / G;
+    bool pad = g.pt > 0 || g.pl > 0 || (g.oh - 1) * g.sh + (g.kh - 1) * g.dh >= g.h ||
+               (g.ow - 1) * g.sw + (g.kw - 1) * g.dw >= g.w;
+    int64_t slot = ir_win_task_floats(&g, true);
+    LLVMValueRef ws = cg_node_ws(c, n);
+    cg_task k;
+    LLVMValueRef ptrs[3] = {ws, in[0], in[1]};
+    cg_task_begin(c, &k, CG_TASKS_FIXED, g.n, 3, ptrs);
+    cg_gemm_wide_fn(c, LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b)), W);
+    LLVMValueRef x = k.p[1], dz = k.p[2];
+    LLVMValueRef part = at(c, k.p[0], mul(c, k.t, cg_i64(c, slot)));
+    dconv d = {.g = g, .W = W};
+    for (int t0 = 0; t0 < T; t0 += TG)
+        for (int v0 = 0; v0 < nvec; v0 += G) {
+            int nt = T - t0 < TG ? T - t0 : TG, nv = nvec - v0 < G ? nvec - v0 : G;
+            LLVMValueRef acc[32];
+            for (int a = 0; a < nt * nv; a++)
+                acc[a] = cg_fc(c, cg_vec(c, c->t_f32, dconv_lanes(&d, v0 + a % nv)), 0.0);
+            /* rows r = b·oh + oy of the task's images, then columns ox */
+            cg_loop lr, lx;
+            LLVMValueRef r = cg_loop_begin(c, &lr, mul(c, k.b0, cg_i64(c, g.oh)),
+                                           mul(c, k.b1, cg_i64(c, g.oh)), 1);
+            for (int a = 0; a < nt * nv; a++) acc[a] = cg_loop_phi(c, &lr, acc[a]);
+            LLVMValueRef b = LLVMBuildSDiv(c->b, r, cg_i64(c, g.oh), "");
+            LLVMValueRef oy = LLVMBuildSRem(c->b, r, cg_i64(c, g.oh), "");
+            LLVMValueRef iy0 =
+                LLVMBuildNSWSub(c->b, mul(c, oy, cg_i64(c, g.sh)), cg_i64(c, g.pt), "");
+            LLVMValueRef ox = cg_loop_begin(c, &lx, cg_i64(c, 0), cg_i64(c, g.ow), 1);
+            for (int a = 0; a < nt * nv; a++) acc[a] = cg_loop_phi(c, &lx, acc[a]);
+            LLVMValueRef ix0 =
+                LLVMBuildNSWSub(c->b, mul(c, ox, cg_i64(c, g.sw)), cg_i64(c, g.pl), "");
+            LLVMValueRef zrow = mul(c, add(c, mul(c, r, cg_i64(c, g.ow)), ox), cg_i64(c, g.co));
+            LLVMValueRef dv[4];
+            for (int v = 0; v < nv; v++)
+                dv[v] = cg_loadv(c, c->t_f32, dconv_lanes(&d, v0 + v), dz,
+                                 add(c, zrow, cg_i64(c, (int64_t)(v0 + v) * W)));
+            for (int t = 0; t < nt; t++) {
+                int64_t tap = t0 + t, ci = tap % g.c, kx = tap / g.c % g.kw, ky = tap / g.c / g.kw;
+                LLVMValueRef iy = add(c, iy0, cg_i64(c, ky * g.dh)),
+                             ix = add(c, ix0, cg_i64(c, kx * g.dw));
+                LLVMValueRef xi = add(
+                    c,
+                    mul(c,
+                        add(c, mul(c, add(c, mul(c, b, cg_i64(c, g.h)), iy), cg_i64(c, g.w)), ix),
+                        cg_i64(c, g.c)),
+                    cg_i64(c, ci));
+                LLVMValueRef inside = NULL;
+                if (pad) {
+                    LLVMValueRef in_y = LLVMBuildICmp(c->b, LLVMIntULT, iy, cg_i64(c, g.h), "");
+                    LLVMValueRef in_x = LLVMBuildICmp(c->b, LLVMIntULT, ix, cg_i64(c, g.w), "");
+                    inside = LLVMBuildAnd(c->b, in_y, in_x, "");
+                    xi = LLVMBuildSelect(c->b, inside, xi, cg_i64(c, 0), "");
+                }
+                LLVMValueRef xs = cg_load(c, c->t_f32, x, xi);
+                if (pad) xs = LLVMBuildSelect(c->b, inside, xs, cg_fc(c, c->t_f32, 0.0), "");
+                for (int v = 0; v < nv; v++)
+                    acc[t * nv + v] =
+                        cg_fma(c, cg_splat(c, xs, dconv_lanes(&d, v0 + v)), dv[v], acc[t * nv + v]);
+            }
+            cg_loop_end(c, &lx, acc);
+            for (int a = 0; a < nt * nv; a++) acc[a] = lx.exits[a];
+            cg_loop_end(c, &lr, acc);
+            for (int t = 0; t < nt; t++)
+                for (int v = 0; v < nv; v++)
+                    cg_storev(c, lr.exits[t * nv + v], dconv_lanes(&d, v0 + v), part,
+                              cg_i64(c, (t0 + t) * g.co + (int64_t)(v0 + v) * W));
+        }
+    cg_task_end(c, &k);
+    /* The partial sums in task order: the same bits for any thread count. */
+    row rs = {cg_cast_ptr(c, out, c->t_f32),
+              cg_cast_ptr(c, ws, c->t_f32),
+              NULL,
+              cg_i64(c, slot),
+              n,
+              NULL,
+              CG_RED_NONE};
+    cg_row_loop(c, cg_i64(c, T * g.co), CG_RED_NONE, sum_parts_body, &rs);
+    return KILN_OK;
+}
+
 /* The bias gradient: each task sums its images' rows of dz into its
  * partial (co floats), then the partials are added in task order. */
 kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out,
@@ -508,7 +602,6 @@ kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out
     return KILN_OK;
 }
 
-
 kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                     const LLVMValueRef *in) {
     ir_win g;
@@ -520,6 +613,7 @@ kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef o
                                      const LLVMValueRef *in) {
     ir_win g;
     ir_win_of(n, &g);
+    if (g.c <= IR_CONV_DIRECT_IN) return reg_grad_filter(c, n, out, in);
     return im2col_fits(&g) ? gemm_grad_filter(c, n, out, in) : direct_grad_filter(c, n, out, in);
 }
 

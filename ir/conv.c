@@ -100,7 +100,10 @@ int64_t ir_win_im2col_floats(const ir_win *g) {
 
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad) {
     int64_t f = ir_win_im2col_floats(g);
-    if (f && filter_grad) f += g->kh * g->kw * g->c * g->co;
+    if (filter_grad && g->c <= IR_CONV_DIRECT_IN) /* in registers: no columns */
+        f = g->kh * g->kw * g->c * g->co;
+    else if (f && filter_grad)
+        f += g->kh * g->kw * g->c * g->co;
     return (f + 15) / 16 * 16;
 }
 

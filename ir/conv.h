@@ -51,6 +51,9 @@ int64_t ir_win_im2col_floats(const ir_win *g);
  * any --threads, in the JIT and in a .so. ir_win_task_floats: one slot,
  * 64-byte multiple. */
 #define IR_CONV_TASKS 8
+/* The filter gradient of at most IR_CONV_DIRECT_IN input channels sums in
+ * registers (codegen/lower_conv.c): its slot is the partial sum alone. */
+#define IR_CONV_DIRECT_IN 4
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad);
 /* The ws column of the conv rows: IR_CONV_TASKS slots, fixed bytes. */
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);
