@@ -22,8 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "codegen/cg.h"
-#include "passes/pass.h"
+#include "bench_jit.h"
 #include "bench_util.h"
 
 /* Median seconds per call of fn(arg) over `samples` samples. */
@@ -123,54 +122,26 @@ static char *module_text(void) {
     return buf;
 }
 
-typedef struct run {
-    cg_entry_fn fn;
-    int64_t batch;
-    void *args[2], *res[1];
-    char *ws;
-} run;
-
-static void call(void *arg) {
-    run *r = arg;
-    r->fn(r->batch, r->args, r->res, NULL, r->ws);
-}
-
-static float *fbuf(size_t n) {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
-    if (!p) exit(1);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(i % 17) * 0.01f - 0.08f;
-    return p;
-}
-
 /* Seconds per call of each shape compiled with `o`. */
 static int measure(const cg_options *o, int64_t batch, int samples, double *sec, double *ms) {
-    kiln_diag *d = kiln_diag_create();
-    const char *text = module_text();
-    kiln_module *m = NULL;
-    cg_program *p = NULL;
-    kiln_status st = kiln_module_parse(text, strlen(text), "gemm.kir", &m, d);
-    if (!st) st = pass_run_pipeline(m, "plan-memory", NULL, d);
+    kiln_module *m;
+    cg_program *p;
     /* CPU time of the compile (the machine may be shared). */
     struct timespec c0, c1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-    if (!st) st = cg_jit_compile(m, o, &p, d);
+    if (bench_jit_compile("bench_gemm", module_text(), "plan-memory", o, &m, &p)) return 1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-    if (st) {
-        fprintf(stderr, "bench_gemm: %s\n", kiln_diag_message(d));
-        kiln_module_dispose(m);
-        kiln_diag_dispose(d);
-        return 1;
-    }
     *ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-6;
     for (int i = 0; i < N_SHAPES; i++) {
         const shape *s = &g_shapes[i];
         int64_t M = s->M < 0 ? batch : s->M, N = s->N, K = s->K < 0 ? batch : s->K;
         char name[8];
         snprintf(name, sizeof name, "f%d", i);
-        run r = {cg_program_entry(p, name), batch, {fbuf((size_t)(M * K)), fbuf((size_t)(K * N))},
-                 {fbuf((size_t)(M * N))}, NULL};
-        r.ws = aligned_alloc(64, (size_t)(cg_program_workspace_bytes(p, name, batch) + 64) / 64 * 64);
-        sec[i] = timeit(call, &r, samples);
+        bench_jit_run r = bench_jit_entry(p, name, batch);
+        r.args[0] = bench_fbuf((size_t)(M * K));
+        r.args[1] = bench_fbuf((size_t)(K * N));
+        r.res[0] = bench_fbuf((size_t)(M * N));
+        sec[i] = timeit(bench_jit_call, &r, samples);
         free(r.args[0]);
         free(r.args[1]);
         free(r.res[0]);
@@ -178,24 +149,13 @@ static int measure(const cg_options *o, int64_t batch, int samples, double *sec,
     }
     cg_program_dispose(p);
     kiln_module_dispose(m);
-    kiln_diag_dispose(d);
     return 0;
 }
 
 int main(int argc, char **argv) {
     int samples = 21;
     int64_t batch = 128;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--samples") && i + 1 < argc)
-            samples = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
-            batch = atoll(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench_gemm [--samples N] [--batch N]\n");
-            return 2;
-        }
-    }
-    if (samples < 1) samples = 1;
+    if (bench_jit_args(argc, argv, "bench_gemm", &samples, &batch)) return 2;
     long iters = 100000;
     __builtin_cpu_init();
     double p8 = 2.0 * 8 * 12 * (double)iters / timeit(peak8, &iters, samples) * 1e-9;

@@ -8,6 +8,8 @@
 #    picks here) and kiln forced to 8 lanes (AVX2, the reference machine),
 #    beside the measured FMA peak of one core; also the forward GEMMs with
 #    transposed B (a PyTorch export's); then all of them at batch 1.
+#    bench_matmul_mask: the two masked input-gradient GEMMs, the relu' mask
+#    as a pass of its own vs at the store (matmul_mask, fuse-matmul-mask).
 # 2. Seed epochs (784-128-64-10, Adam, batch 128): median epoch seconds of
 #    `kiln train` with each backend (and kiln at 8 lanes), and PyTorch, in
 #    alternating repetitions on the same data, at --threads N (default 1).
@@ -37,6 +39,8 @@ echo "== GEMMs of the seed step, 1 thread (load $(cut -d' ' -f1 /proc/loadavg))"
 OPENBLAS_NUM_THREADS=1 "$bin/bench_gemm" --samples 21
 echo "== the same GEMMs at batch 1 (M = 1 where M is the batch: transposed B's dot-product path)"
 OPENBLAS_NUM_THREADS=1 "$bin/bench_gemm" --samples 21 --batch 1
+echo "== fuse-matmul-mask: the step's two masked dX GEMMs, a separate relu' pass vs matmul_mask"
+"$bin/bench_matmul_mask" --samples 21
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # Median epoch seconds of one `kiln train` run (JSON report).

@@ -95,7 +95,7 @@ data=/usr/share/datasets/fashion-mnist
 
 # ------------------------------------------------------------------- build
 bin=$build_dir/bin
-targets=(kiln_cli bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile bench_gemm)
+targets=(kiln_cli bench_kiln_run bench_gemm_floor bench_kiln_profile bench_gather bench_jit_compile bench_gemm bench_matmul_mask)
 if [ "$build" = 1 ]; then
   if [ ! -f "$build_dir/CMakeCache.txt" ]; then
     cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=OFF > /dev/null

@@ -230,8 +230,14 @@ static kiln_status plan_build(aot_plan *pl, kiln_diag *d) {
     pl->ws_off = off;
     for (int i = 0; i < pl->n_entries; i++) {
         const cg_func_info *fi = pl->entries[i].info;
-        if (fi->ws_fixed > pl->ws_fixed) pl->ws_fixed = fi->ws_fixed;
-        if (fi->ws_per_sample > pl->ws_ps) pl->ws_ps = fi->ws_per_sample;
+        /* A chunked entry needs at most its chunk's rows, whatever the batch. */
+        int64_t fixed = fi->ws_fixed, ps = fi->ws_per_sample;
+        if (fi->ws_chunk > 0) {
+            fixed = cg_workspace_bytes(fi, fi->ws_chunk);
+            ps = 0;
+        }
+        if (fixed > pl->ws_fixed) pl->ws_fixed = fixed;
+        if (ps > pl->ws_ps) pl->ws_ps = ps;
     }
     /* The largest batch whose handle size fits comfortably in 63 bits. */
     int64_t room = ((int64_t)1 << 62) - pl->ws_off - pl->ws_fixed;

@@ -56,7 +56,7 @@ void cg_sha256_bytes(const void *data, size_t n, uint8_t out[CG_SHA256_BYTES]);
 
 /* ------------------------------------------------------------- entries */
 
-#define CG_CACHE_FORMAT 1
+#define CG_CACHE_FORMAT 2
 #define CG_CACHE_HEADER 88
 #define CG_CACHE_DEFAULT_MB 256
 

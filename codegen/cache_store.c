@@ -80,6 +80,7 @@ static void put_func(ir_sb *sb, const cg_func_info *f) {
     put32(sb, (uint32_t)f->n_results);
     put64(sb, (uint64_t)f->ws_fixed);
     put64(sb, (uint64_t)f->ws_per_sample);
+    put64(sb, (uint64_t)f->ws_chunk);
     put64(sb, (uint64_t)f->err_fixed);
     put64(sb, (uint64_t)f->err_per_sample);
     put32(sb, (uint32_t)f->n_fails);
@@ -197,12 +198,14 @@ static kiln_status get_func(reader *r, cg_func_info *f) {
     f->n_results = (int)(int32_t)get(r, 4);
     f->ws_fixed = (int64_t)get(r, 8);
     f->ws_per_sample = (int64_t)get(r, 8);
+    f->ws_chunk = (int64_t)get(r, 8);
     f->err_fixed = (int64_t)get(r, 8);
     f->err_per_sample = (int64_t)get(r, 8);
     /* The entry point reads and writes these: nothing negative or absurd. */
     const int64_t lim = (int64_t)1 << 48;
     if (f->n_args < 0 || f->n_results < 0 || f->n_args > 4096 || f->n_results > 4096 ||
         f->ws_fixed < 0 || f->ws_fixed > lim || f->ws_per_sample < 0 || f->ws_per_sample > lim ||
+        f->ws_chunk < 0 || f->ws_chunk > INT32_MAX ||
         f->err_fixed < 0 || f->err_fixed > lim || f->err_per_sample < 0 ||
         f->err_per_sample > lim)
         r->bad = true;

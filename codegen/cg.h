@@ -25,6 +25,10 @@
  *              batch-scaled buffers, mem_offset for the others): intermediate
  *              values, region temps, node workspaces and the 16-byte error
  *              record (mem_err). Codegen refuses an unplanned function.
+ *              A function plan-memory chunked (mem_chunk = ws_chunk > 0:
+ *              its rows are independent) runs min(batch, ws_chunk) rows at
+ *              a time through the same workspace, so it needs only
+ *              ws_fixed + ws_per_sample * min(batch, ws_chunk) bytes.
  *
  * Buffers of different roles must not overlap (args, results, globals and the
  * workspace are distinct memory). The return value is 0 (KILN_OK) or a
@@ -94,7 +98,8 @@ typedef struct cg_func_info {
     char *name;   /* the Kiln function's name */
     char *symbol; /* its entry point: "kiln_" + name */
     int n_args, n_results;
-    int64_t ws_fixed, ws_per_sample;   /* workspace = ws_fixed + ws_per_sample * batch */
+    int64_t ws_fixed, ws_per_sample;   /* workspace = ws_fixed + ws_per_sample * batch, */
+    int64_t ws_chunk;                  /* batch capped at ws_chunk rows if > 0 (mem_chunk) */
     int64_t err_fixed, err_per_sample; /* error record at err_fixed + err_per_sample * batch */
     cg_fail_site *fails;
     int n_fails;
@@ -134,13 +139,17 @@ typedef struct cg_kernel_modules {
 } cg_kernel_modules;
 void cg_kernel_modules_dispose(cg_kernel_modules *km);
 
-/* cg_build_module with Kiln's GEMM kernels in modules of their own (one per
- * node that defines new kernels), into *kern: *out declares them, they
+/* cg_build_module with Kiln's GEMM kernels in modules of their own (the
+ * kernels of consecutive nodes, a module closed once it has ~1500
+ * instructions), into *kern: *out declares them, they
  * define them with external linkage (kern->n == 0 when the functions call
  * none). kern NULL: as cg_build_module. On error *kern is empty. */
 kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef ctx,
                              cg_kernel_modules *kern, LLVMModuleRef *out, cg_module_info **info,
                              kiln_diag *d);
+
+/* The number of instructions of `mod`: what its compile costs. */
+int cg_module_size(LLVMModuleRef mod);
 
 /* Runs LLVM's verifier on `mod`; on failure reports "<what> is invalid:
  * <LLVM's message>" as KILN_ERR_BACKEND. */
@@ -157,9 +166,11 @@ kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemory
                               double *optimize_ms, kiln_diag *d);
 /* Optimizes a kernel module of cg_build_modules with the kernels' lighter
  * pipeline (they are emitted blocked and vectorized) and emits its object
- * into *out. */
-kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
-                               kiln_diag *d);
+ * into *out, with the target machine tm (a cg_target_machine of o, used by
+ * one thread at a time; it keeps its subtargets for the next module) or,
+ * tm NULL, one of its own. */
+kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMTargetMachineRef tm,
+                               LLVMMemoryBufferRef *out, kiln_diag *d);
 
 /* A target machine for `o` (host CPU and features unless overridden;
  * PIC when o->pic). Every invocation should be paired with

@@ -41,6 +41,14 @@ kiln_status cg_llvm_error(kiln_diag *d, const char *what, LLVMErrorRef err) {
     return st;
 }
 
+int cg_module_size(LLVMModuleRef mod) {
+    int n = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) n++;
+    return n;
+}
+
 kiln_status cg_verify_llvm(LLVMModuleRef mod, const char *what, kiln_diag *d) {
     char *msg = NULL;
     LLVMBool bad = LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg);
@@ -178,11 +186,13 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Optimization and (out != NULL) native code with one target machine: each
- * makes its own subtargets (a kernel module needs two: the panels have the
- * host's features), at 1-3 ms apiece. */
-static kiln_status compile_with(LLVMModuleRef mod, const cg_options *o, const char *pipeline,
-                                LLVMMemoryBufferRef *out, double *optimize_ms, kiln_diag *d) {
+/* Optimization and (out != NULL) native code with one target machine: tm,
+ * or one of its own. Each makes its own subtargets (a kernel module needs
+ * two: the panels have the host's features), at 1-3 ms apiece, and keeps
+ * them for its next modules. */
+static kiln_status compile_with(LLVMModuleRef mod, const cg_options *o, LLVMTargetMachineRef tm_in,
+                                const char *pipeline, LLVMMemoryBufferRef *out,
+                                double *optimize_ms, kiln_diag *d) {
     cg_options defaults;
     memset(&defaults, 0, sizeof defaults);
     if (!o) o = &defaults;
@@ -192,28 +202,28 @@ static kiln_status compile_with(LLVMModuleRef mod, const cg_options *o, const ch
         *out = NULL;
     }
     double t0 = now_ms();
-    LLVMTargetMachineRef tm;
-    kiln_status st = cg_target_machine(o, &tm, d);
+    LLVMTargetMachineRef tm = tm_in;
+    kiln_status st = tm ? KILN_OK : cg_target_machine(o, &tm, d);
     if (st) return st;
     if (!o->no_opt) st = run_passes(mod, o, tm, pipeline, d);
     if (optimize_ms) *optimize_ms = now_ms() - t0;
     if (!st && out) st = emit_with(tm, mod, LLVMObjectFile, out, d);
-    LLVMDisposeTargetMachine(tm);
+    if (!tm_in) LLVMDisposeTargetMachine(tm);
     return st;
 }
 
 kiln_status cg_optimize_module(LLVMModuleRef mod, const cg_options *o, kiln_diag *d) {
-    return compile_with(mod, o, NULL, NULL, NULL, d);
+    return compile_with(mod, o, NULL, NULL, NULL, NULL, d);
 }
 
 kiln_status cg_compile_module(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
                               double *optimize_ms, kiln_diag *d) {
-    return compile_with(mod, o, NULL, out, optimize_ms, d);
+    return compile_with(mod, o, NULL, NULL, out, optimize_ms, d);
 }
 
-kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,
-                               kiln_diag *d) {
-    return compile_with(mod, o, KERNEL_PIPELINE, out, NULL, d);
+kiln_status cg_compile_kernels(LLVMModuleRef mod, const cg_options *o, LLVMTargetMachineRef tm,
+                               LLVMMemoryBufferRef *out, kiln_diag *d) {
+    return compile_with(mod, o, tm, KERNEL_PIPELINE, out, NULL, d);
 }
 
 kiln_status cg_emit_object_buffer(LLVMModuleRef mod, const cg_options *o, LLVMMemoryBufferRef *out,

@@ -31,7 +31,7 @@ typedef struct gemm_gen {
     int W, NV, NR, MR;
     LLVMTypeRef vt, fp, vti;
     /* parameters */
-    LLVMValueRef M, N, K, A, lda, B, ldb, C, ldc, bias;
+    LLVMValueRef M, N, K, A, lda, B, ldb, C, ldc, bias, mask;
     /* The whole product's rows (M is the task's row block): it chooses
      * emit_panel's path, so every row is summed as the whole M would be
      * whatever the split. */
@@ -326,7 +326,7 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
             LLVMAddIncoming(t[r][v], vals, from, 2);
         }
     /* The epilogue, on the final sums only. */
-    if (q->bias || g->act) {
+    if (q->bias || g->act || q->mask) {
         LLVMBasicBlockRef b_pre2 = LLVMGetInsertBlock(c->b), b_epi = block(q, "tile.epi"),
                           b_done = block(q, "tile.epi.done");
         LLVMBuildCondBr(c->b, q->last, b_epi, b_done);
@@ -339,6 +339,9 @@ static void emit_tile_store(gemm_gen *q, int mr, LLVMValueRef i, LLVMValueRef ac
                 LLVMValueRef x = t[r][v];
                 if (q->bias) x = LLVMBuildFAdd(c->b, x, bv[v], "");
                 if (g->act) x = cg_scalar_lowering(g->act)(c, g->act_node, &x);
+                if (q->mask)
+                    x = cg_gemm_mask(c, x, LD(q->mask, add(q, rowp[r], cg_i64(c, v * q->W)), v),
+                                     g->mask_alpha);
                 e[r][v] = x;
             }
         LLVMBasicBlockRef b_epi_end = LLVMGetInsertBlock(c->b);
@@ -428,28 +431,21 @@ static void emit_tile(gemm_gen *q, int mr, LLVMValueRef i) {
     by_cols(q, "tile.store", tile_store, &t);
 }
 
-/* The rows of one (panel, K block): MR at a time, then the M mod MR rest
- * with a variant of its own size. */
+/* The rows of one (panel, K block): MR at a time, one loop for all of them:
+ * each tile's rows are min(MR, M - i), the rows beyond C's reading C's last
+ * row and not stored. One copy of the tile's code, not one for the full
+ * tiles and one for the rest: the kernels' native code is most of the
+ * cold compile, and the clamped rows cost nothing measurable (their
+ * offsets are computed once per tile, outside the K loop). */
 static void emit_rows(gemm_gen *q) {
     cg_ctx *c = q->c;
-    LLVMValueRef mfull = mul(q, LLVMBuildSDiv(c->b, q->M, cg_i64(c, q->MR), ""), cg_i64(c, q->MR));
     cg_loop li;
-    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), mfull, q->MR);
+    LLVMValueRef i = cg_loop_begin(c, &li, cg_i64(c, 0), q->M, q->MR);
+    q->rows = imin(q, cg_i64(c, q->MR), LLVMBuildNSWSub(c->b, q->M, i, ""));
     emit_tile(q, q->MR, i);
+    q->rows = NULL;
     li.hints = GEMM_LOOP_HINTS;
     cg_loop_end(c, &li, NULL);
-    /* The rest (< MR rows): one more tile of MR rows, its rows beyond C's
-     * reading C's last row and not stored (one copy of the loops, not a
-     * tile per size). */
-    LLVMValueRef rest = LLVMBuildNSWSub(c->b, q->M, mfull, "");
-    LLVMBasicBlockRef b_tile = block(q, "rows.rest"), b_next = block(q, "rows.next");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, rest, cg_i64(c, 0), ""), b_tile, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_tile);
-    q->rows = rest;
-    emit_tile(q, q->MR, mfull);
-    q->rows = NULL;
-    LLVMBuildBr(c->b, b_next);
-    LLVMPositionBuilderAtEnd(c->b, b_next);
 }
 
 /* The sums of W vectors x[e], reduced: lane e of the result is the sum of
@@ -630,15 +626,19 @@ static int gemm_rows(const cg_gemm_call *g) {
     return LLVMConstIntGetSExtValue(g->M) <= GEMM_MR ? ROWS_SMALL : ROWS_BIG;
 }
 
-/* The function's signature key: what it is specialized to. K and N are
+/* The function's signature key: what it is specialized to (alphas as the
+ * f32 constants the code holds: 9 digits tell every float apart). K and N are
  * not (run-time loop bounds: the register-blocked loops are the same), only
  * the column mode N implies, so the seed step's 8 GEMMs share 5 functions. */
 static void gemm_key(const cg_gemm_call *g, int W, char *key, size_t n) {
     static const char *const cols[] = {"full", "part", "any"};
     char act[64] = "";
     if (g->act)
-        snprintf(act, sizeof act, ".%s%g", ir_op_name(g->act), ir_attr_f(g->act_node, "alpha"));
+        snprintf(act, sizeof act, ".%s%.9g", ir_op_name(g->act),
+                 (float)ir_attr_f(g->act_node, "alpha"));
     snprintf(act + strlen(act), sizeof act - strlen(act), "%s", g->bias ? ".bias" : "");
+    if (g->mask)
+        snprintf(act + strlen(act), sizeof act - strlen(act), ".mask%.9g", (float)g->mask_alpha);
     static const char *const rows[] = {"", ".msmall", ".mbig"};
     const char *mrows = g->tb && !g->ta ? rows[gemm_rows(g)] : "";
     snprintf(key, n, "kiln.gemm.%c%c.%s%s.b%g.w%d%s", g->ta ? 't' : 'n', g->tb ? 't' : 'n',
@@ -658,7 +658,7 @@ static void wide_features(cg_ctx *c, LLVMValueRef fn, int W) {
 
 /* What the panel tasks share: the call's sizes and pointers. */
 enum {
-    CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS,
+    CTX_M, CTX_N, CTX_K, CTX_LDA, CTX_LDB, CTX_LDC, CTX_A, CTX_B, CTX_C, CTX_BIAS, CTX_MASK,
     CTX_PANELS, CTX_RB, /* panels of columns; rows of a row block */
     CTX_FIELDS
 };
@@ -675,7 +675,8 @@ enum { GEMM_TASKS = 4, GEMM_RB_MIN = 4 * GEMM_MR, GEMM_SERIAL_MAC = 1 << 18 };
 static LLVMTypeRef ctx_type(cg_ctx *c) {
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
     LLVMTypeRef f[CTX_FIELDS] = {c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64, c->t_i64,
-                                 fp,       fp,       fp,       fp,       c->t_i64, c->t_i64};
+                                 fp,       fp,       fp,       fp,       fp,       c->t_i64,
+                                 c->t_i64};
     return LLVMStructTypeInContext(c->ctx, f, CTX_FIELDS, 0);
 }
 
@@ -726,6 +727,9 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMValueRef coff = mul(&q, m0, q.ldc);
     q.C = LLVMBuildGEP2(c->b, c->t_f32, ctx_field(c, ctx, CTX_C), &coff, 1, "");
     q.bias = g->bias ? ctx_field(c, ctx, CTX_BIAS) : NULL;
+    /* The mask has C's rows: the row block's start alike. */
+    if (g->mask)
+        q.mask = LLVMBuildGEP2(c->b, c->t_f32, ctx_field(c, ctx, CTX_MASK), &coff, 1, "");
     LLVMTypeRef buft = LLVMArrayType(c->t_f32, (unsigned)(GEMM_KC * q.NR));
     LLVMValueRef buf = LLVMBuildAlloca(c->b, buft, "pack");
     LLVMSetAlignment(buf, 64);
@@ -749,13 +753,13 @@ static LLVMValueRef build_task_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     return fn;
 }
 
-/* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias): the panels of C as
+/* void gemm(M, N, K, A, lda, B, ldb, C, ldc, bias, mask): the panels of C as
  * tasks of kiln_parallel_for (codegen/pool.h), each on one thread. */
 /* The function's type in the context of c. */
 static LLVMTypeRef gemm_fn_type(cg_ctx *c) {
     LLVMTypeRef i64 = c->t_i64, fp = LLVMPointerType(c->t_f32, 0);
-    LLVMTypeRef pt[10] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp};
-    return LLVMFunctionType(c->t_void, pt, 10, 0);
+    LLVMTypeRef pt[11] = {i64, i64, i64, fp, i64, fp, i64, fp, i64, fp, fp};
+    return LLVMFunctionType(c->t_void, pt, 11, 0);
 }
 
 static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *name, int W) {
@@ -777,9 +781,9 @@ static LLVMValueRef build_gemm_fn(cg_ctx *c, const cg_gemm_call *g, const char *
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMTypeRef st = ctx_type(c);
     LLVMValueRef ctx = LLVMBuildAlloca(c->b, st, "ctx");
-    static const int param_field[10] = {CTX_M,   CTX_N, CTX_K,   CTX_A, CTX_LDA,
-                                        CTX_B,   CTX_LDB, CTX_C, CTX_LDC, CTX_BIAS};
-    for (int i = 0; i < 10; i++)
+    static const int param_field[11] = {CTX_M, CTX_N,   CTX_K, CTX_A,   CTX_LDA,  CTX_B,
+                                        CTX_LDB, CTX_C, CTX_LDC, CTX_BIAS, CTX_MASK};
+    for (int i = 0; i < 11; i++)
         LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i),
                        LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)param_field[i], ""));
     LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
@@ -851,7 +855,7 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *call) {
         fn = build_gemm_fn(c, g, name, W);
     }
     LLVMTypeRef fp = LLVMPointerType(c->t_f32, 0);
-    LLVMValueRef args[10] = {g->M,
+    LLVMValueRef args[11] = {g->M,
                              g->N,
                              g->K,
                              cg_cast_ptr(c, g->A, c->t_f32),
@@ -860,8 +864,17 @@ void cg_gemm_kiln(cg_ctx *c, const cg_gemm_call *call) {
                              g->ldb,
                              cg_cast_ptr(c, g->C, c->t_f32),
                              g->ldc,
-                             g->bias ? cg_cast_ptr(c, g->bias, c->t_f32) : LLVMConstNull(fp)};
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(fn), fn, args, 10, "");
+                             g->bias ? cg_cast_ptr(c, g->bias, c->t_f32) : LLVMConstNull(fp),
+                             g->mask ? cg_cast_ptr(c, g->mask, c->t_f32) : LLVMConstNull(fp)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(fn), fn, args, 11, "");
+}
+
+LLVMValueRef cg_gemm_mask(cg_ctx *c, LLVMValueRef y, LLVMValueRef h, double alpha) {
+    LLVMTypeRef t = LLVMTypeOf(y);
+    LLVMValueRef above = LLVMBuildFCmp(c->b, LLVMRealOGT, h, cg_fc(c, t, 0.0), "");
+    LLVMValueRef rest = alpha != 0 ? LLVMBuildFMul(c->b, y, cg_fc(c, t, (float)alpha), "")
+                                   : cg_fc(c, t, 0.0);
+    return LLVMBuildSelect(c->b, above, y, rest, "");
 }
 
 /* Code of the main module written for cg_gemm_width's lanes (lower_conv.c's

@@ -3,7 +3,7 @@
  * generated as LLVM IR (gemm.c), the other backend of cg_sgemm beside
  * OpenBLAS. Internal to codegen/.
  *
- *   C[M,N] = act(op(A) . op(B) + beta C + bias)       row-major, f32
+ *   C[M,N] = mask(act(op(A) . op(B) + beta C + bias))       row-major, f32
  *
  * op(A) is A [M,K] (lda >= K) or, transposed, A [K,M] (lda >= M); op(B) is
  * B [K,N] or, transposed, B [N,K]. Each call site gets (or shares, when
@@ -24,9 +24,9 @@
  *     for each block of KC rows of B:
  *       pack B[kb.., jp..] into a KC x NR buffer on the stack (transposed
  *       B: W x W blocks transposed in registers by shufflevector)
- *       for each tile of MR rows of C:     (the last M mod MR rows: one more tile of
- *                                           MR, its extra rows reading C's last and
- *                                           not stored)
+ *       for each tile of MR rows of C:     (one loop; the last, M mod MR rows, a
+ *                                           tile of MR whose extra rows read C's
+ *                                           last and are not stored)
  *         MR x NR accumulators in registers, one FMA per (row, vector) per k,
  *         A read in place (a broadcast per row and k; transposed A: rows adjacent)
  *         store: + beta C (+ the earlier K blocks), then bias and activation
@@ -52,10 +52,20 @@ typedef struct cg_gemm_call {
     LLVMValueRef bias;
     const ir_node *act_node;
     int act;
+    /* Then, with `mask` (NULL: none; f32 [M,N] with C's leading dimension):
+     * each sum where mask <= 0 (or NaN) becomes 0, or mask_alpha times
+     * itself when mask_alpha != 0 (matmul_mask: relu's and leaky_relu's
+     * derivative applied at the store). */
+    LLVMValueRef mask;
+    double mask_alpha;
     /* Set by cg_gemm_kiln: a dynamic M is the training batch (the train
      * step's GEMMs), so no small-M path is built for it. */
     bool m_batch;
 } cg_gemm_call;
+
+/* y where h > 0, else 0 (alpha 0) or alpha y: matmul_mask's mask on
+ * scalars or vectors y, h of one type. */
+LLVMValueRef cg_gemm_mask(cg_ctx *c, LLVMValueRef y, LLVMValueRef h, double alpha);
 
 /* Emits a call of Kiln's kernel for `g` at c->b (every size >= 0; K == 0
  * with beta == 0 writes act(bias) or zeros). */

@@ -65,6 +65,7 @@ static kiln_status define_blas(LLVMOrcLLJITRef jit, LLVMOrcJITDylibRef jd, kiln_
         {"kiln_collective_first_row", (void (*)(void))kiln_collective_first_row},
         {"kiln_parallel_for", (void (*)(void))kiln_parallel_for},
         {"kiln_pool_width", (void (*)(void))kiln_pool_width},
+        {"kiln_pool_scratch", (void (*)(void))kiln_pool_scratch},
     };
     LLVMJITCSymbolMapPair pairs[KILN_ARRAY_LEN(syms)];
     for (size_t i = 0; i < KILN_ARRAY_LEN(syms); i++) {
@@ -241,7 +242,9 @@ static double thread_cpu_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void kern_job_run(const kern_queue *q, kern_job *j) {
+/* tm: the thread's target machine, made at its first compile (kept for the
+ * next: its subtargets are made once, not per module). */
+static void kern_job_run(const kern_queue *q, kern_job *j, LLVMTargetMachineRef *tm) {
     double t0 = now_ms(), c0 = thread_cpu_ms();
     bool loaded = false;
     if (q->cfg) {
@@ -258,7 +261,8 @@ static void kern_job_run(const kern_queue *q, kern_job *j) {
         ir_free(buf);
     }
     if (!loaded) {
-        j->st = cg_compile_kernels(j->mod, q->o, &j->obj, j->d);
+        if (!*tm) j->st = cg_target_machine(q->o, tm, j->d);
+        if (!j->st) j->st = cg_compile_kernels(j->mod, q->o, *tm, &j->obj, j->d);
         if (!j->st && j->keyed)
             kernels_store(q->cfg, &j->key, KERNELS_OBJECT, LLVMGetBufferStart(j->obj),
                           LLVMGetBufferSize(j->obj), j->d);
@@ -275,10 +279,12 @@ static void kern_job_run(const kern_queue *q, kern_job *j) {
 }
 
 static void kern_queue_drain(kern_queue *q, bool on_main) {
+    LLVMTargetMachineRef tm = NULL;
     for (int i; (i = atomic_fetch_add(&q->next, 1)) < q->n;) {
         q->jobs[i].on_main = on_main;
-        kern_job_run(q, &q->jobs[i]);
+        kern_job_run(q, &q->jobs[i], &tm);
     }
+    if (tm) LLVMDisposeTargetMachine(tm);
 }
 
 static void *kern_worker(void *arg) {
@@ -299,15 +305,6 @@ static void kern_queue_free(kern_queue *q) {
     q->n = 0;
 }
 
-/* The number of instructions of `mod`: what its compile costs. */
-static int module_size(LLVMModuleRef mod) {
-    int n = 0;
-    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
-        for (LLVMBasicBlockRef b = LLVMGetFirstBasicBlock(f); b; b = LLVMGetNextBasicBlock(b))
-            for (LLVMValueRef i = LLVMGetFirstInstruction(b); i; i = LLVMGetNextInstruction(i)) n++;
-    return n;
-}
-
 static int by_size_desc(const void *a, const void *b) {
     const kern_job *x = a, *y = b;
     return (y->size > x->size) - (y->size < x->size);
@@ -323,7 +320,7 @@ static kiln_status kern_queue_init(kern_queue *q, cg_kernel_modules *km, kiln_di
     for (int i = 0; i < km->n; i++) {
         q->jobs[i].mod = km->mod[i];
         q->jobs[i].ctx = km->ctx[i];
-        q->jobs[i].size = module_size(km->mod[i]);
+        q->jobs[i].size = cg_module_size(km->mod[i]);
         km->mod[i] = NULL;
         km->ctx[i] = NULL;
         if (!(q->jobs[i].d = kiln_diag_create())) return ir_oom(d);

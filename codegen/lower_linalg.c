@@ -180,6 +180,42 @@ kiln_status lower_matmul(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LL
     return KILN_OK;
 }
 
+/* The mask over the whole product when the GEMM is OpenBLAS's: one more
+ * pass over C. */
+typedef struct mask_pass {
+    LLVMValueRef y, h;
+    double alpha;
+} mask_pass;
+
+static LLVMValueRef mask_body(cg_ctx *c, void *vctx, LLVMValueRef j, int w) {
+    mask_pass *e = vctx;
+    LLVMValueRef v = cg_gemm_mask(c, cg_loadv(c, c->t_f32, w, e->y, j),
+                                  cg_loadv(c, c->t_f32, w, e->h, j), e->alpha);
+    cg_storev(c, v, w, e->y, j);
+    return NULL;
+}
+
+kiln_status lower_matmul_mask(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                              const LLVMValueRef *in) {
+    double alpha = ir_attr_f(n, "alpha");
+    if (cg_gemm_use_kiln(c->o)) {
+        /* The mask at the store: C written once, every M (no one-row path). */
+        bool ta = ir_attr_i(n, "transpose_a") != 0, tb = ir_attr_i(n, "transpose_b") != 0;
+        LLVMValueRef M = cg_dim(c, n->type.dims[0]), N = cg_dim(c, n->type.dims[1]);
+        LLVMValueRef K = cg_dim(c, n->in[0]->type.dims[ta ? 0 : 1]);
+        cg_gemm_call g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .A = in[0],
+                          .lda = ta ? M : K, .B = in[1], .ldb = tb ? K : N, .C = out, .ldc = N,
+                          .mask = in[2], .mask_alpha = alpha};
+        cg_gemm_kiln(c, &g);
+        return KILN_OK;
+    }
+    kiln_status st = lower_matmul(c, n, out, in);
+    if (st) return st;
+    mask_pass e = {cg_cast_ptr(c, out, c->t_f32), cg_cast_ptr(c, in[2], c->t_f32), alpha};
+    cg_row_loop(c, cg_numel(c, &n->type), CG_RED_NONE, mask_body, &e);
+    return KILN_OK;
+}
+
 /* The activation is an op (IR_FACT_ACT): its scalar lowering runs on the
  * vector of the row, with dense's node for its attributes (alpha). */
 typedef struct epilogue {

@@ -80,6 +80,7 @@ void cg_module_info_dispose(cg_module_info *info) {
 }
 
 int64_t cg_workspace_bytes(const cg_func_info *fi, int64_t batch) {
+    if (fi->ws_chunk > 0 && batch > fi->ws_chunk) batch = fi->ws_chunk;
     return fi->ws_fixed + fi->ws_per_sample * batch;
 }
 
@@ -118,12 +119,188 @@ void cg_kernel_attrs(cg_ctx *c, LLVMValueRef fn, const cg_kernel_plan *kp) {
 
 /* ------------------------------------------------------- the entry point */
 
+/* Bytes from one row of a function's argument or result to the next, or 0
+ * for one without a batch axis (the same data for every chunk). */
+static int64_t row_stride(const ir_type *t) {
+    return ir_type_batch_axis(t) >= 0
+               ? ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype)
+               : 0;
+}
+
+/* Stores into av[] and rv[] the argument and result pointers of f moved to
+ * row `row` of the batch. */
+static void move_rows(cg_ctx *c, LLVMBuilderRef b, const kiln_func *f, LLVMValueRef args,
+                      LLVMValueRef results, LLVMValueRef row, LLVMValueRef av, LLVMValueRef rv) {
+    for (int k = 0; k < f->n_args + f->n_results; k++) {
+        bool arg = k < f->n_args;
+        int i = arg ? k : k - f->n_args;
+        LLVMValueRef base = arg ? args : results, dst = arg ? av : rv, idx = cg_i64(c, i);
+        const ir_type *t = arg ? &f->args[i]->type : &f->results[i]->type;
+        LLVMValueRef at =
+            LLVMBuildLoad2(b, c->t_i8p, LLVMBuildGEP2(b, c->t_i8p, base, &idx, 1, ""), "");
+        LLVMValueRef off = LLVMBuildNSWMul(b, row, cg_i64(c, row_stride(t)), "");
+        at = LLVMBuildGEP2(b, c->t_i8, at, &off, 1, "");
+        LLVMBuildStore(b, at, LLVMBuildGEP2(b, c->t_i8p, dst, &idx, 1, ""));
+    }
+}
+
+/* Rows of the chunk at `row`: min(chunk, batch - row). */
+static LLVMValueRef chunk_rows(cg_ctx *c, LLVMBuilderRef b, LLVMValueRef batch, LLVMValueRef row,
+                               int64_t chunk) {
+    LLVMValueRef left = LLVMBuildNSWSub(b, batch, row, "");
+    LLVMValueRef big = LLVMBuildICmp(b, LLVMIntSGT, left, cg_i64(c, chunk), "");
+    return LLVMBuildSelect(b, big, cg_i64(c, chunk), left, "rows");
+}
+
+/* What the entry point shares with its chunk tasks. */
+static LLVMTypeRef chunk_ctx_type(cg_ctx *c) {
+    LLVMTypeRef i8pp = LLVMPointerType(c->t_i8p, 0);
+    LLVMTypeRef fields[5] = {c->t_i64, i8pp, i8pp, i8pp, c->t_i32}; /* batch, args, results,
+                                                                        globals, status */
+    return LLVMStructTypeInContext(c->ctx, fields, 5, 0);
+}
+
+/* void <symbol>.chunk(i8 *ctx, i64 t): runs chunk t through the body in the
+ * thread's own scratch workspace (kiln_pool_scratch); a failure's status
+ * goes to ctx's status (any one of them, when several fail). */
+static LLVMValueRef chunk_task(cg_ctx *c, LLVMValueRef body, LLVMTypeRef fty, const kiln_func *f,
+                               const char *symbol) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.chunk", symbol);
+    LLVMTypeRef pt[2] = {c->t_i8p, c->t_i64}, cty = chunk_ctx_type(c);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, pt, 2, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attrs(c, fn);
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(c->ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef ctx = LLVMBuildBitCast(b, LLVMGetParam(fn, 0), LLVMPointerType(cty, 0), "");
+    LLVMValueRef field[5];
+    for (unsigned i = 0; i < 4; i++)
+        field[i] = LLVMBuildLoad2(b, LLVMStructGetTypeAtIndex(cty, i),
+                                  LLVMBuildStructGEP2(b, cty, ctx, i, ""), "");
+    LLVMValueRef status = LLVMBuildStructGEP2(b, cty, ctx, 4, "status");
+    int64_t chunk = f->mem_chunk;
+    LLVMValueRef row = LLVMBuildNSWMul(b, LLVMGetParam(fn, 1), cg_i64(c, chunk), "row");
+    LLVMValueRef n = chunk_rows(c, b, field[0], row, chunk);
+    LLVMTypeRef sf = LLVMFunctionType(c->t_i8p, &c->t_i64, 1, 0);
+    LLVMValueRef sfn = LLVMGetNamedFunction(c->mod, "kiln_pool_scratch");
+    if (!sfn) sfn = LLVMAddFunction(c->mod, "kiln_pool_scratch", sf);
+    LLVMValueRef bytes = cg_i64(c, f->mem_fixed + f->mem_per_sample * chunk);
+    LLVMValueRef ws = LLVMBuildCall2(b, sf, sfn, &bytes, 1, "ws");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, fn, "run");
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, "fail");
+    LLVMBasicBlockRef out = LLVMAppendBasicBlockInContext(c->ctx, fn, "out");
+    LLVMBuildCondBr(b, LLVMBuildIsNull(b, ws, ""), fail, run);
+    LLVMPositionBuilderAtEnd(b, run);
+    int na = f->n_args > 0 ? f->n_args : 1, nr = f->n_results > 0 ? f->n_results : 1;
+    LLVMValueRef av = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, na), "args.chunk");
+    LLVMValueRef rv = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, nr), "results.chunk");
+    move_rows(c, b, f, field[1], field[2], row, av, rv);
+    LLVMValueRef q[5] = {n, av, rv, field[3], ws};
+    LLVMValueRef r = LLVMBuildCall2(b, fty, body, q, 5, "");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntNE, r, cg_i32(c, 0), ""), fail, out);
+    LLVMPositionBuilderAtEnd(b, fail);
+    LLVMValueRef why = LLVMBuildPhi(b, c->t_i32, "");
+    LLVMValueRef why_in[2] = {cg_i32(c, KILN_ERR_NOMEM), r};
+    LLVMBasicBlockRef why_from[2] = {LLVMGetEntryBasicBlock(fn), run};
+    LLVMAddIncoming(why, why_in, why_from, 2);
+    LLVMValueRef st = LLVMBuildStore(b, why, status);
+    LLVMSetOrdering(st, LLVMAtomicOrderingMonotonic);
+    LLVMSetAlignment(st, 4);
+    LLVMBuildBr(b, out);
+    LLVMPositionBuilderAtEnd(b, out);
+    LLVMBuildRetVoid(b);
+    LLVMDisposeBuilder(b);
+    return fn;
+}
+
+/* Calls the body over the batch in chunks of f->mem_chunk rows
+ * (plan-memory's): each call gets argument and result pointers moved to its
+ * first row. With one thread (or inside a task) the chunks run in order
+ * through the caller's workspace, whose batch part then holds one chunk;
+ * with more, they are the tasks of a parallel loop, each in its thread's
+ * scratch workspace, every chunk computed alike (its inner loops on its
+ * thread alone). A batch of at most one chunk (or a bad one, which the body
+ * refuses) is one call. Returns the first non-zero status, or 0. A function
+ * with fail sites (none chunk today: they are losses) keeps to the caller's
+ * workspace, where its error record is read. */
+static LLVMValueRef call_in_chunks(cg_ctx *c, LLVMBuilderRef b, LLVMValueRef fn,
+                                   LLVMValueRef body, LLVMTypeRef fty, const kiln_func *f,
+                                   const cg_func_info *fi) {
+    int64_t chunk = f->mem_chunk;
+    LLVMValueRef batch = LLVMGetParam(fn, 0), p[5];
+    for (unsigned i = 0; i < 5; i++) p[i] = LLVMGetParam(fn, i);
+    LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(c->ctx, fn, "whole");
+    LLVMBasicBlockRef split = LLVMAppendBasicBlockInContext(c->ctx, fn, "split");
+    LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunks.parallel");
+    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunk");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunk.next");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "done");
+    int na = f->n_args > 0 ? f->n_args : 1, nr = f->n_results > 0 ? f->n_results : 1;
+    LLVMValueRef av = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, na), "args.chunk");
+    LLVMValueRef rv = LLVMBuildArrayAlloca(b, c->t_i8p, cg_i64(c, nr), "results.chunk");
+    LLVMTypeRef cty = chunk_ctx_type(c);
+    LLVMValueRef ctx = LLVMBuildAlloca(b, cty, "chunks");
+    LLVMValueRef one = LLVMBuildOr(b, LLVMBuildICmp(b, LLVMIntSLE, batch, cg_i64(c, chunk), ""),
+                                   LLVMBuildICmp(b, LLVMIntSGT, batch, cg_i64(c, INT32_MAX), ""), "");
+    LLVMBuildCondBr(b, one, whole, split);
+
+    LLVMPositionBuilderAtEnd(b, whole);
+    LLVMValueRef r_whole = LLVMBuildCall2(b, fty, body, p, 5, "");
+    LLVMBuildBr(b, done);
+
+    LLVMPositionBuilderAtEnd(b, split);
+    LLVMBuilderRef saved = c->b;
+    c->b = b;
+    LLVMValueRef width = cg_call_runtime(c, "kiln_pool_width", LLVMFunctionType(c->t_i64, NULL, 0, 0),
+                                         NULL, 0);
+    LLVMValueRef many = LLVMBuildICmp(b, LLVMIntSGT, width, cg_i64(c, 1), "");
+    if (fi->n_fails) many = LLVMConstInt(c->t_i1, 0, 0);
+    LLVMBuildCondBr(b, many, par, loop);
+
+    LLVMPositionBuilderAtEnd(b, par);
+    LLVMValueRef vals[5] = {batch, p[1], p[2], p[3], cg_i32(c, 0)};
+    for (unsigned i = 0; i < 5; i++) LLVMBuildStore(b, vals[i], LLVMBuildStructGEP2(b, cty, ctx, i, ""));
+    LLVMValueRef n_chunks = LLVMBuildSDiv(b, LLVMBuildNSWAdd(b, batch, cg_i64(c, chunk - 1), ""),
+                                          cg_i64(c, chunk), "");
+    cg_parallel_for(c, chunk_task(c, body, fty, f, fi->symbol), LLVMBuildBitCast(b, ctx, c->t_i8p, ""),
+                    n_chunks);
+    c->b = saved;
+    LLVMValueRef r_par = LLVMBuildLoad2(b, c->t_i32, LLVMBuildStructGEP2(b, cty, ctx, 4, ""), "");
+    LLVMBuildBr(b, done);
+
+    LLVMPositionBuilderAtEnd(b, loop);
+    LLVMValueRef row = LLVMBuildPhi(b, c->t_i64, "row");
+    LLVMValueRef n = chunk_rows(c, b, batch, row, chunk);
+    move_rows(c, b, f, p[1], p[2], row, av, rv);
+    LLVMValueRef q[5] = {n, av, rv, p[3], p[4]};
+    LLVMValueRef r_chunk = LLVMBuildCall2(b, fty, body, q, 5, "");
+    LLVMValueRef after = LLVMBuildNSWAdd(b, row, n, "");
+    LLVMValueRef failed = LLVMBuildICmp(b, LLVMIntNE, r_chunk, cg_i32(c, 0), "");
+    LLVMBuildCondBr(b, failed, done, next);
+    LLVMPositionBuilderAtEnd(b, next);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, after, batch, ""), loop, done);
+    LLVMValueRef row_in[2] = {cg_i64(c, 0), after};
+    LLVMBasicBlockRef row_from[2] = {split, next};
+    LLVMAddIncoming(row, row_in, row_from, 2);
+
+    LLVMPositionBuilderAtEnd(b, done);
+    LLVMValueRef r = LLVMBuildPhi(b, c->t_i32, "status");
+    LLVMValueRef r_in[4] = {r_whole, r_par, r_chunk, cg_i32(c, 0)};
+    LLVMBasicBlockRef r_from[4] = {whole, par, loop, next};
+    LLVMAddIncoming(r, r_in, r_from, 4);
+    return r;
+}
+
 /* The exported entry point runs the body with denormals flushed to zero
  * (MXCSR FTZ and DAZ) and restores the caller's mode on return. Training
  * produces denormals (Adam's second moment of tiny gradients), and x86 takes
  * a microcode assist on each: they halved the speed of the update loops.
- * TensorFlow, and so Keras, trains with the same flags set. */
-static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const char *symbol, LLVMTypeRef fty) {
+ * TensorFlow, and so Keras, trains with the same flags set. A function that
+ * plan-memory chunked runs the body once per chunk of rows. */
+static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const cg_func_info *fi,
+                           LLVMTypeRef fty, const kiln_func *f) {
+    const char *symbol = fi->symbol;
     LLVMValueRef fn = LLVMAddFunction(c->mod, symbol, fty);
     add_fn_attrs(c, fn);
     LLVMTypeRef csr_ty = LLVMFunctionType(c->t_void, &c->t_i8p, 1, 0);
@@ -141,9 +318,14 @@ static void wrap_denormals(cg_ctx *c, LLVMValueRef body, const char *symbol, LLV
     LLVMValueRef mode = LLVMBuildLoad2(b, c->t_i32, saved, "");
     LLVMBuildStore(b, LLVMBuildOr(b, mode, cg_i32(c, 0x8040), ""), flushed); /* FTZ | DAZ */
     LLVMBuildCall2(b, csr_ty, ld, &flushed_p, 1, "");
-    LLVMValueRef args[5];
-    for (unsigned i = 0; i < 5; i++) args[i] = LLVMGetParam(fn, i);
-    LLVMValueRef r = LLVMBuildCall2(b, fty, body, args, 5, "");
+    LLVMValueRef r;
+    if (f->mem_chunk > 0) {
+        r = call_in_chunks(c, b, fn, body, fty, f, fi);
+    } else {
+        LLVMValueRef args[5];
+        for (unsigned i = 0; i < 5; i++) args[i] = LLVMGetParam(fn, i);
+        r = LLVMBuildCall2(b, fty, body, args, 5, "");
+    }
     LLVMBuildCall2(b, csr_ty, ld, &saved_p, 1, "");
     LLVMBuildRet(b, r);
     LLVMDisposeBuilder(b);
@@ -360,8 +542,8 @@ out:
 /* --------------------------------------------------- the kernels' modules */
 
 /* Where Kiln's GEMM kernels (gemm.c) go when they have modules of their own
- * (cg_build_modules): each node that defines new ones gets a new module, in
- * an LLVM context of its own, so that they are optimized and compiled at
+ * (cg_build_modules): consecutive nodes' kernels fill a module (kern_end
+ * says when it is full), in an LLVM context of its own, so that they are optimized and compiled at
  * the same time, on any thread (jit.c). k is the module being filled. */
 typedef struct kern_state {
     cg_kernel_modules *out;
@@ -391,8 +573,8 @@ static kiln_status kern_begin(cg_ctx *c, kern_state *ks) {
     return KILN_OK;
 }
 
-/* After a node: the kernels it defined (if any) become a module of ks->out. */
-static kiln_status kern_end(kern_state *ks) {
+/* The module being filled becomes one of ks->out (when it has kernels). */
+static kiln_status kern_close(kern_state *ks) {
     if (!ks || !ks->open || !LLVMGetFirstFunction(ks->k.mod)) return KILN_OK;
     cg_kernel_modules *km = ks->out;
     kiln_status st = cg_verify_llvm(ks->k.mod, "codegen: the generated kernels", ks->k.d);
@@ -407,6 +589,17 @@ static kiln_status kern_end(kern_state *ks) {
     ctx_done(&ks->k);
     ks->open = false;
     return KILN_OK;
+}
+
+/* After a node: the module takes the next nodes' kernels too until it has
+ * KERN_MODULE_MIN instructions. A module costs ~4 ms of compile beyond its
+ * code (pipelines, streamer, context): the seed step's five kernel nodes
+ * make two modules, which the compiling threads still share. */
+enum { KERN_MODULE_MIN = 1500 };
+
+static kiln_status kern_end(kern_state *ks) {
+    if (!ks || !ks->open || cg_module_size(ks->k.mod) < KERN_MODULE_MIN) return KILN_OK;
+    return kern_close(ks);
 }
 
 /* Frees the module being filled (empty, or left by an error). */
@@ -439,6 +632,7 @@ static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_i
     c->lay = &lay;
     fi->ws_fixed = lay.ws_fixed;
     fi->ws_per_sample = lay.ws_per_sample;
+    fi->ws_chunk = f->mem_chunk;
     fi->err_fixed = lay.err.a;
     fi->err_per_sample = lay.err.b;
     fi->n_args = f->n_args;
@@ -512,7 +706,7 @@ static kiln_status build_func(cg_ctx *c, kern_state *ks, kiln_func *f, cg_func_i
         else
             LLVMBuildRet(e->b, cg_i32(c, 0));
     }
-    if (!st) wrap_denormals(c, e->fn, fi->symbol, fty);
+    if (!st) wrap_denormals(c, e->fn, fi, fty, f);
     LLVMDisposeBuilder(e->b);
     ir_free(e);
     cg_layout_free(&lay);
@@ -622,6 +816,7 @@ kiln_status cg_build_modules(kiln_module *m, const cg_options *o, LLVMContextRef
     ir_free(c.val);
     ir_free(c.temps);
     cg_loops_free(c.loops);
+    if (ks && !st) st = kern_close(ks); /* the last nodes' kernels */
     if (ks) kern_abort(ks);
     if (st) {
         if (kern) cg_kernel_modules_dispose(kern);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 
 /* -DKILN_POOL_PROFILE: per task function, at exit on stderr: calls, tasks,
  * wall µs a call, the tasks' summed µs, the longest task's, and the µs
@@ -86,7 +87,48 @@ static pthread_key_t g_task_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 static bool g_key_ok;
 
-static void key_init(void) { g_key_ok = pthread_key_create(&g_task_key, NULL) == 0; }
+/* Each thread's scratch (kiln_pool_scratch): a block and its size, freed
+ * when the thread exits. */
+typedef struct scratch {
+    void *p;
+    int64_t bytes;
+} scratch;
+static pthread_key_t g_scratch_key;
+static bool g_scratch_ok;
+
+static void scratch_free(void *v) {
+    scratch *s = v;
+    free(s->p);
+    free(s);
+}
+
+static void key_init(void) {
+    g_key_ok = pthread_key_create(&g_task_key, NULL) == 0;
+    g_scratch_ok = pthread_key_create(&g_scratch_key, scratch_free) == 0;
+}
+
+void *kiln_pool_scratch(int64_t bytes) {
+    pthread_once(&g_key_once, key_init);
+    if (!g_scratch_ok || bytes < 0 || bytes > ((int64_t)1 << 47)) return NULL;
+    scratch *s = pthread_getspecific(g_scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(g_scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->bytes < bytes || !s->p) {
+        size_t n = ((size_t)bytes + 63) / 64 * 64;
+        void *p = aligned_alloc(64, n ? n : 64);
+        if (!p) return NULL;
+        free(s->p);
+        s->p = p;
+        s->bytes = bytes;
+    }
+    return s->p;
+}
 
 static void set_in_task(bool on) {
     if (g_key_ok) pthread_setspecific(g_task_key, on ? (void *)&g_key_ok : NULL);

@@ -35,4 +35,10 @@ int kiln_pool_threads(void);
  * only when this is above 1 (a row block repacks B). */
 int64_t kiln_pool_width(void);
 
+/* A 64-aligned block of at least `bytes` owned by the calling thread, kept
+ * for its next call (grown when asked for more) and freed when the thread
+ * exits; NULL if it cannot be had. A task's workspace where tasks run
+ * concurrently: the chunks of a chunked entry point (codegen/module.c). */
+void *kiln_pool_scratch(int64_t bytes);
+
 #endif

@@ -269,6 +269,16 @@ kiln_status infer_matmul(ir_node *n, kiln_diag *d) {
     return set_type(n, d, IR_F32, 2, dims);
 }
 
+/* matmul's result, and the mask h of its shape (f32). */
+kiln_status infer_matmul_mask(ir_node *n, kiln_diag *d) {
+    kiln_status st = infer_matmul(n, d);
+    if (st) return st;
+    const ir_type *h = ty(n, 2);
+    if (h->dtype != IR_F32 || !ir_type_eq(h, &n->type))
+        return err2(n, d, "the mask must be f32 of the product's shape", h, &n->type);
+    return KILN_OK;
+}
+
 kiln_status infer_reshape(ir_node *n, kiln_diag *d) {
     kiln_status st = need_not_void(n, d);
     if (st) return st;

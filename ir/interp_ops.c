@@ -303,6 +303,19 @@ kiln_status k_matmul(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_t
     return KILN_OK;
 }
 
+/* matmul, then the mask: h > 0 keeps the sum, else 0 or alpha times it
+ * (as select(greater(h, 0), p, 0) and leaky_relu's mul compute them). */
+kiln_status k_matmul_mask(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
+    kiln_status st = k_matmul(ip, n, out, in);
+    if (st) return st;
+    float alpha = (float)ir_attr_f(n, "alpha"), *y = out->data;
+    const float *h = in[2].data;
+    int64_t total = ir_type_numel(&out->type, 1);
+    for (int64_t e = 0; e < total; e++)
+        if (!(h[e] > 0.0f)) y[e] = alpha != 0.0f ? y[e] * alpha : 0.0f;
+    return KILN_OK;
+}
+
 kiln_status k_reshape(ir_interp *ip, const ir_node *n, ir_tensor *out, const ir_tensor *in) {
     memmove(out->data, in->data, (size_t)ir_type_numel(&in->type, 1) * 4);
     return KILN_OK;

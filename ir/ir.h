@@ -132,7 +132,14 @@ enum {
     IR_FACT_READS_FIRST = 1 << 3,
     /* A one-operand f32 op an op-valued attribute (dense's activation) may
      * name: the carrier applies its scalar kernel, lowering and gradient. */
-    IR_FACT_ACT = 1 << 2
+    IR_FACT_ACT = 1 << 2,
+    /* Row r of the result along its batch axis depends only on row r of
+     * each operand that has a batch axis, except along the axes the node's
+     * `axis`/`axes` attribute names (softmax, argmax and the reductions mix
+     * along those). Elementwise rows have it implicitly. With it, a function
+     * whose every node keeps the batch rows apart can run its batch in
+     * chunks (ir_func_mixes_rows, plan-memory's mem_chunk). */
+    IR_FACT_ROWWISE = 1 << 4
 };
 
 typedef enum ir_opcode {
@@ -313,6 +320,11 @@ struct kiln_func {
      * part (-1: not planned). */
     bool planned;
     int64_t mem_fixed, mem_per_sample, mem_err;
+    /* > 0: the compiled code runs a batch in chunks of mem_chunk rows (the
+     * function keeps rows apart: ir_func_mixes_rows), so its
+     * workspace needs mem_fixed + mem_per_sample * min(batch, mem_chunk)
+     * bytes; 0: the whole batch at once. */
+    int64_t mem_chunk;
 };
 
 typedef enum ir_opt_kind { IR_OPT_NONE, IR_OPT_SGD, IR_OPT_ADAM, IR_OPT_ADAMW } ir_opt_kind;
@@ -452,6 +464,13 @@ ir_node *ir_b_assign(ir_builder *b, ir_global *g, ir_node *v);
 /* Checks everything a pass may rely on; reports every problem. */
 kiln_status ir_verify_module(const kiln_module *m, kiln_diag *d);
 kiln_status ir_verify_func(const kiln_func *f, kiln_diag *d);
+/* Which node keeps f from running a batch in chunks of rows, or NULL if
+ * none does: row r (along the batch axis) of every result of f depends only
+ * on row r of its arguments when every batched argument and value has its
+ * batch on axis 0 and every node that reads a batched value is elementwise
+ * or IR_FACT_ROWWISE, keeps the batch on axis 0 and names no batch axis in
+ * `axis`/`axes`. An argument with its batch elsewhere is returned itself. */
+const ir_node *ir_func_mixes_rows(const kiln_func *f);
 
 /* Printing options. */
 typedef struct ir_print_opts {

@@ -64,6 +64,12 @@ kiln_status kir_check_workspace(parser *p, const token *name, kiln_func *f) {
         return kir_err_at(p, KILN_ERR_INVALID, name,
                           "@%s: the error record at %lld exceeds the fixed part of the workspace",
                           f->name, (long long)f->mem_err);
+    const ir_node *mix = f->mem_chunk > 0 ? ir_func_mixes_rows(f) : NULL;
+    if (mix)
+        return kir_err_at(p, KILN_ERR_INVALID, name,
+                          "@%s: chunk=%lld, but %s mixes the rows of the batch", f->name,
+                          (long long)f->mem_chunk,
+                          mix->op == IR_ARG ? "an argument with its batch axis past 0" : ir_op_name(mix->op));
     if (f->mem_fixed <= need[0] && f->mem_per_sample <= need[1]) return KILN_OK;
     return kir_err_at(
         p, KILN_ERR_LIMIT, name,
@@ -118,16 +124,27 @@ kiln_status kir_parse_func_mem(parser *p, kiln_func *f) {
         return p->st;
     token pt = p->t;
     if (kir_parse_int(p, &f->mem_per_sample)) return p->st;
-    token et = p->t;
-    if (kir_at(p, ',')) {
+    /* then ", err=N" and ", chunk=N", each optional, in that order */
+    for (int field = 0; field < 2 && kir_at(p, ','); field++) {
         kir_next(p);
+        token et = p->t;
+        if (field == 0 && kir_tok_is(&et, "err")) {
+            if (kir_expect_name(p, "err") || kir_expect(p, '=')) return p->st;
+            et = p->t;
+            if (kir_parse_int(p, &f->mem_err)) return p->st;
+            if (f->mem_err < 0 || f->mem_err > PARSE_MAX_MEM || f->mem_err % 4)
+                return kir_err_at(p, KILN_ERR_INVALID, &et,
+                                  "error record offset %lld must be a multiple of 4 in [0, 2^40]",
+                                  (long long)f->mem_err);
+            continue;
+        }
+        if (kir_expect_name(p, "chunk") || kir_expect(p, '=')) return p->st;
         et = p->t;
-        if (kir_expect_name(p, "err") || kir_expect(p, '=') || kir_parse_int(p, &f->mem_err))
-            return p->st;
-        if (f->mem_err < 0 || f->mem_err > PARSE_MAX_MEM || f->mem_err % 4)
-            return kir_err_at(p, KILN_ERR_INVALID, &et,
-                              "error record offset %lld must be a multiple of 4 in [0, 2^40]",
-                              (long long)f->mem_err);
+        if (kir_parse_int(p, &f->mem_chunk)) return p->st;
+        if (f->mem_chunk < 1 || f->mem_chunk > INT32_MAX)
+            return kir_err_at(p, KILN_ERR_INVALID, &et, "chunk of %lld rows must be in [1, 2^31)",
+                              (long long)f->mem_chunk);
+        break;
     }
     if (kir_expect_match(p, ')', '(', mopen)) return p->st;
     if (f->mem_fixed < 0 || f->mem_fixed > PARSE_MAX_MEM || f->mem_fixed % 4)

@@ -381,6 +381,7 @@ static void unplan_node(ir_node *n, void *ctx) {
 void ir_func_unplan(kiln_func *f) {
     f->planned = false;
     f->mem_err = -1;
+    f->mem_chunk = 0;
     ir_func_walk(f, unplan_node, NULL);
 }
 

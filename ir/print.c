@@ -133,6 +133,7 @@ void ir_print_func(ir_sb *sb, const kiln_func *f, const ir_print_opts *o) {
         ir_sb_printf(sb, " mem(fixed=%lld, per_sample=%lld", (long long)f->mem_fixed,
                      (long long)f->mem_per_sample);
         if (f->mem_err >= 0) ir_sb_printf(sb, ", err=%lld", (long long)f->mem_err);
+        if (f->mem_chunk > 0) ir_sb_printf(sb, ", chunk=%lld", (long long)f->mem_chunk);
         ir_sb_putc(sb, ')');
     }
     ir_sb_puts(sb, " {\n");

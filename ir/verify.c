@@ -184,6 +184,11 @@ kiln_status ir_verify_func(const kiln_func *f, kiln_diag *d) {
     for (int i = 0; i < f->n_results; i++)
         if (!is_defined(&v, f->results[i]) || f->results[i]->type.dtype == IR_VOID)
             problem(&v, NULL, "returns an undefined value", NULL);
+    const ir_node *mix = f->planned && f->mem_chunk > 0 ? ir_func_mixes_rows(f) : NULL;
+    if (mix)
+        problem(&v, mix->op == IR_ARG ? NULL : mix,
+                "runs its batch in chunks (mem chunk) but a value mixes the rows of the batch",
+                NULL);
     ir_free(v.defined);
     if (v.oom) return KILN_ERR_NOMEM;
     return v.errors ? KILN_ERR_INVALID : KILN_OK;
@@ -201,4 +206,64 @@ kiln_status ir_verify_module(const kiln_module *m, kiln_diag *d) {
 kiln_status kiln_module_verify(const kiln_module *m, kiln_diag *d) {
     if (!m) return KILN_ERR_INVALID;
     return ir_verify_module(m, d);
+}
+
+/* ------------------------------------------------------ rows kept apart */
+
+static bool batched(const ir_node *x) {
+    return x->type.dtype != IR_VOID && ir_type_batch_axis(&x->type) >= 0;
+}
+
+/* One batch axis, the first. */
+static bool batch_leads(const ir_type *t) {
+    int n = 0;
+    for (int a = 0; a < t->rank; a++) n += t->dims[a] == KILN_BATCH;
+    return n == 1 && t->dims[0] == KILN_BATCH;
+}
+
+static bool names_axis0(const ir_node *n) {
+    if (ir_op_attr_index(n->op, "axis") >= 0) return ir_attr_i(n, "axis") == 0;
+    if (ir_op_attr_index(n->op, "axes") < 0) return false;
+    const int64_t *ax;
+    int k = ir_attr_ints(n, "axes", &ax);
+    if (k == 0) return true; /* no axes: all of them */
+    for (int i = 0; i < k; i++)
+        if (ax[i] == 0) return true;
+    return false;
+}
+
+static const ir_node *mixes_rows(const ir_node *n) {
+    /* Other ops may have effects (assign, collectives) or mix rows: a node
+     * runs once per chunk, so even one that reads no batch must be pure. */
+    if (n->op == IR_OP_assign || (!ir_op_has(n->op, IR_FACT_ROWWISE) && !ir_op(n->op)->is_ew))
+        return n;
+    bool reads_batch = false;
+    for (int i = 0; i < n->n_in; i++) {
+        if (!batched(n->in[i])) continue;
+        if (!batch_leads(&n->in[i]->type)) return n;
+        reads_batch = true;
+    }
+    if (n->op == IR_OP_fused && n->region) {
+        for (int i = 0; i < n->region->n; i++) {
+            const ir_node *m = mixes_rows(n->region->nodes[i]);
+            if (m) return m;
+        }
+    }
+    if (!reads_batch) return NULL; /* the same for every row: run again per chunk */
+    if (n->type.dtype == IR_VOID || !batch_leads(&n->type) || names_axis0(n)) return n;
+    return NULL;
+}
+
+const ir_node *ir_func_mixes_rows(const kiln_func *f) {
+    for (int i = 0; i < f->n_args; i++)
+        if (batched(f->args[i]) && !batch_leads(&f->args[i]->type)) return f->args[i];
+    for (int i = 0; i < f->n_nodes; i++) {
+        const ir_node *m = mixes_rows(f->nodes[i]);
+        if (m) return m;
+    }
+    for (int i = 0; i < f->n_results; i++) {
+        const ir_node *r = f->results[i];
+        if (batched(r) && !batch_leads(&r->type)) return r;
+    }
+    return NULL;
 }

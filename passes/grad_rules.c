@@ -337,16 +337,30 @@ RULE(grad_log_softmax) { /* dy - softmax sum(dy) */
 /* C = op(A) op(B), with the transpositions folded into the flags. B's
  * gradient comes first: in a layer x W it is the weights', then the flow
  * down to x (the order dense's rule uses too). */
-RULE(grad_matmul) {
+/* The operands' gradients of op(A) . op(B) (n's operands 0 and 1, its
+ * transposes) for dC, the gradient of the product. */
+static kiln_status product_grads(ir_builder *b, ir_node *n, ir_node *dC, const bool *need,
+                                 ir_node **dx) {
     bool ta = ir_attr_i(n, "transpose_a") != 0, tb = ir_attr_i(n, "transpose_b") != 0;
     ir_node *a = X(0), *bm = X(1);
     if (need[1])
-        dx[1] = !tb ? ir_b_matmul(b, a, dy, !ta, false) /* op(A)^T dC */
-                    : ir_b_matmul(b, dy, a, true, ta);  /* (op(A)^T dC)^T */
+        dx[1] = !tb ? ir_b_matmul(b, a, dC, !ta, false) /* op(A)^T dC */
+                    : ir_b_matmul(b, dC, a, true, ta);  /* (op(A)^T dC)^T */
     if (need[0])
-        dx[0] = !ta ? ir_b_matmul(b, dy, bm, false, !tb) /* dC op(B)^T */
-                    : ir_b_matmul(b, bm, dy, tb, true);  /* (dC op(B)^T)^T */
+        dx[0] = !ta ? ir_b_matmul(b, dC, bm, false, !tb) /* dC op(B)^T */
+                    : ir_b_matmul(b, bm, dC, tb, true);  /* (dC op(B)^T)^T */
     return b->status;
+}
+
+RULE(grad_matmul) { return product_grads(b, n, dy, need, dx); }
+
+/* The product's gradient is dy masked as the product was; the mask h is
+ * piecewise constant: no gradient. */
+RULE(grad_matmul_mask) {
+    double alpha = ir_attr_f(n, "alpha");
+    ir_node *zero = K(0), *above = GT(X(2), zero);
+    ir_node *rest = alpha != 0 ? MUL(dy, K(alpha)) : zero;
+    return product_grads(b, n, SELECT(above, dy, rest), need, dx);
 }
 
 RULE(grad_reshape) {

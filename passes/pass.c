@@ -24,6 +24,9 @@ static const pass_info g_passes[] = {
     {"constant-fold", pass_constant_fold, "fold constants and simplify algebraic identities"},
     {"cse", pass_cse, "merge identical nodes"},
     {"dce", pass_dce, "remove nodes whose values are never used"},
+    {"fuse-matmul-mask", pass_fuse_matmul_mask,
+     "select(greater(h, 0), matmul, 0) (relu's derivative) becomes matmul_mask: applied at "
+     "the GEMM's store"},
     {"fuse-elementwise", pass_fuse_elementwise,
      "group elementwise and broadcast trees into fused regions"},
     {"plan-memory", pass_plan_memory, "assign value buffers in one workspace arena"},
@@ -39,10 +42,10 @@ static const struct {
               "fuse-elementwise,plan-memory"},
     {"train", "fuse-dense-act,fuse-conv-act,constant-fold,fuse-softmax-ce,autodiff,optimizer,inference-mode,"
               "constant-fold,cse,"
-              "dce,fuse-elementwise,plan-memory"},
+              "fuse-matmul-mask,dce,fuse-elementwise,plan-memory"},
     /* "train" with the gradients averaged over the ranks (mpirun ... --distributed). */
     {"train-distributed", "fuse-dense-act,fuse-conv-act,constant-fold,fuse-softmax-ce,autodiff,data-parallel,"
-                          "optimizer,constant-fold,cse,dce,fuse-elementwise,plan-memory"},
+                          "optimizer,constant-fold,cse,fuse-matmul-mask,dce,fuse-elementwise,plan-memory"},
 };
 
 int pass_count(void) { return (int)KILN_ARRAY_LEN(g_passes); }

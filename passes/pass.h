@@ -72,6 +72,9 @@ kiln_status pass_fold_batch_norm(kiln_module *m, kiln_diag *d);
 kiln_status pass_constant_fold(kiln_module *m, kiln_diag *d);
 kiln_status pass_cse(kiln_module *m, kiln_diag *d);
 kiln_status pass_dce(kiln_module *m, kiln_diag *d);
+/* relu's (leaky_relu's) derivative on a product as one matmul_mask node
+ * (fuse_matmul_mask.c). */
+kiln_status pass_fuse_matmul_mask(kiln_module *m, kiln_diag *d);
 kiln_status pass_fuse_elementwise(kiln_module *m, kiln_diag *d);
 kiln_status pass_plan_memory(kiln_module *m, kiln_diag *d);
 /* plan-memory on one function; the driver runs it on every function that

@@ -41,6 +41,19 @@
  * "greedy by size" planner of TFLite's arena, which packs better than
  * first-fit in program order).
  *
+ * Chunks: a function whose rows are independent (ir_func_mixes_rows finds
+ * no node mixing them: @infer of an MLP or a convnet, not a loss or a train
+ * step) gets mem_chunk = the rows whose workspace, argument and result rows
+ * fill about PLAN_CHUNK_BYTES, printed as `chunk=N`. Its compiled entry
+ * point then runs a batch N rows at a time through one workspace of
+ * mem_fixed + mem_per_sample * N bytes: the intermediate values of a chunk
+ * stay in cache instead of streaming the whole batch's through memory
+ * (at batch 10,000 the convnet's were 1.08 GB), and the planned offsets
+ * hold unchanged for the chunk's batch. With more than one thread the
+ * chunks are the tasks of a parallel loop, each in its thread's own arena
+ * (kiln_pool_scratch). The interpreter runs whole batches, so it checks the
+ * chunked code.
+ *
  * Alignment: fixed offsets are multiples of 64 bytes (a cache line, and
  * mem_fixed is rounded to 64, so the batch part starts on one too). A batch
  * offset is a multiple of 64 for buffers of at least 64 bytes per sample and
@@ -51,6 +64,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Chunks of a function that keeps its rows apart: about this many bytes of
+ * workspace, argument and result rows at a time — an L2 (Zen 3's 512 KB;
+ * measured in bench/RESULTS.md, session 26: 256 KB to 1 MB alike). */
+enum { PLAN_CHUNK_BYTES = 512 << 10 };
 
 typedef struct buffer {
     int64_t size; /* bytes (per sample in the batch part) */
@@ -220,10 +238,31 @@ static void find_lifetimes(planner *P) {
         if (f->results[i]->serial < P->limit) P->last[f->results[i]->serial] = nn;
 }
 
+/* Bytes one row of the batch touches: its workspace, argument and result rows. */
+static int64_t row_bytes(const kiln_func *f) {
+    int64_t bytes = f->mem_per_sample;
+    for (int k = 0; k < f->n_args + f->n_results; k++) {
+        const ir_type *t = k < f->n_args ? &f->args[k]->type : &f->results[k - f->n_args]->type;
+        if (ir_type_batch_axis(t) >= 0)
+            bytes += ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype);
+    }
+    return bytes;
+}
+
+/* Rows per chunk of a function that keeps its rows apart, 0 for the others
+ * (and for one with no workspace per sample: nothing to keep in cache). */
+static int64_t chunk_rows(const kiln_func *f) {
+    if (ir_func_mixes_rows(f) || f->mem_per_sample == 0) return 0;
+    int64_t rows = PLAN_CHUNK_BYTES / row_bytes(f);
+    if (rows < 1) rows = 1;
+    return rows;
+}
+
 kiln_status pass_plan_memory_func(kiln_func *f, kiln_diag *d) {
     ir_func_walk(f, clear_plan, NULL);
     f->planned = false;
     f->mem_err = -1;
+    f->mem_chunk = 0;
     int total = 0, nn = f->n_nodes;
     ir_func_walk(f, count_node, &total);
     planner P = {f, f->m->next_serial, NULL, NULL, NULL, 0};
@@ -266,6 +305,7 @@ kiln_status pass_plan_memory_func(kiln_func *f, kiln_diag *d) {
     }
     f->mem_fixed = round_up(peak[0], 64);
     f->mem_per_sample = round_up(peak[1], 16);
+    f->mem_chunk = chunk_rows(f);
     f->planned = true;
 out:
     ir_free(P.last);

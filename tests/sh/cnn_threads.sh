@@ -11,10 +11,12 @@
 #      tasks do not divide evenly) saves byte-identical checkpoints (weights,
 #      Adam's moments, the step), which differ from the one after 1 step;
 #   2. `kiln eval` of that checkpoint on the 10,000 test images prints the
-#      same loss and accuracy at 1 and 2 threads.
+#      same loss and accuracy at 1 and 2 threads;
+#   3. `kiln predict` of them writes the same bytes at 1, 2 and 3 threads.
 # Usage: cnn_threads.sh KILN BUILD_DIR SOURCE_DIR
 set -euo pipefail
 kiln=$1 src=$3
+data=${KILN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -35,5 +37,14 @@ for name in fashion_cnn fashion_bn_cnn mnist_mlp; do
   done
   grep -q 'loss' "$name.eval1.log" || fail "$name: no loss in: $(cat "$name.eval1.log")"
   cmp "$name.eval1.log" "$name.eval2.log" || fail "$name: eval differs: $(cat "$name.eval1.log" "$name.eval2.log")"
-  echo "$name: 3 steps at 1, 2, 3 threads: identical checkpoints; eval: $(tr '\n' ' ' < "$name.eval1.log")"
+  # predict runs @infer over the 10,000 images in chunks (plan-memory's
+  # chunk=N): in order at 1 thread, as parallel tasks at 2 and 3.
+  for t in 1 2 3; do
+    "$kiln" predict "$model" --load "$name.t1.st" --threads $t \
+      --input "$data/t10k-images-idx3-ubyte.gz" --output "$name.p$t.npy"
+  done
+  for t in 2 3; do
+    cmp "$name.p1.npy" "$name.p$t.npy" || fail "$name: predict at --threads $t differs from 1"
+  done
+  echo "$name: 3 steps at 1, 2, 3 threads: identical checkpoints and predictions; eval: $(tr '\n' ' ' < "$name.eval1.log")"
 done

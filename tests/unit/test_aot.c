@@ -148,6 +148,15 @@ START_TEST(infer_matches_jit) {
                           sum);
         }
     }
+    /* @infer runs 300 rows as chunks (plan-memory's chunk=132): each row as
+     * it is alone, in a batch of 1. */
+    ck_assert_int_eq(l.infer(h, N, x, a), KILN_OK);
+    for (int r = 0; r < N; r++) {
+        ck_assert_int_eq(kiln_model_predict(mo, x + (size_t)r * IN, 1, b, NULL), KILN_OK);
+        char what[64];
+        snprintf(what, sizeof what, "row %d of %d vs alone", r, N);
+        tu_assert_close_at_scale(a + (size_t)r * OUT, b, OUT, 1e-5, what);
+    }
     /* A batch of 1 repeatedly gives the same answer (no state leaks between calls). */
     ck_assert_int_eq(l.infer(h, 1, x + IN, a), KILN_OK);
     ck_assert_int_eq(kiln_model_predict(mo, x + IN, 1, b, NULL), KILN_OK);
@@ -183,6 +192,13 @@ START_TEST(cnn_infer_matches_jit) {
         char what[64];
         snprintf(what, sizeof what, "cnn batch %d: AOT vs JIT", nb);
         tu_assert_close_at_scale(a, b, (int64_t)nb * OUT, 1e-5, what);
+    }
+    /* 130 images run as chunks of 4 (and a ragged 2): each as it is alone. */
+    for (int r = 0; r < N; r++) {
+        ck_assert_int_eq(kiln_model_predict(mo, x + (size_t)r * IN, 1, b, NULL), KILN_OK);
+        char what[64];
+        snprintf(what, sizeof what, "cnn image %d of %d vs alone", r, N);
+        tu_assert_close_at_scale(a + (size_t)r * OUT, b, OUT, 1e-5, what);
     }
     l.destroy(h);
     kiln_model_dispose(mo);

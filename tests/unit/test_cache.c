@@ -470,7 +470,7 @@ END_TEST
 START_TEST(decode_reports_what_is_wrong) {
     cg_cache_key key;
     memset(key.b, 7, sizeof key.b);
-    cg_func_info fi = {"f", "kiln_f", 1, 1, 64, 16, 48, 0, NULL, 0};
+    cg_func_info fi = {.name = "f", .symbol = "kiln_f", .n_args = 1, .n_results = 1, .ws_fixed = 64, .ws_per_sample = 16, .err_fixed = 48};
     cg_module_info mi = {&fi, 1};
     char obj[32] = "not really an object, but bytes";
     char *e;
@@ -605,7 +605,7 @@ START_TEST(two_processes_fill_one_entry) {
     cg_cache_config(&c);
     cg_cache_key key;
     memset(key.b, 0x42, sizeof key.b);
-    cg_func_info fi = {"f", "kiln_f", 1, 1, 64, 16, 48, 0, NULL, 0};
+    cg_func_info fi = {.name = "f", .symbol = "kiln_f", .n_args = 1, .n_results = 1, .ws_fixed = 64, .ws_per_sample = 16, .err_fixed = 48};
     cg_module_info mi = {&fi, 1};
     static char obj[200000];
     for (size_t i = 0; i < sizeof obj; i++) obj[i] = (char)(i * 7);

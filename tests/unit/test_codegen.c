@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codegen/cg.h"
+#include "codegen/pool.h"
 #include "driver/driver.h"
 #include "passes/pass.h"
 #include "testutil.h"
@@ -554,6 +555,45 @@ static bool build_matmul(kiln_module *m, int v, gen *g) {
     return true;
 }
 
+/* matmul_mask(a, b, h): each transpose the backward uses, relu's mask
+ * (alpha 0) and leaky_relu's; the last variant wide (several panels, the
+ * last one masked). h's random signs mask about half the elements. */
+static bool build_matmul_mask(kiln_module *m, int v, gen *g) {
+    if (v > 3) return false;
+    kiln_func *f = kiln_func_create(m, "f");
+    ir_node *in[3];
+    ir_attrs a = ir_attrs_default(IR_OP_matmul_mask);
+    switch (v) {
+    case 0: /* x W, W a parameter */
+        param(m, "w", 2, (int64_t[]){37, 19});
+        in[0] = node_of(f, in2(f, "x", KILN_F32, B, 37));
+        in[1] = gref(m, "w");
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 19));
+        break;
+    case 1: /* dz W^T (the seed step's form), leaky_relu's */
+        in[0] = node_of(f, in2(f, "dz", KILN_F32, B, 37));
+        in[1] = node_of(f, in2(f, "w", KILN_F32, 19, 37));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 19));
+        ir_attrs_set_i(&a, "transpose_b", 1);
+        ir_attrs_set_f(&a, "alpha", 0.3);
+        break;
+    case 2: /* x^T dy over the batch */
+        in[0] = node_of(f, in2(f, "x", KILN_F32, B, 17));
+        in[1] = node_of(f, in2(f, "dy", KILN_F32, B, 23));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, 17, 23));
+        ir_attrs_set_i(&a, "transpose_a", 1);
+        break;
+    default:
+        in[0] = node_of(f, in2(f, "dz", KILN_F32, B, 64));
+        in[1] = node_of(f, in2(f, "w", KILN_F32, 130, 64));
+        in[2] = node_of(f, in2(f, "h", KILN_F32, B, 130));
+        ir_attrs_set_i(&a, "transpose_b", 1);
+        break;
+    }
+    out_node(f, op_node(f, IR_OP_matmul_mask, 3, in, &a));
+    return true;
+}
+
 /* One process: the identity, through the shim's call. */
 static bool build_allreduce_mean(kiln_module *m, int v, gen *g) {
     if (v > 1) return false;
@@ -591,12 +631,14 @@ static bool build_reshape(kiln_module *m, int v, gen *g) {
 }
 
 static bool build_transpose(kiln_module *m, int v, gen *g) {
-    if (v > 1) return false;
+    if (v > 2) return false;
     kiln_func *f = kiln_func_create(m, "f");
     if (v == 0)
         out(f, kiln_transpose(f, in3(f, "x", KILN_F32, B, 5, 7), 3, (int[]){2, 0, 1}));
-    else
+    else if (v == 1)
         out(f, kiln_transpose(f, in2(f, "x", KILN_F32, B, 13), 0, NULL));
+    else /* the batch stays first: rows apart, run in chunks */
+        out(f, kiln_transpose(f, in3(f, "x", KILN_F32, B, 5, 7), 3, (int[]){0, 2, 1}));
     return true;
 }
 
@@ -1015,6 +1057,7 @@ static const codegen_case g_cases[] = {
     {"hard_sigmoid", build_hard_sigmoid},
     {"conv2d_grad_bias", build_conv2d_grad_bias},
     {"pad", build_pad},
+    {"matmul_mask", build_matmul_mask},
 };
 
 static const int64_t g_batches[] = {1, 7, 33, 128};
@@ -1029,11 +1072,13 @@ static kiln_module *planned_module(kiln_module *m) {
 }
 
 /* All variants of one case: unplanned (codegen refuses it: plan-memory
- * places every byte), then planned. */
+ * places every byte), then planned, then, if plan-memory found its rows
+ * independent (mem_chunk), planned with chunks of 3 rows, so every batch
+ * above 3 runs as several chunks and a ragged last one. */
 static void run_case(const codegen_case *cc) {
     int variants = 0;
     for (int v = 0;; v++) {
-        for (int planned = 0; planned < 2; planned++) {
+        for (int planned = 0; planned < 3; planned++) {
             kiln_module *m = kiln_module_create("t");
             gen g = {-2, 2, -5, 5, false};
             if (!cc->build(m, v, &g)) {
@@ -1054,16 +1099,32 @@ static void run_case(const codegen_case *cc) {
             }
             ck_assert_msg(pass_run_pipeline(m, "plan-memory", NULL, d) == KILN_OK,
                           "%s/%d: plan-memory: %s", cc->op, v, kiln_diag_message(d));
+            if (planned == 2) {
+                kiln_func *f = kiln_module_func(m, "f");
+                if (!f->mem_chunk) {
+                    kiln_diag_dispose(d);
+                    kiln_module_dispose(m);
+                    continue;
+                }
+                f->mem_chunk = 3;
+            }
             kiln_status st = cg_jit_compile(m, NULL, &p, d);
             ck_assert_msg(st == KILN_OK, "%s/%d: %s", cc->op, v, kiln_diag_message(d));
-            for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
-                char where[96];
-                double e = diff_run(m, "f", p, g_batches[bi], 1000 + (uint64_t)bi, &g, where,
-                                    sizeof where);
-                ck_assert_msg(e <= 1, "%s variant %d%s, batch %lld: %s differs, %g x tolerance",
-                              cc->op, v, planned ? " (planned)" : "", (long long)g_batches[bi],
-                              where, e);
+            /* Chunks run in order at 1 thread, as parallel tasks at 2. */
+            for (int threads = 1; threads <= (planned == 2 ? 2 : 1); threads++) {
+                kiln_pool_set_threads(threads);
+                for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
+                    char where[96];
+                    double e = diff_run(m, "f", p, g_batches[bi], 1000 + (uint64_t)bi, &g, where,
+                                        sizeof where);
+                    ck_assert_msg(e <= 1,
+                                  "%s variant %d%s, batch %lld, %d thread(s): %s differs, %g x "
+                                  "tolerance",
+                                  cc->op, v, planned == 2 ? " (in chunks of 3)" : " (planned)",
+                                  (long long)g_batches[bi], threads, where, e);
+                }
             }
+            kiln_pool_set_threads(1);
             cg_program_dispose(p);
             kiln_diag_dispose(d);
             kiln_module_dispose(m);
@@ -1104,6 +1165,30 @@ END_TEST
 
 START_TEST(test_op_differential) {
     run_case(&g_cases[_i]);
+}
+END_TEST
+
+/* Every op that keeps batch rows apart (IR_FACT_ROWWISE) has a case that
+ * plan-memory chunks, so run_case checks it in chunks against the
+ * interpreter (which runs whole batches). */
+START_TEST(test_rowwise_ops_chunked) {
+    for (int op = IR_FIRST_OP; op < IR_NUM_OPCODES; op++) {
+        if (!ir_op_has(op, IR_FACT_ROWWISE)) continue;
+        int chunked = 0;
+        for (size_t i = 0; i < KILN_ARRAY_LEN(g_cases); i++) {
+            if (strcmp(g_cases[i].op, ir_op_name(op))) continue;
+            for (int v = 0;; v++) {
+                kiln_module *m = kiln_module_create("t");
+                gen g = {-2, 2, -5, 5, false};
+                bool built = g_cases[i].build(m, v, &g);
+                if (built) chunked += planned_module(m) && kiln_module_func(m, "f")->mem_chunk > 0;
+                kiln_module_dispose(m);
+                if (!built) break;
+            }
+        }
+        ck_assert_msg(chunked > 0, "op '%s' (rowwise) has no case that runs in chunks",
+                      ir_op_name(op));
+    }
 }
 END_TEST
 
@@ -1495,22 +1580,29 @@ START_TEST(test_program_api) {
 }
 END_TEST
 
-/* The figures `kiln dump` prints for @name: mem(fixed=F, per_sample=P. */
-static void dumped_mem(const char *dump, const char *name, int64_t *fixed, int64_t *ps) {
+/* The figures `kiln dump` prints for @name: mem(fixed=F, per_sample=P, and
+ * chunk=C if it runs its batch in chunks (else *chunk = 0). */
+static void dumped_mem(const char *dump, const char *name, int64_t *fixed, int64_t *ps,
+                       int64_t *chunk) {
     char head[64];
     snprintf(head, sizeof head, "func @%s(", name);
     const char *at = strstr(dump, head);
     ck_assert_msg(at != NULL, "no %s in the dump", head);
+    const char *eol = strchr(at, '\n');
     const char *mem = strstr(at, " mem(fixed=");
-    ck_assert_msg(mem && mem < strchr(at, '\n'), "@%s is not planned", name);
-    long long a, b;
+    ck_assert_msg(mem && mem < eol, "@%s is not planned", name);
+    long long a, b, c = 0;
     ck_assert_int_eq(sscanf(mem, " mem(fixed=%lld, per_sample=%lld", &a, &b), 2);
+    const char *ch = strstr(mem, "chunk=");
+    if (ch && ch < eol) ck_assert_int_eq(sscanf(ch, "chunk=%lld", &c), 1);
     *fixed = a;
     *ps = b;
+    *chunk = c;
 }
 
 /* One memory owner: the seed model's workspace, as the JIT allocates it,
- * is what the dump of its plan says, byte for byte. */
+ * is what the dump of its plan says, byte for byte: @infer runs in chunks
+ * (its rows are independent), @train_step and @loss reduce over the batch. */
 START_TEST(test_seed_workspace_is_the_plan) {
     kiln_module *m = NULL;
     kiln_diag *d = kiln_diag_create();
@@ -1524,15 +1616,20 @@ START_TEST(test_seed_workspace_is_the_plan) {
     char *dump = ir_sb_take(&sb);
     static const char *fns[] = {"train_step", "loss", "infer"};
     for (size_t i = 0; i < KILN_ARRAY_LEN(fns); i++) {
-        int64_t fixed, ps;
-        dumped_mem(dump, fns[i], &fixed, &ps);
+        int64_t fixed, ps, chunk;
+        dumped_mem(dump, fns[i], &fixed, &ps, &chunk);
         ck_assert_int_gt(ps, 0);
-        for (int64_t b = 1; b <= 128; b += 127)
-            ck_assert_msg(cg_program_workspace_bytes(r.program, fns[i], b) == fixed + ps * b,
+        bool infer = strcmp(fns[i], "infer") == 0;
+        ck_assert_msg(infer ? chunk > 1 : chunk == 0, "@%s: chunk=%lld", fns[i],
+                      (long long)chunk);
+        for (int64_t b = 1; b <= 10000; b = b * 127 + 1) {
+            int64_t rows = chunk > 0 && b > chunk ? chunk : b;
+            ck_assert_msg(cg_program_workspace_bytes(r.program, fns[i], b) == fixed + ps * rows,
                           "@%s at batch %lld: the JIT allocates %lld bytes, the plan says %lld",
                           fns[i], (long long)b,
                           (long long)cg_program_workspace_bytes(r.program, fns[i], b),
-                          (long long)(fixed + ps * b));
+                          (long long)(fixed + ps * rows));
+        }
     }
     ir_free(dump);
     cg_program_dispose(r.program);
@@ -1656,6 +1753,7 @@ static Suite *codegen_suite(void) {
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_every_op_covered);
+    tcase_add_test(tc, test_rowwise_ops_chunked);
     tcase_add_loop_test(tc, test_op_differential, 0, (int)KILN_ARRAY_LEN(g_cases));
     tcase_add_test(tc, test_conv2d_widths);
     suite_add_tcase(s, tc);

@@ -3,7 +3,8 @@
  * double-precision product: every transpose, ragged M, N, K (1 to 300, and
  * past one K block; M <= 6: transposed B's dot-product path), each vector
  * width (4: portable, 8: AVX2, 16: AVX-512),
- * the fused dense epilogue (bias and each activation), dynamic M and K;
+ * the fused dense epilogue (bias and each activation), matmul_mask's
+ * (relu's and leaky_relu's derivative at the store), dynamic M and K;
  * on 1 and 2 threads of Kiln's pool, bit-identical.
  */
 #include <check.h>
@@ -54,9 +55,11 @@ static const char *const g_acts[] = {"none", "relu", "sigmoid", "tanh"};
 
 /* f0..f3: matmul nn, tn (K the batch), nt, tt (all static); f4: dense with
  * activation `act` (M the batch); f5: nt with M static (one path of the
- * kernel: dot products for M <= 6, packed above). */
+ * kernel: dot products for M <= 6, packed above); f6, f7: matmul_mask nt
+ * (the backward's dz W^T, relu's mask) and nn (leaky_relu's, alpha 0.25),
+ * M the batch. */
 static char *module_text(shape s, const char *act) {
-    static char buf[4096];
+    static char buf[6144];
     int M = s.M, N = s.N, K = s.K;
     snprintf(buf, sizeof buf,
              "module @g\n"
@@ -72,13 +75,20 @@ static char *module_text(shape s, const char *act) {
              "func @f4(%%a : f32[?,%d], %%b : f32[%d,%d], %%c : f32[%d]) -> f32[?,%d] {\n"
              "  %%0 = dense(%%a, %%b, %%c) {activation=%s} : f32[?,%d]\n  return %%0\n}\n"
              "func @f5(%%a : f32[%d,%d], %%b : f32[%d,%d]) -> f32[%d,%d] {\n"
-             "  %%0 = matmul(%%a, %%b) {transpose_b=true} : f32[%d,%d]\n  return %%0\n}\n",
+             "  %%0 = matmul(%%a, %%b) {transpose_b=true} : f32[%d,%d]\n  return %%0\n}\n"
+             "func @f6(%%a : f32[?,%d], %%b : f32[%d,%d], %%h : f32[?,%d]) -> f32[?,%d] {\n"
+             "  %%0 = matmul_mask(%%a, %%b, %%h) {transpose_b=true} : f32[?,%d]\n"
+             "  return %%0\n}\n"
+             "func @f7(%%a : f32[?,%d], %%b : f32[%d,%d], %%h : f32[?,%d]) -> f32[?,%d] {\n"
+             "  %%0 = matmul_mask(%%a, %%b, %%h) {alpha=0.25} : f32[?,%d]\n  return %%0\n}\n",
              K, K, N, N, N,               /* f0 */
              M, N, M, N, M, N,            /* f1 */
              K, N, K, N, N,               /* f2 */
              K, M, N, K, M, N, M, N,      /* f3 */
              K, K, N, N, N, act, N,       /* f4 */
-             M, K, N, K, M, N, M, N);     /* f5 */
+             M, K, N, K, M, N, M, N,      /* f5 */
+             K, N, K, N, N, N,            /* f6 */
+             K, K, N, N, N, N);           /* f7 */
     if (!strcmp(act, "none")) {
         /* dense without an activation attribute */
         char *p = strstr(buf, " {activation=none}");
@@ -96,9 +106,10 @@ static float *rnd(size_t n, unsigned *seed) {
     return p;
 }
 
-/* C = op(A) op(B) (+ bias, act) in double; A element (i,k), B element (k,j). */
+/* C = op(A) op(B) (+ bias, act; or masked by H: alpha) in double; A
+ * element (i,k), B element (k,j). */
 static void reference(int ta, int tb, shape s, const float *A, const float *B, const float *bias,
-                      const char *act, double *C, double *mag) {
+                      const char *act, const float *H, double alpha, double *C, double *mag) {
     for (int i = 0; i < s.M; i++)
         for (int j = 0; j < s.N; j++) {
             double acc = 0, m = 0;
@@ -115,6 +126,7 @@ static void reference(int ta, int tb, shape s, const float *A, const float *B, c
                 if (!strcmp(act, "sigmoid")) acc = 1 / (1 + exp(-acc));
                 if (!strcmp(act, "tanh")) acc = tanh(acc);
             }
+            if (H && !(H[(size_t)i * s.N + j] > 0)) acc *= alpha;
             C[(size_t)i * s.N + j] = acc;
             mag[(size_t)i * s.N + j] = m;
         }
@@ -134,13 +146,14 @@ static void check_shape(shape s, int width, const char *act) {
     unsigned seed = (unsigned)(s.M * 131 + s.N * 17 + s.K + width);
     size_t mk = (size_t)s.M * s.K, kn = (size_t)s.K * s.N, mn = (size_t)s.M * s.N;
     float *A = rnd(mk, &seed), *B = rnd(kn, &seed), *bias = rnd((size_t)s.N, &seed);
+    float *H = rnd(mn, &seed); /* about half of it <= 0 */
     float *C = malloc(mn * sizeof(float) + 4), *C2 = malloc(mn * sizeof(float) + 4);
     double *R = malloc(mn * sizeof(double) + 8), *mag = malloc(mn * sizeof(double) + 8);
-    for (int f = 0; f < 6; f++) {
-        int ta = f == 1 || f == 3, tb = f == 2 || f == 3 || f == 5;
+    for (int f = 0; f < 8; f++) {
+        int ta = f == 1 || f == 3, tb = f == 2 || f == 3 || f == 5 || f == 6;
         int64_t batch = f == 1 ? s.K : f == 3 ? 1 : s.M;
         char name[4] = {'f', (char)('0' + f), 0};
-        void *args[3] = {A, B, bias}, *res[1] = {C};
+        void *args[3] = {A, B, f >= 6 ? H : bias}, *res[1] = {C};
         /* 2 threads, then 1: the same bits (each tile is one thread's). */
         ck_assert_int_eq(kiln_pool_set_threads(2), 2);
         for (size_t i = 0; i < mn; i++) C[i] = NAN; /* beta 0: never read */
@@ -154,7 +167,8 @@ static void check_shape(shape s, int width, const char *act) {
         ck_assert_msg(memcmp(C, C2, mn * sizeof(float)) == 0,
                       "%s M=%d N=%d K=%d width %d: 1 and 2 threads differ", name, s.M, s.N, s.K,
                       width);
-        reference(ta, tb, s, A, B, f == 4 ? bias : NULL, act, R, mag);
+        reference(ta, tb, s, A, B, f == 4 ? bias : NULL, act, f >= 6 ? H : NULL,
+                  f == 7 ? 0.25 : 0.0, R, mag);
         for (size_t i = 0; i < mn; i++) {
             double tol = 1e-5 * (mag[i] + 1);
             ck_assert_msg(fabs(C[i] - R[i]) <= tol,
@@ -166,6 +180,7 @@ static void check_shape(shape s, int width, const char *act) {
     free(A);
     free(B);
     free(bias);
+    free(H);
     free(C);
     free(C2);
     free(R);

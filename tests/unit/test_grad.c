@@ -516,6 +516,16 @@ BUILD(b_maxpool_pads, padded(f, IR_OP_max_pool2d, x, 2, (const int64_t[]){1, 1, 
 BUILD(b_conv_relu_maxpool, pool2d(f, IR_OP_max_pool2d, conv(f, x, 1, 1, 0, KILN_ACT_RELU), 2, 2, 0))
 BUILD(b_avgpool_pads, padded(f, IR_OP_avg_pool2d, x, 1, (const int64_t[]){2, 0, 1, 1}))
 
+/* matmul_mask(a, b, h) with transpose_b and alpha (0: relu's mask). */
+static kiln_value matmul_mask(kiln_func *f, const kiln_value *x, bool tb, double alpha) {
+    ir_attrs a = ir_attrs_default(IR_OP_matmul_mask);
+    ir_attrs_set_i(&a, "transpose_b", tb);
+    ir_attrs_set_f(&a, "alpha", alpha);
+    return internal_op(f, IR_OP_matmul_mask, 3, x, &a);
+}
+BUILD(b_matmul_mask, matmul_mask(f, x, false, 0))
+BUILD(b_matmul_mask_leaky_tb, matmul_mask(f, x, true, 0.2))
+
 /* The finite-difference step: large enough that the f32 loss's rounding
  * noise is well under 1% of the loss rows' gradients, small enough that the
  * O(eps^2) truncation stays under 2e-3 relative (G_POS keeps x >= 0.5, so
@@ -691,6 +701,11 @@ static const gcase g_cases[] = {
     {"pad", "[?,3,4] edge", b_pad_edge, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
     {"pad", "[?,3,4] reflect and cropped", b_pad_reflect_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
     {"pad", "[?,3,4] edge and cropped", b_pad_edge_crop, 1, {F_(G_ANY, 3, Q, 3, 4)}, EPS},
+    /* the mask h away from 0: no step crosses it (its gradient is zero) */
+    {"matmul_mask", "[?,4] . [4,3], relu's mask", b_matmul_mask, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 4, 3), F_(G_AWAY0, 2, Q, 3)}, EPS},
+    {"matmul_mask", "[?,4] . [3,4]^T, leaky_relu's mask", b_matmul_mask_leaky_tb, 3,
+     {F_(G_ANY, 2, Q, 4), F_(G_ANY, 2, 3, 4), F_(G_AWAY0, 2, Q, 3)}, EPS},
 };
 /* clang-format on */
 

@@ -450,6 +450,15 @@ static const icase g_cases[] = {
     /* edge (PyTorch's replicate) 1 ahead, 2 behind, the first cropped on the other axis */
     {.op = IR_OP_pad, "pad edge", F1("pad(%x) {before=[-1,1], after=[0,2], mode=edge}", "f32[2,2]", "f32[1,5]"),
      1, {V(1, 2, 3, 4)}, {V(3, 3, 4, 4, 4)}},
+    /* x y = [58, 64, 139, 154] (the matmul cases'), kept where z > 0: 0 and
+     * -2 mask to 0, NaN too; alpha 0.5 halves what it masks instead */
+    {.op = IR_OP_matmul_mask, "matmul_mask relu'",
+     F3("matmul_mask(%x, %y, %z)", "f32[2,3]", "f32[3,2]", "f32[2,2]", "f32[2,2]"), 1,
+     {X23, V(7, 8, 9, 10, 11, 12), V(1, 0, -2, 5)}, {V(58, 0, 0, 154)}},
+    {.op = IR_OP_matmul_mask, "matmul_mask leaky_relu', transpose_b, batch 2",
+     F3("matmul_mask(%x, %y, %z) {transpose_b=true, alpha=0.5}", "f32[?,3]", "f32[2,3]",
+        "f32[?,2]", "f32[?,2]"),
+     2, {X23, V(7, 9, 11, 8, 10, 12), V(1, -1, NAN, 3)}, {V(58, 32, 69.5, 154)}},
 };
 /* clang-format on */
 /* ----------------------------------------------------------- the runner */

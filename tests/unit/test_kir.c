@@ -516,6 +516,13 @@ static const bad_case g_bad[] = {
     /* 43 */
     {"module @m\nparam @w : f32[?,2] = zeros\n",
      "bad.kir:2:12: error: parameters and state need static dimensions", KILN_ERR_SHAPE},
+    /* 44: chunks of a function that mixes the batch's rows */
+    {"module @m\nfunc @f(%x : f32[?,2]) -> f32[?,2] mem(fixed=64, per_sample=16, err=0, "
+     "chunk=4) {\n  %0 = softmax(%x) {axis=0} : f32[?,2] mem(b:0)\n  return %0\n}\n",
+     "bad.kir:2:6: error: @f: chunk=4, but softmax mixes the rows of the batch", KILN_ERR_INVALID},
+    /* 45 */
+    {"module @m\nfunc @f(%x : f32[?,2]) -> f32[?,2] mem(fixed=64, per_sample=16, chunk=0) {\n",
+     "bad.kir:2:71: error: chunk of 0 rows must be in [1, 2^31)", KILN_ERR_INVALID},
 };
 
 static void check_bad(int i, const char *text, size_t len) {
@@ -587,7 +594,7 @@ START_TEST(test_load) {
     kiln_module *m = NULL;
     kiln_diag *d = kiln_diag_create();
     ck_assert_int_eq(kiln_module_load(tu_src_path("tests/data/every_op.kir"), &m, d), KILN_OK);
-    ck_assert_int_eq(m->n_funcs, 9); /* + @conv (issue 14), @keras_acts (issue 15), @pads (16) */
+    ck_assert_int_eq(m->n_funcs, 10); /* + @conv, @keras_acts, @pads, @masked (issues 14-18) */
     ck_assert_int_eq(m->n_globals, 11);
     kiln_module_dispose(m);
     ck_assert_int_eq(kiln_module_load("/nonexistent/x.kir", &m, d), KILN_ERR_IO);

@@ -463,6 +463,46 @@ START_TEST(conv_fused_train_step_equals_unfused) {
 }
 END_TEST
 
+/* ---------------------------------------------------- fuse-matmul-mask */
+
+/* Dense layers with relu and leaky_relu: the backward masks three products. */
+static const char g_mask_src[] =
+    "model m\ninput x : f32[?, 6]\nlabel y : f32[?, 3]\n"
+    "a = dense(x, 5, activation=relu)\nb = dense(a, 4, activation=leaky_relu)\n"
+    "c = dense(b, 4, activation=relu)\np = dense(c, 3, activation=softmax)\n"
+    "output p\nloss categorical_crossentropy(p, y)\ntrain {\n  optimizer = adam(lr=0.01)\n}\n";
+
+/* The train pipeline with and without fuse-matmul-mask: the same bits on
+ * the interpreter (matmul_mask's kernel is matmul's, then select's
+ * choice), loss, metrics and every parameter and slot after a step. */
+START_TEST(matmul_mask_train_step_equals_unfused) {
+    kiln_module *a = parsed(g_mask_src), *b = parsed(g_mask_src);
+    const char *train = pass_pipeline_named("train"), *at = strstr(train, "fuse-matmul-mask,");
+    ck_assert_ptr_nonnull(at);
+    char unfused[512];
+    snprintf(unfused, sizeof unfused, "%.*s%s", (int)(at - train), train,
+             at + strlen("fuse-matmul-mask,"));
+    run_passes(a, unfused);
+    run_passes(b, train);
+    const kiln_func *fa = kiln_module_func(a, "train_step"), *fb_ = kiln_module_func(b, "train_step");
+    ck_assert_int_eq(count_op(fa, IR_OP_matmul_mask), 0);
+    ck_assert_int_eq(count_op(fb_, IR_OP_matmul_mask), 3);
+    /* c's relu, b's leaky_relu (alpha 0.2, the model files' default), a's relu */
+    const double alphas[3] = {0, 0.2, 0};
+    int k = 0;
+    for (int i = 0; i < fb_->n_nodes; i++)
+        if (fb_->nodes[i]->op == IR_OP_matmul_mask) {
+            ck_assert(ir_attr_i(fb_->nodes[i], "transpose_b"));
+            ck_assert_msg(fabs(ir_attr_f(fb_->nodes[i], "alpha") - alphas[k]) < 1e-7,
+                          "mask %d: alpha %g", k, ir_attr_f(fb_->nodes[i], "alpha"));
+            k++;
+        }
+    for (int64_t batch = 1; batch <= 9; batch += 8) assert_same_run(a, b, "train_step", batch, 0);
+    kiln_module_dispose(a);
+    kiln_module_dispose(b);
+}
+END_TEST
+
 /* ----------------------------------------------------- fuse-softmax-ce */
 
 /* loss(z, y) with one of three spellings of softmax cross-entropy. */
@@ -1595,6 +1635,7 @@ static Suite *suite(void) {
     tcase_add_test(t, dense_does_not_fuse);
     tcase_add_test(t, conv_fuses_each_activation);
     tcase_add_test(t, conv_fused_train_step_equals_unfused);
+    tcase_add_test(t, matmul_mask_train_step_equals_unfused);
     tcase_add_test(t, softmax_ce_fuses);
     tcase_add_test(t, softmax_ce_does_not_fuse);
     tcase_add_test(t, softmax_ce_stable_for_large_logits);
