@@ -128,9 +128,10 @@ static kiln_status hash_start(cg_sha256 *h, const cg_options *o, const char *bui
     hash_str(h, "build", build);
     hash_str(h, "llvm", LLVM_VERSION_STRING);
     /* Bumped whenever codegen emits other code for the same IR (between
-     * releases too): 2 = identical loops shared (outline.c). Only matters
-     * for builds without a build-id (the key then has the version). */
-    hash_str(h, "codegen", "2");
+     * releases too): 2 = identical loops shared (outline.c); 3 = conv2d
+     * direct in registers (lower_conv.c). Only matters for builds without
+     * a build-id (the key then has the version). */
+    hash_str(h, "codegen", "3");
     hash_str(h, "triple", triple);
     hash_str(h, "cpu", cpu);
     hash_str(h, "features", features);

@@ -876,3 +876,10 @@ LLVMValueRef cg_gemm_mask(cg_ctx *c, LLVMValueRef y, LLVMValueRef h, double alph
                                    : cg_fc(c, t, 0.0);
     return LLVMBuildSelect(c->b, above, y, rest, "");
 }
+
+/* Code of the main module written for cg_gemm_width's lanes (lower_conv.c's
+ * direct convolution): its function gets the host's features where the
+ * kernels' do, so 16 lanes are AVX-512 registers, not pairs of ymm. */
+void cg_gemm_wide_fn(cg_ctx *c, LLVMValueRef fn, int W) {
+    wide_features(c, fn, W);
+}

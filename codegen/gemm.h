@@ -82,4 +82,9 @@ int cg_gemm_width(const cg_options *o, const char *features);
  * "GEMM backends" (Kiln's kernel for every GEMM). */
 bool cg_gemm_use_kiln(const cg_options *o);
 
+/* Gives fn, a function of c's module written for W lanes (cg_gemm_width),
+ * the host's features where Kiln's kernels get them (W == 16 on an AVX-512
+ * host whose module targets AVX2, emit.c); else nothing. */
+void cg_gemm_wide_fn(cg_ctx *c, LLVMValueRef fn, int W);
+
 #endif

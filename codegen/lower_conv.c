@@ -2,14 +2,17 @@
  * lower_conv.c — conv2d, its input and filter gradients, and 2-D pooling
  * (ir/conv.c has the geometry and the interpreter's kernels).
  *
- * conv2d and its gradients: im2col + sgemm (cg_sgemm) over chunks of
- * output pixels wherever the column buffer fits (below), otherwise, and for
- * pooling, direct loops over NHWC: for every output pixel, only the window taps that
- * fall inside the image are visited (their range is computed, not tested
- * tap by tap), and the innermost loop runs over contiguous channels in
- * explicit 8-wide vectors (cg_row_loop): out-channels for the convolution
- * and its filter gradient, a dot product over out-channels for the input
- * gradient, channels for pooling.
+ * conv2d: a direct convolution in registers, vectorized over the output
+ * channels, bias and activation applied before the store ("direct, in
+ * registers" below: no column buffer; it beat im2col + Kiln's GEMM at every
+ * shape measured, bench/RESULTS.md). Its gradients: im2col + sgemm
+ * (cg_sgemm) over chunks of output pixels wherever the column buffer fits
+ * (below), otherwise, and for pooling, direct loops over NHWC: for every
+ * output pixel, only the window taps that fall inside the image are visited
+ * (their range is computed, not tested tap by tap), and the innermost loop
+ * runs over contiguous channels in explicit 8-wide vectors (cg_row_loop):
+ * a dot product over out-channels for the input gradient, out-channels for
+ * the filter gradient, channels for pooling.
  */
 #include "codegen/lower.h"
 #include "codegen/gemm.h"
@@ -119,47 +122,11 @@ static LLVMValueRef dot_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
                          cg_loadv(c, c->t_f32, w, r->dst, j), "");
 }
 
-/* acc[j] = act(acc[j] + src[j]) (src: the bias) */
-static LLVMValueRef bias_body(cg_ctx *c, void *v, LLVMValueRef j, int w) {
-    row *r = v;
-    LLVMValueRef y = LLVMBuildFAdd(c->b, cg_loadv(c, c->t_f32, w, r->acc, j),
-                                   cg_loadv(c, c->t_f32, w, r->src, j), "");
-    if (r->act) y = r->act(c, r->n, &y);
-    cg_storev(c, y, w, r->acc, j);
-    return NULL;
-}
-
 static LLVMValueRef at(cg_ctx *c, LLVMValueRef p, LLVMValueRef off) {
     return cg_gep(c, c->t_f32, p, off);
 }
 
 /* --------------------------------------------------------------- conv2d */
-
-static kiln_status direct_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
-    win_loops w;
-    ir_win_of(n, &w.g);
-    w.b0 = w.b1 = NULL;
-    LLVMValueRef x = cg_cast_ptr(c, in[0], c->t_f32), k = cg_cast_ptr(c, in[1], c->t_f32);
-    LLVMValueRef y = cg_cast_ptr(c, out, c->t_f32);
-    LLVMValueRef co = cg_i64(c, w.g.co);
-    zero(c, out, &n->type);
-    pixels_begin(c, &w);
-    row r = {at(c, y, w.yoff), NULL, NULL, NULL, n, NULL, CG_RED_NONE};
-    taps_begin(c, &w);
-    cg_loop lc;
-    LLVMValueRef ci = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, w.g.c), 1);
-    r.s = cg_load(c, c->t_f32, x, add(c, w.xoff, ci));
-    r.src = at(c, k, add(c, w.koff, mul(c, ci, co)));
-    cg_row_loop(c, co, CG_RED_NONE, axpy_body, &r);
-    cg_loop_end(c, &lc, NULL);
-    taps_end(c, &w);
-    int act = (int)ir_attr_i(n, "activation");
-    r.act = act ? cg_scalar_lowering(act) : NULL;
-    r.src = cg_cast_ptr(c, in[2], c->t_f32);
-    cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
-    pixels_end(c, &w);
-    return KILN_OK;
-}
 
 /* dx[pixel][ci] += dz[out pixel] · K[tap][ci][:] */
 static kiln_status direct_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
@@ -225,15 +192,11 @@ static void zero_images(cg_ctx *c, const cg_task *k, LLVMValueRef p, const ir_ty
 }
 
 /* ------------------------------------------------------ im2col + sgemm
- * The convolution as matrix products over the M = batch·oh·ow output
- * pixels, in the tasks above: each task walks its images' pixels in chunks
- * whose columns (each pixel's kh·kw·in inputs, zeros where the window
- * leaves the image) are gathered into its slot's buffer (ir/conv.h sizes
- * the chunk so that columns and output tile fit in L2 together), then
- *   forward       out[rows, co]  = col[rows, K] · kernel[K, co]   (+ bias, act)
- * where the epilogue (bias, then the fused activation of fuse-conv-act) is
- * the GEMM's own with Kiln's kernels (applied in registers), or with
- * OpenBLAS a pass over the tile the GEMM has just written, while hot;
+ * The convolution's gradients as matrix products over the M = batch·oh·ow
+ * output pixels, in the tasks above: each task walks its images' pixels in
+ * chunks whose columns (each pixel's kh·kw·in inputs, zeros where the
+ * window leaves the image) are gathered into its slot's buffer (ir/conv.h
+ * sizes the chunk so that columns and output tile fit in L2 together), then
  *   input grad    col[rows, K]   = dz[rows, co] · kernel^T, scattered into dx
  *                 (a task's images only: tasks write disjoint pixels of dx)
  *   filter grad   part[K, co]   += col^T · dz[rows, co]    (the task's slot)
@@ -298,34 +261,170 @@ static void im2col_rows(cg_ctx *c, im2col *m, LLVMValueRef x, bool gather) {
     cg_loop_end(c, &l, NULL);
 }
 
-static kiln_status gemm_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out,
-                               const LLVMValueRef *in) {
-    im2col m;
-    cg_task k;
-    im2col_init(&m, n);
-    LLVMValueRef ptrs[5] = {cg_node_ws(c, n), in[0], in[1], in[2], out};
-    cg_task_begin(c, &k, CG_TASKS_UPTO, m.g.n, 5, ptrs);
-    LLVMValueRef x = k.p[1], kern = k.p[2], bias = k.p[3], y = k.p[4];
-    chunks_begin(c, &m, &k);
-    im2col_rows(c, &m, x, true);
-    LLVMValueRef co = cg_i64(c, m.g.co), K = cg_i64(c, m.K);
-    LLVMValueRef yc = at(c, y, mul(c, m.r0, co));
-    int act = (int)ir_attr_i(n, "activation");
-    if (cg_gemm_use_kiln(c->o)) {
-        cg_gemm_call g = {.M = m.rows, .N = co, .K = K, .A = m.buf, .lda = K, .B = kern,
-                          .ldb = co, .C = yc, .ldc = co, .beta = 0.0, .bias = bias,
-                          .act_node = n, .act = act};
-        cg_gemm_kiln(c, &g);
-    } else {
-        cg_sgemm(c, false, false, m.rows, co, K, m.buf, K, kern, co, 0.0, yc, co);
-        row r = {NULL, bias, NULL, NULL, n, act ? cg_scalar_lowering(act) : NULL, CG_RED_NONE};
-        cg_loop l;
-        LLVMValueRef i = cg_loop_begin(c, &l, cg_i64(c, 0), m.rows, 1);
-        r.acc = at(c, yc, mul(c, i, co));
-        cg_row_loop(c, co, CG_RED_NONE, bias_body, &r);
-        cg_loop_end(c, &l, NULL);
+/* ------------------------------------------- direct, in registers
+ * conv2d's forward. im2col + GEMM copied every window into a column buffer
+ * (a float per tap with one input channel) before a GEMM whose K = kh·kw·in
+ * (9 for a 3x3 kernel on one channel) was too short to pay for its tiles;
+ * here the GEMM's register tile reads the image in place (implicit GEMM,
+ * the kernel unpacked: a row of co floats per tap and input channel). Per
+ * output row, blocks of P adjacent output pixels times G vectors of W
+ * output channels are accumulated in registers:
+ *
+ *   for each image (tasks), output row oy, block of pixels, group of vectors:
+ *     acc[p][v] = 0
+ *     for ky in the taps inside the image (tap_range, at run time)
+ *       for kx, ci (unrolled; ci a loop above UNROLL_IN input channels)
+ *         acc[p][v] += x[iy, ix(p, kx), ci] · kernel[ky, kx, ci, v]
+ *     y[oy, ox0 + p, v] = act(acc[p][v] + bias[v])
+ *
+ * The columns are known at compile time, so the blocks whose windows leave
+ * the image at the left or right are emitted one by one with their outside
+ * taps left out; the blocks in between share one loop. The epilogue (bias,
+ * the activation fused by fuse-conv-act) is applied in registers. */
+enum { UNROLL_IN = 4 };
+
+typedef struct dconv {
+    ir_win g;
+    int W, G, P, nvec;              /* lanes, vectors a group, pixels a block, vectors of co */
+    LLVMValueRef x, k, bias, y;     /* f32* */
+    LLVMValueRef b, oy, by, lo, hi; /* image, output row, its top input row, taps [lo, hi) */
+    const ir_node *n;
+    cg_scalar_fn act;
+} dconv;
+
+/* Lanes of vector v of the output channels. */
+static int dconv_lanes(const dconv *d, int v) {
+    int64_t left = d->g.co - (int64_t)v * d->W;
+    return (int)(left < d->W ? left : d->W);
+}
+
+/* Whether tap kx of output column ox lies inside the image (ox < 0: a
+ * column of the shared loop, where all taps do). */
+static bool dconv_tap_in(const dconv *d, int64_t ox, int64_t kx) {
+    if (ox < 0) return true;
+    int64_t ix = ox * d->g.sw - d->g.pl + kx * d->g.dw;
+    return ix >= 0 && ix < d->g.w;
+}
+
+/* acc[p·G + v] += x(pixel p, tap kx, ci) · kernel[ky, kx, ci, v0 + v]:
+ * one ci, or (ci == NULL) a loop over all of them. */
+static void dconv_taps(cg_ctx *c, const dconv *d, LLVMValueRef *acc, int np, int v0, int nv,
+                       LLVMValueRef ox0, int64_t sox0, LLVMValueRef row, LLVMValueRef kbase,
+                       int64_t kx) {
+    const ir_win *g = &d->g;
+    int nacc = np * nv;
+    cg_loop lc;
+    LLVMValueRef ci;
+    bool loop = g->c > UNROLL_IN;
+    for (int64_t cs = 0; cs < (loop ? 1 : g->c); cs++) {
+        if (loop) {
+            ci = cg_loop_begin(c, &lc, cg_i64(c, 0), cg_i64(c, g->c), 1);
+            for (int a = 0; a < nacc; a++) acc[a] = cg_loop_phi(c, &lc, acc[a]);
+        } else {
+            ci = cg_i64(c, cs);
+        }
+        LLVMValueRef wv[4];
+        LLVMValueRef koff =
+            add(c, kbase, mul(c, add(c, cg_i64(c, kx * g->c), ci), cg_i64(c, g->co)));
+        for (int v = 0; v < nv; v++)
+            wv[v] = cg_loadv(c, c->t_f32, dconv_lanes(d, v0 + v), d->k,
+                             add(c, koff, cg_i64(c, (int64_t)(v0 + v) * d->W)));
+        for (int p = 0; p < np; p++) {
+            if (!dconv_tap_in(d, sox0 < 0 ? -1 : sox0 + p, kx)) continue;
+            LLVMValueRef ix = cg_i64(c, (int64_t)p * g->sw - g->pl + kx * g->dw);
+            ix = add(c, mul(c, ox0, cg_i64(c, g->sw)), ix);
+            LLVMValueRef xs =
+                cg_load(c, c->t_f32, d->x, add(c, mul(c, add(c, row, ix), cg_i64(c, g->c)), ci));
+            for (int v = 0; v < nv; v++) {
+                int lanes = dconv_lanes(d, v0 + v);
+                acc[p * nv + v] = cg_fma(c, cg_splat(c, xs, lanes), wv[v], acc[p * nv + v]);
+            }
+        }
+        if (loop) {
+            cg_loop_end(c, &lc, acc);
+            for (int a = 0; a < nacc; a++) acc[a] = lc.exits[a];
+        }
     }
-    cg_loop_end(c, &m.lr, NULL);
+}
+
+/* The np pixels from output column ox0 (sox0: the same, known; -1 in the
+ * shared loop) of row d->oy, every vector of output channels. */
+static void dconv_block(cg_ctx *c, const dconv *d, LLVMValueRef ox0, int64_t sox0, int np) {
+    const ir_win *g = &d->g;
+    for (int v0 = 0; v0 < d->nvec; v0 += d->G) {
+        int nv = d->nvec - v0 < d->G ? d->nvec - v0 : d->G;
+        LLVMValueRef acc[32];
+        for (int p = 0; p < np; p++)
+            for (int v = 0; v < nv; v++)
+                acc[p * nv + v] = cg_fc(c, cg_vec(c, c->t_f32, dconv_lanes(d, v0 + v)), 0.0);
+        cg_loop ly;
+        LLVMValueRef ky = cg_loop_begin(c, &ly, d->lo, d->hi, 1);
+        for (int a = 0; a < np * nv; a++) acc[a] = cg_loop_phi(c, &ly, acc[a]);
+        LLVMValueRef iy = add(c, d->by, mul(c, ky, cg_i64(c, g->dh)));
+        LLVMValueRef row = mul(c, add(c, mul(c, d->b, cg_i64(c, g->h)), iy), cg_i64(c, g->w));
+        LLVMValueRef kbase = mul(c, ky, cg_i64(c, g->kw * g->c * g->co));
+        for (int64_t kx = 0; kx < g->kw; kx++)
+            dconv_taps(c, d, acc, np, v0, nv, ox0, sox0, row, kbase, kx);
+        cg_loop_end(c, &ly, acc);
+        LLVMValueRef pix =
+            add(c, mul(c, add(c, mul(c, d->b, cg_i64(c, g->oh)), d->oy), cg_i64(c, g->ow)), ox0);
+        for (int v = 0; v < nv; v++) {
+            int lanes = dconv_lanes(d, v0 + v);
+            LLVMValueRef vo = cg_i64(c, (int64_t)(v0 + v) * d->W);
+            LLVMValueRef bv = cg_loadv(c, c->t_f32, lanes, d->bias, vo);
+            for (int p = 0; p < np; p++) {
+                LLVMValueRef y = LLVMBuildFAdd(c->b, ly.exits[p * nv + v], bv, "");
+                if (d->act) y = d->act(c, d->n, &y);
+                cg_storev(c, y, lanes, d->y,
+                          add(c, mul(c, add(c, pix, cg_i64(c, p)), cg_i64(c, g->co)), vo));
+            }
+        }
+    }
+}
+
+/* Columns [from, to) of the row, known: blocks of at most P. */
+static void dconv_fixed(cg_ctx *c, const dconv *d, int64_t from, int64_t to) {
+    for (int64_t ox = from; ox < to; ox += d->P)
+        dconv_block(c, d, cg_i64(c, ox), ox, (int)(to - ox < d->P ? to - ox : d->P));
+}
+
+kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
+    dconv d = {.n = n};
+    ir_win *g = &d.g;
+    ir_win_of(n, g);
+    d.W = cg_gemm_width(c->o, c->features);
+    d.nvec = (int)((g->co + d.W - 1) / d.W);
+    /* Accumulators: 24 of AVX-512's 32 registers, 12 of AVX2's 16. */
+    int budget = d.W == 16 ? 24 : 12;
+    d.G = d.nvec < (d.W == 16 ? 4 : 2) ? d.nvec : (d.W == 16 ? 4 : 2);
+    d.P = budget / d.G < 8 ? budget / d.G : 8;
+    int act = (int)ir_attr_i(n, "activation");
+    d.act = act ? cg_scalar_lowering(act) : NULL;
+    cg_task k;
+    LLVMValueRef ptrs[4] = {in[0], in[1], in[2], out};
+    cg_task_begin(c, &k, CG_TASKS_UPTO, g->n, 4, ptrs);
+    d.x = k.p[0], d.k = k.p[1], d.bias = k.p[2], d.y = k.p[3];
+    cg_gemm_wide_fn(c, LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b)), d.W);
+    cg_loop lb, lr, lx;
+    d.b = cg_loop_begin(c, &lb, k.b0, k.b1, 1);
+    d.oy = cg_loop_begin(c, &lr, cg_i64(c, 0), cg_i64(c, g->oh), 1);
+    d.by = tap_range(c, d.oy, g->sh, g->dh, g->pt, g->h, g->kh, &d.lo, &d.hi);
+    /* The columns whose taps all lie inside the image: [x_lo, x_hi). */
+    int64_t x_lo = (g->pl + g->sw - 1) / g->sw, last = g->w - 1 - (g->kw - 1) * g->dw + g->pl;
+    int64_t x_hi = last < 0 ? 0 : last / g->sw + 1;
+    if (x_lo > g->ow) x_lo = g->ow;
+    if (x_hi > g->ow) x_hi = g->ow;
+    if (x_hi < x_lo) x_hi = x_lo;
+    int64_t nb = (x_hi - x_lo) / d.P;
+    dconv_fixed(c, &d, 0, x_lo);
+    if (nb > 0) {
+        LLVMValueRef ox0 = cg_loop_begin(c, &lx, cg_i64(c, x_lo), cg_i64(c, x_lo + nb * d.P), d.P);
+        dconv_block(c, &d, ox0, -1, d.P);
+        cg_loop_end(c, &lx, NULL);
+    }
+    dconv_fixed(c, &d, x_lo + nb * d.P, g->ow);
+    cg_loop_end(c, &lr, NULL);
+    cg_loop_end(c, &lb, NULL);
     cg_task_end(c, &k);
     return KILN_OK;
 }
@@ -385,6 +484,100 @@ static kiln_status gemm_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef ou
     return KILN_OK;
 }
 
+/* The filter gradient of few input channels (IR_CONV_DIRECT_IN), in
+ * registers: each task sums over its images' output pixels
+ *   part[tap][v] += x[pixel's input at tap] · dz[pixel][v]
+ * for a group of taps (tap = (ky·kw + kx)·in + ci) times a group of vectors
+ * of co, all in registers, stored to its slot once at the end — no column
+ * buffer, no GEMM whose M (kh·kw·in = 9 on one channel) is too short for
+ * its tiles. The partials are then added in task order as gemm_grad_filter's.
+ * Taps that leave the image (padding) read zero through a select. */
+static kiln_status reg_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef out,
+                                   const LLVMValueRef *in) {
+    ir_win g;
+    ir_win_of(n, &g);
+    int W = cg_gemm_width(c->o, c->features);
+    int nvec = (int)((g.co + W - 1) / W), budget = W == 16 ? 24 : 12;
+    int G = nvec < 2 ? nvec : 2, T = (int)(g.kh * g.kw * g.c), TG = budget / G;
+    bool pad = g.pt > 0 || g.pl > 0 || (g.oh - 1) * g.sh + (g.kh - 1) * g.dh >= g.h ||
+               (g.ow - 1) * g.sw + (g.kw - 1) * g.dw >= g.w;
+    int64_t slot = ir_win_task_floats(&g, true);
+    LLVMValueRef ws = cg_node_ws(c, n);
+    cg_task k;
+    LLVMValueRef ptrs[3] = {ws, in[0], in[1]};
+    cg_task_begin(c, &k, CG_TASKS_FIXED, g.n, 3, ptrs);
+    cg_gemm_wide_fn(c, LLVMGetBasicBlockParent(LLVMGetInsertBlock(c->b)), W);
+    LLVMValueRef x = k.p[1], dz = k.p[2];
+    LLVMValueRef part = at(c, k.p[0], mul(c, k.t, cg_i64(c, slot)));
+    dconv d = {.g = g, .W = W};
+    for (int t0 = 0; t0 < T; t0 += TG)
+        for (int v0 = 0; v0 < nvec; v0 += G) {
+            int nt = T - t0 < TG ? T - t0 : TG, nv = nvec - v0 < G ? nvec - v0 : G;
+            LLVMValueRef acc[32];
+            for (int a = 0; a < nt * nv; a++)
+                acc[a] = cg_fc(c, cg_vec(c, c->t_f32, dconv_lanes(&d, v0 + a % nv)), 0.0);
+            /* rows r = b·oh + oy of the task's images, then columns ox */
+            cg_loop lr, lx;
+            LLVMValueRef r = cg_loop_begin(c, &lr, mul(c, k.b0, cg_i64(c, g.oh)),
+                                           mul(c, k.b1, cg_i64(c, g.oh)), 1);
+            for (int a = 0; a < nt * nv; a++) acc[a] = cg_loop_phi(c, &lr, acc[a]);
+            LLVMValueRef b = LLVMBuildSDiv(c->b, r, cg_i64(c, g.oh), "");
+            LLVMValueRef oy = LLVMBuildSRem(c->b, r, cg_i64(c, g.oh), "");
+            LLVMValueRef iy0 =
+                LLVMBuildNSWSub(c->b, mul(c, oy, cg_i64(c, g.sh)), cg_i64(c, g.pt), "");
+            LLVMValueRef ox = cg_loop_begin(c, &lx, cg_i64(c, 0), cg_i64(c, g.ow), 1);
+            for (int a = 0; a < nt * nv; a++) acc[a] = cg_loop_phi(c, &lx, acc[a]);
+            LLVMValueRef ix0 =
+                LLVMBuildNSWSub(c->b, mul(c, ox, cg_i64(c, g.sw)), cg_i64(c, g.pl), "");
+            LLVMValueRef zrow = mul(c, add(c, mul(c, r, cg_i64(c, g.ow)), ox), cg_i64(c, g.co));
+            LLVMValueRef dv[4];
+            for (int v = 0; v < nv; v++)
+                dv[v] = cg_loadv(c, c->t_f32, dconv_lanes(&d, v0 + v), dz,
+                                 add(c, zrow, cg_i64(c, (int64_t)(v0 + v) * W)));
+            for (int t = 0; t < nt; t++) {
+                int64_t tap = t0 + t, ci = tap % g.c, kx = tap / g.c % g.kw, ky = tap / g.c / g.kw;
+                LLVMValueRef iy = add(c, iy0, cg_i64(c, ky * g.dh)),
+                             ix = add(c, ix0, cg_i64(c, kx * g.dw));
+                LLVMValueRef xi = add(
+                    c,
+                    mul(c,
+                        add(c, mul(c, add(c, mul(c, b, cg_i64(c, g.h)), iy), cg_i64(c, g.w)), ix),
+                        cg_i64(c, g.c)),
+                    cg_i64(c, ci));
+                LLVMValueRef inside = NULL;
+                if (pad) {
+                    LLVMValueRef in_y = LLVMBuildICmp(c->b, LLVMIntULT, iy, cg_i64(c, g.h), "");
+                    LLVMValueRef in_x = LLVMBuildICmp(c->b, LLVMIntULT, ix, cg_i64(c, g.w), "");
+                    inside = LLVMBuildAnd(c->b, in_y, in_x, "");
+                    xi = LLVMBuildSelect(c->b, inside, xi, cg_i64(c, 0), "");
+                }
+                LLVMValueRef xs = cg_load(c, c->t_f32, x, xi);
+                if (pad) xs = LLVMBuildSelect(c->b, inside, xs, cg_fc(c, c->t_f32, 0.0), "");
+                for (int v = 0; v < nv; v++)
+                    acc[t * nv + v] =
+                        cg_fma(c, cg_splat(c, xs, dconv_lanes(&d, v0 + v)), dv[v], acc[t * nv + v]);
+            }
+            cg_loop_end(c, &lx, acc);
+            for (int a = 0; a < nt * nv; a++) acc[a] = lx.exits[a];
+            cg_loop_end(c, &lr, acc);
+            for (int t = 0; t < nt; t++)
+                for (int v = 0; v < nv; v++)
+                    cg_storev(c, lr.exits[t * nv + v], dconv_lanes(&d, v0 + v), part,
+                              cg_i64(c, (t0 + t) * g.co + (int64_t)(v0 + v) * W));
+        }
+    cg_task_end(c, &k);
+    /* The partial sums in task order: the same bits for any thread count. */
+    row rs = {cg_cast_ptr(c, out, c->t_f32),
+              cg_cast_ptr(c, ws, c->t_f32),
+              NULL,
+              cg_i64(c, slot),
+              n,
+              NULL,
+              CG_RED_NONE};
+    cg_row_loop(c, cg_i64(c, T * g.co), CG_RED_NONE, sum_parts_body, &rs);
+    return KILN_OK;
+}
+
 /* The bias gradient: each task sums its images' rows of dz into its
  * partial (co floats), then the partials are added in task order. */
 kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out,
@@ -409,12 +602,6 @@ kiln_status lower_conv2d_grad_bias(cg_ctx *c, const ir_node *n, LLVMValueRef out
     return KILN_OK;
 }
 
-kiln_status lower_conv2d(cg_ctx *c, const ir_node *n, LLVMValueRef out, const LLVMValueRef *in) {
-    ir_win g;
-    ir_win_of(n, &g);
-    return im2col_fits(&g) ? gemm_conv2d(c, n, out, in) : direct_conv2d(c, n, out, in);
-}
-
 kiln_status lower_conv2d_grad_input(cg_ctx *c, const ir_node *n, LLVMValueRef out,
                                     const LLVMValueRef *in) {
     ir_win g;
@@ -426,6 +613,7 @@ kiln_status lower_conv2d_grad_filter(cg_ctx *c, const ir_node *n, LLVMValueRef o
                                      const LLVMValueRef *in) {
     ir_win g;
     ir_win_of(n, &g);
+    if (g.c <= IR_CONV_DIRECT_IN) return reg_grad_filter(c, n, out, in);
     return im2col_fits(&g) ? gemm_grad_filter(c, n, out, in) : direct_grad_filter(c, n, out, in);
 }
 

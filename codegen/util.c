@@ -48,10 +48,9 @@ LLVMValueRef cg_splat(cg_ctx *c, LLVMValueRef s, int w) {
     if (w == 1) return s;
     LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)w);
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, cg_i32(c, 0), "");
-    LLVMValueRef zeros[CG_VW];
-    for (int i = 0; i < w; i++) zeros[i] = cg_i32(c, 0);
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zeros, (unsigned)w),
-                                  "");
+    /* Any width: the mask is <w x i32> zeroinitializer. */
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt),
+                                  LLVMConstNull(LLVMVectorType(c->t_i32, (unsigned)w)), "");
 }
 
 LLVMValueRef cg_fc(cg_ctx *c, LLVMTypeRef ty, double v) {

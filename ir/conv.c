@@ -100,14 +100,19 @@ int64_t ir_win_im2col_floats(const ir_win *g) {
 
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad) {
     int64_t f = ir_win_im2col_floats(g);
-    if (f && filter_grad) f += g->kh * g->kw * g->c * g->co;
+    if (filter_grad && g->c <= IR_CONV_DIRECT_IN) /* in registers: no columns */
+        f = g->kh * g->kw * g->c * g->co;
+    else if (f && filter_grad)
+        f += g->kh * g->kw * g->c * g->co;
     return (f + 15) / 16 * 16;
 }
 
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample) {
     ir_win g;
     ir_win_of(n, &g);
-    *fixed = IR_CONV_TASKS * ir_win_task_floats(&g, n->op == IR_OP_conv2d_grad_filter) * 4;
+    /* conv2d's forward is a direct convolution in registers (no columns). */
+    bool filter = n->op == IR_OP_conv2d_grad_filter;
+    *fixed = n->op == IR_OP_conv2d ? 0 : IR_CONV_TASKS * ir_win_task_floats(&g, filter) * 4;
     *per_sample = 0;
 }
 

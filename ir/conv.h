@@ -29,7 +29,8 @@ void ir_win_of(const ir_node *n, ir_win *g);
 /* The output of n's window op: [n, oh, ow, co]. */
 ir_type ir_win_out_type(const ir_win *g);
 
-/* im2col + sgemm lowering of the conv rows: the columns of a chunk of
+/* im2col + sgemm lowering of the conv gradient rows (conv2d's forward is a
+ * direct convolution in registers, codegen/lower_conv.c): the columns of a chunk of
  * output pixels (K = kh·kw·in floats each) go through a buffer, and the
  * chunk's GEMM output (co floats a pixel) gets its epilogue (bias,
  * activation) right after the GEMM. A chunk's columns and output together
@@ -50,6 +51,9 @@ int64_t ir_win_im2col_floats(const ir_win *g);
  * any --threads, in the JIT and in a .so. ir_win_task_floats: one slot,
  * 64-byte multiple. */
 #define IR_CONV_TASKS 8
+/* The filter gradient of at most IR_CONV_DIRECT_IN input channels sums in
+ * registers (codegen/lower_conv.c): its slot is the partial sum alone. */
+#define IR_CONV_DIRECT_IN 4
 int64_t ir_win_task_floats(const ir_win *g, bool filter_grad);
 /* The ws column of the conv rows: IR_CONV_TASKS slots, fixed bytes. */
 void ws_conv2d(const ir_node *n, int64_t *fixed, int64_t *per_sample);

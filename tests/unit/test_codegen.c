@@ -726,6 +726,14 @@ static const wspec g_conv_specs[] = {
     {6, 6, 3, 3, 3, 8, 1, 1, 0, KILN_ACT_RELU},       {7, 5, 2, 3, 3, 5, 2, 1, 1, KILN_ACT_NONE},
     {4, 5, 1, 2, 2, 3, 1, 1, 1, KILN_ACT_LEAKY_RELU}, {6, 7, 2, 2, 3, 4, 1, 2, 0, KILN_ACT_SIGMOID},
     {5, 5, 16, 3, 3, 33, 1, 1, 1, KILN_ACT_TANH},
+    /* conv2d's direct kernel (lower_conv.c): one input channel, 32 out (fashion_cnn's
+     * first layer: the shared loop over blocks of columns); `same` with a 5x5 window
+     * (edge columns left out tap by tap), 17 out (a 1-lane vector); 3 channels at
+     * stride 2 and at dilation 2; dilation 2, 40 out (3 vectors); 4 channels, 70 out
+     * (groups of vectors) */
+    {28, 28, 1, 3, 3, 32, 1, 1, 0, KILN_ACT_RELU},    {9, 23, 1, 5, 5, 17, 1, 1, 1, KILN_ACT_NONE},
+    {11, 13, 3, 3, 3, 20, 2, 1, 1, KILN_ACT_RELU},    {13, 19, 3, 3, 3, 12, 1, 2, 1, KILN_ACT_LEAKY_RELU},
+    {15, 17, 1, 3, 3, 40, 1, 2, 0, KILN_ACT_SIGMOID}, {10, 30, 4, 3, 3, 70, 1, 1, 1, KILN_ACT_RELU},
 };
 static const wspec g_pool_specs[] = {
     {6, 6, 3, 2, 2, 0, 2, 1, 0, 0}, {7, 7, 9, 3, 3, 0, 2, 1, 1, 0}, {5, 5, 2, 2, 2, 0, 1, 1, 1, 0},
@@ -1124,6 +1132,36 @@ static void run_case(const codegen_case *cc) {
         variants++;
     }
 }
+
+/* conv2d's direct kernel at each vector width it is built for (16: AVX-512
+ * registers, 8: AVX2, 4: the portable one; lower_conv.c sizes its register
+ * blocks by the width), every conv geometry, equal to the interpreter. */
+START_TEST(test_conv2d_widths) {
+    static const int widths[] = {4, 8, 16};
+    for (size_t wi = 0; wi < KILN_ARRAY_LEN(widths); wi++)
+        for (int v = 0; v < (int)KILN_ARRAY_LEN(g_conv_specs); v++) {
+            kiln_module *m = kiln_module_create("t");
+            gen g = {-2, 2, -5, 5, false};
+            ck_assert(build_conv2d(m, v, &g));
+            planned_module(m);
+            cg_options o = {.gemm_width = widths[wi], .no_cache = true};
+            kiln_diag *d = kiln_diag_create();
+            cg_program *p = NULL;
+            ck_assert_msg(cg_jit_compile(m, &o, &p, d) == KILN_OK, "%s", kiln_diag_message(d));
+            for (size_t bi = 0; bi < KILN_ARRAY_LEN(g_batches); bi++) {
+                char where[96];
+                double e =
+                    diff_run(m, "f", p, g_batches[bi], 77 + (uint64_t)bi, &g, where, sizeof where);
+                ck_assert_msg(e <= 1,
+                              "width %d, geometry %d, batch %lld: %s differs, %g x tolerance",
+                              widths[wi], v, (long long)g_batches[bi], where, e);
+            }
+            cg_program_dispose(p);
+            kiln_diag_dispose(d);
+            kiln_module_dispose(m);
+        }
+}
+END_TEST
 
 START_TEST(test_op_differential) {
     run_case(&g_cases[_i]);
@@ -1717,6 +1755,7 @@ static Suite *codegen_suite(void) {
     tcase_add_test(tc, test_every_op_covered);
     tcase_add_test(tc, test_rowwise_ops_chunked);
     tcase_add_loop_test(tc, test_op_differential, 0, (int)KILN_ARRAY_LEN(g_cases));
+    tcase_add_test(tc, test_conv2d_widths);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("model");
     tcase_set_timeout(tm, 600);
