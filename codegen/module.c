@@ -593,9 +593,13 @@ static kiln_status kern_close(kern_state *ks) {
 
 /* After a node: the module takes the next nodes' kernels too until it has
  * KERN_MODULE_MIN instructions. A module costs ~4 ms of compile beyond its
- * code (pipelines, streamer, context): the seed step's five kernel nodes
- * make two modules, which the compiling threads still share. */
-enum { KERN_MODULE_MIN = 1500 };
+ * code (pipelines, streamer, context), but the compiling thread takes
+ * modules only after its own: the seed step's five kernel nodes make four
+ * modules at 800 (cold compile 116-120 ms wall quiet, both threads busy to
+ * the end) and two at 1,500 (132-135 ms: the helper thread compiled both
+ * while the compiling thread waited), the same CPU (bench/RESULTS.md,
+ * session 26). */
+enum { KERN_MODULE_MIN = 800 };
 
 static kiln_status kern_end(kern_state *ks) {
     if (!ks || !ks->open || cg_module_size(ks->k.mod) < KERN_MODULE_MIN) return KILN_OK;
