@@ -73,7 +73,7 @@ def compile_log(path):
         return None
     text = open(path, errors="replace").read()
     r = {}
-    m = re.search(r"JIT compile of train_step \((\d+) runs\): median ([\d.]+) ms, min ([\d.]+) ms", text)
+    m = re.search(r"JIT compile of train_step(?:, no cache)? \((\d+) runs\): median ([\d.]+) ms, min ([\d.]+) ms", text)
     if m:
         r["median_ms"], r["min_ms"] = float(m.group(2)), float(m.group(3))
     m = re.search(r"CPU time of the compile: median ([\d.]+) ms, min ([\d.]+) ms", text)
