@@ -119,14 +119,6 @@ void cg_kernel_attrs(cg_ctx *c, LLVMValueRef fn, const cg_kernel_plan *kp) {
 
 /* ------------------------------------------------------- the entry point */
 
-/* Bytes from one row of a function's argument or result to the next, or 0
- * for one without a batch axis (the same data for every chunk). */
-static int64_t row_stride(const ir_type *t) {
-    return ir_type_batch_axis(t) >= 0
-               ? ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype)
-               : 0;
-}
-
 /* Stores into av[] and rv[] the argument and result pointers of f moved to
  * row `row` of the batch. */
 static void move_rows(cg_ctx *c, LLVMBuilderRef b, const kiln_func *f, LLVMValueRef args,
@@ -138,7 +130,7 @@ static void move_rows(cg_ctx *c, LLVMBuilderRef b, const kiln_func *f, LLVMValue
         const ir_type *t = arg ? &f->args[i]->type : &f->results[i]->type;
         LLVMValueRef at =
             LLVMBuildLoad2(b, c->t_i8p, LLVMBuildGEP2(b, c->t_i8p, base, &idx, 1, ""), "");
-        LLVMValueRef off = LLVMBuildNSWMul(b, row, cg_i64(c, row_stride(t)), "");
+        LLVMValueRef off = LLVMBuildNSWMul(b, row, cg_i64(c, ir_type_row_bytes(t)), "");
         at = LLVMBuildGEP2(b, c->t_i8, at, &off, 1, "");
         LLVMBuildStore(b, at, LLVMBuildGEP2(b, c->t_i8p, dst, &idx, 1, ""));
     }
@@ -182,11 +174,12 @@ static LLVMValueRef chunk_task(cg_ctx *c, LLVMValueRef body, LLVMTypeRef fty, co
     int64_t chunk = f->mem_chunk;
     LLVMValueRef row = LLVMBuildNSWMul(b, LLVMGetParam(fn, 1), cg_i64(c, chunk), "row");
     LLVMValueRef n = chunk_rows(c, b, field[0], row, chunk);
-    LLVMTypeRef sf = LLVMFunctionType(c->t_i8p, &c->t_i64, 1, 0);
-    LLVMValueRef sfn = LLVMGetNamedFunction(c->mod, "kiln_pool_scratch");
-    if (!sfn) sfn = LLVMAddFunction(c->mod, "kiln_pool_scratch", sf);
     LLVMValueRef bytes = cg_i64(c, f->mem_fixed + f->mem_per_sample * chunk);
-    LLVMValueRef ws = LLVMBuildCall2(b, sf, sfn, &bytes, 1, "ws");
+    LLVMBuilderRef saved = c->b;
+    c->b = b;
+    LLVMValueRef ws = cg_call_runtime(c, "kiln_pool_scratch",
+                                      LLVMFunctionType(c->t_i8p, &c->t_i64, 1, 0), &bytes, 1);
+    c->b = saved;
     LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, fn, "run");
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fn, "fail");
     LLVMBasicBlockRef out = LLVMAppendBasicBlockInContext(c->ctx, fn, "out");

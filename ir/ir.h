@@ -42,6 +42,8 @@ int64_t ir_type_numel(const ir_type *t, int64_t batch);
 /* Elements per batch row: the product of the static dims (the whole count
  * when there is no '?'). */
 int64_t ir_type_static_numel(const ir_type *t);
+/* Bytes of one batch row (static dims x element size), 0 without a '?'. */
+int64_t ir_type_row_bytes(const ir_type *t);
 size_t ir_dtype_size(ir_dtype dt);
 const char *ir_dtype_name(ir_dtype dt); /* "f32", "i32", "void" */
 /* Writes "f32[?,784]" into buf (>= 128 bytes is always enough). */

@@ -100,6 +100,11 @@ int64_t ir_type_numel(const ir_type *t, int64_t batch) {
 
 int64_t ir_type_static_numel(const ir_type *t) { return ir_type_numel(t, 1); }
 
+int64_t ir_type_row_bytes(const ir_type *t) {
+    if (ir_type_batch_axis(t) < 0) return 0;
+    return ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype);
+}
+
 ir_type ir_type_bind(const ir_type *t, int64_t batch) {
     ir_type r = *t;
     for (int i = 0; i < r.rank; i++)

@@ -241,11 +241,9 @@ static void find_lifetimes(planner *P) {
 /* Bytes one row of the batch touches: its workspace, argument and result rows. */
 static int64_t row_bytes(const kiln_func *f) {
     int64_t bytes = f->mem_per_sample;
-    for (int k = 0; k < f->n_args + f->n_results; k++) {
-        const ir_type *t = k < f->n_args ? &f->args[k]->type : &f->results[k - f->n_args]->type;
-        if (ir_type_batch_axis(t) >= 0)
-            bytes += ir_type_static_numel(t) * (int64_t)ir_dtype_size((ir_dtype)t->dtype);
-    }
+    for (int k = 0; k < f->n_args + f->n_results; k++)
+        bytes += ir_type_row_bytes(k < f->n_args ? &f->args[k]->type
+                                                 : &f->results[k - f->n_args]->type);
     return bytes;
 }
 
